@@ -1,0 +1,376 @@
+"""Experiment cards: create, fork, find, note, tag, edit while unrun, rename, remove."""
+
+import difflib
+import fnmatch
+import json
+import re
+from dataclasses import dataclass, field
+
+from . import values
+from .db import Database, now
+from .errors import ExpdbError
+from .metrics import PROFILE_COLUMNS
+from .values import Value
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+PLANNED = "planned"  # the status of a card that has never run
+STATUSES = (PLANNED, "queued", "running", "finished", "diverged", "failed", "interrupted", "crashed")
+_LATEST_RUN = "(SELECT max(id) FROM run WHERE run.card_id = card.id)"
+
+
+@dataclass
+class Card:
+    id: int
+    name: str
+    parent: str | None
+    runner: str | None
+    params: dict[str, Value]
+    created_at: float
+    status: str
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ParamChange:
+    """A parameter of a card next to its parent's value."""
+
+    key: str
+    value: Value | None
+    parent_value: Value | None
+    inherited: bool  # present in the parent with the same value
+
+    @property
+    def kind(self) -> str:
+        if self.inherited:
+            return "inherited"
+        return "changed" if self.parent_value is not None else "new"
+
+
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name):
+        raise ExpdbError(
+            f"invalid card name {name!r}: use up to 128 letters, digits, '_', '-' and '.', "
+            "starting with a letter, digit or '_'"
+        )
+    return name
+
+
+def card_names(db: Database) -> list[str]:
+    return [row[0] for row in db.query("SELECT name FROM card ORDER BY id")]
+
+
+def missing_card_error(db: Database, name: str) -> ExpdbError:
+    close = difflib.get_close_matches(name, card_names(db), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else "; `expdb list` shows the cards"
+    return ExpdbError(f"no card named {name!r}{hint}")
+
+
+_CARD_COLUMNS = f"""card.id, card.name, parent.name, card.runner, card.params, card.created_at,
+    coalesce((SELECT status FROM run WHERE run.id = {_LATEST_RUN}), '{PLANNED}')"""
+
+
+def _card_from_row(row: tuple, tags: list[str]) -> Card:
+    return Card(row[0], row[1], row[2], row[3], values.loads(row[4]), row[5], row[6], tags)
+
+
+def get_card(db: Database, name: str) -> Card:
+    row = db.query_one(
+        f"SELECT {_CARD_COLUMNS} FROM card LEFT JOIN card AS parent ON parent.id = card.parent_id WHERE card.name = ?",
+        (name,),
+    )
+    if row is None:
+        raise missing_card_error(db, name)
+    tags = [tag for (tag,) in db.query("SELECT name FROM tag WHERE card_id = ? ORDER BY name", (row[0],))]
+    return _card_from_row(row, tags)
+
+
+def all_cards(db: Database) -> list[Card]:
+    """Every card, oldest first, with its status and tags."""
+    tags: dict[int, list[str]] = {}
+    for card_id, tag in db.query("SELECT card_id, name FROM tag ORDER BY name"):
+        tags.setdefault(card_id, []).append(tag)
+    rows = db.query(
+        f"SELECT {_CARD_COLUMNS} FROM card LEFT JOIN card AS parent ON parent.id = card.parent_id ORDER BY card.id"
+    )
+    return [_card_from_row(row, tags.get(row[0], [])) for row in rows]
+
+
+def select_cards(
+    db: Database, pattern: str | None = None, status: str | None = None, tag: str | None = None
+) -> list[Card]:
+    """Cards whose name matches a glob, with a status, with a tag; oldest first."""
+    if status is not None and status not in STATUSES:
+        raise ExpdbError(f"unknown status {status!r}; use one of: {', '.join(STATUSES)}")
+    cards = all_cards(db)
+    return [
+        card
+        for card in cards
+        if (pattern is None or fnmatch.fnmatchcase(card.name, pattern))
+        and (status is None or card.status == status)
+        and (tag is None or tag in card.tags)
+    ]
+
+
+def create_card(
+    db: Database,
+    name: str,
+    params: dict[str, Value],
+    typed: dict[str, str] | None = None,
+    parent: str | None = None,
+    runner: str | None = None,
+    note: str | None = None,
+    tags: list[str] = (),
+    created_at: float | None = None,
+) -> Card:
+    """A new card; with `parent`, it starts from the parent's parameters and runner."""
+    validate_name(name)
+    for tag in tags:
+        validate_tag(tag)
+    if db.query_one("SELECT 1 FROM card WHERE name = ?", (name,)):
+        raise ExpdbError(f"a card named {name!r} exists already; pick another name, or fork it with --from {name}")
+    parent_id = None
+    merged: dict[str, Value] = {}
+    if parent is not None:
+        base = get_card(db, parent)
+        parent_id = base.id
+        runner = runner if runner is not None else base.runner
+        merged = dict(base.params)
+    merged.update(_coerced(params, merged, typed))
+    created = created_at if created_at is not None else now()
+    with db.transaction() as connection:
+        card_id = connection.execute(
+            "INSERT INTO card (name, parent_id, runner, params, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (name, parent_id, runner, values.dumps(merged), created),
+        ).fetchone()[0]
+        connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", [(card_id, t) for t in set(tags)])
+        if note:
+            connection.execute(
+                "INSERT INTO note (card_id, created_at, text, automatic) VALUES (?, ?, ?, 0)", (card_id, created, note)
+            )
+    return get_card(db, name)
+
+
+def _coerced(params: dict[str, Value], current: dict[str, Value], typed: dict[str, str] | None) -> dict[str, Value]:
+    """New values keep the type the parameter already has (a float stays a float)."""
+    typed = typed or {}
+    return {
+        key: values.coerce_like(value, current[key], key, typed.get(key, str(value))) if key in current else value
+        for key, value in params.items()
+    }
+
+
+def run_count(db: Database, card: Card) -> int:
+    return db.query_one("SELECT count(*) FROM run WHERE card_id = ?", (card.id,))[0]
+
+
+def set_params(db: Database, name: str, params: dict[str, Value], typed: dict[str, str] | None = None) -> Card:
+    """Change parameters of a card that has never run; a card that has run is forked instead."""
+    card = get_card(db, name)
+    if run_count(db, card):
+        raise ExpdbError(
+            f"{name!r} has run, so its parameters are part of its results; fork it instead: "
+            f"expdb new NEW_NAME --from {name} {' '.join(f'--{key} {text}' for key, text in (typed or {}).items())}".rstrip()
+        )
+    if not params:
+        raise ExpdbError("nothing to set: give parameters as --KEY VALUE")
+    merged = dict(card.params)
+    merged.update(_coerced(params, merged, typed))
+    with db.transaction() as connection:
+        connection.execute("UPDATE card SET params = ? WHERE id = ?", (values.dumps(merged), card.id))
+    return get_card(db, name)
+
+
+def param_changes(db: Database, card: Card) -> list[ParamChange]:
+    """The card's parameters next to its parent's, in the card's order."""
+    parent_params = get_card(db, card.parent).params if card.parent else {}
+    return [
+        ParamChange(key, value, parent_params.get(key), card.parent is not None and values.same(parent_params.get(key), value))
+        for key, value in card.params.items()
+    ]
+
+
+def changed_keys(db: Database, shown: list[Card]) -> dict[int, list[str]]:
+    """For each card, the parameters it sets or changes vs its parent (all of them for a root card)."""
+    parents = {card.parent for card in shown if card.parent}
+    base = {card.name: card.params for card in all_cards(db) if card.name in parents} if parents else {}
+    return {
+        card.id: [
+            key
+            for key, value in card.params.items()
+            if not card.parent or key not in base[card.parent] or not values.same(base[card.parent][key], value)
+        ]
+        for card in shown
+    }
+
+
+def add_note(db: Database, name: str, text: str) -> None:
+    if not text.strip():
+        raise ExpdbError("the note is empty; write it as: expdb note NAME \"what happened\"")
+    card = get_card(db, name)
+    with db.transaction() as connection:
+        connection.execute(
+            "INSERT INTO note (card_id, created_at, text, automatic) VALUES (?, ?, ?, 0)", (card.id, now(), text)
+        )
+
+
+def validate_tag(tag: str) -> str:
+    if not NAME_PATTERN.fullmatch(tag):
+        raise ExpdbError(f"invalid tag {tag!r}: use letters, digits, '_', '-' and '.'")
+    return tag
+
+
+def tag_card(db: Database, name: str, tags: list[str], remove: bool = False) -> Card:
+    for tag in tags:
+        validate_tag(tag)
+    card = get_card(db, name)
+    with db.transaction() as connection:
+        if remove:
+            connection.executemany("DELETE FROM tag WHERE card_id = ? AND name = ?", [(card.id, t) for t in tags])
+        else:
+            connection.executemany(
+                "INSERT INTO tag (card_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING", [(card.id, t) for t in tags]
+            )
+    return get_card(db, name)
+
+
+def rename_card(db: Database, old: str, new: str) -> Card:
+    card = get_card(db, old)
+    validate_name(new)
+    if db.query_one("SELECT 1 FROM card WHERE name = ?", (new,)):
+        raise ExpdbError(f"a card named {new!r} exists already; pick another name")
+    with db.transaction() as connection:
+        connection.execute("UPDATE card SET name = ? WHERE id = ?", (new, card.id))
+    return get_card(db, new)
+
+
+def children(db: Database, card: Card) -> list[str]:
+    return [row[0] for row in db.query("SELECT name FROM card WHERE parent_id = ? ORDER BY id", (card.id,))]
+
+
+def remove_cards(db: Database, names: list[str]) -> list[Card]:
+    """Delete cards with their runs, notes, metrics and curves; forks keep their own parameters."""
+    cards = [get_card(db, name) for name in dict.fromkeys(names)]
+    with db.transaction() as connection:
+        connection.executemany("DELETE FROM card WHERE id = ?", [(card.id,) for card in cards])
+    return cards
+
+
+@dataclass
+class RunSummary:
+    id: int
+    status: str
+    started_at: float | None
+    ended_at: float | None
+    exit_reason: str | None
+    env: dict
+    metrics: dict[str, float]
+
+
+@dataclass
+class NoteRecord:
+    created_at: float
+    text: str
+    automatic: bool
+    step: int | None
+
+
+@dataclass
+class CardDetails:
+    card: Card
+    changes: list[ParamChange]
+    children: list[str]
+    notes: list[NoteRecord]
+    runs: list[RunSummary]
+    profile: dict | None  # of the latest run that has one
+
+
+def card_details(db: Database, name: str) -> CardDetails:
+    card = get_card(db, name)
+    notes = [
+        NoteRecord(*row)
+        for row in db.query(
+            "SELECT created_at, text, automatic, step FROM note WHERE card_id = ? ORDER BY created_at, id", (card.id,)
+        )
+    ]
+    metrics: dict[int, dict[str, float]] = {}
+    for run_id, key, value in db.query(
+        "SELECT metric.run_id, metric.key, metric.value FROM metric JOIN run ON run.id = metric.run_id "
+        "WHERE run.card_id = ? ORDER BY metric.key",
+        (card.id,),
+    ):
+        metrics.setdefault(run_id, {})[key] = value
+    runs = [
+        RunSummary(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), metrics.get(row[0], {}))
+        for row in db.query(
+            "SELECT id, status, started_at, ended_at, exit_reason, env FROM run WHERE card_id = ? ORDER BY id",
+            (card.id,),
+        )
+    ]
+    return CardDetails(card, param_changes(db, card), children(db, card), notes, runs, latest_profile(db, card.id))
+
+
+PROFILE_FIELDS = (
+    "params_total",
+    "params_trainable",
+    "flops",
+    "flops_counter",
+    "cost_time_ms",
+    "cost_time_p10_ms",
+    "cost_time_p90_ms",
+    "batch",
+    "input_shape",
+    "dtype",
+    "device",
+    "warmup",
+    "iterations",
+    "threads",
+)
+
+
+def latest_profile(db: Database, card_id: int) -> dict | None:
+    row = db.query_one(
+        f"SELECT {', '.join('profile.' + f for f in PROFILE_FIELDS)} FROM profile JOIN run ON run.id = profile.run_id "
+        "WHERE run.card_id = ? ORDER BY run.id DESC LIMIT 1",
+        (card_id,),
+    )
+    return dict(zip(PROFILE_FIELDS, row)) if row else None
+
+
+def latest_values(db: Database) -> dict[int, dict[str, float]]:
+    """Each card's metrics, each from the latest run that recorded it, and its latest profile."""
+    by_card: dict[int, dict[str, float]] = {}
+    for card_id, key, value in db.query(
+        "SELECT run.card_id, metric.key, metric.value FROM metric JOIN run ON run.id = metric.run_id ORDER BY run.id"
+    ):
+        by_card.setdefault(card_id, {})[key] = value
+    columns = ", ".join(f"profile.{column}" for column in PROFILE_COLUMNS.values())
+    for card_id, *measured in db.query(
+        f"SELECT run.card_id, {columns} FROM profile JOIN run ON run.id = profile.run_id ORDER BY run.id"
+    ):
+        card_values = by_card.setdefault(card_id, {})
+        for key, value in zip(PROFILE_COLUMNS, measured):
+            if value is not None:
+                card_values[key] = value
+    return by_card
+
+
+@dataclass
+class CardDiff:
+    a: Card
+    b: Card
+    params: list[tuple[str, Value | None, Value | None]]  # (key, value in a, value in b)
+    values_a: dict[str, float]  # metrics and profile columns
+    values_b: dict[str, float]
+
+
+def diff_cards(db: Database, a: str, b: str, all_params: bool = False) -> CardDiff:
+    """The parameters where two cards differ (or all), and both cards' results."""
+    card_a, card_b = get_card(db, a), get_card(db, b)
+    keys = list(dict.fromkeys([*card_a.params, *card_b.params]))
+    params = [
+        (key, card_a.params.get(key), card_b.params.get(key))
+        for key in keys
+        if all_params or not values.same(card_a.params.get(key), card_b.params.get(key))
+    ]
+    results = latest_values(db)
+    return CardDiff(card_a, card_b, params, results.get(card_a.id, {}), results.get(card_b.id, {}))

@@ -1,0 +1,252 @@
+"""The `expdb` command line: parse, call one library function, render.
+
+Heavy libraries are never imported here: everyday commands start in a fraction of a second.
+"""
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from . import cards
+from .db import Database
+from .errors import ExpdbError
+from .values import format_value, parse_key_values
+
+app = typer.Typer(
+    help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The database's schema revision: show it, upgrade it.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
+# Piped output is not cut to 80 columns: a table written to a file keeps every digit.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 4096)
+errors = Console(stderr=True, highlight=False)
+
+
+DbOption = Annotated[
+    Optional[str],
+    typer.Option("--db", envvar="EXPDB_DB", help="Database: a path or an sqlite:/// URL [default: ./experiments.db]"),
+]
+
+
+def open_db(location: str | None, create: bool = False) -> Database:
+    database = Database(location, create=create)
+    if database.upgraded_from:
+        errors.print(
+            f"upgraded {database.path} from schema {database.upgraded_from} to {database.revision}; "
+            f"the old file is kept as {database.backup_path}"
+        )
+    return database
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help=f"Create a card. {PARAMS_HELP}",
+)
+def new(
+    name: Annotated[str, typer.Argument(help="The card's name: letters, digits, '_', '-', '.'.")],
+    parent: Annotated[Optional[str], typer.Option("--from", help="Start from this card's parameters and runner.")] = None,
+    runner: Annotated[Optional[str], typer.Option(help="What trains it: a built-in runner or module:function.")] = None,
+    note: Annotated[Optional[str], typer.Option(help="Why this card exists.")] = None,
+    tag: Annotated[list[str], typer.Option(help="A tag; repeat for several.")] = [],
+    db: DbOption = None,
+) -> None:
+    params, typed = parse_key_values(ctx.args)
+    with open_db(db, create=True) as db:
+        card = cards.create_card(db, name, params, typed, parent=parent, runner=runner, note=note, tags=tag)
+        changes = [change for change in cards.param_changes(db, card) if not change.inherited]
+    summary = " ".join(f"{change.key}={format_value(change.value)}" for change in changes)
+    origin = f" from {card.parent}" if card.parent else ""
+    console.print(f"created {card.name}{origin}" + (f": {summary}" if summary else ""))
+
+
+@app.command("list")
+def list_cards(
+    pattern: Annotated[Optional[str], typer.Argument(help="Only cards whose name matches this glob, e.g. 'cvt_io_v2_*'.")] = None,
+    status: Annotated[Optional[str], typer.Option(help=f"Only cards with this status: {', '.join(cards.STATUSES)}.")] = None,
+    tag: Annotated[Optional[str], typer.Option(help="Only cards with this tag.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the latest N cards.", min=1)] = 20,
+    all_cards: Annotated[bool, typer.Option("--all", help="Show every card.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Cards with their status, what they change, their latest results."""
+    from .metrics import load_definitions
+
+    with open_db(db) as db:
+        selected = cards.select_cards(db, pattern=pattern, status=status, tag=tag)
+        shown = selected if all_cards else selected[-limit:]
+        changed = cards.changed_keys(db, shown)
+        results = cards.latest_values(db)
+        definitions = load_definitions(db)
+    from .views import render_list
+
+    render_list(shown, len(selected) - len(shown), changed, results, definitions, console)
+
+
+@app.command()
+def show(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = None) -> None:
+    """A card: its parameters (and what changed vs its parent), runs, results, notes."""
+    from .metrics import load_definitions
+    from .views import render_card
+
+    with open_db(db) as db:
+        details = cards.card_details(db, name)
+        definitions = load_definitions(db)
+    render_card(details, definitions, console)
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="The first card.")],
+    b: Annotated[str, typer.Argument(help="The second card.")],
+    all_params: Annotated[bool, typer.Option("--all", help="Show every parameter, not only the differing ones.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Two cards side by side: the parameters that differ, and both cards' results."""
+    from .metrics import load_definitions
+    from .views import render_diff
+
+    with open_db(db) as db:
+        difference = cards.diff_cards(db, a, b, all_params=all_params)
+        definitions = load_definitions(db)
+    render_diff(difference, definitions, console)
+
+
+@app.command()
+def note(
+    name: Annotated[str, typer.Argument(help="The card.")],
+    text: Annotated[str, typer.Argument(help="What to write down.")],
+    db: DbOption = None,
+) -> None:
+    """Add a timestamped note to a card."""
+    with open_db(db) as db:
+        cards.add_note(db, name, text)
+    console.print(f"noted on {name}")
+
+
+@app.command()
+def tag(
+    name: Annotated[str, typer.Argument(help="The card.")],
+    tags: Annotated[list[str], typer.Argument(help="One or more tags.")],
+    remove: Annotated[bool, typer.Option("--remove", help="Remove these tags instead.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Tag a card (or untag it with --remove)."""
+    with open_db(db) as db:
+        card = cards.tag_card(db, name, tags, remove=remove)
+    console.print(f"{card.name}: tags {' '.join(card.tags) or '(none)'}")
+
+
+@app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def set_params(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The card; it must never have run.")], db: DbOption = None) -> None:
+    """Change parameters of a card that has never run, as --KEY VALUE. A card that has run is forked with `new --from`."""
+    params, typed = parse_key_values(ctx.args)
+    with open_db(db) as db:
+        cards.set_params(db, name, params, typed)
+    console.print(f"{name}: " + " ".join(f"{key}={text}" for key, text in typed.items()))
+
+
+@app.command()
+def rm(
+    names: Annotated[list[str], typer.Argument(help="The cards to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete cards with their runs, notes, metrics and curves."""
+    with open_db(db) as db:
+        targets = [cards.get_card(db, name) for name in dict.fromkeys(names)]
+        runs = sum(cards.run_count(db, card) for card in targets)
+        forks = [child for card in targets for child in cards.children(db, card) if child not in names]
+        if not yes:
+            what = f"{len(targets)} card{'s' if len(targets) > 1 else ''} ({', '.join(names)}) with {runs} run{'s' if runs != 1 else ''}"
+            forked = f"; {', '.join(forks)} will keep their parameters but lose their parent link" if forks else ""
+            if not sys.stdin.isatty():
+                raise ExpdbError(f"rm would delete {what}{forked}: confirm with --yes")
+            if not typer.confirm(f"Delete {what}{forked}?", default=False):
+                raise ExpdbError("nothing deleted")
+        cards.remove_cards(db, names)
+    console.print(f"deleted {', '.join(card.name for card in targets)}")
+
+
+@app.command()
+def rename(
+    old: Annotated[str, typer.Argument(help="The card's current name.")],
+    new_name: Annotated[str, typer.Argument(metavar="NEW", help="Its new name.")],
+    db: DbOption = None,
+) -> None:
+    """Rename a card; its runs, notes and forks follow it."""
+    with open_db(db) as db:
+        cards.rename_card(db, old, new_name)
+    console.print(f"renamed {old} to {new_name}")
+
+
+@app.command()
+def table(
+    pattern: Annotated[Optional[str], typer.Argument(help="Only cards whose name matches this glob.")] = None,
+    metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat for several [default: every recorded metric].")] = [],
+    where: Annotated[Optional[str], typer.Option(help="Filter, e.g. \"N>=5 and shared=true\".")] = None,
+    sort: Annotated[Optional[str], typer.Option(help="KEY[:asc|:desc]; metrics sort best first by default.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="A card to compare every row with (adds deltas).")] = None,
+    params: Annotated[str, typer.Option(help="Hyperparameter columns: differing, all or none.")] = "differing",
+    tag: Annotated[Optional[str], typer.Option(help="Only cards with this tag.")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
+    db: DbOption = None,
+) -> None:
+    """The comparison table: one row per card that has the metrics, only the parameters that differ."""
+    from .render import FORMATS, write_table
+    from .table import build_table
+
+    if format not in FORMATS:
+        raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
+    metrics = [key.strip() for option in metric for key in option.split(",") if key.strip()]
+    with open_db(db) as db:
+        comparison = build_table(
+            db, metrics, where=where, sort=sort, baseline=baseline, params=params, pattern=pattern, tag=tag
+        )
+    write_table(comparison, format, sys.stdout, console)
+
+
+@db_app.command("current")
+def db_current(db: DbOption = None) -> None:
+    """Print the database's schema revision and whether it is the newest."""
+    from .db import SCHEMA_HEAD
+
+    with Database(db, upgrade=False) as db:
+        state = "current" if db.revision == SCHEMA_HEAD else f"older than this expdb's {SCHEMA_HEAD}: run `expdb db upgrade`"
+        console.print(f"{db.path}: schema {db.revision} ({state})")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Bring the database to the newest schema, after a backup copy beside it."""
+    with open_db(db, create=True) as db:
+        if not db.upgraded_from:
+            console.print(f"{db.path}: schema {db.revision}, nothing to upgrade")
+
+
+def main() -> None:
+    """The console script: user errors become one line on stderr and exit status 2."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        app(standalone_mode=False)
+    except ExpdbError as error:
+        errors.print(f"error: {error}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except NoArgsIsHelpError as help_page:
+        help_page.show()
+        sys.exit(2)
+    except ClickException as error:
+        errors.print(f"error: {error.format_message()} (see --help)", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        errors.print("interrupted", markup=False)
+        sys.exit(130)

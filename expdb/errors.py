@@ -1,0 +1,9 @@
+"""The errors expdb raises on purpose. The CLI prints their message as one line and exits 2."""
+
+
+class ExpdbError(Exception):
+    """A problem the user can fix: bad input, a missing card, a database that cannot be used."""
+
+
+class DatabaseError(ExpdbError):
+    """The database could not be opened, read or written."""

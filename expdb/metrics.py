@@ -1,0 +1,76 @@
+"""Metric definitions (label, unit, better direction, number format) and number formatting."""
+
+import re
+from dataclasses import dataclass
+
+from .db import Database
+
+# Columns filled from a run's profile rather than from its metrics, keyed like metrics.
+PROFILE_COLUMNS = {"params": "params_total", "flops": "flops", "cost_time": "cost_time_ms"}
+# Units written after the number in terminal and markdown cells, as in the researcher's "46.67ms".
+CELL_SUFFIX_UNITS = {"ms", "s", "%"}
+_SI_PREFIXES = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")]
+_FORMAT = re.compile(r"(g|f|si)(\d)")
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    key: str
+    label: str
+    unit: str = ""
+    direction: str | None = None  # "higher", "lower" or None when neither is better
+    format: str = "g4"
+
+    def header(self, with_unit: bool = True) -> str:
+        """The column head: the label, with the unit in parentheses unless cells carry it."""
+        if self.unit and (with_unit or self.unit not in CELL_SUFFIX_UNITS):
+            return f"{self.label} ({self.unit})"
+        return self.label
+
+    def cell(self, value: float | None) -> str:
+        """A value as the researcher writes it: `0.328`, `936.94K`, `6.934G`, `46.67ms`; blank if missing."""
+        if value is None:
+            return ""
+        suffix = self.unit if self.unit in CELL_SUFFIX_UNITS else ""
+        return format_number(value, self.format) + suffix
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether `a` beats `b` (False when this metric has no better direction)."""
+        if self.direction == "higher":
+            return a > b
+        if self.direction == "lower":
+            return a < b
+        return False
+
+
+def format_number(value: float, spec: str) -> str:
+    """`g3`: 3 significant digits; `f2`: up to 2 decimals; `si2`: SI prefix (K, M, G, T), up to 2 decimals.
+
+    Trailing zeros are dropped (`29.8`, `6.81G`), leading zeros kept (`0.25`).
+    """
+    match = _FORMAT.fullmatch(spec)
+    if not match:
+        raise ValueError(f"unknown number format {spec!r}")
+    kind, digits = match.group(1), int(match.group(2))
+    if kind == "g":
+        return f"{value:.{digits}g}"
+    prefix = ""
+    if kind == "si":
+        for scale, letter in _SI_PREFIXES:
+            if abs(value) >= scale:
+                value, prefix = value / scale, letter
+                break
+    text = f"{value:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text + prefix
+
+
+def load_definitions(db: Database) -> dict[str, MetricDef]:
+    rows = db.query("SELECT key, label, unit, direction, format FROM metric_def")
+    return {row[0]: MetricDef(*row) for row in rows}
+
+
+def definition(definitions: dict[str, MetricDef], key: str) -> MetricDef:
+    """The definition of `key`, or a plain one for a metric nobody defined."""
+    return definitions.get(key) or MetricDef(key=key, label=key)

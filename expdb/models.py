@@ -1,0 +1,122 @@
+"""The schema: the SQLModel tables that Alembic's migrations in `migrations/` create.
+
+These classes are the single source of truth for the schema; a test checks that the
+migrations produce exactly these tables. Everyday commands read and write the tables
+through `expdb.db` with plain SQL (importing SQLAlchemy alone costs about 0.3 s here,
+more than half of `expdb list`'s budget), so this module is imported only by migrations
+and tests.
+
+Times are float seconds since the epoch, and JSON is stored as text, so that SQLite and
+PostgreSQL hold the same values.
+"""
+
+from sqlalchemy import Column, ForeignKey, Integer, PrimaryKeyConstraint, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Card(SQLModel, table=True):
+    """An experiment: a named, typed set of hyperparameters, forked from a parent."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True)
+    parent_id: int | None = Field(default=None, foreign_key="card.id", ondelete="SET NULL", index=True)
+    runner: str | None = Field(default=None, max_length=256)
+    params: str = Field(default="{}", sa_type=Text)  # JSON object: key -> typed value
+    created_at: float
+
+
+class Tag(SQLModel, table=True):
+    card_id: int = Field(foreign_key="card.id", ondelete="CASCADE", primary_key=True)
+    name: str = Field(max_length=128, primary_key=True, index=True)
+
+
+class Run(SQLModel, table=True):
+    """One execution of a card; the latest run gives the card its status."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    card_id: int = Field(foreign_key="card.id", ondelete="CASCADE", index=True)
+    status: str = Field(max_length=16)  # queued running finished diverged failed interrupted crashed
+    started_at: float | None = None
+    ended_at: float | None = None
+    heartbeat_at: float | None = None
+    exit_reason: str | None = Field(default=None, sa_type=Text)
+    command: str | None = Field(default=None, sa_type=Text)
+    log_path: str | None = Field(default=None, sa_type=Text)
+    checkpoint_dir: str | None = Field(default=None, sa_type=Text)
+    env: str = Field(default="{}", sa_type=Text)  # JSON: host, device, torch/CUDA, git commit, seed
+
+
+class Note(SQLModel, table=True):
+    """Timestamped text on a card, by the user or by expdb itself (automatic, with its step)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    card_id: int = Field(foreign_key="card.id", ondelete="CASCADE", index=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id", ondelete="SET NULL")
+    created_at: float
+    text: str = Field(sa_type=Text)
+    automatic: bool = False
+    step: int | None = None
+
+
+class Metric(SQLModel, table=True):
+    """A final scalar of a run, such as iou50."""
+
+    run_id: int = Field(foreign_key="run.id", ondelete="CASCADE", primary_key=True)
+    key: str = Field(max_length=128, primary_key=True)
+    value: float
+
+
+class MetricDef(SQLModel, table=True):
+    """How a metric is shown: `iou50` as "IOU@0.50", higher is better, three significant digits."""
+
+    __tablename__ = "metric_def"
+
+    key: str = Field(max_length=128, primary_key=True)
+    label: str = Field(max_length=128)
+    unit: str = Field(default="", max_length=32)
+    direction: str | None = Field(default=None, max_length=8)  # higher, lower, or None
+    format: str = Field(default="g4", max_length=16)  # see expdb.metrics.format_number
+
+
+class Profile(SQLModel, table=True):
+    """A run's model complexity: Params, FLOPs, Cost-Time, and how they were measured."""
+
+    run_id: int = Field(foreign_key="run.id", ondelete="CASCADE", primary_key=True)
+    params_total: int | None = None
+    params_trainable: int | None = None
+    flops: float | None = None
+    flops_counter: str | None = Field(default=None, max_length=32)  # fvcore (MACs) or torch
+    cost_time_ms: float | None = None
+    cost_time_p10_ms: float | None = None
+    cost_time_p90_ms: float | None = None
+    batch: int | None = None
+    input_shape: str | None = Field(default=None, max_length=128)
+    dtype: str | None = Field(default=None, max_length=16)
+    device: str | None = Field(default=None, max_length=128)
+    warmup: int | None = None
+    iterations: int | None = None
+    threads: int | None = None
+    details: str = Field(default="{}", sa_type=Text)  # JSON: torch version, skipped operators, ...
+
+
+class Series(SQLModel, table=True):
+    """One curve of a run, such as its loss."""
+
+    __table_args__ = (UniqueConstraint("run_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", ondelete="CASCADE")
+    key: str = Field(max_length=128)
+
+
+class Point(SQLModel, table=True):
+    """A point of a curve. The big table: keyed by (series, step) with no rowid, so it stays small."""
+
+    __table_args__ = (PrimaryKeyConstraint("series_id", "step"), {"sqlite_with_rowid": False})
+
+    series_id: int = Field(sa_column=Column(Integer, ForeignKey("series.id", ondelete="CASCADE"), nullable=False))
+    step: int = Field(sa_column=Column(Integer, nullable=False))
+    value: float
+    epoch: float | None = None
+    samples: int | None = None
+    wall_time: float | None = None  # seconds since the run started

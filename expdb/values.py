@@ -1,0 +1,135 @@
+"""Typed hyperparameter values: parsing what the user types, and showing it back.
+
+A value is an int, a float, a bool, a string or a list of those. They are stored as JSON,
+which keeps the type.
+"""
+
+import json
+import re
+
+from .errors import ExpdbError
+
+Value = int | float | bool | str | list
+
+_INT = re.compile(r"[-+]?\d+")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_TRUE = {"true", "yes"}
+_FALSE = {"false", "no"}
+_EXPONENT_PADDING = re.compile(r"e([-+]?)0*(?=\d)")
+KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+def parse_scalar(text: str) -> int | float | bool | str:
+    """`5` -> 5, `4e-3` -> 0.004, `true`/`yes` -> True, anything else stays a string."""
+    stripped = text.strip()
+    lowered = stripped.lower()
+    if _INT.fullmatch(stripped):
+        return int(stripped)
+    if _FLOAT.fullmatch(stripped):
+        return float(stripped)
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] and stripped[0] in "'\"":
+        return stripped[1:-1]
+    return text
+
+
+def parse_value(text: str, key: str = "value") -> Value:
+    """Like `parse_scalar`, plus lists written `[a, b, c]`."""
+    stripped = text.strip()
+    if stripped.startswith("[") or stripped.endswith("]"):
+        if not (stripped.startswith("[") and stripped.endswith("]")):
+            raise ExpdbError(f"cannot parse --{key} {text!r}: a list is written [a, b, c]")
+        inner = stripped[1:-1].strip()
+        if not inner:
+            return []
+        items = [item.strip() for item in inner.split(",")]
+        if any(not item for item in items):
+            raise ExpdbError(f"cannot parse --{key} {text!r}: empty item in the list; write [a, b, c]")
+        return [parse_scalar(item) for item in items]
+    return parse_scalar(text)
+
+
+def same(a: Value | None, b: Value | None) -> bool:
+    """Equal and of the same type: `true` is not `1`, `5` is not `5.0`."""
+    return type(a) is type(b) and a == b
+
+
+def type_name(value: Value) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list"}[type(value)]
+
+
+def coerce_like(value: Value, previous: Value, key: str, text: str) -> Value:
+    """Keep a parameter's type when it is changed: an int may become a float, nothing else changes kind."""
+    if type(value) is type(previous):
+        return value
+    if type(previous) is float and type(value) is int:
+        return float(value)
+    if type(previous) is int and type(value) is float:
+        return value
+    if type(previous) is str:
+        return text
+    raise ExpdbError(
+        f"--{key} {text!r} is a {type_name(value)}, but {key} is a {type_name(previous)} "
+        f"(was {format_value(previous)}); give a {type_name(previous)}"
+    )
+
+
+def format_value(value: Value | None) -> str:
+    """How a value is shown in tables: `4e-3` stays `0.004`, booleans as true/false."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _format_float(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(format_value(item) for item in value) + "]"
+    return str(value)
+
+
+def _format_float(value: float) -> str:
+    """Shortest exact form; below 0.01 in the e-notation researchers write learning rates in (4e-3)."""
+    text = repr(value)
+    if value != 0 and abs(value) < 1e-2:
+        text = next(
+            candidate for digits in range(17) if float(candidate := f"{value:.{digits}e}") == value
+        )
+    return _EXPONENT_PADDING.sub(r"e\1", text).replace("e+", "e")
+
+
+def dumps(params: dict[str, Value]) -> str:
+    return json.dumps(params, separators=(",", ":"))  # in the order given: N before L, as typed
+
+
+def loads(text: str) -> dict[str, Value]:
+    return json.loads(text)
+
+
+def parse_key_values(args: list[str]) -> tuple[dict[str, Value], dict[str, str]]:
+    """`--N 5 --lr=4e-3` -> ({'N': 5, 'lr': 0.004}, {'N': '5', 'lr': '4e-3'}): values and what was typed."""
+    values: dict[str, Value] = {}
+    typed: dict[str, str] = {}
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if not arg.startswith("--") or arg == "--":
+            raise ExpdbError(f"unexpected argument {arg!r}: parameters are given as --KEY VALUE")
+        key, has_value, text = arg[2:].partition("=")
+        if not has_value:
+            position += 1
+            if position >= len(args) or (args[position].startswith("--") and len(args[position]) > 2):
+                raise ExpdbError(f"--{key} needs a value: --{key} VALUE")
+            text = args[position]
+        if not KEY_PATTERN.fullmatch(key):
+            raise ExpdbError(
+                f"invalid parameter name {key!r}: start with a letter or '_', then letters, digits, '_', '.' or '-'"
+            )
+        if key in values:
+            raise ExpdbError(f"--{key} is given twice; give it once")
+        values[key] = parse_value(text, key)
+        typed[key] = text
+        position += 1
+    return values, typed

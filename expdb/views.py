@@ -1,0 +1,180 @@
+"""Terminal views of cards: `list`, `show`, `diff`. Each renders to the rich Console it is given."""
+
+import time
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .cards import Card, CardDetails, CardDiff, ParamChange
+from .metrics import PROFILE_COLUMNS, MetricDef, definition
+from .values import format_value
+
+STATUS_STYLES = {
+    "planned": "dim",
+    "queued": "cyan",
+    "running": "bold cyan",
+    "finished": "green",
+    "diverged": "bold red",
+    "failed": "red",
+    "interrupted": "yellow",
+    "crashed": "red",
+}
+
+
+def format_time(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp is not None else ""
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def status_text(status: str) -> str:
+    return f"[{STATUS_STYLES.get(status, '')}]{status}[/]"
+
+
+def params_summary(params: dict, keys: list[str]) -> str:
+    return " ".join(f"{key}={format_value(params[key])}" for key in keys)
+
+
+def results_summary(values: dict[str, float], definitions: dict[str, MetricDef]) -> str:
+    return " ".join(f"{key}={definition(definitions, key).cell(value)}" for key, value in values.items())
+
+
+def render_list(
+    cards: list[Card],
+    hidden: int,
+    changed_keys: dict[int, list[str]],
+    results: dict[int, dict[str, float]],
+    definitions: dict[str, MetricDef],
+    console: Console,
+) -> None:
+    """Cards, oldest first; `changed_keys` are the parameters each card sets or changes vs its parent."""
+    grid = Table(show_edge=False, header_style="bold")
+    for header in ("card", "status", "from", "params", "results", "tags", "created"):
+        grid.add_column(header, no_wrap=header in ("card", "status", "created"), overflow="fold")
+    for card in cards:
+        grid.add_row(
+            escape(card.name),
+            status_text(card.status),
+            escape(card.parent or ""),
+            escape(params_summary(card.params, changed_keys[card.id])),
+            escape(results_summary(results.get(card.id, {}), definitions)),
+            escape(" ".join(card.tags)),
+            format_time(card.created_at),
+        )
+    if cards:
+        console.print(grid)
+    else:
+        console.print("no cards match" if hidden else "no cards yet: create one with `expdb new NAME --KEY VALUE`")
+    if hidden:
+        console.print(f"[dim]… {hidden:,} older card{'s' if hidden > 1 else ''} not shown (--all shows every card)[/]")
+
+
+def _change_text(change: ParamChange, has_parent: bool) -> str:
+    if not has_parent or change.inherited:
+        return ""
+    if change.parent_value is None:
+        return "[cyan]new[/]"
+    return f"[yellow]was {escape(format_value(change.parent_value))}[/]"
+
+
+def render_card(details: CardDetails, definitions: dict[str, MetricDef], console: Console) -> None:
+    card = details.card
+    console.print(f"[bold]{escape(card.name)}[/]  {status_text(card.status)}")
+    facts = [
+        ("from", card.parent),
+        ("forks", ", ".join(details.children)),
+        ("runner", card.runner),
+        ("tags", " ".join(card.tags)),
+        ("created", format_time(card.created_at)),
+    ]
+    for label, value in facts:
+        if value:
+            console.print(f"  {label + ':':9}{escape(value)}")
+
+    if details.changes:
+        params = Table(title="parameters", title_justify="left", show_edge=False, header_style="bold")
+        params.add_column("key")
+        params.add_column("value")
+        has_parent = card.parent is not None
+        if has_parent:
+            params.add_column(f"vs {escape(card.parent)}")
+        for change in details.changes:
+            cells = [escape(change.key), escape(format_value(change.value))]
+            style = "dim" if change.inherited else None
+            params.add_row(*cells, *([_change_text(change, True)] if has_parent else []), style=style)
+        console.print(params)
+
+    if details.runs:
+        runs = Table(title="runs", title_justify="left", show_edge=False, header_style="bold")
+        for header in ("run", "status", "started", "took", "results", "exit reason"):
+            runs.add_column(header, overflow="fold")
+        for run in details.runs:
+            took = format_duration(run.ended_at - run.started_at) if run.started_at and run.ended_at else ""
+            runs.add_row(
+                str(run.id),
+                status_text(run.status),
+                format_time(run.started_at),
+                took,
+                escape(results_summary(run.metrics, definitions)),
+                escape(run.exit_reason or ""),
+            )
+        console.print(runs)
+
+    if details.profile:
+        profile = details.profile
+        parts = [
+            f"{definition(definitions, key).label} {definition(definitions, key).cell(profile[column])}"
+            for key, column in PROFILE_COLUMNS.items()
+            if profile[column] is not None
+        ]
+        how = ", ".join(
+            f"{label} {profile[field]}"
+            for label, field in (("counter", "flops_counter"), ("batch", "batch"), ("input", "input_shape"), ("dtype", "dtype"), ("device", "device"))
+            if profile[field] is not None
+        )
+        console.print("[bold]profile[/]  " + escape("  ".join(parts)) + (f"  [dim]({escape(how)})[/]" if how else ""))
+
+    if details.notes:
+        console.print("[bold]notes[/]")
+        for note in details.notes:
+            origin = f"expdb, step {note.step:,}" if note.automatic and note.step is not None else "expdb" if note.automatic else ""
+            prefix = f"[dim]{format_time(note.created_at)}[/]" + (f" [magenta]{origin}[/]" if origin else "")
+            console.print(f"  {prefix}  {escape(note.text)}")
+
+
+def render_diff(diff: CardDiff, definitions: dict[str, MetricDef], console: Console) -> None:
+    a, b = diff.a.name, diff.b.name
+    params = Table(title="parameters", title_justify="left", show_edge=False, header_style="bold")
+    for header in ("key", a, b):
+        params.add_column(escape(header))
+    for key, value_a, value_b in diff.params:
+        params.add_row(escape(key), escape(format_value(value_a)), escape(format_value(value_b)))
+    if diff.params:
+        console.print(params)
+    else:
+        console.print("same parameters")
+
+    keys = list(dict.fromkeys([*diff.values_a, *diff.values_b]))
+    if not keys:
+        return
+    results = Table(title="results", title_justify="left", show_edge=False, header_style="bold")
+    for header in ("metric", a, b, "change"):
+        results.add_column(escape(header), justify="left" if header == "metric" else "right")
+    for key in keys:
+        metric = definition(definitions, key)
+        value_a, value_b = diff.values_a.get(key), diff.values_b.get(key)
+        change = ""
+        if value_a is not None and value_b is not None:
+            style = "green" if metric.better(value_b, value_a) else "red" if metric.better(value_a, value_b) else ""
+            sign = "+" if value_b >= value_a else "-"
+            change = sign + metric.cell(abs(value_b - value_a))
+            if key in PROFILE_COLUMNS and value_a:
+                change += f" ({(value_b - value_a) / value_a * 100:+.1f}%)"
+            change = f"[{style}]{escape(change)}[/]" if style else escape(change)
+        results.add_row(escape(metric.header(with_unit=False)), metric.cell(value_a), metric.cell(value_b), change)
+    console.print(results)
