@@ -50,6 +50,7 @@ def open_db(location: str | None, create: bool = False) -> Database:
     help=f"Create a card. {PARAMS_HELP}",
 )
 def new(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The card's name: letters, digits, '_', '-', '.'.")],
     parent: Annotated[Optional[str], typer.Option("--from", help="Start from this card's parameters and runner.")] = None,
     runner: Annotated[Optional[str], typer.Option(help="What trains it: a built-in runner or module:function.")] = None,

@@ -77,7 +77,7 @@ def build_table(
     for key in metrics:
         if key not in known:
             raise ExpdbError(
-                f"unknown metric {key!r}; {_did_you_mean(key, known)}"
+                f"unknown metric {key!r}; {_did_you_mean(key, sorted(recorded)) or _did_you_mean(key, known)}"
                 f"recorded metrics: {', '.join(sorted(recorded)) or 'none yet'}"
             )
     requested = list(dict.fromkeys(metrics)) or sorted(recorded)

@@ -1,0 +1,137 @@
+"""`expdb table` through the command line, starting with the researcher's own table."""
+
+import csv
+import io
+import json
+import sqlite3
+
+import pytest
+
+# seed-notebook.md, section 1: the researcher's results table, as written.
+RESEARCHERS_TABLE = [
+    ["cvt", "0.36", "670.32K", "6.934G", "46.67ms"],
+    ["cvt_io_v1_1", "0.34", "936.94K", "7.438G", "36.91ms"],
+    ["cvt_io_v2_1", "0.34", "936.94K", "6.918G", "35.17ms"],
+    ["cvt_io_v2_2", "0.328", "936.94K", "6.81G", "33.08ms"],
+    ["cvt_io_v2_5", "0.25", "936.94K", "6.78G", "29.8ms"],
+    ["cvt_io_v2_7", "0.28", "", "", ""],
+    ["cvt_io_v2_8", "0.26", "", "", ""],
+]
+
+
+def markdown_rows(text: str) -> list[list[str]]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return [[cell.strip().strip("*") for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_reproduces_the_researchers_table(cli, example_db):
+    result = cli("table", "--metric", "iou50", "--db", str(example_db), "--format", "md")
+    assert result.code == 0, result.err
+    header, rule, *rows = markdown_rows(result.out)
+    assert header == ["card", "N", "L", "shape", "shared", "lr", "IOU@0.50", "Params", "FLOPs (MAC)", "Cost-Time"]
+    assert [[row[0], *row[6:]] for row in rows] == RESEARCHERS_TABLE
+    # The differing hyperparameters; the baseline has no latent array, so its cells are '-'.
+    assert rows[0][1:6] == ["-"] * 5
+    assert rows[1][1:6] == ["10", "6", "bndhw", "true", "4e-3"]
+    assert rows[5][1:6] == ["5", "10", "bdhw", "true", "2e-3"]
+
+
+def test_rich_table_shows_the_same_figures(cli, example_db):
+    result = cli("table", "--metric", "iou50", "--db", str(example_db))
+    assert result.code == 0
+    for name, *figures in RESEARCHERS_TABLE:
+        line = next(line for line in result.out.splitlines() if line.split("│")[0].strip() == name)
+        for figure in figures:
+            assert figure in line
+    assert "cvt_io_v2_3" not in result.out  # no IOU@0.50 was measured for it
+
+
+def test_where_selects_rows(cli, example_db):
+    result = cli("table", "-m", "iou50", "--where", "N>=5 and shared=true", "--db", str(example_db), "-f", "csv")
+    assert result.code == 0, result.err
+    rows = list(csv.DictReader(io.StringIO(result.out)))
+    assert [row["card"] for row in rows] == ["cvt_io_v1_1", "cvt_io_v2_1", "cvt_io_v2_2", "cvt_io_v2_7"]
+
+
+def test_sort_puts_the_best_first(cli, example_db):
+    result = cli("table", "-m", "iou50", "--sort", "iou50", "--db", str(example_db), "-f", "csv", "--params", "none")
+    values = [row["iou50"] for row in csv.DictReader(io.StringIO(result.out))]
+    assert values == sorted(values, reverse=True)
+    ascending = cli("table", "-m", "iou50", "--sort", "cost_time:asc", "--db", str(example_db), "-f", "json")
+    times = [row["metrics"]["cost_time_ms"] for row in json.loads(ascending.out)]
+    assert times[:5] == sorted(times[:5]) and times[5:] == [None, None]
+
+
+def test_baseline_adds_deltas(cli, example_db):
+    result = cli("table", "-m", "iou50", "--baseline", "cvt", "--db", str(example_db), "-f", "json")
+    rows = {row["card"]: row for row in json.loads(result.out)}
+    assert rows["cvt"]["baseline"] is True
+    assert rows["cvt_io_v2_5"]["deltas"]["iou50_delta"] == pytest.approx(0.25 - 0.36)
+    assert rows["cvt_io_v2_5"]["deltas"]["cost_time_delta_pct"] == pytest.approx((29.8 - 46.67) / 46.67 * 100)
+    md = cli("table", "-m", "iou50", "--baseline", "cvt", "--db", str(example_db), "-f", "md")
+    assert "0.25 (-0.11)" in md.out and "29.8ms (-36.1%)" in md.out
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("differing", ["N", "L", "shape", "shared", "lr"]), ("all", ["steps", "wd", "N", "L", "shape", "shared", "lr"]), ("none", [])],
+)
+def test_params_modes(cli, example_db, mode, expected):
+    result = cli("table", "-m", "iou50", "--params", mode, "--db", str(example_db), "-f", "csv")
+    header = next(csv.reader(io.StringIO(result.out)))
+    assert header == ["card", *expected, "iou50", "params", "flops_mac", "cost_time_ms"]
+
+
+def test_json_keeps_types(cli, example_db):
+    result = cli("table", "-m", "iou50", "--db", str(example_db), "-f", "json")
+    first, second = json.loads(result.out)[:2]
+    assert first["params"]["N"] is None
+    assert second["params"] == {"N": 10, "L": 6, "shape": "bndhw", "shared": True, "lr": 0.004}
+    assert second["metrics"]["iou50"] == 0.34
+
+
+def test_latex_is_an_ieee_booktabs_table(cli, example_db):
+    result = cli("table", "-m", "iou50", "--db", str(example_db), "-f", "latex")
+    lines = result.out.splitlines()
+    assert lines.index(r"\caption{Comparison of IOU@0.50, Params, FLOPs and Cost-Time}") < lines.index(r"\toprule")
+    assert r"cvt\_io\_v2\_2" in result.out  # underscores escaped
+    assert "Cost-Time (ms)" in result.out  # units in parentheses in the head
+    assert r"\textbf{0.36}" in result.out  # best value in bold
+    assert " .3" not in result.out  # leading zeros
+
+
+def test_metrics_given_comma_separated(cli, example_db):
+    result = cli("table", "-m", "iou50,cost_time", "--db", str(example_db), "-f", "csv", "--params", "none")
+    rows = list(csv.DictReader(io.StringIO(result.out)))
+    assert "cvt_io_v2_6" in [row["card"] for row in rows]  # it has a cost-time, though no IOU
+
+
+def dump(path) -> list[str]:
+    connection = sqlite3.connect(path)
+    try:
+        return list(connection.iterdump())
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "iou"], "unknown metric 'iou'; did you mean 'iou50'?"),
+        (["-m", "iou50", "--where", "N>="], "malformed --where"),
+        (["-m", "iou50", "--where", "NN>=5"], "did you mean 'N'?"),
+        (["-m", "iou50", "--sort", "nothing"], "--sort 'nothing'"),
+        (["-m", "iou50", "--sort", "iou50:up"], ":asc or :desc"),
+        (["-m", "iou50", "--baseline", "cvt_io_v2_10"], "did you mean 'cvt_io_v2_1'?"),
+        (["-m", "iou50", "--format", "xlsx"], "unknown --format 'xlsx'"),
+        (["-m", "iou50", "--params", "some"], "unknown --params 'some'"),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(cli, example_db, args, message):
+    before = dump(example_db)
+    result = cli("table", *args, "--db", str(example_db))
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err.count("\n") == 1 and result.err.startswith("error: ")
+    assert message in result.err
+    assert dump(example_db) == before
