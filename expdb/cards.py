@@ -24,6 +24,8 @@ class Card:
     name: str
     parent: str | None
     runner: str | None
+    command: str | None  # a shell command that trains it, with {param} placeholders
+    parser: str | None  # how to read the command's log: mmdet, regex:PATTERN
     params: dict[str, Value]
     created_at: float
     status: str
@@ -65,12 +67,12 @@ def missing_card_error(db: Database, name: str) -> ExpdbError:
     return ExpdbError(f"no card named {name!r}{hint}")
 
 
-_CARD_COLUMNS = f"""card.id, card.name, parent.name, card.runner, card.params, card.created_at,
+_CARD_COLUMNS = f"""card.id, card.name, parent.name, card.runner, card.command, card.parser, card.params, card.created_at,
     coalesce((SELECT status FROM run WHERE run.id = {_LATEST_RUN}), '{PLANNED}')"""
 
 
 def _card_from_row(row: tuple, tags: list[str]) -> Card:
-    return Card(row[0], row[1], row[2], row[3], values.loads(row[4]), row[5], row[6], tags)
+    return Card(*row[:6], values.loads(row[6]), row[7], row[8], tags)
 
 
 def get_card(db: Database, name: str) -> Card:
@@ -111,6 +113,21 @@ def select_cards(
     ]
 
 
+def validate_card_input(name: str, tags: list[str] = (), note: str | None = None) -> None:
+    """What `create_card` checks before touching the database."""
+    validate_name(name)
+    for tag in tags:
+        validate_tag(tag)
+    if note is not None:
+        validate_note(note)
+
+
+def validate_note(text: str) -> str:
+    if not text.strip():
+        raise ExpdbError("the note is empty; write it as: expdb note NAME \"what happened\"")
+    return text
+
+
 def create_card(
     db: Database,
     name: str,
@@ -121,11 +138,11 @@ def create_card(
     note: str | None = None,
     tags: list[str] = (),
     created_at: float | None = None,
+    command: str | None = None,
+    parser: str | None = None,
 ) -> Card:
-    """A new card; with `parent`, it starts from the parent's parameters and runner."""
-    validate_name(name)
-    for tag in tags:
-        validate_tag(tag)
+    """A new card; with `parent`, it starts from the parent's parameters, runner or command, and parser."""
+    validate_card_input(name, tags, note)
     if db.query_one("SELECT 1 FROM card WHERE name = ?", (name,)):
         raise ExpdbError(f"a card named {name!r} exists already; pick another name, or fork it with --from {name}")
     parent_id = None
@@ -133,14 +150,17 @@ def create_card(
     if parent is not None:
         base = get_card(db, parent)
         parent_id = base.id
-        runner = runner if runner is not None else base.runner
+        if runner is None and command is None:
+            runner, command = base.runner, base.command
+        parser = parser if parser is not None else base.parser
         merged = dict(base.params)
     merged.update(_coerced(params, merged, typed))
     created = created_at if created_at is not None else now()
     with db.transaction() as connection:
         card_id = connection.execute(
-            "INSERT INTO card (name, parent_id, runner, params, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
-            (name, parent_id, runner, values.dumps(merged), created),
+            "INSERT INTO card (name, parent_id, runner, command, parser, params, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (name, parent_id, runner, command, parser, values.dumps(merged), created),
         ).fetchone()[0]
         connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", [(card_id, t) for t in set(tags)])
         if note:
@@ -204,8 +224,7 @@ def changed_keys(db: Database, shown: list[Card]) -> dict[int, list[str]]:
 
 
 def add_note(db: Database, name: str, text: str) -> None:
-    if not text.strip():
-        raise ExpdbError("the note is empty; write it as: expdb note NAME \"what happened\"")
+    validate_note(text)
     card = get_card(db, name)
     with db.transaction() as connection:
         connection.execute(

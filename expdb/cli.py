@@ -40,7 +40,9 @@ def open_db(location: str | None, create: bool = False) -> Database:
     if database.upgraded_from:
         errors.print(
             f"upgraded {database.path} from schema {database.upgraded_from} to {database.revision}; "
-            f"the old file is kept as {database.backup_path}"
+            f"the old file is kept as {database.backup_path}",
+            markup=False,
+            soft_wrap=True,
         )
     return database
 
@@ -59,9 +61,15 @@ def new(
     db: DbOption = None,
 ) -> None:
     params, typed = parse_key_values(ctx.args)
-    with open_db(db, create=True) as db:
-        card = cards.create_card(db, name, params, typed, parent=parent, runner=runner, note=note, tags=tag)
-        changes = [change for change in cards.param_changes(db, card) if not change.inherited]
+    cards.validate_card_input(name, tag, note)
+    with open_db(db, create=True) as database:
+        try:
+            card = cards.create_card(database, name, params, typed, parent=parent, runner=runner, note=note, tags=tag)
+        except ExpdbError:
+            if database.created:  # a refused first card leaves no empty database behind
+                database.remove()
+            raise
+        changes = [change for change in cards.param_changes(database, card) if not change.inherited]
     summary = " ".join(f"{change.key}={format_value(change.value)}" for change in changes)
     origin = f" from {card.parent}" if card.parent else ""
     console.print(f"created {card.name}{origin}" + (f": {summary}" if summary else ""))
@@ -81,13 +89,14 @@ def list_cards(
 
     with open_db(db) as db:
         selected = cards.select_cards(db, pattern=pattern, status=status, tag=tag)
+        filtered = pattern is not None or status is not None or tag is not None
         shown = selected if all_cards else selected[-limit:]
         changed = cards.changed_keys(db, shown)
         results = cards.latest_values(db)
         definitions = load_definitions(db)
     from .views import render_list
 
-    render_list(shown, len(selected) - len(shown), changed, results, definitions, console)
+    render_list(shown, len(selected) - len(shown), filtered, changed, results, definitions, console)
 
 
 @app.command()
@@ -166,7 +175,12 @@ def rm(
         forks = [child for card in targets for child in cards.children(db, card) if child not in names]
         if not yes:
             what = f"{len(targets)} card{'s' if len(targets) > 1 else ''} ({', '.join(names)}) with {runs} run{'s' if runs != 1 else ''}"
-            forked = f"; {', '.join(forks)} will keep their parameters but lose their parent link" if forks else ""
+            forked = (
+                f"; {', '.join(forks)} will keep {'their' if len(forks) > 1 else 'its'} parameters "
+                "but lose the parent link"
+                if forks
+                else ""
+            )
             if not sys.stdin.isatty():
                 raise ExpdbError(f"rm would delete {what}{forked}: confirm with --yes")
             if not typer.confirm(f"Delete {what}{forked}?", default=False):

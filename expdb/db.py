@@ -60,7 +60,8 @@ class Database:
         self.path = sqlite_path(self.location)
         self.upgraded_from: str | None = None
         self.backup_path: Path | None = None
-        if not self.path.exists():
+        self.created = not self.path.exists()  # this open makes the file
+        if self.created:
             if not create:
                 raise DatabaseError(
                     f"no expdb database at {self.path}: create one with `expdb new NAME`, "
@@ -85,10 +86,8 @@ class Database:
         try:
             # The first read of the file: a file that is not SQLite fails here, before anything is written.
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            connection.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as error:
             connection.close()
             raise DatabaseError(f"{self.path} is not an expdb database ({error})") from None
@@ -97,13 +96,15 @@ class Database:
     def _check_schema(self, upgrade: bool) -> str:
         tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:
+            self._enable_wal()
             self._migrate()
             return SCHEMA_HEAD
-        if "alembic_version" not in tables:
+        row = self.connection.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+        if row is None:
             raise DatabaseError(f"{self.path} is an SQLite database, but not an expdb one (it has no schema revision)")
-        row = self.connection.execute("SELECT version_num FROM alembic_version").fetchone()
-        revision = row[0] if row else None
+        revision = row[0]
         if revision == SCHEMA_HEAD:
+            self._enable_wal()
             return revision
         from .migrate import known_revisions
 
@@ -114,10 +115,16 @@ class Database:
             )
         if upgrade:
             self.backup_path = self._backup(revision)
+            self._enable_wal()
             self._migrate()
             self.upgraded_from = revision
             return SCHEMA_HEAD
         return revision
+
+    def _enable_wal(self) -> None:
+        """Only once the file is known to be expdb's: setting the journal mode rewrites the file's header."""
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
 
     def _backup(self, revision: str) -> Path:
         target = self.path.with_name(f"{self.path.name}.{revision}.bak")
@@ -141,6 +148,12 @@ class Database:
 
     def close(self) -> None:
         self.connection.close()
+
+    def remove(self) -> None:
+        """Close and delete the database file with its WAL files: undoes an open that created it."""
+        self.close()
+        for path in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+            path.unlink(missing_ok=True)
 
     def __enter__(self) -> "Database":
         return self

@@ -39,8 +39,8 @@ def parse_scalar(text: str) -> int | float | bool | str:
 def parse_value(text: str, key: str = "value") -> Value:
     """Like `parse_scalar`, plus lists written `[a, b, c]`."""
     stripped = text.strip()
-    if stripped.startswith("[") or stripped.endswith("]"):
-        if not (stripped.startswith("[") and stripped.endswith("]")):
+    if stripped.startswith("["):
+        if not stripped.endswith("]"):
             raise ExpdbError(f"cannot parse --{key} {text!r}: a list is written [a, b, c]")
         inner = stripped[1:-1].strip()
         if not inner:
@@ -58,7 +58,8 @@ def same(a: Value | None, b: Value | None) -> bool:
 
 
 def type_name(value: Value) -> str:
-    return {bool: "bool", int: "int", float: "float", str: "str", list: "list"}[type(value)]
+    """`an int`, `a float`: the kind of a value, as the error messages say it."""
+    return {bool: "a bool", int: "an int", float: "a float", str: "a str", list: "a list"}[type(value)]
 
 
 def coerce_like(value: Value, previous: Value, key: str, text: str) -> Value:
@@ -72,13 +73,13 @@ def coerce_like(value: Value, previous: Value, key: str, text: str) -> Value:
     if type(previous) is str:
         return text
     raise ExpdbError(
-        f"--{key} {text!r} is a {type_name(value)}, but {key} is a {type_name(previous)} "
-        f"(was {format_value(previous)}); give a {type_name(previous)}"
+        f"--{key} {text!r} is {type_name(value)}, but {key} is {type_name(previous)} "
+        f"(was {format_value(previous)}); give {type_name(previous)}"
     )
 
 
 def format_value(value: Value | None) -> str:
-    """How a value is shown in tables: `4e-3` stays `0.004`, booleans as true/false."""
+    """How a value is shown in tables: 0.004 as `4e-3`, booleans as true/false, a missing one as `-`."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -118,6 +119,8 @@ def parse_key_values(args: list[str]) -> tuple[dict[str, Value], dict[str, str]]
         if not arg.startswith("--") or arg == "--":
             raise ExpdbError(f"unexpected argument {arg!r}: parameters are given as --KEY VALUE")
         key, has_value, text = arg[2:].partition("=")
+        if has_value and not text:
+            raise ExpdbError(f"--{key} needs a value: --{key} VALUE")
         if not has_value:
             position += 1
             if position >= len(args) or (args[position].startswith("--") and len(args[position]) > 2):

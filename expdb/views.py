@@ -47,6 +47,7 @@ def results_summary(values: dict[str, float], definitions: dict[str, MetricDef])
 def render_list(
     cards: list[Card],
     hidden: int,
+    filtered: bool,
     changed_keys: dict[int, list[str]],
     results: dict[int, dict[str, float]],
     definitions: dict[str, MetricDef],
@@ -69,7 +70,7 @@ def render_list(
     if cards:
         console.print(grid)
     else:
-        console.print("no cards match" if hidden else "no cards yet: create one with `expdb new NAME --KEY VALUE`")
+        console.print("no cards match" if filtered else "no cards yet: create one with `expdb new NAME --KEY VALUE`")
     if hidden:
         console.print(f"[dim]… {hidden:,} older card{'s' if hidden > 1 else ''} not shown (--all shows every card)[/]")
 

@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("parent_id", sa.Integer(), nullable=True),
         sa.Column("runner", sa.String(length=256), nullable=True),
+        sa.Column("command", sa.Text(), nullable=True),
+        sa.Column("parser", sa.String(length=1024), nullable=True),
         sa.Column("params", sa.Text(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(["parent_id"], ["card.id"], ondelete="SET NULL"),
@@ -63,11 +65,16 @@ def upgrade() -> None:
         sa.Column("command", sa.Text(), nullable=True),
         sa.Column("log_path", sa.Text(), nullable=True),
         sa.Column("checkpoint_dir", sa.Text(), nullable=True),
+        sa.Column("host", sa.String(length=255), nullable=True),
+        sa.Column("pid", sa.Integer(), nullable=True),
+        sa.Column("device", sa.String(length=128), nullable=True),
+        sa.Column("seed", sa.Integer(), nullable=True),
         sa.Column("env", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["card_id"], ["card.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_run_card_id", "run", ["card_id"])
+    op.create_index("ix_run_status", "run", ["status"])
     op.create_table(
         "note",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -110,6 +117,7 @@ def downgrade() -> None:
     op.drop_table("metric")
     op.drop_index("ix_note_card_id", table_name="note")
     op.drop_table("note")
+    op.drop_index("ix_run_status", table_name="run")
     op.drop_index("ix_run_card_id", table_name="run")
     op.drop_table("run")
     op.drop_index("ix_tag_name", table_name="tag")

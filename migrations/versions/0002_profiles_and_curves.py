@@ -1,4 +1,4 @@
-"""Measurements: model profiles, and curves as series of points.
+"""Measurements: model profiles, and curves as series of packed chunks of points.
 
 Revision ID: 0002
 Revises: 0001
@@ -45,20 +45,25 @@ def upgrade() -> None:
         sa.UniqueConstraint("run_id", "key"),
     )
     op.create_table(
-        "point",
+        "chunk",
+        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("series_id", sa.Integer(), nullable=False),
-        sa.Column("step", sa.Integer(), nullable=False),
-        sa.Column("value", sa.Float(), nullable=False),
-        sa.Column("epoch", sa.Float(), nullable=True),
-        sa.Column("samples", sa.Integer(), nullable=True),
-        sa.Column("wall_time", sa.Float(), nullable=True),
+        sa.Column("first_step", sa.Integer(), nullable=False),
+        sa.Column("last_step", sa.Integer(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("step_data", sa.LargeBinary(), nullable=False),
+        sa.Column("value_data", sa.LargeBinary(), nullable=False),
+        sa.Column("wall_data", sa.LargeBinary(), nullable=False),
+        sa.Column("epoch_data", sa.LargeBinary(), nullable=True),
+        sa.Column("samples_data", sa.LargeBinary(), nullable=True),
         sa.ForeignKeyConstraint(["series_id"], ["series.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("series_id", "step"),
-        sqlite_with_rowid=False,
+        sa.PrimaryKeyConstraint("id"),
     )
+    op.create_index("ix_chunk_series_id", "chunk", ["series_id"])
 
 
 def downgrade() -> None:
-    op.drop_table("point")
+    op.drop_index("ix_chunk_series_id", table_name="chunk")
+    op.drop_table("chunk")
     op.drop_table("series")
     op.drop_table("profile")

@@ -1,0 +1,239 @@
+"""Wall-clock time of everyday `expdb` commands on a 10,000-card database, as whole processes.
+
+It builds a database once with benchmarks/large_db.py in a temporary directory, then runs
+each command as a new process (the `expdb` console script next to sys.executable, or
+`python -m expdb` when there is none), `--repeat` times (default 7) after one untimed
+warm-up run, and prints min / median / max wall seconds against the targets of the issue:
+
+    expdb list                          (default view)            < 0.5 s
+    expdb table --where "N=a and L=b"   (~0.5 % of the cards)     < 0.5 s
+    expdb table --format csv            (every card, to /dev/null) < 1.5 s
+    python -c pass, expdb --help        (for reference, no target)
+
+PASS/FAIL is judged on the median; "close" marks a median above 80 % of its target. The
+commands are interleaved (one round runs each command once) so that a burst of load on a
+shared machine hits them all alike. Then each command is run once with
+PYTHONPROFILEIMPORTTIME=1 to check that it imports none of torch, fvcore, matplotlib or
+pandas (and to show which heavy libraries it does import). With --profile, the slowest
+command (or the one named) is run once more under -X importtime and once under cProfile,
+and the biggest imports and functions are printed.
+
+Run it from the repository root:
+
+    .venv/bin/python benchmarks/bench_cli.py [--cards N] [--repeat R] [--keep DIR]
+           [--profile [slowest|list|where|csv|all]] [--top K]
+
+Exit status: 0 when every target passes and nothing forbidden is imported, 1 otherwise.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from large_db import DEFAULT_CARDS, build_database  # noqa: E402
+
+FORBIDDEN = ("torch", "fvcore", "matplotlib", "pandas")
+HEAVY = ("sqlalchemy", "alembic", "sqlmodel", "pydantic", "pydantic_core", "numpy", "typer", "click", "rich")  # reported, allowed
+CLOSE_FRACTION = 0.8
+
+
+@dataclass
+class Command:
+    label: str
+    argv: list[str]
+    target: float | None  # seconds, or None for a reference figure
+    is_expdb: bool = True
+    times: list[float] = field(default_factory=list)
+
+
+def expdb_prefix() -> list[str]:
+    """The console script installed next to this interpreter, else `python -m expdb`."""
+    script = Path(sys.executable).with_name("expdb")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "expdb"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in ("EXPDB_DB", "PYTHONPROFILEIMPORTTIME")}
+    env.update(extra)
+    return env
+
+
+def run_once(argv: list[str], env: dict[str, str] | None = None, stdout=subprocess.DEVNULL) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    process = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, env=env or clean_env(), text=True)
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"`{' '.join(argv)}` failed with status {process.returncode}:\n{process.stderr}")
+    return elapsed, process
+
+
+def imported_modules(argv: list[str]) -> dict[str, float]:
+    """Top-level package -> seconds spent importing its modules (their own time), for every module imported."""
+    _, process = run_once(argv, env=clean_env(PYTHONPROFILEIMPORTTIME="1"))
+    modules: dict[str, float] = {}
+    for self_us, _, name in _importtime_rows(process.stderr):
+        top = name.strip().split(".")[0]
+        modules[top] = modules.get(top, 0.0) + self_us / 1e6
+    return modules
+
+
+def _importtime_rows(stderr: str) -> list[tuple[int, int, str]]:
+    """(self us, cumulative us, name as printed, indented by nesting) of each `-X importtime` line."""
+    rows = []
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "self [us]" not in line and line.count("|") == 2:
+            self_us, cumulative_us, name = line[len("import time:") :].split("|")
+            rows.append((int(self_us), int(cumulative_us), name.rstrip()))
+    return rows
+
+
+def count_csv_rows(argv: list[str]) -> int:
+    _, process = run_once(argv, stdout=subprocess.PIPE)
+    lines = process.stdout.splitlines()
+    return max(0, len(lines) - 1)  # minus the header
+
+
+def verdict(command: Command) -> str:
+    if command.target is None:
+        return "(reference)"
+    median = statistics.median(command.times)
+    if median >= command.target:
+        return "FAIL"
+    return "PASS (close)" if median > CLOSE_FRACTION * command.target else "PASS"
+
+
+def print_table(commands: list[Command]) -> None:
+    width = max(len(command.label) for command in commands)
+    print(f"{'command':<{width}}  {'min':>7}  {'median':>7}  {'max':>7}  {'target':>8}  result")
+    print("-" * (width + 50))
+    for command in commands:
+        low, mid, high = min(command.times), statistics.median(command.times), max(command.times)
+        target = f"< {command.target:.1f} s" if command.target is not None else "-"
+        print(f"{command.label:<{width}}  {low:7.3f}  {mid:7.3f}  {high:7.3f}  {target:>8}  {verdict(command)}")
+
+
+def print_profile(command: Command, workdir: Path, top: int) -> None:
+    """The slowest command's biggest imports (-X importtime) and functions (cProfile)."""
+    args = command.argv[len(expdb_prefix()) :]
+    print(f"\n== profile of `{command.label}` ==")
+    _, process = run_once([sys.executable, "-X", "importtime", "-m", "expdb", *args])
+    rows = _importtime_rows(process.stderr)
+    total = sum(self_us for self_us, _, _ in rows)
+    print(f"-- imports: {total / 1e6:.3f} s in total; the biggest by cumulative time (nesting indented) --")
+    for self_us, cumulative, name in sorted(rows, key=lambda row: -row[1])[:top]:
+        print(f"  {cumulative / 1e6:7.3f} s cumulative  {self_us / 1e6:7.3f} s self  {name}")
+
+    stats_path = workdir / "profile.pstats"
+    run_once([sys.executable, "-m", "cProfile", "-o", str(stats_path), "-m", "expdb", *args])
+    import pstats
+
+    listings = [
+        ("cumulative", (top,), "every function"),
+        ("tottime", (top,), "every function"),
+        ("cumulative", (r"[/\\]expdb[/\\]", top), "expdb's own functions"),
+    ]
+    for order, restrictions, what in listings:
+        print(f"-- cProfile: {what}, top {top} by {order} --")
+        stats = pstats.Stats(str(stats_path), stream=sys.stdout)
+        stats.sort_stats(order).print_stats(*restrictions)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cards", type=int, default=DEFAULT_CARDS, help=f"cards in the database [{DEFAULT_CARDS}]")
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs of each command [7]")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="slowest",
+        choices=("slowest", "list", "where", "csv", "all"),
+        help="profile a command with -X importtime and cProfile [the slowest against its target]",
+    )
+    parser.add_argument("--top", type=int, default=25, help="lines of each profile listing [25]")
+    parser.add_argument("--keep", metavar="DIR", help="build the database in DIR and keep it (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if args.cards < 1 or args.repeat < 1:
+        parser.error("--cards and --repeat must be at least 1")
+
+    workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="expdb-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _bench(args, workdir)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _bench(args: argparse.Namespace, workdir: Path) -> int:
+    path = workdir / "large.db"
+    summary = build_database(path, cards=args.cards, overwrite=True)
+    print(
+        f"database: {summary['cards']:,} cards ({summary['forks']:,} forks), {summary['runs']:,} runs, "
+        f"{summary['metrics']:,} metrics, {summary['profiles']:,} profiles; {summary['bytes'] / 1e6:.1f} MB, "
+        f"built in {summary['seconds_total']:.2f} s"
+    )
+    expdb = expdb_prefix()
+    db = ["--db", str(path)]
+    where = summary["rare_where"]
+    selected = count_csv_rows([*expdb, "table", "--where", where, "--format", "csv", *db])
+    all_rows = count_csv_rows([*expdb, "table", "--format", "csv", *db])
+    print(f"--where {where!r} selects {selected} of {summary['cards']:,} cards; the csv table has {all_rows:,} rows")
+    print(f"running: {' '.join(expdb)}  ({sys.version.split()[0]}, {os.cpu_count()} cores, "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+
+    commands = [
+        Command("python -c pass", [sys.executable, "-c", "pass"], None, is_expdb=False),
+        Command("expdb --help", [*expdb, "--help"], None),
+        Command("expdb list", [*expdb, "list", *db], 0.5),
+        Command(f'expdb table --where "{where}"', [*expdb, "table", "--where", where, *db], 0.5),
+        Command("expdb table --format csv > /dev/null", [*expdb, "table", "--format", "csv", *db], 1.5),
+    ]
+    for command in commands:  # warm-up: page cache, .pyc files
+        run_once(command.argv)
+    for _ in range(args.repeat):
+        for command in commands:
+            command.times.append(run_once(command.argv)[0])
+
+    print(f"\nwall seconds over {args.repeat} runs (after one warm-up run):")
+    print_table(commands)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+    print("\nimports (PYTHONPROFILEIMPORTTIME=1, one run each):")
+    clean = True
+    for command in commands:
+        if not command.is_expdb:
+            continue
+        modules = imported_modules(command.argv)
+        forbidden = [name for name in FORBIDDEN if name in modules]
+        heavy = [f"{name} {modules[name]:.3f}" for name in HEAVY if name in modules]
+        total = sum(modules.values())
+        status = "FAIL: imports " + ", ".join(forbidden) if forbidden else f"ok: none of {', '.join(FORBIDDEN)}"
+        clean = clean and not forbidden
+        print(f"  {command.label}: {status}")
+        print(f"      all imports {total:.3f} s; of which {', '.join(heavy) or 'no heavy libraries'}")
+
+    if args.profile:
+        targeted = {"list": commands[2], "where": commands[3], "csv": commands[4]}
+        if args.profile == "slowest":
+            chosen = [max(targeted.values(), key=lambda c: statistics.median(c.times) / c.target)]
+        else:
+            chosen = list(targeted.values()) if args.profile == "all" else [targeted[args.profile]]
+        for command in chosen:
+            print_profile(command, workdir, args.top)
+
+    passed = all(verdict(command).startswith(("PASS", "(reference)")) for command in commands)
+    print(f"\n{'all targets met' if passed else 'some targets missed'}; "
+          f"{'no forbidden imports' if clean else 'forbidden imports found'}")
+    return 0 if passed and clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

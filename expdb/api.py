@@ -1,0 +1,69 @@
+"""The Python API for your own training scripts: `with expdb.start("name", lr=4e-3) as run: run.log(...)`."""
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from . import cards
+from .db import Database
+from .errors import ExpdbError
+from .runs import Run, RunStopped, begin_run, sigterm_as_interrupt
+from .values import Value, format_value, same
+
+
+def _current_device() -> str:
+    """The device of a script's own run: CUDA if the script uses torch and a GPU is there. Never imports torch."""
+    torch = sys.modules.get("torch")
+    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+
+
+def ensure_card(db: Database, name: str, params: dict[str, Value]) -> cards.Card:
+    """The card `name` with these parameters: created if missing, completed while it has never run."""
+    try:
+        card = cards.get_card(db, name)
+    except ExpdbError:
+        return cards.create_card(db, name, params)
+    changed = {key: value for key, value in params.items() if not same(card.params.get(key), value)}
+    if not changed:
+        return card
+    if cards.run_count(db, card):
+        key, value = next(iter(changed.items()))
+        raise ExpdbError(
+            f"{name} has run with {key}={format_value(card.params.get(key))}, not {format_value(value)}; "
+            "its results belong to its parameters: start a new card name for new parameters"
+        )
+    return cards.set_params(db, name, changed)
+
+
+@contextmanager
+def start(
+    name: str,
+    *,
+    db: str | None = None,
+    resume: bool = False,
+    on_diverge: str = "stop",
+    seed: int | None = None,
+    **params: Value,
+) -> Iterator[Run]:
+    """Record a run of the card `name` (created with `params` if it does not exist).
+
+    The run ends `finished` when the block ends, `diverged` when expdb stopped it (the
+    exception it raised to stop your loop is absorbed), `interrupted` on Ctrl-C or SIGTERM,
+    `failed` on any other exception, which propagates.
+    """
+    database = Database(db, create=True)
+    try:
+        ensure_card(database, name, params)
+        run = begin_run(database, name, device=_current_device(), seed=seed, resume=resume, on_diverge=on_diverge)
+        with sigterm_as_interrupt():
+            try:
+                yield run
+            except RunStopped:
+                run.end("diverged")
+            except BaseException as error:
+                run.end_from_exception(error)
+                raise
+            else:
+                run.end("finished")
+    finally:
+        database.close()

@@ -1,0 +1,343 @@
+"""Runs: start one, record it while it trains, and end it with the right status whatever happens.
+
+The training thread only appends to a queue (`Run.log`); a background thread drains it
+at least twice a second, writes the points as chunks in one transaction, beats the
+heartbeat, and watches the curves for divergence. Ending a run, normally or not, drains
+the queue first, so nothing logged is lost. A run whose process died without ending it
+(SIGKILL, power loss) is found by `reap_crashed_runs` and marked `crashed`.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cards
+from .db import Database, now
+from .divergence import Divergence, DivergenceDetector
+from .errors import ExpdbError
+from .series import write_points
+
+FLUSH_INTERVAL_S = 0.5
+STALE_HEARTBEAT_S = 60.0  # a run on another host is crashed once its heartbeat is this old
+ON_DIVERGE = ("stop", "note")
+CHECKPOINT_FILE = "checkpoint.pt"
+LOG_FILE = "run.log"
+
+ProgressCallback = Callable[[int, dict[str, float]], None]
+
+
+class RunStopped(Exception):
+    """Raised by `Run.log` once a run must stop: it diverged and the policy is to stop."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: flush, mark the run interrupted."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Where a run keeps its files: beside the database, under expdb_runs/CARD/."""
+
+    directory: Path
+
+    @classmethod
+    def for_card(cls, db: Database, card: str) -> "RunPlan":
+        return cls(db.path.resolve().parent / "expdb_runs" / card)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.directory / CHECKPOINT_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / LOG_FILE
+
+
+def add_automatic_notes(connection, card_id: int, run_id: int, events: list[Divergence]) -> None:
+    connection.executemany(
+        "INSERT INTO note (card_id, run_id, created_at, text, automatic, step) VALUES (?, ?, ?, ?, 1, ?)",
+        [(card_id, run_id, now(), event.message, event.step) for event in events],
+    )
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_crashed_runs(db: Database) -> list[int]:
+    """Mark `crashed` the running runs whose process is gone (same host) or whose heartbeat is stale."""
+    host, moment = socket.gethostname(), now()
+    crashed = []
+    for run_id, run_host, pid, heartbeat in db.query("SELECT id, host, pid, heartbeat_at FROM run WHERE status = 'running'"):
+        gone = run_host == host and pid is not None and not _process_alive(pid)
+        stale = heartbeat is None or moment - heartbeat > STALE_HEARTBEAT_S
+        if gone or (run_host != host and stale):
+            crashed.append(run_id)
+    if crashed:
+        with db.transaction() as connection:
+            connection.executemany(
+                "UPDATE run SET status = 'crashed', ended_at = heartbeat_at, "
+                "exit_reason = 'the process stopped without ending the run (killed, or its machine went down); "
+                "everything logged until its last heartbeat is kept' WHERE id = ? AND status = 'running'",
+                [(run_id,) for run_id in crashed],
+            )
+    return crashed
+
+
+def git_state(directory: Path) -> dict:
+    """The commit and dirty flag of the git work tree around `directory`, if any."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=directory, capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git_commit": commit, "git_dirty": bool(dirty)}
+
+
+def environment() -> dict:
+    """What a run ran on: Python, and torch/CUDA when the process has imported torch."""
+    env = {"python": sys.version.split()[0], "argv": sys.argv, "cwd": os.getcwd(), **git_state(Path.cwd())}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch"] = torch.__version__
+        env["cuda"] = torch.version.cuda
+        env["threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            env["cudnn"] = torch.backends.cudnn.version()
+    return env
+
+
+class Run:
+    """A run being recorded; also the context a runner trains with (`device`, `log`, `summary`, ...)."""
+
+    def __init__(
+        self,
+        db: Database,
+        card: cards.Card,
+        run_id: int,
+        plan: RunPlan,
+        device: str,
+        seed: int,
+        resume: bool,
+        on_diverge: str,
+        started_at: float,
+        progress: ProgressCallback | None = None,
+    ):
+        self.db = db
+        self.card = card
+        self.id = run_id
+        self.params = dict(card.params)
+        self.device = device
+        self.seed = seed
+        self.resume = resume
+        self.checkpoint_path = plan.checkpoint_path
+        self.log_path = plan.log_path
+        self.on_diverge = on_diverge
+        self.divergences: list[Divergence] = []
+        self.latest: tuple | None = None  # the last logged point, for progress displays
+        self._started_at = started_at
+        self._queue: deque = deque()
+        self._stop_reason: str | None = None
+        self._summary: dict[str, float] = {}
+        self._progress = progress
+        self._detector = DivergenceDetector()
+        self._log_file = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by end()
+        self._flusher_error: BaseException | None = None
+        self._stop_flusher = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name=f"expdb-run-{run_id}", daemon=True)
+        self._flusher.start()
+        self.write_log(f"run {run_id} of {card.name} started on {device}, seed {seed}")
+
+    # -- the runner's side ---------------------------------------------------------------
+
+    def log(self, step: int, *, epoch: float | None = None, samples: int | None = None, **scalars: float) -> None:
+        """Record the scalars of one training step. Costs a tuple and an append; raises RunStopped once diverged."""
+        if self._stop_reason is not None:
+            raise RunStopped(self._stop_reason)
+        self.latest = point = (step, epoch, samples, time.time() - self._started_at, scalars)
+        self._queue.append(point)
+
+    def summary(self, **metrics: float) -> None:
+        """Final metrics of the run (iou50=0.34); written when the run ends."""
+        self._summary.update({key: float(value) for key, value in metrics.items()})
+
+    @property
+    def should_stop(self) -> bool:
+        return self._stop_reason is not None
+
+    def write_log(self, line: str) -> None:
+        self._log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        self._log_file.flush()
+
+    # -- the background flusher -------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        # sqlite3 connections belong to the thread that made them: the flusher has its own.
+        try:
+            with Database(self.db.location) as db:
+                series_ids: dict[str, int] = {}
+                while not self._stop_flusher.wait(FLUSH_INTERVAL_S):
+                    self._flush(db, series_ids)
+                self._flush(db, series_ids)
+        except BaseException as error:  # noqa: BLE001 - reported by end(), the training thread must not die silently
+            self._flusher_error = error
+            self._stop_reason = f"recording failed: {error}"
+
+    def _flush(self, db: Database, series_ids: dict[str, int]) -> None:
+        queue = self._queue
+        points = [queue.popleft() for _ in range(len(queue))]
+        events = []
+        for step, _epoch, _samples, _wall, scalars in points:
+            events.extend(self._detector.observe(step, scalars))
+        with db.transaction() as connection:
+            write_points(connection, self.id, points, series_ids)
+            connection.execute("UPDATE run SET heartbeat_at = ? WHERE id = ?", (now(), self.id))
+            add_automatic_notes(connection, self.card.id, self.id, events)
+        for event in events:
+            self.divergences.append(event)
+            self.write_log(event.message)
+            if self.on_diverge == "stop" and self._stop_reason is None:
+                self._stop_reason = event.message
+        if points and self._progress is not None:
+            step, _epoch, _samples, _wall, scalars = points[-1]
+            self._progress(step, scalars)
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def end(self, status: str, exit_reason: str | None = None) -> str:
+        """Drain the queue, store the summary, set the final status. Returns the status stored."""
+        self._stop_flusher.set()
+        self._flusher.join()
+        if self._flusher_error is not None and status == "finished":
+            status, exit_reason = "failed", f"recording failed: {self._flusher_error}"
+        if status == "finished" and self.on_diverge == "stop" and self.divergences:
+            status = "diverged"
+        if status == "diverged" and exit_reason is None and self.divergences:
+            exit_reason = self.divergences[0].message
+        with self.db.transaction() as connection:
+            connection.executemany(
+                "INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                [(self.id, key, value) for key, value in self._summary.items()],
+            )
+            connection.execute(
+                "UPDATE run SET status = ?, ended_at = ?, heartbeat_at = ?, exit_reason = ? WHERE id = ?",
+                (status, now(), now(), exit_reason, self.id),
+            )
+        self.write_log(f"run {self.id} {status}" + (f": {exit_reason}" if exit_reason else ""))
+        self._log_file.close()
+        return status
+
+    def end_from_exception(self, error: BaseException | None) -> str:
+        """The status a run ends with, given how its training code ended."""
+        if error is None:
+            return self.end("finished")
+        if isinstance(error, RunStopped):
+            return self.end("diverged")
+        if isinstance(error, KeyboardInterrupt):
+            reason = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted (Ctrl-C)"
+            return self.end("interrupted", reason)
+        last_line = traceback.format_exception_only(type(error), error)[-1].strip()
+        return self.end("failed", last_line)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+class sigterm_as_interrupt:
+    """While a run trains in the main thread, SIGTERM ends it like Ctrl-C."""
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def latest_run(db: Database, card: cards.Card) -> tuple | None:
+    return db.query_one("SELECT id, status, started_at FROM run WHERE card_id = ? ORDER BY id DESC LIMIT 1", (card.id,))
+
+
+def begin_run(
+    db: Database,
+    name: str,
+    *,
+    device: str,
+    seed: int | None = None,
+    resume: bool = False,
+    on_diverge: str = "stop",
+    command: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> Run:
+    """Start recording a run of card `name` (or continue its latest run with `resume`)."""
+    if on_diverge not in ON_DIVERGE:
+        raise ExpdbError(f"unknown --on-diverge {on_diverge!r}; use one of: {', '.join(ON_DIVERGE)}")
+    reap_crashed_runs(db)
+    card = cards.get_card(db, name)
+    previous = latest_run(db, card)
+    if previous is not None and previous[1] == "running":
+        raise ExpdbError(f"{name} is already running (run {previous[0]}); wait for it, or stop it first")
+    plan = RunPlan.for_card(db, name)
+    if resume:
+        if previous is None:
+            raise ExpdbError(f"--resume: {name} has never run; run it without --resume")
+        if not plan.checkpoint_path.exists():
+            raise ExpdbError(f"--resume: {name} has no checkpoint at {plan.checkpoint_path}; run it without --resume")
+    seed = seed if seed is not None else int(card.params.get("seed", 0))
+    plan.directory.mkdir(parents=True, exist_ok=True)
+    moment = now()
+    columns = {
+        "status": "running",
+        "heartbeat_at": moment,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "device": device,
+        "seed": seed,
+        "command": command or " ".join(sys.argv),
+        "log_path": str(plan.log_path),
+        "checkpoint_dir": str(plan.directory),
+        "env": json.dumps(environment()),
+    }
+    with db.transaction() as connection:
+        if resume:
+            run_id, started_at = previous[0], previous[2] or moment
+            assignments = ", ".join(f"{column} = ?" for column in columns)
+            connection.execute(
+                f"UPDATE run SET {assignments}, ended_at = NULL, exit_reason = NULL WHERE id = ?",
+                (*columns.values(), run_id),
+            )
+        else:
+            started_at = moment
+            run_id = connection.execute(
+                f"INSERT INTO run (card_id, started_at, {', '.join(columns)}) "
+                f"VALUES (?, ?, {', '.join('?' * len(columns))}) RETURNING id",
+                (card.id, started_at, *columns.values()),
+            ).fetchone()[0]
+    return Run(db, card, run_id, plan, device, seed, resume, on_diverge, started_at, progress)
+
