@@ -244,7 +244,7 @@ _SQUARE, _DISK, _TRIANGLE, _CROSS, _RING = range(5)
 _TARGET = (_DISK, _RED)
 
 
-def _shape_mask(kind: int, cx: float, cy: float, r: float, xx: np.ndarray, yy: np.ndarray, rng) -> np.ndarray:
+def _shape_mask(kind: int, cx: float, cy: float, r: float, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
     dx, dy = xx - cx, yy - cy
     if kind == _SQUARE:
         return (np.abs(dx) <= r) & (np.abs(dy) <= r)
@@ -267,7 +267,7 @@ def _paint(img: np.ndarray, kind: int, cx: float, cy: float, r: float, colour: n
     y0, y1 = max(0, int(cy - r) - 1), min(size, int(cy + r) + 2)
     if x0 >= x1 or y0 >= y1:
         return None
-    mask = _shape_mask(kind, cx, cy, r, coords[None, x0:x1], coords[y0:y1, None], None)
+    mask = _shape_mask(kind, cx, cy, r, coords[None, x0:x1], coords[y0:y1, None])
     if not mask.any():
         return None
     window = img[:, y0:y1, x0:x1]
@@ -285,7 +285,7 @@ def make_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
     angle = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(angle) * xx + np.sin(angle) * yy) / size
     ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
-    img = c0[:, None, None] + (c1 - c0)[:, None, None] * ramp[None]
+    img = (c0[:, None, None] + (c1 - c0)[:, None, None] * ramp[None]).astype(np.float32)
     # clutter: translucent rectangles and lines of random colours
     for _ in range(rng.integers(3, 7)):
         colour = rng.uniform(0, 1, size=3).astype(np.float32)
@@ -294,15 +294,14 @@ def make_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndar
             x0, x1 = np.sort(rng.uniform(0, size, 2))
             y0, y1 = np.sort(rng.uniform(0, size, 2))
             window = img[:, int(y0 + 0.5) : int(y1 + 0.5), int(x0 + 0.5) : int(x1 + 0.5)]
-            window *= 1 - alpha
-            window += alpha * colour[:, None, None]
-            continue
+            window *= np.float32(1 - alpha)
+            window += np.float32(alpha) * colour[:, None, None]
         else:
             p = rng.uniform(0, size, 2)
             theta = rng.uniform(0, np.pi)
             dist = np.abs((xx - p[0]) * np.sin(theta) - (yy - p[1]) * np.cos(theta))
             mask = dist <= rng.uniform(0.5, 1.5)
-        img = np.where(mask[None], (1 - alpha) * img + alpha * colour[:, None, None], img)
+            img[:, mask] = np.float32(1 - alpha) * img[:, mask] + np.float32(alpha) * colour[:, None]
     # distractors: any shape/colour combination but the target's
     for _ in range(rng.integers(3, 7)):
         while True:

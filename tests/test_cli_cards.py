@@ -256,7 +256,7 @@ def test_rm_asks_at_a_terminal(busy, cli, monkeypatch, answer):
     before = dump()
     result = cli("rm", "cvt_io_v2_8", "cvt_io_v2_1")
     assert asked == [
-        "Delete 2 cards (cvt_io_v2_8, cvt_io_v2_1) with 1 run; cvt_io_v2_9 will keep their parameters but lose their "
+        "Delete 2 cards (cvt_io_v2_8, cvt_io_v2_1) with 1 run; cvt_io_v2_9 will keep its parameters but lose the "
         "parent link?"
     ]
     if answer:
