@@ -1,7 +1,6 @@
 """Experiment cards: create, fork, find, note, tag, edit while unrun, rename, remove."""
 
 import difflib
-import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
@@ -67,50 +66,114 @@ def missing_card_error(db: Database, name: str) -> ExpdbError:
     return ExpdbError(f"no card named {name!r}{hint}")
 
 
-_CARD_COLUMNS = f"""card.id, card.name, parent.name, card.runner, card.command, card.parser, card.params, card.created_at,
-    coalesce((SELECT status FROM run WHERE run.id = {_LATEST_RUN}), '{PLANNED}')"""
+_STATUS = f"coalesce((SELECT status FROM run WHERE run.id = {_LATEST_RUN}), '{PLANNED}')"
+_CARD_COLUMNS = f"""card.id, card.name, parent.name, card.runner, card.command, card.parser, card.params,
+    card.created_at, {_STATUS}"""
+_CARD_FROM = "card LEFT JOIN card AS parent ON parent.id = card.parent_id"
+
+
+def _among(column: str, ids: list[int] | None, keyword: str = "") -> tuple[str, list]:
+    """`column IN ids` as SQL with one bound parameter (a JSON array: no limit on how many); nothing for None."""
+    if ids is None:
+        return "", []
+    return f" {keyword} {column} IN (SELECT value FROM json_each(?))", [json.dumps(ids)]
 
 
 def _card_from_row(row: tuple, tags: list[str]) -> Card:
     return Card(*row[:6], values.loads(row[6]), row[7], row[8], tags)
 
 
+def _tags_of(db: Database, card_ids: list[int] | None) -> dict[int, list[str]]:
+    tags: dict[int, list[str]] = {}
+    restrict, parameters = _among("card_id", card_ids, "WHERE")
+    for card_id, tag in db.query(f"SELECT card_id, name FROM tag {restrict} ORDER BY name", parameters):
+        tags.setdefault(card_id, []).append(tag)
+    return tags
+
+
 def get_card(db: Database, name: str) -> Card:
-    row = db.query_one(
-        f"SELECT {_CARD_COLUMNS} FROM card LEFT JOIN card AS parent ON parent.id = card.parent_id WHERE card.name = ?",
-        (name,),
-    )
+    row = db.query_one(f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM} WHERE card.name = ?", (name,))
     if row is None:
         raise missing_card_error(db, name)
-    tags = [tag for (tag,) in db.query("SELECT name FROM tag WHERE card_id = ? ORDER BY name", (row[0],))]
-    return _card_from_row(row, tags)
+    return _card_from_row(row, _tags_of(db, [row[0]]).get(row[0], []))
 
 
 def all_cards(db: Database) -> list[Card]:
     """Every card, oldest first, with its status and tags."""
-    tags: dict[int, list[str]] = {}
-    for card_id, tag in db.query("SELECT card_id, name FROM tag ORDER BY name"):
-        tags.setdefault(card_id, []).append(tag)
-    rows = db.query(
-        f"SELECT {_CARD_COLUMNS} FROM card LEFT JOIN card AS parent ON parent.id = card.parent_id ORDER BY card.id"
-    )
-    return [_card_from_row(row, tags.get(row[0], [])) for row in rows]
+    return select_cards(db)
+
+
+def _filters(
+    pattern: str | None, status: str | None, tag: str | None, ids: list[int] | None
+) -> tuple[str, list]:
+    """The WHERE clause of a card selection, with its bound parameters; user text is only ever bound."""
+    if status is not None and status not in STATUSES:
+        raise ExpdbError(f"unknown status {status!r}; use one of: {', '.join(STATUSES)}")
+    clauses, parameters = [], []
+    if pattern is not None:
+        clauses.append("card.name GLOB ?")
+        parameters.append(pattern)
+    if status is not None:
+        clauses.append(f"{_STATUS} = ?")
+        parameters.append(status)
+    if tag is not None:
+        clauses.append("EXISTS (SELECT 1 FROM tag WHERE tag.card_id = card.id AND tag.name = ?)")
+        parameters.append(tag)
+    if ids is not None:
+        clause, bound = _among("card.id", ids)
+        clauses.append(clause)
+        parameters.extend(bound)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), parameters
 
 
 def select_cards(
-    db: Database, pattern: str | None = None, status: str | None = None, tag: str | None = None
+    db: Database,
+    pattern: str | None = None,
+    status: str | None = None,
+    tag: str | None = None,
+    *,
+    ids: list[int] | None = None,
+    latest: int | None = None,
 ) -> list[Card]:
-    """Cards whose name matches a glob, with a status, with a tag; oldest first."""
-    if status is not None and status not in STATUSES:
-        raise ExpdbError(f"unknown status {status!r}; use one of: {', '.join(STATUSES)}")
-    cards = all_cards(db)
-    return [
-        card
-        for card in cards
-        if (pattern is None or fnmatch.fnmatchcase(card.name, pattern))
-        and (status is None or card.status == status)
-        and (tag is None or tag in card.tags)
-    ]
+    """Cards whose name matches a glob, with a status, with a tag, among `ids`; oldest first.
+
+    `latest`: only the newest N of them (still oldest first).
+    """
+    where, parameters = _filters(pattern, status, tag, ids)
+    order = "ORDER BY card.id DESC LIMIT ?" if latest is not None else "ORDER BY card.id"
+    rows = db.query(f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM}{where} {order}", [*parameters, *([latest] if latest is not None else [])])
+    if latest is not None:
+        rows.reverse()
+    tags = _tags_of(db, [row[0] for row in rows] if latest is not None or ids is not None else None)
+    return [_card_from_row(row, tags.get(row[0], [])) for row in rows]
+
+
+_JSON_TYPES = {"true": lambda _: True, "false": lambda _: False, "array": json.loads, "object": json.loads}
+
+
+def card_facts(db: Database, keys: list[str]) -> dict[int, dict[str, Value]]:
+    """Every card's name, status, runner and parameters `keys` (absent ones left out).
+
+    SQLite's JSON functions pick the keys out, so a filter over thousands of cards does not
+    decode every card's parameters in Python.
+    """
+    picks = "".join(", json_type(card.params, ?), json_extract(card.params, ?)" for _ in keys)
+    paths = [f'$."{key}"' for key in keys for _ in range(2)]
+    facts = {}
+    for card_id, name, runner, status, *picked in db.query(
+        f"SELECT card.id, card.name, card.runner, {_STATUS}{picks} FROM card", paths
+    ):
+        found = {"name": name, "runner": runner, "status": status}
+        for key, kind, value in zip(keys, picked[0::2], picked[1::2]):
+            if kind is not None and kind != "null":
+                found[key] = _JSON_TYPES[kind](value) if kind in _JSON_TYPES else value
+        facts[card_id] = found
+    return facts
+
+
+def count_cards(db: Database, pattern: str | None = None, status: str | None = None, tag: str | None = None) -> int:
+    where, parameters = _filters(pattern, status, tag, None)
+    return db.query_one(f"SELECT count(*) FROM card{where}", parameters)[0]
 
 
 def validate_card_input(name: str, tags: list[str] = (), note: str | None = None) -> None:
@@ -211,8 +274,11 @@ def param_changes(db: Database, card: Card) -> list[ParamChange]:
 
 def changed_keys(db: Database, shown: list[Card]) -> dict[int, list[str]]:
     """For each card, the parameters it sets or changes vs its parent (all of them for a root card)."""
-    parents = {card.parent for card in shown if card.parent}
-    base = {card.name: card.params for card in all_cards(db) if card.name in parents} if parents else {}
+    parents = sorted({card.parent for card in shown if card.parent})
+    base = {
+        name: values.loads(params)
+        for name, params in db.query(f"SELECT name, params FROM card WHERE name IN ({', '.join('?' * len(parents))})", parents)
+    }
     return {
         card.id: [
             key
@@ -355,16 +421,23 @@ def latest_profile(db: Database, card_id: int) -> dict | None:
     return dict(zip(PROFILE_FIELDS, row)) if row else None
 
 
-def latest_values(db: Database) -> dict[int, dict[str, float]]:
-    """Each card's metrics, each from the latest run that recorded it, and its latest profile."""
+def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, dict[str, float]]:
+    """Each card's metrics, each from the latest run that recorded it, and its latest profile.
+
+    `card_ids`: only these cards (default: all).
+    """
+    restrict, parameters = _among("run.card_id", card_ids, " WHERE")
     by_card: dict[int, dict[str, float]] = {}
     for card_id, key, value in db.query(
-        "SELECT run.card_id, metric.key, metric.value FROM metric JOIN run ON run.id = metric.run_id ORDER BY run.id"
+        f"SELECT run.card_id, metric.key, metric.value FROM metric JOIN run ON run.id = metric.run_id{restrict} "
+        "ORDER BY run.id",
+        parameters,
     ):
         by_card.setdefault(card_id, {})[key] = value
     columns = ", ".join(f"profile.{column}" for column in PROFILE_COLUMNS.values())
     for card_id, *measured in db.query(
-        f"SELECT run.card_id, {columns} FROM profile JOIN run ON run.id = profile.run_id ORDER BY run.id"
+        f"SELECT run.card_id, {columns} FROM profile JOIN run ON run.id = profile.run_id{restrict} ORDER BY run.id",
+        parameters,
     ):
         card_values = by_card.setdefault(card_id, {})
         for key, value in zip(PROFILE_COLUMNS, measured):

@@ -88,15 +88,15 @@ def list_cards(
     from .metrics import load_definitions
 
     with open_db(db) as db:
-        selected = cards.select_cards(db, pattern=pattern, status=status, tag=tag)
-        filtered = pattern is not None or status is not None or tag is not None
-        shown = selected if all_cards else selected[-limit:]
+        shown = cards.select_cards(db, pattern, status, tag, latest=None if all_cards else limit)
+        hidden = 0 if all_cards else cards.count_cards(db, pattern, status, tag) - len(shown)
         changed = cards.changed_keys(db, shown)
-        results = cards.latest_values(db)
+        results = cards.latest_values(db, [card.id for card in shown])
         definitions = load_definitions(db)
     from .views import render_list
 
-    render_list(shown, len(selected) - len(shown), filtered, changed, results, definitions, console)
+    filtered = pattern is not None or status is not None or tag is not None
+    render_list(shown, hidden, filtered, changed, results, definitions, console)
 
 
 @app.command()

@@ -3,16 +3,17 @@
 import difflib
 from dataclasses import dataclass, field
 
-from .cards import Card, get_card, latest_values, select_cards
+from .cards import Card, card_facts, get_card, latest_values, select_cards
 from .db import Database
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, load_definitions
 from .values import Value, same
-from .where import parse_where
+from .where import Where, parse_where
 
 PARAM_MODES = ("differing", "all", "none")
 CARD_FIELDS = ("name", "status", "runner")
-COST_KEYS = frozenset(PROFILE_COLUMNS)  # deltas of costs are shown relative to the baseline
+COST_KEYS = frozenset(PROFILE_COLUMNS)
+_PARAM_KEYS = "SELECT DISTINCT json_each.key FROM card, json_each(card.params)"  # deltas of costs are shown relative to the baseline
 
 
 @dataclass
@@ -49,6 +50,28 @@ class ComparisonTable:
         return value - base
 
 
+def _matching_ids(db: Database, predicate: Where, metric_keys: set[str]) -> list[int]:
+    """The cards that satisfy `--where`; a key must be a card field, a metric, or some card's parameter."""
+    keys = sorted(predicate.keys - set(CARD_FIELDS))
+    facts = card_facts(db, keys)
+    have_param = {key for found in facts.values() for key in found}
+    unknown = [key for key in keys if key not in have_param and key not in metric_keys]
+    if unknown:
+        candidates = sorted(set(CARD_FIELDS) | metric_keys | {key for (key,) in db.query(_PARAM_KEYS)})
+        hint = _did_you_mean(unknown[0], candidates)
+        raise ExpdbError(
+            f"--where mentions {unknown[0]!r}, which no card has as a parameter or metric"
+            + (f"; {hint.strip()}" if hint else "")
+        )
+    metrics = latest_values(db) if predicate.keys & metric_keys else {}
+    matching = []
+    for card_id, found in facts.items():
+        card_metrics = metrics.get(card_id, {})
+        if predicate({key: card_metrics.get(key, found.get(key)) for key in predicate.keys}):
+            matching.append(card_id)
+    return matching
+
+
 def _did_you_mean(name: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}? " if close else ""
@@ -82,20 +105,10 @@ def build_table(
             )
     requested = list(dict.fromkeys(metrics)) or sorted(recorded)
 
-    cards = select_cards(db, pattern=pattern, tag=tag)
-    values_by_card = latest_values(db)
+    matching = _matching_ids(db, predicate, set(known)) if predicate is not None else None
+    cards = select_cards(db, pattern=pattern, tag=tag, ids=matching)
+    values_by_card = latest_values(db, matching)
     all_rows = [Row(card, values_by_card.get(card.id, {})) for card in cards]
-    if predicate is not None:
-        keys = set(CARD_FIELDS) | set(known)
-        for row in all_rows:
-            keys.update(row.card.params)
-        unknown = sorted(predicate.keys - keys)
-        if unknown:
-            raise ExpdbError(
-                f"--where mentions {unknown[0]!r}, which no card has as a parameter or metric; "
-                f"{_did_you_mean(unknown[0], sorted(keys))}".rstrip("; ")
-            )
-        all_rows = [row for row in all_rows if predicate({k: row.value(k) for k in predicate.keys})]
     rows = [row for row in all_rows if any(key in row.values for key in requested)]
 
     base_row = None
