@@ -60,6 +60,10 @@ def card_names(db: Database) -> list[str]:
     return [row[0] for row in db.query("SELECT name FROM card ORDER BY id")]
 
 
+def card_exists(db: Database, name: str) -> bool:
+    return db.query_one("SELECT 1 FROM card WHERE name = ?", (name,)) is not None
+
+
 def missing_card_error(db: Database, name: str) -> ExpdbError:
     close = difflib.get_close_matches(name, card_names(db), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else "; `expdb list` shows the cards"
@@ -206,7 +210,7 @@ def create_card(
 ) -> Card:
     """A new card; with `parent`, it starts from the parent's parameters, runner or command, and parser."""
     validate_card_input(name, tags, note)
-    if db.query_one("SELECT 1 FROM card WHERE name = ?", (name,)):
+    if card_exists(db, name):
         raise ExpdbError(f"a card named {name!r} exists already; pick another name, or fork it with --from {name}")
     parent_id = None
     merged: dict[str, Value] = {}
@@ -321,7 +325,7 @@ def tag_card(db: Database, name: str, tags: list[str], remove: bool = False) -> 
 def rename_card(db: Database, old: str, new: str) -> Card:
     card = get_card(db, old)
     validate_name(new)
-    if db.query_one("SELECT 1 FROM card WHERE name = ?", (new,)):
+    if card_exists(db, new):
         raise ExpdbError(f"a card named {new!r} exists already; pick another name")
     with db.transaction() as connection:
         connection.execute("UPDATE card SET name = ? WHERE id = ?", (new, card.id))

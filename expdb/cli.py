@@ -4,10 +4,13 @@ Heavy libraries are never imported here: everyday commands start in a fraction o
 """
 
 import sys
+import time
+from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import cards
 from .db import Database
@@ -55,16 +58,26 @@ def new(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The card's name: letters, digits, '_', '-', '.'.")],
     parent: Annotated[Optional[str], typer.Option("--from", help="Start from this card's parameters and runner.")] = None,
-    runner: Annotated[Optional[str], typer.Option(help="What trains it: a built-in runner or module:function.")] = None,
+    runner: Annotated[Optional[str], typer.Option(help="What trains it: a built-in runner (cvt_io) or package.module:function.")] = None,
+    cmd: Annotated[Optional[str], typer.Option("--cmd", help="Or a shell command that trains it; {KEY} is replaced by the parameter.")] = None,
+    parse: Annotated[Optional[str], typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN.")] = None,
     note: Annotated[Optional[str], typer.Option(help="Why this card exists.")] = None,
     tag: Annotated[list[str], typer.Option(help="A tag; repeat for several.")] = [],
     db: DbOption = None,
 ) -> None:
     params, typed = parse_key_values(ctx.args)
     cards.validate_card_input(name, tag, note)
+    if runner and cmd:
+        raise ExpdbError("give --runner or --cmd, not both: a card is trained by one of them")
+    if parse:
+        from .logparse import make_parser
+
+        make_parser(parse)
     with open_db(db, create=True) as database:
         try:
-            card = cards.create_card(database, name, params, typed, parent=parent, runner=runner, note=note, tags=tag)
+            card = cards.create_card(
+                database, name, params, typed, parent=parent, runner=runner, note=note, tags=tag, command=cmd, parser=parse
+            )
         except ExpdbError:
             if database.created:  # a refused first card leaves no empty database behind
                 database.remove()
@@ -225,6 +238,110 @@ def table(
             db, metrics, where=where, sort=sort, baseline=baseline, params=params, pattern=pattern, tag=tag
         )
     write_table(comparison, format, sys.stdout, console)
+
+
+@app.command(context_settings={"allow_extra_args": True})
+def run(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="The card to run. After --, a command to run it with.")] = None,
+    all_planned: Annotated[bool, typer.Option("--all", help="Run every planned card, one after another.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the card's latest run from its last checkpoint.")] = False,
+    on_diverge: Annotated[str, typer.Option(help="stop: end a diverging run; note: only note it.")] = "stop",
+    device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
+    db: DbOption = None,
+) -> None:
+    """Train a card and record everything: curves, metrics, environment, divergence."""
+    from .launch import execute
+
+    if (name is None) == (not all_planned):
+        raise ExpdbError("name one card to run, or pass --all for every planned card")
+    if all_planned and ctx.args:
+        raise ExpdbError("a command after -- runs one card: name it instead of --all")
+    exit_code = 0
+    with open_db(db) as database:
+        from .runs import reap_crashed_runs
+
+        reap_crashed_runs(database)
+        targets = [cards.get_card(database, name)] if name else cards.select_cards(database, status=cards.PLANNED)
+        if not targets:
+            console.print("no planned cards to run")
+        for card in targets:
+            with run_progress(card) as progress:
+                outcome = execute(
+                    database, card, command=ctx.args or None, resume=resume, on_diverge=on_diverge,
+                    device=device, seed=seed, progress=progress,
+                )
+            console.print(outcome_line(outcome), soft_wrap=True)
+            if outcome.status != "finished":
+                exit_code = 1
+    raise typer.Exit(exit_code)
+
+
+def outcome_line(outcome) -> str:
+    from .views import status_text
+
+    results = " ".join(f"{key}={value:.4g}" for key, value in outcome.summary.items())
+    reason = f": {escape(outcome.exit_reason)}" if outcome.exit_reason else ""
+    return f"{escape(outcome.card)} (run {outcome.run_id}) {status_text(outcome.status)}{reason}" + (f"  {results}" if results else "")
+
+
+@contextmanager
+def run_progress(card: cards.Card):
+    """A progress bar fed by the run's flusher: step, loss, steps/s, ETA."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    total = card.params.get("steps") if isinstance(card.params.get("steps"), int) else None
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("step {task.completed:,.0f}"),
+        TextColumn("{task.fields[loss]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
+    )
+    task = progress.add_task(card.name, total=total, loss="", rate="")
+    started = time.monotonic()
+
+    def update(step: int, scalars: dict[str, float]) -> None:
+        loss = scalars.get("loss")
+        elapsed = time.monotonic() - started
+        progress.update(
+            task,
+            completed=step,
+            loss=f"loss {loss:.4g}" if loss is not None else "",
+            rate=f"{step / elapsed:,.1f} steps/s" if elapsed > 0 else "",
+        )
+
+    with progress:
+        yield update
+
+
+@app.command("import")
+def import_log(
+    ctx: typer.Context,
+    format: Annotated[str, typer.Argument(metavar="FORMAT", help="The log's format: mmdet, or regex:PATTERN.")],
+    logfile: Annotated[str, typer.Argument(help="The training log.")],
+    name: Annotated[str, typer.Option(help="The card the run belongs to; created if it does not exist.")],
+    parent: Annotated[Optional[str], typer.Option("--from", help="Fork the new card from this one.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Import a run that already happened from its training log (its curves, and any divergence)."""
+    from .logparse import make_parser
+    from .results import import_log as import_run
+
+    make_parser(format)
+    cards.validate_name(name)
+    with open_db(db, create=True) as database:
+        imported = import_run(database, logfile, format, name, parent=parent)
+    console.print(
+        f"imported {imported.points:,} points into {name} (run {imported.run_id}): {imported.status}", soft_wrap=True
+    )
+    for divergence in imported.divergences:
+        console.print(f"  {escape(divergence.message)}", soft_wrap=True)
 
 
 @db_app.command("current")

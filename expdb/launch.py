@@ -16,7 +16,7 @@ from typing import TextIO
 from .cards import Card
 from .errors import ExpdbError
 from .logparse import LineParser, make_parser
-from .runs import Run
+from .runs import ProgressCallback, Run, begin_run, sigterm_as_interrupt
 
 Runner = Callable[[dict, Run], None]
 
@@ -126,3 +126,77 @@ def _stop(process: subprocess.Popen) -> None:
             process.kill()
             process.wait()
 
+
+
+def choose_device(requested: str) -> str:
+    """`auto`: CUDA when torch sees a GPU. Asks torch only if the runner imported it already."""
+    if requested not in DEVICES:
+        raise ExpdbError(f"unknown --device {requested!r}; use one of: {', '.join(DEVICES)}")
+    torch = sys.modules.get("torch")
+    available = torch is not None and torch.cuda.is_available()
+    if requested == "cuda" and not available:
+        raise ExpdbError("--device cuda: no CUDA GPU is visible here; use --device cpu (or auto)")
+    if requested == "auto":
+        return "cuda" if available else "cpu"
+    return requested
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class Outcome:
+    card: str
+    run_id: int
+    status: str
+    exit_reason: str | None
+    summary: dict[str, float]
+    notes: list[str]
+
+
+def execute(
+    db,
+    card: Card,
+    *,
+    command: list[str] | None = None,
+    resume: bool = False,
+    on_diverge: str = "stop",
+    device: str = "auto",
+    seed: int | None = None,
+    progress: ProgressCallback | None = None,
+    echo: TextIO | None = None,
+) -> Outcome:
+    """Run one card to its end and record it. Everything that can be refused is refused before the run exists.
+
+    KeyboardInterrupt (Ctrl-C, SIGTERM) propagates after the run is marked interrupted.
+    """
+    template = shlex.join(command) if command else card.command
+    if template:
+        plan = plan_command(template, card.parser, card)
+        chosen = "" if device == "auto" else device
+        train = lambda run: run_command(run, plan, echo or sys.stdout)  # noqa: E731
+    elif card.runner:
+        runner = resolve_runner(card.runner)
+        chosen = choose_device(device)
+        train = lambda run: runner(dict(card.params), run)  # noqa: E731
+    else:
+        raise ExpdbError(
+            f"{card.name} has no runner or command: create it with --runner NAME or --cmd \"...\", "
+            f"or give the command: expdb run {card.name} -- python train.py ..."
+        )
+    run = begin_run(
+        db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
+        command=template, progress=progress,
+    )
+    with sigterm_as_interrupt():
+        try:
+            train(run)
+        except CommandFailed as failure:
+            run.end("failed", str(failure))
+        except BaseException as error:  # noqa: BLE001 - every ending is recorded; Ctrl-C goes on up
+            run.end_from_exception(error)
+            if isinstance(error, KeyboardInterrupt):
+                raise
+        else:
+            run.end("finished")
+    return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, [d.message for d in run.divergences])

@@ -1,11 +1,17 @@
-"""Recording results that exist already: a run's status, final metrics and profile."""
+"""Recording results that exist already: a run's final metrics and profile, or a whole training log."""
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
-from .cards import get_card
+from .cards import card_exists, create_card, get_card
 from .db import Database
+from .divergence import Divergence, detect_all
 from .errors import ExpdbError
+from .logparse import parse_file
 from .metrics import PROFILE_COLUMNS
+from .runs import add_automatic_notes
+from .series import write_points
 
 RUN_STATUSES = ("queued", "running", "finished", "diverged", "failed", "interrupted", "crashed")
 
@@ -49,3 +55,51 @@ def record_run(
                 (run_id, *profile.values(), json.dumps({})),
             )
     return run_id
+
+
+@dataclass
+class Imported:
+    run_id: int
+    status: str
+    points: int
+    divergences: list[Divergence]
+
+
+def import_log(db: Database, path: str, spec: str, card_name: str, parent: str | None = None) -> Imported:
+    """A run that already happened, from its training log: its curves, and divergence notes.
+
+    The card is created (forked from `parent`) if it does not exist, once the log has been
+    read. The run is `diverged` if its curves diverged, else `finished`.
+    """
+    records = parse_file(path, spec)
+    if card_exists(db, card_name):
+        card = get_card(db, card_name)
+    else:
+        card = create_card(db, card_name, {}, parent=parent)
+    events = detect_all((record.step, record.values) for record in records)
+    times = [record.timestamp for record in records if record.timestamp is not None]
+    started = times[0] if times else None
+    points = [
+        (record.step, record.epoch, None, record.timestamp - started if record.timestamp is not None and started is not None else 0.0, record.values)
+        for record in records
+    ]
+    status = "diverged" if events else "finished"
+    source = str(Path(path).resolve())
+    with db.transaction() as connection:
+        run_id = connection.execute(
+            "INSERT INTO run (card_id, status, started_at, ended_at, exit_reason, command, log_path, env) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                card.id,
+                status,
+                started,
+                times[-1] if times else None,
+                events[0].message if events else None,
+                f"imported from {source}",
+                source,
+                json.dumps({"imported_from": source, "format": spec}),
+            ),
+        ).fetchone()[0]
+        write_points(connection, run_id, points, {})
+        add_automatic_notes(connection, card.id, run_id, events)
+    return Imported(run_id, status, sum(len(record.values) for record in records), events)

@@ -155,11 +155,12 @@ class Run:
         self.log_path = plan.log_path
         self.on_diverge = on_diverge
         self.divergences: list[Divergence] = []
+        self.status, self.exit_reason = "running", None
         self.latest: tuple | None = None  # the last logged point, for progress displays
         self._started_at = started_at
         self._queue: deque = deque()
         self._stop_reason: str | None = None
-        self._summary: dict[str, float] = {}
+        self.summary_metrics: dict[str, float] = {}
         self._progress = progress
         self._detector = DivergenceDetector()
         self._log_file = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by end()
@@ -180,7 +181,7 @@ class Run:
 
     def summary(self, **metrics: float) -> None:
         """Final metrics of the run (iou50=0.34); written when the run ends."""
-        self._summary.update({key: float(value) for key, value in metrics.items()})
+        self.summary_metrics.update({key: float(value) for key, value in metrics.items()})
 
     @property
     def should_stop(self) -> bool:
@@ -239,7 +240,7 @@ class Run:
             connection.executemany(
                 "INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                [(self.id, key, value) for key, value in self._summary.items()],
+                [(self.id, key, value) for key, value in self.summary_metrics.items()],
             )
             connection.execute(
                 "UPDATE run SET status = ?, ended_at = ?, heartbeat_at = ?, exit_reason = ? WHERE id = ?",
@@ -247,6 +248,7 @@ class Run:
             )
         self.write_log(f"run {self.id} {status}" + (f": {exit_reason}" if exit_reason else ""))
         self._log_file.close()
+        self.status, self.exit_reason = status, exit_reason
         return status
 
     def end_from_exception(self, error: BaseException | None) -> str:
