@@ -59,7 +59,7 @@ import threading
 from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 __all__ = ["Divergence", "DivergenceDetector", "detect_all", "is_loss_key", "is_grad_norm_key"]
 
@@ -206,6 +206,43 @@ class _Curve:
         self._remember(value, window)
         return None
 
+    def absorb(self, steps: Sequence[int], values: Sequence[float], factor: float, window: int) -> bool:
+        """Take many values at once if none of them can raise an event; False when they might.
+
+        Leaves the same state as pushing them one by one. A median is never below the
+        smallest value in its window, so no value below `factor` x that floor can spike.
+        """
+        if not values:
+            return True
+        if self.dead:  # only its last finite value still matters
+            for step, value in zip(reversed(steps), reversed(values)):
+                if math.isfinite(value):
+                    self.last_value, self.last_step = value, step
+                    break
+            return True
+        if not math.isfinite(sum(values)):
+            return False
+        if self.done:
+            self.last_value, self.last_step = values[-1], steps[-1]
+            return True
+        if self.spike is not None:
+            return False
+        # Block by block: a median of the last `window` values lies within this block and the one
+        # before, so it is at least the smaller of their minimums.
+        block = max(window, 256)
+        floor = self.sorted[0] if self.sorted else math.inf
+        for start in range(0, len(values), block):
+            part = values[start : start + block]
+            lowest = min(part)
+            if min(floor, lowest) <= 0 or max(part) > factor * min(floor, lowest):
+                return False
+            floor = lowest
+        self.seen += len(values)
+        self.recent = deque((list(self.recent) + list(values[-window:]))[-window:])
+        self.sorted = sorted(self.recent)
+        self.last_value, self.last_step = values[-1], steps[-1]
+        return True
+
     def retire(self) -> None:
         """Stop examining for spikes; drop the window."""
         self.done = True
@@ -255,6 +292,19 @@ class DivergenceDetector:
         curve = _Curve(key, family) if family else None
         self._curves[key] = curve
         return curve
+
+    def absorb(self, key: str, steps: Sequence[int], values: Sequence[float]) -> bool:
+        """Take a run of one curve's finite, unremarkable values at once (the usual case, and cheap).
+
+        False when some value might raise an event: observe those steps one by one instead.
+        A key that is not watched is always absorbed.
+        """
+        with self._lock:
+            curve = self._curve(key)
+            if curve is None:
+                return True
+            factor = self.spike_factor if curve.family == _LOSS else self.grad_factor
+            return curve.absorb(steps, values, factor, self.window)
 
     def observe(self, step: int, values: Mapping[str, float]) -> list[Divergence]:
         """All the values logged at one step; returns the events this step reveals (usually none)."""

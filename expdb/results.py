@@ -11,7 +11,7 @@ from .errors import ExpdbError
 from .logparse import parse_file
 from .metrics import PROFILE_COLUMNS
 from .runs import add_automatic_notes
-from .series import write_points
+from .series import build_chunks, write_chunks
 
 RUN_STATUSES = ("queued", "running", "finished", "diverged", "failed", "interrupted", "crashed")
 
@@ -100,6 +100,6 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
                 json.dumps({"imported_from": source, "format": spec}),
             ),
         ).fetchone()[0]
-        write_points(connection, run_id, points, {})
+        write_chunks(connection, run_id, build_chunks(points), {})
         add_automatic_notes(connection, card.id, run_id, events)
     return Imported(run_id, status, sum(len(record.values) for record in records), events)

@@ -25,7 +25,7 @@ from . import cards
 from .db import Database, now
 from .divergence import Divergence, DivergenceDetector
 from .errors import ExpdbError
-from .series import write_points
+from .series import build_chunks, write_chunks
 
 FLUSH_INTERVAL_S = 0.5
 STALE_HEARTBEAT_S = 60.0  # a run on another host is crashed once its heartbeat is this old
@@ -208,11 +208,10 @@ class Run:
     def _flush(self, db: Database, series_ids: dict[str, int]) -> None:
         queue = self._queue
         points = [queue.popleft() for _ in range(len(queue))]
-        events = []
-        for step, _epoch, _samples, _wall, scalars in points:
-            events.extend(self._detector.observe(step, scalars))
+        chunks = build_chunks(points)
+        events = self._detect(points, chunks)
         with db.transaction() as connection:
-            write_points(connection, self.id, points, series_ids)
+            write_chunks(connection, self.id, chunks, series_ids)
             connection.execute("UPDATE run SET heartbeat_at = ? WHERE id = ?", (now(), self.id))
             add_automatic_notes(connection, self.card.id, self.id, events)
         for event in events:
@@ -223,6 +222,18 @@ class Run:
         if points and self._progress is not None:
             step, _epoch, _samples, _wall, scalars = points[-1]
             self._progress(step, scalars)
+
+    def _detect(self, points: list, chunks: dict) -> list[Divergence]:
+        """Divergence in the new points: whole curves at once where nothing can have happened, else step by step."""
+        detector = self._detector
+        stepwise = [key for key, chunk in chunks.items() if not detector.absorb(key, chunk.steps, chunk.values)]
+        events = []
+        if stepwise:
+            for step, _epoch, _samples, _wall, scalars in points:
+                watched = {key: scalars[key] for key in stepwise if key in scalars}
+                if watched:
+                    events.extend(detector.observe(step, watched))
+        return events
 
     # -- ending ---------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ import math
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .db import Database
@@ -19,11 +18,17 @@ _BIG_ENDIAN = sys.byteorder == "big"
 NO_SAMPLES = -1  # in samples_data: this point was logged without a sample count
 
 
-def _pack(values: array) -> bytes:
+def _pack(values: array, level: int = 1) -> bytes:
     if _BIG_ENDIAN:
         values = array(values.typecode, values)
         values.byteswap()
-    return zlib.compress(values.tobytes(), 1)
+    return zlib.compress(values.tobytes(), level)
+
+
+def _pack_values(values: array) -> bytes:
+    """Measured values: compressed when they repeat (a learning rate), stored as they are when they
+    look random (a loss), which zlib cannot shrink but would spend most of a flush on."""
+    return _pack(values, 1 if len(set(values[:64])) <= 32 else 0)
 
 
 def _unpack(typecode: str, data: bytes) -> array:
@@ -35,53 +40,93 @@ def _unpack(typecode: str, data: bytes) -> array:
 
 
 @dataclass
+class Columns:
+    """Steps logged with the same keys, column by column; every key of the group shares these arrays."""
+
+    steps: array
+    walls: array
+    epochs: array | None  # None when no point of the group has an epoch
+    samples: array | None
+    ordered: bool  # steps strictly increasing, as a training loop logs them
+
+
+def _group_columns(group: list) -> Columns:
+    steps = array("q", [point[0] for point in group])
+    epochs = [point[1] for point in group]
+    samples = [point[2] for point in group]
+    has_epochs = any(epoch is not None for epoch in epochs)
+    has_samples = any(count is not None for count in samples)
+    return Columns(
+        steps,
+        array("d", [point[3] for point in group]),
+        array("d", [math.nan if epoch is None else epoch for epoch in epochs]) if has_epochs else None,
+        array("q", [NO_SAMPLES if count is None else count for count in samples]) if has_samples else None,
+        all(a < b for a, b in zip(steps, steps[1:])),
+    )
+
+
+@dataclass
 class ChunkBuilder:
     """The points of one curve gathered between two flushes."""
 
-    steps: array = field(default_factory=lambda: array("q"))
-    values: array = field(default_factory=lambda: array("d"))
-    walls: array = field(default_factory=lambda: array("d"))
-    epochs: array = field(default_factory=lambda: array("d"))
-    samples: array = field(default_factory=lambda: array("q"))
-    has_epochs: bool = False
-    has_samples: bool = False
-    ordered: bool = True  # steps strictly increasing, as a training loop logs them
+    columns: Columns
+    values: array
 
-    def add(self, step: int, value: float, wall: float, epoch: float | None, samples: int | None) -> None:
-        if self.steps and step <= self.steps[-1]:
-            self.ordered = False
-        self.steps.append(step)
-        self.values.append(value)
-        self.walls.append(wall)
-        if epoch is not None:
-            self.has_epochs = True
-        if samples is not None:
-            self.has_samples = True
-        self.epochs.append(math.nan if epoch is None else epoch)
-        self.samples.append(NO_SAMPLES if samples is None else samples)
+    def extend(self, columns: Columns, values: array) -> None:
+        """More points of this curve, from a later group of steps (copies what is shared before changing it)."""
+        mine, theirs = self.columns, columns
+        ordered = mine.ordered and theirs.ordered and theirs.steps[0] > mine.steps[-1]
+        self.columns = Columns(
+            mine.steps + theirs.steps,
+            mine.walls + theirs.walls,
+            _joined(mine.epochs, theirs.epochs, len(mine.steps), len(theirs.steps), "d", math.nan),
+            _joined(mine.samples, theirs.samples, len(mine.steps), len(theirs.steps), "q", NO_SAMPLES),
+            ordered,
+        )
+        self.values = self.values + values
 
-    def row(self, series_id: int) -> tuple:
-        """The values of a `chunk` row, in the column order of INSERT_CHUNK; its steps sorted and unique."""
-        if not self.ordered:
-            self._keep_last_per_step()
+    @property
+    def steps(self) -> array:
+        return self.columns.steps
+
+    def row(self, series_id: int, packed: dict[int, bytes]) -> tuple:
+        """The values of a `chunk` row, in the column order of INSERT_CHUNK; its steps sorted and unique.
+
+        `packed` remembers compressed arrays by identity: curves logged together share their steps.
+        """
+        columns, values = self.columns, self.values
+        if not columns.ordered:
+            order = _last_per_step(columns.steps)
+            columns = Columns(*(_pick(c, order) for c in (columns.steps, columns.walls, columns.epochs, columns.samples)), True)
+            values = _pick(values, order)
+            packed = {}  # these arrays are this curve's own
+
+        def pack(column: array | None) -> bytes | None:
+            if column is None:
+                return None
+            if id(column) not in packed:
+                packed[id(column)] = _pack(column)
+            return packed[id(column)]
+
         return (
             series_id,
-            self.steps[0],
-            self.steps[-1],
-            len(self.steps),
-            _pack(self.steps),
-            _pack(self.values),
-            _pack(self.walls),
-            _pack(self.epochs) if self.has_epochs else None,
-            _pack(self.samples) if self.has_samples else None,
+            columns.steps[0],
+            columns.steps[-1],
+            len(columns.steps),
+            pack(columns.steps),
+            _pack_values(values),
+            pack(columns.walls),
+            pack(columns.epochs),
+            pack(columns.samples),
         )
 
 
-    def _keep_last_per_step(self) -> None:
-        order = _last_per_step(self.steps)
-        for name in ("steps", "values", "walls", "epochs", "samples"):
-            setattr(self, name, _pick(getattr(self, name), order))
-        self.ordered = True
+def _joined(first: array | None, second: array | None, first_count: int, second_count: int, typecode: str, missing) -> array | None:
+    if first is None and second is None:
+        return None
+    return (first if first is not None else array(typecode, [missing] * first_count)) + (
+        second if second is not None else array(typecode, [missing] * second_count)
+    )
 
 
 INSERT_CHUNK = (
@@ -90,28 +135,41 @@ INSERT_CHUNK = (
 )
 
 
-def build_chunks(points: Iterable[tuple[int, float | None, int | None, float, dict[str, float]]]) -> dict[str, ChunkBuilder]:
-    """Points as logged, (step, epoch, samples, wall, {key: value}), gathered into one chunk per key."""
+def build_chunks(points: list[tuple[int, float | None, int | None, float, dict[str, float]]]) -> dict[str, ChunkBuilder]:
+    """Points as logged, (step, epoch, samples, wall, {key: value}), gathered into one chunk per key.
+
+    Consecutive points with the same keys (a training loop's usual case) are turned into
+    columns at once, and their steps, wall times, epochs and samples are shared by every key.
+    """
     chunks: dict[str, ChunkBuilder] = {}
-    for step, epoch, samples, wall, scalars in points:
-        for key, value in scalars.items():
-            chunk = chunks.get(key)
-            if chunk is None:
-                chunk = chunks[key] = ChunkBuilder()
-            chunk.add(step, value, wall, epoch, samples)
+    start = 0
+    while start < len(points):
+        keys = points[start][4].keys()
+        end = start + 1
+        while end < len(points) and points[end][4].keys() == keys:
+            end += 1
+        group = points[start:end]
+        columns = _group_columns(group)
+        for key in keys:
+            values = array("d", [point[4][key] for point in group])
+            if key in chunks:
+                chunks[key].extend(columns, values)
+            else:
+                chunks[key] = ChunkBuilder(columns, values)
+        start = end
     return chunks
 
 
-def write_points(connection, run_id: int, points: list, series_ids: dict[str, int]) -> None:
-    """Store logged points as one chunk per curve; `series_ids` caches the curves' ids across calls."""
-    rows = []
-    for key, chunk in build_chunks(points).items():
+def write_chunks(connection, run_id: int, chunks: dict[str, ChunkBuilder], series_ids: dict[str, int]) -> None:
+    """Store the chunks of `build_chunks`, one row per curve; `series_ids` caches the curves' ids across calls."""
+    rows, packed = [], {}  # packed: compressed shared arrays, alive as long as `chunks`
+    for key, chunk in chunks.items():
         if key not in series_ids:
             connection.execute("INSERT INTO series (run_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING", (run_id, key))
             series_ids[key] = connection.execute(
                 "SELECT id FROM series WHERE run_id = ? AND key = ?", (run_id, key)
             ).fetchone()[0]
-        rows.append(chunk.row(series_ids[key]))
+        rows.append(chunk.row(series_ids[key], packed))
     connection.executemany(INSERT_CHUNK, rows)
 
 

@@ -376,7 +376,14 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> to
     q = q.reshape(b, tq, heads, d // heads).transpose(1, 2)
     k = k.reshape(b, tk, heads, d // heads).transpose(1, 2)
     v = v.reshape(b, tk, heads, d // heads).transpose(1, 2)
-    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, tq, d)
+    if torch.jit.is_tracing():
+        # the same computation spelled out, so that fvcore (which traces) counts its matmuls;
+        # it has no handle for scaled_dot_product_attention and would skip it
+        weights = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * (d // heads) ** -0.5, dim=-1)
+        out = torch.matmul(weights, v)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).reshape(b, tq, d)
 
 
 class ConvEmbed(nn.Module):
@@ -665,8 +672,9 @@ def _save(path: Path, model, optimizer, scheduler, step: int, cfg: dict, seed: i
             tmp.unlink()
 
 
-def _load(path: Path, device: str) -> dict:
-    return torch.load(path, map_location=device, weights_only=False)
+def _load(path: Path) -> dict:
+    # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def run(params: dict, ctx) -> None:
@@ -692,7 +700,7 @@ def run(params: dict, ctx) -> None:
     start = 0
     if getattr(ctx, "resume", False):
         if path.exists():
-            state = _load(path, device)
+            state = _load(path)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])

@@ -410,3 +410,37 @@ def test_observe_stays_cheap_on_long_runs():
         detector.observe(step, {key: rng.uniform(0.5, 1.5) for key in keys})
     assert detector.events == []
     assert time.perf_counter() - start < 30
+
+
+def _stream(seed: int, length: int, blowup_at: int | None, kind: str) -> list[tuple[int, dict[str, float]]]:
+    rng = random.Random(seed)
+    records = []
+    for step in range(length):
+        loss = 2.0 * math.exp(-step / 300) + 0.1 + rng.random() * 0.05
+        grad = 5.0 + rng.random()
+        if blowup_at is not None and step >= blowup_at:
+            loss = math.nan if kind == "nan" else loss * 40
+            grad = grad * 1000 if kind == "grad" else grad
+        records.append((step, {"loss": loss, "grad_norm": grad, "lr": 1e-3, "acc": rng.random()}))
+    return records
+
+
+@pytest.mark.parametrize("blowup_at", [None, 5, 150, 777, 1999])
+@pytest.mark.parametrize("kind", ["nan", "spike", "grad"])
+@pytest.mark.parametrize("chunk", [1, 37, 500])
+def test_absorbing_chunks_finds_what_observing_each_step_finds(blowup_at, kind, chunk):
+    records = _stream(3, 2000, blowup_at, kind)
+    expected = detect_all(records)
+    detector = DivergenceDetector()
+    found = []
+    for start in range(0, len(records), chunk):
+        part = records[start : start + chunk]
+        steps = [step for step, _ in part]
+        stepwise = [
+            key for key in part[0][1] if not detector.absorb(key, steps, [values[key] for _, values in part])
+        ]
+        for step, values in part:
+            watched = {key: values[key] for key in stepwise}
+            if watched:
+                found.extend(detector.observe(step, watched))
+    assert found == expected
