@@ -302,6 +302,15 @@ def add_note(db: Database, name: str, text: str) -> None:
         )
 
 
+def automatic_notes(db: Database, names: list[str]) -> list[tuple[str, str]]:
+    """(card, text) of the notes expdb wrote itself on these cards, oldest first."""
+    return db.query(
+        "SELECT card.name, note.text FROM note JOIN card ON card.id = note.card_id "
+        "WHERE note.automatic AND card.name IN (SELECT value FROM json_each(?)) ORDER BY note.id",
+        (json.dumps(names),),
+    )
+
+
 def validate_tag(tag: str) -> str:
     if not NAME_PATTERN.fullmatch(tag):
         raise ExpdbError(f"invalid tag {tag!r}: use letters, digits, '_', '-' and '.'")

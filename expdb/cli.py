@@ -252,13 +252,10 @@ def run(
     db: DbOption = None,
 ) -> None:
     """Train a card and record everything: curves, metrics, environment, divergence."""
-    from .launch import execute
-
     if (name is None) == (not all_planned):
         raise ExpdbError("name one card to run, or pass --all for every planned card")
     if all_planned and ctx.args:
         raise ExpdbError("a command after -- runs one card: name it instead of --all")
-    exit_code = 0
     with open_db(db) as database:
         from .runs import reap_crashed_runs
 
@@ -266,16 +263,23 @@ def run(
         targets = [cards.get_card(database, name)] if name else cards.select_cards(database, status=cards.PLANNED)
         if not targets:
             console.print("no planned cards to run")
-        for card in targets:
-            with run_progress(card) as progress:
-                outcome = execute(
-                    database, card, command=ctx.args or None, resume=resume, on_diverge=on_diverge,
-                    device=device, seed=seed, progress=progress,
-                )
-            console.print(outcome_line(outcome), soft_wrap=True)
-            if outcome.status != "finished":
-                exit_code = 1
-    raise typer.Exit(exit_code)
+        outcomes = run_cards(
+            database, targets, command=ctx.args or None, resume=resume, on_diverge=on_diverge, device=device, seed=seed
+        )
+    raise typer.Exit(0 if all(outcome.status == "finished" for outcome in outcomes) else 1)
+
+
+def run_cards(database: Database, targets: list[cards.Card], **options) -> list:
+    """Run cards one after another, each with its progress bar and a line saying how it ended."""
+    from .launch import execute
+
+    outcomes = []
+    for card in targets:
+        with run_progress(card) as progress:
+            outcome = execute(database, card, progress=progress, **options)
+        console.print(outcome_line(outcome), soft_wrap=True)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def outcome_line(outcome) -> str:
@@ -342,6 +346,28 @@ def import_log(
     )
     for divergence in imported.divergences:
         console.print(f"  {escape(divergence.message)}", soft_wrap=True)
+
+
+@app.command()
+def demo(db: DbOption = None) -> None:
+    """Create a small study like the researcher's (a baseline, latent-array variants, one learning rate
+    that diverges), run it, and print its table and what went wrong."""
+    from .demo import DEMO_TAG, create_demo
+    from .render import render_rich
+    from .table import build_table
+
+    with open_db(db, create=True) as database:
+        names = create_demo(database)
+        console.print(f"created {len(names)} cards in {database.path}: {', '.join(names)}", soft_wrap=True)
+        run_cards(database, [cards.get_card(database, name) for name in names])
+        console.print()
+        render_rich(build_table(database, ["iou50"], baseline="cvt", tag=DEMO_TAG), console)
+        notes = cards.automatic_notes(database, names)
+    if notes:
+        console.print("\n[bold]what expdb noticed[/]")
+        for card_name, text in notes:
+            console.print(f"  {escape(card_name)}: {escape(text)}", soft_wrap=True)
+    console.print("\nexplore it: expdb list, expdb show cvt_io_blowup, expdb table --metric iou50 --baseline cvt")
 
 
 @db_app.command("current")

@@ -674,7 +674,7 @@ def _save(path: Path, model, optimizer, scheduler, step: int, cfg: dict, seed: i
 
 def _load(path: Path) -> dict:
     # on the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def run(params: dict, ctx) -> None:

@@ -12,14 +12,25 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from runners import cvt_io  # noqa: E402
+try:  # where expdb's launcher looks for built-in runners
+    from expdb.runners import cvt_io
+except ImportError:  # the top-level runners/ package of the repository
+    REPO = Path(__file__).resolve().parent.parent
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from runners import cvt_io
 
 TINY = {"steps": 12, "batch": 8, "dim": 16, "depth": 1, "heads": 2, "image": 32,
         "train_size": 64, "eval_size": 32, "warmup": 3, "lr": 2e-3}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and one thread keeps the tests quick on a busy machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 class FakeCtx:
