@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from . import cards
 from .db import Database
 from .errors import ExpdbError
-from .runs import Run, RunStopped, begin_run, sigterm_as_interrupt
+from .runs import ON_DIVERGE, Run, RunStopped, begin_run, sigterm_as_interrupt
 from .values import Value, format_value, same
 
 
@@ -51,6 +51,8 @@ def start(
     exception it raised to stop your loop is absorbed), `interrupted` on Ctrl-C or SIGTERM,
     `failed` on any other exception, which propagates.
     """
+    if on_diverge not in ON_DIVERGE:
+        raise ExpdbError(f"unknown on_diverge {on_diverge!r}; use one of: {', '.join(ON_DIVERGE)}")
     database = Database(db, create=True)
     try:
         ensure_card(database, name, params)

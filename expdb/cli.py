@@ -5,6 +5,7 @@ Heavy libraries are never imported here: everyday commands start in a fraction o
 
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Optional
 
@@ -38,7 +39,14 @@ DbOption = Annotated[
 ]
 
 
-def open_db(location: str | None, create: bool = False) -> Database:
+@contextmanager
+def open_db(location: str | None, create: bool = False) -> Iterator[Database]:
+    """The database, upgraded if it is older, with runs whose process died marked crashed.
+
+    A refused command that created the database leaves none behind.
+    """
+    from .runs import reap_crashed_runs
+
     database = Database(location, create=create)
     if database.upgraded_from:
         errors.print(
@@ -47,7 +55,15 @@ def open_db(location: str | None, create: bool = False) -> Database:
             markup=False,
             soft_wrap=True,
         )
-    return database
+    try:
+        reap_crashed_runs(database)
+        yield database
+    except ExpdbError:
+        if database.created:
+            database.remove()
+        raise
+    finally:
+        database.close()
 
 
 @app.command(
@@ -74,14 +90,9 @@ def new(
 
         make_parser(parse)
     with open_db(db, create=True) as database:
-        try:
-            card = cards.create_card(
-                database, name, params, typed, parent=parent, runner=runner, note=note, tags=tag, command=cmd, parser=parse
-            )
-        except ExpdbError:
-            if database.created:  # a refused first card leaves no empty database behind
-                database.remove()
-            raise
+        card = cards.create_card(
+            database, name, params, typed, parent=parent, runner=runner, note=note, tags=tag, command=cmd, parser=parse
+        )
         changes = [change for change in cards.param_changes(database, card) if not change.inherited]
     summary = " ".join(f"{change.key}={format_value(change.value)}" for change in changes)
     origin = f" from {card.parent}" if card.parent else ""
@@ -257,9 +268,6 @@ def run(
     if all_planned and ctx.args:
         raise ExpdbError("a command after -- runs one card: name it instead of --all")
     with open_db(db) as database:
-        from .runs import reap_crashed_runs
-
-        reap_crashed_runs(database)
         targets = [cards.get_card(database, name)] if name else cards.select_cards(database, status=cards.PLANNED)
         if not targets:
             console.print("no planned cards to run")
@@ -306,6 +314,7 @@ def run_progress(card: cards.Card):
         TimeRemainingColumn(),
         console=errors,
         transient=True,
+        disable=not errors.is_terminal,
     )
     task = progress.add_task(card.name, total=total, loss="", rate="")
     started = time.monotonic()
@@ -393,7 +402,7 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a typer.Exit inside a command comes back as its code
     except ExpdbError as error:
         errors.print(f"error: {error}", markup=False, soft_wrap=True)
         sys.exit(2)
@@ -406,5 +415,8 @@ def main() -> None:
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    if code == 130:
         errors.print("interrupted", markup=False)
-        sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)

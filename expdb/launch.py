@@ -7,6 +7,8 @@ import shutil
 import string
 import subprocess
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from .cards import Card
 from .errors import ExpdbError
 from .logparse import LineParser, make_parser
 from .runs import ProgressCallback, Run, begin_run, sigterm_as_interrupt
+from .values import format_value
 
 Runner = Callable[[dict, Run], None]
 
@@ -53,6 +56,13 @@ def resolve_runner(spec: str) -> Runner:
     return runner
 
 
+class ShellValues(dict):
+    """Parameters as a command line writes them: 4e-3, true, [3, 5]."""
+
+    def __getitem__(self, key: str) -> str:
+        return format_value(super().__getitem__(key))
+
+
 def command_line(template: str, card: Card) -> list[str]:
     """`python train.py --lr {lr}` with the card's parameters filled in, split like a shell would."""
     missing = [
@@ -64,7 +74,8 @@ def command_line(template: str, card: Card) -> list[str]:
             f"its parameters: {', '.join(card.params) or 'none'}"
         )
     try:
-        args = shlex.split(template.format_map(card.params))
+        # Split first, then fill in: a value with spaces or quotes stays one argument.
+        args = [argument.format_map(ShellValues(card.params)) for argument in shlex.split(template)]
     except ValueError as error:
         raise ExpdbError(f"cannot split the command {template!r}: {error}") from None
     if not args:
@@ -100,6 +111,9 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
         env={**os.environ, "EXPDB_RUN_ID": str(run.id), "EXPDB_CARD": run.card.name},
     )
     last_line = ""
+    # A command can go quiet once it has diverged: stop it without waiting for its next line.
+    watcher = threading.Thread(target=_stop_when_told, args=(run, process), daemon=True)
+    watcher.start()
     try:
         for line in process.stdout:
             echo.write(line)
@@ -113,8 +127,17 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
         _stop(process)
         raise
     status = process.wait()
+    run.raise_if_stopped()
     if status != 0:
         raise CommandFailed(f"the command exited with status {status}: {last_line[:200]}")
+
+
+def _stop_when_told(run: Run, process: subprocess.Popen) -> None:
+    while process.poll() is None:
+        if run.should_stop:
+            _stop(process)
+            return
+        time.sleep(0.2)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -173,7 +196,10 @@ def execute(
     template = shlex.join(command) if command else card.command
     if template:
         plan = plan_command(template, card.parser, card)
-        chosen = "" if device == "auto" else device
+        if device not in DEVICES:
+            raise ExpdbError(f"unknown --device {device!r}; use one of: {', '.join(DEVICES)}")
+        chosen = None if device == "auto" else device  # the command picks its own device
+        template = shlex.join(plan.args)
         train = lambda run: run_command(run, plan, echo or sys.stdout)  # noqa: E731
     elif card.runner:
         runner = resolve_runner(card.runner)

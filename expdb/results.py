@@ -73,6 +73,8 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
     """
     records = parse_file(path, spec)
     if card_exists(db, card_name):
+        if parent is not None:
+            raise ExpdbError(f"{card_name} exists already: --from only applies to a card the import creates")
         card = get_card(db, card_name)
     else:
         card = create_card(db, card_name, {}, parent=parent)

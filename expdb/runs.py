@@ -40,6 +40,10 @@ class RunStopped(Exception):
     """Raised by `Run.log` once a run must stop: it diverged and the policy is to stop."""
 
 
+class RecordingFailed(ExpdbError):
+    """Raised by `Run.log` once the run's points can no longer be stored (say, a value that is not a number)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: flush, mark the run interrupted."""
 
@@ -137,7 +141,7 @@ class Run:
         card: cards.Card,
         run_id: int,
         plan: RunPlan,
-        device: str,
+        device: str | None,
         seed: int,
         resume: bool,
         on_diverge: str,
@@ -159,7 +163,7 @@ class Run:
         self.latest: tuple | None = None  # the last logged point, for progress displays
         self._started_at = started_at
         self._queue: deque = deque()
-        self._stop_reason: str | None = None
+        self._stop: Exception | None = None  # what log() raises from now on: RunStopped or RecordingFailed
         self.summary_metrics: dict[str, float] = {}
         self._progress = progress
         self._detector = DivergenceDetector()
@@ -174,8 +178,8 @@ class Run:
 
     def log(self, step: int, *, epoch: float | None = None, samples: int | None = None, **scalars: float) -> None:
         """Record the scalars of one training step. Costs a tuple and an append; raises RunStopped once diverged."""
-        if self._stop_reason is not None:
-            raise RunStopped(self._stop_reason)
+        if self._stop is not None:
+            raise self._stop
         self.latest = point = (step, epoch, samples, time.time() - self._started_at, scalars)
         self._queue.append(point)
 
@@ -183,9 +187,14 @@ class Run:
         """Final metrics of the run (iou50=0.34); written when the run ends."""
         self.summary_metrics.update({key: float(value) for key, value in metrics.items()})
 
+    def raise_if_stopped(self) -> None:
+        """What `log` raises once the run must stop, for code that stops logging before it notices."""
+        if self._stop is not None:
+            raise self._stop
+
     @property
     def should_stop(self) -> bool:
-        return self._stop_reason is not None
+        return self._stop is not None
 
     def write_log(self, line: str) -> None:
         self._log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
@@ -203,7 +212,7 @@ class Run:
                 self._flush(db, series_ids)
         except BaseException as error:  # noqa: BLE001 - reported by end(), the training thread must not die silently
             self._flusher_error = error
-            self._stop_reason = f"recording failed: {error}"
+            self._stop = RecordingFailed(f"expdb could not record run {self.id}: {error} (log() takes numbers)")
 
     def _flush(self, db: Database, series_ids: dict[str, int]) -> None:
         queue = self._queue
@@ -217,8 +226,8 @@ class Run:
         for event in events:
             self.divergences.append(event)
             self.write_log(event.message)
-            if self.on_diverge == "stop" and self._stop_reason is None:
-                self._stop_reason = event.message
+            if self.on_diverge == "stop" and self._stop is None:
+                self._stop = RunStopped(event.message)
         if points and self._progress is not None:
             step, _epoch, _samples, _wall, scalars = points[-1]
             self._progress(step, scalars)
@@ -241,7 +250,7 @@ class Run:
         """Drain the queue, store the summary, set the final status. Returns the status stored."""
         self._stop_flusher.set()
         self._flusher.join()
-        if self._flusher_error is not None and status == "finished":
+        if self._flusher_error is not None and status != "interrupted":
             status, exit_reason = "failed", f"recording failed: {self._flusher_error}"
         if status == "finished" and self.on_diverge == "stop" and self.divergences:
             status = "diverged"
@@ -301,7 +310,7 @@ def begin_run(
     db: Database,
     name: str,
     *,
-    device: str,
+    device: str | None,
     seed: int | None = None,
     resume: bool = False,
     on_diverge: str = "stop",

@@ -122,3 +122,34 @@ def test_reading_a_curve_the_run_lacks_names_the_ones_it_has(db, run_id):
     flush(db, run_id, [(1, None, None, 0.0, {"loss": 1.0})])
     with pytest.raises(ExpdbError, match="no curve 'acc'.*loss"):
         read_curve(db, run_id, "acc")
+
+
+def test_curves_logged_together_and_apart_in_one_flush_each_read_back_their_own_points(db, run_id):
+    points = []
+    for step in range(1, 13):
+        scalars = {"loss": 1.0 / step, "lr": 0.1}
+        if step % 4 == 0:
+            scalars["val_acc"] = step / 100
+        points.append((step, step / 4 if step > 6 else None, step * 8 if step % 3 else None, step * 0.5, scalars))
+    flush(db, run_id, points)
+    loss, lr, acc = (read_curve(db, run_id, key) for key in ("loss", "lr", "val_acc"))
+    assert list(loss.steps) == list(range(1, 13)) and list(loss.values) == [1.0 / step for step in range(1, 13)]
+    assert list(lr.steps) == list(range(1, 13)) and set(lr.values) == {0.1}
+    assert list(acc.steps) == [4, 8, 12] and list(acc.values) == [0.04, 0.08, 0.12]
+    assert list(acc.walls) == [2.0, 4.0, 6.0]
+    assert math.isnan(acc.epochs[0]) and list(acc.epochs[1:]) == [2.0, 3.0]
+    assert list(acc.samples) == [32, 64, NO_SAMPLES]
+    assert [math.isnan(e) for e in loss.epochs] == [step <= 6 for step in range(1, 13)]
+
+
+def test_a_step_logged_again_later_in_the_same_flush_with_other_keys_wins(db, run_id):
+    flush(db, run_id, [
+        (1, None, None, 0.1, {"loss": 1.0}),
+        (2, None, None, 0.2, {"loss": 2.0}),
+        (3, None, None, 0.3, {"loss": 3.0, "acc": 0.3}),
+        (2, None, None, 0.4, {"loss": 2.5, "acc": 0.2}),
+    ])
+    loss, acc = read_curve(db, run_id, "loss"), read_curve(db, run_id, "acc")
+    assert list(loss.steps) == [1, 2, 3] and list(loss.values) == [1.0, 2.5, 3.0]
+    assert list(loss.walls) == [0.1, 0.4, 0.3]
+    assert list(acc.steps) == [2, 3] and list(acc.values) == [0.2, 0.3]
