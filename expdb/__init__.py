@@ -13,4 +13,15 @@ from .errors import ExpdbError
 from .runs import RunStopped
 
 __version__ = "0.1.0"
-__all__ = ["ExpdbError", "RunStopped", "start"]
+__all__ = ["ExpdbError", "RunStopped", "profile", "start"]
+
+
+def profile(model, inputs, **options):
+    """Params, FLOPs (fvcore, MACs) and Cost-Time of any model on example inputs: an `expdb.profiler.Profile`.
+
+    Options: device, dtype (fp32/fp16/bf16), warmup, iterations, time_budget_s, threads,
+    throughput_batch. Imports torch and fvcore.
+    """
+    from .profiler import profile as measure
+
+    return measure(model, inputs, **options)

@@ -379,7 +379,7 @@ class CardDetails:
     children: list[str]
     notes: list[NoteRecord]
     runs: list[RunSummary]
-    profile: dict | None  # of the latest run that has one
+    profile: dict | None  # the latest, with its `details`
 
 
 def card_details(db: Database, name: str) -> CardDetails:
@@ -427,11 +427,16 @@ PROFILE_FIELDS = (
 
 def latest_profile(db: Database, card_id: int) -> dict | None:
     row = db.query_one(
-        f"SELECT {', '.join('profile.' + f for f in PROFILE_FIELDS)} FROM profile JOIN run ON run.id = profile.run_id "
-        "WHERE run.card_id = ? ORDER BY run.id DESC LIMIT 1",
+        f"SELECT {', '.join(PROFILE_FIELDS)}, details FROM profile WHERE card_id = ? ORDER BY id DESC LIMIT 1",
         (card_id,),
     )
-    return dict(zip(PROFILE_FIELDS, row)) if row else None
+    return {**dict(zip(PROFILE_FIELDS, row)), "details": json.loads(row[-1])} if row else None
+
+
+def flops_counters(db: Database, card_ids: list[int]) -> dict[int, str | None]:
+    """Who counted each card's latest FLOPs: fvcore, or torch when fvcore could not."""
+    restrict, parameters = _among("card_id", card_ids, " AND")
+    return dict(db.query(f"SELECT card_id, flops_counter FROM profile WHERE flops IS NOT NULL{restrict} ORDER BY id", parameters))
 
 
 def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, dict[str, float]]:
@@ -447,11 +452,9 @@ def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, 
         parameters,
     ):
         by_card.setdefault(card_id, {})[key] = value
-    columns = ", ".join(f"profile.{column}" for column in PROFILE_COLUMNS.values())
-    for card_id, *measured in db.query(
-        f"SELECT run.card_id, {columns} FROM profile JOIN run ON run.id = profile.run_id{restrict} ORDER BY run.id",
-        parameters,
-    ):
+    columns = ", ".join(PROFILE_COLUMNS.values())
+    restrict, parameters = _among("card_id", card_ids, " WHERE")
+    for card_id, *measured in db.query(f"SELECT card_id, {columns} FROM profile{restrict} ORDER BY id", parameters):
         card_values = by_card.setdefault(card_id, {})
         for key, value in zip(PROFILE_COLUMNS, measured):
             if value is not None:

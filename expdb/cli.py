@@ -260,9 +260,12 @@ def run(
     on_diverge: Annotated[str, typer.Option(help="stop: end a diverging run; note: only note it.")] = "stop",
     device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
     seed: Annotated[Optional[int], typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
+    profile_budget: Annotated[
+        float, typer.Option(help="Seconds of latency timing when the model is profiled before training; 0 skips profiling.", min=0)
+    ] = 5.0,
     db: DbOption = None,
 ) -> None:
-    """Train a card and record everything: curves, metrics, environment, divergence."""
+    """Train a card and record everything: profile, curves, metrics, environment, divergence."""
     if (name is None) == (not all_planned):
         raise ExpdbError("name one card to run, or pass --all for every planned card")
     if all_planned and ctx.args:
@@ -272,7 +275,8 @@ def run(
         if not targets:
             console.print("no planned cards to run")
         outcomes = run_cards(
-            database, targets, command=ctx.args or None, resume=resume, on_diverge=on_diverge, device=device, seed=seed
+            database, targets, command=ctx.args or None, resume=resume, on_diverge=on_diverge, device=device, seed=seed,
+            profile_budget=profile_budget,
         )
     raise typer.Exit(0 if all(outcome.status == "finished" for outcome in outcomes) else 1)
 
@@ -377,6 +381,34 @@ def demo(db: DbOption = None) -> None:
         for card_name, text in notes:
             console.print(f"  {escape(card_name)}: {escape(text)}", soft_wrap=True)
     console.print("\nexplore it: expdb list, expdb show cvt_io_blowup, expdb table --metric iou50 --baseline cvt")
+
+
+@app.command()
+def profile(
+    name: Annotated[str, typer.Argument(help="The card; its runner builds the model (no training).")],
+    batch: Annotated[Optional[int], typer.Option(help="Batch size [default: the runner's example inputs].", min=1)] = None,
+    input: Annotated[Optional[str], typer.Option("--input", help="Input shape without the batch, e.g. 3x224x224.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="fp32, or fp16 / bf16 through autocast.")] = "fp32",
+    warmup: Annotated[int, typer.Option(help="Forward passes before timing.", min=0)] = 10,
+    iterations: Annotated[int, typer.Option(help="Timed forward passes at most.", min=5)] = 50,
+    budget: Annotated[float, typer.Option(help="Seconds of timing at most (at least 5 passes are timed).", min=0)] = 5.0,
+    db: DbOption = None,
+) -> None:
+    """Measure a card's model: Params, FLOPs (fvcore, MACs) and Cost-Time, and keep them with the card."""
+    from .launch import profile_card
+    from .metrics import load_definitions
+    from .views import render_profile
+
+    with open_db(db) as database:
+        card = cards.get_card(database, name)
+        profile_card(
+            database, card, batch=batch, input_shape=input, device=device, dtype=dtype,
+            warmup=warmup, iterations=iterations, budget_s=budget,
+        )
+        measured = cards.latest_profile(database, card.id)
+        definitions = load_definitions(database)
+    render_profile(measured, definitions, console)
 
 
 @db_app.command("current")

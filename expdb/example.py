@@ -32,7 +32,9 @@ def build_example(target: Path, source: Path | None = None) -> None:
             if "run" in card:
                 result = dict(card["run"])
                 status, reason = result.pop("status"), result.pop("exit_reason", None)
-                record_run(db, card["name"], status, result, exit_reason=reason, flops_counter=study["flops_counter"])
+                record_run(
+                    db, card["name"], status, result, exit_reason=reason, flops_counter=study["flops_counter"], recorded_at=when
+                )
         # A single file to ship: fold the write-ahead log back in.
         db.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 

@@ -32,7 +32,13 @@ def builtin_runners() -> list[str]:
     )
 
 
-def resolve_runner(spec: str) -> Runner:
+@dataclass
+class ResolvedRunner:
+    train: Runner
+    build: Callable[[dict], tuple] | None  # the module's build(params) -> (model, example inputs), if it has one
+
+
+def resolve_runner(spec: str) -> ResolvedRunner:
     """A built-in runner by name (`cvt_io`), or `package.module:function` importable from here."""
     if ":" in spec:
         module_name, _, function_name = spec.partition(":")
@@ -53,7 +59,8 @@ def resolve_runner(spec: str) -> Runner:
     runner = getattr(module, function_name, None)
     if not callable(runner):
         raise ExpdbError(f"runner {spec!r}: {module_name} has no function {function_name!r}")
-    return runner
+    build = getattr(module, "build", None)
+    return ResolvedRunner(runner, build if callable(build) else None)
 
 
 class ShellValues(dict):
@@ -151,6 +158,19 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 
+PROFILE_BUDGET_S = 5.0  # seconds of latency timing before a run trains
+
+
+def profile_before_training(run: Run, build: Callable[[dict], tuple], budget_s: float) -> None:
+    """Params, FLOPs and Cost-Time of the run's model. A failure here never fails the run: it is noted."""
+    try:
+        model, inputs = build(dict(run.params))
+        run.profile(model, inputs, warmup=5, iterations=100, time_budget_s=budget_s)
+    except Exception as error:  # noqa: BLE001 - whatever went wrong, training goes on
+        last_line = traceback.format_exception_only(type(error), error)[-1].strip()
+        run.note(f"could not profile the model: {last_line}")
+
+
 def choose_device(requested: str) -> str:
     """`auto`: CUDA when torch sees a GPU. Asks torch only if the runner imported it already."""
     if requested not in DEVICES:
@@ -188,6 +208,7 @@ def execute(
     seed: int | None = None,
     progress: ProgressCallback | None = None,
     echo: TextIO | None = None,
+    profile_budget: float = PROFILE_BUDGET_S,
 ) -> Outcome:
     """Run one card to its end and record it. Everything that can be refused is refused before the run exists.
 
@@ -204,7 +225,12 @@ def execute(
     elif card.runner:
         runner = resolve_runner(card.runner)
         chosen = choose_device(device)
-        train = lambda run: runner(dict(card.params), run)  # noqa: E731
+
+        def train(run: Run) -> None:
+            if runner.build is not None and profile_budget:
+                profile_before_training(run, runner.build, profile_budget)
+            runner.train(dict(card.params), run)
+
     else:
         raise ExpdbError(
             f"{card.name} has no runner or command: create it with --runner NAME or --cmd \"...\", "
@@ -226,3 +252,38 @@ def execute(
         else:
             run.end("finished")
     return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, [d.message for d in run.divergences])
+
+
+def profile_card(
+    db,
+    card: Card,
+    *,
+    batch: int | None = None,
+    input_shape: str | None = None,
+    device: str = "auto",
+    dtype: str = "fp32",
+    warmup: int = 10,
+    iterations: int = 50,
+    budget_s: float = PROFILE_BUDGET_S,
+) -> None:
+    """Build the card's model with its runner (no training), measure it, and keep the profile with the card."""
+    if not card.runner:
+        raise ExpdbError(f"{card.name} has no runner, so expdb cannot build its model; profile it from your code with run.profile(model, inputs)")
+    runner = resolve_runner(card.runner)
+    if runner.build is None:
+        raise ExpdbError(f"runner {card.runner!r} has no build(params) function, so expdb cannot build its model")
+    from .profiler import inputs_like, parse_input_shape, profile
+    from .results import store_profile
+
+    shape = parse_input_shape(input_shape) if input_shape else None
+    chosen = choose_device(device)
+    try:
+        model, example = runner.build(dict(card.params))
+    except Exception as error:  # noqa: BLE001 - the runner's own failure, in one line
+        last_line = traceback.format_exception_only(type(error), error)[-1].strip()
+        raise ExpdbError(f"runner {card.runner!r} cannot build the model of {card.name}: {last_line}") from None
+    measured = profile(
+        model, inputs_like(example, batch=batch, shape=shape), device=chosen, dtype=dtype,
+        warmup=warmup, iterations=iterations, time_budget_s=budget_s,
+    )
+    store_profile(db, card.id, None, measured)

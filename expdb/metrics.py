@@ -20,12 +20,13 @@ class MetricDef:
     unit: str = ""
     direction: str | None = None  # "higher", "lower" or None when neither is better
     format: str = "g4"
+    source: str = ""  # how the shown values were measured, e.g. "fvcore" for FLOPs
 
     def header(self, with_unit: bool = True) -> str:
-        """The column head: the label, with the unit in parentheses unless cells carry it."""
-        if self.unit and (with_unit or self.unit not in CELL_SUFFIX_UNITS):
-            return f"{self.label} ({self.unit})"
-        return self.label
+        """The column head: the label, with the unit in parentheses unless cells carry it: "FLOPs (fvcore, MAC)"."""
+        unit = self.unit if self.unit and (with_unit or self.unit not in CELL_SUFFIX_UNITS) else ""
+        inside = ", ".join(part for part in (self.source, unit) if part)
+        return f"{self.label} ({inside})" if inside else self.label
 
     def cell(self, value: float | None) -> str:
         """A value as the researcher writes it: `0.328`, `936.94K`, `6.934G`, `46.67ms`; blank if missing."""

@@ -85,9 +85,15 @@ class MetricDef(SQLModel, table=True):
 
 
 class Profile(SQLModel, table=True):
-    """A run's model complexity: Params, FLOPs, Cost-Time, and how they were measured."""
+    """A card's model complexity: Params, FLOPs, Cost-Time, and how they were measured.
 
-    run_id: int = Field(foreign_key="run.id", ondelete="CASCADE", primary_key=True)
+    Measured before a run trains (then `run_id` is that run) or on its own by `expdb profile`.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    card_id: int = Field(foreign_key="card.id", ondelete="CASCADE", index=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id", ondelete="SET NULL")
+    created_at: float
     params_total: int | None = None
     params_trainable: int | None = None
     flops: float | None = None
@@ -102,7 +108,7 @@ class Profile(SQLModel, table=True):
     warmup: int | None = None
     iterations: int | None = None
     threads: int | None = None
-    details: str = Field(default="{}", sa_type=Text)  # JSON: torch version, skipped operators, ...
+    details: str = Field(default="{}", sa_type=Text)  # JSON: torch version, skipped operators, cross-check, ...
 
 
 class Series(SQLModel, table=True):

@@ -4,8 +4,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cards import card_exists, create_card, get_card
-from .db import Database
+from .cards import PROFILE_FIELDS, card_exists, create_card, get_card
+from .db import Database, now
 from .divergence import Divergence, detect_all
 from .errors import ExpdbError
 from .logparse import parse_file
@@ -25,9 +25,10 @@ def record_run(
     started_at: float | None = None,
     ended_at: float | None = None,
     flops_counter: str | None = None,
+    recorded_at: float | None = None,
 ) -> int:
     """A run of `card_name` with its final metrics; `params`, `flops` and `cost_time` go to its profile,
-    with `flops_counter` saying who counted the FLOPs.
+    with `flops_counter` saying who counted the FLOPs, dated `recorded_at` (default: now).
 
     Returns the run's id.
     """
@@ -51,8 +52,9 @@ def record_run(
         if profile:
             columns = ", ".join(profile)
             connection.execute(
-                f"INSERT INTO profile (run_id, {columns}, details) VALUES (?, {', '.join('?' * len(profile))}, ?)",
-                (run_id, *profile.values(), json.dumps({})),
+                f"INSERT INTO profile (card_id, run_id, created_at, {columns}, details) "
+                f"VALUES (?, ?, ?, {', '.join('?' * len(profile))}, '{{}}')",
+                (card.id, run_id, recorded_at if recorded_at is not None else now(), *profile.values()),
             )
     return run_id
 
@@ -105,3 +107,20 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
         write_chunks(connection, run_id, build_chunks(points), {})
         add_automatic_notes(connection, card.id, run_id, events)
     return Imported(run_id, status, sum(len(record.values) for record in records), events)
+
+
+PROFILE_DETAILS = (
+    "flops_torch", "flops_disagreement", "skipped_ops", "flops_error", "cudnn_benchmark", "torch_version", "throughput",
+)
+
+
+def store_profile(db: Database, card_id: int, run_id: int | None, measured) -> None:
+    """Keep an `expdb.profiler.Profile` for a card (and the run it was measured for, if any)."""
+    columns = {field: getattr(measured, field) for field in PROFILE_FIELDS}
+    details = {field: getattr(measured, field) for field in PROFILE_DETAILS}
+    with db.transaction() as connection:
+        connection.execute(
+            f"INSERT INTO profile (card_id, run_id, created_at, {', '.join(columns)}, details) "
+            f"VALUES (?, ?, ?, {', '.join('?' * len(columns))}, ?)",
+            (card_id, run_id, now(), *columns.values(), json.dumps(details)),
+        )

@@ -187,6 +187,29 @@ class Run:
         """Final metrics of the run (iou50=0.34); written when the run ends."""
         self.summary_metrics.update({key: float(value) for key, value in metrics.items()})
 
+    def profile(self, model, inputs, **options):
+        """Measure Params, FLOPs and Cost-Time of `model` on `inputs` (see `expdb.profiler.profile`) and keep
+        them with this run. Imports torch and fvcore."""
+        from .profiler import profile
+        from .results import store_profile
+
+        measured = profile(model, inputs, **{"device": self.device or "cpu", **options})
+        store_profile(self.db, self.card.id, self.id, measured)
+        self.write_log(
+            f"profile: {measured.params_total:,} params, {measured.flops} FLOPs ({measured.flops_counter}), "
+            f"{measured.cost_time_ms} ms" + (f"; FLOPs not counted: {measured.flops_error}" if measured.flops_error else "")
+        )
+        return measured
+
+    def note(self, text: str, step: int | None = None) -> None:
+        """An automatic note on the card, from this run."""
+        with self.db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO note (card_id, run_id, created_at, text, automatic, step) VALUES (?, ?, ?, ?, 1, ?)",
+                (self.card.id, self.id, now(), text, step),
+            )
+        self.write_log(text)
+
     def raise_if_stopped(self) -> None:
         """What `log` raises once the run must stop, for code that stops logging before it notices."""
         if self._stop is not None:

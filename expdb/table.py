@@ -1,9 +1,9 @@
 """The comparison table: which cards, which columns, which values, deltas to a baseline."""
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .cards import Card, card_facts, get_card, latest_values, select_cards
+from .cards import Card, card_facts, flops_counters, get_card, latest_values, select_cards
 from .db import Database
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, load_definitions
@@ -124,6 +124,10 @@ def build_table(
 
     columns = requested + [key for key in PROFILE_COLUMNS if key not in requested and any(key in r.values for r in rows)]
     shown = [definition(definitions, key) for key in columns]
+    if "flops" in columns:
+        counters = set(flops_counters(db, [row.card.id for row in rows if "flops" in row.values]).values())
+        if len(counters) == 1:
+            shown[columns.index("flops")] = replace(shown[columns.index("flops")], source=counters.pop() or "")
     return ComparisonTable(
         param_keys=_param_columns(rows, params),
         metrics=shown,

@@ -127,18 +127,7 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
         console.print(runs)
 
     if details.profile:
-        profile = details.profile
-        parts = [
-            f"{definition(definitions, key).label} {definition(definitions, key).cell(profile[column])}"
-            for key, column in PROFILE_COLUMNS.items()
-            if profile[column] is not None
-        ]
-        how = ", ".join(
-            f"{label} {profile[field]}"
-            for label, field in (("counter", "flops_counter"), ("batch", "batch"), ("input", "input_shape"), ("dtype", "dtype"), ("device", "device"))
-            if profile[field] is not None
-        )
-        console.print("[bold]profile[/]  " + escape("  ".join(parts)) + (f"  [dim]({escape(how)})[/]" if how else ""))
+        render_profile(details.profile, definitions, console)
 
     if details.notes:
         console.print("[bold]notes[/]")
@@ -146,6 +135,41 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
             origin = f"expdb, step {note.step:,}" if note.automatic and note.step is not None else "expdb" if note.automatic else ""
             prefix = f"[dim]{format_time(note.created_at)}[/]" + (f" [magenta]{origin}[/]" if origin else "")
             console.print(f"  {prefix}  {escape(note.text)}")
+
+
+def render_profile(profile: dict, definitions: dict[str, MetricDef], console: Console) -> None:
+    """A stored profile: the researcher's three figures, how they were measured, what was not counted."""
+    figures = {
+        key: f"{definition(definitions, key).label} {definition(definitions, key).cell(profile[column])}"
+        for key, column in PROFILE_COLUMNS.items()
+        if profile[column] is not None
+    }
+    details = profile["details"]
+    if "flops" in figures:
+        figures["flops"] += f" ({profile['flops_counter'] or 'counter unknown'}, MAC)"
+    if "cost_time" in figures and profile["cost_time_p10_ms"] is not None:
+        figures["cost_time"] += f" (p10 {profile['cost_time_p10_ms']:.2f}, p90 {profile['cost_time_p90_ms']:.2f})"
+    console.print("[bold]profile[/]  " + escape("  ".join(figures.values())))
+    how = [
+        f"{label} {profile[field]}"
+        for label, field in (
+            ("batch", "batch"), ("input", "input_shape"), ("dtype", "dtype"), ("device", "device"),
+            ("threads", "threads"), ("warm-up", "warmup"), ("timed", "iterations"),
+        )
+        if profile[field] is not None
+    ]
+    if details.get("torch_version"):
+        how.append(f"torch {details['torch_version']}")
+    if how:
+        console.print(f"  [dim]{escape(', '.join(how))}[/]")
+    if profile["params_trainable"] is not None and profile["params_trainable"] != profile["params_total"]:
+        console.print(f"  trainable params: {profile['params_trainable']:,} of {profile['params_total']:,}")
+    for warning in (details.get("flops_disagreement"), details.get("flops_error")):
+        if warning:
+            console.print(f"  [yellow]{escape(warning)}[/]")
+    if details.get("skipped_ops"):
+        skipped = ", ".join(f"{op} x{count}" for op, count in sorted(details["skipped_ops"].items()))
+        console.print(f"  [yellow]not counted in FLOPs:[/] {escape(skipped)}")
 
 
 def render_diff(diff: CardDiff, definitions: dict[str, MetricDef], console: Console) -> None:

@@ -28,7 +28,7 @@ def test_reproduces_the_researchers_table(cli, example_db):
     result = cli("table", "--metric", "iou50", "--db", str(example_db), "--format", "md")
     assert result.code == 0, result.err
     header, rule, *rows = markdown_rows(result.out)
-    assert header == ["card", "N", "L", "shape", "shared", "lr", "IOU@0.50", "Params", "FLOPs (MAC)", "Cost-Time"]
+    assert header == ["card", "N", "L", "shape", "shared", "lr", "IOU@0.50", "Params", "FLOPs (fvcore, MAC)", "Cost-Time"]
     assert [[row[0], *row[6:]] for row in rows] == RESEARCHERS_TABLE
     # The differing hyperparameters; the baseline has no latent array, so its cells are '-'.
     assert rows[0][1:6] == ["-"] * 5

@@ -271,7 +271,7 @@ def test_deleting_a_card_cascades(db):
         c.execute("INSERT INTO note (card_id, run_id, created_at, text, automatic) VALUES (?, ?, 0, 'n', 0)", (card, run))
         c.execute("INSERT INTO metric (run_id, key, value) VALUES (?, 'iou50', 0.5)", (run,))
         c.execute("INSERT INTO tag (card_id, name) VALUES (?, 'baseline')", (card,))
-        c.execute("INSERT INTO profile (run_id, details) VALUES (?, '{}')", (run,))
+        c.execute("INSERT INTO profile (card_id, run_id, created_at, details) VALUES (?, ?, 0, '{}')", (card, run))
         series = c.execute("INSERT INTO series (run_id, key) VALUES (?, 'loss')", (run,)).lastrowid
         c.execute(
             "INSERT INTO chunk (series_id, first_step, last_step, count, step_data, value_data, wall_data) "

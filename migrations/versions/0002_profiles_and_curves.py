@@ -16,7 +16,10 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "profile",
-        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("card_id", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("params_total", sa.Integer(), nullable=True),
         sa.Column("params_trainable", sa.Integer(), nullable=True),
         sa.Column("flops", sa.Float(), nullable=True),
@@ -32,9 +35,11 @@ def upgrade() -> None:
         sa.Column("iterations", sa.Integer(), nullable=True),
         sa.Column("threads", sa.Integer(), nullable=True),
         sa.Column("details", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["run.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("run_id"),
+        sa.ForeignKeyConstraint(["card_id"], ["card.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["run_id"], ["run.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("id"),
     )
+    op.create_index("ix_profile_card_id", "profile", ["card_id"])
     op.create_table(
         "series",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -66,4 +71,5 @@ def downgrade() -> None:
     op.drop_index("ix_chunk_series_id", table_name="chunk")
     op.drop_table("chunk")
     op.drop_table("series")
+    op.drop_index("ix_profile_card_id", table_name="profile")
     op.drop_table("profile")
