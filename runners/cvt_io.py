@@ -92,6 +92,10 @@ run restores the checkpoint and continues from its step: the rest of the curve e
 uninterrupted run's (the batch of a step depends only on the step and the seed). A
 missing checkpoint with ``ctx.resume`` starts from step 0, with a warning.
 
+Cost: the defaults (the cvt baseline, 180K parameters, 5.8M MACs per image) train in about
+40 s on 2 CPU cores (iou50 0.57 with seed 0, 0.63 with seed 1); N = 10, L = 6 takes about
+70 s. Checkpoints load with torch.load(weights_only=True).
+
 Determinism: same seed, params and device give the same curve. On CUDA the runner sets
 ``torch.backends.cudnn.deterministic = True`` and ``benchmark = False``.
 """
@@ -376,13 +380,7 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> to
     q = q.reshape(b, tq, heads, d // heads).transpose(1, 2)
     k = k.reshape(b, tk, heads, d // heads).transpose(1, 2)
     v = v.reshape(b, tk, heads, d // heads).transpose(1, 2)
-    if torch.jit.is_tracing():
-        # the same computation spelled out, so that fvcore (which traces) counts its matmuls;
-        # it has no handle for scaled_dot_product_attention and would skip it
-        weights = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * (d // heads) ** -0.5, dim=-1)
-        out = torch.matmul(weights, v)
-    else:
-        out = F.scaled_dot_product_attention(q, k, v)
+    out = F.scaled_dot_product_attention(q, k, v)  # expdb.profiler counts its matrix products
     return out.transpose(1, 2).reshape(b, tq, d)
 
 
