@@ -430,7 +430,9 @@ def _count_torch(model: nn.Module, args: tuple, kwargs: dict) -> tuple[float, di
     counter = _RecordingFlopCounter(display=False, custom_mapping=_torch_custom_mapping())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with counter:
+        # With grad: under no_grad the counter's module tracker fails on a parameter passed
+        # to a submodule as its input ("Expected gradient function to be set").
+        with torch.enable_grad(), counter:
             model(*args, **kwargs)
     return counter.get_total_flops() / 2, dict(counter.uncounted)
 
@@ -475,6 +477,8 @@ def _count_flops(model: nn.Module, args: tuple, kwargs: dict) -> _Flops:
         return result
     if result.torch_total is not None:
         result.disagreement = _disagreement(result.flops, fvcore_only, result.torch_total, result.skipped)
+    else:
+        result.disagreement = f"not cross-checked: torch's FlopCounterMode failed ({torch_error})"
     return result
 
 

@@ -462,3 +462,21 @@ def test_cuda_profile():
     assert result.cudnn_benchmark == torch.backends.cudnn.benchmark
     assert result.cost_time_p10_ms <= result.cost_time_ms <= result.cost_time_p90_ms
     assert 5 <= result.iterations <= 10
+
+
+class _LatentReader(nn.Module):
+    """Passes one of its parameters to a submodule as that submodule's input, as latent arrays do."""
+
+    def __init__(self):
+        super().__init__()
+        self.latents = nn.Parameter(torch.zeros(4, 8))
+        self.project = nn.Linear(8, 8, bias=False)
+
+    def forward(self, x):
+        return self.project(self.latents).sum() + x.sum()
+
+
+def test_torch_cross_check_copes_with_a_parameter_as_a_submodule_input():
+    measured = profile(_LatentReader(), torch.zeros(1, 3), iterations=5, time_budget_s=1)
+    assert measured.flops == measured.flops_torch == 4 * 8 * 8
+    assert measured.flops_disagreement is None
