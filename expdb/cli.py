@@ -393,6 +393,9 @@ def profile(
     warmup: Annotated[int, typer.Option(help="Forward passes before timing.", min=0)] = 10,
     iterations: Annotated[int, typer.Option(help="Timed forward passes at most.", min=5)] = 50,
     budget: Annotated[float, typer.Option(help="Seconds of timing at most (at least 5 passes are timed).", min=0)] = 5.0,
+    throughput_batch: Annotated[
+        Optional[int], typer.Option(help="Also measure throughput (samples/s) at this larger batch.", min=1)
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Measure a card's model: Params, FLOPs (fvcore, MACs) and Cost-Time, and keep them with the card."""
@@ -404,7 +407,7 @@ def profile(
         card = cards.get_card(database, name)
         profile_card(
             database, card, batch=batch, input_shape=input, device=device, dtype=dtype,
-            warmup=warmup, iterations=iterations, budget_s=budget,
+            warmup=warmup, iterations=iterations, budget_s=budget, throughput_batch=throughput_batch,
         )
         measured = cards.latest_profile(database, card.id)
         definitions = load_definitions(database)

@@ -265,6 +265,7 @@ def profile_card(
     warmup: int = 10,
     iterations: int = 50,
     budget_s: float = PROFILE_BUDGET_S,
+    throughput_batch: int | None = None,
 ) -> None:
     """Build the card's model with its runner (no training), measure it, and keep the profile with the card."""
     if not card.runner:
@@ -284,6 +285,6 @@ def profile_card(
         raise ExpdbError(f"runner {card.runner!r} cannot build the model of {card.name}: {last_line}") from None
     measured = profile(
         model, inputs_like(example, batch=batch, shape=shape), device=chosen, dtype=dtype,
-        warmup=warmup, iterations=iterations, time_budget_s=budget_s,
+        warmup=warmup, iterations=iterations, time_budget_s=budget_s, throughput_batch=throughput_batch,
     )
     store_profile(db, card.id, None, measured)

@@ -110,7 +110,8 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
 
 
 PROFILE_DETAILS = (
-    "flops_torch", "flops_disagreement", "skipped_ops", "flops_error", "cudnn_benchmark", "torch_version", "throughput",
+    "flops_torch", "flops_disagreement", "skipped_ops", "flops_error", "cudnn_benchmark", "torch_version",
+    "throughput", "throughput_batch",
 )
 
 

@@ -9,6 +9,7 @@ the queue first, so nothing logged is lost. A run whose process died without end
 
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -120,8 +121,9 @@ def git_state(directory: Path) -> dict:
 
 
 def environment() -> dict:
-    """What a run ran on: Python, and torch/CUDA when the process has imported torch."""
+    """What a run ran on: Python, the processor or GPU, and torch/CUDA when the process has imported torch."""
     env = {"python": sys.version.split()[0], "argv": sys.argv, "cwd": os.getcwd(), **git_state(Path.cwd())}
+    env["device_name"] = platform.processor() or platform.machine()
     torch = sys.modules.get("torch")
     if torch is not None:
         env["torch"] = torch.__version__
@@ -129,6 +131,7 @@ def environment() -> dict:
         env["threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
             env["cudnn"] = torch.backends.cudnn.version()
+            env["device_name"] = torch.cuda.get_device_name()
     return env
 
 

@@ -160,8 +160,12 @@ def render_profile(profile: dict, definitions: dict[str, MetricDef], console: Co
     ]
     if details.get("torch_version"):
         how.append(f"torch {details['torch_version']}")
+    if details.get("cudnn_benchmark") is not None:
+        how.append(f"cudnn.benchmark {details['cudnn_benchmark']}")
     if how:
         console.print(f"  [dim]{escape(', '.join(how))}[/]")
+    if details.get("throughput"):
+        console.print(f"  throughput {details['throughput']:,.1f} samples/s at batch {details['throughput_batch']}")
     if profile["params_trainable"] is not None and profile["params_trainable"] != profile["params_total"]:
         console.print(f"  trainable params: {profile['params_trainable']:,} of {profile['params_total']:,}")
     for warning in (details.get("flops_disagreement"), details.get("flops_error")):

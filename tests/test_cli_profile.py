@@ -1,5 +1,6 @@
 """`expdb profile`, profiling before a run trains, and `run.profile` from a script."""
 
+import json
 import sqlite3
 import sys
 from contextlib import closing
@@ -127,3 +128,12 @@ def test_bad_profile_input_is_one_line_and_changes_nothing(cli, card_args, args,
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.err
     assert dump() == before
+
+
+def test_profile_with_throughput_at_a_larger_batch(cli, tiny):
+    result = cli("profile", "tiny", "--iterations", "5", "--budget", "1", "--throughput-batch", "32")
+    assert result.code == 0, result.err
+    assert "samples/s at batch 32" in result.out
+    (profile,) = rows("SELECT details FROM profile")
+    details = json.loads(profile["details"])
+    assert details["throughput_batch"] == 32 and details["throughput"] > 0
