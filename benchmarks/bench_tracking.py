@@ -17,9 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from expdb.runners import cvt_io
+
 from expdb.cards import create_card
 from expdb.db import Database
-from expdb.runners import cvt_io
 from expdb.runs import begin_run
 
 

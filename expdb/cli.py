@@ -305,7 +305,13 @@ def outcome_line(outcome) -> str:
 @contextmanager
 def run_progress(card: cards.Card):
     """A progress bar fed by the run's flusher: step, loss, steps/s, ETA."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     total = card.params.get("steps") if isinstance(card.params.get("steps"), int) else None
     progress = Progress(

@@ -1,9 +1,10 @@
 """Builds experiments.db.example from example_study.toml: `python -m expdb.example [TARGET]`."""
 
 import sys
-import tomllib
 from importlib.resources import files
 from pathlib import Path
+
+import tomllib
 
 from .cards import create_card
 from .db import Database

@@ -245,7 +245,17 @@ def _is_mmcv_eval(fields: dict[str, str]) -> bool:
     return bool(names) and not any("loss" in name for name in names)
 
 
-class MMDetParser:
+class _NeverRaises:
+    """A parser whose `parse` keeps the LineParser contract: a line it cannot read gives None."""
+
+    def parse(self, line: str) -> Record | None:
+        try:
+            return self._parse(line)
+        except Exception:  # noqa: BLE001 - logs hold anything; one odd line must not end a run
+            return None
+
+
+class MMDetParser(_NeverRaises):
     """Parses MMDetection 2.x and MMEngine (MMDetection 3.x) log lines; see the module docstring.
 
     Keeps the iterations per epoch and the last training step it saw, to place evaluation
@@ -257,12 +267,6 @@ class MMDetParser:
         self.iters_per_epoch: int | None = None
         self.last_step: int | None = None
         self.last_epoch: int | None = None
-
-    def parse(self, line: str) -> Record | None:
-        try:
-            return self._parse(line)
-        except Exception:  # the contract: a line that cannot be parsed gives None
-            return None
 
     def _parse(self, line: str) -> Record | None:
         if isinstance(line, bytes):
@@ -341,7 +345,7 @@ class MMDetParser:
 # ---------------------------------------------------------------- regex
 
 
-class RegexParser:
+class RegexParser(_NeverRaises):
     """Parses lines with a user's regular expression; see the module docstring."""
 
     def __init__(self, pattern: str) -> None:
@@ -365,12 +369,6 @@ class RegexParser:
                 f"bad --parse regex {pattern!r}: it has no named group for a metric, such as (?P<loss>\\S+)"
             )
         self.pattern = pattern
-
-    def parse(self, line: str) -> Record | None:
-        try:
-            return self._parse(line)
-        except Exception:  # the contract: a line that cannot be parsed gives None
-            return None
 
     def _parse(self, line: str) -> Record | None:
         if isinstance(line, bytes):

@@ -9,7 +9,7 @@ import math
 import sys
 import zlib
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .db import Database
 from .errors import ExpdbError

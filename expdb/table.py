@@ -3,7 +3,14 @@
 import difflib
 from dataclasses import dataclass, field, replace
 
-from .cards import Card, card_facts, flops_counters, get_card, latest_values, select_cards
+from .cards import (
+    Card,
+    card_facts,
+    flops_counters,
+    get_card,
+    latest_values,
+    select_cards,
+)
 from .db import Database
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, load_definitions

@@ -1,5 +1,7 @@
 import shutil
+import sqlite3
 import sys
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,17 @@ from expdb.db import Database
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DB = REPO / "experiments.db.example"
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def dump(path="experiments.db") -> list[str]:
+    """The database as SQL statements: equal dumps mean nothing in it changed."""
+    with closing(sqlite3.connect(path)) as connection:
+        return list(connection.iterdump())
+
+
+def revision_of(path) -> str:
+    with closing(sqlite3.connect(path)) as connection:
+        return connection.execute("SELECT version_num FROM alembic_version").fetchone()[0]
 
 
 @dataclass

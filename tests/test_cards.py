@@ -1,9 +1,8 @@
 """Experiment cards through the library: create, fork, find, note, tag, set, rename, remove."""
 
-import sqlite3
-from contextlib import closing
 
 import pytest
+from conftest import dump
 
 from expdb import cards
 from expdb.errors import ExpdbError
@@ -11,11 +10,6 @@ from expdb.results import record_run
 from expdb.values import parse_key_values
 
 V2_8_ARGS = ["--N", "3", "--L", "6", "--shape", "bdhw", "--shared", "true", "--lr", "4e-3", "--wd", "1e-7", "--steps", "100000"]
-
-
-def dump(db) -> list[str]:
-    with closing(sqlite3.connect(db.path)) as connection:
-        return list(connection.iterdump())
 
 
 def new(db, name, args=(), **options):
@@ -78,10 +72,10 @@ def test_fork_keeps_parameter_type(study, args, key, expected):
 
 @pytest.mark.parametrize("args", [["--N", "five"], ["--shared", "1"], ["--lr", "fast"], ["--N", "[1, 2]"]])
 def test_fork_refuses_another_kind_and_writes_nothing(study, args):
-    before = dump(study)
+    before = dump(study.path)
     with pytest.raises(ExpdbError, match="give a"):
         new(study, "fork", args, parent="cvt_io_v2_8")
-    assert dump(study) == before
+    assert dump(study.path) == before
 
 
 @pytest.mark.parametrize(
@@ -94,10 +88,10 @@ def test_fork_refuses_another_kind_and_writes_nothing(study, args):
     ],
 )
 def test_create_card_refuses_and_writes_nothing(study, name, options, message):
-    before = dump(study)
+    before = dump(study.path)
     with pytest.raises(ExpdbError, match=message):
         new(study, name, ["--N", "1"], **options)
-    assert dump(study) == before
+    assert dump(study.path) == before
 
 
 @pytest.mark.parametrize("name", ["cvt", "cvt_io_v2.8", "a-b", "_x", "9", "x" * 128])
@@ -202,11 +196,11 @@ def test_set_params_on_unrun_card_keeps_types(study):
 
 def test_set_params_refuses_a_card_that_has_run(study):
     record_run(study, "cvt_io_v2_8", "finished", {"iou50": 0.3})
-    before = dump(study)
+    before = dump(study.path)
     params, typed = parse_key_values(["--N", "4"])
     with pytest.raises(ExpdbError, match=r"has run.*fork it instead: expdb new NEW_NAME --from cvt_io_v2_8 --N 4"):
         cards.set_params(study, "cvt_io_v2_8", params, typed)
-    assert dump(study) == before
+    assert dump(study.path) == before
 
 
 @pytest.mark.parametrize(
@@ -218,11 +212,11 @@ def test_set_params_refuses_a_card_that_has_run(study):
     ],
 )
 def test_set_params_refuses(study, name, args, message):
-    before = dump(study)
+    before = dump(study.path)
     params, typed = parse_key_values(args)
     with pytest.raises(ExpdbError, match=message):
         cards.set_params(study, name, params, typed)
-    assert dump(study) == before
+    assert dump(study.path) == before
 
 
 def test_tag_and_untag_are_idempotent(study):
@@ -234,10 +228,10 @@ def test_tag_and_untag_are_idempotent(study):
 
 
 def test_tag_refuses_bad_tag_and_writes_nothing(study):
-    before = dump(study)
+    before = dump(study.path)
     with pytest.raises(ExpdbError, match="invalid tag"):
         cards.tag_card(study, "cvt", ["ok", "no way"])
-    assert dump(study) == before
+    assert dump(study.path) == before
 
 
 def test_add_note(study):
@@ -248,10 +242,10 @@ def test_add_note(study):
 
 @pytest.mark.parametrize("text", ["", "   ", "\n"])
 def test_add_note_refuses_empty(study, text):
-    before = dump(study)
+    before = dump(study.path)
     with pytest.raises(ExpdbError, match="the note is empty"):
         cards.add_note(study, "cvt", text)
-    assert dump(study) == before
+    assert dump(study.path) == before
 
 
 def test_rename_keeps_runs_notes_and_forks(study):
@@ -279,10 +273,10 @@ def test_rename_keeps_runs_notes_and_forks(study):
     ],
 )
 def test_rename_refuses(study, old, new_name, message):
-    before = dump(study)
+    before = dump(study.path)
     with pytest.raises(ExpdbError, match=message):
         cards.rename_card(study, old, new_name)
-    assert dump(study) == before
+    assert dump(study.path) == before
 
 
 def test_remove_cascades_and_orphans_forks(study):
@@ -301,10 +295,10 @@ def test_remove_cascades_and_orphans_forks(study):
 
 
 def test_remove_of_a_missing_card_removes_nothing(study):
-    before = dump(study)
+    before = dump(study.path)
     with pytest.raises(ExpdbError, match="no card named 'nope'"):
         cards.remove_cards(study, ["cvt", "nope"])
-    assert dump(study) == before
+    assert dump(study.path) == before
 
 
 def test_did_you_mean(study):

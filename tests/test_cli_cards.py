@@ -1,11 +1,10 @@
 """The cards commands as a user runs them: new, list, show, diff, note, tag, set, rm, rename, and bad input."""
 
-import sqlite3
 import sys
-from contextlib import closing
 
 import pytest
 import typer
+from conftest import dump
 
 from expdb import cards
 from expdb.db import Database
@@ -19,11 +18,6 @@ JOURNEY = [
      "--note", "does a shallower latent stack hold IOU?"],
     ["note", "cvt_io_v2_9", "gradient explosion: loss shot up, never converged"],
 ]
-
-
-def dump(path="experiments.db") -> list[str]:
-    with closing(sqlite3.connect(path)) as connection:
-        return list(connection.iterdump())
 
 
 def rows(out: str) -> list[list[str]]:

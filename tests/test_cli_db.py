@@ -3,10 +3,9 @@
 import sqlite3
 from pathlib import Path
 
-import pytest
+from conftest import revision_of
 
 import expdb.cli
-
 from expdb.db import SCHEMA_HEAD, Database
 from expdb.migrate import upgrade_to_head
 
@@ -28,14 +27,6 @@ def old_database(path: Path, revision: str = "0001") -> Path:
     connection.commit()
     connection.close()
     return path
-
-
-def revision_of(path: Path) -> str:
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute("SELECT version_num FROM alembic_version").fetchone()[0]
-    finally:
-        connection.close()
 
 
 # -- db current ----------------------------------------------------------------------------

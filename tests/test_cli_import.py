@@ -5,6 +5,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from conftest import dump
 
 from expdb.db import Database
 from expdb.series import read_curve
@@ -19,11 +20,6 @@ CASCADE_NAN = "loss became NaN at step 300 (last finite 0.8832 at step 250)"
 def query(sql, parameters=()):
     with closing(sqlite3.connect("experiments.db")) as connection:
         return connection.execute(sql, parameters).fetchall()
-
-
-def dump() -> list[str]:
-    with closing(sqlite3.connect("experiments.db")) as connection:
-        return list(connection.iterdump())
 
 
 def runs_of(card):

@@ -7,6 +7,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from conftest import dump
 
 import expdb
 
@@ -25,11 +26,6 @@ def rows(sql, parameters=()):
     with closing(sqlite3.connect("experiments.db")) as connection:
         connection.row_factory = sqlite3.Row
         return [dict(row) for row in connection.execute(sql, parameters)]
-
-
-def dump():
-    with closing(sqlite3.connect("experiments.db")) as connection:
-        return list(connection.iterdump())
 
 
 @pytest.fixture

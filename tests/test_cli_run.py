@@ -13,6 +13,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from conftest import dump
 
 from expdb import cards
 from expdb.db import Database
@@ -63,11 +64,6 @@ def only_run(card) -> dict:
 def curve(run_id, key="loss"):
     with Database("experiments.db") as db:
         return read_curve(db, run_id, key)
-
-
-def dump() -> list[str]:
-    with closing(sqlite3.connect("experiments.db")) as connection:
-        return list(connection.iterdump())
 
 
 def ctx_facts(run_id) -> dict:

@@ -3,9 +3,9 @@
 import csv
 import io
 import json
-import sqlite3
 
 import pytest
+from conftest import dump
 
 # seed-notebook.md, section 1: the researcher's results table, as written.
 RESEARCHERS_TABLE = [
@@ -104,14 +104,6 @@ def test_metrics_given_comma_separated(cli, example_db):
     result = cli("table", "-m", "iou50,cost_time", "--db", str(example_db), "-f", "csv", "--params", "none")
     rows = list(csv.DictReader(io.StringIO(result.out)))
     assert "cvt_io_v2_6" in [row["card"] for row in rows]  # it has a cost-time, though no IOU
-
-
-def dump(path) -> list[str]:
-    connection = sqlite3.connect(path)
-    try:
-        return list(connection.iterdump())
-    finally:
-        connection.close()
 
 
 @pytest.mark.parametrize(

@@ -2,18 +2,10 @@
 
 import sqlite3
 
-from conftest import EXAMPLE_DB
+from conftest import EXAMPLE_DB, dump
 
 from expdb.example import build_example
 from expdb.migrate import head_revision
-
-
-def dump(path) -> list[str]:
-    connection = sqlite3.connect(path)
-    try:
-        return list(connection.iterdump())
-    finally:
-        connection.close()
 
 
 def test_shipped_example_equals_what_the_script_builds(tmp_path):

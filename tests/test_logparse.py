@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from expdb.errors import ExpdbError
-from expdb.logparse import MMDetParser, Record, RegexParser, make_parser, parse_file, parse_lines, parse_number
+from expdb.logparse import (
+    MMDetParser,
+    Record,
+    RegexParser,
+    make_parser,
+    parse_file,
+    parse_lines,
+    parse_number,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CASCADE = DATA / "real-logs" / "mmdet2-cascade-nan.log"

@@ -8,10 +8,16 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from conftest import revision_of
 from sqlalchemy import MetaData, create_engine, text
 
 from expdb.db import SCHEMA_HEAD, Database
-from expdb.migrate import alembic_config, head_revision, known_revisions, upgrade_to_head
+from expdb.migrate import (
+    alembic_config,
+    head_revision,
+    known_revisions,
+    upgrade_to_head,
+)
 from expdb.models import SQLModel
 
 ROWS_PER_TABLE = 3
@@ -26,14 +32,6 @@ def revisions_oldest_first() -> list[str]:
 
 
 OLDER_REVISIONS = revisions_oldest_first()[:-1]
-
-
-def revision_of(path: Path) -> str:
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute("SELECT version_num FROM alembic_version").fetchone()[0]
-    finally:
-        connection.close()
 
 
 def schema_diff(path: Path) -> list:

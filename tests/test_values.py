@@ -3,7 +3,16 @@
 import pytest
 
 from expdb.errors import ExpdbError
-from expdb.values import coerce_like, dumps, format_value, loads, parse_key_values, parse_scalar, parse_value, same
+from expdb.values import (
+    coerce_like,
+    dumps,
+    format_value,
+    loads,
+    parse_key_values,
+    parse_scalar,
+    parse_value,
+    same,
+)
 
 
 def exactly(value, expected):
