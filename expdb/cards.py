@@ -102,11 +102,6 @@ def get_card(db: Database, name: str) -> Card:
     return _card_from_row(row, _tags_of(db, [row[0]]).get(row[0], []))
 
 
-def all_cards(db: Database) -> list[Card]:
-    """Every card, oldest first, with its status and tags."""
-    return select_cards(db)
-
-
 def _filters(
     pattern: str | None, status: str | None, tag: str | None, ids: list[int] | None
 ) -> tuple[str, list]:
@@ -264,6 +259,7 @@ def set_params(db: Database, name: str, params: dict[str, Value], typed: dict[st
     merged.update(_coerced(params, merged, typed))
     with db.transaction() as connection:
         connection.execute("UPDATE card SET params = ? WHERE id = ?", (values.dumps(merged), card.id))
+        connection.execute("DELETE FROM profile WHERE card_id = ?", (card.id,))  # it measured the old model
     return get_card(db, name)
 
 
@@ -281,7 +277,9 @@ def changed_keys(db: Database, shown: list[Card]) -> dict[int, list[str]]:
     parents = sorted({card.parent for card in shown if card.parent})
     base = {
         name: values.loads(params)
-        for name, params in db.query(f"SELECT name, params FROM card WHERE name IN ({', '.join('?' * len(parents))})", parents)
+        for name, params in db.query(
+            "SELECT name, params FROM card WHERE name IN (SELECT value FROM json_each(?))", (json.dumps(parents),)
+        )
     }
     return {
         card.id: [
@@ -348,6 +346,9 @@ def children(db: Database, card: Card) -> list[str]:
 def remove_cards(db: Database, names: list[str]) -> list[Card]:
     """Delete cards with their runs, notes, metrics and curves; forks keep their own parameters."""
     cards = [get_card(db, name) for name in dict.fromkeys(names)]
+    running = [card.name for card in cards if card.status == "running"]
+    if running:
+        raise ExpdbError(f"{running[0]} is running; stop its run first, then remove it")
     with db.transaction() as connection:
         connection.executemany("DELETE FROM card WHERE id = ?", [(card.id,) for card in cards])
     return cards
@@ -453,8 +454,10 @@ def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, 
     ):
         by_card.setdefault(card_id, {})[key] = value
     columns = ", ".join(PROFILE_COLUMNS.values())
-    restrict, parameters = _among("card_id", card_ids, " WHERE")
-    for card_id, *measured in db.query(f"SELECT card_id, {columns} FROM profile{restrict} ORDER BY id", parameters):
+    restrict, parameters = _among("card_id", card_ids, " AND")
+    # The latest profile of each card, whole: figures measured together stay together.
+    latest = f"id IN (SELECT max(id) FROM profile GROUP BY card_id){restrict}"
+    for card_id, *measured in db.query(f"SELECT card_id, {columns} FROM profile WHERE {latest}", parameters):
         card_values = by_card.setdefault(card_id, {})
         for key, value in zip(PROFILE_COLUMNS, measured):
             if value is not None:
@@ -480,5 +483,5 @@ def diff_cards(db: Database, a: str, b: str, all_params: bool = False) -> CardDi
         for key in keys
         if all_params or not values.same(card_a.params.get(key), card_b.params.get(key))
     ]
-    results = latest_values(db)
+    results = latest_values(db, [card_a.id, card_b.id])
     return CardDiff(card_a, card_b, params, results.get(card_a.id, {}), results.get(card_b.id, {}))

@@ -7,3 +7,11 @@ class ExpdbError(Exception):
 
 class DatabaseError(ExpdbError):
     """The database could not be opened, read or written."""
+
+
+def last_line(error: BaseException) -> str:
+    """An exception as one line: its type and message, newlines folded ("ValueError: bad value")."""
+    import traceback
+
+    text = traceback.format_exception_only(type(error), error)[-1].strip()
+    return " ".join(text.split())

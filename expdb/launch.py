@@ -9,14 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import TextIO
 
 from .cards import Card
-from .errors import ExpdbError
+from .errors import ExpdbError, last_line
 from .logparse import LineParser, make_parser
 from .runs import ProgressCallback, Run, begin_run, sigterm_as_interrupt
 from .values import format_value
@@ -54,8 +53,7 @@ def resolve_runner(spec: str) -> ResolvedRunner:
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # noqa: BLE001 - whatever the user's module raises, report it in one line
-        last_line = traceback.format_exception_only(type(error), error)[-1].strip()
-        raise ExpdbError(f"runner {spec!r} failed to import: {last_line}") from None
+        raise ExpdbError(f"runner {spec!r} failed to import: {last_line(error)}") from None
     runner = getattr(module, function_name, None)
     if not callable(runner):
         raise ExpdbError(f"runner {spec!r}: {module_name} has no function {function_name!r}")
@@ -117,7 +115,7 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
         bufsize=1,
         env={**os.environ, "EXPDB_RUN_ID": str(run.id), "EXPDB_CARD": run.card.name},
     )
-    last_line = ""
+    final_line = ""
     # A command can go quiet once it has diverged: stop it without waiting for its next line.
     watcher = threading.Thread(target=_stop_when_told, args=(run, process), daemon=True)
     watcher.start()
@@ -126,7 +124,7 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
             echo.write(line)
             run.write_log(line.rstrip("\n"))
             if line.strip():
-                last_line = line.strip()
+                final_line = line.strip()
             record = plan.parser.parse(line) if plan.parser else None
             if record is not None:
                 run.log(record.step, epoch=record.epoch, **record.values)
@@ -136,7 +134,8 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
     status = process.wait()
     run.raise_if_stopped()
     if status != 0:
-        raise CommandFailed(f"the command exited with status {status}: {last_line[:200]}")
+        said = f": {final_line[:200]}" if final_line else ""
+        raise CommandFailed(f"the command exited with status {status}{said}")
 
 
 def _stop_when_told(run: Run, process: subprocess.Popen) -> None:
@@ -167,8 +166,7 @@ def profile_before_training(run: Run, build: Callable[[dict], tuple], budget_s: 
         model, inputs = build(dict(run.params))
         run.profile(model, inputs, warmup=5, iterations=100, time_budget_s=budget_s)
     except Exception as error:  # noqa: BLE001 - whatever went wrong, training goes on
-        last_line = traceback.format_exception_only(type(error), error)[-1].strip()
-        run.note(f"could not profile the model: {last_line}")
+        run.note(f"could not profile the model: {last_line(error)}")
 
 
 def choose_device(requested: str) -> str:
@@ -281,8 +279,7 @@ def profile_card(
     try:
         model, example = runner.build(dict(card.params))
     except Exception as error:  # noqa: BLE001 - the runner's own failure, in one line
-        last_line = traceback.format_exception_only(type(error), error)[-1].strip()
-        raise ExpdbError(f"runner {card.runner!r} cannot build the model of {card.name}: {last_line}") from None
+        raise ExpdbError(f"runner {card.runner!r} cannot build the model of {card.name}: {last_line(error)}") from None
     measured = profile(
         model, inputs_like(example, batch=batch, shape=shape), device=chosen, dtype=dtype,
         warmup=warmup, iterations=iterations, time_budget_s=budget_s, throughput_batch=throughput_batch,

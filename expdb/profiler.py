@@ -25,7 +25,6 @@ import math
 import numbers
 import statistics
 import time
-import traceback
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ with warnings.catch_warnings():
     from fvcore.nn import FlopCountAnalysis, parameter_count
     from fvcore.nn.jit_handles import get_shape
 
-from .errors import ExpdbError
+from .errors import ExpdbError, last_line
 
 __all__ = ["Profile", "inputs_like", "parse_input_shape", "profile"]
 
@@ -199,7 +198,8 @@ def inputs_like(example, *, batch: int | None = None, shape: tuple[int, ...] | N
 
 
 def _last_line(error: BaseException) -> str:
-    line = traceback.format_exception_only(type(error), error)[-1].strip()
+    """`last_line`, but of a torch error's several lines the last one that says something, and short."""
+    line = last_line(error)
     # some errors (torch's) carry several lines; keep the last that says something
     lines = [part.strip() for part in str(error).strip().splitlines() if part.strip()]
     if len(lines) > 1:
@@ -483,12 +483,6 @@ def _count_flops(model: nn.Module, args: tuple, kwargs: dict) -> _Flops:
 
 
 # --------------------------------------------------------------------------- parameters
-
-
-def _materialise_lazy(model: nn.Module) -> bool:
-    from torch.nn.modules.lazy import LazyModuleMixin
-
-    return any(isinstance(module, LazyModuleMixin) and module.has_uninitialized_params() for module in model.modules())
 
 
 def _count_params(model: nn.Module) -> tuple[int, int]:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 from . import cards
 from .db import Database, now
 from .divergence import Divergence, DivergenceDetector
-from .errors import ExpdbError
+from .errors import ExpdbError, last_line
 from .series import build_chunks, write_chunks
 
 FLUSH_INTERVAL_S = 0.5
@@ -306,8 +305,7 @@ class Run:
         if isinstance(error, KeyboardInterrupt):
             reason = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted (Ctrl-C)"
             return self.end("interrupted", reason)
-        last_line = traceback.format_exception_only(type(error), error)[-1].strip()
-        return self.end("failed", last_line)
+        return self.end("failed", last_line(error))
 
 
 def _raise_terminated(signum, frame) -> None:

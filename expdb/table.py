@@ -123,7 +123,7 @@ def build_table(
         base_card = get_card(db, baseline)
         base_row = next((row for row in rows if row.card.id == base_card.id), None)
         if base_row is None:
-            base_row = Row(base_card, values_by_card.get(base_card.id, {}))
+            base_row = Row(base_card, latest_values(db, [base_card.id]).get(base_card.id, {}))
             rows.insert(0, base_row)
 
     if sort:
@@ -171,7 +171,7 @@ def _sorted(rows: list[Row], sort: str, definitions: dict[str, MetricDef], base_
     key, _, order = sort.partition(":")
     if order not in ("", "asc", "desc"):
         raise ExpdbError(f"--sort {sort!r}: the order is :asc or :desc, as in --sort {key}:desc")
-    if not any(row.value(key) is not None for row in rows):
+    if rows and not any(row.value(key) is not None for row in rows):
         raise ExpdbError(f"--sort {key!r}: no shown card has a parameter or metric named {key!r}")
     if not order:
         order = "desc" if definition(definitions, key).direction == "higher" else "asc"

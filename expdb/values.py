@@ -5,6 +5,7 @@ which keeps the type.
 """
 
 import json
+import math
 import re
 
 from .errors import ExpdbError
@@ -26,7 +27,10 @@ def parse_scalar(text: str) -> int | float | bool | str:
     if _INT.fullmatch(stripped):
         return int(stripped)
     if _FLOAT.fullmatch(stripped):
-        return float(stripped)
+        number = float(stripped)
+        if math.isinf(number):
+            raise ExpdbError(f"{text!r} is too large for a number; write a value below 1e308")
+        return number
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
@@ -102,7 +106,7 @@ def _format_float(value: float) -> str:
 
 
 def dumps(params: dict[str, Value]) -> str:
-    return json.dumps(params, separators=(",", ":"))  # in the order given: N before L, as typed
+    return json.dumps(params, separators=(",", ":"), allow_nan=False)  # in the order given: N before L, as typed
 
 
 def loads(text: str) -> dict[str, Value]:

@@ -140,7 +140,7 @@ def test_param_change_of_type_only_is_changed(study):
 
 
 def test_changed_keys(study):
-    shown = cards.all_cards(study)
+    shown = cards.select_cards(study)
     by_id = cards.changed_keys(study, shown)
     changed = {card.name: by_id[card.id] for card in shown}
     assert changed == {
