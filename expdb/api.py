@@ -5,9 +5,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import cards
+from .cards import validate_name
 from .db import Database
 from .errors import ExpdbError
-from .runs import ON_DIVERGE, Run, RunStopped, begin_run, sigterm_as_interrupt
+from .runs import Run, RunStopped, begin_run, check_on_diverge, sigterm_as_interrupt
 from .values import Value, format_value, same
 
 
@@ -51,8 +52,8 @@ def start(
     exception it raised to stop your loop is absorbed), `interrupted` on Ctrl-C or SIGTERM,
     `failed` on any other exception, which propagates.
     """
-    if on_diverge not in ON_DIVERGE:
-        raise ExpdbError(f"unknown on_diverge {on_diverge!r}; use one of: {', '.join(ON_DIVERGE)}")
+    check_on_diverge(on_diverge)
+    validate_name(name)
     database = Database(db, create=True)
     try:
         ensure_card(database, name, params)

@@ -16,6 +16,7 @@ from rich.markup import escape
 from . import cards
 from .db import Database
 from .errors import ExpdbError
+from .launch import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .values import format_value, parse_key_values
 
 app = typer.Typer(
@@ -262,7 +263,7 @@ def run(
     seed: Annotated[Optional[int], typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
     profile_budget: Annotated[
         float, typer.Option(help="Seconds of latency timing when the model is profiled before training; 0 skips profiling.", min=0)
-    ] = 5.0,
+    ] = PROFILE_BUDGET_S,
     db: DbOption = None,
 ) -> None:
     """Train a card and record everything: profile, curves, metrics, environment, divergence."""
@@ -396,9 +397,10 @@ def profile(
     input: Annotated[Optional[str], typer.Option("--input", help="Input shape without the batch, e.g. 3x224x224.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option(help="fp32, or fp16 / bf16 through autocast.")] = "fp32",
-    warmup: Annotated[int, typer.Option(help="Forward passes before timing.", min=0)] = 10,
-    iterations: Annotated[int, typer.Option(help="Timed forward passes at most.", min=5)] = 50,
-    budget: Annotated[float, typer.Option(help="Seconds of timing at most (at least 5 passes are timed).", min=0)] = 5.0,
+    warmup: Annotated[int, typer.Option(help="Forward passes before timing.", min=0)] = PROFILE_WARMUP,
+    iterations: Annotated[int, typer.Option(help="Timed forward passes at most.", min=5)] = PROFILE_ITERATIONS,
+    budget: Annotated[float, typer.Option(help="Seconds of timing at most (at least 5 passes are timed).", min=0)] = PROFILE_BUDGET_S,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for timing [default: torch's].", min=1)] = None,
     throughput_batch: Annotated[
         Optional[int], typer.Option(help="Also measure throughput (samples/s) at this larger batch.", min=1)
     ] = None,
@@ -413,7 +415,7 @@ def profile(
         card = cards.get_card(database, name)
         profile_card(
             database, card, batch=batch, input_shape=input, device=device, dtype=dtype,
-            warmup=warmup, iterations=iterations, budget_s=budget, throughput_batch=throughput_batch,
+            warmup=warmup, iterations=iterations, budget_s=budget, threads=threads, throughput_batch=throughput_batch,
         )
         measured = cards.latest_profile(database, card.id)
         definitions = load_definitions(database)

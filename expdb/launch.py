@@ -157,14 +157,17 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 
-PROFILE_BUDGET_S = 5.0  # seconds of latency timing before a run trains
+# How expdb measures Cost-Time unless told otherwise, in `expdb profile` and before a run trains.
+PROFILE_WARMUP = 10
+PROFILE_ITERATIONS = 50
+PROFILE_BUDGET_S = 5.0  # seconds of timing at most
 
 
 def profile_before_training(run: Run, build: Callable[[dict], tuple], budget_s: float) -> None:
     """Params, FLOPs and Cost-Time of the run's model. A failure here never fails the run: it is noted."""
     try:
         model, inputs = build(dict(run.params))
-        run.profile(model, inputs, warmup=5, iterations=100, time_budget_s=budget_s)
+        run.profile(model, inputs, time_budget_s=budget_s)
     except Exception as error:  # noqa: BLE001 - whatever went wrong, training goes on
         run.note(f"could not profile the model: {last_line(error)}")
 
@@ -260,9 +263,10 @@ def profile_card(
     input_shape: str | None = None,
     device: str = "auto",
     dtype: str = "fp32",
-    warmup: int = 10,
-    iterations: int = 50,
+    warmup: int = PROFILE_WARMUP,
+    iterations: int = PROFILE_ITERATIONS,
     budget_s: float = PROFILE_BUDGET_S,
+    threads: int | None = None,
     throughput_batch: int | None = None,
 ) -> None:
     """Build the card's model with its runner (no training), measure it, and keep the profile with the card."""
@@ -282,6 +286,6 @@ def profile_card(
         raise ExpdbError(f"runner {card.runner!r} cannot build the model of {card.name}: {last_line(error)}") from None
     measured = profile(
         model, inputs_like(example, batch=batch, shape=shape), device=chosen, dtype=dtype,
-        warmup=warmup, iterations=iterations, time_budget_s=budget_s, throughput_batch=throughput_batch,
+        warmup=warmup, iterations=iterations, time_budget_s=budget_s, threads=threads, throughput_batch=throughput_batch,
     )
     store_profile(db, card.id, None, measured)

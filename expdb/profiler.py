@@ -40,6 +40,8 @@ with warnings.catch_warnings():
     from fvcore.nn.jit_handles import get_shape
 
 from .errors import ExpdbError, last_line
+from .launch import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
+from .runs import cpu_name
 
 __all__ = ["Profile", "inputs_like", "parse_input_shape", "profile"]
 
@@ -69,7 +71,7 @@ class Profile:
     batch: int
     input_shape: str  # per-sample shape, "3x224x224", or a description of several inputs
     dtype: str  # fp32, fp16 or bf16 (the last two through torch.autocast)
-    device: str  # "cpu" or torch.cuda.get_device_name()
+    device: str  # "cpu (its model name)" or torch.cuda.get_device_name()
     warmup: int
     iterations: int  # timed iterations actually run (<= requested; fewer once the budget is spent)
     threads: int | None  # CPU: torch.get_num_threads() while timing
@@ -619,9 +621,9 @@ def profile(
     *,
     device: str = "cpu",
     dtype: str = "fp32",
-    warmup: int = 10,
-    iterations: int = 50,
-    time_budget_s: float = 5.0,
+    warmup: int = PROFILE_WARMUP,
+    iterations: int = PROFILE_ITERATIONS,
+    time_budget_s: float = PROFILE_BUDGET_S,
     threads: int | None = None,
     throughput_batch: int | None = None,
     count_flops: bool = True,
@@ -721,7 +723,7 @@ def profile(
             batch=batch,
             input_shape=input_shape,
             dtype=dtype,
-            device="cpu" if target.type == "cpu" else torch.cuda.get_device_name(target),
+            device=f"cpu ({cpu_name()})" if target.type == "cpu" else torch.cuda.get_device_name(target),
             warmup=warmup,
             iterations=len(times),
             threads=thread_count if target.type == "cpu" else None,

@@ -50,13 +50,17 @@ class Terminated(KeyboardInterrupt):
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Where a run keeps its files: beside the database, under expdb_runs/CARD/."""
+    """Where a run keeps its log and checkpoint: beside the database, in expdb_runs/run-ID/.
+
+    Keyed by the run, not the card's name: a renamed card still finds its checkpoint, and a
+    new card with an old name does not write into the old card's files.
+    """
 
     directory: Path
 
     @classmethod
-    def for_card(cls, db: Database, card: str) -> "RunPlan":
-        return cls(db.path.resolve().parent / "expdb_runs" / card)
+    def for_run(cls, db: Database, run_id: int) -> "RunPlan":
+        return cls(db.path.resolve().parent / "expdb_runs" / f"run-{run_id}")
 
     @property
     def checkpoint_path(self) -> Path:
@@ -119,10 +123,21 @@ def git_state(directory: Path) -> dict:
     return {"git_commit": commit, "git_dirty": bool(dirty)}
 
 
+def cpu_name() -> str:
+    """The processor's model name ("AMD EPYC 7B13"), as precise as this system says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
     """What a run ran on: Python, the processor or GPU, and torch/CUDA when the process has imported torch."""
     env = {"python": sys.version.split()[0], "argv": sys.argv, "cwd": os.getcwd(), **git_state(Path.cwd())}
-    env["device_name"] = platform.processor() or platform.machine()
+    env["device_name"] = cpu_name()
     torch = sys.modules.get("torch")
     if torch is not None:
         env["torch"] = torch.__version__
@@ -327,7 +342,25 @@ class sigterm_as_interrupt:
 
 
 def latest_run(db: Database, card: cards.Card) -> tuple | None:
-    return db.query_one("SELECT id, status, started_at FROM run WHERE card_id = ? ORDER BY id DESC LIMIT 1", (card.id,))
+    return db.query_one(
+        "SELECT id, status, started_at, checkpoint_dir FROM run WHERE card_id = ? ORDER BY id DESC LIMIT 1", (card.id,)
+    )
+
+
+def check_on_diverge(on_diverge: str) -> str:
+    if on_diverge not in ON_DIVERGE:
+        raise ExpdbError(f"unknown --on-diverge {on_diverge!r}; use one of: {', '.join(ON_DIVERGE)}")
+    return on_diverge
+
+
+def run_seed(card: cards.Card, seed: int | None) -> int:
+    """The seed of a run: the one given, else the card's `seed` parameter, else 0."""
+    if seed is not None:
+        return seed
+    value = card.params.get("seed", 0)
+    if type(value) is not int:
+        raise ExpdbError(f"{card.name} has seed={value!r}; a seed is an int: expdb set {card.name} --seed 0, or pass --seed")
+    return value
 
 
 def begin_run(
@@ -342,21 +375,20 @@ def begin_run(
     progress: ProgressCallback | None = None,
 ) -> Run:
     """Start recording a run of card `name` (or continue its latest run with `resume`)."""
-    if on_diverge not in ON_DIVERGE:
-        raise ExpdbError(f"unknown --on-diverge {on_diverge!r}; use one of: {', '.join(ON_DIVERGE)}")
+    check_on_diverge(on_diverge)
     reap_crashed_runs(db)
     card = cards.get_card(db, name)
+    seed = run_seed(card, seed)
     previous = latest_run(db, card)
     if previous is not None and previous[1] == "running":
         raise ExpdbError(f"{name} is already running (run {previous[0]}); wait for it, or stop it first")
-    plan = RunPlan.for_card(db, name)
     if resume:
         if previous is None:
             raise ExpdbError(f"--resume: {name} has never run; run it without --resume")
-        if not plan.checkpoint_path.exists():
-            raise ExpdbError(f"--resume: {name} has no checkpoint at {plan.checkpoint_path}; run it without --resume")
-    seed = seed if seed is not None else int(card.params.get("seed", 0))
-    plan.directory.mkdir(parents=True, exist_ok=True)
+        plan = RunPlan(Path(previous[3])) if previous[3] else None
+        if plan is None or not plan.checkpoint_path.exists():
+            where = f" at {plan.checkpoint_path}" if plan else ""
+            raise ExpdbError(f"--resume: {name} has no checkpoint{where}; run it without --resume")
     moment = now()
     columns = {
         "status": "running",
@@ -366,8 +398,6 @@ def begin_run(
         "device": device,
         "seed": seed,
         "command": command or " ".join(sys.argv),
-        "log_path": str(plan.log_path),
-        "checkpoint_dir": str(plan.directory),
         "env": json.dumps(environment()),
     }
     with db.transaction() as connection:
@@ -385,5 +415,10 @@ def begin_run(
                 f"VALUES (?, ?, {', '.join('?' * len(columns))}) RETURNING id",
                 (card.id, started_at, *columns.values()),
             ).fetchone()[0]
+            plan = RunPlan.for_run(db, run_id)
+            connection.execute(
+                "UPDATE run SET log_path = ?, checkpoint_dir = ? WHERE id = ?",
+                (str(plan.log_path), str(plan.directory), run_id),
+            )
+        plan.directory.mkdir(parents=True, exist_ok=True)
     return Run(db, card, run_id, plan, device, seed, resume, on_diverge, started_at, progress)
-

@@ -70,15 +70,15 @@ def ctx_facts(run_id) -> dict:
     return json.loads(Path(f"ctx_{run_id}.json").read_text())
 
 
-def plant_running_run(card="x", pid=None):
+def plant_running_run(card="x", pid=None, checkpoint_dir=None):
     """A run row as a live `expdb run` on this machine leaves it (this process's pid unless told)."""
     with Database("experiments.db") as db:
         card_id = db.query_one("SELECT id FROM card WHERE name = ?", (card,))[0]
         with db.transaction() as connection:
             connection.execute(
-                "INSERT INTO run (card_id, status, started_at, heartbeat_at, host, pid, env) "
-                "VALUES (?, 'running', ?, ?, ?, ?, '{}')",
-                (card_id, time.time(), time.time(), socket.gethostname(), pid or os.getpid()),
+                "INSERT INTO run (card_id, status, started_at, heartbeat_at, host, pid, checkpoint_dir, env) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, '{}')",
+                (card_id, time.time(), time.time(), socket.gethostname(), pid or os.getpid(), checkpoint_dir),
             )
 
 
@@ -218,8 +218,8 @@ def test_resume_continues_the_latest_run_from_its_checkpoint(cli, new):
 
 def test_resume_after_a_crash_reaps_the_run_and_continues_it(cli, new, workdir):
     new("crashy", "--runner", "tinyrunners:resumable")
-    plant_running_run("crashy", pid=dead_pid())
-    checkpoint = workdir / "expdb_runs" / "crashy" / "checkpoint.pt"
+    checkpoint = workdir / "expdb_runs" / "run-1" / "checkpoint.pt"
+    plant_running_run("crashy", pid=dead_pid(), checkpoint_dir=str(checkpoint.parent))
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_text(json.dumps({"step": 5}))
     result = cli("run", "crashy", "--resume")

@@ -301,7 +301,7 @@ def test_a_card_that_never_ran_takes_the_new_parameter_values(path):
 
 
 def test_a_refused_start_creates_no_card(path):
-    with pytest.raises(ExpdbError, match="unknown on_diverge"):
+    with pytest.raises(ExpdbError, match="unknown --on-diverge"):
         with expdb.start("typo", db=path, on_diverge="stpo", lr=0.1):
             pass
     assert not Path(path).exists()
