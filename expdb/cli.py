@@ -3,6 +3,7 @@
 Heavy libraries are never imported here: everyday commands start in a fraction of a second.
 """
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from rich.markup import escape
 
 from . import cards
 from .db import Database
-from .errors import ExpdbError
+from .errors import ExpdbError, last_line
 from .launch import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .values import format_value, parse_key_values
 
@@ -97,7 +98,7 @@ def new(
         changes = [change for change in cards.param_changes(database, card) if not change.inherited]
     summary = " ".join(f"{change.key}={format_value(change.value)}" for change in changes)
     origin = f" from {card.parent}" if card.parent else ""
-    console.print(f"created {card.name}{origin}" + (f": {summary}" if summary else ""))
+    console.print(escape(f"created {card.name}{origin}" + (f": {summary}" if summary else "")), soft_wrap=True)
 
 
 @app.command("list")
@@ -184,7 +185,7 @@ def set_params(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The
     params, typed = parse_key_values(ctx.args)
     with open_db(db) as db:
         cards.set_params(db, name, params, typed)
-    console.print(f"{name}: " + " ".join(f"{key}={text}" for key, text in typed.items()))
+    console.print(escape(f"{name}: " + " ".join(f"{key}={text}" for key, text in typed.items())), soft_wrap=True)
 
 
 @app.command()
@@ -264,32 +265,45 @@ def run(
     profile_budget: Annotated[
         float, typer.Option(help="Seconds of latency timing when the model is profiled before training; 0 skips profiling.", min=0)
     ] = PROFILE_BUDGET_S,
+    parse: Annotated[
+        Optional[str], typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN [default: the card's].")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Train a card and record everything: profile, curves, metrics, environment, divergence."""
     if (name is None) == (not all_planned):
         raise ExpdbError("name one card to run, or pass --all for every planned card")
-    if all_planned and ctx.args:
-        raise ExpdbError("a command after -- runs one card: name it instead of --all")
+    if all_planned and (ctx.args or resume or parse):
+        raise ExpdbError("--resume, --parse and a command after -- are for one card: name it instead of --all")
     with open_db(db) as database:
         targets = [cards.get_card(database, name)] if name else cards.select_cards(database, status=cards.PLANNED)
         if not targets:
             console.print("no planned cards to run")
         outcomes = run_cards(
-            database, targets, command=ctx.args or None, resume=resume, on_diverge=on_diverge, device=device, seed=seed,
-            profile_budget=profile_budget,
+            database, targets, command=ctx.args or None, parser=parse, resume=resume, on_diverge=on_diverge,
+            device=device, seed=seed, profile_budget=profile_budget, keep_going=all_planned,
         )
-    raise typer.Exit(0 if all(outcome.status == "finished" for outcome in outcomes) else 1)
+    raise typer.Exit(0 if all(outcome is not None and outcome.status == "finished" for outcome in outcomes) else 1)
 
 
-def run_cards(database: Database, targets: list[cards.Card], **options) -> list:
-    """Run cards one after another, each with its progress bar and a line saying how it ended."""
+def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> list:
+    """Run cards one after another, each with its progress bar and a line saying how it ended.
+
+    `keep_going`: a card that cannot be run is reported and skipped (its outcome is None).
+    """
     from .launch import execute
 
     outcomes = []
     for card in targets:
-        with run_progress(card) as progress:
-            outcome = execute(database, card, progress=progress, **options)
+        try:
+            with run_progress(card) as progress:
+                outcome = execute(database, card, progress=progress, **options)
+        except ExpdbError as error:
+            if not keep_going:
+                raise
+            errors.print(f"error: {card.name}: {error}", markup=False, soft_wrap=True)
+            outcomes.append(None)
+            continue
         console.print(outcome_line(outcome), soft_wrap=True)
         outcomes.append(outcome)
     return outcomes
@@ -435,7 +449,7 @@ def db_current(db: DbOption = None) -> None:
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
     """Bring the database to the newest schema, after a backup copy beside it."""
-    with open_db(db, create=True) as db:
+    with open_db(db) as db:
         if not db.upgraded_from:
             console.print(f"{db.path}: schema {db.revision}, nothing to upgrade")
 
@@ -459,6 +473,15 @@ def main() -> None:
         sys.exit(exit_.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         code = 130
+    except Exception as error:  # noqa: BLE001 - a bug of expdb's: one line, the traceback on request
+        if os.environ.get("EXPDB_DEBUG"):
+            raise
+        errors.print(
+            f"internal error: {last_line(error)} (this is a bug in expdb; EXPDB_DEBUG=1 shows the traceback)",
+            markup=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
     if code == 130:
         errors.print("interrupted", markup=False)
     if isinstance(code, int) and code:

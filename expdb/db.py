@@ -60,7 +60,9 @@ class Database:
         self.path = sqlite_path(self.location)
         self.upgraded_from: str | None = None
         self.backup_path: Path | None = None
-        self.created = not self.path.exists()  # this open makes the file
+        # An empty file is no database yet: this open makes it one.
+        self._existed = self.path.exists()
+        self.created = not self._existed or (self.path.is_file() and self.path.stat().st_size == 0)
         if self.created:
             if not create:
                 raise DatabaseError(
@@ -150,10 +152,15 @@ class Database:
         self.connection.close()
 
     def remove(self) -> None:
-        """Close and delete the database file with its WAL files: undoes an open that created it."""
+        """Undo an open that created the database: close it, delete its WAL files, and delete the file
+        (or empty it again, if it was an empty file before)."""
         self.close()
-        for path in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+        for path in (self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
             path.unlink(missing_ok=True)
+        if self._existed:
+            self.path.write_bytes(b"")
+        else:
+            self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> "Database":
         return self

@@ -203,6 +203,7 @@ def execute(
     card: Card,
     *,
     command: list[str] | None = None,
+    parser: str | None = None,
     resume: bool = False,
     on_diverge: str = "stop",
     device: str = "auto",
@@ -217,7 +218,7 @@ def execute(
     """
     template = shlex.join(command) if command else card.command
     if template:
-        plan = plan_command(template, card.parser, card)
+        plan = plan_command(template, parser or card.parser, card)
         if device not in DEVICES:
             raise ExpdbError(f"unknown --device {device!r}; use one of: {', '.join(DEVICES)}")
         chosen = None if device == "auto" else device  # the command picks its own device

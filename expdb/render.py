@@ -9,6 +9,7 @@ import json
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .metrics import MetricDef, format_number
@@ -61,17 +62,17 @@ def _text_rows(table: ComparisonTable) -> list[list[str]]:
 def render_rich(table: ComparisonTable, console: Console) -> None:
     grid = Table(show_edge=False, header_style="bold")
     for index, header in enumerate(_headers(table)):
-        grid.add_column(header, justify="left" if index <= len(table.param_keys) else "right", no_wrap=index == 0)
+        grid.add_column(escape(header), justify="left" if index <= len(table.param_keys) else "right", no_wrap=index == 0)
     best_columns = range(1 + len(table.param_keys), 1 + len(table.param_keys) + len(table.metrics))
     for row, cells in zip(table.rows, _text_rows(table)):
-        styled = list(cells)
+        styled = [escape(cell) for cell in cells]
         for column, metric in zip(best_columns, table.metrics):
             if _is_best(table, row, metric):
-                styled[column] = f"[bold green]{cells[column]}[/]"
+                styled[column] = f"[bold green]{styled[column]}[/]"
         grid.add_row(*styled)
     console.print(grid)
     if not table.rows:
-        console.print("no card has these metrics yet")
+        console.print("no card matches" if table.filtered else "no card has these metrics yet")
 
 
 def write_markdown(table: ComparisonTable, file: TextIO) -> None:

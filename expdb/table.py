@@ -44,6 +44,7 @@ class ComparisonTable:
     rows: list[Row]
     baseline: Row | None = None
     best: dict[str, float] = field(default_factory=dict)  # best value of each metric that has a direction
+    filtered: bool = False  # rows were selected by a name pattern, tag or --where
 
     def delta(self, row: Row, key: str) -> float | None:
         """Row minus baseline; for costs, the relative change in percent."""
@@ -141,6 +142,7 @@ def build_table(
         rows=rows,
         baseline=base_row,
         best=_best_values(rows, shown),
+        filtered=bool(pattern or tag or where),
     )
 
 

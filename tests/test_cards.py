@@ -105,12 +105,10 @@ def test_invalid_names(name):
         cards.validate_name(name)
 
 
-def test_blank_note_on_new_is_not_stored(db):
-    try:
+def test_blank_note_on_new_is_refused_and_nothing_is_stored(db):
+    with pytest.raises(ExpdbError, match="the note is empty"):
         new(db, "x", note="   ")
-    except ExpdbError:
-        pass
-    assert db.query_one("SELECT count(*) FROM note")[0] == 0
+    assert db.query_one("SELECT count(*) FROM card")[0] == 0
 
 
 def test_param_changes_kinds(study):

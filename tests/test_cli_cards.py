@@ -1,6 +1,9 @@
 """The cards commands as a user runs them: new, list, show, diff, note, tag, set, rm, rename, and bad input."""
 
+import os
+import socket
 import sys
+import time
 
 import pytest
 import typer
@@ -281,6 +284,7 @@ BAD_INPUT = [
     (["new", "x", "--N", "[1,2"], "cannot parse --N '[1,2': a list is written [a, b, c]"),
     (["new", "x", "--N", "[1,,2]"], "cannot parse --N"),
     (["new", "x", "--N"], "--N needs a value"),
+    (["new", "x", "--lr", "1e400"], "'1e400' is too large for a number"),
     (["new", "x", "--N", "--L", "4"], "--N needs a value"),
     (["new", "x", "--from", "cvt_io_v2_8", "--N", "five"], "--N 'five' is a str, but N is an int (was 3)"),
     (["new", "x", "--from", "cvt_io_v2_8", "--shared", "1"], "shared is a bool"),
@@ -354,3 +358,30 @@ def test_refused_new_on_a_fresh_machine_leaves_no_database(workdir, cli, args):
     result = cli(*args)
     assert result.code == 2 and result.err.startswith("error: ")
     assert not (workdir / "experiments.db").exists()
+
+
+def test_rm_refuses_a_running_card(busy, cli):
+    with Database("experiments.db") as db:
+        card_id = db.query_one("SELECT id FROM card WHERE name = 'cvt_io_v2_9'")[0]
+        with db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO run (card_id, status, heartbeat_at, host, pid, env) VALUES (?, 'running', ?, ?, ?, '{}')",
+                (card_id, time.time(), socket.gethostname(), os.getpid()),
+            )
+    before = dump()
+    result = cli("rm", "--yes", "cvt_io_v2_9")
+    assert result.code == 2 and "cvt_io_v2_9 is running" in result.err
+    assert dump() == before
+
+
+def test_list_refuses_an_empty_file_and_leaves_it_empty(cli, workdir):
+    (workdir / "empty.db").write_bytes(b"")
+    result = cli("list", "--db", "empty.db")
+    assert result.code == 2 and "no expdb database at empty.db" in result.err
+    assert (workdir / "empty.db").read_bytes() == b""
+
+
+def test_a_refused_first_card_in_an_empty_file_leaves_it_empty(cli, workdir):
+    (workdir / "empty.db").write_bytes(b"")
+    assert cli("new", "x", "--from", "nosuch", "--db", "empty.db").code == 2
+    assert (workdir / "empty.db").read_bytes() == b""

@@ -42,3 +42,16 @@ def test_usage_errors_are_one_line(cli):
     result = cli("show")
     assert result.code == 2
     assert result.err.startswith("error: ") and result.err.count("\n") == 1
+
+
+def test_an_internal_error_is_one_line_and_exit_1(cli, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something expdb did not expect\nwith a second line")
+
+    monkeypatch.setattr("expdb.cards.select_cards", broken)
+    monkeypatch.delenv("EXPDB_DEBUG", raising=False)
+    assert cli("new", "x").code == 0
+    result = cli("list")
+    assert result.code == 1
+    assert result.err.count("\n") == 1
+    assert result.err.startswith("internal error: RuntimeError: something expdb did not expect with a second line")

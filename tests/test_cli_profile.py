@@ -133,3 +133,21 @@ def test_profile_with_throughput_at_a_larger_batch(cli, tiny):
     (profile,) = rows("SELECT details FROM profile")
     details = json.loads(profile["details"])
     assert details["throughput_batch"] == 32 and details["throughput"] > 0
+
+
+def test_changing_parameters_drops_the_profile_of_the_old_model(cli, tiny):
+    assert cli("profile", "tiny", "--iterations", "5", "--budget", "1").code == 0
+    assert cli("set", "tiny", "--features", "4").code == 0
+    assert rows("SELECT count(*) AS n FROM profile")[0]["n"] == 0
+
+
+def test_the_table_shows_the_latest_profile_whole(cli, tiny):
+    assert cli("profile", "tiny", "--iterations", "5", "--budget", "1").code == 0
+    with closing(sqlite3.connect("experiments.db")) as connection, connection:
+        # A later profile whose FLOPs could not be counted: no older FLOPs may stand beside it.
+        connection.execute(
+            "INSERT INTO profile (card_id, created_at, params_total, cost_time_ms, details) "
+            "SELECT card_id, created_at + 1, 144, 1.5, '{}' FROM profile"
+        )
+    table = cli("table", "-m", "cost_time", "-f", "csv")
+    assert table.out.splitlines() == ["card,cost_time_ms,params", "tiny,1.5,144"]

@@ -427,3 +427,43 @@ def test_run_error_is_exactly_one_line_on_stderr(cli, new, args):
     result = cli(*args)
     assert result.code == 2
     assert result.err.startswith("error:") and result.err.count("\n") == 1, repr(result.err)
+
+
+def test_all_skips_a_card_it_cannot_run_and_goes_on(cli, new):
+    new("first", "--runner", "tinyrunners:finish")
+    new("nothing")  # no runner, no command
+    new("third", "--runner", "tinyrunners:finish")
+    result = cli("run", "--all")
+    assert result.code == 1
+    assert "error: nothing: nothing has no runner or command" in result.err
+    assert [runs_of(name)[0]["status"] for name in ("first", "third")] == ["finished", "finished"]
+    assert runs_of("nothing") == []
+
+
+def test_all_refuses_options_that_are_for_one_card(cli, new):
+    new("x", *RUNNER)
+    result = cli("run", "--all", "--resume")
+    assert result.code == 2 and "are for one card" in result.err
+
+
+def test_a_command_given_at_run_time_is_parsed_with_parse(cli, new):
+    new("later")
+    result = cli("run", "later", "--parse", "mmdet", "--", *shlex.split(mmdet_cmd()))
+    assert result.code == 0, result.err
+    assert len(curve(only_run("later")["id"])) > 0
+
+
+def test_rename_then_resume_finds_the_checkpoint(cli, new, workdir):
+    new("before", "--runner", "tinyrunners:resumable")
+    assert cli("run", "before").code != 0  # resumable writes its checkpoint, then fails
+    assert cli("rename", "before", "after").code == 0
+    result = cli("run", "after", "--resume")
+    assert result.code == 0, result.err
+    assert only_run("after")["status"] == "finished"
+
+
+def test_a_seed_that_is_not_an_int_is_refused(cli, new):
+    new("x", *RUNNER, "--seed", "abc")
+    result = cli("run", "x")
+    assert result.code == 2 and "a seed is an int" in result.err
+    assert runs_of("x") == []

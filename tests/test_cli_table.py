@@ -55,8 +55,8 @@ def test_where_selects_rows(cli, example_db):
 
 def test_sort_puts_the_best_first(cli, example_db):
     result = cli("table", "-m", "iou50", "--sort", "iou50", "--db", str(example_db), "-f", "csv", "--params", "none")
-    values = [row["iou50"] for row in csv.DictReader(io.StringIO(result.out))]
-    assert values == sorted(values, reverse=True)
+    values = [float(row["iou50"]) for row in csv.DictReader(io.StringIO(result.out))]
+    assert values == [0.36, 0.34, 0.34, 0.328, 0.28, 0.26, 0.25]
     ascending = cli("table", "-m", "iou50", "--sort", "cost_time:asc", "--db", str(example_db), "-f", "json")
     times = [row["metrics"]["cost_time_ms"] for row in json.loads(ascending.out)]
     assert times[:5] == sorted(times[:5]) and times[5:] == [None, None]
@@ -127,3 +127,30 @@ def test_bad_input_is_one_line_and_changes_nothing(cli, example_db, args, messag
     assert result.err.count("\n") == 1 and result.err.startswith("error: ")
     assert message in result.err
     assert dump(example_db) == before
+
+
+def test_baseline_keeps_its_values_when_where_leaves_it_out(cli, example_db):
+    result = cli("table", "-m", "iou50", "--where", "N>=5", "--baseline", "cvt", "--db", str(example_db), "-f", "json")
+    rows = {row["card"]: row for row in json.loads(result.out)}
+    assert rows["cvt"]["metrics"]["iou50"] == 0.36
+    assert rows["cvt_io_v2_2"]["deltas"]["iou50_delta"] == pytest.approx(0.328 - 0.36)
+
+
+def test_a_filter_that_matches_nothing_says_so(cli, example_db):
+    result = cli("table", "-m", "iou50", "--where", "N>100", "--sort", "iou50", "--db", str(example_db))
+    assert result.code == 0, result.err
+    assert "no card matches" in result.out
+
+
+def test_cells_are_shown_as_written_not_as_markup(cli):
+    assert cli("new", "a", "--style", "[bold]", "--note", "x").code == 0
+    from expdb.db import Database
+    from expdb.results import record_run
+
+    with Database("experiments.db") as db:
+        record_run(db, "a", "finished", {"iou50": 0.5})
+    assert cli("new", "b", "--from", "a", "--style", "[red]").code == 0
+    with Database("experiments.db") as db:
+        record_run(db, "b", "finished", {"iou50": 0.4})
+    result = cli("table", "-m", "iou50")
+    assert "[bold]" in result.out and "[red]" in result.out
