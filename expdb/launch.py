@@ -98,7 +98,9 @@ class CommandPlan:
 
 def plan_command(template: str, parser_spec: str | None, card: Card) -> CommandPlan:
     """Everything that can be wrong with a command is found here, before a run is created."""
-    return CommandPlan(command_line(template, card), make_parser(parser_spec) if parser_spec else None)
+    # Read live, a log's dates are from this year (MMEngine writes them without one).
+    parser = make_parser(parser_spec, year=time.localtime().tm_year) if parser_spec else None
+    return CommandPlan(command_line(template, card), parser)
 
 
 class CommandFailed(Exception):
