@@ -343,6 +343,17 @@ def children(db: Database, card: Card) -> list[str]:
     return [row[0] for row in db.query("SELECT name FROM card WHERE parent_id = ? ORDER BY id", (card.id,))]
 
 
+def removal_summary(db: Database, names: list[str]) -> str:
+    """What removing these cards deletes, for the question asked first: "2 cards (a, b) with 1 run; ..."."""
+    targets = [get_card(db, name) for name in dict.fromkeys(names)]
+    runs = sum(run_count(db, card) for card in targets)
+    forks = [child for card in targets for child in children(db, card) if child not in names]
+    what = f"{len(targets)} card{'s' if len(targets) > 1 else ''} ({', '.join(names)}) with {runs} run{'s' if runs != 1 else ''}"
+    if forks:
+        what += f"; {', '.join(forks)} will keep {'their' if len(forks) > 1 else 'its'} parameters but lose the parent link"
+    return what
+
+
 def remove_cards(db: Database, names: list[str]) -> list[Card]:
     """Delete cards with their runs, notes, metrics and curves; forks keep their own parameters."""
     cards = [get_card(db, name) for name in dict.fromkeys(names)]

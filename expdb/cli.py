@@ -196,23 +196,14 @@ def rm(
 ) -> None:
     """Delete cards with their runs, notes, metrics and curves."""
     with open_db(db) as db:
-        targets = [cards.get_card(db, name) for name in dict.fromkeys(names)]
-        runs = sum(cards.run_count(db, card) for card in targets)
-        forks = [child for card in targets for child in cards.children(db, card) if child not in names]
         if not yes:
-            what = f"{len(targets)} card{'s' if len(targets) > 1 else ''} ({', '.join(names)}) with {runs} run{'s' if runs != 1 else ''}"
-            forked = (
-                f"; {', '.join(forks)} will keep {'their' if len(forks) > 1 else 'its'} parameters "
-                "but lose the parent link"
-                if forks
-                else ""
-            )
+            what = cards.removal_summary(db, names)
             if not sys.stdin.isatty():
-                raise ExpdbError(f"rm would delete {what}{forked}: confirm with --yes")
-            if not typer.confirm(f"Delete {what}{forked}?", default=False):
+                raise ExpdbError(f"rm would delete {what}: confirm with --yes")
+            if not typer.confirm(f"Delete {what}?", default=False):
                 raise ExpdbError("nothing deleted")
-        cards.remove_cards(db, names)
-    console.print(f"deleted {', '.join(card.name for card in targets)}")
+        removed = cards.remove_cards(db, names)
+    console.print(escape(f"deleted {', '.join(card.name for card in removed)}"))
 
 
 @app.command()
