@@ -483,6 +483,7 @@ class CardDiff:
     params: list[tuple[str, Value | None, Value | None]]  # (key, value in a, value in b)
     values_a: dict[str, float]  # metrics and profile columns
     values_b: dict[str, float]
+    flops_counter: str | None  # who counted both cards' FLOPs, when it is the same counter
 
 
 def diff_cards(db: Database, a: str, b: str, all_params: bool = False) -> CardDiff:
@@ -495,4 +496,6 @@ def diff_cards(db: Database, a: str, b: str, all_params: bool = False) -> CardDi
         if all_params or not values.same(card_a.params.get(key), card_b.params.get(key))
     ]
     results = latest_values(db, [card_a.id, card_b.id])
-    return CardDiff(card_a, card_b, params, results.get(card_a.id, {}), results.get(card_b.id, {}))
+    counters = set(flops_counters(db, [card_a.id, card_b.id]).values())
+    counter = counters.pop() if len(counters) == 1 else None
+    return CardDiff(card_a, card_b, params, results.get(card_a.id, {}), results.get(card_b.id, {}), counter)

@@ -155,6 +155,27 @@ def diff(
 
 
 @app.command()
+def compare(
+    a: Annotated[str, typer.Argument(help="The first card.")],
+    b: Annotated[str, typer.Argument(help="The second card.")],
+    curve: Annotated[str, typer.Option(help="The curve drawn for both as a sparkline.")] = "loss",
+    width: Annotated[int, typer.Option(help="Characters of each sparkline.", min=8)] = 48,
+    db: DbOption = None,
+) -> None:
+    """Two cards side by side: parameters that differ, metrics and profile with changes, their curves as sparklines."""
+    from .metrics import load_definitions
+    from .series import latest_curve
+    from .views import render_curves, render_diff
+
+    with open_db(db) as database:
+        difference = cards.diff_cards(database, a, b)
+        definitions = load_definitions(database)
+        curves = {card.name: latest_curve(database, card.id, curve) for card in (difference.a, difference.b)}
+    render_diff(difference, definitions, console)
+    render_curves(curves, curve, width, console)
+
+
+@app.command()
 def note(
     name: Annotated[str, typer.Argument(help="The card.")],
     text: Annotated[str, typer.Argument(help="What to write down.")],

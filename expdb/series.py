@@ -188,6 +188,16 @@ class Curve:
         return len(self.steps)
 
 
+def latest_curve(db: Database, card_id: int, key: str) -> Curve | None:
+    """The curve `key` of the card's latest run that logged it, if any."""
+    row = db.query_one(
+        "SELECT run.id FROM series JOIN run ON run.id = series.run_id WHERE run.card_id = ? AND series.key = ? "
+        "ORDER BY run.id DESC LIMIT 1",
+        (card_id, key),
+    )
+    return read_curve(db, row[0], key) if row else None
+
+
 def series_keys(db: Database, run_id: int) -> list[str]:
     return [key for (key,) in db.query("SELECT key FROM series WHERE run_id = ? ORDER BY id", (run_id,))]
 

@@ -1,13 +1,16 @@
 """Terminal views of cards: `list`, `show`, `diff`. Each renders to the rich Console it is given."""
 
+import math
+import statistics
 import time
+from dataclasses import replace
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .cards import Card, CardDetails, CardDiff, ParamChange
-from .metrics import PROFILE_COLUMNS, MetricDef, definition
+from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
 from .values import format_value
 
 STATUS_STYLES = {
@@ -196,6 +199,8 @@ def render_diff(diff: CardDiff, definitions: dict[str, MetricDef], console: Cons
         results.add_column(escape(header), justify="left" if header == "metric" else "right")
     for key in keys:
         metric = definition(definitions, key)
+        if key == "flops" and diff.flops_counter:
+            metric = replace(metric, source=diff.flops_counter)
         value_a, value_b = diff.values_a.get(key), diff.values_b.get(key)
         change = ""
         if value_a is not None and value_b is not None:
@@ -207,3 +212,38 @@ def render_diff(diff: CardDiff, definitions: dict[str, MetricDef], console: Cons
             change = f"[{style}]{escape(change)}[/]" if style else escape(change)
         results.add_row(escape(metric.header(with_unit=False)), metric.cell(value_a), metric.cell(value_b), change)
     console.print(results)
+
+
+SPARK_LEVELS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values, width: int) -> str:
+    """A curve in `width` characters: each the mean of its share of the points, NaN-free, scaled to its range."""
+    finite = [value for value in values if math.isfinite(value)]
+    if not finite:
+        return ""
+    buckets = min(width, len(finite))
+    means = [
+        statistics.fmean(finite[index * len(finite) // buckets : (index + 1) * len(finite) // buckets])
+        for index in range(buckets)
+    ]
+    low, high = min(means), max(means)
+    span = high - low or 1.0
+    return "".join(SPARK_LEVELS[round((mean - low) / span * (len(SPARK_LEVELS) - 1))] for mean in means)
+
+
+def render_curves(curves: dict[str, object], key: str, width: int, console: Console) -> None:
+    """One sparkline per card of the curve `key`, with its first, lowest and last values."""
+    if not any(curves.values()):
+        console.print(f"no {escape(key)} curve to compare")
+        return
+    console.print(f"[bold]{escape(key)}[/]")
+    label_width = max(len(name) for name in curves)
+    for name, curve in curves.items():
+        if curve is None or not any(math.isfinite(value) for value in curve.values):
+            console.print(f"  {escape(name.ljust(label_width))}  [dim](no {escape(key)} curve)[/]")
+            continue
+        finite = [value for value in curve.values if math.isfinite(value)]
+        summary = f"{format_number(finite[0], 'g4')} → {format_number(finite[-1], 'g4')}, min {format_number(min(finite), 'g4')}"
+        steps = f"steps {curve.steps[0]:,}–{curve.steps[-1]:,}"
+        console.print(f"  {escape(name.ljust(label_width))}  {sparkline(curve.values, width)}  [dim]{summary}; {steps}[/]")

@@ -30,6 +30,7 @@ sys.stderr.write("\\nMODULES " + json.dumps(sorted({name.split(".")[0] for name 
         ["list"],
         ["show", "cvt_io_v2_6"],
         ["diff", "cvt", "cvt_io_v2_5"],
+        ["compare", "cvt", "cvt_io_v2_5"],
         ["new", "probe", "--from", "cvt_io_v2_9", "--N", "7"],
         ["note", "cvt", "a note"],
     ],

@@ -1,0 +1,470 @@
+"""Curves of several cards drawn in one figure: `expdb plot`.
+
+Each card contributes its latest run that logged the metric; several metrics make one
+subplot each, sharing the x axis, with a card's colour the same in every subplot. Smoothing
+(TensorBoard's debiased EMA) runs on the full-resolution curve, then every line is cut to
+about 2,000 min/max buckets, which keeps each spike and dip while drawing a few thousand
+points instead of millions. The figure is written beside its destination and moved into
+place, so a failure never leaves half a file.
+
+This module imports numpy and matplotlib at the top: the CLI imports it only for `plot`.
+It uses `matplotlib.figure.Figure` directly (no pyplot, no global backend state).
+"""
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .cards import Card
+from .db import Database
+from .errors import ExpdbError
+from .series import NO_SAMPLES, Curve, read_curve
+
+X_AXES = ("step", "epoch", "samples", "time")
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+BUCKETS = 2000  # per line: at most about 2 * BUCKETS points are drawn
+ROW_SIZE = (8.0, 4.5)  # inches per subplot row
+DPI = 120
+RAW_ALPHA = 0.25
+LR_DROP = 0.5  # an lr falling below this fraction of its previous logged value is a drop
+MAX_LR_DROPS = 50  # per run: a cyclic schedule does not cover the plot in lines
+_X_LABELS = {"step": "step", "epoch": "epoch", "samples": "samples seen"}
+
+
+@dataclass
+class PlottedLine:
+    """One card's curve as drawn in one subplot."""
+
+    card: str
+    metric: str
+    run_id: int
+    x: str  # the axis it was drawn against: the one asked for, or "step" when the run lacks it
+    points: int  # points of the curve as stored
+    drawn: int  # points of the drawn line after reduction
+    divergences: int = 0
+    lr_drops: int = 0
+
+
+@dataclass
+class PlotResult:
+    path: Path
+    warnings: list[str] = field(default_factory=list)  # "cvt_io_v2_5 has no samples axis; drawn against step"
+    lines: list[PlottedLine] = field(default_factory=list)
+    x_label: str = ""
+    y_labels: list[str] = field(default_factory=list)  # one per subplot, in the order of `metrics`
+
+
+# -- numerical helpers ---------------------------------------------------------------------
+
+
+def _ema_finite(x: np.ndarray, weight: float) -> np.ndarray:
+    """y[n] = weight * y[n-1] + (1 - weight) * x[n], y[-1] = 0, for finite x, without a Python loop per point.
+
+    The curve is cut into blocks short enough that weight**-j stays below ~1e12; within a block
+    the recurrence is a cumulative sum of x[j] * weight**-j, and the blocks are chained by their
+    last values (one scalar step per block).
+    """
+    n = len(x)
+    if weight == 0.0 or n == 0:
+        return x.astype(np.float64, copy=True)
+    block = max(1, min(n, int(27.6 / -math.log(weight))))  # weight ** -block <= e ** 27.6 ~ 1e12
+    blocks = -(-n // block)
+    padded = np.zeros(blocks * block)
+    padded[:n] = x
+    grid = padded.reshape(blocks, block)
+    j = np.arange(block, dtype=np.float64)
+    within = np.cumsum(grid * weight ** -j, axis=1) * ((1.0 - weight) * weight**j)
+    if blocks > 1:
+        ends = within[:, -1]
+        carry = np.empty(blocks)
+        previous, across = 0.0, weight**block
+        for index in range(blocks):
+            previous = ends[index] + across * previous
+            carry[index] = previous
+        within[1:] += np.outer(carry[:-1], weight ** (j + 1))
+    return within.reshape(-1)[:n]
+
+
+def ema(values: Sequence[float], weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average debiased by 1 - weight**k after k points.
+
+    Non-finite points (NaN, inf) are passed through as they are and skipped by the average, so a
+    NaN does not poison the points after it. `weight` in [0, 1); 0 returns the values unchanged.
+    """
+    if not 0.0 <= weight < 1.0 or math.isnan(weight):
+        raise ExpdbError(f"smoothing must be in [0, 1), not {weight}")
+    raw = np.asarray(values, dtype=np.float64)
+    out = raw.copy()
+    finite = np.isfinite(raw)
+    if weight == 0.0 or not finite.any():
+        return out
+    kept = raw[finite]
+    averaged = _ema_finite(kept, weight)
+    counts = np.arange(1, len(kept) + 1, dtype=np.float64)
+    out[finite] = averaged / (1.0 - weight**counts)
+    return out
+
+
+def reduce_for_drawing(xs, ys, buckets: int = BUCKETS) -> tuple[np.ndarray, np.ndarray]:
+    """At most 2 * buckets + 2 points of a line: the minimum and maximum of each run of consecutive points.
+
+    Every extreme survives (a lone spike, a dip), points stay in their order, and a line with
+    few enough points is returned whole. NaN values are ignored when picking extremes (a bucket
+    that is all NaN keeps one NaN, which matplotlib draws as a gap).
+    """
+    xs = np.asarray(xs, dtype=np.float64)
+    ys = np.asarray(ys, dtype=np.float64)
+    n = len(ys)
+    if len(xs) != n:
+        raise ValueError(f"xs and ys differ in length ({len(xs)} and {n})")
+    buckets = max(1, int(buckets))
+    if n <= 2 * buckets:
+        return xs, ys
+    size = -(-n // buckets)  # ceil: at most `buckets` full buckets, then one partial
+    full = n // size
+    body = ys[: full * size].reshape(full, size)
+    isnan = np.isnan(body)
+    low = np.where(isnan, np.inf, body).argmin(axis=1)
+    high = np.where(isnan, -np.inf, body).argmax(axis=1)
+    offsets = np.arange(full) * size
+    picked = [low + offsets, high + offsets]
+    if full * size < n:
+        tail = ys[full * size :]
+        start = full * size
+        if np.isnan(tail).all():
+            picked.append(np.array([start]))
+        else:
+            picked.append(np.array([start + np.nanargmin(tail), start + np.nanargmax(tail)]))
+    indices = np.unique(np.concatenate(picked))
+    return xs[indices], ys[indices]
+
+
+# -- gathering the curves ------------------------------------------------------------------
+
+
+@dataclass
+class _Line:
+    card: Card
+    colour_index: int
+    metric: str
+    run_id: int
+    curve: Curve
+    steps: np.ndarray
+    xs: np.ndarray  # in seconds for "time"
+    values: np.ndarray
+    x: str
+
+
+def _array(column, dtype) -> np.ndarray:
+    return np.frombuffer(column, dtype=dtype) if len(column) else np.zeros(0, dtype=dtype)
+
+
+def _latest_run_with(db: Database, card: Card, metric: str) -> int | None:
+    row = db.query_one(
+        "SELECT max(run.id) FROM run JOIN series ON series.run_id = run.id WHERE run.card_id = ? AND series.key = ?",
+        (card.id, metric),
+    )
+    return row[0] if row else None
+
+
+def _batch_of(card: Card) -> float | None:
+    batch = card.params.get("batch")
+    if isinstance(batch, bool) or not isinstance(batch, int | float) or not batch > 0:
+        return None
+    return float(batch)
+
+
+def _x_values(card: Card, curve: Curve, steps: np.ndarray, x: str) -> np.ndarray | None:
+    """The curve's x coordinates on axis `x` (NaN where a point lacks it), or None when the run lacks the axis."""
+    if x == "step":
+        return steps.astype(np.float64)
+    if x == "time":
+        return _array(curve.walls, np.float64)
+    if x == "epoch":
+        if curve.epochs is None:
+            return None
+        epochs = _array(curve.epochs, np.float64)
+        return epochs if np.isfinite(epochs).any() else None
+    # samples
+    if curve.samples is not None:
+        samples = _array(curve.samples, np.int64)
+        logged = samples != NO_SAMPLES
+        if logged.any():
+            return np.where(logged, samples.astype(np.float64), np.nan)
+    batch = _batch_of(card)
+    return None if batch is None else steps * batch
+
+
+def _no_metric_error(db: Database, cards: list[Card], metrics: list[str]) -> ExpdbError:
+    wanted = " or ".join(repr(metric) for metric in metrics)
+    parts, shown, limit = [], 0, 20
+    for card in cards:
+        runs = db.query("SELECT id FROM run WHERE card_id = ? ORDER BY id", (card.id,))
+        if not runs:
+            parts.append(f"{card.name} has no runs")
+            continue
+        for (run_id,) in runs:
+            shown += 1
+            if shown > limit:
+                continue
+            keys = [key for (key,) in db.query("SELECT key FROM series WHERE run_id = ? ORDER BY key", (run_id,))]
+            parts.append(f"{card.name} run {run_id} has {', '.join(keys) if keys else 'no curves'}")
+    if shown > limit:
+        parts.append(f"and {shown - limit} more runs")
+    return ExpdbError(f"no run has a {wanted} curve: {'; '.join(parts)}")
+
+
+def _gather(db: Database, cards: list[Card], metrics: list[str], x: str, warnings: list[str]) -> dict[str, list[_Line]]:
+    by_metric: dict[str, list[_Line]] = {metric: [] for metric in metrics}
+    fell_back: set[str] = set()
+    for colour_index, card in enumerate(cards):
+        for metric in metrics:
+            run_id = _latest_run_with(db, card, metric)
+            if run_id is None:
+                continue
+            curve = read_curve(db, run_id, metric)
+            if not len(curve):
+                continue
+            steps = _array(curve.steps, np.int64)
+            values = _array(curve.values, np.float64)
+            axis, xs = x, _x_values(card, curve, steps, x)
+            if xs is None:
+                axis, xs = "step", steps.astype(np.float64)
+                if card.name not in fell_back:
+                    fell_back.add(card.name)
+                    warnings.append(f"{card.name} has no {x} axis; drawn against step")
+            by_metric[metric].append(_Line(card, colour_index, metric, run_id, curve, steps, xs, values, axis))
+    if not any(by_metric.values()):
+        raise _no_metric_error(db, cards, metrics)
+    for metric, lines in by_metric.items():
+        drawn = {line.card.name for line in lines}
+        missing = [card.name for card in cards if card.name not in drawn]
+        if not lines:
+            warnings.append(f"no run has a {metric!r} curve; its subplot is empty")
+        elif missing:
+            warnings.append(f"{', '.join(missing)}: no run with a {metric!r} curve")
+    return by_metric
+
+
+# -- events on the curves ------------------------------------------------------------------
+
+
+def _divergence_steps(db: Database, run_id: int) -> list[int]:
+    rows = db.query("SELECT DISTINCT step FROM note WHERE run_id = ? AND automatic = 1 AND step IS NOT NULL ORDER BY step", (run_id,))
+    return [row[0] for row in rows]
+
+
+def _lr_drop_steps(db: Database, run_id: int) -> list[int]:
+    if db.query_one("SELECT 1 FROM series WHERE run_id = ? AND key = 'lr'", (run_id,)) is None:
+        return []
+    curve = read_curve(db, run_id, "lr")
+    lr = _array(curve.values, np.float64)
+    steps = _array(curve.steps, np.int64)
+    finite = np.isfinite(lr)
+    lr, steps = lr[finite], steps[finite]
+    if len(lr) < 2:
+        return []
+    drops = np.nonzero((lr[:-1] > 0) & (lr[1:] < LR_DROP * lr[:-1]))[0] + 1
+    return [int(step) for step in steps[drops[:MAX_LR_DROPS]]]
+
+
+def _x_at_step(line: _Line, step: int, finite_x: np.ndarray) -> float | None:
+    """The x coordinate of `step` on the line's axis (interpolated between the points that have one)."""
+    if not finite_x.any():
+        return None
+    steps = line.steps[finite_x].astype(np.float64)
+    return float(np.interp(step, steps, line.xs[finite_x]))
+
+
+def _value_at_step(line: _Line, step: int, log_y: bool) -> float | None:
+    """The raw value at `step` (the last point at or before it); when not finite, the last finite one before."""
+    index = int(np.searchsorted(line.steps, step, side="right")) - 1
+    if index < 0:
+        index = 0
+    window = line.values[: index + 1]
+    usable = np.isfinite(window) & (window > 0) if log_y else np.isfinite(window)
+    candidates = np.nonzero(usable)[0]
+    return float(window[candidates[-1]]) if len(candidates) else None
+
+
+# -- drawing -------------------------------------------------------------------------------
+
+
+def _time_unit(lines: list[_Line]) -> tuple[str, float]:
+    longest = 0.0
+    for line in lines:
+        if line.x == "time" and len(line.xs):
+            finite = line.xs[np.isfinite(line.xs)]
+            if len(finite):
+                longest = max(longest, float(finite.max()))
+    if longest > 3 * 3600:
+        return "time (h)", 3600.0
+    if longest > 3 * 60:
+        return "time (min)", 60.0
+    return "time (s)", 1.0
+
+
+def _colour(index: int) -> tuple[str, str]:
+    """A card's colour and line style: ten colours, then the same colours dashed, then dotted."""
+    return f"C{index % 10}", ("-", "--", "-.", ":")[(index // 10) % 4]
+
+
+def _metric_label(db: Database, metric: str) -> str:
+    row = db.query_one("SELECT label, unit FROM metric_def WHERE key = ?", (metric,))
+    if row is None:
+        return metric
+    label, unit = row
+    return f"{label} ({unit})" if unit else label
+
+
+def _check_output(output: Path) -> str:
+    fmt = FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        shown = output.suffix or "no suffix"
+        raise ExpdbError(f"cannot write {output}: unknown format {shown!r}; end the file name in .png, .svg or .pdf")
+    parent = output.parent
+    if not parent.is_dir():
+        raise ExpdbError(f"cannot write {output}: directory {parent} does not exist")
+    if output.is_dir():
+        raise ExpdbError(f"cannot write {output}: it is a directory")
+    return fmt
+
+
+def _save(figure: Figure, output: Path, fmt: str) -> None:
+    """Write beside the destination, then move into place: the destination is whole or untouched."""
+    descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            figure.savefig(handle, format=fmt, dpi=DPI)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, output)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise ExpdbError(f"cannot write {output}: {error.strerror or error}") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def plot_curves(
+    db: Database,
+    cards: list[Card],
+    metrics: list[str],
+    output: Path,
+    *,
+    x: str = "step",
+    smooth: float = 0.0,
+    log_y: bool = False,
+    title: str | None = None,
+    buckets: int = BUCKETS,
+) -> PlotResult:
+    """Draw `metrics` (one subplot each) of `cards` (one line each) into `output` (.png, .svg or .pdf)."""
+    output = Path(output)
+    if x not in X_AXES:
+        raise ExpdbError(f"unknown x axis {x!r}; use one of: {', '.join(X_AXES)}")
+    if not 0.0 <= smooth < 1.0:
+        raise ExpdbError(f"--smooth must be in [0, 1), not {smooth}")
+    if not cards:
+        raise ExpdbError("no cards to plot")
+    metrics = list(dict.fromkeys(metrics))
+    if not metrics:
+        raise ExpdbError("no metric to plot; give one with --metric")
+    fmt = _check_output(output)
+
+    warnings: list[str] = []
+    by_metric = _gather(db, cards, metrics, x, warnings)
+    all_lines = [line for lines in by_metric.values() for line in lines]
+    if x == "time":
+        x_label, x_scale = _time_unit(all_lines)
+    else:
+        x_label, x_scale = _X_LABELS[x], 1.0
+    if any(line.x != x for line in all_lines):
+        x_label += " (step where missing)"
+
+    result = PlotResult(output, warnings, x_label=x_label)
+    events: dict[int, tuple[list[int], list[int]]] = {}  # run id -> (divergence steps, lr drop steps)
+
+    rc = {"svg.fonttype": "none", "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "expdb"}
+    with matplotlib.rc_context(rc):
+        figure = Figure(figsize=(ROW_SIZE[0], ROW_SIZE[1] * len(metrics)), dpi=DPI, layout="constrained")
+        axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+        for ax, metric in zip(axes, metrics):
+            y_label = _metric_label(db, metric)
+            result.y_labels.append(y_label)
+            has_divergence = has_drop = False
+            for line in by_metric[metric]:
+                colour, style = _colour(line.colour_index)
+                values = line.values
+                smoothed = ema(values, smooth) if smooth > 0 else None
+                finite_x = np.isfinite(line.xs)
+                xs = line.xs[finite_x] / (x_scale if line.x == "time" else 1.0)
+                raw = values[finite_x]
+                if log_y:
+                    raw = np.where(raw > 0, raw, np.nan)
+                rx, ry = reduce_for_drawing(xs, raw, buckets)
+                drawn = len(rx)
+                if smoothed is None:
+                    ax.plot(rx, ry, color=colour, linestyle=style, linewidth=1.2, label=line.card.name)
+                else:
+                    ax.plot(rx, ry, color=colour, linestyle=style, linewidth=0.8, alpha=RAW_ALPHA)
+                    sm = smoothed[finite_x]
+                    if log_y:
+                        sm = np.where(sm > 0, sm, np.nan)
+                    sx, sy = reduce_for_drawing(xs, sm, buckets)
+                    ax.plot(sx, sy, color=colour, linestyle=style, linewidth=1.4, label=line.card.name)
+                    drawn = len(sx)
+
+                if line.run_id not in events:
+                    events[line.run_id] = (_divergence_steps(db, line.run_id), _lr_drop_steps(db, line.run_id))
+                divergence_steps, drop_steps = events[line.run_id]
+                scale = x_scale if line.x == "time" else 1.0
+                marked = 0
+                for step in divergence_steps:
+                    at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, log_y)
+                    if at is None or value is None:
+                        continue
+                    ax.plot([at / scale], [value], marker="x", markersize=9, markeredgewidth=2, color=colour, linestyle="none", zorder=5)
+                    marked += 1
+                drops = 0
+                for step in drop_steps:
+                    at = _x_at_step(line, step, finite_x)
+                    if at is None:
+                        continue
+                    ax.axvline(at / scale, color=colour, linestyle=":", linewidth=1.0, alpha=0.35)
+                    drops += 1
+                has_divergence |= marked > 0
+                has_drop |= drops > 0
+                result.lines.append(
+                    PlottedLine(line.card.name, metric, line.run_id, line.x, len(line.values), drawn, marked, drops)
+                )
+
+            ax.set_ylabel(y_label)
+            ax.grid(True, which="major", alpha=0.3)
+            if log_y:
+                ax.set_yscale("log")
+            handles, labels = ax.get_legend_handles_labels()
+            if has_divergence:
+                handles.append(Line2D([], [], marker="x", color="0.3", linestyle="none", markeredgewidth=2))
+                labels.append("divergence")
+            if has_drop:
+                handles.append(Line2D([], [], color="0.3", linestyle=":", alpha=0.6))
+                labels.append("lr drop")
+            if handles:
+                ax.legend(handles, labels, loc="best", fontsize="small", ncols=1 if len(handles) <= 8 else 2)
+            if not by_metric[metric]:
+                ax.text(0.5, 0.5, f"no run has {metric!r}", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        axes[-1].set_xlabel(x_label)
+        if title:
+            figure.suptitle(title)
+        _save(figure, output, fmt)
+    return result
