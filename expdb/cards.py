@@ -175,6 +175,20 @@ def count_cards(db: Database, pattern: str | None = None, status: str | None = N
     return db.query_one(f"SELECT count(*) FROM card{where}", parameters)[0]
 
 
+def cards_named(db: Database, names: list[str]) -> list[Card]:
+    """Cards by name or glob ('cvt_io_v2_*'), in the order given, each once; a name that matches nothing is an error."""
+    chosen: dict[int, Card] = {}
+    for name in names:
+        if any(char in name for char in "*?["):
+            matched = select_cards(db, pattern=name)
+            if not matched:
+                raise ExpdbError(f"no card name matches {name!r}; `expdb list` shows the cards")
+        else:
+            matched = [get_card(db, name)]
+        chosen.update((card.id, card) for card in matched)
+    return list(chosen.values())
+
+
 def validate_card_input(name: str, tags: list[str] = (), note: str | None = None) -> None:
     """What `create_card` checks before touching the database."""
     validate_name(name)

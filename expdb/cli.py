@@ -242,12 +242,21 @@ def rename(
 @app.command()
 def table(
     pattern: Annotated[Optional[str], typer.Argument(help="Only cards whose name matches this glob.")] = None,
-    metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat for several [default: every recorded metric].")] = [],
+    metric: Annotated[
+        list[str],
+        typer.Option("--metric", "-m", help="A metric column, KEY or KEY:max/min/last over its curve; repeat for several [default: every recorded metric]."),
+    ] = [],
     where: Annotated[Optional[str], typer.Option(help="Filter, e.g. \"N>=5 and shared=true\".")] = None,
     sort: Annotated[Optional[str], typer.Option(help="KEY[:asc|:desc]; metrics sort best first by default.")] = None,
     baseline: Annotated[Optional[str], typer.Option(help="A card to compare every row with (adds deltas).")] = None,
     params: Annotated[str, typer.Option(help="Hyperparameter columns: differing, all or none.")] = "differing",
     tag: Annotated[Optional[str], typer.Option(help="Only cards with this tag.")] = None,
+    group_by: Annotated[
+        Optional[str], typer.Option("--group-by", help="Fold cards with the same values of these parameters (comma-separated) into one row.")
+    ] = None,
+    agg: Annotated[
+        Optional[str], typer.Option("--agg", help="With --group-by: mean, std, count, min, max [default: mean,std,count].")
+    ] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
     db: DbOption = None,
 ) -> None:
@@ -260,7 +269,8 @@ def table(
     metrics = [key.strip() for option in metric for key in option.split(",") if key.strip()]
     with open_db(db) as db:
         comparison = build_table(
-            db, metrics, where=where, sort=sort, baseline=baseline, params=params, pattern=pattern, tag=tag
+            db, metrics, where=where, sort=sort, baseline=baseline, params=params, pattern=pattern, tag=tag,
+            group_by=group_by, aggs=agg,
         )
     write_table(comparison, format, sys.stdout, console)
 
@@ -446,6 +456,38 @@ def profile(
         measured = cards.latest_profile(database, card.id)
         definitions = load_definitions(database)
     render_profile(measured, definitions, console)
+
+
+@app.command()
+def plot(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Cards, or globs of card names ('cvt_io_v2_*').")] = None,
+    tag: Annotated[Optional[str], typer.Option(help="The cards with this tag.")] = None,
+    metric: Annotated[list[str], typer.Option("--metric", "-m", help="A curve; repeat for one subplot each.")] = ["loss"],
+    x: Annotated[str, typer.Option(help="x axis: step, epoch, samples (seen so far) or time.")] = "step",
+    smooth: Annotated[float, typer.Option(help="EMA weight in [0, 1), computed on every point; the raw curve stays faint.")] = 0.0,
+    log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")] = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="The image: .png, .svg or .pdf.")] = "plot.png",
+    title: Annotated[Optional[str], typer.Option(help="A title above the plot.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Curves of several runs laid over each other, on an axis where they compare (divergences and lr drops marked)."""
+    from pathlib import Path
+
+    from .plot import plot_curves
+
+    if not names and tag is None:
+        raise ExpdbError("name the cards to plot, or select them with --tag")
+    metrics = [key.strip() for option in metric for key in option.split(",") if key.strip()]
+    with open_db(db) as database:
+        chosen = cards.cards_named(database, names or []) if names else []
+        if tag is not None:
+            chosen += [card for card in cards.select_cards(database, tag=tag) if card.id not in {c.id for c in chosen}]
+        if not chosen:
+            raise ExpdbError(f"no card has the tag {tag!r}")
+        result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, title=title)
+    for warning in result.warnings:
+        errors.print(f"warning: {warning}", markup=False, soft_wrap=True)
+    console.print(escape(f"wrote {result.path}"), soft_wrap=True)
 
 
 @db_app.command("current")

@@ -108,8 +108,12 @@ def ema(values: Sequence[float], weight: float) -> np.ndarray:
         return out
     kept = raw[finite]
     averaged = _ema_finite(kept, weight)
-    counts = np.arange(1, len(kept) + 1, dtype=np.float64)
-    out[finite] = averaged / (1.0 - weight**counts)
+    # Debias by 1 - weight**k; past the point where weight**k < 1e-17 the factor is exactly 1.
+    biased = min(len(kept), int(40.0 / -math.log(weight)) + 1)
+    averaged[:biased] /= 1.0 - weight ** np.arange(1, biased + 1, dtype=np.float64)
+    if finite.all():
+        return averaged
+    out[finite] = averaged
     return out
 
 
@@ -287,8 +291,7 @@ def _x_at_step(line: _Line, step: int, finite_x: np.ndarray) -> float | None:
 def _value_at_step(line: _Line, step: int, log_y: bool) -> float | None:
     """The raw value at `step` (the last point at or before it); when not finite, the last finite one before."""
     index = int(np.searchsorted(line.steps, step, side="right")) - 1
-    if index < 0:
-        index = 0
+    index = max(index, 0)
     window = line.values[: index + 1]
     usable = np.isfinite(window) & (window > 0) if log_y else np.isfinite(window)
     candidates = np.nonzero(usable)[0]

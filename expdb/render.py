@@ -6,127 +6,160 @@ lay out, while the plain formats are written line by line.
 
 import csv
 import json
+from dataclasses import dataclass
 from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .metrics import MetricDef, format_number
-from .table import COST_KEYS, ComparisonTable, Row
+from .metrics import format_number
+from .table import Column, ComparisonTable, GroupRow
 from .values import format_value
 
 FORMATS = ("rich", "md", "csv", "json", "latex")
+SPREAD = " ± "  # between a group's mean and its standard deviation
 
 
-def _delta_text(table: ComparisonTable, row: Row, metric: MetricDef) -> str:
-    delta = table.delta(row, metric.key)
+@dataclass
+class Cell:
+    text: str  # the value as shown ("0.341 ± 0.012"), unescaped
+    delta: str = ""  # the change from the baseline ("-0.11", "+3.2%"), or ""
+    best: bool = False
+
+
+def _number(column: Column, value: float, latex: bool) -> str:
+    """Terminal and markdown cells carry short units ("46.67ms"); LaTeX has them in the head."""
+    return format_number(value, column.metric.format) if latex else column.metric.cell(value)
+
+
+def _delta_text(table: ComparisonTable, row, column: Column) -> str:
+    delta = table.delta(row, column)
     if delta is None:
         return ""
-    if metric.key in COST_KEYS:
+    if column.is_cost:
         return f"{delta:+.1f}%"
     sign = "+" if delta >= 0 else "-"
-    return sign + format_number(abs(delta), metric.format)
+    return sign + format_number(abs(delta), column.metric.format)
 
 
-def _metric_cell(table: ComparisonTable, row: Row, metric: MetricDef) -> str:
-    text = metric.cell(row.values.get(metric.key))
-    delta = _delta_text(table, row, metric)
-    return f"{text} ({delta})" if delta else text
+def _shown_columns(table: ComparisonTable) -> list[Column]:
+    """The columns of the text formats: a group's std goes into its mean's cell, "0.341 ± 0.012"."""
+    means = {column.key for column in table.columns if column.agg == "mean"}
+    return [column for column in table.columns if not (column.agg == "std" and column.key in means)]
 
 
-def _is_best(table: ComparisonTable, row: Row, metric: MetricDef) -> bool:
-    value = row.values.get(metric.key)
-    return value is not None and table.best.get(metric.key) == value and len(table.rows) > 1
+def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell:
+    value = column.value(row)
+    if value is None:
+        return Cell("--" if latex else "")
+    text = _number(column, value, latex)
+    if column.agg == "mean" and any(c.agg == "std" and c.key == column.key for c in table.columns):
+        spread = row.number(column.key, "std")
+        if spread is not None:
+            text += SPREAD + _number(column, spread, latex)
+    return Cell(text, _delta_text(table, row, column), table.is_best(row, column))
 
 
-def _name_cell(table: ComparisonTable, row: Row) -> str:
-    return f"{row.card.name} (baseline)" if row is table.baseline else row.card.name
+def _name_cell(table: ComparisonTable, row) -> str:
+    return f"{row.name} (baseline)" if row is table.baseline else row.name
 
 
-def _headers(table: ComparisonTable) -> list[str]:
-    return ["card", *table.param_keys, *(metric.header(with_unit=False) for metric in table.metrics)]
+@dataclass
+class Layout:
+    """The text formats' table: heads, which columns hold numbers, and the cells, row by row."""
+
+    headers: list[str]
+    numeric: list[bool]
+    rows: list[list[Cell]]
 
 
-def _text_rows(table: ComparisonTable) -> list[list[str]]:
-    return [
-        [
-            _name_cell(table, row),
-            *(format_value(row.card.params.get(key)) for key in table.param_keys),
-            *(_metric_cell(table, row, metric) for metric in table.metrics),
-        ]
-        for row in table.rows
-    ]
+def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
+    columns = _shown_columns(table)
+    missing = "--" if latex else "-"
+    headers = ["Card" if latex else "card"] if not table.group_keys else ["Group" if latex else "group"]
+    headers += [*table.param_keys, *(["n"] if table.counted else [])]
+    headers += [column.header(with_unit=latex) for column in columns]
+    numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
+    rows = []
+    for row in table.rows:
+        cells = [Cell(_name_cell(table, row))]
+        for key in table.param_keys:
+            value = row.params.get(key)
+            cells.append(Cell(missing if value is None and latex else format_value(value)))
+        if table.counted:
+            cells.append(Cell(str(row.count)))
+        cells += [_metric_cell(table, row, column, latex) for column in columns]
+        rows.append(cells)
+    return Layout(headers, numeric, rows)
+
+
+def _joined(cell: Cell) -> str:
+    return f"{cell.text} ({cell.delta})" if cell.delta else cell.text
 
 
 def render_rich(table: ComparisonTable, console: Console) -> None:
+    layout = _layout(table)
     grid = Table(show_edge=False, header_style="bold")
-    for index, header in enumerate(_headers(table)):
-        grid.add_column(escape(header), justify="left" if index <= len(table.param_keys) else "right", no_wrap=index == 0)
-    best_columns = range(1 + len(table.param_keys), 1 + len(table.param_keys) + len(table.metrics))
-    for row, cells in zip(table.rows, _text_rows(table)):
-        styled = [escape(cell) for cell in cells]
-        for column, metric in zip(best_columns, table.metrics):
-            if _is_best(table, row, metric):
-                styled[column] = f"[bold green]{styled[column]}[/]"
-        grid.add_row(*styled)
+    for index, (header, numeric) in enumerate(zip(layout.headers, layout.numeric)):
+        grid.add_column(escape(header), justify="right" if numeric else "left", no_wrap=index == 0)
+    for cells in layout.rows:
+        grid.add_row(*(f"[bold green]{escape(_joined(c))}[/]" if c.best else escape(_joined(c)) for c in cells))
     console.print(grid)
     if not table.rows:
         console.print("no card matches" if table.filtered else "no card has these metrics yet")
 
 
 def write_markdown(table: ComparisonTable, file: TextIO) -> None:
-    headers = _headers(table)
-    file.write("| " + " | ".join(headers) + " |\n")
-    file.write("|" + "|".join("---" if i <= len(table.param_keys) else "---:" for i in range(len(headers))) + "|\n")
-    for row, cells in zip(table.rows, _text_rows(table)):
-        for offset, metric in enumerate(table.metrics):
-            column = 1 + len(table.param_keys) + offset
-            if _is_best(table, row, metric):
-                cells[column] = f"**{cells[column]}**"
-        file.write("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n")
-
-
-def _column_key(metric: MetricDef) -> str:
-    """Machine-readable column names carry the unit: `cost_time_ms`, `flops_mac`."""
-    return f"{metric.key}_{metric.unit.lower()}" if metric.unit else metric.key
-
-
-def _delta_key(metric: MetricDef) -> str:
-    return f"{metric.key}_delta_pct" if metric.key in COST_KEYS else f"{metric.key}_delta"
+    layout = _layout(table)
+    file.write("| " + " | ".join(layout.headers) + " |\n")
+    file.write("|" + "|".join("---:" if numeric else "---" for numeric in layout.numeric) + "|\n")
+    for cells in layout.rows:
+        texts = [f"**{_joined(c)}**" if c.best else _joined(c) for c in cells]
+        file.write("| " + " | ".join(text.replace("|", "\\|") for text in texts) + " |\n")
 
 
 def _plain(value) -> object:
     return "" if value is None else json.dumps(value) if isinstance(value, (list, bool)) else value
 
 
+def _ranked(table: ComparisonTable) -> list[Column]:
+    """The columns that have deltas to the baseline."""
+    return [column for column in table.columns if column.ranked]
+
+
 def write_csv(table: ComparisonTable, file: TextIO) -> None:
+    """Raw numbers, one column per value: `iou50`, or for groups `iou50_mean`, `iou50_std`, `n`."""
     writer = csv.writer(file, lineterminator="\n")
     with_deltas = table.baseline is not None
-    header = ["card", *table.param_keys, *(_column_key(m) for m in table.metrics)]
+    header = ["group" if table.group_keys else "card", *table.param_keys, *(["n"] if table.counted else [])]
+    header += [column.name for column in table.columns]
     if with_deltas:
-        header += [_delta_key(m) for m in table.metrics]
+        header += [column.delta_name for column in _ranked(table)]
     writer.writerow(header)
     for row in table.rows:
-        line = [row.card.name, *(_plain(row.card.params.get(k)) for k in table.param_keys)]
-        line += [_plain(row.values.get(m.key)) for m in table.metrics]
+        line = [row.name, *(_plain(row.params.get(key)) for key in table.param_keys)]
+        line += [row.count] if table.counted else []
+        line += [_plain(column.value(row)) for column in table.columns]
         if with_deltas:
-            line += [_plain(table.delta(row, m.key)) for m in table.metrics]
+            line += [_plain(table.delta(row, column)) for column in _ranked(table)]
         writer.writerow(line)
 
 
 def write_json(table: ComparisonTable, file: TextIO) -> None:
     records = []
     for row in table.rows:
-        record = {
-            "card": row.card.name,
-            "status": row.card.status,
-            "params": {key: row.card.params.get(key) for key in table.param_keys},
-            "metrics": {_column_key(m): row.values.get(m.key) for m in table.metrics},
-        }
+        if isinstance(row, GroupRow):
+            record = {"group": row.name, "cards": [member.name for member in row.rows]}
+            if table.counted:
+                record["n"] = row.count
+        else:
+            record = {"card": row.name, "status": row.card.status}
+        record["params"] = {key: row.params.get(key) for key in table.param_keys}
+        record["metrics"] = {column.name: column.value(row) for column in table.columns}
         if table.baseline is not None:
             record["baseline"] = row is table.baseline
-            record["deltas"] = {_delta_key(m): table.delta(row, m.key) for m in table.metrics}
+            record["deltas"] = {column.delta_name: table.delta(row, column) for column in _ranked(table)}
         records.append(record)
     json.dump(records, file, indent=2)
     file.write("\n")
@@ -143,6 +176,7 @@ _LATEX_SPECIALS = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
 }
 
 
@@ -152,12 +186,12 @@ def latex_escape(text: str) -> str:
 
 def write_latex(table: ComparisonTable, file: TextIO, caption: str | None = None) -> None:
     """An IEEE-style booktabs table: caption above, units in parentheses in the head, best in bold."""
-    labels = [metric.label for metric in table.metrics]
+    labels = list(dict.fromkeys(column.label for column in table.columns))
     if caption is None:
         listed = ", ".join(labels[:-1]) + " and " + labels[-1] if len(labels) > 1 else "".join(labels)
         caption = f"Comparison of {listed}"
-    spec = "l" * (1 + len(table.param_keys)) + "r" * len(table.metrics)
-    headers = ["Card", *table.param_keys, *(metric.header(with_unit=True) for metric in table.metrics)]
+    layout = _layout(table, latex=True)
+    spec = "".join("r" if numeric else "l" for numeric in layout.numeric)
     lines = [
         r"% requires \usepackage{booktabs}",
         r"\begin{table}[!t]",
@@ -166,22 +200,15 @@ def write_latex(table: ComparisonTable, file: TextIO, caption: str | None = None
         r"\label{tab:expdb}",
         rf"\begin{{tabular}}{{{spec}}}",
         r"\toprule",
-        " & ".join(latex_escape(header) for header in headers) + r" \\",
+        " & ".join(latex_escape(header) for header in layout.headers) + r" \\",
         r"\midrule",
     ]
-    for row in table.rows:
-        cells = [latex_escape(_name_cell(table, row))]
-        for key in table.param_keys:
-            value = row.card.params.get(key)
-            cells.append("--" if value is None else latex_escape(format_value(value)))
-        for metric in table.metrics:
-            value = row.values.get(metric.key)
-            text = latex_escape(format_number(value, metric.format)) if value is not None else "--"
-            delta = _delta_text(table, row, metric)
-            if _is_best(table, row, metric):
-                text = rf"\textbf{{{text}}}"
-            cells.append(f"{text} ({latex_escape(delta)})" if delta else text)
-        lines.append(" & ".join(cells) + r" \\")
+    for cells in layout.rows:
+        texts = []
+        for cell in cells:
+            text = rf"\textbf{{{latex_escape(cell.text)}}}" if cell.best else latex_escape(cell.text)
+            texts.append(f"{text} ({latex_escape(cell.delta)})" if cell.delta else text)
+        lines.append(" & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     file.write("\n".join(lines) + "\n")
 

@@ -1,6 +1,14 @@
-"""The comparison table: which cards, which columns, which values, deltas to a baseline."""
+"""The comparison table: which cards, which columns, which values, deltas to a baseline.
+
+A metric column is a metric key with a reduction over the run (`iou50:max`: the best point
+of its curve) and, when rows are grouped (`group_by`), an aggregate over the group's cards
+(`mean`, `std`, `min`, `max`). Renderers take headers, cells and column names from `Column`.
+"""
 
 import difflib
+import json
+import math
+import statistics
 from dataclasses import dataclass, field, replace
 
 from .cards import (
@@ -14,19 +22,46 @@ from .cards import (
 from .db import Database
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, load_definitions
-from .values import Value, same
+from .series import _unpack, read_curve
+from .values import Value, format_value, same
 from .where import Where, parse_where
 
 PARAM_MODES = ("differing", "all", "none")
 CARD_FIELDS = ("name", "status", "runner")
-COST_KEYS = frozenset(PROFILE_COLUMNS)
-_PARAM_KEYS = "SELECT DISTINCT json_each.key FROM card, json_each(card.params)"  # deltas of costs are shown relative to the baseline
+COST_KEYS = frozenset(PROFILE_COLUMNS)  # deltas of costs are shown relative to the baseline
+REDUCTIONS = ("last", "min", "max")  # which value of a run: `loss:min`
+AGGREGATES = ("mean", "std", "count", "min", "max")  # how a group of cards folds: `--agg mean,std,count`
+DEFAULT_AGGREGATES = ("mean", "std", "count")
+_PARAM_KEYS = "SELECT DISTINCT json_each.key FROM card, json_each(card.params)"
+# The curve `key` of each card among the ids (a JSON array), the latest run's last.
+_CURVES = (
+    "SELECT run.card_id, series.id, series.run_id FROM series JOIN run ON run.id = series.run_id "
+    "WHERE series.key = ? AND run.card_id IN (SELECT value FROM json_each(?)) ORDER BY run.id"
+)
+# Per series, the chunk holding its largest step; of chunks ending on the same step
+# (a resumed run that logged it again) the later one wins, as in read_curve.
+_LAST_CHUNKS = (
+    "SELECT chunk.series_id, chunk.value_data FROM chunk WHERE chunk.id IN ("
+    "SELECT (SELECT c.id FROM chunk AS c WHERE c.series_id = s.value ORDER BY c.last_step DESC, c.id DESC LIMIT 1) "
+    "FROM json_each(?) AS s)"
+)
 
 
 @dataclass
 class Row:
     card: Card
-    values: dict[str, float]  # metric key -> value, profile columns included
+    values: dict[str, float]  # value key (`iou50`, `iou50_max`) -> value, profile columns included
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def params(self) -> dict[str, Value]:
+        return self.card.params
+
+    def number(self, key: str, agg: str = "") -> float | None:
+        return self.values.get(key)
 
     def value(self, key: str) -> Value | None:
         """A metric, a parameter, or a card field, looked up in that order."""
@@ -38,27 +73,179 @@ class Row:
 
 
 @dataclass
+class GroupRow:
+    """Cards with the same values of the grouping parameters (say, seeds of one variant), folded."""
+
+    name: str  # the grouping values: "N=5, L=6"
+    params: dict[str, Value]  # the grouping values and every parameter its cards share
+    rows: list[Row]
+    stats: dict[str, dict[str, float]]  # value key -> aggregate -> number; std only from two values on
+    values: dict[str, float] = field(init=False)  # value key -> mean: what sorting, best and deltas go by
+
+    def __post_init__(self) -> None:
+        self.values = {key: found["mean"] for key, found in self.stats.items()}
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def number(self, key: str, agg: str = "") -> float | None:
+        return self.stats.get(key, {}).get(agg or "mean")
+
+    def value(self, key: str) -> Value | None:
+        if key in self.values:
+            return self.values[key]
+        return self.params.get(key)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of numbers: a metric, reduced over each run, aggregated over each group."""
+
+    metric: MetricDef
+    reduction: str = ""  # "" (the recorded value, else the curve's last point), "last", "min" or "max"
+    agg: str = ""  # "" for ungrouped rows, else "mean", "std", "min" or "max"
+
+    @property
+    def key(self) -> str:
+        """The key of a row's value: `iou50`, `iou50_max`."""
+        return f"{self.metric.key}_{self.reduction}" if self.reduction else self.metric.key
+
+    @property
+    def name(self) -> str:
+        """The machine-readable name, with the unit: `iou50_max`, `iou50_mean`, `cost_time_mean_ms`."""
+        name = f"{self.key}_{self.agg}" if self.agg else self.key
+        return f"{name}_{self.metric.unit.lower()}" if self.metric.unit else name
+
+    @property
+    def delta_name(self) -> str:
+        name = f"{self.key}_{self.agg}" if self.agg else self.key
+        return f"{name}_delta_pct" if self.is_cost else f"{name}_delta"
+
+    @property
+    def is_cost(self) -> bool:
+        return self.metric.key in COST_KEYS
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric.label} ({self.reduction})" if self.reduction else self.metric.label
+
+    def header(self, with_unit: bool = True) -> str:
+        """The head: "IOU@0.50", "IOU@0.50 (max)", "FLOPs (fvcore, MAC)"; a group's std, min or max says so after it."""
+        source = ", ".join(part for part in (self.reduction, self.metric.source) if part)
+        text = replace(self.metric, source=source).header(with_unit)
+        return f"{text} {self.agg}" if self.agg not in ("", "mean") else text
+
+    def value(self, row: Row | GroupRow) -> float | None:
+        return row.number(self.key, self.agg)
+
+    @property
+    def ranked(self) -> bool:
+        """Whether the best value is marked and deltas are taken: not for a spread."""
+        return self.agg != "std"
+
+
+@dataclass
 class ComparisonTable:
     param_keys: list[str]
-    metrics: list[MetricDef]
-    rows: list[Row]
-    baseline: Row | None = None
-    best: dict[str, float] = field(default_factory=dict)  # best value of each metric that has a direction
+    columns: list[Column]
+    rows: list[Row | GroupRow]
+    baseline: Row | GroupRow | None = None
+    best: dict[str, float] = field(default_factory=dict)  # column name -> best value, for columns with a direction
     filtered: bool = False  # rows were selected by a name pattern, tag or --where
+    group_keys: list[str] = field(default_factory=list)  # rows are GroupRows, grouped by these parameters
+    counted: bool = False  # grouped rows show their number of cards, `n`
 
-    def delta(self, row: Row, key: str) -> float | None:
+    @property
+    def metrics(self) -> list[MetricDef]:
+        """The metrics shown, once each."""
+        return list({column.metric.key: column.metric for column in self.columns}.values())
+
+    def delta(self, row: Row | GroupRow, column: "Column | str") -> float | None:
         """Row minus baseline; for costs, the relative change in percent."""
-        if self.baseline is None or row is self.baseline:
+        if isinstance(column, str):
+            column = next((c for c in self.columns if c.key == column and c.ranked), None)
+        if column is None or not column.ranked or self.baseline is None or row is self.baseline:
             return None
-        value, base = row.values.get(key), self.baseline.values.get(key)
+        value, base = column.value(row), column.value(self.baseline)
         if value is None or base is None:
             return None
-        if key in COST_KEYS:
+        if column.is_cost:
             return (value - base) / base * 100 if base else None
         return value - base
 
+    def is_best(self, row: Row | GroupRow, column: Column) -> bool:
+        value = column.value(row)
+        return value is not None and self.best.get(column.name) == value and len(self.rows) > 1
 
-def _matching_ids(db: Database, predicate: Where, metric_keys: set[str]) -> list[int]:
+
+def parse_metric(text: str) -> tuple[str, str]:
+    """`iou50` -> ("iou50", ""), `loss:min` -> ("loss", "min")."""
+    key, colon, reduction = text.partition(":")
+    if colon and reduction not in REDUCTIONS:
+        raise ExpdbError(f"--metric {text!r}: unknown reduction {reduction!r}; use one of: {', '.join(REDUCTIONS)}")
+    return key, reduction
+
+
+def _split(value: str | list[str] | tuple | None) -> list[str]:
+    """`"N,L"` or `["N", "L"]` -> ["N", "L"]."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else [part for item in value for part in item.split(",")]
+    return list(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+
+def _curve_ids(db: Database, key: str, card_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """card id -> (series id, run id) of the curve `key` in the latest run of the card that logged it."""
+    return {card_id: (series_id, run_id) for card_id, series_id, run_id in db.query(_CURVES, (key, json.dumps(card_ids)))}
+
+
+def _last_points(db: Database, key: str, card_ids: list[int]) -> dict[int, float]:
+    """card id -> the value at the largest step of its curve `key`, reading one chunk per card."""
+    curves = _curve_ids(db, key, card_ids)
+    if not curves:
+        return {}
+    values = {
+        series_id: _unpack("d", data)[-1]
+        for series_id, data in db.query(_LAST_CHUNKS, (json.dumps([series for series, _ in curves.values()]),))
+    }
+    return {card_id: values[series_id] for card_id, (series_id, _) in curves.items() if series_id in values}
+
+
+def _extremes(db: Database, key: str, card_ids: list[int], reduction: str) -> dict[int, float]:
+    """card id -> the min or max of its curve `key` (NaN points left out)."""
+    pick = min if reduction == "min" else max
+    found = {}
+    for card_id, (_, run_id) in _curve_ids(db, key, card_ids).items():
+        points = [value for value in read_curve(db, run_id, key).values if not math.isnan(value)]
+        if points:
+            found[card_id] = pick(points)
+    return found
+
+
+def _fill_values(db: Database, rows: list[Row], key: str, reduction: str, curve_keys: set[str]) -> None:
+    """Set each row's value of `key` reduced by `reduction`, stored under Column(key, reduction).key.
+
+    "" and "last": the recorded summary value, else (only for cards without one) the curve's last
+    point; "min" and "max": over the curve, else the summary value.
+    """
+    target = f"{key}_{reduction}" if reduction else key
+    if reduction in ("min", "max"):
+        extremes = _extremes(db, key, [row.card.id for row in rows], reduction) if key in curve_keys else {}
+        for row in rows:
+            value = extremes.get(row.card.id, row.values.get(key))
+            if value is not None:
+                row.values[target] = value
+        return
+    lacking = [row for row in rows if key not in row.values]
+    last = _last_points(db, key, [row.card.id for row in lacking]) if lacking and key in curve_keys else {}
+    for row in rows:
+        value = row.values.get(key, last.get(row.card.id))
+        if value is not None:
+            row.values[target] = value
+
+
+def _matching_ids(db: Database, predicate: Where, metric_keys: set[str], curve_keys: set[str]) -> list[int]:
     """The cards that satisfy `--where`; a key must be a card field, a metric, or some card's parameter."""
     keys = sorted(predicate.keys - set(CARD_FIELDS))
     facts = card_facts(db, keys)
@@ -72,6 +259,10 @@ def _matching_ids(db: Database, predicate: Where, metric_keys: set[str]) -> list
             + (f"; {hint.strip()}" if hint else "")
         )
     metrics = latest_values(db) if predicate.keys & metric_keys else {}
+    for key in predicate.keys & curve_keys:  # a metric only logged as a curve: its last point
+        lacking = [card_id for card_id in facts if key not in metrics.get(card_id, {})]
+        for card_id, value in _last_points(db, key, lacking).items():
+            metrics.setdefault(card_id, {})[key] = value
     matching = []
     for card_id, found in facts.items():
         card_metrics = metrics.get(card_id, {})
@@ -94,56 +285,150 @@ def build_table(
     params: str = "differing",
     pattern: str | None = None,
     tag: str | None = None,
+    group_by: str | list[str] | None = None,
+    aggs: str | list[str] | None = None,
 ) -> ComparisonTable:
     """The cards that have any of `metrics` (default: every recorded metric), filtered and sorted.
 
-    Profile columns (Params, FLOPs, Cost-Time) follow whenever a shown card has a profile.
+    `metrics`: keys, each optionally `KEY:last|min|max`; a card without a recorded value of
+    KEY shows its curve's last point. `group_by`: parameter keys ("N,L" or a list) whose
+    values fold cards into one row each; `aggs`: what each group shows (default mean, std,
+    count). Profile columns (Params, FLOPs, Cost-Time) follow whenever a shown card has a profile.
     """
     if params not in PARAM_MODES:
         raise ExpdbError(f"unknown --params {params!r}; use one of: {', '.join(PARAM_MODES)}")
+    group_keys, agg_names = _split(group_by), _split(aggs)
+    if agg_names and not group_keys:
+        raise ExpdbError("--agg folds groups of cards; give the parameters to group by with --group-by, as in --group-by N")
+    for name in agg_names:
+        if name not in AGGREGATES:
+            raise ExpdbError(f"unknown --agg {name!r}; use one of: {', '.join(AGGREGATES)}")
+    agg_names = agg_names or (list(DEFAULT_AGGREGATES) if group_keys else [])
+    specs = list(dict.fromkeys(parse_metric(text) for text in metrics))
     predicate = parse_where(where) if where else None
     definitions = load_definitions(db)
     recorded = {key for (key,) in db.query("SELECT DISTINCT key FROM metric")}
-    known = sorted(recorded | set(definitions) | set(PROFILE_COLUMNS))
-    for key in metrics:
+    curve_keys = {key for (key,) in db.query("SELECT DISTINCT key FROM series")}
+    logged = sorted(recorded | curve_keys)
+    known = sorted(recorded | curve_keys | set(definitions) | set(PROFILE_COLUMNS))
+    for key, reduction in specs:
         if key not in known:
             raise ExpdbError(
-                f"unknown metric {key!r}; {_did_you_mean(key, sorted(recorded)) or _did_you_mean(key, known)}"
-                f"recorded metrics: {', '.join(sorted(recorded)) or 'none yet'}"
+                f"unknown metric {key!r}; {_did_you_mean(key, logged) or _did_you_mean(key, known)}"
+                f"recorded metrics: {', '.join(logged) or 'none yet'}"
             )
-    requested = list(dict.fromkeys(metrics)) or sorted(recorded)
+        if reduction and key in COST_KEYS:
+            raise ExpdbError(f"--metric {key}:{reduction}: {key} is measured once per profile; use --metric {key}")
+    requested = specs or [(key, "") for key in sorted(recorded)]
 
-    matching = _matching_ids(db, predicate, set(known)) if predicate is not None else None
+    matching = _matching_ids(db, predicate, set(known), curve_keys) if predicate is not None else None
     cards = select_cards(db, pattern=pattern, tag=tag, ids=matching)
     values_by_card = latest_values(db, matching)
     all_rows = [Row(card, values_by_card.get(card.id, {})) for card in cards]
-    rows = [row for row in all_rows if any(key in row.values for key in requested)]
 
     base_row = None
     if baseline is not None:
         base_card = get_card(db, baseline)
-        base_row = next((row for row in rows if row.card.id == base_card.id), None)
+        base_row = next((row for row in all_rows if row.card.id == base_card.id), None)
         if base_row is None:
             base_row = Row(base_card, latest_values(db, [base_card.id]).get(base_card.id, {}))
-            rows.insert(0, base_row)
+    extra = [base_row] if base_row is not None and not any(row is base_row for row in all_rows) else []
+    for key, reduction in requested:
+        _fill_values(db, all_rows + extra, key, reduction, curve_keys)
+    keys = [Column(definition(definitions, key), reduction).key for key, reduction in requested]
+    rows = [row for row in all_rows if any(key in row.values for key in keys)]
+    if base_row is not None and not any(row is base_row for row in rows):
+        rows.insert(0, base_row)
+    card_rows = rows
 
+    if group_keys:
+        rows, base_row = _grouped(db, rows, group_keys, base_row)
     if sort:
         rows = _sorted(rows, sort, definitions, base_row)
 
-    columns = requested + [key for key in PROFILE_COLUMNS if key not in requested and any(key in r.values for r in rows)]
-    shown = [definition(definitions, key) for key in columns]
-    if "flops" in columns:
-        counters = set(flops_counters(db, [row.card.id for row in rows if "flops" in row.values]).values())
+    columns = [Column(definition(definitions, key), reduction) for key, reduction in requested]
+    columns += [
+        Column(definition(definitions, key))
+        for key in PROFILE_COLUMNS
+        if (key, "") not in requested and any(key in row.values for row in card_rows)
+    ]
+    if any(column.metric.key == "flops" for column in columns):
+        counters = set(flops_counters(db, [row.card.id for row in card_rows if "flops" in row.values]).values())
         if len(counters) == 1:
-            shown[columns.index("flops")] = replace(shown[columns.index("flops")], source=counters.pop() or "")
+            source = counters.pop() or ""
+            columns = [replace(c, metric=replace(c.metric, source=source)) if c.metric.key == "flops" else c for c in columns]
+    if group_keys:
+        columns = [replace(column, agg=agg) for column in columns for agg in agg_names if agg != "count"]
+        param_keys = _group_param_columns(rows, group_keys, params)
+    else:
+        param_keys = _param_columns(rows, params)
     return ComparisonTable(
-        param_keys=_param_columns(rows, params),
-        metrics=shown,
+        param_keys=param_keys,
+        columns=columns,
         rows=rows,
         baseline=base_row,
-        best=_best_values(rows, shown),
+        best=_best_values(rows, columns),
         filtered=bool(pattern or tag or where),
+        group_keys=group_keys,
+        counted="count" in agg_names,
     )
+
+
+def _grouped(db: Database, rows: list[Row], keys: list[str], base_row: Row | None) -> tuple[list[GroupRow], GroupRow | None]:
+    """Rows folded by the values of parameters `keys`, in the order their first card comes; and the baseline's group."""
+    present = {key for row in rows for key in row.card.params}
+    for key in keys:
+        if key not in present:
+            everywhere = sorted({key for (key,) in db.query(_PARAM_KEYS)})
+            raise ExpdbError(
+                f"--group-by {key!r}: no shown card has a parameter {key!r}; "
+                + (_did_you_mean(key, sorted(present)) or _did_you_mean(key, everywhere))
+                + f"parameters: {', '.join(sorted(present)) or 'none'}"
+            )
+    members: dict[str, list[Row]] = {}
+    for row in rows:
+        name = ", ".join(f"{key}={format_value(row.card.params.get(key))}" for key in keys)
+        members.setdefault(name, []).append(row)
+    groups = [group_rows(name, found) for name, found in members.items()]
+    base_group = next((group for group in groups if base_row in group.rows), None)
+    return groups, base_group
+
+
+def group_rows(name: str, rows: list[Row]) -> GroupRow:
+    """One row for `rows`: the parameters they share, and for each value key its mean, std, count, min and max."""
+    keys = list(dict.fromkeys(key for row in rows for key in row.card.params))
+    first = rows[0].card.params
+    shared = {
+        key: first.get(key)
+        for key in keys
+        if all(same(row.card.params.get(key), first.get(key)) for row in rows) and first.get(key) is not None
+    }
+    stats: dict[str, dict[str, float]] = {}
+    for key in dict.fromkeys(key for row in rows for key in row.values):
+        numbers = [row.values[key] for row in rows if key in row.values and not math.isnan(row.values[key])]
+        if not numbers:
+            continue
+        found = {"mean": statistics.fmean(numbers), "count": len(numbers), "min": min(numbers), "max": max(numbers)}
+        if len(numbers) > 1:
+            found["std"] = statistics.stdev(numbers)
+        stats[key] = found
+    return GroupRow(name, shared, rows, stats)
+
+
+def _group_param_columns(groups: list[GroupRow], keys: list[str], mode: str) -> list[str]:
+    """The grouping keys, then the parameters constant within every group (and, unless `all`, differing between groups)."""
+    if mode == "none":
+        return []
+    every = list(dict.fromkeys(key for group in groups for row in group.rows for key in row.card.params))
+    constant = [
+        key
+        for key in every
+        if key not in keys and all(all(same(r.card.params.get(key), g.rows[0].card.params.get(key)) for r in g.rows) for g in groups)
+    ]
+    if mode == "differing":
+        first = groups[0].rows[0].card.params if groups else {}
+        constant = [key for key in constant if any(not same(g.rows[0].card.params.get(key), first.get(key)) for g in groups)]
+    return keys + constant
 
 
 def _param_columns(rows: list[Row], mode: str) -> list[str]:
@@ -156,30 +441,32 @@ def _param_columns(rows: list[Row], mode: str) -> list[str]:
     return [key for key in keys if any(not same(row.card.params.get(key), first.get(key)) for row in rows)]
 
 
-def _best_values(rows: list[Row], metrics: list[MetricDef]) -> dict[str, float]:
+def _best_values(rows: list[Row | GroupRow], columns: list[Column]) -> dict[str, float]:
     best: dict[str, float] = {}
-    for metric in metrics:
-        present = [row.values[metric.key] for row in rows if metric.key in row.values]
-        if metric.direction and present:
-            best[metric.key] = max(present) if metric.direction == "higher" else min(present)
+    for column in columns:
+        present = [value for row in rows if (value := column.value(row)) is not None]
+        if column.metric.direction and column.ranked and present:
+            best[column.name] = max(present) if column.metric.direction == "higher" else min(present)
     return best
 
 
-def _sorted(rows: list[Row], sort: str, definitions: dict[str, MetricDef], base_row: Row | None) -> list[Row]:
-    """`--sort KEY[:asc|:desc]`; a metric sorts best first by default, anything else ascending.
-
-    Rows without the key go last; the baseline stays on top.
+def _sorted(rows: list, sort: str, definitions: dict[str, MetricDef], base_row) -> list:
+    """`--sort KEY[:asc|:desc]`, KEY a parameter or a metric column (`iou50`, `iou50:max`); a metric sorts
+    best first by default, anything else ascending. Rows without the key go last; the baseline stays on top.
     """
-    key, _, order = sort.partition(":")
-    if order not in ("", "asc", "desc"):
-        raise ExpdbError(f"--sort {sort!r}: the order is :asc or :desc, as in --sort {key}:desc")
+    parts = sort.split(":")
+    order = parts.pop() if len(parts) > 1 and parts[-1] in ("asc", "desc") else ""
+    if len(parts) > 2 or (len(parts) == 2 and parts[1] not in REDUCTIONS):
+        raise ExpdbError(f"--sort {sort!r}: the order is :asc or :desc, as in --sort {parts[0]}:desc")
+    metric_key = parts[0]
+    key = "_".join(parts)
     if rows and not any(row.value(key) is not None for row in rows):
-        raise ExpdbError(f"--sort {key!r}: no shown card has a parameter or metric named {key!r}")
+        raise ExpdbError(f"--sort {':'.join(parts)!r}: no shown card has a parameter or metric named {':'.join(parts)!r}")
     if not order:
-        order = "desc" if definition(definitions, key).direction == "higher" else "asc"
+        order = "desc" if definition(definitions, metric_key).direction == "higher" else "asc"
     body = [row for row in rows if row is not base_row]
 
-    def sort_key(row: Row) -> tuple:
+    def sort_key(row) -> tuple:
         value = row.value(key)
         if value is None:
             return (2, 0, "")

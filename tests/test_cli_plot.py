@@ -1,0 +1,67 @@
+"""`expdb plot` from the command line: which cards, which file, what is said."""
+
+import matplotlib.image
+
+from expdb.cards import create_card
+from expdb.db import Database
+from expdb.runs import begin_run
+
+
+def logged(name: str, tags=(), samples=True) -> None:
+    with Database("experiments.db", create=True) as db:
+        create_card(db, name, {"batch": 8}, tags=list(tags))
+        run = begin_run(db, name, device="cpu")
+        for step in range(50):
+            run.log(step, samples=step * 8 if samples else None, loss=2.0 / (step + 1))
+        run.end("finished")
+
+
+def test_plot_names_and_globs_to_png(cli, workdir):
+    logged("cvt_a")
+    logged("cvt_b")
+    logged("other")
+    result = cli("plot", "cvt_*", "other", "-m", "loss", "--x", "samples", "--smooth", "0.6", "-o", "loss.png")
+    assert result.code == 0, result.err
+    assert "wrote loss.png" in result.out
+    image = matplotlib.image.imread(workdir / "loss.png")
+    assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_plot_by_tag_to_svg_names_every_card(cli, workdir):
+    logged("bs8", tags=["bs"])
+    logged("bs20", tags=["bs"])
+    logged("untagged")
+    result = cli("plot", "--tag", "bs", "--log-y", "-o", "bs.svg")
+    assert result.code == 0, result.err
+    svg = (workdir / "bs.svg").read_text()
+    assert "bs8" in svg and "bs20" in svg and "untagged" not in svg
+
+
+def test_plot_warns_when_a_run_lacks_the_axis(cli, workdir):
+    logged("with_samples")
+    with Database("experiments.db") as db:
+        create_card(db, "no_batch", {})
+        run = begin_run(db, "no_batch", device="cpu")
+        for step in range(10):
+            run.log(step, loss=1.0)
+        run.end("finished")
+    result = cli("plot", "with_samples", "no_batch", "--x", "samples", "-o", "p.png")
+    assert result.code == 0, result.err
+    assert "warning: no_batch has no samples axis; drawn against step" in result.err
+
+
+def test_bad_plot_input_is_one_line_and_writes_nothing(cli, workdir):
+    logged("a")
+    for args, message in [
+        ([], "name the cards to plot, or select them with --tag"),
+        (["zz_*"], "no card name matches 'zz_*'"),
+        (["a", "-m", "nosuch"], "no run has a 'nosuch' curve"),
+        (["a", "-o", "p.gif"], ".gif"),
+        (["a", "-o", "missing/p.png"], "does not exist"),
+        (["a", "--x", "wall"], "wall"),
+        (["--tag", "nobody"], "no card has the tag 'nobody'"),
+    ]:
+        result = cli("plot", *args)
+        assert result.code == 2, (args, result.err)
+        assert result.err.count("\n") == 1 and result.err.startswith("error: ") and message in result.err, result.err
+    assert sorted(path.name for path in workdir.iterdir()) == ["expdb_runs", "experiments.db"]
