@@ -13,7 +13,15 @@ from .errors import ExpdbError
 from .runs import RunStopped
 
 __version__ = "0.1.0"
-__all__ = ["ExpdbError", "RunStopped", "profile", "start"]
+__all__ = ["ExpdbError", "RunStopped", "open", "profile", "start"]
+
+
+def open(db: str | None = None):  # noqa: A001 - expdb.open(db), as the notebook reads it
+    """The database at `db` (default: --db's default) for a notebook: `.table(...)`, `.cards()`,
+    `.curve(card, key)` and `.curves(cards, key)` as pandas DataFrames. Imports pandas."""
+    from .notebook import Notebook
+
+    return Notebook(db)
 
 
 def profile(model, inputs, **options):

@@ -128,22 +128,30 @@ def _ranked(table: ComparisonTable) -> list[Column]:
     return [column for column in table.columns if column.ranked]
 
 
-def write_csv(table: ComparisonTable, file: TextIO) -> None:
-    """Raw numbers, one column per value: `iou50`, or for groups `iou50_mean`, `iou50_std`, `n`."""
-    writer = csv.writer(file, lineterminator="\n")
+def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
+    """The table as raw values, one column per value (`iou50`; for groups `iou50_mean`, `iou50_std`, `n`):
+    what csv writes and what a DataFrame holds."""
     with_deltas = table.baseline is not None
     header = ["group" if table.group_keys else "card", *table.param_keys, *(["n"] if table.counted else [])]
     header += [column.name for column in table.columns]
     if with_deltas:
         header += [column.delta_name for column in _ranked(table)]
-    writer.writerow(header)
+    rows = []
     for row in table.rows:
-        line = [row.name, *(_plain(row.params.get(key)) for key in table.param_keys)]
+        line = [row.name, *(row.params.get(key) for key in table.param_keys)]
         line += [row.count] if table.counted else []
-        line += [_plain(column.value(row)) for column in table.columns]
+        line += [column.value(row) for column in table.columns]
         if with_deltas:
-            line += [_plain(table.delta(row, column)) for column in _ranked(table)]
-        writer.writerow(line)
+            line += [table.delta(row, column) for column in _ranked(table)]
+        rows.append(line)
+    return header, rows
+
+
+def write_csv(table: ComparisonTable, file: TextIO) -> None:
+    writer = csv.writer(file, lineterminator="\n")
+    header, rows = flat_rows(table)
+    writer.writerow(header)
+    writer.writerows([_plain(value) for value in row] for row in rows)
 
 
 def write_json(table: ComparisonTable, file: TextIO) -> None:

@@ -1,0 +1,57 @@
+"""`expdb.open(db)`: a study from a notebook, its tables and curves as pandas DataFrames. Imports pandas."""
+
+import pandas as pd
+
+from .cards import get_card, select_cards
+from .db import Database
+from .errors import ExpdbError
+from .render import flat_rows
+from .series import latest_curve
+from .table import build_table
+
+
+class Notebook:
+    """An expdb database, read from Python. Use it as a context manager, or call `close()`."""
+
+    def __init__(self, location: str | None = None):
+        self.db = Database(location)
+
+    def table(self, metrics: list[str] | str = (), **options) -> pd.DataFrame:
+        """The comparison table of `expdb table` (same options: where, sort, baseline, params, pattern,
+        tag, group_by, aggs) with raw numbers, one row per card (or group), indexed by its name."""
+        comparison = build_table(self.db, [metrics] if isinstance(metrics, str) else list(metrics), **options)
+        header, rows = flat_rows(comparison)
+        return pd.DataFrame(rows, columns=header).set_index(header[0])
+
+    def cards(self, pattern: str | None = None, status: str | None = None, tag: str | None = None) -> pd.DataFrame:
+        """The cards with their status, parent, tags and parameters, one row each, indexed by name."""
+        records = [
+            {"card": card.name, "status": card.status, "parent": card.parent, "tags": card.tags, **card.params}
+            for card in select_cards(self.db, pattern, status, tag)
+        ]
+        return pd.DataFrame(records, columns=None if records else ["card"]).set_index("card")
+
+    def curve(self, card: str, key: str = "loss") -> pd.DataFrame:
+        """A curve of the card's latest run that logged it: step, value, epoch, samples, wall_time (s)."""
+        found = latest_curve(self.db, get_card(self.db, card).id, key)
+        if found is None:
+            raise ExpdbError(f"{card} has no run with a {key!r} curve")
+        frame = pd.DataFrame({"step": found.steps, "value": found.values, "wall_time": found.walls})
+        if found.epochs is not None:
+            frame["epoch"] = found.epochs
+        if found.samples is not None:
+            frame["samples"] = pd.Series(found.samples).where(lambda samples: samples >= 0)
+        return frame
+
+    def curves(self, cards: list[str], key: str = "loss") -> pd.DataFrame:
+        """Several cards' curves in one long frame with a `card` column, for plotting or grouping."""
+        return pd.concat([self.curve(card, key).assign(card=card) for card in cards], ignore_index=True)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Notebook":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

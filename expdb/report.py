@@ -1,0 +1,434 @@
+"""A study written up: `expdb report`.
+
+`write_report` turns a set of cards into one of two documents:
+
+- markdown (`format="md"`): a self-contained write-up, with a title; what was compared and
+  why (each card with the notes its author wrote); the comparison table; the
+  hyperparameters that differ; one PNG per curve beside the document, linked by a relative
+  path; what went wrong (expdb's own notes: divergences, crashes, failures); and the
+  environment each card's latest run ran in;
+- LaTeX (`format="latex"`): the comparison table alone, booktabs, caption above.
+
+Every file is written beside its destination under a temporary name and moved into place
+only once all of them are ready, so a failure leaves the previous report as it was and no
+half-written file. Running it again writes the same file names: the report is updated.
+
+Only the markdown path imports matplotlib (through `expdb.plot`).
+"""
+
+import io
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+from .cards import Card
+from .db import Database
+from .errors import ExpdbError
+from .metrics import PROFILE_COLUMNS, definition, load_definitions
+from .render import write_latex, write_markdown
+from .table import ComparisonTable, build_table, parse_metric
+from .values import format_value, same
+from .views import format_duration, format_time
+
+FORMATS = ("md", "latex")
+X_AXES = ("step", "epoch", "samples", "time")  # as expdb.plot.X_AXES, checked before matplotlib is imported
+_UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
+_NAMES_IN_TITLE = 3
+
+
+# -- checks --------------------------------------------------------------------------------
+
+
+def _check_output(output: Path) -> None:
+    if output.is_dir():
+        raise ExpdbError(f"cannot write {output}: it is a directory")
+    parent = output.parent
+    if not parent.is_dir():
+        raise ExpdbError(f"cannot write {output}: directory {parent} does not exist")
+
+
+def _metrics_by_card(db: Database, cards: list[Card]) -> dict[int, set[str]]:
+    """card id -> every metric key it has: recorded summaries, profile columns, and curves of any run."""
+    ids = json.dumps([card.id for card in cards])
+    found: dict[int, set[str]] = {card.id: set() for card in cards}
+    for card_id, key in db.query(
+        "SELECT DISTINCT run.card_id, metric.key FROM metric JOIN run ON run.id = metric.run_id "
+        "WHERE run.card_id IN (SELECT value FROM json_each(?)) "
+        "UNION SELECT DISTINCT run.card_id, series.key FROM series JOIN run ON run.id = series.run_id "
+        "WHERE run.card_id IN (SELECT value FROM json_each(?))",
+        (ids, ids),
+    ):
+        found[card_id].add(key)
+    columns = ", ".join(f"max({column} IS NOT NULL)" for column in PROFILE_COLUMNS.values())
+    for card_id, *present in db.query(
+        f"SELECT card_id, {columns} FROM profile WHERE card_id IN (SELECT value FROM json_each(?)) GROUP BY card_id", (ids,)
+    ):
+        found[card_id].update(key for key, there in zip(PROFILE_COLUMNS, present) if there)
+    return found
+
+
+def _who_has_what(cards: list[Card], have: dict[int, set[str]], limit: int = 10) -> str:
+    parts = [f"{card.name} has {', '.join(sorted(have[card.id])) or 'no metrics'}" for card in cards[:limit]]
+    if len(cards) > limit:
+        parts.append(f"and {len(cards) - limit} more cards")
+    return "; ".join(parts)
+
+
+def _check_metrics(db: Database, cards: list[Card], metrics: list[str]) -> None:
+    """A metric that none of these cards has is an error that says which cards have which metrics."""
+    have = _metrics_by_card(db, cards)
+    for text in metrics:
+        key, _ = parse_metric(text)
+        if not any(key in have[card.id] for card in cards):
+            raise ExpdbError(f"no card of the report has a metric {key!r}: {_who_has_what(cards, have)}")
+
+
+# -- the comparison table ------------------------------------------------------------------
+
+
+def comparison_table(db: Database, cards: list[Card], metrics: list[str], baseline: str | None = None) -> ComparisonTable:
+    """`build_table` of exactly these cards: selected by a `name in [...]` filter, so that the
+    differing parameters, the best values and the deltas are those of these cards alone."""
+    names = ", ".join(f"'{card.name}'" for card in cards)  # card names never hold a quote
+    table = build_table(db, metrics, where=f"name in [{names}]", baseline=baseline, params="differing")
+    chosen = {card.id for card in cards} | ({table.baseline.card.id} if table.baseline is not None else set())
+    table.rows = [row for row in table.rows if row.card.id in chosen]
+    return table
+
+
+# -- writing files -------------------------------------------------------------------------
+
+
+def _temporary_beside(target: Path, suffix: str = ".tmp") -> Path:
+    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.close(descriptor)
+    return Path(name)
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)
+    except OSError as error:
+        raise ExpdbError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _move_into_place(staged: list[tuple[Path, Path]]) -> None:
+    for temporary, target in staged:
+        try:
+            os.replace(temporary, target)
+        except OSError as error:
+            raise ExpdbError(f"cannot write {target}: {error.strerror or error}") from None
+
+
+# -- markdown ------------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    """Text fit for one markdown table cell: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _listed(names: list[str], limit: int = _NAMES_IN_TITLE) -> str:
+    """"a", "a and b", "a, b and c", "a, b, c and 47 more"."""
+    if len(names) > limit + 1:
+        return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _notes(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
+    """card id -> its notes, oldest first: (text, automatic, step, run id, created_at)."""
+    found: dict[int, list[tuple]] = {card.id: [] for card in cards}
+    for card_id, text, automatic, step, run_id, created in db.query(
+        "SELECT card_id, text, automatic, step, run_id, created_at FROM note "
+        "WHERE card_id IN (SELECT value FROM json_each(?)) ORDER BY created_at, id",
+        (json.dumps([card.id for card in cards]),),
+    ):
+        found[card_id].append((text, bool(automatic), step, run_id, created))
+    return found
+
+
+def _latest_runs(db: Database, cards: list[Card]) -> dict[int, dict]:
+    """card id -> its latest run: id, status, times, exit reason, host, device, env."""
+    columns = ("id", "card_id", "status", "started_at", "ended_at", "exit_reason", "host", "device", "env")
+    runs = {}
+    for row in db.query(
+        f"SELECT {', '.join(columns)} FROM run WHERE id IN (SELECT max(id) FROM run "
+        "WHERE card_id IN (SELECT value FROM json_each(?)) GROUP BY card_id)",
+        (json.dumps([card.id for card in cards]),),
+    ):
+        run = dict(zip(columns, row))
+        try:
+            run["env"] = json.loads(run["env"] or "{}")
+        except ValueError:
+            run["env"] = {}
+        runs[run["card_id"]] = run
+    return runs
+
+
+def _ended_runs(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
+    """card id -> its runs that ended badly (failed, crashed, interrupted) with their reason."""
+    found: dict[int, list[tuple]] = {}
+    for card_id, run_id, status, reason in db.query(
+        "SELECT card_id, id, status, exit_reason FROM run WHERE status IN ('failed', 'crashed', 'interrupted') "
+        "AND card_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        (json.dumps([card.id for card in cards]),),
+    ):
+        found.setdefault(card_id, []).append((run_id, status, reason))
+    return found
+
+
+def _section_cards(cards: list[Card], notes: dict[int, list[tuple]], metric_labels: list[str], baseline: str | None) -> str:
+    out = ["## What was compared", ""]
+    sentence = f"{_plural(len(cards), 'card')}, compared on {_listed(metric_labels, limit=len(metric_labels))}."
+    if baseline is not None:
+        sentence += f" Differences are against the baseline, `{baseline}`."
+    out += [sentence, ""]
+    for card in cards:
+        head = f"- **`{card.name}`**"
+        facts = [card.status] + ([f"forked from `{card.parent}`"] if card.parent else [])
+        if card.tags:
+            facts.append("tags: " + ", ".join(card.tags))
+        written = [" ".join(text.split()) for text, automatic, *_ in notes[card.id] if not automatic]
+        line = f"{head} ({'; '.join(facts)})"
+        if written:
+            line += ": " + " ".join(text if text.endswith((".", "?", "!")) else text + "." for text in written)
+        else:
+            line += ": no notes."
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _section_table(table: ComparisonTable, cards: list[Card]) -> str:
+    out = ["## Results", ""]
+    if not table.rows:
+        return "\n".join(out + ["No card has these metrics yet.", ""])
+    buffer = io.StringIO()
+    write_markdown(table, buffer)
+    out += [buffer.getvalue().rstrip("\n"), ""]
+    if any(column.metric.direction for column in table.columns) and len(table.rows) > 1:
+        out += ["The best value of each metric is in bold.", ""]
+    shown = {row.card.id for row in table.rows}
+    left_out = [card.name for card in cards if card.id not in shown]
+    if left_out:
+        out += [f"Not in the table, having none of these metrics: {', '.join(f'`{n}`' for n in left_out)}.", ""]
+    return "\n".join(out)
+
+
+def _section_params(cards: list[Card]) -> str:
+    out = ["## Hyperparameters that differ", ""]
+    keys = list(dict.fromkeys(key for card in cards for key in card.params))
+    first = cards[0].params
+    differing = [key for key in keys if any(not same(card.params.get(key), first.get(key)) for card in cards)]
+    shared = [key for key in keys if key not in differing]
+    if len(cards) == 1:
+        out.append("One card only: nothing to differ.")
+    elif not differing:
+        out.append("All cards have the same hyperparameters.")
+    else:
+        out.append(f"{_plural(len(differing), 'hyperparameter')} differ between the cards (- where a card has none).")
+        out.append("")
+        out.append(_markdown_table(["card", *differing], [[card.name, *(format_value(card.params.get(k)) for k in differing)] for card in cards]).rstrip("\n"))
+    if shared:
+        out += ["", ("Shared by all: " if len(cards) > 1 else "Its hyperparameters: ")
+                + ", ".join(f"{key}={format_value(first[key])}" for key in shared) + "."]
+    return "\n".join(out) + "\n"
+
+
+def _image_name(stem: str, curve: str) -> str:
+    return f"{stem}_{_UNSAFE_IN_FILE_NAME.sub('_', curve)}.png"
+
+
+def _section_problems(cards: list[Card], notes: dict[int, list[tuple]], failed: dict[int, list[tuple]]) -> str:
+    out = ["## What went wrong", ""]
+    lines = []
+    for card in cards:
+        for text, automatic, step, run_id, _ in notes[card.id]:
+            if automatic:
+                where = ", ".join(part for part in (f"run {run_id}" if run_id else "", f"step {step:,}" if step is not None else "") if part)
+                lines.append(f"- **`{card.name}`**" + (f" ({where})" if where else "") + f": {' '.join(text.split())}")
+        for run_id, status, reason in failed.get(card.id, []):
+            lines.append(f"- **`{card.name}`** (run {run_id}): {status}" + (f": {' '.join(reason.split())}" if reason else ""))
+    out += lines or ["Nothing: no divergence, crash or failure was recorded."]
+    return "\n".join(out) + "\n"
+
+
+def _commit_text(env: dict) -> str:
+    commit = env.get("git_commit")
+    if not commit:
+        return "-"
+    return commit[:10] + (" (dirty)" if env.get("git_dirty") else "")
+
+
+def _section_environment(cards: list[Card], runs: dict[int, dict]) -> str:
+    out = ["## Environment", "", "The latest run of each card.", ""]
+    headers = ["card", "run", "status", "started", "ended", "duration", "host", "device", "torch", "CUDA", "git commit"]
+    rows = []
+    for card in cards:
+        run = runs.get(card.id)
+        if run is None:
+            rows.append([card.name, "-", "never run", *["-"] * (len(headers) - 4)])
+            continue
+        env = run["env"]
+        started, ended = run["started_at"], run["ended_at"]
+        duration = format_duration(ended - started) if started is not None and ended is not None else "-"
+        device = env.get("device_name") or run["device"] or "-"
+        if run["device"] and env.get("device_name") and run["device"] not in ("cpu",):
+            device = f"{env['device_name']} ({run['device']})"
+        rows.append([
+            card.name,
+            str(run["id"]),
+            run["status"],
+            format_time(started) or "-",
+            format_time(ended) or ("still running" if run["status"] == "running" else "-"),
+            duration,
+            run["host"] or "-",
+            device,
+            env.get("torch") or "-",
+            env.get("cuda") or ("none" if env.get("torch") else "-"),
+            _commit_text(env),
+        ])
+    out.append(_markdown_table(headers, rows).rstrip("\n"))
+    return "\n".join(out) + "\n"
+
+
+def _default_title(cards: list[Card]) -> str:
+    return f"Comparison of {_listed([card.name for card in cards])}"
+
+
+def _write_markdown_report(
+    db: Database, cards: list[Card], output: Path, metrics: list[str], curves: list[str],
+    x: str, smooth: float, baseline: str | None, title: str | None,
+) -> list[Path]:
+    from .plot import plot_curves  # matplotlib: only here
+
+    table = comparison_table(db, cards, metrics, baseline)
+    definitions = load_definitions(db)
+    labels = list(dict.fromkeys(definition(definitions, parse_metric(text)[0]).label for text in metrics)) or ["their metrics"]
+    notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
+    have = _metrics_by_card(db, cards)
+
+    staged: list[tuple[Path, Path]] = []  # (temporary, target)
+    try:
+        plots = ["## Curves", ""]
+        if smooth > 0:
+            plots += [f"Smoothed with an exponential moving average of weight {smooth:g}; the raw curve is drawn faintly behind.", ""]
+        for curve in curves:
+            plots += [f"### {curve}", ""]
+            with_curve = [card for card in cards if curve in have[card.id]]
+            if not with_curve:
+                plots += [f"No card logged a `{curve}` curve, so there is no plot of it.", ""]
+                continue
+            image = output.parent / _image_name(output.stem, curve)
+            temporary = _temporary_beside(image, suffix=".png")
+            staged.append((temporary, image))
+            result = plot_curves(db, with_curve, [curve], temporary, x=x, smooth=smooth)
+            plots += [f"![{curve}]({quote(image.name)})", ""]
+            missing = [card.name for card in cards if curve not in have[card.id]]
+            if missing:
+                plots += [f"Not drawn, having no `{curve}` curve: {', '.join(f'`{n}`' for n in missing)}.", ""]
+            for warning in result.warnings:
+                if "no run with a" not in warning:
+                    plots += [f"Note: {warning}.", ""]
+
+        when = format_time(time.time())
+        document = [
+            f"# {title or _default_title(cards)}",
+            "",
+            f"Written by expdb on {when} from {_plural(len(cards), 'card')}.",
+            "",
+            _section_cards(cards, notes, labels, baseline),
+            _section_table(table, cards),
+            _section_params(cards),
+            "\n".join(plots),
+            _section_problems(cards, notes, failed),
+            _section_environment(cards, runs),
+        ]
+        temporary = _temporary_beside(output)
+        staged.append((temporary, output))
+        _write_text(temporary, "\n".join(document).rstrip("\n") + "\n")
+        _move_into_place(staged)
+    except BaseException:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        raise
+    return [output] + [target for _, target in staged if target != output]
+
+
+def _write_latex_report(db: Database, cards: list[Card], output: Path, metrics: list[str], baseline: str | None, title: str | None) -> list[Path]:
+    table = comparison_table(db, cards, metrics, baseline)
+    if not table.rows:
+        raise ExpdbError(f"none of the cards has {', '.join(metrics) or 'a recorded metric'}: nothing to put in a table")
+    buffer = io.StringIO()
+    write_latex(table, buffer, caption=title)
+    temporary = _temporary_beside(output)
+    try:
+        _write_text(temporary, buffer.getvalue())
+        _move_into_place([(temporary, output)])
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return [output]
+
+
+# -- the entry point -----------------------------------------------------------------------
+
+
+def write_report(
+    db: Database,
+    cards: list[Card],
+    output: Path,
+    *,
+    metrics: Sequence[str],
+    curves: Sequence[str] = ("loss",),
+    x: str = "step",
+    smooth: float = 0.0,
+    baseline: str | None = None,
+    title: str | None = None,
+    format: str = "md",
+) -> list[Path]:
+    """Write a report on `cards` to `output`; returns the files written, the document first.
+
+    "md": the document and one `<output stem>_<curve>.png` per curve beside it (a curve no card
+    has gets a sentence instead). "latex": the comparison table alone. A baseline that is not
+    among `cards` is added to them. Raises ExpdbError, with nothing written, on bad input.
+    """
+    if format not in FORMATS:
+        raise ExpdbError(f"unknown report format {format!r}; use one of: {', '.join(FORMATS)}")
+    if not cards:
+        raise ExpdbError("no cards to report on: name some cards, or select them with a tag that cards have")
+    output = Path(output)
+    _check_output(output)
+    metrics = list(dict.fromkeys(metrics))
+    curves = list(dict.fromkeys(curves))
+    if x not in X_AXES:
+        raise ExpdbError(f"unknown x axis {x!r}; use one of: {', '.join(X_AXES)}")
+    if not 0.0 <= smooth < 1.0:
+        raise ExpdbError(f"--smooth must be in [0, 1), not {smooth}")
+    cards = list({card.id: card for card in cards}.values())
+    if baseline is not None and not any(card.name == baseline for card in cards):
+        from .cards import get_card
+
+        cards.insert(0, get_card(db, baseline))
+    _check_metrics(db, cards, metrics)
+    if format == "latex":
+        return _write_latex_report(db, cards, output, metrics, baseline, title)
+    return _write_markdown_report(db, cards, output, metrics, curves, x, smooth, baseline, title)
