@@ -458,10 +458,31 @@ def profile(
     render_profile(measured, definitions, console)
 
 
+def chosen_cards(database: Database, names: list[str] | None, tag: str | None, where: str | None) -> list[cards.Card]:
+    """Cards by name or glob, then those with `tag`, then those matching `where`; each once, in that order."""
+    from .table import cards_where
+
+    if not names and tag is None and where is None:
+        raise ExpdbError("name the cards, or select them with --tag or --where")
+    chosen = {card.id: card for card in cards.cards_named(database, names or [])}
+    if tag is not None:
+        tagged = cards.select_cards(database, tag=tag)
+        if not tagged:
+            raise ExpdbError(f"no card has the tag {tag!r}")
+        chosen.update((card.id, card) for card in tagged)
+    if where is not None:
+        matching = cards.select_cards(database, ids=cards_where(database, where))
+        if not matching:
+            raise ExpdbError(f"no card matches --where {where!r}")
+        chosen.update((card.id, card) for card in matching)
+    return list(chosen.values())
+
+
 @app.command()
 def plot(
     names: Annotated[Optional[list[str]], typer.Argument(help="Cards, or globs of card names ('cvt_io_v2_*').")] = None,
     tag: Annotated[Optional[str], typer.Option(help="The cards with this tag.")] = None,
+    where: Annotated[Optional[str], typer.Option(help="The cards matching this filter, as in expdb table.")] = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="A curve; repeat for one subplot each.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis: step, epoch, samples (seen so far) or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight in [0, 1), computed on every point; the raw curve stays faint.")] = 0.0,
@@ -475,15 +496,9 @@ def plot(
 
     from .plot import plot_curves
 
-    if not names and tag is None:
-        raise ExpdbError("name the cards to plot, or select them with --tag")
     metrics = [key.strip() for option in metric for key in option.split(",") if key.strip()]
     with open_db(db) as database:
-        chosen = cards.cards_named(database, names or []) if names else []
-        if tag is not None:
-            chosen += [card for card in cards.select_cards(database, tag=tag) if card.id not in {c.id for c in chosen}]
-        if not chosen:
-            raise ExpdbError(f"no card has the tag {tag!r}")
+        chosen = chosen_cards(database, names, tag, where)
         result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, title=title)
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, soft_wrap=True)

@@ -276,6 +276,19 @@ def _did_you_mean(name: str, candidates: list[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+def _known_keys(db: Database, definitions: dict[str, MetricDef]) -> tuple[set[str], set[str], list[str]]:
+    """Recorded summary metrics, logged curves, and every key a table may show."""
+    recorded = {key for (key,) in db.query("SELECT DISTINCT key FROM metric")}
+    curve_keys = {key for (key,) in db.query("SELECT DISTINCT key FROM series")}
+    return recorded, curve_keys, sorted(recorded | curve_keys | set(definitions) | set(PROFILE_COLUMNS))
+
+
+def cards_where(db: Database, where: str) -> list[int]:
+    """The ids of the cards that satisfy a `--where` expression, read as `expdb table` reads it."""
+    _, curve_keys, known = _known_keys(db, load_definitions(db))
+    return _matching_ids(db, parse_where(where), set(known), curve_keys)
+
+
 def build_table(
     db: Database,
     metrics: list[str] = (),
@@ -307,10 +320,8 @@ def build_table(
     specs = list(dict.fromkeys(parse_metric(text) for text in metrics))
     predicate = parse_where(where) if where else None
     definitions = load_definitions(db)
-    recorded = {key for (key,) in db.query("SELECT DISTINCT key FROM metric")}
-    curve_keys = {key for (key,) in db.query("SELECT DISTINCT key FROM series")}
+    recorded, curve_keys, known = _known_keys(db, definitions)
     logged = sorted(recorded | curve_keys)
-    known = sorted(recorded | curve_keys | set(definitions) | set(PROFILE_COLUMNS))
     for key, reduction in specs:
         if key not in known:
             raise ExpdbError(

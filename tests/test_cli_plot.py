@@ -53,7 +53,8 @@ def test_plot_warns_when_a_run_lacks_the_axis(cli, workdir):
 def test_bad_plot_input_is_one_line_and_writes_nothing(cli, workdir):
     logged("a")
     for args, message in [
-        ([], "name the cards to plot, or select them with --tag"),
+        ([], "name the cards, or select them with --tag or --where"),
+        (["--where", "batch>100"], "no card matches --where"),
         (["zz_*"], "no card name matches 'zz_*'"),
         (["a", "-m", "nosuch"], "no run has a 'nosuch' curve"),
         (["a", "-o", "p.gif"], ".gif"),
@@ -65,3 +66,16 @@ def test_bad_plot_input_is_one_line_and_writes_nothing(cli, workdir):
         assert result.code == 2, (args, result.err)
         assert result.err.count("\n") == 1 and result.err.startswith("error: ") and message in result.err, result.err
     assert sorted(path.name for path in workdir.iterdir()) == ["expdb_runs", "experiments.db"]
+
+
+def test_plot_cards_selected_by_where(cli, workdir):
+    logged("small")
+    with Database("experiments.db") as db:
+        create_card(db, "big", {"batch": 64})
+        run = begin_run(db, "big", device="cpu")
+        run.log(0, loss=1.0)
+        run.end("finished")
+    result = cli("plot", "--where", "batch>=64", "-o", "w.svg")
+    assert result.code == 0, result.err
+    svg = (workdir / "w.svg").read_text()
+    assert "big" in svg and "small" not in svg
