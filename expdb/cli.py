@@ -505,6 +505,38 @@ def plot(
     console.print(escape(f"wrote {result.path}"), soft_wrap=True)
 
 
+@app.command()
+def report(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Cards, or globs of card names.")] = None,
+    tag: Annotated[Optional[str], typer.Option(help="The cards with this tag.")] = None,
+    where: Annotated[Optional[str], typer.Option(help="The cards matching this filter, as in expdb table.")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it) or a .tex table.")] = "report.md",
+    format: Annotated[str, typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table).")] = "md",
+    metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat [default: every recorded metric].")] = [],
+    curve: Annotated[list[str], typer.Option(help="A curve to plot; repeat for several.")] = ["loss"],
+    x: Annotated[str, typer.Option(help="x axis of the plots: step, epoch, samples or time.")] = "step",
+    smooth: Annotated[float, typer.Option(help="EMA weight of the plots, in [0, 1).")] = 0.0,
+    baseline: Annotated[Optional[str], typer.Option(help="A card to compare every row with.")] = None,
+    title: Annotated[Optional[str], typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
+    db: DbOption = None,
+) -> None:
+    """A self-contained report of a study (why, results, differing parameters, curves, what went wrong,
+    environment), or its table for an IEEE paper. Re-running it updates it."""
+    from pathlib import Path
+
+    from .report import write_report
+
+    metrics = [key.strip() for option in metric for key in option.split(",") if key.strip()]
+    with open_db(db) as database:
+        chosen = chosen_cards(database, names, tag, where)
+        written = write_report(
+            database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth,
+            baseline=baseline, title=title, format=format,
+        )
+    for path in written:
+        console.print(escape(f"wrote {path}"), soft_wrap=True)
+
+
 @db_app.command("current")
 def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and whether it is the newest."""

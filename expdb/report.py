@@ -16,6 +16,7 @@ half-written file. Running it again writes the same file names: the report is up
 Only the markdown path imports matplotlib (through `expdb.plot`).
 """
 
+import difflib
 import io
 import json
 import os
@@ -85,7 +86,9 @@ def _check_metrics(db: Database, cards: list[Card], metrics: list[str]) -> None:
     for text in metrics:
         key, _ = parse_metric(text)
         if not any(key in have[card.id] for card in cards):
-            raise ExpdbError(f"no card of the report has a metric {key!r}: {_who_has_what(cards, have)}")
+            close = difflib.get_close_matches(key, sorted(set().union(*have.values())), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ExpdbError(f"no card of the report has a metric {key!r}{hint}: {_who_has_what(cards, have)}")
 
 
 # -- the comparison table ------------------------------------------------------------------
@@ -244,7 +247,7 @@ def _section_params(cards: list[Card]) -> str:
     elif not differing:
         out.append("All cards have the same hyperparameters.")
     else:
-        out.append(f"{_plural(len(differing), 'hyperparameter')} differ between the cards (- where a card has none).")
+        out.append(f"{_plural(len(differing), 'hyperparameter')} {'differs' if len(differing) == 1 else 'differ'} between the cards (- where a card has none).")
         out.append("")
         out.append(_markdown_table(["card", *differing], [[card.name, *(format_value(card.params.get(k)) for k in differing)] for card in cards]).rstrip("\n"))
     if shared:
@@ -335,7 +338,7 @@ def _write_markdown_report(
             plots += [f"### {curve}", ""]
             with_curve = [card for card in cards if curve in have[card.id]]
             if not with_curve:
-                plots += [f"No card logged a `{curve}` curve, so there is no plot of it.", ""]
+                plots += [f"No card logged the curve `{curve}`, so there is no plot of it.", ""]
                 continue
             image = output.parent / _image_name(output.stem, curve)
             temporary = _temporary_beside(image, suffix=".png")

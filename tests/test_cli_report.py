@@ -1,0 +1,50 @@
+"""`expdb report` from the command line."""
+
+from expdb.cards import add_note, create_card
+from expdb.db import Database
+from expdb.runs import begin_run
+
+
+def study() -> None:
+    with Database("experiments.db", create=True) as db:
+        for name, parent, lr in (("base", None, 0.1), ("variant", "base", 0.2)):
+            create_card(db, name, {"lr": lr}, parent=parent, tags=["study"])
+            add_note(db, name, f"why {name}")
+            run = begin_run(db, name, device="cpu")
+            for step in range(20):
+                run.log(step, loss=1.0 / (step + 1 + lr))
+            run.summary(iou50=0.3 + lr)
+            run.end("finished")
+
+
+def test_report_writes_markdown_with_plots_beside_it(cli, workdir):
+    study()
+    (workdir / "reports").mkdir()
+    result = cli("report", "--tag", "study", "-o", "reports/study.md", "--baseline", "base")
+    assert result.code == 0, result.err
+    assert "wrote reports/study.md" in result.out and "wrote reports/study_loss.png" in result.out
+    text = (workdir / "reports" / "study.md").read_text()
+    assert "why variant" in text and "![loss](study_loss.png)" in text and "| variant |" in text
+
+
+def test_report_as_a_latex_table(cli, workdir):
+    study()
+    result = cli("report", "base", "variant", "--format", "latex", "-o", "table.tex", "-m", "iou50", "--title", "Results")
+    assert result.code == 0, result.err
+    tex = (workdir / "table.tex").read_text()
+    assert tex.index(r"\caption{Results}") < tex.index(r"\begin{tabular}")
+    assert r"\toprule" in tex and r"\textbf{0.5}" in tex
+
+
+def test_bad_report_input_is_one_line_and_writes_nothing(cli, workdir):
+    study()
+    for args, message in [
+        (["--tag", "study", "-o", "missing/r.md"], "does not exist"),
+        (["--tag", "study", "--format", "html"], "unknown report format 'html'"),
+        (["--tag", "nobody"], "no card has the tag 'nobody'"),
+        (["base", "-m", "iou5"], "did you mean 'iou50'?"),
+    ]:
+        result = cli("report", *args)
+        assert result.code == 2, (args, result.err)
+        assert result.err.count("\n") == 1 and message in result.err, result.err
+    assert sorted(path.name for path in workdir.iterdir()) == ["expdb_runs", "experiments.db"]
