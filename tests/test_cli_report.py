@@ -1,5 +1,10 @@
 """`expdb report` from the command line."""
 
+import shutil
+import subprocess
+
+import pytest
+
 from expdb.cards import add_note, create_card
 from expdb.db import Database
 from expdb.runs import begin_run
@@ -48,3 +53,18 @@ def test_bad_report_input_is_one_line_and_writes_nothing(cli, workdir):
         assert result.code == 2, (args, result.err)
         assert result.err.count("\n") == 1 and message in result.err, result.err
     assert sorted(path.name for path in workdir.iterdir()) == ["expdb_runs", "experiments.db"]
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX installation (pdflatex)")
+def test_the_latex_table_compiles_with_pdflatex(cli, workdir):
+    study()
+    assert cli("report", "--tag", "study", "--format", "latex", "-o", "table.tex").code == 0
+    (workdir / "paper.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{table.tex}\n\\end{document}\n"
+    )
+    compiled = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+        cwd=workdir, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert compiled.returncode == 0, compiled.stdout[-2000:]
+    assert (workdir / "paper.pdf").stat().st_size > 0
