@@ -176,7 +176,9 @@ def build_database(
             params_total = int(params["dim"] ** 2 * (params["N"] + params["L"] + 1) * 12 + rng.randint(0, 999))
             profile_rows.append(
                 (
+                    card_id,
                     run_id,
+                    created,
                     params_total,
                     params_total,
                     float(params_total * 410 + rng.randint(0, 10**6)),
@@ -205,9 +207,9 @@ def build_database(
             _insert_runs(connection, run_rows)
             connection.executemany("INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?)", metric_rows)
             connection.executemany(
-                "INSERT INTO profile (run_id, params_total, params_trainable, flops, flops_counter, cost_time_ms, "
-                "batch, input_shape, dtype, device, warmup, iterations, details) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO profile (card_id, run_id, created_at, params_total, params_trainable, flops, flops_counter, "
+                "cost_time_ms, batch, input_shape, dtype, device, warmup, iterations, details) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 profile_rows,
             )
             connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", tag_rows)

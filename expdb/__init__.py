@@ -8,12 +8,26 @@
         run.summary(iou50=0.34)
 """
 
-from .api import start
 from .errors import ExpdbError
-from .runs import RunStopped
 
 __version__ = "0.1.0"
 __all__ = ["ExpdbError", "RunStopped", "open", "profile", "start"]
+
+
+def start(name: str, **options):
+    """Record a run of the card `name` (created with the given parameters if it does not exist):
+    `with expdb.start("detr3d_bs8", batch=8) as run: run.log(step, loss=...)`. See `expdb.api.start`."""
+    from .api import start as start_run
+
+    return start_run(name, **options)
+
+
+def __getattr__(name: str):
+    if name == "RunStopped":  # imported on use: `import expdb` stays light for the command line
+        from .runs import RunStopped
+
+        return RunStopped
+    raise AttributeError(f"module 'expdb' has no attribute {name!r}")
 
 
 def open(db: str | None = None):  # noqa: A001 - expdb.open(db), as the notebook reads it

@@ -17,7 +17,7 @@ from rich.markup import escape
 from . import cards
 from .db import Database
 from .errors import ExpdbError, last_line
-from .launch import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
+from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .values import format_value, parse_key_values
 
 app = typer.Typer(

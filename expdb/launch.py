@@ -17,6 +17,7 @@ from typing import TextIO
 from .cards import Card
 from .errors import ExpdbError, last_line
 from .logparse import LineParser, make_parser
+from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .runs import ProgressCallback, Run, begin_run, sigterm_as_interrupt
 from .values import format_value
 
@@ -159,10 +160,6 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 
-# How expdb measures Cost-Time unless told otherwise, in `expdb profile` and before a run trains.
-PROFILE_WARMUP = 10
-PROFILE_ITERATIONS = 50
-PROFILE_BUDGET_S = 5.0  # seconds of timing at most
 
 
 def profile_before_training(run: Run, build: Callable[[dict], tuple], budget_s: float) -> None:

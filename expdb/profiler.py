@@ -40,7 +40,7 @@ with warnings.catch_warnings():
     from fvcore.nn.jit_handles import get_shape
 
 from .errors import ExpdbError, last_line
-from .launch import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
+from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .runs import cpu_name
 
 __all__ = ["Profile", "inputs_like", "parse_input_shape", "profile"]
