@@ -47,8 +47,6 @@ def open_db(location: str | None, create: bool = False) -> Iterator[Database]:
 
     A refused command that created the database leaves none behind.
     """
-    from .runs import reap_crashed_runs
-
     database = Database(location, create=create)
     if database.upgraded_from:
         errors.print(
@@ -58,7 +56,10 @@ def open_db(location: str | None, create: bool = False) -> Iterator[Database]:
             soft_wrap=True,
         )
     try:
-        reap_crashed_runs(database)
+        if database.query_one("SELECT 1 FROM run WHERE status = 'running' LIMIT 1"):
+            from .runs import reap_crashed_runs  # only then: it imports what running needs
+
+            reap_crashed_runs(database)
         yield database
     except ExpdbError:
         if database.created:

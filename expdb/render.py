@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .metrics import format_number
 from .table import Column, ComparisonTable, GroupRow
@@ -101,10 +101,11 @@ def _joined(cell: Cell) -> str:
 def render_rich(table: ComparisonTable, console: Console) -> None:
     layout = _layout(table)
     grid = Table(show_edge=False, header_style="bold")
-    for index, (header, numeric) in enumerate(zip(layout.headers, layout.numeric)):
-        grid.add_column(escape(header), justify="right" if numeric else "left", no_wrap=index == 0)
+    for header, numeric in zip(layout.headers, layout.numeric):
+        grid.add_column(Text(header), justify="right" if numeric else "left", no_wrap=True)
     for cells in layout.rows:
-        grid.add_row(*(f"[bold green]{escape(_joined(c))}[/]" if c.best else escape(_joined(c)) for c in cells))
+        # Text cells: shown as written (no markup to parse), and on one line each, which lays out fast.
+        grid.add_row(*(Text(_joined(cell), style="bold green" if cell.best else "") for cell in cells))
     console.print(grid)
     if not table.rows:
         console.print("no card matches" if table.filtered else "no card has these metrics yet")
