@@ -57,7 +57,9 @@ def open_db(location: str | None, create: bool = False) -> Iterator[Database]:
         )
     try:
         if database.query_one("SELECT 1 FROM run WHERE status = 'running' LIMIT 1"):
-            from .runs import reap_crashed_runs  # only then: it imports what running needs
+            from .runs import (
+                reap_crashed_runs,  # only then: it imports what running needs
+            )
 
             reap_crashed_runs(database)
         yield database
@@ -267,7 +269,7 @@ def table(
 
     if format not in FORMATS:
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
-    metrics = [key.strip() for option in metric for key in option.split(",") if key.strip()]
+    metrics = split_options(metric)
     with open_db(db) as db:
         comparison = build_table(
             db, metrics, where=where, sort=sort, baseline=baseline, params=params, pattern=pattern, tag=tag,
@@ -459,6 +461,11 @@ def profile(
     render_profile(measured, definitions, console)
 
 
+def split_options(options: list[str]) -> list[str]:
+    """`-m a -m b,c` -> [a, b, c]."""
+    return [item.strip() for option in options for item in option.split(",") if item.strip()]
+
+
 def chosen_cards(database: Database, names: list[str] | None, tag: str | None, where: str | None) -> list[cards.Card]:
     """Cards by name or glob, then those with `tag`, then those matching `where`; each once, in that order."""
     from .table import cards_where
@@ -497,7 +504,7 @@ def plot(
 
     from .plot import plot_curves
 
-    metrics = [key.strip() for option in metric for key in option.split(",") if key.strip()]
+    metrics = split_options(metric)
     with open_db(db) as database:
         chosen = chosen_cards(database, names, tag, where)
         result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, title=title)
@@ -512,7 +519,9 @@ def report(
     tag: Annotated[Optional[str], typer.Option(help="The cards with this tag.")] = None,
     where: Annotated[Optional[str], typer.Option(help="The cards matching this filter, as in expdb table.")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it) or a .tex table.")] = "report.md",
-    format: Annotated[str, typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table).")] = "md",
+    format: Annotated[
+        Optional[str], typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table) [default: from -o's suffix].")
+    ] = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat [default: every recorded metric].")] = [],
     curve: Annotated[list[str], typer.Option(help="A curve to plot; repeat for several.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis of the plots: step, epoch, samples or time.")] = "step",
@@ -527,12 +536,15 @@ def report(
 
     from .report import write_report
 
-    metrics = [key.strip() for option in metric for key in option.split(",") if key.strip()]
+    metrics = split_options(metric)
+    suffix_format = "latex" if Path(output).suffix == ".tex" else "md"
+    if format is not None and format != suffix_format and format in ("md", "latex"):
+        raise ExpdbError(f"--format {format} writes a {'.tex' if format == 'latex' else '.md'} file, not {output!r}")
     with open_db(db) as database:
         chosen = chosen_cards(database, names, tag, where)
         written = write_report(
             database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth,
-            baseline=baseline, title=title, format=format,
+            baseline=baseline, title=title, format=format or suffix_format,
         )
     for path in written:
         console.print(escape(f"wrote {path}"), soft_wrap=True)

@@ -396,6 +396,7 @@ def plot_curves(
 
     result = PlotResult(output, warnings, x_label=x_label)
     events: dict[int, tuple[list[int], list[int]]] = {}  # run id -> (divergence steps, lr drop steps)
+    visible = False  # some line has a point that can be drawn
 
     rc = {"svg.fonttype": "none", "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "expdb"}
     with matplotlib.rc_context(rc):
@@ -416,6 +417,7 @@ def plot_curves(
                     raw = np.where(raw > 0, raw, np.nan)
                 rx, ry = reduce_for_drawing(xs, raw, buckets)
                 drawn = len(rx)
+                visible = visible or bool(np.isfinite(ry).any())
                 if smoothed is None:
                     ax.plot(rx, ry, color=colour, linestyle=style, linewidth=1.2, label=line.card.name)
                 else:
@@ -466,6 +468,9 @@ def plot_curves(
                 ax.legend(handles, labels, loc="best", fontsize="small", ncols=1 if len(handles) <= 8 else 2)
             if not by_metric[metric]:
                 ax.text(0.5, 0.5, f"no run has {metric!r}", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        if not visible:
+            scale = " on a log scale (no value above 0)" if log_y else " (every value is NaN or inf)"
+            raise ExpdbError(f"nothing to draw of {', '.join(metrics)}{scale}; nothing written")
         axes[-1].set_xlabel(x_label)
         if title:
             figure.suptitle(title)

@@ -108,7 +108,7 @@ def render_rich(table: ComparisonTable, console: Console) -> None:
         grid.add_row(*(Text(_joined(cell), style="bold green" if cell.best else "") for cell in cells))
     console.print(grid)
     if not table.rows:
-        console.print("no card matches" if table.filtered else "no card has these metrics yet")
+        console.print("no card has these metrics yet")
 
 
 def write_markdown(table: ComparisonTable, file: TextIO) -> None:

@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cards import PROFILE_FIELDS, card_exists, create_card, get_card
+from .cards import PLANNED, PROFILE_FIELDS, STATUSES, card_exists, create_card, get_card
 from .db import Database, now
 from .divergence import Divergence, detect_all
 from .errors import ExpdbError
@@ -13,7 +13,7 @@ from .metrics import PROFILE_COLUMNS
 from .runs import add_automatic_notes
 from .series import build_chunks, write_chunks
 
-RUN_STATUSES = ("queued", "running", "finished", "diverged", "failed", "interrupted", "crashed")
+RUN_STATUSES = tuple(status for status in STATUSES if status != PLANNED)  # a card is planned; a run is not
 
 
 def record_run(
@@ -105,7 +105,7 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
             ),
         ).fetchone()[0]
         write_chunks(connection, run_id, build_chunks(points), {})
-        add_automatic_notes(connection, card.id, run_id, events)
+        add_automatic_notes(connection, card.id, run_id, [(event.message, event.step) for event in events])
     return Imported(run_id, status, sum(len(record.values) for record in records), events)
 
 

@@ -71,10 +71,11 @@ class RunPlan:
         return self.directory / LOG_FILE
 
 
-def add_automatic_notes(connection, card_id: int, run_id: int, events: list[Divergence]) -> None:
+def add_automatic_notes(connection, card_id: int, run_id: int, notes: list[tuple[str, int | None]]) -> None:
+    """Notes expdb writes itself on a card, from a run: (text, step) each."""
     connection.executemany(
         "INSERT INTO note (card_id, run_id, created_at, text, automatic, step) VALUES (?, ?, ?, ?, 1, ?)",
-        [(card_id, run_id, now(), event.message, event.step) for event in events],
+        [(card_id, run_id, now(), text, step) for text, step in notes],
     )
 
 
@@ -221,10 +222,7 @@ class Run:
     def note(self, text: str, step: int | None = None) -> None:
         """An automatic note on the card, from this run."""
         with self.db.transaction() as connection:
-            connection.execute(
-                "INSERT INTO note (card_id, run_id, created_at, text, automatic, step) VALUES (?, ?, ?, ?, 1, ?)",
-                (self.card.id, self.id, now(), text, step),
-            )
+            add_automatic_notes(connection, self.card.id, self.id, [(text, step)])
         self.write_log(text)
 
     def raise_if_stopped(self) -> None:
@@ -262,7 +260,7 @@ class Run:
         with db.transaction() as connection:
             write_chunks(connection, self.id, chunks, series_ids)
             connection.execute("UPDATE run SET heartbeat_at = ? WHERE id = ?", (now(), self.id))
-            add_automatic_notes(connection, self.card.id, self.id, events)
+            add_automatic_notes(connection, self.card.id, self.id, [(event.message, event.step) for event in events])
         for event in events:
             self.divergences.append(event)
             self.write_log(event.message)

@@ -152,20 +152,12 @@ class ComparisonTable:
     rows: list[Row | GroupRow]
     baseline: Row | GroupRow | None = None
     best: dict[str, float] = field(default_factory=dict)  # column name -> best value, for columns with a direction
-    filtered: bool = False  # rows were selected by a name pattern, tag or --where
     group_keys: list[str] = field(default_factory=list)  # rows are GroupRows, grouped by these parameters
     counted: bool = False  # grouped rows show their number of cards, `n`
 
-    @property
-    def metrics(self) -> list[MetricDef]:
-        """The metrics shown, once each."""
-        return list({column.metric.key: column.metric for column in self.columns}.values())
-
-    def delta(self, row: Row | GroupRow, column: "Column | str") -> float | None:
+    def delta(self, row: Row | GroupRow, column: "Column") -> float | None:
         """Row minus baseline; for costs, the relative change in percent."""
-        if isinstance(column, str):
-            column = next((c for c in self.columns if c.key == column and c.ranked), None)
-        if column is None or not column.ranked or self.baseline is None or row is self.baseline:
+        if not column.ranked or self.baseline is None or row is self.baseline:
             return None
         value, base = column.value(row), column.value(self.baseline)
         if value is None or base is None:
@@ -330,7 +322,8 @@ def build_table(
             )
         if reduction and key in COST_KEYS:
             raise ExpdbError(f"--metric {key}:{reduction}: {key} is measured once per profile; use --metric {key}")
-    requested = specs or [(key, "") for key in sorted(recorded)]
+    # By default every recorded summary metric; a study that only logged curves shows their last points.
+    requested = specs or [(key, "") for key in sorted(recorded or curve_keys)]
 
     matching = _matching_ids(db, predicate, set(known), curve_keys) if predicate is not None else None
     cards = select_cards(db, pattern=pattern, tag=tag, ids=matching)
@@ -363,6 +356,11 @@ def build_table(
         for key in PROFILE_COLUMNS
         if (key, "") not in requested and any(key in row.values for row in card_rows)
     ]
+    if not card_rows and (pattern or tag or where):
+        chosen = " and ".join(
+            part for part in (pattern and f"name {pattern!r}", tag and f"tag {tag!r}", where and f"--where {where!r}") if part
+        )
+        raise ExpdbError(f"no card with {' or '.join(key for key, _ in requested) or 'a metric'} matches {chosen}")
     if any(column.metric.key == "flops" for column in columns):
         counters = set(flops_counters(db, [row.card.id for row in card_rows if "flops" in row.values]).values())
         if len(counters) == 1:
@@ -379,7 +377,6 @@ def build_table(
         rows=rows,
         baseline=base_row,
         best=_best_values(rows, columns),
-        filtered=bool(pattern or tag or where),
         group_keys=group_keys,
         counted="count" in agg_names,
     )

@@ -79,3 +79,16 @@ def test_plot_cards_selected_by_where(cli, workdir):
     assert result.code == 0, result.err
     svg = (workdir / "w.svg").read_text()
     assert "big" in svg and "small" not in svg
+
+
+def test_nothing_drawable_on_a_log_scale_is_refused(cli, workdir):
+    with Database("experiments.db", create=True) as db:
+        create_card(db, "negative", {})
+        run = begin_run(db, "negative", device="cpu")
+        for step in range(5):
+            run.log(step, reward=-1.0 - step)
+        run.end("finished")
+    result = cli("plot", "negative", "-m", "reward", "--log-y", "-o", "r.png")
+    assert result.code == 2
+    assert result.err == "error: nothing to draw of reward on a log scale (no value above 0); nothing written\n"
+    assert not (workdir / "r.png").exists()

@@ -46,6 +46,7 @@ def test_bad_report_input_is_one_line_and_writes_nothing(cli, workdir):
     for args, message in [
         (["--tag", "study", "-o", "missing/r.md"], "does not exist"),
         (["--tag", "study", "--format", "html"], "unknown report format 'html'"),
+        (["--tag", "study", "--format", "latex", "-o", "r.md"], "--format latex writes a .tex file, not 'r.md'"),
         (["--tag", "nobody"], "no card has the tag 'nobody'"),
         (["base", "-m", "iou5"], "did you mean 'iou50'?"),
     ]:
@@ -68,3 +69,9 @@ def test_the_latex_table_compiles_with_pdflatex(cli, workdir):
     )
     assert compiled.returncode == 0, compiled.stdout[-2000:]
     assert (workdir / "paper.pdf").stat().st_size > 0
+
+
+def test_the_format_follows_the_suffix(cli, workdir):
+    study()
+    assert cli("report", "--tag", "study", "-o", "t.tex", "-m", "iou50").code == 0
+    assert (workdir / "t.tex").read_text().startswith("% requires \\usepackage{booktabs}")

@@ -136,10 +136,10 @@ def test_baseline_keeps_its_values_when_where_leaves_it_out(cli, example_db):
     assert rows["cvt_io_v2_2"]["deltas"]["iou50_delta"] == pytest.approx(0.328 - 0.36)
 
 
-def test_a_filter_that_matches_nothing_says_so(cli, example_db):
+def test_a_selection_that_matches_nothing_is_one_line(cli, example_db):
     result = cli("table", "-m", "iou50", "--where", "N>100", "--sort", "iou50", "--db", str(example_db))
-    assert result.code == 0, result.err
-    assert "no card matches" in result.out
+    assert result.code == 2
+    assert result.err == "error: no card with iou50 matches --where 'N>100'\n"
 
 
 def test_cells_are_shown_as_written_not_as_markup(cli):
