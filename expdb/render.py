@@ -58,6 +58,10 @@ def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Ce
         spread = row.number(column.key, "std")
         if spread is not None:
             text += SPREAD + _number(column, spread, latex)
+    if column.agg == "mean" and table.counted:
+        measured = row.number(column.key, "count")
+        if measured is not None and measured < row.count:  # the group's n counts cards, not this metric's values
+            text += f" (n={measured:.0f})"
     return Cell(text, _delta_text(table, row, column), table.is_best(row, column))
 
 

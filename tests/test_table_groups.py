@@ -196,3 +196,15 @@ def test_bad_input_is_one_line(seeds, kwargs, message):
         build_table(seeds, **kwargs)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_mean_over_fewer_cards_than_the_group_says_how_many(example_db):
+    from expdb.db import Database
+
+    with Database(str(example_db)) as db:
+        table = build_table(db, ["iou50"], group_by="shape", params="none")
+        out = io.StringIO()
+        write_markdown(table, out)
+    lines = {line.split("|")[1].strip(): line for line in out.getvalue().splitlines()[2:]}
+    # shape=bdhw holds 5 cards with IOU@0.50, 3 of them with a measured Cost-Time.
+    assert "| 5 |" in lines["shape=bdhw"] and "(n=3)" in lines["shape=bdhw"]
