@@ -12,8 +12,6 @@ It uses `matplotlib.figure.Figure` directly (no pyplot, no global backend state)
 """
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +24,17 @@ from matplotlib.lines import Line2D
 from .cards import Card
 from .db import Database
 from .errors import ExpdbError
+from .outputs import (
+    X_AXES,  # noqa: F401 (re-exported: expdb.plot.X_AXES, expdb.report.X_AXES)
+    beside,
+    check_output,
+    check_plot_options,
+    fill,
+    replace_all,
+    staging,
+)
 from .series import NO_SAMPLES, Curve, read_curve
 
-X_AXES = ("step", "epoch", "samples", "time")
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 BUCKETS = 2000  # per line: at most about 2 * BUCKETS points are drawn
 ROW_SIZE = (8.0, 4.5)  # inches per subplot row
@@ -328,35 +334,12 @@ def _metric_label(db: Database, metric: str) -> str:
     return f"{label} ({unit})" if unit else label
 
 
-def _check_output(output: Path) -> str:
-    fmt = FORMATS.get(output.suffix.lower())
-    if fmt is None:
-        shown = output.suffix or "no suffix"
-        raise ExpdbError(f"cannot write {output}: unknown format {shown!r}; end the file name in .png, .svg or .pdf")
-    parent = output.parent
-    if not parent.is_dir():
-        raise ExpdbError(f"cannot write {output}: directory {parent} does not exist")
-    if output.is_dir():
-        raise ExpdbError(f"cannot write {output}: it is a directory")
-    return fmt
-
-
 def _save(figure: Figure, output: Path, fmt: str) -> None:
     """Write beside the destination, then move into place: the destination is whole or untouched."""
-    descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            figure.savefig(handle, format=fmt, dpi=DPI)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, output)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise ExpdbError(f"cannot write {output}: {error.strerror or error}") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with staging() as staged:
+        staged.append((beside(output), output))
+        fill(staged[0][0], lambda handle: figure.savefig(handle, format=fmt, dpi=DPI), binary=True, shown=output)
+        replace_all(staged)
 
 
 def plot_curves(
@@ -373,16 +356,13 @@ def plot_curves(
 ) -> PlotResult:
     """Draw `metrics` (one subplot each) of `cards` (one line each) into `output` (.png, .svg or .pdf)."""
     output = Path(output)
-    if x not in X_AXES:
-        raise ExpdbError(f"unknown x axis {x!r}; use one of: {', '.join(X_AXES)}")
-    if not 0.0 <= smooth < 1.0:
-        raise ExpdbError(f"--smooth must be in [0, 1), not {smooth}")
+    check_plot_options(x, smooth)
     if not cards:
         raise ExpdbError("no cards to plot")
     metrics = list(dict.fromkeys(metrics))
     if not metrics:
         raise ExpdbError("no metric to plot; give one with --metric")
-    fmt = _check_output(output)
+    fmt = FORMATS[check_output(output, tuple(FORMATS)).suffix.lower()]
 
     warnings: list[str] = []
     by_metric = _gather(db, cards, metrics, x, warnings)

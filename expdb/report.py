@@ -16,12 +16,9 @@ half-written file. Running it again writes the same file names: the report is up
 Only the markdown path imports matplotlib (through `expdb.plot`).
 """
 
-import difflib
 import io
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,26 +28,26 @@ from .cards import Card
 from .db import Database
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, definition, load_definitions
+from .outputs import (
+    X_AXES,  # noqa: F401 (re-exported: expdb.plot.X_AXES, expdb.report.X_AXES)
+    beside,
+    check_output,
+    check_plot_options,
+    fill,
+    replace_all,
+    staging,
+)
 from .render import write_latex, write_markdown
-from .table import ComparisonTable, build_table, parse_metric
+from .table import ComparisonTable, _did_you_mean, build_table, parse_metric
 from .values import format_value, same
 from .views import format_duration, format_time
 
 FORMATS = ("md", "latex")
-X_AXES = ("step", "epoch", "samples", "time")  # as expdb.plot.X_AXES, checked before matplotlib is imported
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
 _NAMES_IN_TITLE = 3
 
 
 # -- checks --------------------------------------------------------------------------------
-
-
-def _check_output(output: Path) -> None:
-    if output.is_dir():
-        raise ExpdbError(f"cannot write {output}: it is a directory")
-    parent = output.parent
-    if not parent.is_dir():
-        raise ExpdbError(f"cannot write {output}: directory {parent} does not exist")
 
 
 def _metrics_by_card(db: Database, cards: list[Card]) -> dict[int, set[str]]:
@@ -86,8 +83,8 @@ def _check_metrics(db: Database, cards: list[Card], metrics: list[str]) -> None:
     for text in metrics:
         key, _ = parse_metric(text)
         if not any(key in have[card.id] for card in cards):
-            close = difflib.get_close_matches(key, sorted(set().union(*have.values())), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = _did_you_mean(key, sorted(set().union(*have.values()))).strip()
+            hint = f" ({close})" if close else ""
             raise ExpdbError(f"no card of the report has a metric {key!r}{hint}: {_who_has_what(cards, have)}")
 
 
@@ -102,34 +99,6 @@ def comparison_table(db: Database, cards: list[Card], metrics: list[str], baseli
     chosen = {card.id for card in cards} | ({table.baseline.card.id} if table.baseline is not None else set())
     table.rows = [row for row in table.rows if row.card.id in chosen]
     return table
-
-
-# -- writing files -------------------------------------------------------------------------
-
-
-def _temporary_beside(target: Path, suffix: str = ".tmp") -> Path:
-    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
-    os.close(descriptor)
-    return Path(name)
-
-
-def _write_text(path: Path, text: str) -> None:
-    try:
-        with open(path, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(path, 0o666 & ~umask)
-    except OSError as error:
-        raise ExpdbError(f"cannot write {path}: {error.strerror or error}") from None
-
-
-def _move_into_place(staged: list[tuple[Path, Path]]) -> None:
-    for temporary, target in staged:
-        try:
-            os.replace(temporary, target)
-        except OSError as error:
-            raise ExpdbError(f"cannot write {target}: {error.strerror or error}") from None
 
 
 # -- markdown ------------------------------------------------------------------------------
@@ -329,8 +298,7 @@ def _write_markdown_report(
     notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
     have = _metrics_by_card(db, cards)
 
-    staged: list[tuple[Path, Path]] = []  # (temporary, target)
-    try:
+    with staging() as staged:  # (temporary, target)
         plots = ["## Curves", ""]
         if smooth > 0:
             plots += [f"Smoothed with an exponential moving average of weight {smooth:g}; the raw curve is drawn faintly behind.", ""]
@@ -341,7 +309,7 @@ def _write_markdown_report(
                 plots += [f"No card logged the curve `{curve}`, so there is no plot of it.", ""]
                 continue
             image = output.parent / _image_name(output.stem, curve)
-            temporary = _temporary_beside(image, suffix=".png")
+            temporary = beside(image, suffix=".png")
             staged.append((temporary, image))
             result = plot_curves(db, with_curve, [curve], temporary, x=x, smooth=smooth)
             plots += [f"![{curve}]({quote(image.name)})", ""]
@@ -365,14 +333,10 @@ def _write_markdown_report(
             _section_problems(cards, notes, failed),
             _section_environment(cards, runs),
         ]
-        temporary = _temporary_beside(output)
+        temporary = beside(output)
         staged.append((temporary, output))
-        _write_text(temporary, "\n".join(document).rstrip("\n") + "\n")
-        _move_into_place(staged)
-    except BaseException:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
-        raise
+        fill(temporary, lambda handle: handle.write("\n".join(document).rstrip("\n") + "\n"))
+        replace_all(staged)
     return [output] + [target for _, target in staged if target != output]
 
 
@@ -382,13 +346,10 @@ def _write_latex_report(db: Database, cards: list[Card], output: Path, metrics: 
         raise ExpdbError(f"none of the cards has {', '.join(metrics) or 'a recorded metric'}: nothing to put in a table")
     buffer = io.StringIO()
     write_latex(table, buffer, caption=title)
-    temporary = _temporary_beside(output)
-    try:
-        _write_text(temporary, buffer.getvalue())
-        _move_into_place([(temporary, output)])
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with staging() as staged:
+        staged.append((beside(output), output))
+        fill(staged[0][0], lambda handle: handle.write(buffer.getvalue()))
+        replace_all(staged)
     return [output]
 
 
@@ -419,13 +380,10 @@ def write_report(
     if not cards:
         raise ExpdbError("no cards to report on: name some cards, or select them with a tag that cards have")
     output = Path(output)
-    _check_output(output)
+    check_output(output)
     metrics = list(dict.fromkeys(metrics))
     curves = list(dict.fromkeys(curves))
-    if x not in X_AXES:
-        raise ExpdbError(f"unknown x axis {x!r}; use one of: {', '.join(X_AXES)}")
-    if not 0.0 <= smooth < 1.0:
-        raise ExpdbError(f"--smooth must be in [0, 1), not {smooth}")
+    check_plot_options(x, smooth)  # before matplotlib is imported
     cards = list({card.id: card for card in cards}.values())
     if baseline is not None and not any(card.name == baseline for card in cards):
         from .cards import get_card

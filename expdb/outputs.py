@@ -1,0 +1,88 @@
+"""Files written whole or not at all, shared by `expdb report` and `expdb plot`.
+
+A file is written beside its destination under a temporary name and moved into place with
+`os.replace` only once every file of the batch is ready, so a failure leaves the previous
+files as they were and no half-written file. Also the checks of an output path and of the
+plot options that must run before matplotlib is imported.
+
+Imports neither torch nor matplotlib.
+"""
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from .errors import ExpdbError
+
+X_AXES = ("step", "epoch", "samples", "time")
+
+
+def check_output(path: Path, suffixes: Sequence[str] | None = None) -> Path:
+    """`path`, if a file can be written there: its directory exists, it is not a directory, and
+    (given `suffixes`, lower case with the dot) its suffix is one of them. Else ExpdbError."""
+    path = Path(path)
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        shown = path.suffix or "no suffix"
+        known = ", ".join(suffixes[:-1]) + " or " + suffixes[-1] if len(suffixes) > 1 else suffixes[0]
+        raise ExpdbError(f"cannot write {path}: unknown format {shown!r}; end the file name in {known}")
+    if not path.parent.is_dir():
+        raise ExpdbError(f"cannot write {path}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise ExpdbError(f"cannot write {path}: it is a directory")
+    return path
+
+
+def check_plot_options(x: str, smooth: float) -> None:
+    """The x axis and the EMA weight of a plot."""
+    if x not in X_AXES:
+        raise ExpdbError(f"unknown x axis {x!r}; use one of: {', '.join(X_AXES)}")
+    if not 0.0 <= smooth < 1.0:
+        raise ExpdbError(f"--smooth must be in [0, 1), not {smooth}")
+
+
+def _cannot_write(path: Path, error: OSError) -> ExpdbError:
+    return ExpdbError(f"cannot write {path}: {error.strerror or error}")
+
+
+def beside(target: Path, suffix: str = ".tmp") -> Path:
+    """A new empty file in the directory of `target`, hidden, named after it."""
+    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.close(descriptor)
+    return Path(name)
+
+
+def fill(path: Path, write: Callable[[IO], None], *, binary: bool = False, shown: Path | None = None) -> None:
+    """Write `path` with `write(handle)` and give it the mode a new file gets under the umask.
+    An OSError becomes an ExpdbError naming `shown` (default: `path`)."""
+    try:
+        with open(path, "wb") if binary else open(path, "w", encoding="utf-8", newline="\n") as handle:
+            write(handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)
+    except OSError as error:
+        raise _cannot_write(shown or path, error) from None
+
+
+def replace_all(pairs: Sequence[tuple[Path, Path]]) -> None:
+    """Move each (temporary, target) into place."""
+    for temporary, target in pairs:
+        try:
+            os.replace(temporary, target)
+        except OSError as error:
+            raise _cannot_write(target, error) from None
+
+
+@contextmanager
+def staging() -> Iterator[list[tuple[Path, Path]]]:
+    """A list to append (temporary, target) pairs to; on any exception every temporary is removed."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        yield staged
+    except BaseException:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        raise
