@@ -25,7 +25,6 @@ from .cards import Card
 from .db import Database
 from .errors import ExpdbError
 from .outputs import (
-    X_AXES,  # noqa: F401 (re-exported: expdb.plot.X_AXES, expdb.report.X_AXES)
     beside,
     check_output,
     check_plot_options,

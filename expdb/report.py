@@ -29,7 +29,6 @@ from .db import Database
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, definition, load_definitions
 from .outputs import (
-    X_AXES,  # noqa: F401 (re-exported: expdb.plot.X_AXES, expdb.report.X_AXES)
     beside,
     check_output,
     check_plot_options,
