@@ -409,8 +409,7 @@ def import_log(
 
 @app.command()
 def demo(db: DbOption = None) -> None:
-    """Create a small study like the researcher's (a baseline, latent-array variants, one learning rate
-    that diverges), run it, and print its table and what went wrong."""
+    """Create a small study like the researcher's, run it, print its table and what went wrong."""
     from .demo import DEMO_TAG, create_demo
     from .render import render_rich
     from .table import build_table
@@ -530,8 +529,7 @@ def report(
     title: Annotated[Optional[str], typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
     db: DbOption = None,
 ) -> None:
-    """A self-contained report of a study (why, results, differing parameters, curves, what went wrong,
-    environment), or its table for an IEEE paper. Re-running it updates it."""
+    """A self-contained markdown report of a study, or its table for an IEEE paper; re-running updates it."""
     from pathlib import Path
 
     from .report import write_report
