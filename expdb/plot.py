@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from .cards import Card
 from .db import Database
 from .errors import ExpdbError
+from .metrics import definition, load_definitions
 from .outputs import (
     beside,
     check_output,
@@ -32,7 +33,7 @@ from .outputs import (
     replace_all,
     staging,
 )
-from .series import NO_SAMPLES, Curve, read_curve
+from .series import NO_SAMPLES, Curve, latest_run_with, read_curve
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 BUCKETS = 2000  # per line: at most about 2 * BUCKETS points are drawn
@@ -176,14 +177,6 @@ def _array(column, dtype) -> np.ndarray:
     return np.frombuffer(column, dtype=dtype) if len(column) else np.zeros(0, dtype=dtype)
 
 
-def _latest_run_with(db: Database, card: Card, metric: str) -> int | None:
-    row = db.query_one(
-        "SELECT max(run.id) FROM run JOIN series ON series.run_id = run.id WHERE run.card_id = ? AND series.key = ?",
-        (card.id, metric),
-    )
-    return row[0] if row else None
-
-
 def _batch_of(card: Card) -> float | None:
     batch = card.params.get("batch")
     if isinstance(batch, bool) or not isinstance(batch, int | float) or not batch > 0:
@@ -236,7 +229,7 @@ def _gather(db: Database, cards: list[Card], metrics: list[str], x: str, warning
     fell_back: set[str] = set()
     for colour_index, card in enumerate(cards):
         for metric in metrics:
-            run_id = _latest_run_with(db, card, metric)
+            run_id = latest_run_with(db, card.id, metric)
             if run_id is None:
                 continue
             curve = read_curve(db, run_id, metric)
@@ -325,14 +318,6 @@ def _colour(index: int) -> tuple[str, str]:
     return f"C{index % 10}", ("-", "--", "-.", ":")[(index // 10) % 4]
 
 
-def _metric_label(db: Database, metric: str) -> str:
-    row = db.query_one("SELECT label, unit FROM metric_def WHERE key = ?", (metric,))
-    if row is None:
-        return metric
-    label, unit = row
-    return f"{label} ({unit})" if unit else label
-
-
 def _save(figure: Figure, output: Path, fmt: str) -> None:
     """Write beside the destination, then move into place: the destination is whole or untouched."""
     with staging() as staged:
@@ -376,13 +361,14 @@ def plot_curves(
     result = PlotResult(output, warnings, x_label=x_label)
     events: dict[int, tuple[list[int], list[int]]] = {}  # run id -> (divergence steps, lr drop steps)
     visible = False  # some line has a point that can be drawn
+    definitions = load_definitions(db)
 
     rc = {"svg.fonttype": "none", "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "expdb"}
     with matplotlib.rc_context(rc):
         figure = Figure(figsize=(ROW_SIZE[0], ROW_SIZE[1] * len(metrics)), dpi=DPI, layout="constrained")
         axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
         for ax, metric in zip(axes, metrics):
-            y_label = _metric_label(db, metric)
+            y_label = definition(definitions, metric).header()
             result.y_labels.append(y_label)
             has_divergence = has_drop = False
             for line in by_metric[metric]:

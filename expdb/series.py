@@ -188,14 +188,19 @@ class Curve:
         return len(self.steps)
 
 
-def latest_curve(db: Database, card_id: int, key: str) -> Curve | None:
-    """The curve `key` of the card's latest run that logged it, if any."""
+def latest_run_with(db: Database, card_id: int, key: str) -> int | None:
+    """The id of the card's latest run that logged the curve `key`, if any."""
     row = db.query_one(
-        "SELECT run.id FROM series JOIN run ON run.id = series.run_id WHERE run.card_id = ? AND series.key = ? "
-        "ORDER BY run.id DESC LIMIT 1",
+        "SELECT max(run.id) FROM series JOIN run ON run.id = series.run_id WHERE run.card_id = ? AND series.key = ?",
         (card_id, key),
     )
-    return read_curve(db, row[0], key) if row else None
+    return row[0] if row else None
+
+
+def latest_curve(db: Database, card_id: int, key: str) -> Curve | None:
+    """The curve `key` of the card's latest run that logged it, if any."""
+    run_id = latest_run_with(db, card_id, key)
+    return read_curve(db, run_id, key) if run_id is not None else None
 
 
 def series_keys(db: Database, run_id: int) -> list[str]:
