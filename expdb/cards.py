@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import values
-from .db import Database, now
+from .db import Database, new_uid, now
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS
 from .values import Value
@@ -234,14 +234,15 @@ def create_card(
     created = created_at if created_at is not None else now()
     with db.transaction() as connection:
         card_id = connection.execute(
-            "INSERT INTO card (name, parent_id, runner, command, parser, params, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (name, parent_id, runner, command, parser, values.dumps(merged), created),
+            "INSERT INTO card (uid, name, parent_id, runner, command, parser, params, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (new_uid(), name, parent_id, runner, command, parser, values.dumps(merged), created),
         ).fetchone()[0]
         connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", [(card_id, t) for t in set(tags)])
         if note:
             connection.execute(
-                "INSERT INTO note (card_id, created_at, text, automatic) VALUES (?, ?, ?, 0)", (card_id, created, note)
+                "INSERT INTO note (uid, card_id, created_at, text, automatic) VALUES (?, ?, ?, ?, FALSE)",
+                (new_uid(), card_id, created, note),
             )
     return get_card(db, name)
 
@@ -310,7 +311,8 @@ def add_note(db: Database, name: str, text: str) -> None:
     card = get_card(db, name)
     with db.transaction() as connection:
         connection.execute(
-            "INSERT INTO note (card_id, created_at, text, automatic) VALUES (?, ?, ?, 0)", (card.id, now(), text)
+            "INSERT INTO note (uid, card_id, created_at, text, automatic) VALUES (?, ?, ?, ?, FALSE)",
+            (new_uid(), card.id, now(), text),
         )
 
 

@@ -10,13 +10,14 @@ Alembic and SQLAlchemy are imported when a database is created or upgraded.
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import DatabaseError
 
-SCHEMA_HEAD = "0002"  # the newest revision in migrations/versions; a test keeps the two in step
+SCHEMA_HEAD = "0003"  # the newest revision in migrations/versions; a test keeps the two in step
 DEFAULT_LOCATION = "experiments.db"
 BUSY_TIMEOUT_S = 30.0
 _SQLITE_URL_PREFIX = "sqlite:///"
@@ -45,6 +46,11 @@ def sqlalchemy_url(location: str | None) -> str:
 
 def now() -> float:
     return time.time()
+
+
+def new_uid() -> str:
+    """A row's identity in every database it is copied to."""
+    return uuid.uuid4().hex
 
 
 class Database:

@@ -1,6 +1,7 @@
 """Builds experiments.db.example from example_study.toml: `python -m expdb.example [TARGET]`."""
 
 import sys
+import uuid
 from importlib.resources import files
 from pathlib import Path
 
@@ -36,6 +37,12 @@ def build_example(target: Path, source: Path | None = None) -> None:
                 record_run(
                     db, card["name"], status, result, exit_reason=reason, flops_counter=study["flops_counter"], recorded_at=when
                 )
+        with db.transaction() as connection:
+            # Identities derived from the rows, so that a rebuild equals the shipped file.
+            for table in ("card", "run", "profile", "note"):
+                for (row_id,) in connection.execute(f"SELECT id FROM {table}").fetchall():
+                    uid = uuid.uuid5(uuid.NAMESPACE_URL, f"expdb.example/{table}/{row_id}").hex
+                    connection.execute(f"UPDATE {table} SET uid = ? WHERE id = ?", (uid, row_id))
         # A single file to ship: fold the write-ahead log back in.
         db.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 

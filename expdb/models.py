@@ -10,7 +10,7 @@ Times are float seconds since the epoch, and JSON is stored as text, so that SQL
 PostgreSQL hold the same values.
 """
 
-from sqlalchemy import LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -18,6 +18,7 @@ class Card(SQLModel, table=True):
     """An experiment: a named, typed set of hyperparameters, forked from a parent."""
 
     id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(max_length=32, unique=True, index=True)  # the same row in every database it is copied to
     name: str = Field(max_length=128, unique=True)
     parent_id: int | None = Field(default=None, foreign_key="card.id", ondelete="SET NULL", index=True)
     runner: str | None = Field(default=None, max_length=256)
@@ -36,6 +37,7 @@ class Run(SQLModel, table=True):
     """One execution of a card; the latest run gives the card its status."""
 
     id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(max_length=32, unique=True, index=True)  # the same row in every database it is copied to
     card_id: int = Field(foreign_key="card.id", ondelete="CASCADE", index=True)
     status: str = Field(max_length=16, index=True)  # queued running finished diverged failed interrupted crashed
     started_at: float | None = None
@@ -48,20 +50,24 @@ class Run(SQLModel, table=True):
     host: str | None = Field(default=None, max_length=255)
     pid: int | None = None  # with host: a running run whose process is gone has crashed
     device: str | None = Field(default=None, max_length=128)
-    seed: int | None = None
+    seed: int | None = Field(default=None, sa_type=BigInteger)
     env: str = Field(default="{}", sa_type=Text)  # JSON: torch/CUDA versions, git commit and dirty flag, argv
+    queued_at: float | None = None  # set when a queue or a cluster launcher planned this run
+    launcher: str | None = Field(default=None, max_length=16)  # local, slurm; None for a run started by hand
+    job_id: str | None = Field(default=None, max_length=64)  # the cluster's job id
 
 
 class Note(SQLModel, table=True):
     """Timestamped text on a card, by the user or by expdb itself (automatic, with its step)."""
 
     id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(max_length=32, unique=True, index=True)  # the same row in every database it is copied to
     card_id: int = Field(foreign_key="card.id", ondelete="CASCADE", index=True)
     run_id: int | None = Field(default=None, foreign_key="run.id", ondelete="SET NULL")
     created_at: float
     text: str = Field(sa_type=Text)
     automatic: bool = False
-    step: int | None = None
+    step: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class Metric(SQLModel, table=True):
@@ -91,11 +97,12 @@ class Profile(SQLModel, table=True):
     """
 
     id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(max_length=32, unique=True, index=True)  # the same row in every database it is copied to
     card_id: int = Field(foreign_key="card.id", ondelete="CASCADE", index=True)
     run_id: int | None = Field(default=None, foreign_key="run.id", ondelete="SET NULL")
     created_at: float
-    params_total: int | None = None
-    params_trainable: int | None = None
+    params_total: int | None = Field(default=None, sa_type=BigInteger)
+    params_trainable: int | None = Field(default=None, sa_type=BigInteger)
     flops: float | None = None
     flops_counter: str | None = Field(default=None, max_length=32)  # fvcore (MACs) or torch
     cost_time_ms: float | None = None
@@ -130,8 +137,8 @@ class Chunk(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     series_id: int = Field(foreign_key="series.id", ondelete="CASCADE", index=True)
-    first_step: int
-    last_step: int
+    first_step: int = Field(sa_type=BigInteger)
+    last_step: int = Field(sa_type=BigInteger)
     count: int
     step_data: bytes = Field(sa_type=LargeBinary)  # int64 steps, zlib
     value_data: bytes = Field(sa_type=LargeBinary)  # float64 values, zlib

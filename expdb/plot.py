@@ -260,7 +260,7 @@ def _gather(db: Database, cards: list[Card], metrics: list[str], x: str, warning
 
 
 def _divergence_steps(db: Database, run_id: int) -> list[int]:
-    rows = db.query("SELECT DISTINCT step FROM note WHERE run_id = ? AND automatic = 1 AND step IS NOT NULL ORDER BY step", (run_id,))
+    rows = db.query("SELECT DISTINCT step FROM note WHERE run_id = ? AND automatic AND step IS NOT NULL ORDER BY step", (run_id,))
     return [row[0] for row in rows]
 
 

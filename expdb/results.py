@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cards import PLANNED, PROFILE_FIELDS, STATUSES, card_exists, create_card, get_card
-from .db import Database, now
+from .db import Database, new_uid, now
 from .divergence import Divergence, detect_all
 from .errors import ExpdbError
 from .logparse import parse_file
@@ -41,9 +41,9 @@ def record_run(
     summary = {key: float(value) for key, value in metrics.items() if key not in PROFILE_COLUMNS}
     with db.transaction() as connection:
         run_id = connection.execute(
-            "INSERT INTO run (card_id, status, started_at, ended_at, exit_reason, env) "
-            "VALUES (?, ?, ?, ?, ?, '{}') RETURNING id",
-            (card.id, status, started_at, ended_at, exit_reason),
+            "INSERT INTO run (uid, card_id, status, started_at, ended_at, exit_reason, env) "
+            "VALUES (?, ?, ?, ?, ?, ?, '{}') RETURNING id",
+            (new_uid(), card.id, status, started_at, ended_at, exit_reason),
         ).fetchone()[0]
         connection.executemany(
             "INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?)",
@@ -52,9 +52,9 @@ def record_run(
         if profile:
             columns = ", ".join(profile)
             connection.execute(
-                f"INSERT INTO profile (card_id, run_id, created_at, {columns}, details) "
-                f"VALUES (?, ?, ?, {', '.join('?' * len(profile))}, '{{}}')",
-                (card.id, run_id, recorded_at if recorded_at is not None else now(), *profile.values()),
+                f"INSERT INTO profile (uid, card_id, run_id, created_at, {columns}, details) "
+                f"VALUES (?, ?, ?, ?, {', '.join('?' * len(profile))}, '{{}}')",
+                (new_uid(), card.id, run_id, recorded_at if recorded_at is not None else now(), *profile.values()),
             )
     return run_id
 
@@ -91,9 +91,10 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
     source = str(Path(path).resolve())
     with db.transaction() as connection:
         run_id = connection.execute(
-            "INSERT INTO run (card_id, status, started_at, ended_at, exit_reason, command, log_path, env) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO run (uid, card_id, status, started_at, ended_at, exit_reason, command, log_path, env) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
+                new_uid(),
                 card.id,
                 status,
                 started,
@@ -121,7 +122,7 @@ def store_profile(db: Database, card_id: int, run_id: int | None, measured) -> N
     details = {field: getattr(measured, field) for field in PROFILE_DETAILS}
     with db.transaction() as connection:
         connection.execute(
-            f"INSERT INTO profile (card_id, run_id, created_at, {', '.join(columns)}, details) "
-            f"VALUES (?, ?, ?, {', '.join('?' * len(columns))}, ?)",
-            (card_id, run_id, now(), *columns.values(), json.dumps(details)),
+            f"INSERT INTO profile (uid, card_id, run_id, created_at, {', '.join(columns)}, details) "
+            f"VALUES (?, ?, ?, ?, {', '.join('?' * len(columns))}, ?)",
+            (new_uid(), card_id, run_id, now(), *columns.values(), json.dumps(details)),
         )

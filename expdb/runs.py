@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cards
-from .db import Database, now
+from .db import Database, new_uid, now
 from .divergence import Divergence, DivergenceDetector
 from .errors import ExpdbError, last_line
 from .series import build_chunks, write_chunks
@@ -74,8 +74,8 @@ class RunPlan:
 def add_automatic_notes(connection, card_id: int, run_id: int, notes: list[tuple[str, int | None]]) -> None:
     """Notes expdb writes itself on a card, from a run: (text, step) each."""
     connection.executemany(
-        "INSERT INTO note (card_id, run_id, created_at, text, automatic, step) VALUES (?, ?, ?, ?, 1, ?)",
-        [(card_id, run_id, now(), text, step) for text, step in notes],
+        "INSERT INTO note (uid, card_id, run_id, created_at, text, automatic, step) VALUES (?, ?, ?, ?, ?, TRUE, ?)",
+        [(new_uid(), card_id, run_id, now(), text, step) for text, step in notes],
     )
 
 
@@ -409,9 +409,9 @@ def begin_run(
         else:
             started_at = moment
             run_id = connection.execute(
-                f"INSERT INTO run (card_id, started_at, {', '.join(columns)}) "
-                f"VALUES (?, ?, {', '.join('?' * len(columns))}) RETURNING id",
-                (card.id, started_at, *columns.values()),
+                f"INSERT INTO run (uid, card_id, started_at, {', '.join(columns)}) "
+                f"VALUES (?, ?, ?, {', '.join('?' * len(columns))}) RETURNING id",
+                (new_uid(), card.id, started_at, *columns.values()),
             ).fetchone()[0]
             plan = RunPlan.for_run(db, run_id)
             connection.execute(

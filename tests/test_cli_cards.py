@@ -10,7 +10,7 @@ import typer
 from conftest import dump
 
 from expdb import cards
-from expdb.db import Database
+from expdb.db import Database, new_uid
 from expdb.results import record_run
 
 JOURNEY = [
@@ -365,8 +365,9 @@ def test_rm_refuses_a_running_card(busy, cli):
         card_id = db.query_one("SELECT id FROM card WHERE name = 'cvt_io_v2_9'")[0]
         with db.transaction() as connection:
             connection.execute(
-                "INSERT INTO run (card_id, status, heartbeat_at, host, pid, env) VALUES (?, 'running', ?, ?, ?, '{}')",
-                (card_id, time.time(), socket.gethostname(), os.getpid()),
+                "INSERT INTO run (uid, card_id, status, heartbeat_at, host, pid, env) "
+                "VALUES (?, ?, 'running', ?, ?, ?, '{}')",
+                (new_uid(), card_id, time.time(), socket.gethostname(), os.getpid()),
             )
     before = dump()
     result = cli("rm", "--yes", "cvt_io_v2_9")

@@ -146,8 +146,8 @@ def test_the_table_shows_the_latest_profile_whole(cli, tiny):
     with closing(sqlite3.connect("experiments.db")) as connection, connection:
         # A later profile whose FLOPs could not be counted: no older FLOPs may stand beside it.
         connection.execute(
-            "INSERT INTO profile (card_id, created_at, params_total, cost_time_ms, details) "
-            "SELECT card_id, created_at + 1, 144, 1.5, '{}' FROM profile"
+            "INSERT INTO profile (uid, card_id, created_at, params_total, cost_time_ms, details) "
+            "SELECT 'later', card_id, created_at + 1, 144, 1.5, '{}' FROM profile"
         )
     table = cli("table", "-m", "cost_time", "-f", "csv")
     assert table.out.splitlines() == ["card,cost_time_ms,params", "tiny,1.5,144"]

@@ -16,7 +16,7 @@ import pytest
 from conftest import dump
 
 from expdb import cards
-from expdb.db import Database
+from expdb.db import Database, new_uid
 from expdb.series import read_curve
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -76,9 +76,9 @@ def plant_running_run(card="x", pid=None, checkpoint_dir=None):
         card_id = db.query_one("SELECT id FROM card WHERE name = ?", (card,))[0]
         with db.transaction() as connection:
             connection.execute(
-                "INSERT INTO run (card_id, status, started_at, heartbeat_at, host, pid, checkpoint_dir, env) "
-                "VALUES (?, 'running', ?, ?, ?, ?, ?, '{}')",
-                (card_id, time.time(), time.time(), socket.gethostname(), pid or os.getpid(), checkpoint_dir),
+                "INSERT INTO run (uid, card_id, status, started_at, heartbeat_at, host, pid, checkpoint_dir, env) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, '{}')",
+                (new_uid(), card_id, time.time(), time.time(), socket.gethostname(), pid or os.getpid(), checkpoint_dir),
             )
 
 

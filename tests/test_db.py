@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from expdb.db import SCHEMA_HEAD, Database, resolve_location
+from expdb.db import SCHEMA_HEAD, Database, new_uid, resolve_location
 from expdb.errors import DatabaseError
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -23,8 +23,14 @@ def no_sidecars(path: Path) -> bool:
 
 def add_card(connection, name: str) -> int:
     return connection.execute(
-        "INSERT INTO card (name, params, created_at) VALUES (?, '{}', 0)", (name,)
-    ).lastrowid
+        "INSERT INTO card (uid, name, params, created_at) VALUES (?, ?, '{}', 0) RETURNING id", (new_uid(), name)
+    ).fetchone()[0]
+
+
+def add_run(connection, card_id: int) -> int:
+    return connection.execute(
+        "INSERT INTO run (uid, card_id, status, env) VALUES (?, ?, 'finished', '{}') RETURNING id", (new_uid(), card_id)
+    ).fetchone()[0]
 
 
 def card_names(path) -> list[str]:
@@ -258,7 +264,7 @@ def test_query_error_becomes_database_error(db):
 def test_foreign_key_violation_is_refused(db):
     with pytest.raises(DatabaseError, match="FOREIGN KEY"):
         with db.transaction() as connection:
-            connection.execute("INSERT INTO run (card_id, status, env) VALUES (999, 'queued', '{}')")
+            connection.execute("INSERT INTO run (uid, card_id, status, env) VALUES (?, 999, 'queued', '{}')", (new_uid(),))
     assert db.query("SELECT count(*) FROM run") == [(0,)]
 
 
@@ -266,13 +272,19 @@ def test_deleting_a_card_cascades(db):
     with db.transaction() as c:
         card = add_card(c, "a")
         keep = add_card(c, "b")
-        run = c.execute("INSERT INTO run (card_id, status, env) VALUES (?, 'finished', '{}')", (card,)).lastrowid
-        c.execute("INSERT INTO run (card_id, status, env) VALUES (?, 'finished', '{}')", (keep,))
-        c.execute("INSERT INTO note (card_id, run_id, created_at, text, automatic) VALUES (?, ?, 0, 'n', 0)", (card, run))
+        run = add_run(c, card)
+        add_run(c, keep)
+        c.execute(
+            "INSERT INTO note (uid, card_id, run_id, created_at, text, automatic) VALUES (?, ?, ?, 0, 'n', FALSE)",
+            (new_uid(), card, run),
+        )
         c.execute("INSERT INTO metric (run_id, key, value) VALUES (?, 'iou50', 0.5)", (run,))
         c.execute("INSERT INTO tag (card_id, name) VALUES (?, 'baseline')", (card,))
-        c.execute("INSERT INTO profile (card_id, run_id, created_at, details) VALUES (?, ?, 0, '{}')", (card, run))
-        series = c.execute("INSERT INTO series (run_id, key) VALUES (?, 'loss')", (run,)).lastrowid
+        c.execute(
+            "INSERT INTO profile (uid, card_id, run_id, created_at, details) VALUES (?, ?, ?, 0, '{}')",
+            (new_uid(), card, run),
+        )
+        series = c.execute("INSERT INTO series (run_id, key) VALUES (?, 'loss') RETURNING id", (run,)).fetchone()[0]
         c.execute(
             "INSERT INTO chunk (series_id, first_step, last_step, count, step_data, value_data, wall_data) "
             "VALUES (?, 1, 1, 1, x'00', x'00', x'00')",
@@ -288,7 +300,10 @@ def test_deleting_a_card_cascades(db):
 def test_deleting_a_parent_card_unlinks_its_children(db):
     with db.transaction() as c:
         parent = add_card(c, "parent")
-        c.execute("INSERT INTO card (name, parent_id, params, created_at) VALUES ('child', ?, '{}', 0)", (parent,))
+        c.execute(
+            "INSERT INTO card (uid, name, parent_id, params, created_at) VALUES (?, 'child', ?, '{}', 0)",
+            (new_uid(), parent),
+        )
     with db.transaction() as c:
         c.execute("DELETE FROM card WHERE id = ?", (parent,))
     assert db.query("SELECT name, parent_id FROM card") == [("child", None)]

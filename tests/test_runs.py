@@ -17,7 +17,7 @@ import pytest
 
 import expdb
 from expdb import cards
-from expdb.db import Database
+from expdb.db import Database, new_uid
 from expdb.errors import ExpdbError
 from expdb.runs import STALE_HEARTBEAT_S, RecordingFailed, reap_crashed_runs
 from expdb.series import read_curve
@@ -321,9 +321,9 @@ def add_running_run(db, card_name, host, pid, heartbeat):
     card = cards.get_card(db, card_name) if cards.card_exists(db, card_name) else cards.create_card(db, card_name, {})
     with db.transaction() as connection:
         return connection.execute(
-            "INSERT INTO run (card_id, status, started_at, heartbeat_at, host, pid, env) "
-            "VALUES (?, 'running', ?, ?, ?, ?, '{}') RETURNING id",
-            (card.id, heartbeat, heartbeat, host, pid),
+            "INSERT INTO run (uid, card_id, status, started_at, heartbeat_at, host, pid, env) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?, '{}') RETURNING id",
+            (new_uid(), card.id, heartbeat, heartbeat, host, pid),
         ).fetchone()[0]
 
 

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from expdb import cards
+from expdb.db import new_uid
 from expdb.errors import ExpdbError
 from expdb.series import NO_SAMPLES, build_chunks, read_curve, series_keys, write_chunks
 
@@ -14,7 +15,7 @@ def run_id(db):
     card = cards.create_card(db, "c", {})
     with db.transaction() as connection:
         return connection.execute(
-            "INSERT INTO run (card_id, status, env) VALUES (?, 'running', '{}') RETURNING id", (card.id,)
+            "INSERT INTO run (uid, card_id, status, env) VALUES (?, ?, 'running', '{}') RETURNING id", (new_uid(), card.id)
         ).fetchone()[0]
 
 
