@@ -9,7 +9,7 @@ from expdb.migrate import head_revision
 
 
 def normalized(statements: list[str]) -> list[list[str]]:
-    """Each statement's lines in order, but a table's constraints sorted: Alembic's batch mode,
+    """Each statement as its sorted lines: Alembic's batch mode,
     which rebuilds SQLite tables, writes foreign keys in no fixed order."""
     return [sorted(statement.splitlines()) for statement in statements]
 
