@@ -7,6 +7,7 @@ with one line of text. The everyday path uses the standard library's sqlite3 onl
 Alembic and SQLAlchemy are imported when a database is created or upgraded.
 """
 
+import json
 import os
 import sqlite3
 import time
@@ -173,6 +174,10 @@ class Database:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    def among(self, column: str, values: Sequence) -> tuple[str, list]:
+        """`column IN values` as SQL with one bound parameter, however many values there are."""
+        return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(list(values))]
 
     def query(self, sql: str, parameters: Sequence | dict = ()) -> list[tuple]:
         try:
