@@ -104,6 +104,34 @@ def new(
     console.print(escape(f"created {card.name}{origin}" + (f": {summary}" if summary else "")), soft_wrap=True)
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Create a card for each combination of parameter values, as forks of --from named by their values "
+    "(NAME_N3_L4) and tagged NAME. Values as --KEY VALUES: a list 3,5,10 or [3,5],[5,5]; a range START:STOP:N; "
+    "a log range 1e-4:1e-2:log5; a single value is set on every card.",
+)
+def sweep(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The sweep: the start of its cards' names, and their tag.")],
+    parent: Annotated[str, typer.Option("--from", help="The base card: each card starts from its parameters and runner.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cards it would create; create nothing.")] = False,
+    max_cards: Annotated[int, typer.Option(help="Refuse a sweep of more cards than this.", min=1)] = 1000,
+    note: Annotated[Optional[str], typer.Option(help="A note on every card: why the sweep exists.")] = None,
+    tag: Annotated[list[str], typer.Option(help="Another tag for every card; repeat for several.")] = [],
+    db: DbOption = None,
+) -> None:
+    from .sweep import create_sweep, expand_grid, plan_sweep
+    from .values import split_key_values
+    from .views import render_sweep
+
+    grid = expand_grid(name, split_key_values(ctx.args), max_cards)
+    with open_db(db, create=not dry_run) as database:
+        plan = plan_sweep(database, grid, parent, tags=tag, note=note)
+        if not dry_run:
+            create_sweep(database, plan)
+    render_sweep(plan, console, created=not dry_run)
+
+
 @app.command("list")
 def list_cards(
     pattern: Annotated[Optional[str], typer.Argument(help="Only cards whose name matches this glob, e.g. 'cvt_io_v2_*'.")] = None,

@@ -115,7 +115,12 @@ def loads(text: str) -> dict[str, Value]:
 
 def parse_key_values(args: list[str]) -> tuple[dict[str, Value], dict[str, str]]:
     """`--N 5 --lr=4e-3` -> ({'N': 5, 'lr': 0.004}, {'N': '5', 'lr': '4e-3'}): values and what was typed."""
-    values: dict[str, Value] = {}
+    typed = split_key_values(args)
+    return {key: parse_value(text, key) for key, text in typed.items()}, typed
+
+
+def split_key_values(args: list[str]) -> dict[str, str]:
+    """`--N 5 --lr=4e-3` -> {'N': '5', 'lr': '4e-3'}: what was typed for each parameter, not yet parsed."""
     typed: dict[str, str] = {}
     position = 0
     while position < len(args):
@@ -134,9 +139,8 @@ def parse_key_values(args: list[str]) -> tuple[dict[str, Value], dict[str, str]]
             raise ExpdbError(
                 f"invalid parameter name {key!r}: start with a letter or '_', then letters, digits, '_', '.' or '-'"
             )
-        if key in values:
+        if key in typed:
             raise ExpdbError(f"--{key} is given twice; give it once")
-        values[key] = parse_value(text, key)
         typed[key] = text
         position += 1
-    return values, typed
+    return typed

@@ -1,4 +1,4 @@
-"""Terminal views of cards: `list`, `show`, `diff`. Each renders to the rich Console it is given."""
+"""Terminal views of cards: `list`, `show`, `diff`, `sweep`. Each renders to the rich Console it is given."""
 
 import math
 import statistics
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .cards import Card, CardDetails, CardDiff, ParamChange
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
+from .sweep import SweepPlan
 from .values import format_value
 
 STATUS_STYLES = {
@@ -247,3 +248,17 @@ def render_curves(curves: dict[str, object], key: str, width: int, console: Cons
         summary = f"{format_number(finite[0], 'g4')} → {format_number(finite[-1], 'g4')}, min {format_number(min(finite), 'g4')}"
         steps = f"steps {curve.steps[0]:,}–{curve.steps[-1]:,}"
         console.print(f"  {escape(name.ljust(label_width))}  {sparkline(curve.values, width)}  [dim]{summary}; {steps}[/]")
+
+
+def render_sweep(plan: SweepPlan, console: Console, created: bool) -> None:
+    """The sweep's cards with the values they vary, then how many were created (or would be, for --dry-run)."""
+    grid = Table(show_edge=False, header_style="bold")
+    grid.add_column("card", no_wrap=True)
+    for key in plan.varying:
+        grid.add_column(escape(key), no_wrap=True)
+    for card in plan.cards:
+        grid.add_row(escape(card.name), *(escape(format_value(card.params[key])) for key in plan.varying))
+    console.print(grid)
+    fixed = params_summary(plan.fixed, list(plan.fixed))
+    what = f"{len(plan.cards):,} cards from {plan.base}" + (f" with {fixed}" if fixed else "") + f", tagged {' '.join(plan.tags)}"
+    console.print(escape(f"created {what}" if created else f"would create {what}; --dry-run created nothing"), soft_wrap=True)

@@ -32,6 +32,7 @@ sys.stderr.write("\\nMODULES " + json.dumps(sorted({name.split(".")[0] for name 
         ["diff", "cvt", "cvt_io_v2_5"],
         ["compare", "cvt", "cvt_io_v2_5"],
         ["new", "probe", "--from", "cvt_io_v2_9", "--N", "7"],
+        ["sweep", "probe", "--from", "cvt_io_v2_9", "--N", "3,5,7"],
         ["note", "cvt", "a note"],
     ],
     ids=" ".join,
