@@ -86,6 +86,7 @@ def test_dry_run_lists_the_cards_and_changes_nothing(base, cli):
     assert dump() == before
 
 
+@pytest.mark.sqlite_only  # about the database file
 def test_dry_run_does_not_create_the_database(workdir, cli):
     result = cli("sweep", "s", "--from", "cvt", "--N", "3,5", "--dry-run")
     assert result.code == 2
