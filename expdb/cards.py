@@ -76,11 +76,12 @@ _CARD_COLUMNS = f"""card.id, card.name, parent.name, card.runner, card.command, 
 _CARD_FROM = "card LEFT JOIN card AS parent ON parent.id = card.parent_id"
 
 
-def _among(column: str, ids: list[int] | None, keyword: str = "") -> tuple[str, list]:
-    """`column IN ids` as SQL with one bound parameter (a JSON array: no limit on how many); nothing for None."""
+def _among(db: Database, column: str, ids: list[int] | None, keyword: str = "") -> tuple[str, list]:
+    """`column IN ids` as SQL with one bound parameter (no limit on how many); nothing for None."""
     if ids is None:
         return "", []
-    return f" {keyword} {column} IN (SELECT value FROM json_each(?))", [json.dumps(ids)]
+    clause, parameters = db.among(column, ids)
+    return f" {keyword} {clause}", parameters
 
 
 def _card_from_row(row: tuple, tags: list[str]) -> Card:
@@ -89,7 +90,7 @@ def _card_from_row(row: tuple, tags: list[str]) -> Card:
 
 def _tags_of(db: Database, card_ids: list[int] | None) -> dict[int, list[str]]:
     tags: dict[int, list[str]] = {}
-    restrict, parameters = _among("card_id", card_ids, "WHERE")
+    restrict, parameters = _among(db, "card_id", card_ids, "WHERE")
     for card_id, tag in db.query(f"SELECT card_id, name FROM tag {restrict} ORDER BY name", parameters):
         tags.setdefault(card_id, []).append(tag)
     return tags
@@ -103,6 +104,7 @@ def get_card(db: Database, name: str) -> Card:
 
 
 def _filters(
+    db: Database,
     pattern: str | None, status: str | None, tag: str | None, ids: list[int] | None
 ) -> tuple[str, list]:
     """The WHERE clause of a card selection, with its bound parameters; user text is only ever bound."""
@@ -110,8 +112,9 @@ def _filters(
         raise ExpdbError(f"unknown status {status!r}; use one of: {', '.join(STATUSES)}")
     clauses, parameters = [], []
     if pattern is not None:
-        clauses.append("card.name GLOB ?")
-        parameters.append(pattern)
+        clause, bound = db.glob("card.name", pattern)
+        clauses.append(clause)
+        parameters.extend(bound)
     if status is not None:
         clauses.append(f"{_STATUS} = ?")
         parameters.append(status)
@@ -119,7 +122,7 @@ def _filters(
         clauses.append("EXISTS (SELECT 1 FROM tag WHERE tag.card_id = card.id AND tag.name = ?)")
         parameters.append(tag)
     if ids is not None:
-        clause, bound = _among("card.id", ids)
+        clause, bound = _among(db, "card.id", ids)
         clauses.append(clause)
         parameters.extend(bound)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), parameters
@@ -138,7 +141,7 @@ def select_cards(
 
     `latest`: only the newest N of them (still oldest first).
     """
-    where, parameters = _filters(pattern, status, tag, ids)
+    where, parameters = _filters(db, pattern, status, tag, ids)
     order = "ORDER BY card.id DESC LIMIT ?" if latest is not None else "ORDER BY card.id"
     rows = db.query(f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM}{where} {order}", [*parameters, *([latest] if latest is not None else [])])
     if latest is not None:
@@ -153,25 +156,35 @@ _JSON_TYPES = {"true": lambda _: True, "false": lambda _: False, "array": json.l
 def card_facts(db: Database, keys: list[str]) -> dict[int, dict[str, Value]]:
     """Every card's name, status, runner and parameters `keys` (absent ones left out).
 
-    SQLite's JSON functions pick the keys out, so a filter over thousands of cards does not
+    The database's JSON functions pick the keys out, so a filter over thousands of cards does not
     decode every card's parameters in Python.
     """
-    picks = "".join(", json_type(card.params, ?), json_extract(card.params, ?)" for _ in keys)
-    paths = [f'$."{key}"' for key in keys for _ in range(2)]
+    if db.dialect == "postgresql":
+        # The value's JSON text, decoded here: JSON keeps 3 and 3.0 apart, as the card does.
+        picks = "".join(", (card.params::json -> ?)::text" for _ in keys)
+        bound: list = list(keys)
+    else:
+        picks = "".join(", json_type(card.params, ?), json_extract(card.params, ?)" for _ in keys)
+        bound = [f'$."{key}"' for key in keys for _ in range(2)]
     facts = {}
     for card_id, name, runner, status, *picked in db.query(
-        f"SELECT card.id, card.name, card.runner, {_STATUS}{picks} FROM card", paths
+        f"SELECT card.id, card.name, card.runner, {_STATUS}{picks} FROM card", bound
     ):
         found = {"name": name, "runner": runner, "status": status}
-        for key, kind, value in zip(keys, picked[0::2], picked[1::2]):
-            if kind is not None and kind != "null":
-                found[key] = _JSON_TYPES[kind](value) if kind in _JSON_TYPES else value
+        if db.dialect == "postgresql":
+            for key, text in zip(keys, picked):
+                if text is not None and text != "null":
+                    found[key] = json.loads(text)
+        else:
+            for key, kind, value in zip(keys, picked[0::2], picked[1::2]):
+                if kind is not None and kind != "null":
+                    found[key] = _JSON_TYPES[kind](value) if kind in _JSON_TYPES else value
         facts[card_id] = found
     return facts
 
 
 def count_cards(db: Database, pattern: str | None = None, status: str | None = None, tag: str | None = None) -> int:
-    where, parameters = _filters(pattern, status, tag, None)
+    where, parameters = _filters(db, pattern, status, tag, None)
     return db.query_one(f"SELECT count(*) FROM card{where}", parameters)[0]
 
 
@@ -290,11 +303,10 @@ def param_changes(db: Database, card: Card) -> list[ParamChange]:
 def changed_keys(db: Database, shown: list[Card]) -> dict[int, list[str]]:
     """For each card, the parameters it sets or changes vs its parent (all of them for a root card)."""
     parents = sorted({card.parent for card in shown if card.parent})
+    among, parameters = db.among("name", parents)
     base = {
         name: values.loads(params)
-        for name, params in db.query(
-            "SELECT name, params FROM card WHERE name IN (SELECT value FROM json_each(?))", (json.dumps(parents),)
-        )
+        for name, params in db.query("SELECT name, params FROM card WHERE " + among, parameters)
     }
     return {
         card.id: [
@@ -318,10 +330,11 @@ def add_note(db: Database, name: str, text: str) -> None:
 
 def automatic_notes(db: Database, names: list[str]) -> list[tuple[str, str]]:
     """(card, text) of the notes expdb wrote itself on these cards, oldest first."""
+    among, parameters = db.among("card.name", names)
     return db.query(
-        "SELECT card.name, note.text FROM note JOIN card ON card.id = note.card_id "
-        "WHERE note.automatic AND card.name IN (SELECT value FROM json_each(?)) ORDER BY note.id",
-        (json.dumps(names),),
+        f"SELECT card.name, note.text FROM note JOIN card ON card.id = note.card_id WHERE note.automatic AND {among} "
+        "ORDER BY note.id",
+        parameters,
     )
 
 
@@ -463,7 +476,7 @@ def latest_profile(db: Database, card_id: int) -> dict | None:
 
 def flops_counters(db: Database, card_ids: list[int]) -> dict[int, str | None]:
     """Who counted each card's latest FLOPs: fvcore, or torch when fvcore could not."""
-    restrict, parameters = _among("card_id", card_ids, " AND")
+    restrict, parameters = _among(db, "card_id", card_ids, " AND")
     return dict(db.query(f"SELECT card_id, flops_counter FROM profile WHERE flops IS NOT NULL{restrict} ORDER BY id", parameters))
 
 
@@ -472,7 +485,7 @@ def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, 
 
     `card_ids`: only these cards (default: all).
     """
-    restrict, parameters = _among("run.card_id", card_ids, " WHERE")
+    restrict, parameters = _among(db, "run.card_id", card_ids, " WHERE")
     by_card: dict[int, dict[str, float]] = {}
     for card_id, key, value in db.query(
         f"SELECT run.card_id, metric.key, metric.value FROM metric JOIN run ON run.id = metric.run_id{restrict} "
@@ -481,7 +494,7 @@ def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, 
     ):
         by_card.setdefault(card_id, {})[key] = value
     columns = ", ".join(PROFILE_COLUMNS.values())
-    restrict, parameters = _among("card_id", card_ids, " AND")
+    restrict, parameters = _among(db, "card_id", card_ids, " AND")
     # The latest profile of each card, whole: figures measured together stay together.
     latest = f"id IN (SELECT max(id) FROM profile GROUP BY card_id){restrict}"
     for card_id, *measured in db.query(f"SELECT card_id, {columns} FROM profile WHERE {latest}", parameters):

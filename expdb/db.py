@@ -1,27 +1,40 @@
 """The one way into the database: opening it, its schema revision, transactions, errors.
 
-Every connection is made here, with the PRAGMAs expdb relies on (WAL so that readers
-never wait for a writer, foreign keys, a busy timeout so that concurrent writers queue
-instead of failing), and every database error leaves here as an `expdb.errors.DatabaseError`
-with one line of text. The everyday path uses the standard library's sqlite3 only;
-Alembic and SQLAlchemy are imported when a database is created or upgraded.
+Two backends behind one interface. SQLite, a file, for one machine: every connection
+gets the PRAGMAs expdb relies on (WAL so that readers never wait for a writer, foreign
+keys, a busy timeout so that concurrent writers queue instead of failing). PostgreSQL,
+a server, for a team or a cluster: `postgresql+psycopg://USER@HOST[:PORT]/DB`.
+
+Queries are written once, with `?` placeholders, in the SQL both understand; the few
+places where the two differ ask this module (`among`, `id_table`, `glob`). Every
+database error leaves here as an `expdb.errors.DatabaseError` with one line of text.
+The everyday path uses the standard library's sqlite3, or psycopg; Alembic and
+SQLAlchemy are imported only when a database is created or upgraded.
 """
 
 import json
 import os
+import re
 import sqlite3
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import DatabaseError
 
 SCHEMA_HEAD = "0003"  # the newest revision in migrations/versions; a test keeps the two in step
 DEFAULT_LOCATION = "experiments.db"
 BUSY_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10
 _SQLITE_URL_PREFIX = "sqlite:///"
+_POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
+# Every table of the schema, dependents first: what undoing a schema creation drops.
+_TABLES = ("alembic_version", "chunk", "series", "metric", "profile", "note", "tag", "run", "metric_def", "card")
+MIGRATION_LOCK = 0x65787064  # a PostgreSQL advisory lock: one process at a time creates or upgrades the schema
 
 
 def resolve_location(location: str | None) -> str:
@@ -29,20 +42,48 @@ def resolve_location(location: str | None) -> str:
     return location or os.environ.get("EXPDB_DB") or DEFAULT_LOCATION
 
 
+def _scheme(location: str) -> str | None:
+    return location.split("://", 1)[0] if "://" in location else None
+
+
+def is_postgres(location: str) -> bool:
+    return _scheme(location) in _POSTGRES_SCHEMES
+
+
 def sqlite_path(location: str) -> Path:
     """The file behind a path or an SQLAlchemy `sqlite:///` URL."""
     if location.startswith(_SQLITE_URL_PREFIX):
         return Path(location[len(_SQLITE_URL_PREFIX) :])
-    if "://" in location:
-        scheme = location.split("://", 1)[0]
+    scheme = _scheme(location)
+    if scheme is not None:
         raise DatabaseError(
-            f"cannot open a {scheme!r} database: this expdb stores to SQLite; give a file path or sqlite:///PATH"
+            f"cannot open a {scheme!r} database: expdb stores to SQLite (a file path, or sqlite:///PATH) "
+            "or PostgreSQL (postgresql+psycopg://USER@HOST/DATABASE)"
         )
     return Path(location)
 
 
+def _postgres_conninfo(location: str) -> str:
+    """The URL as libpq takes it: without SQLAlchemy's `+psycopg`."""
+    return "postgresql://" + location.split("://", 1)[1]
+
+
 def sqlalchemy_url(location: str | None) -> str:
-    return _SQLITE_URL_PREFIX + str(sqlite_path(resolve_location(location)).resolve())
+    location = resolve_location(location)
+    if is_postgres(location):
+        return "postgresql+psycopg://" + location.split("://", 1)[1]
+    return _SQLITE_URL_PREFIX + str(sqlite_path(location).resolve())
+
+
+def display_name(location: str) -> str:
+    """The database as messages name it: a PostgreSQL URL without its password."""
+    if not is_postgres(location):
+        return str(sqlite_path(location))
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def now() -> float:
@@ -54,40 +95,113 @@ def new_uid() -> str:
     return uuid.uuid4().hex
 
 
+@lru_cache(maxsize=512)
+def _pyformat(sql: str) -> str:
+    """expdb's `?` placeholders as psycopg's `%s` (a literal `%` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return " ".join(text[0].split()) if text else type(error).__name__
+
+
+class _PostgresConnection:
+    """A psycopg connection answering the calls expdb makes of sqlite3's: execute, executemany, `?`."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence | dict = ()):
+        return self.raw.execute(_pyformat(sql), parameters)
+
+    def executemany(self, sql: str, rows) -> None:
+        with self.raw.cursor() as cursor:
+            cursor.executemany(_pyformat(sql), rows)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _connection_failure(location: str, error: Exception) -> DatabaseError:
+    """psycopg's refusal, as one line naming the server and what to do."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    settings = conninfo_to_dict(_postgres_conninfo(location))
+    host, port = settings.get("host") or "localhost", settings.get("port") or "5432"
+    database, user = settings.get("dbname"), settings.get("user")
+    message = " ".join(str(error).split())
+    reason = message.rsplit(" failed: ", 1)[-1].replace("FATAL: ", "").strip()
+    if "does not exist" in reason and database and f'"{database}"' in reason:
+        return DatabaseError(
+            f"the PostgreSQL server at {host}:{port} has no database {database!r}: "
+            f"create it (createdb -h {host} -p {port} {database}) or fix the URL"
+        )
+    if "authentication" in reason or "role" in reason:
+        return DatabaseError(f"the PostgreSQL server at {host}:{port} refused user {user!r}: {reason}")
+    return DatabaseError(
+        f"cannot reach PostgreSQL at {host}:{port} ({reason}): check that the server runs there "
+        "and accepts connections from this machine"
+    )
+
+
 class Database:
     """An open expdb database at the current schema.
 
-    `create`: make the file when it does not exist (commands that write); read-only
-    commands refuse a missing file rather than leave an empty database behind.
-    `upgrade`: bring an older schema to the current one, after a backup copy.
+    `create`: make the database when there is none yet (commands that write); read-only
+    commands refuse a missing one rather than leave an empty database behind.
+    `upgrade`: what to do with an older schema. "auto": upgrade an SQLite file after a
+    backup copy beside it, but not a shared PostgreSQL database, whose users all need
+    the newer expdb once it is upgraded; "yes": upgrade either (`expdb db upgrade`);
+    "no": leave it as it is (`expdb db current`).
     """
 
-    def __init__(self, location: str | None = None, *, create: bool = False, upgrade: bool = True):
+    def __init__(self, location: str | None = None, *, create: bool = False, upgrade: str = "auto"):
         self.location = resolve_location(location)
-        self.path = sqlite_path(self.location)
+        self.name = display_name(self.location)
+        self.dialect = "postgresql" if is_postgres(self.location) else "sqlite"
         self.upgraded_from: str | None = None
         self.backup_path: Path | None = None
-        # An empty file is no database yet: this open makes it one.
-        self._existed = self.path.exists()
-        self.created = not self._existed or (self.path.is_file() and self.path.stat().st_size == 0)
-        if self.created:
-            if not create:
-                raise DatabaseError(
-                    f"no expdb database at {self.path}: create one with `expdb new NAME`, "
-                    "or point --db / EXPDB_DB at an existing one"
-                )
-            if not self.path.parent.is_dir():
+        if self.dialect == "postgresql":
+            import psycopg
+
+            self._errors: type[Exception] = psycopg.Error
+            self.path = None
+            self.connection = self._connect_postgres(psycopg)
+            self.created = not self._tables()
+        else:
+            self._errors = sqlite3.Error
+            self.path = sqlite_path(self.location)
+            # An empty file is no database yet: this open makes it one.
+            self._existed = self.path.exists()
+            self.created = not self._existed or (self.path.is_file() and self.path.stat().st_size == 0)
+            if self.created and create and not self.path.parent.is_dir():
                 raise DatabaseError(f"cannot create {self.path}: directory {self.path.parent} does not exist")
-        if self.path.is_dir():
-            raise DatabaseError(f"{self.path} is a directory; --db takes a database file")
-        self.connection = self._connect()
+            if self.path.is_dir():
+                raise DatabaseError(f"{self.path} is a directory; --db takes a database file")
+        if self.created and not create:
+            if self.dialect == "postgresql":
+                self.close()
+                raise DatabaseError(f"{self.name} has no expdb tables yet: a command that writes, such as `expdb new NAME`, creates them")
+            raise DatabaseError(
+                f"no expdb database at {self.name}: create one with `expdb new NAME`, "
+                "or point --db / EXPDB_DB at an existing one"
+            )
+        if self.dialect == "sqlite":
+            self.connection = self._connect_sqlite()
         try:
             self.revision = self._check_schema(upgrade)
         except BaseException:
-            self.connection.close()
+            self.close()
             raise
 
-    def _connect(self) -> sqlite3.Connection:
+    @property
+    def home(self) -> Path:
+        """The directory that runs keep their logs and checkpoints under: beside an SQLite file,
+        else where expdb was started."""
+        return self.path.resolve().parent if self.path is not None else Path.cwd()
+
+    def _connect_sqlite(self) -> sqlite3.Connection:
         try:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as error:
@@ -102,15 +216,33 @@ class Database:
             raise DatabaseError(f"{self.path} is not an expdb database ({error})") from None
         return connection
 
-    def _check_schema(self, upgrade: bool) -> str:
-        tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    def _connect_postgres(self, psycopg) -> _PostgresConnection:
+        try:
+            raw = psycopg.connect(
+                _postgres_conninfo(self.location), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        except psycopg.Error as error:
+            raise _connection_failure(self.location, error) from None
+        except ValueError as error:  # psycopg's verdict on a malformed URL
+            raise DatabaseError(f"cannot use {self.name} as a PostgreSQL URL: {error}") from None
+        return _PostgresConnection(raw)
+
+    def _tables(self) -> set[str]:
+        if self.dialect == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type='table'"
+        else:
+            sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        return {row[0] for row in self.query(sql)}
+
+    def _check_schema(self, upgrade: str) -> str:
+        tables = self._tables()
         if not tables:
             self._enable_wal()
             self._migrate()
             return SCHEMA_HEAD
-        row = self.connection.execute("SELECT version_num FROM alembic_version").fetchone() if "alembic_version" in tables else None
+        row = self.query_one("SELECT version_num FROM alembic_version") if "alembic_version" in tables else None
         if row is None:
-            raise DatabaseError(f"{self.path} is an SQLite database, but not an expdb one (it has no schema revision)")
+            raise DatabaseError(f"{self.name} is a database, but not an expdb one (it has no schema revision)")
         revision = row[0]
         if revision == SCHEMA_HEAD:
             self._enable_wal()
@@ -119,21 +251,28 @@ class Database:
 
         if revision not in known_revisions():
             raise DatabaseError(
-                f"{self.path} was written by a newer expdb (schema revision {revision}; this expdb knows up to "
+                f"{self.name} was written by a newer expdb (schema revision {revision}; this expdb knows up to "
                 f"{SCHEMA_HEAD}): upgrade expdb with `pip install -U expdb`"
             )
-        if upgrade:
+        if upgrade == "no":
+            return revision
+        if self.dialect == "postgresql" and upgrade != "yes":
+            raise DatabaseError(
+                f"{self.name} is at schema {revision} and this expdb needs {SCHEMA_HEAD}: upgrade it with "
+                f"`expdb db upgrade --db URL` (everyone who shares it then needs this expdb or newer)"
+            )
+        if self.dialect == "sqlite":
             self.backup_path = self._backup(revision)
-            self._enable_wal()
-            self._migrate()
-            self.upgraded_from = revision
-            return SCHEMA_HEAD
-        return revision
+        self._enable_wal()
+        self._migrate()
+        self.upgraded_from = revision
+        return SCHEMA_HEAD
 
     def _enable_wal(self) -> None:
         """Only once the file is known to be expdb's: setting the journal mode rewrites the file's header."""
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA synchronous=NORMAL")
+        if self.dialect == "sqlite":
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA synchronous=NORMAL")
 
     def _backup(self, revision: str) -> Path:
         target = self.path.with_name(f"{self.path.name}.{revision}.bak")
@@ -153,14 +292,24 @@ class Database:
             upgrade_to_head(self.location)
         except Exception as error:  # noqa: BLE001 - any failure of a migration is reported the same way
             hint = f"; the backup is {self.backup_path}" if self.backup_path else ""
-            raise DatabaseError(f"could not bring {self.path} to schema {SCHEMA_HEAD}: {error}{hint}") from None
+            raise DatabaseError(f"could not bring {self.name} to schema {SCHEMA_HEAD}: {_first_line(error)}{hint}") from None
 
     def close(self) -> None:
         self.connection.close()
 
     def remove(self) -> None:
-        """Undo an open that created the database: close it, delete its WAL files, and delete the file
-        (or empty it again, if it was an empty file before)."""
+        """Undo an open that created the database.
+
+        SQLite: close it, delete its WAL files, and delete the file (or empty it again, if it
+        was an empty file before). PostgreSQL: drop the tables it created, unless someone
+        has written to them since.
+        """
+        if self.dialect == "postgresql":
+            with self.transaction() as connection:
+                if connection.execute("SELECT NOT EXISTS (SELECT 1 FROM card)").fetchone()[0]:
+                    connection.execute(f"DROP TABLE IF EXISTS {', '.join(_TABLES)}")
+            self.close()
+            return
         self.close()
         for path in (self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
             path.unlink(missing_ok=True)
@@ -175,33 +324,94 @@ class Database:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    # -- SQL the two backends write differently ---------------------------------------------
+
     def among(self, column: str, values: Sequence) -> tuple[str, list]:
         """`column IN values` as SQL with one bound parameter, however many values there are."""
+        if self.dialect == "postgresql":
+            return f"{column} = ANY(?)", [list(values)]
         return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(list(values))]
+
+    def id_table(self, alias: str, ids: Sequence[int]) -> tuple[str, list]:
+        """A table of `ids`, one per row in column `value`, to join or select from: `FROM {sql}`."""
+        if self.dialect == "postgresql":
+            return f"unnest(CAST(? AS bigint[])) AS {alias}(value)", [list(ids)]
+        return f"json_each(?) AS {alias}", [json.dumps(list(ids))]
+
+    def glob(self, column: str, pattern: str) -> tuple[str, list]:
+        """`column` matches the shell pattern (`cvt_io_v2_*`), case-sensitively, as SQLite's GLOB."""
+        if self.dialect == "postgresql":
+            return f"{column} ~ ?", [_glob_regex(pattern)]
+        return f"{column} GLOB ?", [pattern]
+
+    def json_keys(self, table: str, column: str) -> str:
+        """A query for the distinct keys of the JSON objects in `table.column`."""
+        if self.dialect == "postgresql":
+            return f"SELECT DISTINCT json_object_keys({table}.{column}::json) FROM {table}"
+        return f"SELECT DISTINCT json_each.key FROM {table}, json_each({table}.{column})"
+
+    # -- reading and writing ----------------------------------------------------------------
 
     def query(self, sql: str, parameters: Sequence | dict = ()) -> list[tuple]:
         try:
             return self.connection.execute(sql, parameters).fetchall()
-        except sqlite3.Error as error:
-            raise DatabaseError(f"reading {self.path} failed: {error}") from None
+        except self._errors as error:
+            raise DatabaseError(f"reading {self.name} failed: {_first_line(error)}") from None
 
     def query_one(self, sql: str, parameters: Sequence | dict = ()) -> tuple | None:
         rows = self.query(sql, parameters)
         return rows[0] if rows else None
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All or nothing: what the block writes is committed together, or not at all."""
+    def transaction(self) -> Iterator:
+        """All or nothing: what the block writes is committed together, or not at all.
+
+        On SQLite a transaction takes the write lock at once (BEGIN IMMEDIATE), so writers queue
+        behind the busy timeout instead of failing halfway.
+        """
         try:
-            self.connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise DatabaseError(f"cannot write to {self.path}: {error}") from None
+            self.connection.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        except self._errors as error:
+            raise DatabaseError(f"cannot write to {self.name}: {_first_line(error)}") from None
         try:
             yield self.connection
             self.connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            self.connection.execute("ROLLBACK")
-            raise DatabaseError(f"writing to {self.path} failed: {error}") from None
+        except self._errors as error:
+            self._rollback()
+            raise DatabaseError(f"writing to {self.name} failed: {_first_line(error)}") from None
         except BaseException:
-            self.connection.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    @property
+    def in_transaction(self) -> bool:
+        if self.dialect == "postgresql":
+            from psycopg.pq import TransactionStatus
+
+            return self.connection.raw.info.transaction_status != TransactionStatus.IDLE
+        return self.connection.in_transaction
+
+    def _rollback(self) -> None:
+        try:
+            self.connection.execute("ROLLBACK")
+        except self._errors:
+            pass  # the connection itself broke: the server has rolled back already
+
+
+def _glob_regex(pattern: str) -> str:
+    """A shell pattern as an anchored POSIX regular expression: * ? and [...] as in SQLite's GLOB."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[" and pattern.find("]", i + 2) != -1:
+            end = pattern.find("]", i + 2)  # a class holds one character at least: "[]]" matches "]"
+            out.append(pattern[i : end + 1])
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out) + "$"

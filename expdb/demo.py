@@ -21,7 +21,7 @@ def create_demo(db: Database) -> list[str]:
     taken = [name for name, *_ in DEMO_CARDS if card_exists(db, name)]
     if taken:
         raise ExpdbError(
-            f"{db.path} has demo cards already ({', '.join(taken)}); run the demo with another --db"
+            f"{db.name} has demo cards already ({', '.join(taken)}); run the demo with another --db"
         )
     for name, parent, params, note in DEMO_CARDS:
         create_card(db, name, params, parent=parent, runner="cvt_io" if parent is None else None, note=note, tags=[DEMO_TAG])

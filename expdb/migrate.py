@@ -5,9 +5,9 @@ from importlib.resources import files
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
-from .db import sqlalchemy_url
+from .db import MIGRATION_LOCK, sqlalchemy_url
 
 
 def alembic_config() -> Config:
@@ -25,10 +25,17 @@ def head_revision() -> str:
 
 
 def upgrade_to_head(location: str | None, revision: str = "head") -> None:
-    """Run the migrations up to `revision` on the database at `location`."""
+    """Run the migrations up to `revision` on the database at `location`.
+
+    On PostgreSQL the whole upgrade is one transaction holding an advisory lock: writers
+    that open a new team database at once create its schema once, and a failed upgrade
+    changes nothing.
+    """
     engine = create_engine(sqlalchemy_url(location))
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)

@@ -51,20 +51,17 @@ _NAMES_IN_TITLE = 3
 
 def _metrics_by_card(db: Database, cards: list[Card]) -> dict[int, set[str]]:
     """card id -> every metric key it has: recorded summaries, profile columns, and curves of any run."""
-    ids = json.dumps([card.id for card in cards])
+    among, ids = db.among("run.card_id", [card.id for card in cards])
     found: dict[int, set[str]] = {card.id: set() for card in cards}
     for card_id, key in db.query(
-        "SELECT DISTINCT run.card_id, metric.key FROM metric JOIN run ON run.id = metric.run_id "
-        "WHERE run.card_id IN (SELECT value FROM json_each(?)) "
-        "UNION SELECT DISTINCT run.card_id, series.key FROM series JOIN run ON run.id = series.run_id "
-        "WHERE run.card_id IN (SELECT value FROM json_each(?))",
-        (ids, ids),
+        f"SELECT DISTINCT run.card_id, metric.key FROM metric JOIN run ON run.id = metric.run_id WHERE {among} "
+        f"UNION SELECT DISTINCT run.card_id, series.key FROM series JOIN run ON run.id = series.run_id WHERE {among}",
+        ids + ids,
     ):
         found[card_id].add(key)
-    columns = ", ".join(f"max({column} IS NOT NULL)" for column in PROFILE_COLUMNS.values())
-    for card_id, *present in db.query(
-        f"SELECT card_id, {columns} FROM profile WHERE card_id IN (SELECT value FROM json_each(?)) GROUP BY card_id", (ids,)
-    ):
+    columns = ", ".join(f"max(CASE WHEN {column} IS NULL THEN 0 ELSE 1 END)" for column in PROFILE_COLUMNS.values())
+    among, ids = db.among("card_id", [card.id for card in cards])
+    for card_id, *present in db.query(f"SELECT card_id, {columns} FROM profile WHERE {among} GROUP BY card_id", ids):
         found[card_id].update(key for key, there in zip(PROFILE_COLUMNS, present) if there)
     return found
 
@@ -128,10 +125,9 @@ def _plural(count: int, word: str) -> str:
 def _notes(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
     """card id -> its notes, oldest first: (text, automatic, step, run id, created_at)."""
     found: dict[int, list[tuple]] = {card.id: [] for card in cards}
+    among, ids = db.among("card_id", [card.id for card in cards])
     for card_id, text, automatic, step, run_id, created in db.query(
-        "SELECT card_id, text, automatic, step, run_id, created_at FROM note "
-        "WHERE card_id IN (SELECT value FROM json_each(?)) ORDER BY created_at, id",
-        (json.dumps([card.id for card in cards]),),
+        f"SELECT card_id, text, automatic, step, run_id, created_at FROM note WHERE {among} ORDER BY created_at, id", ids
     ):
         found[card_id].append((text, bool(automatic), step, run_id, created))
     return found
@@ -141,10 +137,9 @@ def _latest_runs(db: Database, cards: list[Card]) -> dict[int, dict]:
     """card id -> its latest run: id, status, times, exit reason, host, device, env."""
     columns = ("id", "card_id", "status", "started_at", "ended_at", "exit_reason", "host", "device", "env")
     runs = {}
+    among, ids = db.among("card_id", [card.id for card in cards])
     for row in db.query(
-        f"SELECT {', '.join(columns)} FROM run WHERE id IN (SELECT max(id) FROM run "
-        "WHERE card_id IN (SELECT value FROM json_each(?)) GROUP BY card_id)",
-        (json.dumps([card.id for card in cards]),),
+        f"SELECT {', '.join(columns)} FROM run WHERE id IN (SELECT max(id) FROM run WHERE {among} GROUP BY card_id)", ids
     ):
         run = dict(zip(columns, row))
         try:
@@ -158,10 +153,11 @@ def _latest_runs(db: Database, cards: list[Card]) -> dict[int, dict]:
 def _ended_runs(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
     """card id -> its runs that ended badly (failed, crashed, interrupted) with their reason."""
     found: dict[int, list[tuple]] = {}
+    among, ids = db.among("card_id", [card.id for card in cards])
     for card_id, run_id, status, reason in db.query(
-        "SELECT card_id, id, status, exit_reason FROM run WHERE status IN ('failed', 'crashed', 'interrupted') "
-        "AND card_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        (json.dumps([card.id for card in cards]),),
+        f"SELECT card_id, id, status, exit_reason FROM run WHERE status IN ('failed', 'crashed', 'interrupted') AND {among} "
+        "ORDER BY id",
+        ids,
     ):
         found.setdefault(card_id, []).append((run_id, status, reason))
     return found

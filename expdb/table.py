@@ -6,7 +6,6 @@ of its curve) and, when rows are grouped (`group_by`), an aggregate over the gro
 """
 
 import difflib
-import json
 import math
 import statistics
 from dataclasses import dataclass, field, replace
@@ -32,19 +31,6 @@ COST_KEYS = frozenset(PROFILE_COLUMNS)  # deltas of costs are shown relative to 
 REDUCTIONS = ("last", "min", "max")  # which value of a run: `loss:min`
 AGGREGATES = ("mean", "std", "count", "min", "max")  # how a group of cards folds: `--agg mean,std,count`
 DEFAULT_AGGREGATES = ("mean", "std", "count")
-_PARAM_KEYS = "SELECT DISTINCT json_each.key FROM card, json_each(card.params)"
-# The curve `key` of each card among the ids (a JSON array), the latest run's last.
-_CURVES = (
-    "SELECT run.card_id, series.id, series.run_id FROM series JOIN run ON run.id = series.run_id "
-    "WHERE series.key = ? AND run.card_id IN (SELECT value FROM json_each(?)) ORDER BY run.id"
-)
-# Per series, the chunk holding its largest step; of chunks ending on the same step
-# (a resumed run that logged it again) the later one wins, as in read_curve.
-_LAST_CHUNKS = (
-    "SELECT chunk.series_id, chunk.value_data FROM chunk WHERE chunk.id IN ("
-    "SELECT (SELECT c.id FROM chunk AS c WHERE c.series_id = s.value ORDER BY c.last_step DESC, c.id DESC LIMIT 1) "
-    "FROM json_each(?) AS s)"
-)
 
 
 @dataclass
@@ -189,7 +175,14 @@ def _split(value: str | list[str] | tuple | None) -> list[str]:
 
 def _curve_ids(db: Database, key: str, card_ids: list[int]) -> dict[int, tuple[int, int]]:
     """card id -> (series id, run id) of the curve `key` in the latest run of the card that logged it."""
-    return {card_id: (series_id, run_id) for card_id, series_id, run_id in db.query(_CURVES, (key, json.dumps(card_ids)))}
+    among, ids = db.among("run.card_id", card_ids)
+    # The latest run's comes last, and wins.
+    rows = db.query(
+        "SELECT run.card_id, series.id, series.run_id FROM series JOIN run ON run.id = series.run_id "
+        f"WHERE series.key = ? AND {among} ORDER BY run.id",
+        [key, *ids],
+    )
+    return {card_id: (series_id, run_id) for card_id, series_id, run_id in rows}
 
 
 def _last_points(db: Database, key: str, card_ids: list[int]) -> dict[int, float]:
@@ -197,10 +190,15 @@ def _last_points(db: Database, key: str, card_ids: list[int]) -> dict[int, float
     curves = _curve_ids(db, key, card_ids)
     if not curves:
         return {}
-    values = {
-        series_id: _unpack("d", data)[-1]
-        for series_id, data in db.query(_LAST_CHUNKS, (json.dumps([series for series, _ in curves.values()]),))
-    }
+    series_ids, ids = db.id_table("s", [series for series, _ in curves.values()])
+    # Per series, the chunk holding its largest step; of chunks ending on the same step
+    # (a resumed run that logged it again) the later one wins, as in read_curve.
+    last_chunks = (
+        "SELECT chunk.series_id, chunk.value_data FROM chunk WHERE chunk.id IN ("
+        "SELECT (SELECT c.id FROM chunk AS c WHERE c.series_id = s.value ORDER BY c.last_step DESC, c.id DESC LIMIT 1) "
+        f"FROM {series_ids})"
+    )
+    values = {series_id: _unpack("d", data)[-1] for series_id, data in db.query(last_chunks, ids)}
     return {card_id: values[series_id] for card_id, (series_id, _) in curves.items() if series_id in values}
 
 
@@ -244,7 +242,7 @@ def _matching_ids(db: Database, predicate: Where, metric_keys: set[str], curve_k
     have_param = {key for found in facts.values() for key in found}
     unknown = [key for key in keys if key not in have_param and key not in metric_keys]
     if unknown:
-        candidates = sorted(set(CARD_FIELDS) | metric_keys | {key for (key,) in db.query(_PARAM_KEYS)})
+        candidates = sorted(set(CARD_FIELDS) | metric_keys | {key for (key,) in db.query(db.json_keys("card", "params"))})
         hint = _did_you_mean(unknown[0], candidates)
         raise ExpdbError(
             f"--where mentions {unknown[0]!r}, which no card has as a parameter or metric"
@@ -387,7 +385,7 @@ def _grouped(db: Database, rows: list[Row], keys: list[str], base_row: Row | Non
     present = {key for row in rows for key in row.card.params}
     for key in keys:
         if key not in present:
-            everywhere = sorted({key for (key,) in db.query(_PARAM_KEYS)})
+            everywhere = sorted({key for (key,) in db.query(db.json_keys("card", "params"))})
             raise ExpdbError(
                 f"--group-by {key!r}: no shown card has a parameter {key!r}; "
                 + (_did_you_mean(key, sorted(present)) or _did_you_mean(key, everywhere))

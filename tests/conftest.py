@@ -1,3 +1,5 @@
+import itertools
+import os
 import shutil
 import sqlite3
 import sys
@@ -8,17 +10,45 @@ from pathlib import Path
 import pytest
 
 from expdb.cli import main
-from expdb.db import Database
+from expdb.db import Database, is_postgres, resolve_location
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DB = REPO / "experiments.db.example"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def dump(path="experiments.db") -> list[str]:
-    """The database as SQL statements: equal dumps mean nothing in it changed."""
-    with closing(sqlite3.connect(path)) as connection:
+# A PostgreSQL server to run the storage and CLI tests against too, as a URL to a database
+# that can create others: .ci/run starts one on loopback and sets it.
+POSTGRES_ADMIN_URL = os.environ.get("EXPDB_TEST_POSTGRES")
+# The test modules that run against both databases: the storage and the CLI.
+BOTH_BACKENDS = ("test_db", "test_cards", "test_runs", "test_series", "test_cli_")
+
+
+def dump(location=None) -> list[str]:
+    """The database as text: equal dumps mean nothing in it changed. Default: the one commands use."""
+    location = str(location) if location is not None else resolve_location(None)
+    if is_postgres(location):
+        with Database(location, upgrade="no") as database:
+            tables = sorted(name for (name,) in database.query(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            ))
+            return [f"{table}: {row!r}" for table in tables for row in database.query(f"SELECT * FROM {table} ORDER BY 1")]
+    with closing(sqlite3.connect(location)) as connection:
         return list(connection.iterdump())
+
+
+def query(sql: str, parameters=()) -> list[tuple]:
+    """Rows of the database commands use, read through a connection of their own."""
+    with Database() as database:
+        return database.query(sql, parameters)
+
+
+def records(sql: str, parameters=()) -> list[dict]:
+    """As `query`, each row a dict by column name."""
+    with Database() as database:
+        cursor = database.connection.execute(sql, parameters)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def revision_of(path) -> str:
@@ -33,11 +63,73 @@ class Result:
     err: str
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: about SQLite files; not run against PostgreSQL")
+
+
+def pytest_generate_tests(metafunc):
+    """With a PostgreSQL server, the storage and CLI tests run twice: on SQLite and on PostgreSQL."""
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if (
+        POSTGRES_ADMIN_URL
+        and "backend" in metafunc.fixturenames
+        and module.startswith(BOTH_BACKENDS)
+        and not metafunc.definition.get_closest_marker("sqlite_only")
+    ):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A fresh current directory with no EXPDB_DB: the default database is ./experiments.db there."""
+def backend(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+_database_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_template():
+    """A database at the current schema on the test server, that every test's database is copied from."""
+    from expdb.migrate import upgrade_to_head
+
+    name = f"expdb_template_{os.getpid()}"
+    postgres_admin(f"DROP DATABASE IF EXISTS {name}")
+    postgres_admin(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
+    upgrade_to_head(postgres_url(name))
+    yield name
+    postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def postgres_admin(statement: str) -> None:
+    """A statement on the test server's admin database, outside any transaction (CREATE DATABASE)."""
+    import psycopg
+
+    with psycopg.connect("postgresql://" + POSTGRES_ADMIN_URL.split("://", 1)[1], autocommit=True) as connection:
+        connection.execute(statement)
+
+
+def postgres_url(database: str) -> str:
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+@pytest.fixture
+def postgres_database(request):
+    """A fresh database on the test server, at the current schema; dropped afterwards."""
+    template = request.getfixturevalue("postgres_template")
+    name = f"expdb_test_{os.getpid()}_{next(_database_numbers)}"
+    postgres_admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+    yield postgres_url(name)
+    postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, backend, request):
+    """A fresh current directory whose default database is ./experiments.db there, or, for the
+    PostgreSQL run of a test, a fresh PostgreSQL database named by EXPDB_DB."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EXPDB_DB", raising=False)
+    if backend == "postgresql":
+        monkeypatch.setenv("EXPDB_DB", request.getfixturevalue("postgres_database"))
     return tmp_path
 
 
@@ -61,7 +153,7 @@ def cli(workdir, monkeypatch, capsys):
 @pytest.fixture
 def db(workdir):
     """An empty database at the current schema, in the work directory."""
-    with Database(str(workdir / "experiments.db"), create=True) as database:
+    with Database(create=True) as database:
         yield database
 
 

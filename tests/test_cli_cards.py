@@ -34,7 +34,7 @@ def row(out: str, first: str) -> list[str]:
 
 
 def library(action):
-    with Database("experiments.db", create=True) as db:
+    with Database(create=True) as db:
         return action(db)
 
 
@@ -361,7 +361,7 @@ def test_refused_new_on_a_fresh_machine_leaves_no_database(workdir, cli, args):
 
 
 def test_rm_refuses_a_running_card(busy, cli):
-    with Database("experiments.db") as db:
+    with Database() as db:
         card_id = db.query_one("SELECT id FROM card WHERE name = 'cvt_io_v2_9'")[0]
         with db.transaction() as connection:
             connection.execute(

@@ -9,7 +9,7 @@ from expdb.views import SPARK_LEVELS, sparkline
 
 
 def logged(name: str, params: dict, losses: list[float], parent: str | None = None) -> None:
-    with Database("experiments.db", create=True) as db:
+    with Database(create=True) as db:
         create_card(db, name, params, parent=parent)
         run = begin_run(db, name, device="cpu")
         for step, loss in enumerate(losses):

@@ -147,5 +147,13 @@ def test_db_upgrade_refuses_newer_database(cli, workdir):
     assert list(workdir.glob("*.bak")) == []
 
 
-def test_non_sqlite_url_fails_in_one_line(cli, workdir):
-    assert_one_line_error(cli("list", "--db", "postgresql://user@localhost/experiments"), "postgresql")
+def test_unknown_database_url_fails_in_one_line(cli, workdir):
+    assert_one_line_error(cli("list", "--db", "mysql://user@localhost/experiments"), "'mysql'")
+
+
+def test_unreachable_postgresql_names_host_and_port_in_one_line(cli, workdir):
+    # Nothing listens on port 1 of the loopback: the connection is refused at once.
+    result = cli("new", "a", "--db", "postgresql+psycopg://someone:secret@127.0.0.1:1/expdb")
+    assert_one_line_error(result, "cannot reach PostgreSQL at 127.0.0.1:1")
+    assert "secret" not in result.err
+    assert list(workdir.iterdir()) == []

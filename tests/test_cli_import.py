@@ -1,11 +1,9 @@
 """`expdb import FORMAT LOGFILE --name NAME [--from BASE]`: runs that already happened, from real training logs."""
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import dump
+from conftest import dump, query
 
 from expdb.db import Database
 from expdb.series import read_curve
@@ -17,11 +15,6 @@ SAMPLE = DATA / "mmdet-sample.log"
 CASCADE_NAN = "loss became NaN at step 300 (last finite 0.8832 at step 250)"
 
 
-def query(sql, parameters=()):
-    with closing(sqlite3.connect("experiments.db")) as connection:
-        return connection.execute(sql, parameters).fetchall()
-
-
 def runs_of(card):
     return query(
         "SELECT run.id, run.status, run.exit_reason FROM run JOIN card ON card.id = run.card_id "
@@ -31,7 +24,7 @@ def runs_of(card):
 
 
 def curve(run_id, key="loss"):
-    with Database("experiments.db") as db:
+    with Database() as db:
         return read_curve(db, run_id, key)
 
 

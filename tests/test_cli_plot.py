@@ -8,7 +8,7 @@ from expdb.runs import begin_run
 
 
 def logged(name: str, tags=(), samples=True) -> None:
-    with Database("experiments.db", create=True) as db:
+    with Database(create=True) as db:
         create_card(db, name, {"batch": 8}, tags=list(tags))
         run = begin_run(db, name, device="cpu")
         for step in range(50):
@@ -39,7 +39,7 @@ def test_plot_by_tag_to_svg_names_every_card(cli, workdir):
 
 def test_plot_warns_when_a_run_lacks_the_axis(cli, workdir):
     logged("with_samples")
-    with Database("experiments.db") as db:
+    with Database() as db:
         create_card(db, "no_batch", {})
         run = begin_run(db, "no_batch", device="cpu")
         for step in range(10):
@@ -70,7 +70,7 @@ def test_bad_plot_input_is_one_line_and_writes_nothing(cli, workdir):
 
 def test_plot_cards_selected_by_where(cli, workdir):
     logged("small")
-    with Database("experiments.db") as db:
+    with Database() as db:
         create_card(db, "big", {"batch": 64})
         run = begin_run(db, "big", device="cpu")
         run.log(0, loss=1.0)
@@ -82,7 +82,7 @@ def test_plot_cards_selected_by_where(cli, workdir):
 
 
 def test_nothing_drawable_on_a_log_scale_is_refused(cli, workdir):
-    with Database("experiments.db", create=True) as db:
+    with Database(create=True) as db:
         create_card(db, "negative", {})
         run = begin_run(db, "negative", device="cpu")
         for step in range(5):

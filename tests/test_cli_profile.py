@@ -1,15 +1,14 @@
 """`expdb profile`, profiling before a run trains, and `run.profile` from a script."""
 
 import json
-import sqlite3
 import sys
-from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import dump
+from conftest import dump, records
 
 import expdb
+from expdb.db import Database
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 FEATURES = 8
@@ -22,10 +21,7 @@ def scripts_importable(monkeypatch):
     monkeypatch.setattr(sys, "path", [str(SCRIPTS), *sys.path])
 
 
-def rows(sql, parameters=()):
-    with closing(sqlite3.connect("experiments.db")) as connection:
-        connection.row_factory = sqlite3.Row
-        return [dict(row) for row in connection.execute(sql, parameters)]
+rows = records
 
 
 @pytest.fixture
@@ -143,7 +139,7 @@ def test_changing_parameters_drops_the_profile_of_the_old_model(cli, tiny):
 
 def test_the_table_shows_the_latest_profile_whole(cli, tiny):
     assert cli("profile", "tiny", "--iterations", "5", "--budget", "1").code == 0
-    with closing(sqlite3.connect("experiments.db")) as connection, connection:
+    with Database() as db, db.transaction() as connection:
         # A later profile whose FLOPs could not be counted: no older FLOPs may stand beside it.
         connection.execute(
             "INSERT INTO profile (uid, card_id, created_at, params_total, cost_time_ms, details) "

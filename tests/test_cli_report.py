@@ -11,7 +11,7 @@ from expdb.runs import begin_run
 
 
 def study() -> None:
-    with Database("experiments.db", create=True) as db:
+    with Database(create=True) as db:
         for name, parent, lr in (("base", None, 0.1), ("variant", "base", 0.2)):
             create_card(db, name, {"lr": lr}, parent=parent, tags=["study"])
             add_note(db, name, f"why {name}")

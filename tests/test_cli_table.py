@@ -147,10 +147,10 @@ def test_cells_are_shown_as_written_not_as_markup(cli):
     from expdb.db import Database
     from expdb.results import record_run
 
-    with Database("experiments.db") as db:
+    with Database() as db:
         record_run(db, "a", "finished", {"iou50": 0.5})
     assert cli("new", "b", "--from", "a", "--style", "[red]").code == 0
-    with Database("experiments.db") as db:
+    with Database() as db:
         record_run(db, "b", "finished", {"iou50": 0.4})
     result = cli("table", "-m", "iou50")
     assert "[bold]" in result.out and "[red]" in result.out

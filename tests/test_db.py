@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from expdb.db import SCHEMA_HEAD, Database, new_uid, resolve_location
+from expdb.db import SCHEMA_HEAD, Database, _glob_regex, display_name, new_uid, resolve_location
 from expdb.errors import DatabaseError
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -33,8 +33,9 @@ def add_run(connection, card_id: int) -> int:
     ).fetchone()[0]
 
 
-def card_names(path) -> list[str]:
-    with Database(str(path)) as database:
+def card_names(location) -> list[str]:
+    """The card names, read through a connection of their own."""
+    with Database(location) as database:
         return [row[0] for row in database.query("SELECT name FROM card ORDER BY name")]
 
 
@@ -49,14 +50,17 @@ def plain_sqlite(path: Path, *statements: str) -> None:
 # -- a new database ----------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_new_database_uses_wal(db):
     assert db.query_one("PRAGMA journal_mode") == ("wal",)
 
 
+@pytest.mark.sqlite_only
 def test_new_database_enforces_foreign_keys(db):
     assert db.query_one("PRAGMA foreign_keys") == (1,)
 
 
+@pytest.mark.sqlite_only
 def test_new_database_has_a_busy_timeout(db):
     assert db.query_one("PRAGMA busy_timeout")[0] > 0
 
@@ -87,6 +91,7 @@ def test_environment_beats_default(workdir, monkeypatch):
     assert resolve_location(None) == "from_env.db"
 
 
+@pytest.mark.sqlite_only
 def test_default_is_experiments_db_in_current_directory(workdir):
     with Database(None, create=True) as database:
         assert database.path.resolve() == workdir / "experiments.db"
@@ -113,10 +118,29 @@ def test_sqlite_url_with_relative_path(workdir):
     assert (workdir / "relative.db").is_file()
 
 
-def test_non_sqlite_url_is_refused_in_one_line(workdir):
+def test_messages_never_show_a_postgresql_password():
+    url = "postgresql+psycopg://me:hunter2@db.example:5433/expdb"
+    assert display_name(url) == "postgresql+psycopg://me:***@db.example:5433/expdb"
+
+
+@pytest.mark.parametrize(
+    "pattern, matching, other",
+    [("cvt_io_v2_*", "cvt_io_v2_10", "cvt_io_v3_1"), ("run?", "run7", "run10"), ("v[12]_a", "v2_a", "v3_a"),
+     ("a.b+c", "a.b+c", "aXb+c"), ("x[]]", "x]", "xa")],
+)
+def test_glob_as_a_regular_expression_matches_as_sqlite_glob(pattern, matching, other):
+    import re
+
+    connection = sqlite3.connect(":memory:")
+    for name, expected in ((matching, True), (other, False)):
+        assert bool(connection.execute("SELECT ? GLOB ?", (name, pattern)).fetchone()[0]) is expected
+        assert bool(re.search(_glob_regex(pattern), name)) is expected
+
+
+def test_other_database_urls_are_refused_in_one_line(workdir):
     with pytest.raises(DatabaseError) as error:
-        Database("postgresql://user@localhost/experiments", create=True)
-    assert "postgresql" in one_line(error)
+        Database("mysql://user@localhost/experiments", create=True)
+    assert "'mysql'" in one_line(error) and "postgresql+psycopg://" in one_line(error)
     assert list(workdir.iterdir()) == []
 
 
@@ -210,7 +234,7 @@ def test_newer_revision_is_refused_even_without_upgrade(workdir):
     target = workdir / "newer.db"
     newer_database(target, "wal")
     with pytest.raises(DatabaseError, match="newer"):
-        Database(str(target), upgrade=False)
+        Database(str(target), upgrade="no")
 
 
 # -- transactions --------------------------------------------------------------------------
@@ -220,7 +244,7 @@ def test_transaction_commits(db):
     with db.transaction() as connection:
         add_card(connection, "a")
         add_card(connection, "b")
-    assert card_names(db.path) == ["a", "b"]
+    assert card_names(db.location) == ["a", "b"]
 
 
 def test_transaction_rolls_back_on_sqlite_error_as_database_error(db):
@@ -228,9 +252,9 @@ def test_transaction_rolls_back_on_sqlite_error_as_database_error(db):
         with db.transaction() as connection:
             add_card(connection, "a")
             add_card(connection, "a")  # UNIQUE(name)
-    assert "UNIQUE" in one_line(error)
-    assert card_names(db.path) == []
-    assert not db.connection.in_transaction
+    assert "unique" in one_line(error).lower()
+    assert card_names(db.location) == []
+    assert not db.in_transaction
 
 
 def test_transaction_rolls_back_on_any_exception(db):
@@ -238,8 +262,8 @@ def test_transaction_rolls_back_on_any_exception(db):
         with db.transaction() as connection:
             add_card(connection, "a")
             1 / 0
-    assert card_names(db.path) == []
-    assert not db.connection.in_transaction
+    assert card_names(db.location) == []
+    assert not db.in_transaction
 
 
 def test_database_usable_after_a_rolled_back_transaction(db):
@@ -249,7 +273,7 @@ def test_database_usable_after_a_rolled_back_transaction(db):
             raise KeyError("x")
     with db.transaction() as connection:
         add_card(connection, "b")
-    assert card_names(db.path) == ["b"]
+    assert card_names(db.location) == ["b"]
 
 
 def test_query_error_becomes_database_error(db):
@@ -262,7 +286,7 @@ def test_query_error_becomes_database_error(db):
 
 
 def test_foreign_key_violation_is_refused(db):
-    with pytest.raises(DatabaseError, match="FOREIGN KEY"):
+    with pytest.raises(DatabaseError, match="(?i)foreign key"):
         with db.transaction() as connection:
             connection.execute("INSERT INTO run (uid, card_id, status, env) VALUES (?, 999, 'queued', '{}')", (new_uid(),))
     assert db.query("SELECT count(*) FROM run") == [(0,)]
@@ -287,8 +311,8 @@ def test_deleting_a_card_cascades(db):
         series = c.execute("INSERT INTO series (run_id, key) VALUES (?, 'loss') RETURNING id", (run,)).fetchone()[0]
         c.execute(
             "INSERT INTO chunk (series_id, first_step, last_step, count, step_data, value_data, wall_data) "
-            "VALUES (?, 1, 1, 1, x'00', x'00', x'00')",
-            (series,),
+            "VALUES (?, 1, 1, 1, ?, ?, ?)",
+            (series, b"\0", b"\0", b"\0"),
         )
     with db.transaction() as c:
         c.execute("DELETE FROM card WHERE id = ?", (card,))

@@ -10,15 +10,14 @@ import subprocess
 import sys
 import time
 import types
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 import expdb
 from expdb import cards
-from expdb.db import Database, new_uid
-from expdb.errors import ExpdbError
+from expdb.db import Database, new_uid, resolve_location
+from expdb.errors import DatabaseError, ExpdbError
 from expdb.runs import STALE_HEARTBEAT_S, RecordingFailed, reap_crashed_runs
 from expdb.series import read_curve
 
@@ -28,18 +27,19 @@ DEADLINE_S = 60.0  # polls give up after this long; a passing test waits far les
 
 @pytest.fixture
 def path(workdir):
-    return str(workdir / "experiments.db")
+    """The test's database: ./experiments.db, or the PostgreSQL database EXPDB_DB names."""
+    return resolve_location(None)
 
 
 def query(path, sql, parameters=()):
-    with closing(sqlite3.connect(path, timeout=30)) as connection:
-        return connection.execute(sql, parameters).fetchall()
+    with Database(path) as database:
+        return database.query(sql, parameters)
 
 
 def run_row(path, run_id) -> dict:
-    with closing(sqlite3.connect(path, timeout=30)) as connection:
-        connection.row_factory = sqlite3.Row
-        return dict(connection.execute("SELECT * FROM run WHERE id = ?", (run_id,)).fetchone())
+    with Database(path) as database:
+        cursor = database.connection.execute("SELECT * FROM run WHERE id = ?", (run_id,))
+        return dict(zip([column[0] for column in cursor.description], cursor.fetchone()))
 
 
 def latest_run(path, card) -> dict:
@@ -368,13 +368,16 @@ def start_api_script(workdir, path, card="looping"):
 
 
 def flushed_points(path, card) -> int:
-    rows = query(
-        path,
-        "SELECT coalesce(sum(chunk.count), 0) FROM chunk JOIN series ON series.id = chunk.series_id "
-        "JOIN run ON run.id = series.run_id JOIN card ON card.id = run.card_id WHERE card.name = ?",
-        (card,),
-    )
-    return rows[0][0] if Path(path).exists() else 0
+    try:
+        rows = query(
+            path,
+            "SELECT coalesce(sum(chunk.count), 0) FROM chunk JOIN series ON series.id = chunk.series_id "
+            "JOIN run ON run.id = series.run_id JOIN card ON card.id = run.card_id WHERE card.name = ?",
+            (card,),
+        )
+    except DatabaseError:  # the script has not created the database yet
+        return 0
+    return rows[0][0]
 
 
 def wait_for_flush(process, path, card, at_least=1) -> int:
