@@ -56,7 +56,7 @@ def open_db(location: str | None, create: bool = False) -> Iterator[Database]:
             soft_wrap=True,
         )
     try:
-        if database.query_one("SELECT 1 FROM run WHERE status = 'running' LIMIT 1"):
+        if database.query_one("SELECT 1 FROM run WHERE status IN ('running', 'queued') LIMIT 1"):
             from .runs import (
                 reap_crashed_runs,  # only then: it imports what running needs
             )
@@ -309,9 +309,30 @@ def table(
 @app.command(context_settings={"allow_extra_args": True})
 def run(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="The card to run. After --, a command to run it with.")] = None,
-    all_planned: Annotated[bool, typer.Option("--all", help="Run every planned card, one after another.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the card's latest run from its last checkpoint.")] = False,
+    name: Annotated[
+        Optional[str], typer.Argument(help="The card to run, or a glob of card names ('cvt_io_v3_*'). After --, a command to run it with.")
+    ] = None,
+    all_planned: Annotated[bool, typer.Option("--all", help="Run every planned card.")] = False,
+    tag: Annotated[Optional[str], typer.Option(help="Run the planned cards with this tag.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the card's latest run from its last checkpoint; with --all, --tag or a glob, also the interrupted cards.")
+    ] = False,
+    jobs: Annotated[
+        Optional[int], typer.Option(help="A local queue: run this many cards at once, each in its own process [default with --gpus: one per GPU].", min=1)
+    ] = None,
+    gpus: Annotated[Optional[str], typer.Option(help="Pin each job of the queue to one of these GPUs, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES).")] = None,
+    launcher: Annotated[str, typer.Option(help="local (this machine) or slurm (one cluster job per card, through submitit).")] = "local",
+    partition: Annotated[Optional[str], typer.Option(help="Slurm: the partition.", rich_help_panel="Slurm")] = None,
+    gpus_per_job: Annotated[Optional[int], typer.Option(help="Slurm: GPUs of each job.", min=0, rich_help_panel="Slurm")] = None,
+    cpus_per_job: Annotated[Optional[int], typer.Option(help="Slurm: CPU cores of each job.", min=1, rich_help_panel="Slurm")] = None,
+    mem: Annotated[Optional[str], typer.Option(help="Slurm: memory of each job, e.g. 64G.", rich_help_panel="Slurm")] = None,
+    time_limit: Annotated[
+        Optional[str], typer.Option("--time", help="Slurm: each job's time limit, e.g. 12:00:00 (required).", rich_help_panel="Slurm")
+    ] = None,
+    slurm_folder: Annotated[
+        Optional[str], typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: expdb_runs/slurm].", rich_help_panel="Slurm")
+    ] = None,
+    queued_run: Annotated[Optional[int], typer.Option(hidden=True, help="The queued run row this job adopts (expdb.queue).")] = None,
     on_diverge: Annotated[str, typer.Option(help="stop: end a diverging run; note: only note it.")] = "stop",
     device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
     seed: Annotated[Optional[int], typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
@@ -323,20 +344,114 @@ def run(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Train a card and record everything: profile, curves, metrics, environment, divergence."""
-    if (name is None) == (not all_planned):
-        raise ExpdbError("name one card to run, or pass --all for every planned card")
-    if all_planned and (ctx.args or resume or parse):
-        raise ExpdbError("--resume, --parse and a command after -- are for one card: name it instead of --all")
+    """Train a card and record everything: profile, curves, metrics, environment, divergence.
+
+    Several cards run one after another, or in a local queue (--jobs, --gpus), or as Slurm jobs (--launcher slurm).
+    """
+    from .queue import local_slots, run_arguments, select_to_run
+
+    if (all_planned and (name or tag)) or not (name or tag or all_planned):
+        raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob or --tag)")
+    slurm_options = {"--partition": partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
+                     "--mem": mem, "--time": time_limit, "--slurm-folder": slurm_folder}
+    given = [option for option, value in slurm_options.items() if value is not None]
+    if launcher not in ("local", "slurm"):
+        raise ExpdbError(f"unknown --launcher {launcher!r}; use local or slurm")
+    if launcher == "local" and given:
+        raise ExpdbError(f"{given[0]} is for Slurm jobs: add --launcher slurm")
+    if launcher == "slurm" and (jobs or gpus):
+        raise ExpdbError("--jobs and --gpus are for the local queue; Slurm jobs ask for GPUs with --gpus-per-job")
+    queued = launcher == "slurm" or jobs is not None or gpus is not None
+    run_args = run_arguments(device=device, on_diverge=on_diverge, profile_budget=profile_budget, seed=seed) if queued else []
+    request = slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit) if launcher == "slurm" else None
+    slots = local_slots(jobs, gpus) if queued and launcher == "local" else []
     with open_db(db) as database:
-        targets = [cards.get_card(database, name)] if name else cards.select_cards(database, status=cards.PLANNED)
+        targets, many = select_to_run(database, name, tag, resume)
+        if (many or queued) and (ctx.args or parse):
+            raise ExpdbError("--parse and a command after -- are for one card run here: name it, without --all, --tag, a glob, --jobs or --launcher")
         if not targets:
             console.print("no planned cards to run")
-        outcomes = run_cards(
-            database, targets, command=ctx.args or None, parser=parse, resume=resume, on_diverge=on_diverge,
-            device=device, seed=seed, profile_budget=profile_budget, keep_going=all_planned,
-        )
+        elif launcher == "slurm":
+            submit_to_slurm(database, targets, request, slurm_folder, run_args, resume)
+            return
+        elif queued:
+            raise typer.Exit(queue_locally(database, targets, slots, run_args, resume))
+        outcomes = [
+            outcome
+            for card in targets
+            for outcome in run_cards(
+                database, [card], command=ctx.args or None, parser=parse, resume=resume and (not many or card.status != cards.PLANNED),
+                on_diverge=on_diverge, device=device, seed=seed, profile_budget=profile_budget, keep_going=many,
+                queued_run=queued_run,
+            )
+        ]
     raise typer.Exit(0 if all(outcome is not None and outcome.status == "finished" for outcome in outcomes) else 1)
+
+
+def slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit):
+    """What each Slurm job asks for, checked before anything is queued; submitit and sbatch must be here."""
+    from .slurm import SlurmRequest, check_mem, check_slurm, parse_time
+
+    check_slurm()
+    if time_limit is None:
+        raise ExpdbError("--launcher slurm needs --time, each job's time limit, e.g. --time 12:00:00")
+    return SlurmRequest(parse_time(time_limit), partition, gpus_per_job, cpus_per_job, check_mem(mem) if mem else None)
+
+
+def submit_to_slurm(database: Database, targets: list[cards.Card], request, folder: str | None, run_args: list[str], resume: bool) -> None:
+    from pathlib import Path
+
+    from .slurm import SLURM_FOLDER, shared_location, slurm_executor, submit_cards
+
+    if database.path is not None:
+        errors.print(
+            f"warning: {shared_location(database)} is an SQLite file: fine for jobs on one machine, but SQLite over a "
+            "network file system is not for several machines at once (its locks are unreliable there); "
+            "use PostgreSQL: --db postgresql+psycopg://USER@HOST/DB",
+            markup=False, soft_wrap=True,
+        )
+    executor = slurm_executor(Path(folder or SLURM_FOLDER).resolve(), request)
+    for submitted in submit_cards(database, targets, executor, run_args, resume=resume):
+        console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"), soft_wrap=True)
+
+
+def queue_locally(database: Database, targets: list[cards.Card], slots: list, run_args: list[str], resume: bool) -> int:
+    """Run the cards in a local queue, a line as each job starts and ends; the exit status (130 when stopped)."""
+    from collections import Counter
+
+    from .queue import queue_runs, run_queue
+
+    queued = queue_runs(database, targets, resume=resume, launcher="local")
+    console.print(escape(f"queued {len(queued)} cards on {len(slots)} slots: {', '.join(slot.label for slot in slots)}"), soft_wrap=True)
+    result = run_queue(
+        database, queued, slots, run_args,
+        on_start=lambda entry, slot: console.print(escape(f"{slot.label}: {entry.card.name} (run {entry.run_id}) started"), soft_wrap=True),
+        on_end=lambda end: console.print(f"{escape(end.slot)}: {outcome_line(end)}", soft_wrap=True),
+    )
+    counts = ", ".join(f"{count} {status}" for status, count in Counter(end.status for end in result.ends).items())
+    if result.stopped:
+        left = f"; {len(result.never_started)} never started (planned again)" if result.never_started else ""
+        console.print(f"queue stopped: {counts or 'nothing ran'}{left}", soft_wrap=True)
+        return 130
+    console.print(f"queue done: {counts}", soft_wrap=True)
+    return 0 if result.all_finished else 1
+
+
+@app.command()
+def queue(
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the local queues of this machine: their jobs end interrupted.")] = False,
+    db: DbOption = None,
+) -> None:
+    """What is queued and running: where (host, GPU), how it was launched (local queue, Slurm job), since when."""
+    from .queue import queue_entries, stop_local_queues
+    from .views import render_queue
+
+    with open_db(db) as database:
+        if stop:
+            stopped = stop_local_queues(database)
+            console.print(f"sent SIGTERM to {', '.join(stopped)}" if stopped else "no local queue runs on this machine")
+        entries = queue_entries(database)
+    render_queue(entries, time.time(), console)
 
 
 def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> list:

@@ -210,8 +210,11 @@ def execute(
     progress: ProgressCallback | None = None,
     echo: TextIO | None = None,
     profile_budget: float = PROFILE_BUDGET_S,
+    queued_run: int | None = None,
 ) -> Outcome:
     """Run one card to its end and record it. Everything that can be refused is refused before the run exists.
+
+    `queued_run`: the card's queued run row to adopt (see expdb.queue) rather than a new one.
 
     KeyboardInterrupt (Ctrl-C, SIGTERM) propagates after the run is marked interrupted.
     """
@@ -239,7 +242,7 @@ def execute(
         )
     run = begin_run(
         db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
-        command=template, progress=progress,
+        command=template, progress=progress, queued_run=queued_run,
     )
     with sigterm_as_interrupt():
         try:

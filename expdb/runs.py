@@ -90,8 +90,26 @@ def _process_alive(pid: int) -> bool:
 
 
 def reap_crashed_runs(db: Database) -> list[int]:
-    """Mark `crashed` the running runs whose process is gone (same host) or whose heartbeat is stale."""
+    """Mark `crashed` the running runs whose process is gone (same host) or whose heartbeat is stale.
+
+    Also release what a local queue killed outright left `queued` (see expdb.queue): a run
+    that never started is removed, as it holds nothing; one queued to resume is interrupted again.
+    """
     host, moment = socket.gethostname(), now()
+    orphaned = [
+        (run_id, started_at)
+        for run_id, pid, started_at in db.query(
+            "SELECT id, pid, started_at FROM run WHERE status = 'queued' AND launcher = 'local' AND host = ?", (host,)
+        )
+        if pid is not None and not _process_alive(pid)
+    ]
+    if orphaned:
+        with db.transaction() as connection:
+            for run_id, started_at in orphaned:
+                if started_at is None:
+                    connection.execute("DELETE FROM run WHERE id = ? AND status = 'queued'", (run_id,))
+                else:
+                    connection.execute("UPDATE run SET status = 'interrupted' WHERE id = ? AND status = 'queued'", (run_id,))
     crashed = []
     for run_id, run_host, pid, heartbeat in db.query("SELECT id, host, pid, heartbeat_at FROM run WHERE status = 'running'"):
         gone = run_host == host and pid is not None and not _process_alive(pid)
@@ -371,8 +389,12 @@ def begin_run(
     on_diverge: str = "stop",
     command: str | None = None,
     progress: ProgressCallback | None = None,
+    queued_run: int | None = None,
 ) -> Run:
-    """Start recording a run of card `name` (or continue its latest run with `resume`)."""
+    """Start recording a run of card `name` (or continue its latest run with `resume`).
+
+    `queued_run`: the card's run row a queue or a cluster launcher made `queued`; this process adopts it.
+    """
     check_on_diverge(on_diverge)
     reap_crashed_runs(db)
     card = cards.get_card(db, name)
@@ -380,6 +402,8 @@ def begin_run(
     previous = latest_run(db, card)
     if previous is not None and previous[1] == "running":
         raise ExpdbError(f"{name} is already running (run {previous[0]}); wait for it, or stop it first")
+    if queued_run is not None and (previous is None or previous[:2] != (queued_run, "queued")):
+        raise ExpdbError(f"run {queued_run} is not {name}'s queued run (its queue stopped?): run {name} again")
     if resume:
         if previous is None:
             raise ExpdbError(f"--resume: {name} has never run; run it without --resume")
@@ -388,6 +412,9 @@ def begin_run(
             where = f" at {plan.checkpoint_path}" if plan else ""
             raise ExpdbError(f"--resume: {name} has no checkpoint{where}; run it without --resume")
     moment = now()
+    env = environment()
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        env["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]  # the GPU "cuda" is: a queue pins each job to one
     columns = {
         "status": "running",
         "heartbeat_at": moment,
@@ -396,16 +423,20 @@ def begin_run(
         "device": device,
         "seed": seed,
         "command": command or " ".join(sys.argv),
-        "env": json.dumps(environment()),
+        "env": json.dumps(env),
     }
     with db.transaction() as connection:
-        if resume:
-            run_id, started_at = previous[0], previous[2] or moment
+        if resume or queued_run is not None:
+            run_id, started_at = previous[0], (resume and previous[2]) or moment
             assignments = ", ".join(f"{column} = ?" for column in columns)
-            connection.execute(
-                f"UPDATE run SET {assignments}, ended_at = NULL, exit_reason = NULL WHERE id = ?",
-                (*columns.values(), run_id),
-            )
+            # Only if the row is as read above: a queue may have released its queued row meanwhile.
+            adopted = connection.execute(
+                f"UPDATE run SET {assignments}, started_at = ?, ended_at = NULL, exit_reason = NULL "
+                "WHERE id = ? AND status = ? RETURNING id",
+                (*columns.values(), started_at, run_id, previous[1]),
+            ).fetchone()
+            if adopted is None:
+                raise ExpdbError(f"run {run_id} of {name} changed while it was starting (its queue stopped?): run {name} again")
         else:
             started_at = moment
             run_id = connection.execute(
@@ -413,6 +444,7 @@ def begin_run(
                 f"VALUES (?, ?, ?, {', '.join('?' * len(columns))}) RETURNING id",
                 (new_uid(), card.id, started_at, *columns.values()),
             ).fetchone()[0]
+        if not resume:
             plan = RunPlan.for_run(db, run_id)
             connection.execute(
                 "UPDATE run SET log_path = ?, checkpoint_dir = ? WHERE id = ?",

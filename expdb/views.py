@@ -23,6 +23,7 @@ STATUS_STYLES = {
     "failed": "red",
     "interrupted": "yellow",
     "crashed": "red",
+    "not started": "yellow",  # a queued job whose process ended before its run began
 }
 
 
@@ -262,3 +263,26 @@ def render_sweep(plan: SweepPlan, console: Console, created: bool) -> None:
     fixed = params_summary(plan.fixed, list(plan.fixed))
     what = f"{len(plan.cards):,} cards from {plan.base}" + (f" with {fixed}" if fixed else "") + f", tagged {' '.join(plan.tags)}"
     console.print(escape(f"created {what}" if created else f"would create {what}; --dry-run created nothing"), soft_wrap=True)
+
+
+def render_queue(entries: list, moment: float, console: Console) -> None:
+    """What is queued and running (expdb.queue.QueueEntry each): where, how it was launched, since when (ages at `moment`)."""
+    if not entries:
+        console.print("nothing queued or running")
+        return
+    grid = Table(show_edge=False, header_style="bold")
+    for column in ("card", "run", "status", "host", "where", "launcher", "job", "queued", "started"):
+        grid.add_column(column, no_wrap=True, justify="right" if column == "run" else "left")
+
+    def age(timestamp: float | None) -> str:
+        return f"{format_duration(max(0.0, moment - timestamp))} ago" if timestamp is not None else ""
+
+    for entry in entries:
+        grid.add_row(
+            escape(entry.card), str(entry.run_id), status_text(entry.status), escape(entry.host or ""), escape(entry.where),
+            escape(entry.launcher or ""), escape(entry.job_id or ""), age(entry.queued_at),
+            age(entry.started_at) if entry.status == "running" else "",
+        )
+    console.print(grid)
+    running = sum(entry.status == "running" for entry in entries)
+    console.print(f"{running} running, {len(entries) - running} queued")

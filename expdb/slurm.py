@@ -1,0 +1,132 @@
+"""Cluster execution through submitit: each card becomes a Slurm job that runs `expdb run` on its node.
+
+The submitting process marks each card's run `queued` (launcher `slurm`), submits the
+jobs in one batch (a Slurm job array), and records each job's id on its run. On the
+node, the job adopts that run row against the shared database, as the local queue's
+jobs do; the database must therefore be one every node reaches.
+"""
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cards import Card
+from .db import Database
+from .errors import ExpdbError, last_line
+from .queue import Queued, job_command, queue_runs, release
+
+SLURM_FOLDER = "expdb_runs/slurm"  # submitit's scripts and the jobs' stdout/stderr, one file per job
+_TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
+_MEM = re.compile(r"\d+[KMGT]?")
+
+
+def check_slurm() -> None:
+    """submitit is installed and this machine can submit to Slurm."""
+    try:
+        import submitit  # noqa: F401 - only whether it is there
+    except ImportError:
+        raise ExpdbError("--launcher slurm needs submitit: pip install 'expdb[slurm]'") from None
+    missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]  # submitit needs both
+    if missing:
+        raise ExpdbError(
+            f"--launcher slurm: Slurm is not on this machine (no {' or '.join(missing)} on PATH); "
+            "submit from the cluster's login node, or run here with --jobs N"
+        )
+
+
+def parse_time(text: str) -> int:
+    """A Slurm time limit ("12:00:00", "90", "1-12:00:00", "2-0") in whole minutes, as submitit takes it."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise ExpdbError(f"--time {text!r}: give a Slurm time limit such as 12:00:00, 90 (minutes) or 1-12:00:00")
+    days, first, second, third = match.groups()
+    numbers = [int(part) for part in (first, second, third) if part is not None]
+    if days is not None:  # D-H, D-H:M, D-H:M:S
+        hours, minutes, seconds = (numbers + [0, 0])[:3]
+        total = int(days) * 86400 + hours * 3600 + minutes * 60 + seconds
+    elif len(numbers) == 3:  # H:M:S
+        total = numbers[0] * 3600 + numbers[1] * 60 + numbers[2]
+    else:  # M, M:S
+        total = numbers[0] * 60 + (numbers[1] if len(numbers) == 2 else 0)
+    if total <= 0:
+        raise ExpdbError(f"--time {text!r}: a time limit is longer than zero")
+    return -(-total // 60)
+
+
+def check_mem(text: str) -> str:
+    """Memory per job as Slurm takes it: 64G, 500M, 64000 (megabytes)."""
+    if not _MEM.fullmatch(text):
+        raise ExpdbError(f"--mem {text!r}: give memory per job as Slurm takes it, e.g. 64G, 500M or 64000 (megabytes)")
+    return text
+
+
+@dataclass
+class SlurmRequest:
+    """What each job asks Slurm for; None leaves it to the cluster's defaults."""
+
+    time_min: int  # submitit would otherwise ask for 5 minutes
+    partition: str | None = None
+    gpus_per_job: int | None = None
+    cpus_per_job: int | None = None
+    mem: str | None = None
+
+
+def slurm_executor(folder: Path, request: SlurmRequest):
+    """A submitit executor for Slurm, one task on one node per job."""
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=folder)
+    asked = {
+        "partition": request.partition,
+        "time": request.time_min,
+        "gpus_per_node": request.gpus_per_job,
+        "cpus_per_task": request.cpus_per_job,
+        "mem": request.mem,
+    }
+    executor.update_parameters(
+        job_name="expdb", nodes=1, ntasks_per_node=1, **{key: value for key, value in asked.items() if value is not None}
+    )
+    return executor
+
+
+def shared_location(db: Database) -> str:
+    """The database as every node names it: an SQLite file by its absolute path, a server by its URL."""
+    return str(db.path.resolve()) if db.path is not None else db.location
+
+
+@dataclass
+class Submitted:
+    card: str
+    run_id: int
+    job: object  # a submitit Job: job_id, result(), wait()
+
+
+def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str], *, resume: bool = False) -> list[Submitted]:
+    """Queue a run for each card and submit one job per card through `executor`, in one batch; record the job ids.
+
+    Any submitit executor works: Slurm's on a cluster, submitit.LocalExecutor to try it here.
+    If the submission fails, the queued runs are released and nothing stays queued.
+    """
+    queued = queue_runs(db, targets, resume=resume, launcher="slurm")
+    location = shared_location(db)
+    try:
+        with executor.batch():
+            jobs = [executor.submit(run_on_node, location, entry, run_args) for entry in queued]
+    except Exception as error:  # noqa: BLE001 - sbatch refusing, a folder not writable: one line
+        release(db, queued)
+        raise ExpdbError(f"submitting to Slurm failed: {last_line(error)}") from None
+    with db.transaction() as connection:
+        connection.executemany(
+            "UPDATE run SET job_id = ? WHERE id = ?", [(str(job.job_id), entry.run_id) for entry, job in zip(queued, jobs)]
+        )
+    return [Submitted(entry.card.name, entry.run_id, job) for entry, job in zip(queued, jobs)]
+
+
+def run_on_node(location: str, entry: Queued, run_args: list[str]) -> int:
+    """The job on the compute node: `expdb run CARD` adopting its queued run; returns expdb's exit status.
+
+    A child process, so that Slurm's SIGTERM at the time limit reaches `expdb run`, which ends the run `interrupted`.
+    """
+    return subprocess.run(job_command(location, entry, run_args), check=False).returncode

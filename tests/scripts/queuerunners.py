@@ -1,0 +1,42 @@
+"""Tiny runners for the queue and Slurm tests, as `queuerunners:NAME` (tests/scripts on PYTHONPATH)."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+PINNED = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def record(params, ctx):
+    """Writes env_<card>.json (what the queue set in its environment), logs a few steps, sleeps `sleep` seconds."""
+    Path(f"env_{ctx.card.name}.json").write_text(json.dumps({key: os.environ.get(key) for key in PINNED}))
+    for step in range(5):
+        ctx.log(step, loss=1.0 / (step + 1))
+    time.sleep(params.get("sleep", 0))
+    ctx.summary(iou50=0.5)
+
+
+def sleep(params, ctx):
+    """Only sleeps `seconds` (the queue benchmark: the gaps between jobs, not the jobs, are measured)."""
+    time.sleep(params.get("seconds", 1.0))
+    ctx.summary(done=1.0)
+
+
+def until_stopped(params, ctx):
+    """Logs and checkpoints every step until stopped (at most 60 s); resumed, logs 5 more steps and finishes."""
+    checkpoint = Path(ctx.checkpoint_path)
+    if ctx.resume:
+        start = json.loads(checkpoint.read_text())["step"] + 1
+        for step in range(start, start + 5):
+            ctx.log(step, loss=1.0 / (step + 1))
+        ctx.summary(iou50=0.6)
+        return
+    step, deadline = 0, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ctx.log(step, loss=1.0 / (step + 1))
+        partial = checkpoint.with_suffix(".partial")
+        partial.write_text(json.dumps({"step": step}))
+        os.replace(partial, checkpoint)  # a SIGTERM while writing leaves the previous checkpoint whole
+        step += 1
+        time.sleep(0.01)

@@ -1,0 +1,188 @@
+"""The local queue as a library: slots as data (fake GPU ids here), real child processes, queued rows and their reaping."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import query, records
+
+from expdb import cards
+from expdb.errors import ExpdbError
+from expdb.queue import (
+    check_gpus,
+    cpu_slots,
+    gpu_slots,
+    parse_gpus,
+    queue_entries,
+    queue_runs,
+    release,
+    run_arguments,
+    run_queue,
+    visible_gpu_ids,
+)
+from expdb.runs import reap_crashed_runs
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+RUN_ARGS = run_arguments(device="auto", on_diverge="stop", profile_budget=0, seed=None)
+
+
+@pytest.fixture(autouse=True)
+def children_find_the_runners(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(SCRIPTS))
+
+
+def make_cards(db, names, runner="queuerunners:record", **params):
+    return [cards.create_card(db, name, params, runner=runner) for name in names]
+
+
+def pinned(card) -> dict:
+    return json.loads(Path(f"env_{card}.json").read_text())
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+# -- slots ---------------------------------------------------------------------------------
+
+
+def test_each_job_runs_on_its_gpu_and_a_gpu_runs_one_job_at_a_time(db):
+    names = [f"g{i}" for i in range(4)]
+    queued = queue_runs(db, make_cards(db, names, sleep=0.1), resume=False, launcher="local")
+    starts = []
+    result = run_queue(db, queued, gpu_slots(["5", "7"]), RUN_ARGS, on_start=lambda entry, slot: starts.append(slot.label))
+    assert result.all_finished and [end.status for end in result.ends] == ["finished"] * 4
+    assert sorted(starts) == sorted(end.slot for end in result.ends)
+    runs = {row["card"]: row for row in records(
+        "SELECT card.name AS card, run.env, run.started_at, run.ended_at FROM run JOIN card ON card.id = run.card_id"
+    )}
+    by_gpu: dict[str, list] = {}
+    for end in result.ends:
+        gpu = pinned(end.card)["CUDA_VISIBLE_DEVICES"]
+        assert end.slot == f"GPU {gpu}" and gpu in ("5", "7")
+        assert json.loads(runs[end.card]["env"])["cuda_visible_devices"] == gpu  # what `expdb queue` shows
+        by_gpu.setdefault(gpu, []).append((runs[end.card]["started_at"], runs[end.card]["ended_at"]))
+    assert set(by_gpu) == {"5", "7"}
+    for spans in by_gpu.values():
+        spans.sort()
+        assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
+
+
+def test_cpu_jobs_share_the_cores_through_their_thread_budget(db):
+    queued = queue_runs(db, make_cards(db, ["a", "b"]), resume=False, launcher="local")
+    result = run_queue(db, queued, cpu_slots(2, cores=8), RUN_ARGS)
+    assert result.all_finished
+    for card in ("a", "b"):
+        assert pinned(card) == {"CUDA_VISIBLE_DEVICES": None, "OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+
+
+def test_slots_as_the_options_make_them():
+    assert [slot.env["OMP_NUM_THREADS"] for slot in cpu_slots(3, cores=2)] == ["1", "1", "1"]
+    assert [slot.label for slot in cpu_slots(2, cores=2)] == ["CPU 1", "CPU 2"]
+    assert [slot.label for slot in gpu_slots(["0", "1"], jobs=4)] == ["GPU 0", "GPU 1", "GPU 0", "GPU 1"]
+    assert [slot.env for slot in gpu_slots(["3"])] == [{"CUDA_VISIBLE_DEVICES": "3"}]
+
+
+def test_gpus_that_are_not_there_are_named_with_those_that_are():
+    check_gpus([0, 1], 2)
+    with pytest.raises(ExpdbError, match=r"^--gpus: GPU 3 is not on this machine \(it has 2: 0, 1\)$"):
+        check_gpus([0, 3], 2)
+    with pytest.raises(ExpdbError, match=r"GPU 0 is not on this machine \(it has none\)"):
+        check_gpus([0], 0)
+
+
+@pytest.mark.parametrize("text", ["", "a", "0,,1", "-1", "0,0"])
+def test_gpu_lists_that_are_not_lists_of_gpus_are_refused(text):
+    with pytest.raises(ExpdbError, match="--gpus"):
+        parse_gpus(text)
+
+
+def test_gpu_numbers_count_the_gpus_this_process_sees(monkeypatch):
+    assert parse_gpus("0,2") == [0, 2]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_gpu_ids([0, 2]) == ["0", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")  # a cluster node's allocation
+    assert visible_gpu_ids([0, 2]) == ["4", "6"]
+
+
+# -- queued rows ----------------------------------------------------------------------------
+
+
+def test_queued_rows_say_who_queued_them_and_the_card_shows_queued(db):
+    (card,) = make_cards(db, ["q"])
+    (entry,) = queue_runs(db, [card], resume=False, launcher="local")
+    (row,) = records("SELECT * FROM run")
+    assert (row["id"], row["status"], row["launcher"], row["host"], row["pid"], row["job_id"]) == (
+        entry.run_id, "queued", "local", socket.gethostname(), os.getpid(), str(os.getpid()),
+    )
+    assert row["queued_at"] is not None and row["started_at"] is None and len(row["uid"]) == 32
+    assert cards.get_card(db, "q").status == "queued"
+    assert [(e.card, e.status, e.where) for e in queue_entries(db)] == [("q", "queued", "")]
+    release(db, [entry])
+    assert query("SELECT count(*) FROM run")[0][0] == 0 and cards.get_card(db, "q").status == cards.PLANNED
+
+
+def test_queue_entries_list_running_runs_first_then_queued_ones_in_their_order(db):
+    first, second, third = make_cards(db, ["first", "second", "third"])
+    queue_runs(db, [first, second, third], resume=False, launcher="local")
+    with db.transaction() as connection:
+        connection.execute(
+            "UPDATE run SET status = 'running', started_at = queued_at + 1, device = 'cuda', "
+            "env = '{\"cuda_visible_devices\": \"3\"}' WHERE card_id = ?",
+            (third.id,),
+        )
+    listed = [(entry.card, entry.status, entry.where) for entry in queue_entries(db)]
+    assert listed == [("third", "running", "GPU 3"), ("first", "queued", ""), ("second", "queued", "")]
+
+
+def test_a_card_queued_or_running_already_is_refused_and_nothing_is_queued(db):
+    first, second = make_cards(db, ["first", "second"])
+    queue_runs(db, [second], resume=False, launcher="local")
+    with pytest.raises(ExpdbError, match=r"second is queued already \(run 1\)"):
+        queue_runs(db, [first, second], resume=False, launcher="local")
+    assert query("SELECT count(*) FROM run")[0][0] == 1
+
+
+def test_a_dead_queues_rows_are_released_by_the_reaper_and_a_live_ones_kept(db):
+    dead, live, resumed, cluster = make_cards(db, ["dead", "live", "resumed", "cluster"])
+    queue_runs(db, [live], resume=False, launcher="local")
+    queue_runs(db, [cluster], resume=False, launcher="slurm")  # no process waits for a cluster job
+    queue_runs(db, [dead], resume=False, launcher="local")
+    with db.transaction() as connection:  # `resumed` ran before and was queued to resume
+        connection.execute(
+            "INSERT INTO run (uid, card_id, status, started_at, queued_at, launcher, host, pid, env) "
+            "VALUES ('r', ?, 'queued', 1.0, 2.0, 'local', ?, ?, '{}')",
+            (resumed.id, socket.gethostname(), dead_pid()),
+        )
+        connection.execute("UPDATE run SET pid = ? WHERE card_id = ?", (dead_pid(), dead.id))
+    reap_crashed_runs(db)
+    statuses = {card.name: card.status for card in cards.select_cards(db)}
+    assert statuses == {"dead": "planned", "live": "queued", "resumed": "interrupted", "cluster": "queued"}
+
+
+def test_resumed_runs_get_their_status_back_when_released(db):
+    (card,) = make_cards(db, ["again"], runner="queuerunners:until_stopped")
+    with db.transaction() as connection:
+        connection.execute(
+            "INSERT INTO run (uid, card_id, status, started_at, env) VALUES ('x', ?, 'crashed', 1.0, '{}')", (card.id,)
+        )
+    (entry,) = queue_runs(db, [cards.get_card(db, "again")], resume=True, launcher="local")
+    assert (entry.resumed_from, cards.get_card(db, "again").status) == ("crashed", "queued")
+    release(db, [entry])
+    assert cards.get_card(db, "again").status == "crashed"
+
+
+def test_a_job_that_cannot_start_is_reported_and_its_row_released(db):
+    (card,) = make_cards(db, ["broken"], runner="queuerunners:nosuch")
+    queued = queue_runs(db, [card], resume=False, launcher="local")
+    result = run_queue(db, queued, cpu_slots(1), RUN_ARGS)
+    (end,) = result.ends
+    assert (end.status, result.all_finished) == ("not started", False)
+    assert "has no function 'nosuch'" in end.exit_reason
+    assert query("SELECT count(*) FROM run")[0][0] == 0

@@ -1,0 +1,158 @@
+"""Slurm through submitit: jobs run for real by submitit's LocalExecutor; the CLI's refusals and its Slurm options."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import submitit
+from conftest import dump, records
+
+from expdb import cards
+from expdb.db import Database
+from expdb.errors import ExpdbError
+from expdb.queue import run_arguments
+from expdb.series import read_curve
+from expdb.slurm import (
+    SlurmRequest,
+    check_mem,
+    parse_time,
+    shared_location,
+    slurm_executor,
+    submit_cards,
+)
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+RUN_ARGS = run_arguments(device="auto", on_diverge="stop", profile_budget=0, seed=None)
+
+
+@pytest.fixture(autouse=True)
+def runners_are_found(monkeypatch):
+    """queuerunners:NAME importable here and in the jobs' processes."""
+    monkeypatch.setenv("PYTHONPATH", str(SCRIPTS))
+    monkeypatch.setattr(sys, "path", [str(SCRIPTS), *sys.path])
+
+
+@pytest.fixture
+def planned(db):
+    """Two planned cards, tagged cvt_io_v3."""
+    return [cards.create_card(db, name, {}, runner="queuerunners:record", tags=["cvt_io_v3"]) for name in ("v3_a", "v3_b")]
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """Slurm's stand-in on a machine without it: an `sbatch` on PATH that accepts every job as job 4242, and
+    the `srun` submitit looks for (it runs in the job's script, on a node, so never here)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for command, script in (("sbatch", "echo 'Submitted batch job 4242'"), ("srun", "exit 1")):
+        (bin_dir / command).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / command).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_cards_run_as_submitit_jobs_adopting_their_queued_runs(db, planned, workdir):
+    submitted = submit_cards(db, planned, submitit.LocalExecutor(workdir / "slurm"), RUN_ARGS)
+    assert [(job.card, job.run_id) for job in submitted] == [("v3_a", 1), ("v3_b", 2)]
+    assert [job.job.result() for job in submitted] == [0, 0]  # expdb run's exit status on the "node"
+    for job in submitted:
+        (run,) = records("SELECT * FROM run WHERE id = ?", (job.run_id,))
+        assert (run["status"], run["launcher"], run["job_id"]) == ("finished", "slurm", str(job.job.job_id))
+        assert run["queued_at"] <= run["started_at"] and run["pid"] != os.getpid()
+        assert list(read_curve(db, job.run_id, "loss").steps) == [0, 1, 2, 3, 4]
+        assert db.query_one("SELECT value FROM metric WHERE run_id = ? AND key = 'iou50'", (job.run_id,)) == (0.5,)
+
+
+def test_a_refused_submission_leaves_nothing_queued(db, planned, workdir):
+    class Refusing(submitit.LocalExecutor):
+        def _submit_command(self, command):
+            raise RuntimeError("sbatch: error: invalid partition specified: gpu")
+
+    with pytest.raises(ExpdbError, match="submitting to Slurm failed: RuntimeError: sbatch: error: invalid partition"):
+        submit_cards(db, planned, Refusing(workdir / "slurm"), RUN_ARGS)
+    assert records("SELECT * FROM run") == []
+
+
+def test_the_database_is_named_the_same_on_every_node(db, workdir):
+    assert shared_location(db) == str((workdir / "experiments.db").resolve())
+    assert Path(shared_location(db)).is_absolute()
+
+
+def test_slurm_options_reach_the_executor(tmp_path, fake_slurm):
+    executor = slurm_executor(tmp_path, SlurmRequest(parse_time("12:00:00"), "gpu", 1, 8, check_mem("64G")))
+    assert {key: executor.parameters[key] for key in ("partition", "time", "gpus_per_node", "cpus_per_task", "mem", "nodes")} == {
+        "partition": "gpu", "time": 720, "gpus_per_node": 1, "cpus_per_task": 8, "mem": "64G", "nodes": 1,
+    }
+    assert "gpus_per_node" not in slurm_executor(tmp_path, SlurmRequest(60)).parameters  # the cluster's default
+
+
+@pytest.mark.parametrize(
+    "text, minutes", [("12:00:00", 720), ("90", 90), ("1-12:00:00", 2160), ("2-0", 2880), ("30:30", 31), ("0:0:59", 1)]
+)
+def test_slurm_time_limits_in_minutes(text, minutes):
+    assert parse_time(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["12h", "", "1:2:3:4", "0"])
+def test_time_limits_slurm_would_not_take_are_refused(text):
+    with pytest.raises(ExpdbError, match="--time"):
+        parse_time(text)
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_submits_the_selection_prints_job_ids_and_warns_about_sqlite(cli, planned, fake_slurm):
+    result = cli("run", "--tag", "cvt_io_v3", "--launcher", "slurm", "--partition", "gpu", "--gpus-per-job", "1",
+                 "--time", "12:00:00")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == ["v3_a (run 1): Slurm job 4242_0", "v3_b (run 2): Slurm job 4242_1"]
+    (warning,) = result.err.splitlines()
+    assert warning.startswith("warning: ") and "SQLite" in warning and "PostgreSQL" in warning
+    rows = records("SELECT status, launcher, job_id FROM run ORDER BY id")
+    assert rows == [{"status": "queued", "launcher": "slurm", "job_id": f"4242_{i}"} for i in (0, 1)]
+    assert (Path("expdb_runs/slurm")).is_dir()
+
+
+def refused(cli, *args) -> str:
+    before = dump()
+    result = cli(*args)
+    assert result.code == 2, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
+    assert dump() == before
+    return lines[0].removeprefix("error: ")
+
+
+def test_slurm_without_submitit_is_refused(cli, planned, monkeypatch, fake_slurm):
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    message = refused(cli, "run", "--all", "--launcher", "slurm", "--time", "1:00:00")
+    assert message == "--launcher slurm needs submitit: pip install 'expdb[slurm]'"
+
+
+def test_slurm_without_slurm_is_refused(cli, planned, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch there
+    message = refused(cli, "run", "--all", "--launcher", "slurm", "--time", "1:00:00")
+    assert message.startswith("--launcher slurm: Slurm is not on this machine (no sbatch or srun on PATH)")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--partition", "gpu"], "--partition is for Slurm jobs: add --launcher slurm"),
+        (["--time", "1:00:00"], "--time is for Slurm jobs: add --launcher slurm"),
+        (["--launcher", "slurm", "--time", "1:00:00", "--jobs", "2"], "--jobs and --gpus are for the local queue"),
+        (["--launcher", "slurm"], "--launcher slurm needs --time"),
+        (["--launcher", "slurm", "--time", "12h"], "--time '12h': give a Slurm time limit"),
+        (["--launcher", "slurm", "--time", "1:00:00", "--mem", "lots"], "--mem 'lots': give memory per job"),
+    ],
+)
+def test_slurm_options_are_checked_before_anything_is_queued(cli, planned, fake_slurm, args, message):
+    assert message in refused(cli, "run", "--all", *args)
+
+
+def test_a_job_whose_queued_run_is_gone_does_not_run(cli, planned):
+    with Database() as db:
+        assert db.query("SELECT count(*) FROM run") == [(0,)]
+    message = refused(cli, "run", "v3_a", "--queued-run", "7")
+    assert message == "run 7 is not v3_a's queued run (its queue stopped?): run v3_a again"
