@@ -163,8 +163,10 @@ class Database:
         self.upgraded_from: str | None = None
         self.backup_path: Path | None = None
         if self.dialect == "postgresql":
-            import psycopg
-
+            try:
+                import psycopg
+            except ImportError:
+                raise DatabaseError("a PostgreSQL database needs psycopg: pip install 'expdb[postgres]'") from None
             self._errors: type[Exception] = psycopg.Error
             self.path = None
             self.connection = self._connect_postgres(psycopg)
