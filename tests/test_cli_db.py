@@ -1,6 +1,7 @@
 """`expdb db current|upgrade` and how commands report databases they cannot use."""
 
 import sqlite3
+import sys
 from pathlib import Path
 
 from conftest import revision_of
@@ -149,6 +150,11 @@ def test_db_upgrade_refuses_newer_database(cli, workdir):
 
 def test_unknown_database_url_fails_in_one_line(cli, workdir):
     assert_one_line_error(cli("list", "--db", "mysql://user@localhost/experiments"), "'mysql'")
+
+
+def test_postgresql_without_psycopg_says_how_to_install_it(cli, workdir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
+    assert_one_line_error(cli("list", "--db", "postgresql+psycopg://me@127.0.0.1/expdb"), "pip install 'expdb[postgres]'")
 
 
 def test_unreachable_postgresql_names_host_and_port_in_one_line(cli, workdir):
