@@ -162,6 +162,7 @@ class Database:
         self.dialect = "postgresql" if is_postgres(self.location) else "sqlite"
         self.upgraded_from: str | None = None
         self.backup_path: Path | None = None
+        self._nested = False
         if self.dialect == "postgresql":
             try:
                 import psycopg
@@ -343,7 +344,7 @@ class Database:
     def glob(self, column: str, pattern: str) -> tuple[str, list]:
         """`column` matches the shell pattern (`cvt_io_v2_*`), case-sensitively, as SQLite's GLOB."""
         if self.dialect == "postgresql":
-            return f"{column} ~ ?", [_glob_regex(pattern)]
+            return f"{column} ~ ?", [glob_regex(pattern)]
         return f"{column} GLOB ?", [pattern]
 
     def json_keys(self, table: str, column: str) -> str:
@@ -369,12 +370,17 @@ class Database:
         """All or nothing: what the block writes is committed together, or not at all.
 
         On SQLite a transaction takes the write lock at once (BEGIN IMMEDIATE), so writers queue
-        behind the busy timeout instead of failing halfway.
+        behind the busy timeout instead of failing halfway. A transaction inside another is part
+        of it: many cards made by `create_card` in one block are all made, or none.
         """
+        if self._nested:
+            yield self.connection
+            return
         try:
             self.connection.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
         except self._errors as error:
             raise DatabaseError(f"cannot write to {self.name}: {_first_line(error)}") from None
+        self._nested = True
         try:
             yield self.connection
             self.connection.execute("COMMIT")
@@ -384,6 +390,8 @@ class Database:
         except BaseException:
             self._rollback()
             raise
+        finally:
+            self._nested = False
 
     @property
     def in_transaction(self) -> bool:
@@ -400,7 +408,7 @@ class Database:
             pass  # the connection itself broke: the server has rolled back already
 
 
-def _glob_regex(pattern: str) -> str:
+def glob_regex(pattern: str) -> str:
     """A shell pattern as an anchored POSIX regular expression: * ? and [...] as in SQLite's GLOB."""
     out, i = ["^"], 0
     while i < len(pattern):

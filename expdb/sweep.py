@@ -222,17 +222,8 @@ def plan_sweep(db: Database, grid: Grid, base: str, tags: list[str] = (), note: 
 
 def create_sweep(db: Database, plan: SweepPlan) -> list[cards.Card]:
     """Create the planned cards, each as `expdb new --from BASE` would; all of them, or none."""
-    created: list[cards.Card] = []
-    try:
-        for card in plan.cards:
-            created.append(
-                cards.create_card(
-                    db, card.name, card.params, card.typed, parent=plan.base, note=plan.note, tags=plan.tags
-                )
-            )
-    except BaseException:
-        # create_card commits each card by itself: a failure part-way removes those already made.
-        if created:
-            cards.remove_cards(db, [card.name for card in created])
-        raise
-    return created
+    with db.transaction():
+        return [
+            cards.create_card(db, card.name, card.params, card.typed, parent=plan.base, note=plan.note, tags=plan.tags)
+            for card in plan.cards
+        ]

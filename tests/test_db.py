@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from expdb.db import SCHEMA_HEAD, Database, _glob_regex, display_name, new_uid, resolve_location
+from expdb.db import (
+    SCHEMA_HEAD,
+    Database,
+    display_name,
+    glob_regex,
+    new_uid,
+    resolve_location,
+)
 from expdb.errors import DatabaseError
 
 SIDECARS = ("-wal", "-shm", "-journal")
@@ -134,7 +141,7 @@ def test_glob_as_a_regular_expression_matches_as_sqlite_glob(pattern, matching, 
     connection = sqlite3.connect(":memory:")
     for name, expected in ((matching, True), (other, False)):
         assert bool(connection.execute("SELECT ? GLOB ?", (name, pattern)).fetchone()[0]) is expected
-        assert bool(re.search(_glob_regex(pattern), name)) is expected
+        assert bool(re.search(glob_regex(pattern), name)) is expected
 
 
 def test_other_database_urls_are_refused_in_one_line(workdir):
@@ -331,3 +338,18 @@ def test_deleting_a_parent_card_unlinks_its_children(db):
     with db.transaction() as c:
         c.execute("DELETE FROM card WHERE id = ?", (parent,))
     assert db.query("SELECT name, parent_id FROM card") == [("child", None)]
+
+
+def test_a_transaction_inside_another_is_part_of_it(db):
+    with pytest.raises(ZeroDivisionError):
+        with db.transaction():
+            with db.transaction() as connection:
+                add_card(connection, "a")
+            with db.transaction() as connection:
+                add_card(connection, "b")
+            1 / 0
+    assert card_names(db.location) == []
+    with db.transaction():
+        with db.transaction() as connection:
+            add_card(connection, "c")
+    assert card_names(db.location) == ["c"]
