@@ -691,6 +691,30 @@ def report(
         console.print(escape(f"wrote {path}"), soft_wrap=True)
 
 
+@app.command("copy")
+def copy_command(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Cards, or globs of card names ('cvt_io_v3_*') [default: every card].")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="Copy from this database (--db) to this one: a path or a URL.")] = None,
+    origin: Annotated[Optional[str], typer.Option("--from", help="Copy from this database, a path or a URL, into this one (--db).")] = None,
+    tag: Annotated[Optional[str], typer.Option(help="Only cards with this tag.")] = None,
+    where: Annotated[Optional[str], typer.Option(help="Only cards matching this filter, as in expdb table.")] = None,
+    status: Annotated[Optional[str], typer.Option(help=f"Only cards with this status: {', '.join(cards.STATUSES)}.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Copy cards with their runs, curves, profiles and notes to another database or from one; twice copies nothing twice."""
+    from .copy import check_locations, copy_cards, render_copied
+    from .db import resolve_location
+
+    if (to is None) == (origin is None):
+        raise ExpdbError("give --to URL (copy this database's cards there) or --from URL (copy its cards here), one of the two")
+    here = resolve_location(db)
+    source, target = (here, to) if to is not None else (origin, here)
+    check_locations(source, target)
+    with open_db(source) as source_db, open_db(target, create=True) as target_db:
+        copied = copy_cards(source_db, target_db, names or [], tag=tag, where=where, status=status)
+    render_copied(copied, console)
+
+
 @db_app.command("current")
 def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and whether it is the newest."""

@@ -60,7 +60,7 @@ class RunPlan:
 
     @classmethod
     def for_run(cls, db: Database, run_id: int) -> "RunPlan":
-        return cls(db.path.resolve().parent / "expdb_runs" / f"run-{run_id}")
+        return cls(db.home / "expdb_runs" / f"run-{run_id}")
 
     @property
     def checkpoint_path(self) -> Path:

@@ -5,18 +5,16 @@ import os
 import shlex
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import dump
+from conftest import dump, query, records
 
 from expdb import cards
-from expdb.db import Database, new_uid
+from expdb.db import Database, new_uid, resolve_location
 from expdb.series import read_curve
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -42,18 +40,8 @@ def new(cli):
     return make
 
 
-def query(sql, parameters=()):
-    with closing(sqlite3.connect("experiments.db", timeout=30)) as connection:
-        return connection.execute(sql, parameters).fetchall()
-
-
 def runs_of(card) -> list[dict]:
-    with closing(sqlite3.connect("experiments.db", timeout=30)) as connection:
-        connection.row_factory = sqlite3.Row
-        rows = connection.execute(
-            "SELECT run.* FROM run JOIN card ON card.id = run.card_id WHERE card.name = ? ORDER BY run.id", (card,)
-        ).fetchall()
-    return [dict(row) for row in rows]
+    return records("SELECT run.* FROM run JOIN card ON card.id = run.card_id WHERE card.name = ? ORDER BY run.id", (card,))
 
 
 def only_run(card) -> dict:
@@ -62,7 +50,7 @@ def only_run(card) -> dict:
 
 
 def curve(run_id, key="loss"):
-    with Database("experiments.db") as db:
+    with Database() as db:
         return read_curve(db, run_id, key)
 
 
@@ -72,7 +60,7 @@ def ctx_facts(run_id) -> dict:
 
 def plant_running_run(card="x", pid=None, checkpoint_dir=None):
     """A run row as a live `expdb run` on this machine leaves it (this process's pid unless told)."""
-    with Database("experiments.db") as db:
+    with Database() as db:
         card_id = db.query_one("SELECT id FROM card WHERE name = ?", (card,))[0]
         with db.transaction() as connection:
             connection.execute(
@@ -327,7 +315,7 @@ def test_command_after_double_dash_runs_the_card(cli, new):
 
 def signal_expdb_run(workdir, signum):
     """`expdb run` of a runner that logs forever, sent `signum` once it has flushed; returns (code, stderr)."""
-    path = str(workdir / "experiments.db")
+    path = resolve_location(None)
     with Database(path, create=True) as db:
         cards.create_card(db, "endless", {}, runner="tinyrunners:forever")
     process = subprocess.Popen(
