@@ -37,21 +37,21 @@ errors = Console(stderr=True, highlight=False)
 
 DbOption = Annotated[
     Optional[str],
-    typer.Option("--db", envvar="EXPDB_DB", help="Database: a path or an sqlite:/// URL [default: ./experiments.db]"),
+    typer.Option("--db", envvar="EXPDB_DB", help="Database: an SQLite file (a path or sqlite:///PATH) or postgresql+psycopg://USER@HOST/DB [default: ./experiments.db]"),
 ]
 
 
 @contextmanager
-def open_db(location: str | None, create: bool = False) -> Iterator[Database]:
+def open_db(location: str | None, create: bool = False, upgrade: str = "auto") -> Iterator[Database]:
     """The database, upgraded if it is older, with runs whose process died marked crashed.
 
     A refused command that created the database leaves none behind.
     """
-    database = Database(location, create=create)
+    database = Database(location, create=create, upgrade=upgrade)
     if database.upgraded_from:
+        kept = f"; the old file is kept as {database.backup_path}" if database.backup_path else ""
         errors.print(
-            f"upgraded {database.path} from schema {database.upgraded_from} to {database.revision}; "
-            f"the old file is kept as {database.backup_path}",
+            f"upgraded {database.name} from schema {database.upgraded_from} to {database.revision}{kept}",
             markup=False,
             soft_wrap=True,
         )
@@ -559,7 +559,7 @@ def demo(db: DbOption = None) -> None:
 
     with open_db(db, create=True) as database:
         names = create_demo(database)
-        console.print(f"created {len(names)} cards in {database.path}: {', '.join(names)}", soft_wrap=True)
+        console.print(f"created {len(names)} cards in {database.name}: {', '.join(names)}", soft_wrap=True)
         run_cards(database, [cards.get_card(database, name) for name in names])
         console.print()
         render_rich(build_table(database, ["iou50"], baseline="cvt", tag=DEMO_TAG), console)
@@ -720,17 +720,17 @@ def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and whether it is the newest."""
     from .db import SCHEMA_HEAD
 
-    with Database(db, upgrade=False) as db:
+    with Database(db, upgrade="no") as db:
         state = "current" if db.revision == SCHEMA_HEAD else f"older than this expdb's {SCHEMA_HEAD}: run `expdb db upgrade`"
-        console.print(f"{db.path}: schema {db.revision} ({state})")
+        console.print(f"{db.name}: schema {db.revision} ({state})")
 
 
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
-    """Bring the database to the newest schema, after a backup copy beside it."""
-    with open_db(db) as db:
+    """Bring the database to the newest schema (an SQLite file after a backup copy beside it)."""
+    with open_db(db, upgrade="yes") as db:
         if not db.upgraded_from:
-            console.print(f"{db.path}: schema {db.revision}, nothing to upgrade")
+            console.print(f"{db.name}: schema {db.revision}, nothing to upgrade")
 
 
 def main() -> None:
