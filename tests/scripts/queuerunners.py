@@ -17,12 +17,6 @@ def record(params, ctx):
     ctx.summary(iou50=0.5)
 
 
-def sleep(params, ctx):
-    """Only sleeps `seconds` (the queue benchmark: the gaps between jobs, not the jobs, are measured)."""
-    time.sleep(params.get("seconds", 1.0))
-    ctx.summary(done=1.0)
-
-
 def until_stopped(params, ctx):
     """Logs and checkpoints every step until stopped (at most 60 s); resumed, logs 5 more steps and finishes."""
     checkpoint = Path(ctx.checkpoint_path)
