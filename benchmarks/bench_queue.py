@@ -49,7 +49,7 @@ def main() -> None:
         started = time.perf_counter()
         result = run_queue(
             db, queued, gpu_slots([str(i) for i in range(options.slots)]),
-            run_arguments(device="cpu", on_diverge="stop", profile_budget=0, seed=None),
+            run_arguments(device="cpu", on_diverge="stop", profile_budget=0, seed=None), Path(directory) / "output",
         )
         wall = time.perf_counter() - started
         runs = db.query("SELECT env, started_at, ended_at, status FROM run ORDER BY started_at")

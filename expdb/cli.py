@@ -419,12 +419,17 @@ def queue_locally(database: Database, targets: list[cards.Card], slots: list, ru
     """Run the cards in a local queue, a line as each job starts and ends; the exit status (130 when stopped)."""
     from collections import Counter
 
-    from .queue import queue_runs, run_queue
+    from .queue import output_directory, queue_runs, run_queue
 
     queued = queue_runs(database, targets, resume=resume, launcher="local")
-    console.print(escape(f"queued {len(queued)} cards on {len(slots)} slots: {', '.join(slot.label for slot in slots)}"), soft_wrap=True)
+    output = output_directory(database)
+    console.print(
+        escape(f"queued {len(queued)} card{'s' if len(queued) != 1 else ''} on {', '.join(slot.label for slot in slots)}; "
+               f"what the jobs print goes to {output}"),
+        soft_wrap=True,
+    )
     result = run_queue(
-        database, queued, slots, run_args,
+        database, queued, slots, run_args, output,
         on_start=lambda entry, slot: console.print(escape(f"{slot.label}: {entry.card.name} (run {entry.run_id}) started"), soft_wrap=True),
         on_end=lambda end: console.print(f"{escape(end.slot)}: {outcome_line(end)}", soft_wrap=True),
     )

@@ -17,18 +17,19 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import IO, Callable
+from pathlib import Path
+from typing import Callable
 
 from . import cards
 from .cards import Card
 from .db import Database, new_uid, now
 from .errors import ExpdbError
 
+TAIL_BYTES = 4096  # of a job's output, read for the line that says why it did not start
 POLL_S = 0.05  # how often ended children are looked for: a slot waits at most this long for its next job
 STOP_GRACE_S = 60.0  # after SIGTERM, how long a job may take to record its end before it is killed
 RESUMABLE = "interrupted"  # with --resume, a selection continues these runs from their checkpoints
@@ -225,7 +226,12 @@ class _Job:
     entry: Queued
     slot: Slot
     process: subprocess.Popen
-    stderr: IO[str]
+    output: Path  # what it prints
+
+
+def output_directory(db: Database) -> Path:
+    """Where this queue's jobs write what they print, a file each: beside the runs' directories."""
+    return db.home / "expdb_runs" / f"queue-{os.getpid()}"
 
 
 def run_queue(
@@ -233,15 +239,17 @@ def run_queue(
     queued: list[Queued],
     slots: list[Slot],
     run_args: list[str],
+    output: Path,
     *,
     on_start: Callable[[Queued, Slot], None] | None = None,
     on_end: Callable[[JobEnd], None] | None = None,
 ) -> QueueResult:
     """Run the queued cards, at most one job per slot; a slot takes its next card as soon as its job ends.
 
-    SIGINT or SIGTERM to this process stops the queue: running jobs get SIGTERM and end
+    Each job's stdout and stderr go to `output`/run-ID-CARD.log. SIGINT or SIGTERM to this process stops the queue: running jobs get SIGTERM and end
     `interrupted`, and the runs that never started are released.
     """
+    output.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
@@ -255,7 +263,7 @@ def run_queue(
                 running.remove(job)
                 free.append(job.slot)
             while free and pending and not stop.is_set():  # start the next jobs before recording the ended ones
-                job = _start(db, pending.popleft(), free.pop(0), run_args)
+                job = _start(db, pending.popleft(), free.pop(0), run_args, output)
                 running.append(job)
                 if on_start is not None:
                     on_start(job.entry, job.slot)
@@ -289,15 +297,15 @@ def job_command(location: str, entry: Queued, run_args: list[str]) -> list[str]:
     ]
 
 
-def _start(db: Database, entry: Queued, slot: Slot, run_args: list[str]) -> _Job:
-    command = job_command(db.location, entry, run_args)
-    stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by _finish
-    # Its own session: a Ctrl-C at the terminal reaches the queue only, which stops each job once, with SIGTERM.
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-        env={**os.environ, **slot.env}, start_new_session=True,
-    )
-    return _Job(entry, slot, process, stderr)
+def _start(db: Database, entry: Queued, slot: Slot, run_args: list[str], output: Path) -> _Job:
+    path = output / f"run-{entry.run_id}-{entry.card.name}.log"
+    with open(path, "ab") as log:
+        # Its own session: a Ctrl-C at the terminal reaches the queue only, which stops each job once, with SIGTERM.
+        process = subprocess.Popen(
+            job_command(db.location, entry, run_args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **slot.env}, start_new_session=True,
+        )
+    return _Job(entry, slot, process, path)
 
 
 def _finish(db: Database, job: _Job, on_end: Callable[[JobEnd], None] | None) -> JobEnd:
@@ -306,9 +314,9 @@ def _finish(db: Database, job: _Job, on_end: Callable[[JobEnd], None] | None) ->
 
     reap_crashed_runs(db)
     entry, code = job.entry, job.process.returncode
-    job.stderr.seek(0)
-    said = [line.strip() for line in job.stderr.read().splitlines() if line.strip()]
-    job.stderr.close()
+    with job.output.open("rb") as log:
+        log.seek(max(0, log.seek(0, os.SEEK_END) - TAIL_BYTES))
+        said = [line.strip() for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
     killed = f"killed by {signal.Signals(-code).name}" if code < 0 else None
     row = db.query_one("SELECT status, exit_reason FROM run WHERE id = ?", (entry.run_id,))
     status, reason = row or ("removed", "its card was deleted while it ran")

@@ -56,7 +56,9 @@ def test_each_job_runs_on_its_gpu_and_a_gpu_runs_one_job_at_a_time(db):
     names = [f"g{i}" for i in range(4)]
     queued = queue_runs(db, make_cards(db, names, sleep=0.1), resume=False, launcher="local")
     starts = []
-    result = run_queue(db, queued, gpu_slots(["5", "7"]), RUN_ARGS, on_start=lambda entry, slot: starts.append(slot.label))
+    result = run_queue(
+        db, queued, gpu_slots(["5", "7"]), RUN_ARGS, Path("out"), on_start=lambda entry, slot: starts.append(slot.label)
+    )
     assert result.all_finished and [end.status for end in result.ends] == ["finished"] * 4
     assert sorted(starts) == sorted(end.slot for end in result.ends)
     runs = {row["card"]: row for row in records(
@@ -76,10 +78,17 @@ def test_each_job_runs_on_its_gpu_and_a_gpu_runs_one_job_at_a_time(db):
 
 def test_cpu_jobs_share_the_cores_through_their_thread_budget(db):
     queued = queue_runs(db, make_cards(db, ["a", "b"]), resume=False, launcher="local")
-    result = run_queue(db, queued, cpu_slots(2, cores=8), RUN_ARGS)
+    result = run_queue(db, queued, cpu_slots(2, cores=8), RUN_ARGS, Path("out"))
     assert result.all_finished
     for card in ("a", "b"):
         assert pinned(card) == {"CUDA_VISIBLE_DEVICES": None, "OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+
+
+def test_what_a_job_prints_is_kept_in_its_file(db):
+    queued = queue_runs(db, make_cards(db, ["talks"]), resume=False, launcher="local")
+    assert run_queue(db, queued, cpu_slots(1), RUN_ARGS, Path("out")).all_finished
+    printed = Path("out/run-1-talks.log").read_text().splitlines()
+    assert printed == ["training talks", "talks (run 1) finished  iou50=0.5"]
 
 
 def test_slots_as_the_options_make_them():
@@ -181,7 +190,7 @@ def test_resumed_runs_get_their_status_back_when_released(db):
 def test_a_job_that_cannot_start_is_reported_and_its_row_released(db):
     (card,) = make_cards(db, ["broken"], runner="queuerunners:nosuch")
     queued = queue_runs(db, [card], resume=False, launcher="local")
-    result = run_queue(db, queued, cpu_slots(1), RUN_ARGS)
+    result = run_queue(db, queued, cpu_slots(1), RUN_ARGS, Path("out"))
     (end,) = result.ends
     assert (end.status, result.all_finished) == ("not started", False)
     assert "has no function 'nosuch'" in end.exit_reason

@@ -9,8 +9,9 @@ PINNED = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def record(params, ctx):
-    """Writes env_<card>.json (what the queue set in its environment), logs a few steps, sleeps `sleep` seconds."""
+    """Writes env_<card>.json (what the queue set in its environment), prints a line, logs a few steps, sleeps `sleep` seconds."""
     Path(f"env_{ctx.card.name}.json").write_text(json.dumps({key: os.environ.get(key) for key in PINNED}))
+    print(f"training {ctx.card.name}", flush=True)
     for step in range(5):
         ctx.log(step, loss=1.0 / (step + 1))
     time.sleep(params.get("sleep", 0))
