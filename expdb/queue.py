@@ -246,8 +246,9 @@ def run_queue(
 ) -> QueueResult:
     """Run the queued cards, at most one job per slot; a slot takes its next card as soon as its job ends.
 
-    Each job's stdout and stderr go to `output`/run-ID-CARD.log. SIGINT or SIGTERM to this process stops the queue: running jobs get SIGTERM and end
-    `interrupted`, and the runs that never started are released.
+    Each job's stdout and stderr go to `output`/run-ID-CARD.log. SIGINT or SIGTERM to this
+    process stops the queue: running jobs get SIGTERM and end `interrupted`, and the runs
+    that never started are released.
     """
     output.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
