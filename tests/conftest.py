@@ -113,13 +113,26 @@ def postgres_url(database: str) -> str:
 
 
 @pytest.fixture
-def postgres_database(request):
-    """A fresh database on the test server, at the current schema; dropped afterwards."""
+def new_postgres_database(request):
+    """Makes fresh databases on the test server, at the current schema; all dropped afterwards."""
     template = request.getfixturevalue("postgres_template")
-    name = f"expdb_test_{os.getpid()}_{next(_database_numbers)}"
-    postgres_admin(f"CREATE DATABASE {name} TEMPLATE {template}")
-    yield postgres_url(name)
-    postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    made = []
+
+    def make() -> str:
+        name = f"expdb_test_{os.getpid()}_{next(_database_numbers)}"
+        postgres_admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+        made.append(name)
+        return postgres_url(name)
+
+    yield make
+    for name in made:
+        postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_database(new_postgres_database) -> str:
+    """A fresh database on the test server, at the current schema; dropped afterwards."""
+    return new_postgres_database()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import time
 import types
 
 import pytest
-from conftest import dump
+from conftest import POSTGRES_ADMIN_URL, dump
 
 import expdb
 import expdb.copy
@@ -26,9 +26,17 @@ def source_location(workdir) -> str:
     return resolve_location(None)
 
 
-@pytest.fixture
-def target_location(workdir) -> str:
-    """The database copied into; a new SQLite file unless a test makes it first."""
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.skipif(not POSTGRES_ADMIN_URL, reason="needs EXPDB_TEST_POSTGRES")),
+    ]
+)
+def target_location(request, workdir) -> str:
+    """The database copied into: a new SQLite file unless a test makes it first, or a PostgreSQL
+    database (a laptop's study copied into the team's server)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("new_postgres_database")()
     return str(workdir / "target.db")
 
 
