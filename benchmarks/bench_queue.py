@@ -6,7 +6,8 @@ Queues `--cards` cards whose runner only sleeps `--seconds`, on `--slots` fake G
 (CUDA_VISIBLE_DEVICES 0, 1, ...; nothing touches a GPU, so this runs on any machine), each
 job a real `expdb run` child process. Per slot, the gap is from a run's end (its row's
 ended_at) to the start of the next run on that slot (its row's started_at, once the
-child has started Python, imported expdb and adopted its queued run). Prints every gap,
+child has adopted its queued run; the queue starts each slot's next child while the slot's
+job runs, so Python, expdb and the runner are loaded by then). Prints every gap,
 their maximum and median against the 2 s target, and the queue's wall time against
 the ideal. Prints figures; asserts nothing.
 """

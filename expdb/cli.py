@@ -333,6 +333,9 @@ def run(
         Optional[str], typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: expdb_runs/slurm].", rich_help_panel="Slurm")
     ] = None,
     queued_run: Annotated[Optional[int], typer.Option(hidden=True, help="The queued run row this job adopts (expdb.queue).")] = None,
+    standby: Annotated[
+        bool, typer.Option(hidden=True, help="Get ready, then start when a line arrives on stdin (a queue's next job on a GPU).")
+    ] = False,
     on_diverge: Annotated[str, typer.Option(help="stop: end a diverging run; note: only note it.")] = "stop",
     device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
     seed: Annotated[Optional[int], typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
@@ -382,10 +385,16 @@ def run(
             for outcome in run_cards(
                 database, [card], command=ctx.args or None, parser=parse, resume=resume and (not many or card.status != cards.PLANNED),
                 on_diverge=on_diverge, device=device, seed=seed, profile_budget=profile_budget, keep_going=many,
-                queued_run=queued_run,
+                queued_run=queued_run, ready=wait_for_the_queue if standby else None,
             )
         ]
     raise typer.Exit(0 if all(outcome is not None and outcome.status == "finished" for outcome in outcomes) else 1)
+
+
+def wait_for_the_queue() -> None:
+    """A standby job's start signal: a line on stdin. Its end (no line) means the queue stopped first."""
+    if not sys.stdin.readline():
+        raise typer.Exit(0)
 
 
 def slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit):

@@ -211,10 +211,13 @@ def execute(
     echo: TextIO | None = None,
     profile_budget: float = PROFILE_BUDGET_S,
     queued_run: int | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run one card to its end and record it. Everything that can be refused is refused before the run exists.
 
     `queued_run`: the card's queued run row to adopt (see expdb.queue) rather than a new one.
+    `ready`: called once the runner is imported and the device chosen, right before the run
+    begins: a queue's next job waits there, warm, for its GPU to be free.
 
     KeyboardInterrupt (Ctrl-C, SIGTERM) propagates after the run is marked interrupted.
     """
@@ -240,6 +243,8 @@ def execute(
             f"{card.name} has no runner or command: create it with --runner NAME or --cmd \"...\", "
             f"or give the command: expdb run {card.name} -- python train.py ..."
         )
+    if ready is not None:
+        ready()
     run = begin_run(
         db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
         command=template, progress=progress, queued_run=queued_run,

@@ -224,6 +224,7 @@ class QueueResult:
 @dataclass
 class _Job:
     entry: Queued
+    slot_index: int
     slot: Slot
     process: subprocess.Popen
     output: Path  # what it prints
@@ -256,34 +257,52 @@ def run_queue(
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous_handlers[signum] = signal.signal(signum, lambda *_: stop.set())
-    pending, free, running, ends = deque(queued), list(slots), [], []
+    pending, free, running, ends = deque(queued), list(range(len(slots))), [], []
+    # Per slot, its next job: started while the slot's job runs, it imports Python, expdb and the
+    # runner (torch) meanwhile, and begins the moment the slot is free.
+    standby: dict[int, _Job] = {}
     try:
-        while (pending or running) and not stop.is_set():
+        while (pending or running or standby) and not stop.is_set():
             ended = [job for job in running if job.process.poll() is not None]
             for job in ended:
                 running.remove(job)
-                free.append(job.slot)
-            while free and pending and not stop.is_set():  # start the next jobs before recording the ended ones
-                job = _start(db, pending.popleft(), free.pop(0), run_args, output)
+                free.append(job.slot_index)
+            for index in list(free):  # start the next jobs before recording the ended ones
+                if stop.is_set():
+                    break
+                job = standby.pop(index, None)
+                if job is None and pending:
+                    job = _start(db, pending.popleft(), index, slots[index], run_args, output)
+                if job is None:
+                    continue
+                free.remove(index)
+                _go(job)
                 running.append(job)
                 if on_start is not None:
                     on_start(job.entry, job.slot)
+            for job in running:  # then, in the order the slots started, each busy slot's next job
+                if pending and job.slot_index not in standby and not stop.is_set():
+                    standby[job.slot_index] = _start(db, pending.popleft(), job.slot_index, job.slot, run_args, output)
             for job in ended:
                 ends.append(_finish(db, job, on_end))
             if not ended:
                 time.sleep(POLL_S)
     finally:
+        for job in standby.values():
+            _go(job, start=False)
         for job in running:
             if job.process.poll() is None:
                 job.process.terminate()
         deadline = time.monotonic() + STOP_GRACE_S
-        for job in running:
+        for job in [*running, *standby.values()]:
             try:
                 job.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 job.process.kill()
                 job.process.wait()
+        for job in running:
             ends.append(_finish(db, job, on_end))
+        pending.extendleft(reversed([job.entry for job in standby.values()]))
         release(db, list(pending))
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
@@ -298,15 +317,26 @@ def job_command(location: str, entry: Queued, run_args: list[str]) -> list[str]:
     ]
 
 
-def _start(db: Database, entry: Queued, slot: Slot, run_args: list[str], output: Path) -> _Job:
+def _start(db: Database, entry: Queued, index: int, slot: Slot, run_args: list[str], output: Path) -> _Job:
+    """The job's process, started on standby: it gets ready, then waits for `_go`."""
     path = output / f"run-{entry.run_id}-{entry.card.name}.log"
     with open(path, "ab") as log:
         # Its own session: a Ctrl-C at the terminal reaches the queue only, which stops each job once, with SIGTERM.
         process = subprocess.Popen(
-            job_command(db.location, entry, run_args), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, **slot.env}, start_new_session=True,
+            [*job_command(db.location, entry, run_args), "--standby"], stdin=subprocess.PIPE, stdout=log,
+            stderr=subprocess.STDOUT, env={**os.environ, **slot.env}, start_new_session=True,
         )
-    return _Job(entry, slot, process, path)
+    return _Job(entry, index, slot, process, path)
+
+
+def _go(job: _Job, start: bool = True) -> None:
+    """Let a standby job begin its run, or (start=False) tell it the queue stopped, so that it exits untouched."""
+    try:
+        if start:
+            job.process.stdin.write(b"go\n")
+        job.process.stdin.close()
+    except BrokenPipeError:
+        pass  # it ended already; how is recorded when it is reaped
 
 
 def _finish(db: Database, job: _Job, on_end: Callable[[JobEnd], None] | None) -> JobEnd:

@@ -76,6 +76,17 @@ def test_each_job_runs_on_its_gpu_and_a_gpu_runs_one_job_at_a_time(db):
         assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
 
 
+def test_a_slots_next_job_is_ready_before_the_slot_is_free(db):
+    """The second job's process has started and imported its runner while the first still runs:
+    the GPU is not left idle while Python and torch load."""
+    first = make_cards(db, ["first"], runner="queuerunners:waits_for_the_next_job")
+    second = make_cards(db, ["second"])
+    queued = queue_runs(db, first + second, resume=False, launcher="local")
+    result = run_queue(db, queued, gpu_slots(["0"]), RUN_ARGS, Path("out"))
+    assert [(end.card, end.status) for end in result.ends] == [("first", "finished"), ("second", "finished")]
+    assert result.ends[0].summary == {"processes_ready": 2}
+
+
 def test_cpu_jobs_share_the_cores_through_their_thread_budget(db):
     queued = queue_runs(db, make_cards(db, ["a", "b"]), resume=False, launcher="local")
     result = run_queue(db, queued, cpu_slots(2, cores=8), RUN_ARGS, Path("out"))
