@@ -34,6 +34,8 @@ sys.stderr.write("\\nMODULES " + json.dumps(sorted({name.split(".")[0] for name 
         ["new", "probe", "--from", "cvt_io_v2_9", "--N", "7"],
         ["sweep", "probe", "--from", "cvt_io_v2_9", "--N", "3,5,7"],
         ["note", "cvt", "a note"],
+        ["queue"],
+        ["copy", "--to", "copied.db", "cvt_io_v2_*"],
     ],
     ids=" ".join,
 )
@@ -45,6 +47,7 @@ def test_everyday_commands_do_not_import_heavy_libraries(tmp_path, args):
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,
     )
     assert "error" not in result.stderr.split("\nMODULES ")[0]
     modules = set(json.loads(result.stderr.rsplit("MODULES ", 1)[1]))
