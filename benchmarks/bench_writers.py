@@ -31,8 +31,9 @@ from expdb.db import Database
 WAIT_S = 600  # a writer that takes longer than this has hung: give up
 
 
-def writer(location: str, card: str, steps: int, seed: int, all_ready, ended) -> None:
+def writer(location: str, directory: str, card: str, steps: int, seed: int, all_ready, ended) -> None:
     """One writer process: start a run, wait for the others, log every step, end the run, say when."""
+    os.chdir(directory)  # a run on PostgreSQL keeps its log file in expdb_runs/ here
     scalars = training_like(steps, seed)
     with expdb.start(card, db=location) as run:
         all_ready.wait(WAIT_S)
@@ -41,12 +42,13 @@ def writer(location: str, card: str, steps: int, seed: int, all_ready, ended) ->
     ended.put(time.time())
 
 
-def ingest_seconds(location: str, writers: int, steps: int) -> float:
-    """From all writers ready until the last one's run has ended, into the existing database `location`."""
+def ingest_seconds(location: str, directory: str, writers: int, steps: int) -> float:
+    """From all writers ready until the last one's run has ended, into the existing database `location`;
+    the writers work in `directory`."""
     context = multiprocessing.get_context("spawn")  # fresh interpreters, as separate training scripts are
     all_ready, ended = context.Barrier(writers + 1), context.Queue()
     processes = [
-        context.Process(target=writer, args=(location, f"writer_{number}", steps, number, all_ready, ended))
+        context.Process(target=writer, args=(location, directory, f"writer_{number}", steps, number, all_ready, ended))
         for number in range(writers)
     ]
     for process in processes:
@@ -82,7 +84,8 @@ def postgres_seconds(url: str, writers: int, steps: int) -> float:
     location = url.rsplit("/", 1)[0] + "/" + name
     try:
         Database(location, create=True).close()
-        return ingest_seconds(location, writers, steps)
+        with tempfile.TemporaryDirectory() as directory:
+            return ingest_seconds(location, directory, writers, steps)
     finally:
         with admin_connection(url) as connection:
             connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -92,7 +95,7 @@ def sqlite_seconds(writers: int, steps: int) -> float:
     with tempfile.TemporaryDirectory() as directory:
         location = str(Path(directory) / "writers.db")
         Database(location, create=True).close()
-        return ingest_seconds(location, writers, steps)
+        return ingest_seconds(location, directory, writers, steps)
 
 
 def summary(label: str, rates: list[float]) -> str:
