@@ -3,6 +3,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,16 @@ def dump(location=None) -> list[str]:
             return [f"{table}: {row!r}" for table in tables for row in database.query(f"SELECT * FROM {table} ORDER BY 1")]
     with closing(sqlite3.connect(location)) as connection:
         return list(connection.iterdump())
+
+
+def wait_until(condition, what: str, deadline_s: float = 60.0) -> None:
+    """Polls `condition` until it holds; a passing test waits far less than the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    pytest.fail(f"gave up waiting for {what}")
 
 
 def query(sql: str, parameters=()) -> list[tuple]:
@@ -161,6 +172,20 @@ def cli(workdir, monkeypatch, capsys):
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def new(cli):
+    """`expdb new NAME ARGS...`, which must succeed."""
+    def make(name, *args):
+        result = cli("new", name, *args)
+        assert result.code == 0, result.err
+    return make
+
+
+def runs_of(card) -> list[dict]:
+    """The card's runs, oldest first, each a dict of its columns."""
+    return records("SELECT run.* FROM run JOIN card ON card.id = run.card_id WHERE card.name = ? ORDER BY run.id", (card,))
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from pathlib import Path
 
 import pytest
-from conftest import dump
+from conftest import dump, wait_until
 from test_copy import (
     card_names,
     make_study,
     row_counts,
     snapshot,
     stored_points,
-    wait_until,
 )
 
 from expdb import cards, runs

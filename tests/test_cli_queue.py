@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_DB, dump, query, records
+from conftest import EXAMPLE_DB, dump, query, records, runs_of
 from rich.console import Console
 from test_imports import HEAVY, PROBE
 
@@ -29,18 +29,6 @@ def runners_are_found(monkeypatch):
     """queuerunners:NAME importable here and in the queue's job processes."""
     monkeypatch.setenv("PYTHONPATH", str(SCRIPTS))
     monkeypatch.setattr(sys, "path", [str(SCRIPTS), *sys.path])
-
-
-@pytest.fixture
-def new(cli):
-    def make(name, *args):
-        result = cli("new", name, *args)
-        assert result.code == 0, result.err
-    return make
-
-
-def runs_of(card) -> list[dict]:
-    return records("SELECT run.* FROM run JOIN card ON card.id = run.card_id WHERE card.name = ? ORDER BY run.id", (card,))
 
 
 def status_of(card) -> str:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dump, query, records
+from conftest import dump, query, runs_of
 
 from expdb import cards
 from expdb.db import Database, new_uid, resolve_location
@@ -30,18 +30,6 @@ def tiny_runners(monkeypatch):
     monkeypatch.setattr(sys, "path", [str(SCRIPTS), *sys.path])
     for module in ("mymod", "exploding"):
         monkeypatch.delitem(sys.modules, module, raising=False)
-
-
-@pytest.fixture
-def new(cli):
-    def make(name, *args):
-        result = cli("new", name, *args)
-        assert result.code == 0, result.err
-    return make
-
-
-def runs_of(card) -> list[dict]:
-    return records("SELECT run.* FROM run JOIN card ON card.id = run.card_id WHERE card.name = ? ORDER BY run.id", (card,))
 
 
 def only_run(card) -> dict:

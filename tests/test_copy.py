@@ -5,7 +5,7 @@ import time
 import types
 
 import pytest
-from conftest import POSTGRES_ADMIN_URL, dump
+from conftest import POSTGRES_ADMIN_URL, dump, wait_until
 
 import expdb
 import expdb.copy
@@ -17,7 +17,6 @@ from expdb.results import PROFILE_DETAILS, record_run, store_profile
 from expdb.series import read_curve, series_keys
 
 TABLES = ("card", "tag", "run", "metric", "metric_def", "series", "chunk", "profile", "note")
-DEADLINE_S = 60.0  # a poll gives up after this long; a passing test waits far less
 
 
 @pytest.fixture
@@ -47,15 +46,6 @@ def fast_flushes(monkeypatch):
 
 
 # -- a study to copy -------------------------------------------------------------------------
-
-
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    pytest.fail(f"gave up waiting for {what}")
 
 
 def stored_points(location: str, run_id: int, key: str = "loss") -> int:

@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 import expdb
 from expdb import cards
@@ -54,15 +55,6 @@ def notes(path, run_id) -> list[tuple]:
 def curve(path, run_id, key="loss"):
     with Database(path) as db:
         return read_curve(db, run_id, key)
-
-
-def wait_until(condition, what: str):
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"gave up waiting for {what}")
 
 
 def log_until_stopped(run, finite_steps=10, bad=math.nan):
