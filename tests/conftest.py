@@ -38,6 +38,17 @@ def dump(location=None) -> list[str]:
         return list(connection.iterdump())
 
 
+def refused(cli, args, message: str):
+    """`expdb ARGS...` as a mistake the user made: exit 2, one line naming `message`, the database unchanged."""
+    before = dump()
+    result = cli(*args)
+    assert result.code == 2, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.err
+    assert dump() == before
+    return result
+
+
 def wait_until(condition, what: str, deadline_s: float = 60.0) -> None:
     """Polls `condition` until it holds; a passing test waits far less than the deadline."""
     deadline = time.monotonic() + deadline_s

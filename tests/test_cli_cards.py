@@ -7,7 +7,7 @@ import time
 
 import pytest
 import typer
-from conftest import dump
+from conftest import dump, refused
 
 from expdb import cards
 from expdb.db import Database, new_uid
@@ -324,14 +324,7 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("args, message", BAD_INPUT, ids=[" ".join(args)[:40] for args, _ in BAD_INPUT])
 def test_bad_input_is_one_error_line_and_changes_nothing(busy, cli, args, message):
-    before = dump()
-    result = cli(*args)
-    assert result.code == 2
-    assert result.out == ""
-    assert len(result.err.strip().splitlines()) == 1, result.err
-    assert result.err.startswith("error: ")
-    assert message in result.err
-    assert dump() == before
+    assert refused(cli, args, message).out == ""
 
 
 def test_unknown_card_error_is_exactly_the_did_you_mean_line(busy, cli):

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dump, query, runs_of
+from conftest import query, refused, runs_of
 
 from expdb import cards
 from expdb.db import Database, new_uid, resolve_location
@@ -382,12 +382,7 @@ def test_bad_run_input_is_one_error_line_exit_2_and_writes_nothing(cli, new, wor
         plant_running_run()
     elif setup == "ran":
         assert cli("run", "x").code == 0
-    before = dump()
-    result = cli(*args)
-    assert result.code == 2
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.err
-    assert dump() == before
+    refused(cli, args, message)
     assert query("SELECT count(*) FROM run WHERE status = 'running'")[0][0] == (1 if setup == "running" else 0)
 
 
