@@ -331,6 +331,7 @@ def test_unknown_card_error_is_exactly_the_did_you_mean_line(busy, cli):
     assert cli("show", "cvt_io_v2_10").err == "error: no card named 'cvt_io_v2_10'; did you mean 'cvt_io_v2_1'?\n"
 
 
+@pytest.mark.sqlite_only
 def test_list_on_a_fresh_machine_says_there_is_no_database(workdir, cli):
     result = cli("list")
     assert result.code == 2

@@ -4,6 +4,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import revision_of
 
 import expdb.cli
@@ -152,6 +153,7 @@ def test_unknown_database_url_fails_in_one_line(cli, workdir):
     assert_one_line_error(cli("list", "--db", "mysql://user@localhost/experiments"), "'mysql'")
 
 
+@pytest.mark.sqlite_only  # the test server would need psycopg
 def test_postgresql_without_psycopg_says_how_to_install_it(cli, workdir, monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
     assert_one_line_error(cli("list", "--db", "postgresql+psycopg://me@127.0.0.1/expdb"), "pip install 'expdb[postgres]'")

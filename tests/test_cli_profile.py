@@ -84,7 +84,7 @@ def test_run_profile_from_a_script_keeps_it_with_the_run(workdir):
     import torch
 
     model = torch.nn.Linear(4, 2, bias=False)
-    with expdb.start("scripted", db="experiments.db") as run:
+    with expdb.start("scripted") as run:
         measured = run.profile(model, torch.zeros(3, 4), iterations=5, time_budget_s=1)
         run.log(0, loss=1.0)
     assert (measured.params_total, measured.flops, measured.batch) == (8, 3 * 8, 3)

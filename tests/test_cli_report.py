@@ -43,6 +43,7 @@ def test_report_as_a_latex_table(cli, workdir):
 
 def test_bad_report_input_is_one_line_and_writes_nothing(cli, workdir):
     study()
+    files = sorted(path.name for path in workdir.iterdir())
     for args, message in [
         (["--tag", "study", "-o", "missing/r.md"], "does not exist"),
         (["--tag", "study", "--format", "html"], "unknown report format 'html'"),
@@ -53,7 +54,7 @@ def test_bad_report_input_is_one_line_and_writes_nothing(cli, workdir):
         result = cli("report", *args)
         assert result.code == 2, (args, result.err)
         assert result.err.count("\n") == 1 and message in result.err, result.err
-    assert sorted(path.name for path in workdir.iterdir()) == ["expdb_runs", "experiments.db"]
+    assert sorted(path.name for path in workdir.iterdir()) == files
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX installation (pdflatex)")
