@@ -191,7 +191,10 @@ class Database:
                 "or point --db / EXPDB_DB at an existing one"
             )
         if self.dialect == "sqlite":
+            if self.created and not self._existed:
+                self.created = self._create_file()
             self.connection = self._connect_sqlite()
+        self._may_create = create
         try:
             self.revision = self._check_schema(upgrade)
         except BaseException:
@@ -203,6 +206,29 @@ class Database:
         """The directory that runs keep their logs and checkpoints under: beside an SQLite file,
         else where expdb was started."""
         return self.path.resolve().parent if self.path is not None else Path.cwd()
+
+    def _create_file(self) -> bool:
+        """Make the SQLite file whole or not at all: its schema is written to a file of its own, which
+        is then linked in at the path, so that no process ever opens a half-made database. False
+        when another process linked in its own first."""
+        building = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        try:
+            self._migrate(str(building))
+            connection = sqlite3.connect(building)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            finally:
+                connection.close()
+            try:
+                os.link(building, self.path)
+            except FileExistsError:
+                return False
+            except OSError:  # a file system without hard links
+                os.replace(building, self.path)
+            return True
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                building.with_name(building.name + suffix).unlink(missing_ok=True)
 
     def _connect_sqlite(self) -> sqlite3.Connection:
         try:
@@ -240,6 +266,8 @@ class Database:
     def _check_schema(self, upgrade: str) -> str:
         tables = self._tables()
         if not tables:
+            if not self._may_create:  # a reader never writes, even the schema of an empty file
+                raise DatabaseError(f"no expdb database at {self.name}: it has no tables; `expdb new NAME` makes them")
             self._enable_wal()
             self._migrate()
             return SCHEMA_HEAD
@@ -288,11 +316,11 @@ class Database:
             copy.close()
         return target
 
-    def _migrate(self) -> None:
+    def _migrate(self, location: str | None = None) -> None:
         from .migrate import upgrade_to_head
 
         try:
-            upgrade_to_head(self.location)
+            upgrade_to_head(location or self.location)
         except Exception as error:  # noqa: BLE001 - any failure of a migration is reported the same way
             hint = f"; the backup is {self.backup_path}" if self.backup_path else ""
             raise DatabaseError(f"could not bring {self.name} to schema {SCHEMA_HEAD}: {_first_line(error)}{hint}") from None

@@ -1,6 +1,8 @@
 """expdb.db.Database: opening, refusing, transactions, foreign keys."""
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -353,3 +355,30 @@ def test_a_transaction_inside_another_is_part_of_it(db):
         with db.transaction() as connection:
             add_card(connection, "c")
     assert card_names(db.location) == ["c"]
+
+
+# -- creating a database while others open it ----------------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_a_reader_never_writes_the_schema_of_an_empty_database(workdir):
+    path = workdir / "bare.db"
+    plain_sqlite(path, "PRAGMA journal_mode=WAL")  # a file with a header and no tables
+    with pytest.raises(DatabaseError, match="no expdb database"):
+        Database(str(path))
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    connection.close()
+
+
+@pytest.mark.sqlite_only
+def test_writers_creating_one_file_at_once_all_use_the_same_database(workdir):
+    script = (
+        "import sys; from expdb.db import Database; from expdb import cards; "
+        "cards.create_card(Database(sys.argv[1], create=True), sys.argv[2], {})"
+    )
+    path = str(workdir / "new.db")
+    writers = [subprocess.Popen([sys.executable, "-c", script, path, f"c{i}"], stderr=subprocess.PIPE) for i in range(4)]
+    assert [writer.communicate(timeout=120)[1] for writer in writers] == [b""] * 4
+    assert card_names(path) == ["c0", "c1", "c2", "c3"]
+    assert [path.name for path in workdir.iterdir() if path.name.startswith(".")] == []  # no file half made
