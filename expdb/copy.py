@@ -30,6 +30,7 @@ COLUMNS = {
     "metric_def": ("key", "label", "unit", "direction", "format"),
     "chunk": ("first_step", "last_step", "count", "step_data", "value_data", "wall_data", "epoch_data", "samples_data"),
 }
+UNFINISHED = ("queued", "running")  # runs a copy leaves for later
 DEFINITION = ("runner", "command", "parser", "params")  # what a card is; the same card must agree on it everywhere
 CHUNK_PAGE = 100  # chunks read and written at a time: memory stays small however long the run
 ANCESTORS_NAMED = 10  # the output names this many of the ancestors brought along, then counts the rest
@@ -49,7 +50,7 @@ class Copied:
     points: int = 0  # curve points the target gained
     profiles: int = 0
     notes: int = 0
-    running: list[str] = field(default_factory=list)  # cards of copied runs that were still running
+    running: list[str] = field(default_factory=list)  # cards whose runs were left out because they had not ended
 
 
 def _file_of(location: str) -> Path | None:
@@ -231,9 +232,11 @@ def _copy_runs(
 ) -> dict[int, int]:
     """Create the runs the target lacks, and bring up to date those the source has taken further.
 
-    A run's row is read before its metrics and curves: should it go on meanwhile, the target holds
-    at least what the row says, and the next copy finds it further along. Returns source run id ->
-    target run id, for every run of the copied cards.
+    A run still queued or running is left for a later copy: in the target nothing would beat its
+    heartbeat, and it would be taken for crashed. A run's row is read before its metrics and
+    curves: should it go on meanwhile, the target holds at least what the row says, and the next
+    copy finds it further along. Returns source run id -> target run id, for the runs of the
+    copied cards that the target has.
     """
     runs = _rows(source, "run", "card_id", card_map)
     there = {run["uid"]: run for run in _rows(target, "run", "uid", [run["uid"] for run in runs])}
@@ -246,6 +249,11 @@ def _copy_runs(
     for run in runs:
         row = {**run, "card_id": card_map[run["card_id"]]}
         existing = there.get(run["uid"])
+        if run["status"] in UNFINISHED:
+            copied.running.append(source_cards[run["card_id"]]["name"])
+            if existing is not None:
+                run_map[run["id"]] = existing["id"]
+            continue
         if existing is None:
             run_map[run["id"]] = target_id = _insert(connection, "run", row)
             copied.runs += 1
@@ -260,8 +268,6 @@ def _copy_runs(
             copied.updated_runs += 1
         metric_rows += [(target_id, key, value) for key, value in metrics.get(run["id"], [])]
         copied.points += _copy_curves(source, connection, run["id"], target_id)
-        if run["status"] == "running":
-            copied.running.append(source_cards[run["card_id"]]["name"])
     connection.executemany("INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?)", metric_rows)  # all at once: one round trip
     return run_map
 
@@ -301,7 +307,11 @@ def _copy_owned(source: Database, target: Database, connection, table: str, card
     rows = _rows(source, table, "card_id", card_map)
     clause, parameters = target.among("uid", [row["uid"] for row in rows])
     there = {uid for (uid,) in target.query(f"SELECT uid FROM {table} WHERE {clause}", parameters)}
-    new = [{**row, "card_id": card_map[row["card_id"]], "run_id": run_map.get(row["run_id"])} for row in rows if row["uid"] not in there]
+    new = [
+        {**row, "card_id": card_map[row["card_id"]], "run_id": run_map.get(row["run_id"])}
+        for row in rows
+        if row["uid"] not in there and (row["run_id"] is None or row["run_id"] in run_map)  # not of a run left out
+    ]
     if table == "note":
         for row in new:
             row["automatic"] = bool(row["automatic"])  # SQLite gives 0 or 1; PostgreSQL wants a boolean
@@ -339,5 +349,5 @@ def render_copied(copied: Copied, console: Console) -> None:
         console.print(line, markup=False, soft_wrap=True)
     if copied.running:
         they = "it has" if len(copied.running) == 1 else "they have"
-        line = f"still running, copied as running: {', '.join(copied.running)}; copy again once {they} ended to bring the copy up to date"
+        line = f"still running, their runs not copied: {', '.join(copied.running)}; copy again once {they} ended"
         console.print(line, markup=False, soft_wrap=True)

@@ -83,7 +83,7 @@ def test_copy_what_is_selected(cli, here, target_location, selection, copied):
     assert card_names(target_location) == copied
 
 
-def test_a_running_run_is_copied_as_running_and_brought_up_to_date_later(cli, here, target_location):
+def test_a_running_run_is_left_for_the_copy_after_it_ends(cli, here, target_location):
     with Database(here) as db:
         cards.create_card(db, "live", {"N": 7})
         run = runs.begin_run(db, "live", device="cpu")
@@ -93,7 +93,7 @@ def test_a_running_run_is_copied_as_running_and_brought_up_to_date_later(cli, he
 
         first = cli("copy", "--to", target_location, "live")
         assert first.code == 0, first.err
-        assert "still running, copied as running: live; copy again once it has ended" in first.out
+        assert "still running, their runs not copied: live; copy again once it has ended" in first.out
 
         run.log(2, loss=0.8)
         run.end("finished")
@@ -101,8 +101,8 @@ def test_a_running_run_is_copied_as_running_and_brought_up_to_date_later(cli, he
     later = cli("copy", "--to", target_location, "live")
 
     assert later.code == 0, later.err
-    assert later.out.startswith("copied 0 cards, 0 runs, 1 point, 0 profiles, 0 notes from ")
-    assert "(1 card already there; 1 run brought up to date)" in later.out
+    assert later.out.startswith("copied 0 cards, 1 run, 3 points, 0 profiles, 0 notes from ")
+    assert "(1 card already there)" in later.out
     with Database(target_location) as db:
         assert cards.get_card(db, "live").status == "finished"
 

@@ -267,17 +267,20 @@ def test_copying_twice_copies_nothing_twice(study, target_location):
     assert snapshot(target_location) == snapshot(study)
 
 
-def test_a_run_copied_while_running_is_brought_up_to_date(study, target_location):
+def test_a_run_still_running_is_left_for_the_copy_after_it_ends(study, target_location):
     with Database(study) as db:
         cards.create_card(db, "live", {"N": 7})
         run = runs.begin_run(db, "live", device="cpu")
         logged = log_points(run, study, range(0, 100), 0)
+        run.note("halfway", step=50)
         uid = db.query_one("SELECT uid FROM run WHERE id = ?", (run.id,))[0]
 
         first = copy(study, target_location)
         assert first.running == ["live"]
-        assert runs_by_uid(target_location)[uid]["status"] == "running"
-        assert stored_points(target_location, runs_by_uid(target_location)[uid]["id"]) == 100
+        assert uid not in runs_by_uid(target_location)  # nothing there would beat its heartbeat
+        with Database(target_location) as target:
+            assert cards.get_card(target, "live").status == "planned"
+            assert target.query("SELECT text FROM note WHERE text = 'halfway'") == []  # the run's note waits with it
 
         log_points(run, study, range(100, 250), logged)
         run.summary(iou50=0.31)
@@ -285,28 +288,28 @@ def test_a_run_copied_while_running_is_brought_up_to_date(study, target_location
 
     later = copy(study, target_location)
 
-    assert (later.runs, later.updated_runs, later.points, later.running) == (0, 1, 2 * 150, [])
-    assert snapshot(target_location) == snapshot(study)  # status, end, heartbeat, metrics, curves
-    assert row_counts(target_location) == row_counts(study)  # the curves replaced, not added beside the old ones
+    assert (later.runs, later.updated_runs, later.points, later.running) == (1, 0, 2 * 250, [])
+    assert snapshot(target_location) == snapshot(study)  # status, end, heartbeat, metrics, curves, notes
+    assert row_counts(target_location) == row_counts(study)
 
 
 def test_a_run_the_target_knows_more_about_is_left_alone(study, target_location):
+    uid = new_uid()
     with Database(study) as db, db.transaction() as connection:
-        # A run on a cluster node whose process was killed: `running` until a command there finds it out.
         card_id = cards.get_card(db, "other").id
         connection.execute(
-            "INSERT INTO run (uid, card_id, status, started_at, heartbeat_at, host, pid, env) "
-            "VALUES (?, ?, 'running', ?, ?, 'node-17', 4242, '{}')",
-            (new_uid(), card_id, time.time() - 7200, time.time() - 3600),
+            "INSERT INTO run (uid, card_id, status, started_at, heartbeat_at, env) VALUES (?, ?, 'interrupted', ?, ?, '{}')",
+            (uid, card_id, time.time() - 7200, time.time() - 3600),
         )
     copy(study, target_location, "other")
-    with Database(target_location) as target:
-        assert len(runs.reap_crashed_runs(target)) == 1  # the target's next command finds its heartbeat stale
+    with Database(target_location) as target, target.transaction() as connection:
+        # Resumed and finished there, since.
+        connection.execute("UPDATE run SET status = 'finished', heartbeat_at = ? WHERE uid = ?", (time.time(), uid))
 
     again = copy(study, target_location, "other")
 
     assert (again.updated_runs, again.running) == (0, [])
-    assert [row["status"] for row in runs_by_uid(target_location).values()] == ["crashed"]
+    assert runs_by_uid(target_location)[uid]["status"] == "finished"
 
 
 # -- refused, with nothing written -----------------------------------------------------------
