@@ -10,6 +10,7 @@ the queue first, so nothing logged is lost. A run whose process died without end
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,10 +90,27 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _gone_from_slurm(db: Database) -> list[tuple[int, float | None]]:
+    """(run id, started_at) of the queued Slurm runs whose job Slurm no longer lists, asked of squeue
+    where there is one (a cluster's login node); nothing where there is none, or it does not answer."""
+    queued = db.query("SELECT id, job_id, started_at FROM run WHERE status = 'queued' AND launcher = 'slurm' AND job_id IS NOT NULL")
+    if not queued or shutil.which("squeue") is None:
+        return []
+    try:
+        # Every user's jobs, array tasks one a line: whoever submitted them, a job listed is still to come.
+        listed = subprocess.run(
+            ["squeue", "--noheader", "--array", "--format=%i"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [(run_id, started_at) for run_id, job_id, started_at in queued if job_id not in set(listed)]
+
+
 def reap_crashed_runs(db: Database) -> list[int]:
     """Mark `crashed` the running runs whose process is gone (same host) or whose heartbeat is stale.
 
-    Also release what a local queue killed outright left `queued` (see expdb.queue): a run
+    Also release what will never start: runs a local queue killed outright left `queued` (see
+    expdb.queue), and runs whose Slurm job is gone before it began (cancelled, failed). A run
     that never started is removed, as it holds nothing; one queued to resume is interrupted again.
     """
     host, moment = socket.gethostname(), now()
@@ -102,7 +120,7 @@ def reap_crashed_runs(db: Database) -> list[int]:
             "SELECT id, pid, started_at FROM run WHERE status = 'queued' AND launcher = 'local' AND host = ?", (host,)
         )
         if pid is not None and not _process_alive(pid)
-    ]
+    ] + _gone_from_slurm(db)
     if orphaned:
         with db.transaction() as connection:
             for run_id, started_at in orphaned:

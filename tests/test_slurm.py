@@ -11,7 +11,8 @@ from conftest import dump, records
 from expdb import cards
 from expdb.db import Database
 from expdb.errors import ExpdbError
-from expdb.queue import run_arguments
+from expdb.queue import queue_runs, run_arguments
+from expdb.runs import reap_crashed_runs
 from expdb.series import read_curve
 from expdb.slurm import (
     SlurmRequest,
@@ -156,3 +157,28 @@ def test_a_job_whose_queued_run_is_gone_does_not_run(cli, planned):
         assert db.query("SELECT count(*) FROM run") == [(0,)]
     message = refused(cli, "run", "v3_a", "--queued-run", "7")
     assert message == "run 7 is not v3_a's queued run (its queue stopped?): run v3_a again"
+
+
+@pytest.mark.parametrize(
+    "squeue, released",
+    [("echo 4242_0; echo 99", ["v3_b"]), ("exit 1", [])],
+    ids=["job-gone", "squeue-fails"],
+)
+def test_a_queued_run_whose_job_slurm_no_longer_has_is_released(db, planned, tmp_path, monkeypatch, squeue, released):
+    """A job cancelled (or failed) before `expdb run` began on its node leaves no card queued;
+    when squeue does not answer, nothing is assumed."""
+    queued = queue_runs(db, planned, resume=False, launcher="slurm")
+    with db.transaction() as connection:
+        connection.executemany(
+            "UPDATE run SET job_id = ? WHERE id = ?", [("4242_0", queued[0].run_id), ("4242_1", queued[1].run_id)]
+        )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\n{squeue}\n")
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    reap_crashed_runs(db)
+
+    statuses = {card.name: card.status for card in cards.select_cards(db)}
+    assert statuses == {"v3_a": "queued", "v3_b": "planned" if released else "queued"}
