@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 from expdb import values
-from expdb.db import Database
+from expdb.db import Database, new_uid
 
 DEFAULT_CARDS = 10_000
 DEFAULT_SEED = 20240607
@@ -148,9 +148,11 @@ def build_database(
             parent_index = rng.randrange(low, index)
             parent_id = parent_index + 1
             params = _fork_params(rng, all_params[parent_index])
-            runner = card_rows[parent_index][3]
+            runner = card_rows[parent_index][4]
         all_params.append(params)
-        card_rows.append((card_id, f"cvt_io_v{index // 1000 + 1}_{index:05d}", parent_id, runner, values.dumps(params), created))
+        card_rows.append(
+            (card_id, new_uid(), f"cvt_io_v{index // 1000 + 1}_{index:05d}", parent_id, runner, values.dumps(params), created)
+        )
 
         run_id = card_id  # one run per card
         run_start = created + 30 + rng.random() * 3600
@@ -159,13 +161,14 @@ def build_database(
         run_rows.append(
             {
                 "id": run_id,
+                "uid": new_uid(),
                 "card_id": card_id,
                 "status": "finished",
                 "started_at": run_start,
                 "ended_at": run_end,
                 "heartbeat_at": run_end,
                 "exit_reason": "completed",
-                "command": f"expdb run {card_rows[-1][1]}",
+                "command": f"expdb run {card_rows[-1][2]}",
                 "host": host,
                 "device": "cuda:0",
                 "seed": params["seed"],
@@ -176,6 +179,7 @@ def build_database(
             params_total = int(params["dim"] ** 2 * (params["N"] + params["L"] + 1) * 12 + rng.randint(0, 999))
             profile_rows.append(
                 (
+                    new_uid(),
                     card_id,
                     run_id,
                     created,
@@ -201,15 +205,15 @@ def build_database(
         migrated = time.perf_counter()
         with db.transaction() as connection:
             connection.executemany(
-                "INSERT INTO card (id, name, parent_id, runner, params, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO card (id, uid, name, parent_id, runner, params, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 card_rows,
             )
             _insert_runs(connection, run_rows)
             connection.executemany("INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?)", metric_rows)
             connection.executemany(
-                "INSERT INTO profile (card_id, run_id, created_at, params_total, params_trainable, flops, flops_counter, "
+                "INSERT INTO profile (uid, card_id, run_id, created_at, params_total, params_trainable, flops, flops_counter, "
                 "cost_time_ms, batch, input_shape, dtype, device, warmup, iterations, details) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 profile_rows,
             )
             connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", tag_rows)
