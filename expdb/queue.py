@@ -153,7 +153,8 @@ def queue_runs(db: Database, targets: list[Card], *, resume: bool, launcher: str
     A card that is queued or running already is refused, and then nothing is queued.
     """
     local = launcher == "local"
-    host, pid = (socket.gethostname(), os.getpid()) if local else (None, None)  # a cluster job has no process yet
+    host = socket.gethostname()  # where it was queued from, until its job adopts it
+    pid = os.getpid() if local else None  # a cluster job has no process yet
     job_id = str(os.getpid()) if local else None  # a local queue's job is the queue itself: `expdb queue --stop` finds it
     moment = now()
     queued = []
@@ -428,6 +429,6 @@ def stop_local_queues(db: Database) -> list[str]:
 def _terminate(pid: int) -> bool:
     try:
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # gone, or the pid is someone else's process now
         return False
     return True

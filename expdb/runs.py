@@ -29,6 +29,9 @@ from .errors import ExpdbError, last_line
 from .series import build_chunks, write_chunks
 
 FLUSH_INTERVAL_S = 0.5
+SLURM_ENDED = {  # sacct's states of a job that will not run (again)
+    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "TIMEOUT",
+}
 STALE_HEARTBEAT_S = 60.0  # a run on another host is crashed once its heartbeat is this old
 ON_DIVERGE = ("stop", "note")
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -91,19 +94,29 @@ def _process_alive(pid: int) -> bool:
 
 
 def _gone_from_slurm(db: Database) -> list[tuple[int, float | None]]:
-    """(run id, started_at) of the queued Slurm runs whose job Slurm no longer lists, asked of squeue
-    where there is one (a cluster's login node); nothing where there is none, or it does not answer."""
-    queued = db.query("SELECT id, job_id, started_at FROM run WHERE status = 'queued' AND launcher = 'slurm' AND job_id IS NOT NULL")
-    if not queued or shutil.which("squeue") is None:
+    """(run id, started_at) of the queued Slurm runs submitted from this machine whose job Slurm's
+    accounting says has ended without `expdb run` adopting its run (cancelled, failed, timed out).
+    A job sacct does not know, or a machine without sacct, releases nothing."""
+    queued = db.query(
+        "SELECT id, job_id, started_at FROM run WHERE status = 'queued' AND launcher = 'slurm' AND job_id IS NOT NULL "
+        "AND host = ?",
+        (socket.gethostname(),),
+    )
+    if not queued or shutil.which("sacct") is None:
         return []
     try:
-        # Every user's jobs, array tasks one a line: whoever submitted them, a job listed is still to come.
-        listed = subprocess.run(
-            ["squeue", "--noheader", "--array", "--format=%i"], capture_output=True, text=True, timeout=30, check=True
-        ).stdout.split()
+        answer = subprocess.run(
+            ["sacct", "--noheader", "--allocations", "--parsable2", "--format=JobID,State",
+             "--jobs", ",".join(job_id for _, job_id, _ in queued)],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [(run_id, started_at) for run_id, job_id, started_at in queued if job_id not in set(listed)]
+    states = {}
+    for line in answer.splitlines():
+        job_id, _, state = line.partition("|")
+        states[job_id] = state.split(" ", 1)[0]  # "CANCELLED by 1000"
+    return [(run_id, started_at) for run_id, job_id, started_at in queued if states.get(job_id) in SLURM_ENDED]
 
 
 def reap_crashed_runs(db: Database) -> list[int]:
@@ -420,6 +433,8 @@ def begin_run(
     previous = latest_run(db, card)
     if previous is not None and previous[1] == "running":
         raise ExpdbError(f"{name} is already running (run {previous[0]}); wait for it, or stop it first")
+    if previous is not None and previous[1] == "queued" and queued_run is None:
+        raise ExpdbError(f"{name} is queued (run {previous[0]}); `expdb queue` shows where, `expdb queue --stop` stops a local queue")
     if queued_run is not None and (previous is None or previous[:2] != (queued_run, "queued")):
         raise ExpdbError(f"run {queued_run} is not {name}'s queued run (its queue stopped?): run {name} again")
     if resume:
@@ -443,6 +458,8 @@ def begin_run(
         "command": command or " ".join(sys.argv),
         "env": json.dumps(env),
     }
+    if queued_run is None:
+        columns.update(queued_at=None, launcher=None, job_id=None)  # started by hand, whatever queued it before
     with db.transaction() as connection:
         if resume or queued_run is not None:
             run_id, started_at = previous[0], (resume and previous[2]) or moment

@@ -117,6 +117,9 @@ def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str
     except Exception as error:  # noqa: BLE001 - sbatch refusing, a folder not writable: one line
         release(db, queued)
         raise ExpdbError(f"submitting to Slurm failed: {last_line(error)}") from None
+    except BaseException:  # Ctrl-C while sbatch hangs: nothing stays queued
+        release(db, queued)
+        raise
     with db.transaction() as connection:
         connection.executemany(
             "UPDATE run SET job_id = ? WHERE id = ?", [(str(job.job_id), entry.run_id) for entry, job in zip(queued, jobs)]

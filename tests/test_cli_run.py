@@ -438,3 +438,26 @@ def test_a_seed_that_is_not_an_int_is_refused(cli, new):
     result = cli("run", "x")
     assert result.code == 2 and "a seed is an int" in result.err
     assert runs_of("x") == []
+
+
+
+def test_a_run_resumed_by_hand_forgets_the_queue_that_ran_it_before(cli, new):
+    """`expdb queue --stop` finds queues by the job id on their runs: a run resumed by hand must not
+    keep an old queue's pid there."""
+    new("res", "--runner", "tinyrunners:resumable")
+    assert cli("run", "res").code == 1  # "node lost", with a checkpoint
+    with Database() as db, db.transaction() as connection:
+        connection.execute("UPDATE run SET launcher = 'local', job_id = '99999', queued_at = 1.0")
+    assert cli("run", "res", "--resume").code == 0
+    (run,) = runs_of("res")
+    assert (run["status"], run["launcher"], run["job_id"], run["queued_at"]) == ("finished", None, None, None)
+
+
+def test_a_queued_card_is_not_run_by_hand(cli, new):
+    new("x", "--runner", "tinyrunners:finish")
+    with Database() as db, db.transaction() as connection:
+        connection.execute(
+            "INSERT INTO run (uid, card_id, status, queued_at, launcher, env) VALUES (?, ?, 'queued', 1.0, 'slurm', '{}')",
+            (new_uid(), cards.get_card(db, "x").id),
+        )
+    refused(cli, ["run", "x"], "x is queued (run 1)")

@@ -74,6 +74,16 @@ def test_a_refused_submission_leaves_nothing_queued(db, planned, workdir):
     assert records("SELECT * FROM run") == []
 
 
+def test_ctrl_c_while_submitting_leaves_nothing_queued(db, planned, workdir):
+    class Hanging(submitit.LocalExecutor):
+        def _submit_command(self, command):
+            raise KeyboardInterrupt  # the user gave up on an sbatch that did not answer
+
+    with pytest.raises(KeyboardInterrupt):
+        submit_cards(db, planned, Hanging(workdir / "slurm"), RUN_ARGS)
+    assert records("SELECT * FROM run") == []
+
+
 def test_the_database_is_named_the_same_on_every_node(db, workdir):
     assert shared_location(db) == str((workdir / "experiments.db").resolve())
     assert Path(shared_location(db)).is_absolute()
@@ -160,13 +170,13 @@ def test_a_job_whose_queued_run_is_gone_does_not_run(cli, planned):
 
 
 @pytest.mark.parametrize(
-    "squeue, released",
-    [("echo 4242_0; echo 99", ["v3_b"]), ("exit 1", [])],
-    ids=["job-gone", "squeue-fails"],
+    "sacct, released",
+    [("echo '4242_0|PENDING'; echo '4242_1|CANCELLED by 1000'", True), ("echo '4242_0|PENDING'", False), ("exit 1", False)],
+    ids=["cancelled", "not-known", "sacct-fails"],
 )
-def test_a_queued_run_whose_job_slurm_no_longer_has_is_released(db, planned, tmp_path, monkeypatch, squeue, released):
-    """A job cancelled (or failed) before `expdb run` began on its node leaves no card queued;
-    when squeue does not answer, nothing is assumed."""
+def test_a_queued_run_whose_job_ended_before_it_began_is_released(db, planned, tmp_path, monkeypatch, sacct, released):
+    """A job cancelled (or failed) before `expdb run` began on its node leaves no card queued; a job
+    Slurm's accounting does not know, or no answer, releases nothing."""
     queued = queue_runs(db, planned, resume=False, launcher="slurm")
     with db.transaction() as connection:
         connection.executemany(
@@ -174,8 +184,8 @@ def test_a_queued_run_whose_job_slurm_no_longer_has_is_released(db, planned, tmp
         )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "squeue").write_text(f"#!/bin/sh\n{squeue}\n")
-    (bin_dir / "squeue").chmod(0o755)
+    (bin_dir / "sacct").write_text(f"#!/bin/sh\n{sacct}\n")
+    (bin_dir / "sacct").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
     reap_crashed_runs(db)
