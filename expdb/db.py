@@ -171,7 +171,11 @@ class Database:
             self._errors: type[Exception] = psycopg.Error
             self.path = None
             self.connection = self._connect_postgres(psycopg)
-            self.created = not self._tables()
+            try:
+                self.created = not self._tables()
+            except DatabaseError:
+                self.close()
+                raise
         else:
             self._errors = sqlite3.Error
             self.path = sqlite_path(self.location)
@@ -329,19 +333,21 @@ class Database:
         self.connection.close()
 
     def remove(self) -> None:
-        """Undo an open that created the database.
+        """Undo an open that created the database, unless another writer has put a card in it since.
 
         SQLite: close it, delete its WAL files, and delete the file (or empty it again, if it
-        was an empty file before). PostgreSQL: drop the tables it created, unless someone
-        has written to them since.
+        was an empty file before). PostgreSQL: drop the tables it created.
         """
-        if self.dialect == "postgresql":
-            with self.transaction() as connection:
-                if connection.execute("SELECT NOT EXISTS (SELECT 1 FROM card)").fetchone()[0]:
-                    connection.execute(f"DROP TABLE IF EXISTS {', '.join(_TABLES)}")
-            self.close()
-            return
+        with self.transaction() as connection:
+            if self.dialect == "postgresql":
+                # Another writer may have found the tables new too, and be writing its first card.
+                connection.execute("LOCK TABLE card IN ACCESS EXCLUSIVE MODE")
+            unused = connection.execute("SELECT NOT EXISTS (SELECT 1 FROM card)").fetchone()[0]
+            if unused and self.dialect == "postgresql":
+                connection.execute(f"DROP TABLE IF EXISTS {', '.join(_TABLES)}")
         self.close()
+        if not unused or self.dialect == "postgresql":
+            return
         for path in (self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
             path.unlink(missing_ok=True)
         if self._existed:
@@ -420,14 +426,6 @@ class Database:
             raise
         finally:
             self._nested = False
-
-    @property
-    def in_transaction(self) -> bool:
-        if self.dialect == "postgresql":
-            from psycopg.pq import TransactionStatus
-
-            return self.connection.raw.info.transaction_status != TransactionStatus.IDLE
-        return self.connection.in_transaction
 
     def _rollback(self) -> None:
         try:

@@ -87,3 +87,13 @@ def test_a_missing_database_is_named_with_its_server(cli, workdir):
     url = postgres_url("expdb_no_such_database")
     assert_one_line_error(cli("list", "--db", url), "has no database 'expdb_no_such_database'", "createdb")
 
+
+
+def test_undoing_a_schema_creation_keeps_what_another_writer_put_in_it(empty_database):
+    first = Database(empty_database, create=True)
+    assert first.created
+    with Database(empty_database) as second:
+        cards.create_card(second, "theirs", {})
+    first.remove()
+    with Database(empty_database) as db:
+        assert [card.name for card in cards.select_cards(db)] == ["theirs"]
