@@ -332,9 +332,19 @@ def render_copied(copied: Copied, console: Console) -> None:
         (copied.cards, "card"), (copied.runs, "run"), (copied.points, "point"), (copied.profiles, "profile"), (copied.notes, "note")
     )
     if not any(number for number, _ in counts) and not copied.updated_runs:
-        line = f"nothing new to copy: {_count(copied.already, 'card')} already in {copied.target}, up to date"
+        line = f"nothing new to copy: {_count(copied.already, 'card')} already in {copied.target}" + (
+            "" if copied.running else ", up to date"
+        )
         console.print(line, markup=False, soft_wrap=True)
-        return
+    else:
+        _print_counts(copied, counts, console)
+    if copied.running:
+        they = "it has" if len(copied.running) == 1 else "they have"
+        line = f"still running, their runs not copied: {', '.join(copied.running)}; copy again once {they} ended"
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def _print_counts(copied: Copied, counts: tuple, console: Console) -> None:
     asides = [
         f"{_count(copied.already, 'card')} already there" if copied.already else "",
         f"{_count(copied.updated_runs, 'run')} brought up to date" if copied.updated_runs else "",
@@ -346,8 +356,4 @@ def render_copied(copied: Copied, console: Console) -> None:
         named = ", ".join(copied.ancestors[:ANCESTORS_NAMED])
         more = len(copied.ancestors) - ANCESTORS_NAMED
         line = f"with the ancestors the target lacked, so that lineage holds: {named}" + (f" and {more:,} more" if more > 0 else "")
-        console.print(line, markup=False, soft_wrap=True)
-    if copied.running:
-        they = "it has" if len(copied.running) == 1 else "they have"
-        line = f"still running, their runs not copied: {', '.join(copied.running)}; copy again once {they} ended"
         console.print(line, markup=False, soft_wrap=True)

@@ -105,6 +105,11 @@ def local_slots(jobs: int | None, gpus: str | None) -> list[Slot]:
     if gpus is None:
         return cpu_slots(jobs or 1)
     numbers = parse_gpus(gpus)
+    if jobs is not None and jobs < len(numbers):
+        raise ExpdbError(
+            f"--jobs {jobs} would leave some of the {len(numbers)} GPUs of --gpus idle: name only the GPUs to use "
+            f"(--gpus {','.join(map(str, numbers[:jobs]))}), or leave out --jobs for one job per GPU"
+        )
     check_gpus(numbers, local_gpu_count())
     return gpu_slots(visible_gpu_ids(numbers), jobs)
 

@@ -94,6 +94,9 @@ def test_a_running_run_is_left_for_the_copy_after_it_ends(cli, here, target_loca
         first = cli("copy", "--to", target_location, "live")
         assert first.code == 0, first.err
         assert "still running, their runs not copied: live; copy again once it has ended" in first.out
+        again = cli("copy", "--to", target_location, "live")
+        assert again.out.splitlines()[0].startswith("nothing new to copy: 1 card already in ")
+        assert again.out.splitlines()[1] == "still running, their runs not copied: live; copy again once it has ended"
 
         run.log(2, loss=0.8)
         run.end("finished")

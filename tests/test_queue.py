@@ -16,6 +16,7 @@ from expdb.queue import (
     check_gpus,
     cpu_slots,
     gpu_slots,
+    local_slots,
     parse_gpus,
     queue_entries,
     queue_runs,
@@ -107,6 +108,11 @@ def test_slots_as_the_options_make_them():
     assert [slot.label for slot in cpu_slots(2, cores=2)] == ["CPU 1", "CPU 2"]
     assert [slot.label for slot in gpu_slots(["0", "1"], jobs=4)] == ["GPU 0", "GPU 1", "GPU 0", "GPU 1"]
     assert [slot.env for slot in gpu_slots(["3"])] == [{"CUDA_VISIBLE_DEVICES": "3"}]
+
+
+def test_fewer_jobs_than_gpus_is_refused_rather_than_leaving_gpus_idle():
+    with pytest.raises(ExpdbError, match=r"--jobs 2 would leave some of the 4 GPUs of --gpus idle: .*--gpus 0,1"):
+        local_slots(2, "0,1,2,3")
 
 
 def test_gpus_that_are_not_there_are_named_with_those_that_are():
