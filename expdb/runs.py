@@ -402,12 +402,13 @@ def check_on_diverge(on_diverge: str) -> str:
 
 def run_seed(card: cards.Card, seed: int | None) -> int:
     """The seed of a run: the one given, else the card's `seed` parameter, else 0."""
-    if seed is not None:
-        return seed
-    value = card.params.get("seed", 0)
-    if type(value) is not int:
-        raise ExpdbError(f"{card.name} has seed={value!r}; a seed is an int: expdb set {card.name} --seed 0, or pass --seed")
-    return value
+    if seed is None:
+        seed = card.params.get("seed", 0)
+        if type(seed) is not int:
+            raise ExpdbError(f"{card.name} has seed={seed!r}; a seed is an int: expdb set {card.name} --seed 0, or pass --seed")
+    if not -(2**63) <= seed < 2**63:
+        raise ExpdbError(f"seed {seed} does not fit in 64 bits, as torch and the database keep it; pick a smaller one")
+    return seed
 
 
 def begin_run(

@@ -108,13 +108,18 @@ def parse_range(text: str, key: str, max_points: int) -> list[int | float] | Non
         raise ExpdbError(f"--{key} {text!r} asks for {count:,} points, more than --max-cards {max_points:,}")
     if log and (start <= 0 or stop <= 0):
         raise ExpdbError(f"--{key} {text!r}: a log range needs ends above 0; START:STOP:{count} spaces them evenly")
-    if log:
-        ratio = (stop / start) ** (1 / (count - 1))
-        inner = [float(f"{start * ratio**i:.{RANGE_DIGITS}g}") for i in range(1, count - 1)]
-    else:
-        step = (stop - start) / (count - 1)
-        digits = RANGE_DIGITS - 1 - math.floor(math.log10(abs(step))) if step else 0
-        inner = [round(start + step * i, digits) or 0.0 for i in range(1, count - 1)]  # `or`: 0.0, not -0.0
+    try:
+        if log:
+            low, span = math.log(start), math.log(stop) - math.log(start)  # in logs: 1e-300:1e300 does not overflow
+            inner = [float(f"{math.exp(low + span * i / (count - 1)):.{RANGE_DIGITS}g}") for i in range(1, count - 1)]
+        else:
+            step = (stop - start) / (count - 1)
+            digits = RANGE_DIGITS - 1 - math.floor(math.log10(abs(step))) if step else 0
+            inner = [round(start + step * i, digits) or 0.0 for i in range(1, count - 1)]  # `or`: 0.0, not -0.0
+    except OverflowError:
+        inner = [math.inf]
+    if not all(math.isfinite(point) for point in inner):
+        raise ExpdbError(f"--{key} {text!r}: the points between its ends are beyond a float's range; narrow the range")
     points = [start, *inner, stop]
     if isinstance(start, int) and isinstance(stop, int) and all(float(point).is_integer() for point in points):
         return [int(point) for point in points]

@@ -461,3 +461,8 @@ def test_a_queued_card_is_not_run_by_hand(cli, new):
             (new_uid(), cards.get_card(db, "x").id),
         )
     refused(cli, ["run", "x"], "x is queued (run 1)")
+
+
+def test_a_seed_beyond_64_bits_is_refused(cli, new):
+    new("x", "--runner", "tinyrunners:finish")
+    refused(cli, ["run", "x", "--seed", str(2**63)], "does not fit in 64 bits")

@@ -286,3 +286,12 @@ def test_create_is_all_or_nothing(study, monkeypatch):
     with pytest.raises(ExpdbError, match="'t_N3' exists already"):
         create_sweep(study, plan)
     assert dump() == before
+
+
+def test_a_log_range_over_the_whole_float_range_is_spaced_in_logs():
+    assert parse_range("1e-300:1e300:log3", "x", 1000) == [1e-300, 1.0, 1e300]
+
+
+def test_a_range_whose_points_overflow_is_one_error():
+    with pytest.raises(ExpdbError, match="beyond a float's range"):
+        parse_range("-1e308:1e308:3", "x", 1000)
