@@ -150,36 +150,18 @@ def select_cards(
     return [_card_from_row(row, tags.get(row[0], [])) for row in rows]
 
 
-_JSON_TYPES = {"true": lambda _: True, "false": lambda _: False, "array": json.loads, "object": json.loads}
-
-
 def card_facts(db: Database, keys: list[str]) -> dict[int, dict[str, Value]]:
     """Every card's name, status, runner and parameters `keys` (absent ones left out).
 
     The database's JSON functions pick the keys out, so a filter over thousands of cards does not
     decode every card's parameters in Python.
     """
-    if db.dialect == "postgresql":
-        # The value's JSON text, decoded here: JSON keeps 3 and 3.0 apart, as the card does.
-        picks = "".join(", (card.params::json -> ?)::text" for _ in keys)
-        bound: list = list(keys)
-    else:
-        picks = "".join(", json_type(card.params, ?), json_extract(card.params, ?)" for _ in keys)
-        bound = [f'$."{key}"' for key in keys for _ in range(2)]
+    picks, bound, decode = db.json_values("card.params", keys)
     facts = {}
     for card_id, name, runner, status, *picked in db.query(
         f"SELECT card.id, card.name, card.runner, {_STATUS}{picks} FROM card", bound
     ):
-        found = {"name": name, "runner": runner, "status": status}
-        if db.dialect == "postgresql":
-            for key, text in zip(keys, picked):
-                if text is not None and text != "null":
-                    found[key] = json.loads(text)
-        else:
-            for key, kind, value in zip(keys, picked[0::2], picked[1::2]):
-                if kind is not None and kind != "null":
-                    found[key] = _JSON_TYPES[kind](value) if kind in _JSON_TYPES else value
-        facts[card_id] = found
+        facts[card_id] = {"name": name, "runner": runner, "status": status, **decode(picked)}
     return facts
 
 

@@ -18,7 +18,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -93,6 +93,10 @@ def now() -> float:
 def new_uid() -> str:
     """A row's identity in every database it is copied to."""
     return uuid.uuid4().hex
+
+
+# What SQLite's json_extract gives as text or a number, by json_type: booleans and nested values decoded.
+_SQLITE_JSON_TYPES = {"true": lambda _: True, "false": lambda _: False, "array": json.loads, "object": json.loads}
 
 
 @lru_cache(maxsize=512)
@@ -380,6 +384,29 @@ class Database:
         if self.dialect == "postgresql":
             return f"{column} ~ ?", [glob_regex(pattern)]
         return f"{column} GLOB ?", [pattern]
+
+    def json_values(self, column: str, keys: Sequence[str]) -> tuple[str, list, Callable[[Sequence], dict]]:
+        """The values of `keys` in the JSON objects of `column`, picked out by the database: columns to
+        add to a SELECT (", ..."), their parameters, and what turns the columns picked into
+        {key: value}, absent and null keys left out."""
+        if self.dialect == "postgresql":
+            # The value's JSON text, decoded here: JSON keeps 3 and 3.0 apart, as the card does.
+            picks = "".join(f", ({column}::json -> ?)::text" for _ in keys)
+
+            def decode(picked: Sequence) -> dict:
+                return {key: json.loads(text) for key, text in zip(keys, picked) if text is not None and text != "null"}
+
+            return picks, list(keys), decode
+        picks = "".join(f", json_type({column}, ?), json_extract({column}, ?)" for _ in keys)
+
+        def decode(picked: Sequence) -> dict:
+            return {
+                key: _SQLITE_JSON_TYPES[kind](value) if kind in _SQLITE_JSON_TYPES else value
+                for key, kind, value in zip(keys, picked[0::2], picked[1::2])
+                if kind is not None and kind != "null"
+            }
+
+        return picks, [f'$."{key}"' for key in keys for _ in range(2)], decode
 
     def json_keys(self, table: str, column: str) -> str:
         """A query for the distinct keys of the JSON objects in `table.column`."""
