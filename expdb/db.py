@@ -32,8 +32,6 @@ BUSY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10
 _SQLITE_URL_PREFIX = "sqlite:///"
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
-# Every table of the schema, dependents first: what undoing a schema creation drops.
-_TABLES = ("alembic_version", "chunk", "series", "metric", "profile", "note", "tag", "run", "metric_def", "card")
 MIGRATION_LOCK = 0x65787064  # a PostgreSQL advisory lock: one process at a time creates or upgrades the schema
 
 
@@ -348,7 +346,8 @@ class Database:
                 connection.execute("LOCK TABLE card IN ACCESS EXCLUSIVE MODE")
             unused = connection.execute("SELECT NOT EXISTS (SELECT 1 FROM card)").fetchone()[0]
             if unused and self.dialect == "postgresql":
-                connection.execute(f"DROP TABLE IF EXISTS {', '.join(_TABLES)}")
+                # The database had no tables when opened: every table it has now, the migrations made.
+                connection.execute(f"DROP TABLE {', '.join(sorted(self._tables()))}")
         self.close()
         if not unused or self.dialect == "postgresql":
             return
