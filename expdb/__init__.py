@@ -8,7 +8,31 @@
         run.summary(iou50=0.34)
 """
 
+import os
+import sys
+from importlib.machinery import PathFinder
+
 from .errors import ExpdbError
+
+
+class _CheckoutFinder:
+    """In a source checkout, `expdb.runners` and `expdb.migrations` are the repository's top-level
+    runners/ and migrations/: an install puts them inside the package (pyproject's package-dir)."""
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if fullname in ("expdb.runners", "expdb.migrations"):
+            return PathFinder.find_spec(fullname, [cls.root])  # looks up the last name part in root
+        return None
+
+
+if not os.path.isdir(os.path.join(__path__[0], "runners")) and os.path.isfile(
+    os.path.join(_CheckoutFinder.root, "runners", "__init__.py")
+):
+    # First, so that an expdb installed elsewhere (an editable install of another checkout) does not win.
+    sys.meta_path.insert(0, _CheckoutFinder)
 
 __version__ = "0.1.0"
 __all__ = ["ExpdbError", "RunStopped", "open", "profile", "start"]

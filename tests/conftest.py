@@ -15,7 +15,6 @@ from expdb.db import Database, is_postgres, resolve_location
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DB = REPO / "experiments.db.example"
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 # A PostgreSQL server to run the storage and CLI tests against too, as a URL to a database
@@ -70,7 +69,7 @@ def records(sql: str, parameters=()) -> list[dict]:
     with Database() as database:
         cursor = database.connection.execute(sql, parameters)
         names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def revision_of(path) -> str:

@@ -8,7 +8,7 @@ from conftest import dump, query
 from expdb.db import Database
 from expdb.series import read_curve
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 CASCADE = DATA / "real-logs" / "mmdet2-cascade-nan.log"
 MMENGINE = DATA / "real-logs" / "mmengine-deepspeed.log"
 SAMPLE = DATA / "mmdet-sample.log"

@@ -1,4 +1,4 @@
-"""Training-log parsers (expdb.logparse) on the real logs in shared/data and on made-up lines."""
+"""Training-log parsers (expdb.logparse) on the real logs in tests/data and on made-up lines."""
 
 import dataclasses
 import json
@@ -21,7 +21,7 @@ from expdb.logparse import (
     parse_number,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 CASCADE = DATA / "real-logs" / "mmdet2-cascade-nan.log"
 MMENGINE = DATA / "real-logs" / "mmengine-deepspeed.log"
 SAMPLE = DATA / "mmdet-sample.log"
@@ -166,7 +166,10 @@ def test_lines_arrive_one_at_a_time_with_their_newlines():
 
 # ---------------------------------------------------------------- other MMDetection forms
 
-ENGINE_TRAIN = "07/03 13:04:17 - mmengine - INFO - Epoch(train)  [1][196/196]  lr: 3.3333e-04  eta: 0:13:14  time: 0.4073  data_time: 0.0335  memory: 970  loss: 1.5"
+ENGINE_TRAIN = (
+    "07/03 13:04:17 - mmengine - INFO - Epoch(train)  [1][196/196]  "
+    "lr: 3.3333e-04  eta: 0:13:14  time: 0.4073  data_time: 0.0335  memory: 970  loss: 1.5"
+)
 
 
 def test_mmengine_colour_codes_are_ignored():
@@ -199,7 +202,10 @@ def test_mmengine_iteration_based_training():
 
 
 def test_mmcv_iteration_based_training():
-    line = "2021-01-25 19:25:44,459 - mmseg - INFO - Iter [16000/160000]\tlr: 9.104e-03, eta: 1 day, 0:11:45, time: 0.601, data_time: 0.006, memory: 4230, decode.loss_seg: 0.2345, loss: 0.3456"
+    line = (
+        "2021-01-25 19:25:44,459 - mmseg - INFO - Iter [16000/160000]\tlr: 9.104e-03, eta: 1 day, 0:11:45, "
+        "time: 0.601, data_time: 0.006, memory: 4230, decode.loss_seg: 0.2345, loss: 0.3456"
+    )
     record = make_parser("mmdet").parse(line)
     assert (record.step, record.epoch) == (16000, None)
     assert record.values == {
@@ -214,7 +220,10 @@ def test_mmcv_iteration_based_training():
 
 def test_mmdet2_val_line_lands_at_the_end_of_its_epoch():
     parser = make_parser("mmdet")
-    train = parser.parse("2021-01-25 19:25:44,459 - mmdet - INFO - Epoch [1][5450/5455]\tlr: 2.000e-02, eta: 8:02:25, time: 0.443, data_time: 0.047, memory: 3654, loss: 0.5")
+    train = parser.parse(
+        "2021-01-25 19:25:44,459 - mmdet - INFO - Epoch [1][5450/5455]\t"
+        "lr: 2.000e-02, eta: 8:02:25, time: 0.443, data_time: 0.047, memory: 3654, loss: 0.5"
+    )
     assert train.step == 5450
     val = parser.parse(
         "2021-01-25 20:03:28,939 - mmdet - INFO - Epoch(val) [1][625]\tbbox_mAP: 0.3800, bbox_mAP_50: 0.4210, "
@@ -234,14 +243,22 @@ def test_mmdet2_val_line_lands_at_the_end_of_its_epoch():
 
 def test_mmdet2_val_losses_never_reach_the_training_loss_curve():
     parser = make_parser("mmdet")
-    parser.parse("2021-10-11 21:00:00,000 - mmdet - INFO - Epoch [11][450/489]\tlr: 2.000e-03, eta: 0:10:00, time: 0.5, data_time: 0.01, memory: 9000, loss: 0.6")
-    val = parser.parse("2021-10-11 21:07:55,372 - mmdet - INFO - Epoch(val) [11][489]   loss_rpn_cls: 0.0547, acc: 92.9791, loss: 0.5580")
+    parser.parse(
+        "2021-10-11 21:00:00,000 - mmdet - INFO - Epoch [11][450/489]\t"
+        "lr: 2.000e-03, eta: 0:10:00, time: 0.5, data_time: 0.01, memory: 9000, loss: 0.6"
+    )
+    val = parser.parse(
+        "2021-10-11 21:07:55,372 - mmdet - INFO - Epoch(val) [11][489]   loss_rpn_cls: 0.0547, acc: 92.9791, loss: 0.5580"
+    )
     assert (val.step, val.epoch, val.mode) == (11 * 489, 11, "val")
     assert val.values == {"val/loss_rpn_cls": 0.0547, "val/acc": 92.9791, "val/loss": 0.558}
 
 
 def test_old_mmcv_evaluation_in_an_epoch_line_is_not_a_training_iteration():
-    line = "2020-01-30 20:46:55,123 - mmdet - INFO - Epoch [12][7330/7330]\tlr: 2.000e-04, bbox_mAP: 0.3740, bbox_mAP_50: 0.5810, bbox_mAP_copypaste: 0.374 0.581 0.404 0.212 0.410 0.481"
+    line = (
+        "2020-01-30 20:46:55,123 - mmdet - INFO - Epoch [12][7330/7330]\t"
+        "lr: 2.000e-04, bbox_mAP: 0.3740, bbox_mAP_50: 0.5810, bbox_mAP_copypaste: 0.374 0.581 0.404 0.212 0.410 0.481"
+    )
     record = make_parser("mmdet").parse(line)
     assert (record.step, record.epoch, record.mode) == (12 * 7330, 12, "val")
     assert record.values == {"val/bbox_mAP": 0.374, "val/bbox_mAP_50": 0.581}
@@ -251,7 +268,10 @@ def test_mmengine_val_progress_is_skipped_and_its_result_kept():
     parser = make_parser("mmdet", year=2023)
     for line in MMENGINE.read_text().splitlines():
         parser.parse(line)
-    progress = "07/03 13:05:00 - mmengine - INFO - Epoch(val)  [1][ 10/625]    eta: 0:01:00  time: 0.1000  data_time: 0.0100  memory: 970"
+    progress = (
+        "07/03 13:05:00 - mmengine - INFO - Epoch(val)  [1][ 10/625]    "
+        "eta: 0:01:00  time: 0.1000  data_time: 0.0100  memory: 970"
+    )
     assert parser.parse(progress) is None
     result = parser.parse(
         "07/03 13:06:00 - mmengine - INFO - Epoch(val) [1][625/625]    coco/bbox_mAP: 0.0010  coco/bbox_mAP_50: 0.0040  "
@@ -268,8 +288,12 @@ def test_mmengine_val_progress_is_skipped_and_its_result_kept():
 
 def test_iteration_based_val_and_test_take_the_last_training_step():
     parser = make_parser("mmdet")
-    assert parser.parse("06/16 08:20:00 - mmengine - INFO - Iter(train) [2900/3000]  lr: 9.3518e-03  eta: 0:00:57  time: 0.5780  loss: 0.0365").step == 2900
-    val = parser.parse("06/16 08:23:02 - mmengine - INFO - Iter(val) [17/17]    aAcc: 86.3900  mIoU: 51.1200  val/mAcc: 58.3200  data_time: 0.0052  time: 0.4238")
+    train = "06/16 08:20:00 - mmengine - INFO - Iter(train) [2900/3000]  lr: 9.3518e-03  eta: 0:00:57  time: 0.5780  loss: 0.0365"
+    assert parser.parse(train).step == 2900
+    val = parser.parse(
+        "06/16 08:23:02 - mmengine - INFO - Iter(val) [17/17]    aAcc: 86.3900  mIoU: 51.1200  val/mAcc: 58.3200  "
+        "data_time: 0.0052  time: 0.4238"
+    )
     assert (val.step, val.epoch, val.mode) == (2900, None, "val")
     assert val.values == {"val/aAcc": 86.39, "val/mIoU": 51.12, "val/mAcc": 58.32}  # an existing val/ is kept
     test = parser.parse("06/16 08:30:00 - mmengine - INFO - Epoch(test) [625/625]    coco/bbox_mAP: 0.4000  time: 0.1")
@@ -280,7 +304,8 @@ def test_iteration_based_val_and_test_take_the_last_training_step():
 
 def test_val_lines_without_a_known_step_or_metrics_give_none():
     parser = make_parser("mmdet")
-    assert parser.parse("07/03 13:06:00 - mmengine - INFO - Epoch(val) [1][625/625]    coco/bbox_mAP: 0.0010  time: 0.0297") is None
+    val = "07/03 13:06:00 - mmengine - INFO - Epoch(val) [1][625/625]    coco/bbox_mAP: 0.0010  time: 0.0297"
+    assert parser.parse(val) is None
     assert parser.parse("2021-01-01 00:00:00,000 - mmdet - INFO - Iter(val) [625]\tbbox_mAP: 0.2000") is None
     parser.parse(ENGINE_TRAIN)
     assert parser.parse("07/03 13:06:00 - mmengine - INFO - Epoch(val) [1][625/625]    data_time: 0.0019  time: 0.0297") is None
@@ -307,7 +332,10 @@ def test_parse_file_keeps_val_records_in_order(tmp_path):
 
 def test_special_numbers_in_a_line():
     parser = make_parser("mmdet")
-    record = parser.parse("Epoch [1][10/100]\tlr: 1.2e-04, time: 0.5, loss: inf, loss_cls: -inf, loss_bbox: NaN, acc: 97.5%, note: n/a, count: 1_000")
+    record = parser.parse(
+        "Epoch [1][10/100]\tlr: 1.2e-04, time: 0.5, "
+        "loss: inf, loss_cls: -inf, loss_bbox: NaN, acc: 97.5%, note: n/a, count: 1_000"
+    )
     assert record.step == 10 and record.timestamp is None  # no date on the line
     assert record.values["lr"] == 1.2e-04
     assert record.values["loss"] == math.inf
@@ -557,7 +585,11 @@ def test_imports_only_the_standard_library():
 def test_metric_names_with_spaces():
     parser = make_parser("mmdet")
     parser.parse(ENGINE_TRAIN)
-    engine = parser.parse("07/03 13:06:00 - mmengine - INFO - Epoch(val) [1][625/625]    Vehicle/L1 mAP: 0.2532  Vehicle/L1 mAPH: 0.2503  time: 0.1")
+    engine = parser.parse(
+        "07/03 13:06:00 - mmengine - INFO - Epoch(val) [1][625/625]    Vehicle/L1 mAP: 0.2532  Vehicle/L1 mAPH: 0.2503  time: 0.1"
+    )
     assert engine.values == {"val/Vehicle/L1 mAP": 0.2532, "val/Vehicle/L1 mAPH": 0.2503}
-    mmcv = parser.parse("2024-02-24 06:55:38,403 - mmdet - INFO - Epoch(val) [1][2824] Vehicle/L1 mAP: 0.2532, OpenLane-V2 Score: 0.2734")
+    mmcv = parser.parse(
+        "2024-02-24 06:55:38,403 - mmdet - INFO - Epoch(val) [1][2824] Vehicle/L1 mAP: 0.2532, OpenLane-V2 Score: 0.2734"
+    )
     assert mmcv.values == {"val/Vehicle/L1 mAP": 0.2532, "val/OpenLane-V2 Score": 0.2734}

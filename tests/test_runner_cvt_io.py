@@ -5,20 +5,13 @@ by hand, not here.
 """
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-try:  # where expdb's launcher looks for built-in runners
-    from expdb.runners import cvt_io
-except ImportError:  # the top-level runners/ package of the repository
-    REPO = Path(__file__).resolve().parent.parent
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    from runners import cvt_io
+from expdb.runners import cvt_io  # noqa: E402 - it imports torch: after the skip
 
 TINY = {"steps": 12, "batch": 8, "dim": 16, "depth": 1, "heads": 2, "image": 32,
         "train_size": 64, "eval_size": 32, "warmup": 3, "lr": 2e-3}
