@@ -66,7 +66,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_once(argv: list[str], env: dict[str, str] | None = None, stdout=subprocess.DEVNULL) -> tuple[float, subprocess.CompletedProcess]:
+def run_once(
+    argv: list[str], env: dict[str, str] | None = None, stdout=subprocess.DEVNULL
+) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
     process = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, env=env or clean_env(), text=True)
     elapsed = time.perf_counter() - started

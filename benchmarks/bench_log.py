@@ -58,7 +58,8 @@ def bench_log(directory: Path, calls: int) -> None:
     per_call_us = loop_seconds / calls * 1e6
     rate = points / total_seconds
     size = (file_size(path) - before) / points
-    print(f"run.log() with 5 scalars    {per_call_us:8.2f} us/call    target <= 5 us     {'PASS' if per_call_us <= 5 else 'FAIL'}")
+    verdict = "PASS" if per_call_us <= 5 else "FAIL"
+    print(f"run.log() with 5 scalars    {per_call_us:8.2f} us/call    target <= 5 us     {verdict}")
     print(f"ingest of {points:,} points {rate:11,.0f} points/s  target >= 500,000  {'PASS' if rate >= 500_000 else 'FAIL'}")
     print(f"on disk                     {size:8.1f} bytes/point target <= 40      {'PASS' if size <= 40 else 'FAIL'}")
 

@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 TARGET_GAP_S = 2.0
@@ -62,7 +63,7 @@ def main() -> None:
         by_slot.setdefault(json.loads(env)["cuda_visible_devices"], []).append((run_started, run_ended))
     gaps = []
     for slot, spans in sorted(by_slot.items()):
-        slot_gaps = [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:])]
+        slot_gaps = [later[0] - earlier[1] for earlier, later in pairwise(spans)]
         gaps.extend(slot_gaps)
         print(f"GPU {slot}: {len(spans)} jobs, gaps {', '.join(f'{gap:.2f}' for gap in slot_gaps) or '-'} s")
     print(f"{len(result.ends)} jobs of {options.seconds:g} s on {options.slots} slots ({os.cpu_count()} cores)")

@@ -50,7 +50,8 @@ def main() -> None:
         path = Path(directory) / "report.db"
         started = time.perf_counter()
         build(path, args.cards, args.points)
-        print(f"built {args.cards} cards x {len(CURVES)} curves x {args.points:,} points in {time.perf_counter() - started:.1f} s")
+        built_s = time.perf_counter() - started
+        print(f"built {args.cards} cards x {len(CURVES)} curves x {args.points:,} points in {built_s:.1f} s")
         with Database(str(path)) as db:
             cards = select_cards(db, tag="bench")
             output = Path(directory) / "bench.md"

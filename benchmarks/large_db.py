@@ -100,8 +100,8 @@ def _metrics(rng: random.Random, params: dict) -> dict[str, float]:
 def rare_where(cards: list[dict], target: int) -> tuple[str, int]:
     """An `N=a and L=b` expression whose combination is rare: the one selecting closest to `target` cards."""
     counts = Counter((params["N"], params["L"]) for params in cards)
-    (n, l), count = min(counts.items(), key=lambda item: (abs(item[1] - target), item[0]))
-    return f"N={n} and L={l}", count
+    (n, depth), count = min(counts.items(), key=lambda item: (abs(item[1] - target), item[0]))
+    return f"N={n} and L={depth}", count
 
 
 def _insert_runs(connection, runs: list[dict]) -> None:

@@ -10,11 +10,18 @@ from pathlib import Path
 
 import pytest
 
+import expdb
 from expdb.cli import main
 from expdb.db import Database, is_postgres, resolve_location
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DB = REPO / "experiments.db.example"
+
+# Child processes (`python -m expdb`, queue workers, import probes) run the expdb under test:
+# when that is this checkout, not installed, they need it on their path.
+_paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+if Path(expdb.__file__).resolve().parent.parent == REPO and str(REPO) not in _paths:
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *_paths])
 
 
 # A PostgreSQL server to run the storage and CLI tests against too, as a URL to a database

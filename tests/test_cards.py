@@ -28,7 +28,8 @@ def study(db):
 
 
 def table_counts(db) -> dict[str, int]:
-    return {table: db.query_one(f"SELECT count(*) FROM {table}")[0] for table in ("card", "run", "metric", "note", "tag", "profile")}
+    tables = ("card", "run", "metric", "note", "tag", "profile")
+    return {table: db.query_one(f"SELECT count(*) FROM {table}")[0] for table in tables}
 
 
 def test_new_card_is_planned_with_params_in_typed_order(db):

@@ -309,7 +309,7 @@ def signal_expdb_run(workdir, signum):
     process = subprocess.Popen(
         [sys.executable, "-m", "expdb", "run", "endless", "--db", path],
         cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(SCRIPTS)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")]))},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal would start it
     )
     deadline = time.monotonic() + DEADLINE_S

@@ -74,7 +74,11 @@ def test_baseline_adds_deltas(cli, example_db):
 
 @pytest.mark.parametrize(
     ("mode", "expected"),
-    [("differing", ["N", "L", "shape", "shared", "lr"]), ("all", ["steps", "wd", "N", "L", "shape", "shared", "lr"]), ("none", [])],
+    [
+        ("differing", ["N", "L", "shape", "shared", "lr"]),
+        ("all", ["steps", "wd", "N", "L", "shape", "shared", "lr"]),
+        ("none", []),
+    ],
 )
 def test_params_modes(cli, example_db, mode, expected):
     result = cli("table", "-m", "iou50", "--params", mode, "--db", str(example_db), "-f", "csv")

@@ -122,7 +122,7 @@ def study(source_location, fast_flushes) -> str:
 def table_rows(db: Database, table: str) -> list[dict]:
     cursor = db.connection.execute(f"SELECT * FROM {table}")
     names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def snapshot(location: str) -> dict[str, list]:

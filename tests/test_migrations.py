@@ -47,7 +47,7 @@ def schema_diff(path: Path) -> list:
 
 
 def test_schema_head_is_alembic_head():
-    assert SCHEMA_HEAD == head_revision()
+    assert head_revision() == SCHEMA_HEAD
 
 
 def test_revision_chain_is_linear():
@@ -138,8 +138,8 @@ def assert_rows_kept(path: Path, inserted: dict[str, tuple[list[str], list[tuple
             kept = [name for name in names if name in present]
             stored = set(connection.execute(f"SELECT {', '.join(kept)} FROM {table}").fetchall())
             for row in rows:
-                projected = tuple(value for name, value in zip(names, row) if name in present)
-                assert projected in stored, f"{table}: lost {dict(zip(kept, projected))}"
+                projected = tuple(value for name, value in zip(names, row, strict=True) if name in present)
+                assert projected in stored, f"{table}: lost {dict(zip(kept, projected, strict=True))}"
     finally:
         connection.close()
 

@@ -446,7 +446,7 @@ def test_parse_input_shape():
     assert parse_input_shape(" 197 x 768 ") == (197, 768)
     assert parse_input_shape("128") == (128,)
     for garbage in ["", "x", "3x", "3xax224", "0x4", "-3x4", "3.5x2", "banana"]:
-        message = one_line_error(lambda: parse_input_shape(garbage))
+        message = one_line_error(lambda garbage=garbage: parse_input_shape(garbage))
         assert "3x224x224" in message
 
 

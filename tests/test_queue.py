@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ RUN_ARGS = run_arguments(device="auto", on_diverge="stop", profile_budget=0, see
 
 @pytest.fixture(autouse=True)
 def children_find_the_runners(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(SCRIPTS))
+    monkeypatch.setenv("PYTHONPATH", str(SCRIPTS), prepend=os.pathsep)
 
 
 def make_cards(db, names, runner="queuerunners:record", **params):
@@ -74,7 +75,7 @@ def test_each_job_runs_on_its_gpu_and_a_gpu_runs_one_job_at_a_time(db):
     assert set(by_gpu) == {"5", "7"}
     for spans in by_gpu.values():
         spans.sort()
-        assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:])), spans
+        assert all(earlier[1] <= later[0] for earlier, later in pairwise(spans)), spans
 
 
 def test_a_slots_next_job_is_ready_before_the_slot_is_free(db):

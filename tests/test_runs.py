@@ -40,7 +40,7 @@ def query(path, sql, parameters=()):
 def run_row(path, run_id) -> dict:
     with Database(path) as database:
         cursor = database.connection.execute("SELECT * FROM run WHERE id = ?", (run_id,))
-        return dict(zip([column[0] for column in cursor.description], cursor.fetchone()))
+        return dict(zip([column[0] for column in cursor.description], cursor.fetchone(), strict=True))
 
 
 def latest_run(path, card) -> dict:

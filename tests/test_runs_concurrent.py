@@ -48,7 +48,7 @@ def run_of(path, card) -> dict:
         )
         rows = cursor.fetchall()
         assert len(rows) == 1, f"{card} has {len(rows)} runs"
-        return dict(zip([column[0] for column in cursor.description], rows[0]))
+        return dict(zip([column[0] for column in cursor.description], rows[0], strict=True))
 
 
 def stored_points(path, run_id=None) -> int:

@@ -71,7 +71,8 @@ def test_each_key_is_its_own_curve_with_only_the_steps_that_logged_it(db, run_id
 def test_curve_written_in_several_flushes_reads_back_in_order(db, run_id):
     series_ids = {}
     for start in range(0, 50, 10):
-        flush(db, run_id, [(step, None, None, step / 10, {"loss": 1.0 / (step + 1)}) for step in range(start, start + 10)], series_ids)
+        points = [(step, None, None, step / 10, {"loss": 1.0 / (step + 1)}) for step in range(start, start + 10)]
+        flush(db, run_id, points, series_ids)
     assert db.query_one("SELECT count(*) FROM chunk")[0] == 5
     curve = read_curve(db, run_id, "loss")
     assert list(curve.steps) == list(range(50))

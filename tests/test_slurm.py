@@ -30,7 +30,7 @@ RUN_ARGS = run_arguments(device="auto", on_diverge="stop", profile_budget=0, see
 @pytest.fixture(autouse=True)
 def runners_are_found(monkeypatch):
     """queuerunners:NAME importable here and in the jobs' processes."""
-    monkeypatch.setenv("PYTHONPATH", str(SCRIPTS))
+    monkeypatch.setenv("PYTHONPATH", str(SCRIPTS), prepend=os.pathsep)
     monkeypatch.setattr(sys, "path", [str(SCRIPTS), *sys.path])
 
 

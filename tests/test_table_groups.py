@@ -17,11 +17,11 @@ from expdb.table import build_table
 IOU = {5: [0.30, 0.32, 0.34], 10: [0.40, 0.42, 0.44]}
 
 
-def define(db, key, label, direction, format="g3"):
+def define(db, key, label, direction, fmt="g3"):
     with db.transaction() as connection:
         connection.execute(
             "INSERT OR REPLACE INTO metric_def (key, label, unit, direction, format) VALUES (?, ?, '', ?, ?)",
-            (key, label, direction, format),
+            (key, label, direction, fmt),
         )
 
 

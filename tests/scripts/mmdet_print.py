@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-HEAD = "2021-01-25 19:25:{:02d},459 - mmdet - INFO - Epoch [1][{}/5455]\tlr: 4.983e-04, eta: 8:02:25, time: 0.443, data_time: 0.047, memory: 3654, "
+HEAD = (
+    "2021-01-25 19:25:{:02d},459 - mmdet - INFO - Epoch [1][{}/5455]\t"
+    "lr: 4.983e-04, eta: 8:02:25, time: 0.443, data_time: 0.047, memory: 3654, "
+)
 FINITE = [
     (50, "loss_rpn_cls: 0.1925, loss_rpn_bbox: 0.0304, s0.loss_cls: 0.5629, s0.acc: 87.7969, loss: 1.4106, grad_norm: 10.6679"),
     (100, "loss_rpn_cls: 0.0565, loss_rpn_bbox: 0.0194, s0.loss_cls: 0.2479, s0.acc: 92.6836, loss: 0.8306, grad_norm: 6.3832"),
