@@ -44,7 +44,9 @@ def clone_into(target: Path) -> Path:
 def without_expdb() -> dict[str, str]:
     """The environment of a python that has expdb's dependencies but not expdb, for `python -S`:
     -S reads no .pth file (where an install of expdb hooks in), PYTHONPATH gives the dependencies."""
-    dependencies = [path for path in sys.path if path and Path(path).is_dir() and not Path(path).resolve().is_relative_to(REPO)]
+    # Not the checkout itself (nor tests/, which pytest adds), but a venv inside it, as .ci/run makes.
+    checkout = (REPO, REPO / "tests")
+    dependencies = [path for path in sys.path if path and Path(path).is_dir() and Path(path).resolve() not in checkout]
     environment = {name: value for name, value in os.environ.items() if not name.startswith(("PYTHON", "PYTEST", "EXPDB_"))}
     return {**environment, "PYTHONPATH": os.pathsep.join(dependencies), "PYTHONDONTWRITEBYTECODE": "1"}
 
