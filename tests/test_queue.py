@@ -25,7 +25,7 @@ from expdb.queue import (
     run_queue,
     visible_gpu_ids,
 )
-from expdb.runs import reap_crashed_runs
+from expdb.lifecycle import reap
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 RUN_ARGS = run_arguments(device="auto", on_diverge="stop", profile_budget=0, seed=None)
@@ -187,7 +187,7 @@ def test_a_dead_queues_rows_are_released_by_the_reaper_and_a_live_ones_kept(db):
             (resumed.id, socket.gethostname(), dead_pid()),
         )
         connection.execute("UPDATE run SET pid = ? WHERE card_id = ?", (dead_pid(), dead.id))
-    reap_crashed_runs(db)
+    reap(db)
     statuses = {card.name: card.status for card in cards.select_cards(db)}
     assert statuses == {"dead": "planned", "live": "queued", "resumed": "interrupted", "cluster": "queued"}
 

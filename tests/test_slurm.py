@@ -12,12 +12,12 @@ from expdb import cards
 from expdb.db import Database
 from expdb.errors import ExpdbError
 from expdb.queue import queue_runs, run_arguments
-from expdb.runs import reap_crashed_runs
 from expdb.series import read_curve
 from expdb.slurm import (
     SlurmRequest,
     check_mem,
     parse_time,
+    release_ended_jobs,
     shared_location,
     slurm_executor,
     submit_cards,
@@ -188,7 +188,7 @@ def test_a_queued_run_whose_job_ended_before_it_began_is_released(db, planned, t
     (bin_dir / "sacct").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
-    reap_crashed_runs(db)
+    release_ended_jobs(db)
 
     statuses = {card.name: card.status for card in cards.select_cards(db)}
     assert statuses == {"v3_a": "queued", "v3_b": "planned" if released else "queued"}
