@@ -21,6 +21,8 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -220,61 +222,110 @@ def run_queue(
     that never started are released.
     """
     output.mkdir(parents=True, exist_ok=True)
+    scheduler = _Scheduler(db, slots, run_args, output, on_start, on_end, deque(queued), list(range(len(slots))))
     stop = threading.Event()
-    previous_handlers = {}
+    with _stopped_by_signals(stop):
+        try:
+            while scheduler.busy and not stop.is_set():
+                if not scheduler.step(stop):
+                    time.sleep(POLL_S)
+        finally:
+            scheduler.shut_down()
+    return QueueResult(scheduler.ends, [entry.card.name for entry in scheduler.pending], stop.is_set())
+
+
+@contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """While the queue runs, SIGINT and SIGTERM set `stop` (in the main thread, where signals arrive)."""
+    previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
-            previous_handlers[signum] = signal.signal(signum, lambda *_: stop.set())
-    pending, free, running, ends = deque(queued), list(range(len(slots))), [], []
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@dataclass
+class _Scheduler:
+    """A running queue: the cards waiting, the free slots, the jobs running, and each busy slot's next job."""
+
+    db: Database
+    slots: list[Slot]
+    run_args: list[str]
+    output: Path
+    on_start: Callable[[QueuedRun, Slot], None] | None
+    on_end: Callable[[JobEnd], None] | None
+    pending: deque[QueuedRun]
+    free: list[int]
+    running: list[_Job] = field(default_factory=list)
     # Per slot, its next job: started while the slot's job runs, it imports Python, expdb and the
     # runner (torch) meanwhile, and begins the moment the slot is free.
-    standby: dict[int, _Job] = {}
-    try:
-        while (pending or running or standby) and not stop.is_set():
-            ended = [job for job in running if job.process.poll() is not None]
-            for job in ended:
-                running.remove(job)
-                free.append(job.slot_index)
-            for index in list(free):  # start the next jobs before recording the ended ones
-                if stop.is_set():
-                    break
-                job = standby.pop(index, None)
-                if job is None and pending:
-                    job = _start(db, pending.popleft(), index, slots[index], run_args, output)
-                if job is None:
-                    continue
-                free.remove(index)
-                _go(job)
-                running.append(job)
-                if on_start is not None:
-                    on_start(job.entry, job.slot)
-            for job in running:  # then, in the order the slots started, each busy slot's next job
-                if pending and job.slot_index not in standby and not stop.is_set():
-                    standby[job.slot_index] = _start(db, pending.popleft(), job.slot_index, job.slot, run_args, output)
-            for job in ended:
-                ends.append(_finish(db, job, on_end))
-            if not ended:
-                time.sleep(POLL_S)
-    finally:
-        for job in standby.values():
+    standby: dict[int, _Job] = field(default_factory=dict)
+    ends: list[JobEnd] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending or self.running or self.standby)
+
+    def step(self, stop: threading.Event) -> bool:
+        """Free the slots whose job ended, give each free slot its next job, get the next job of each busy slot
+        ready, then record how the ended jobs ended (starting comes first: a GPU is not kept waiting for the
+        database). Whether any job ended."""
+        ended = [job for job in self.running if job.process.poll() is not None]
+        for job in ended:
+            self.running.remove(job)
+            self.free.append(job.slot_index)
+        self._start_free_slots(stop)
+        self._ready_next_jobs(stop)
+        for job in ended:
+            self.ends.append(_finish(self.db, job, self.on_end))
+        return bool(ended)
+
+    def _start_free_slots(self, stop: threading.Event) -> None:
+        for index in list(self.free):
+            if stop.is_set():
+                return
+            job = self.standby.pop(index, None)
+            if job is None and self.pending:
+                job = self._launch(index, self.slots[index])
+            if job is None:
+                continue
+            self.free.remove(index)
+            _go(job)
+            self.running.append(job)
+            if self.on_start is not None:
+                self.on_start(job.entry, job.slot)
+
+    def _ready_next_jobs(self, stop: threading.Event) -> None:
+        for job in self.running:  # in the order the slots started
+            if self.pending and job.slot_index not in self.standby and not stop.is_set():
+                self.standby[job.slot_index] = self._launch(job.slot_index, job.slot)
+
+    def _launch(self, index: int, slot: Slot) -> _Job:
+        return _start(self.db, self.pending.popleft(), index, slot, self.run_args, self.output)
+
+    def shut_down(self) -> None:
+        """Stop every job: standby ones exit untouched, running ones get SIGTERM (killed after STOP_GRACE_S);
+        record how the running ones ended and release the runs that never started."""
+        for job in self.standby.values():
             _go(job, start=False)
-        for job in running:
+        for job in self.running:
             if job.process.poll() is None:
                 job.process.terminate()
         deadline = time.monotonic() + STOP_GRACE_S
-        for job in [*running, *standby.values()]:
+        for job in [*self.running, *self.standby.values()]:
             try:
                 job.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 job.process.kill()
                 job.process.wait()
-        for job in running:
-            ends.append(_finish(db, job, on_end))
-        pending.extendleft(reversed([job.entry for job in standby.values()]))
-        release(db, list(pending))
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
-    return QueueResult(ends, [entry.card.name for entry in pending], stop.is_set())
+        for job in self.running:
+            self.ends.append(_finish(self.db, job, self.on_end))
+        self.pending.extendleft(reversed([job.entry for job in self.standby.values()]))
+        release(self.db, list(self.pending))
 
 
 def job_command(location: str, entry: QueuedRun, run_args: list[str]) -> list[str]:
