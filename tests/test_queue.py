@@ -12,6 +12,7 @@ from conftest import query, records
 
 from expdb import cards
 from expdb.errors import ExpdbError
+from expdb.lifecycle import reap
 from expdb.queue import (
     check_gpus,
     cpu_slots,
@@ -25,7 +26,6 @@ from expdb.queue import (
     run_queue,
     visible_gpu_ids,
 )
-from expdb.lifecycle import reap
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 RUN_ARGS = run_arguments(device="auto", on_diverge="stop", profile_budget=0, seed=None)
