@@ -370,7 +370,8 @@ def run(
     run_args = run_arguments(device=device, on_diverge=on_diverge, profile_budget=profile_budget, seed=seed) if queued else []
     request = slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit) if launcher == "slurm" else None
     slots = local_slots(jobs, gpus) if queued and launcher == "local" else []
-    with open_db(db, ask_slurm=True) as database:
+    # A queue's job (--queued-run) starts at once: the user's own `run` and `queue` ask Slurm.
+    with open_db(db, ask_slurm=queued_run is None) as database:
         targets, many = select_to_run(database, name, tag, resume)
         if (many or queued) and (ctx.args or parse):
             raise ExpdbError("--parse and a command after -- are for one card run here: name it, without --all, --tag, a glob, --jobs or --launcher")
