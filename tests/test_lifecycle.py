@@ -40,7 +40,10 @@ def running(db, card) -> int:
 
 def ended(db, card, status=RunStatus.INTERRUPTED) -> int:
     run_id = running(db, card)
-    lifecycle.interrupt(db, run_id, "Ctrl-C") if status == RunStatus.INTERRUPTED else lifecycle.fail(db, run_id, "boom")
+    if status == RunStatus.INTERRUPTED:
+        lifecycle.interrupt(db, run_id, "Ctrl-C")
+    else:
+        lifecycle.fail(db, run_id, "boom")
     return run_id
 
 
