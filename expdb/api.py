@@ -4,10 +4,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import cards
+from . import cards, lifecycle
 from .cards import validate_name
 from .db import Database
 from .errors import ExpdbError
+from .lifecycle import RunStatus
 from .runs import Run, RunStopped, begin_run, check_on_diverge, sigterm_as_interrupt
 from .values import Value, format_value, same
 
@@ -57,16 +58,17 @@ def start(
     database = Database(db, create=True)
     try:
         ensure_card(database, name, params)
+        lifecycle.reap(database)  # a run of the card whose process died would seem to run still
         run = begin_run(database, name, device=_current_device(), seed=seed, resume=resume, on_diverge=on_diverge)
         with sigterm_as_interrupt():
             try:
                 yield run
             except RunStopped:
-                run.end("diverged")
+                run.end(RunStatus.DIVERGED)
             except BaseException as error:
                 run.end_from_exception(error)
                 raise
             else:
-                run.end("finished")
+                run.end(RunStatus.FINISHED)
     finally:
         database.close()

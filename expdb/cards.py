@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from . import values
 from .db import Database, new_uid, now
 from .errors import ExpdbError
+from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS
 from .values import Value
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
-PLANNED = "planned"  # the status of a card that has never run
-STATUSES = (PLANNED, "queued", "running", "finished", "diverged", "failed", "interrupted", "crashed")
 _LATEST_RUN = "(SELECT max(id) FROM run WHERE run.card_id = card.id)"
 
 
@@ -70,7 +69,7 @@ def missing_card_error(db: Database, name: str) -> ExpdbError:
     return ExpdbError(f"no card named {name!r}{hint}")
 
 
-_STATUS = f"coalesce((SELECT status FROM run WHERE run.id = {_LATEST_RUN}), '{PLANNED}')"
+_STATUS = f"(SELECT status FROM run WHERE run.id = {_LATEST_RUN})"  # its latest run's; NULL for a planned card
 _CARD_COLUMNS = f"""card.id, card.name, parent.name, card.runner, card.command, card.parser, card.params,
     card.created_at, {_STATUS}"""
 _CARD_FROM = "card LEFT JOIN card AS parent ON parent.id = card.parent_id"
@@ -85,7 +84,7 @@ def _among(db: Database, column: str, ids: list[int] | None, keyword: str = "") 
 
 
 def _card_from_row(row: tuple, tags: list[str]) -> Card:
-    return Card(*row[:6], values.loads(row[6]), row[7], row[8], tags)
+    return Card(*row[:6], values.loads(row[6]), row[7], row[8] or PLANNED, tags)
 
 
 def _tags_of(db: Database, card_ids: list[int] | None) -> dict[int, list[str]]:
@@ -108,14 +107,16 @@ def _filters(
     pattern: str | None, status: str | None, tag: str | None, ids: list[int] | None
 ) -> tuple[str, list]:
     """The WHERE clause of a card selection, with its bound parameters; user text is only ever bound."""
-    if status is not None and status not in STATUSES:
-        raise ExpdbError(f"unknown status {status!r}; use one of: {', '.join(STATUSES)}")
+    if status is not None and status not in CARD_STATUSES:
+        raise ExpdbError(f"unknown status {status!r}; use one of: {', '.join(CARD_STATUSES)}")
     clauses, parameters = [], []
     if pattern is not None:
         clause, bound = db.glob("card.name", pattern)
         clauses.append(clause)
         parameters.extend(bound)
-    if status is not None:
+    if status == PLANNED:
+        clauses.append(f"{_STATUS} IS NULL")
+    elif status is not None:
         clauses.append(f"{_STATUS} = ?")
         parameters.append(status)
     if tag is not None:
@@ -161,7 +162,7 @@ def card_facts(db: Database, keys: list[str]) -> dict[int, dict[str, Value]]:
     for card_id, name, runner, status, *picked in db.query(
         f"SELECT card.id, card.name, card.runner, {_STATUS}{picks} FROM card", bound
     ):
-        facts[card_id] = {"name": name, "runner": runner, "status": status, **decode(picked)}
+        facts[card_id] = {"name": name, "runner": runner, "status": status or PLANNED, **decode(picked)}
     return facts
 
 
@@ -368,7 +369,7 @@ def removal_summary(db: Database, names: list[str]) -> str:
 def remove_cards(db: Database, names: list[str]) -> list[Card]:
     """Delete cards with their runs, notes, metrics and curves; forks keep their own parameters."""
     cards = [get_card(db, name) for name in dict.fromkeys(names)]
-    running = [card.name for card in cards if card.status == "running"]
+    running = [card.name for card in cards if card.status == RunStatus.RUNNING]
     if running:
         raise ExpdbError(f"{running[0]} is running; stop its run first, then remove it")
     with db.transaction() as connection:

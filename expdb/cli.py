@@ -14,9 +14,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import cards
+from . import cards, lifecycle
 from .db import Database
 from .errors import ExpdbError, last_line
+from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .values import format_value, parse_key_values
 
@@ -42,9 +43,11 @@ DbOption = Annotated[
 
 
 @contextmanager
-def open_db(location: str | None, create: bool = False, upgrade: str = "auto") -> Iterator[Database]:
+def open_db(location: str | None, create: bool = False, upgrade: str = "auto", ask_slurm: bool = False) -> Iterator[Database]:
     """The database, upgraded if it is older, with runs whose process died marked crashed.
 
+    `ask_slurm`: also release the queued runs whose Slurm job ended before it began, which asks Slurm
+    (sacct) and may wait for it: only for the commands that launch or watch jobs (`run`, `queue`).
     A refused command that created the database leaves none behind.
     """
     database = Database(location, create=create, upgrade=upgrade)
@@ -56,12 +59,11 @@ def open_db(location: str | None, create: bool = False, upgrade: str = "auto") -
             soft_wrap=True,
         )
     try:
-        if database.query_one("SELECT 1 FROM run WHERE status IN ('running', 'queued') LIMIT 1"):
-            from .runs import (
-                reap_crashed_runs,  # only then: it imports what running needs
-            )
+        lifecycle.reap(database)
+        if ask_slurm:
+            from .slurm import release_ended_jobs
 
-            reap_crashed_runs(database)
+            release_ended_jobs(database)
         yield database
     except ExpdbError:
         if database.created:
@@ -135,7 +137,7 @@ def sweep(
 @app.command("list")
 def list_cards(
     pattern: Annotated[Optional[str], typer.Argument(help="Only cards whose name matches this glob, e.g. 'cvt_io_v2_*'.")] = None,
-    status: Annotated[Optional[str], typer.Option(help=f"Only cards with this status: {', '.join(cards.STATUSES)}.")] = None,
+    status: Annotated[Optional[str], typer.Option(help=f"Only cards with this status: {', '.join(CARD_STATUSES)}.")] = None,
     tag: Annotated[Optional[str], typer.Option(help="Only cards with this tag.")] = None,
     limit: Annotated[int, typer.Option(help="Show the latest N cards.", min=1)] = 20,
     all_cards: Annotated[bool, typer.Option("--all", help="Show every card.")] = False,
@@ -368,7 +370,8 @@ def run(
     run_args = run_arguments(device=device, on_diverge=on_diverge, profile_budget=profile_budget, seed=seed) if queued else []
     request = slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit) if launcher == "slurm" else None
     slots = local_slots(jobs, gpus) if queued and launcher == "local" else []
-    with open_db(db) as database:
+    # A queue's job (--queued-run) starts at once: the user's own `run` and `queue` ask Slurm.
+    with open_db(db, ask_slurm=queued_run is None) as database:
         targets, many = select_to_run(database, name, tag, resume)
         if (many or queued) and (ctx.args or parse):
             raise ExpdbError("--parse and a command after -- are for one card run here: name it, without --all, --tag, a glob, --jobs or --launcher")
@@ -383,12 +386,12 @@ def run(
             outcome
             for card in targets
             for outcome in run_cards(
-                database, [card], command=ctx.args or None, parser=parse, resume=resume and (not many or card.status != cards.PLANNED),
+                database, [card], command=ctx.args or None, parser=parse, resume=resume and (not many or card.status != PLANNED),
                 on_diverge=on_diverge, device=device, seed=seed, profile_budget=profile_budget, keep_going=many,
                 queued_run=queued_run, ready=wait_for_the_queue if standby else None,
             )
         ]
-    raise typer.Exit(0 if all(outcome is not None and outcome.status == "finished" for outcome in outcomes) else 1)
+    raise typer.Exit(0 if all(outcome is not None and outcome.status == RunStatus.FINISHED for outcome in outcomes) else 1)
 
 
 def wait_for_the_queue() -> None:
@@ -460,7 +463,7 @@ def queue(
     from .queue import queue_entries, stop_local_queues
     from .views import render_queue
 
-    with open_db(db) as database:
+    with open_db(db, ask_slurm=True) as database:
         if stop:
             stopped = stop_local_queues(database)
             console.print(f"sent SIGTERM to {', '.join(stopped)}" if stopped else "no local queue runs on this machine")
@@ -712,7 +715,7 @@ def copy_command(
     origin: Annotated[Optional[str], typer.Option("--from", help="Copy from this database, a path or a URL, into this one (--db).")] = None,
     tag: Annotated[Optional[str], typer.Option(help="Only cards with this tag.")] = None,
     where: Annotated[Optional[str], typer.Option(help="Only cards matching this filter, as in expdb table.")] = None,
-    status: Annotated[Optional[str], typer.Option(help=f"Only cards with this status: {', '.join(cards.STATUSES)}.")] = None,
+    status: Annotated[Optional[str], typer.Option(help=f"Only cards with this status: {', '.join(CARD_STATUSES)}.")] = None,
     db: DbOption = None,
 ) -> None:
     """Copy cards with their runs, curves, profiles and notes to another database or from one; twice copies nothing twice."""

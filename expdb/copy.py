@@ -15,6 +15,7 @@ from rich.console import Console
 from .cards import PROFILE_FIELDS, Card, cards_named, select_cards
 from .db import Database, display_name, is_postgres, sqlite_path
 from .errors import ExpdbError
+from .lifecycle import ACTIVE
 from .series import INSERT_CHUNK
 from .table import cards_where
 
@@ -30,7 +31,6 @@ COLUMNS = {
     "metric_def": ("key", "label", "unit", "direction", "format"),
     "chunk": ("first_step", "last_step", "count", "step_data", "value_data", "wall_data", "epoch_data", "samples_data"),
 }
-UNFINISHED = ("queued", "running")  # runs a copy leaves for later
 DEFINITION = ("runner", "command", "parser", "params")  # what a card is; the same card must agree on it everywhere
 CHUNK_PAGE = 100  # chunks read and written at a time: memory stays small however long the run
 ANCESTORS_NAMED = 10  # the output names this many of the ancestors brought along, then counts the rest
@@ -224,7 +224,7 @@ def _copy_tags(source: Database, connection, card_map: dict[int, int]) -> None:
 def _progress(run: dict) -> tuple:
     """How far a run has got: its last sign of life, then whether it has ended. Every flush of points
     beats the heartbeat, and ending a run sets its status, so a run with more to copy is further along."""
-    return (run["heartbeat_at"] or run["started_at"] or run["queued_at"] or 0.0, run["status"] not in ("queued", "running"))
+    return (run["heartbeat_at"] or run["started_at"] or run["queued_at"] or 0.0, run["status"] not in ACTIVE)
 
 
 def _copy_runs(
@@ -249,7 +249,7 @@ def _copy_runs(
     for run in runs:
         row = {**run, "card_id": card_map[run["card_id"]]}
         existing = there.get(run["uid"])
-        if run["status"] in UNFINISHED:
+        if run["status"] in ACTIVE:  # left for a later copy
             copied.running.append(source_cards[run["card_id"]]["name"])
             if existing is not None:
                 run_map[run["id"]] = existing["id"]

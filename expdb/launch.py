@@ -16,6 +16,7 @@ from typing import TextIO
 
 from .cards import Card
 from .errors import ExpdbError, last_line
+from .lifecycle import RunStatus
 from .logparse import LineParser, make_parser
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .runs import ProgressCallback, Run, begin_run, sigterm_as_interrupt
@@ -191,7 +192,7 @@ DEVICES = ("auto", "cpu", "cuda")
 class Outcome:
     card: str
     run_id: int
-    status: str
+    status: RunStatus
     exit_reason: str | None
     summary: dict[str, float]
     notes: list[str]
@@ -253,13 +254,13 @@ def execute(
         try:
             train(run)
         except CommandFailed as failure:
-            run.end("failed", str(failure))
+            run.end(RunStatus.FAILED, str(failure))
         except BaseException as error:  # noqa: BLE001 - every ending is recorded; Ctrl-C goes on up
             run.end_from_exception(error)
             if isinstance(error, KeyboardInterrupt):
                 raise
         else:
-            run.end("finished")
+            run.end(RunStatus.FINISHED)
     return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, [d.message for d in run.divergences])
 
 

@@ -9,7 +9,8 @@ What the database holds: when the queue starts, each card gets a run row with st
 the child `expdb run CARD --queued-run ID` adopts that row, and its status becomes
 `running` with the child's pid. A queued row that never started is removed when the queue
 stops (its card is planned again); a queue killed outright leaves rows whose pid is gone,
-and `runs.reap_crashed_runs` removes them the same way.
+and `lifecycle.reap` removes them the same way. Every change of a row's status is
+`expdb.lifecycle`'s.
 """
 
 import os
@@ -20,19 +21,22 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import cards
+from . import cards, lifecycle
 from .cards import Card
-from .db import Database, new_uid, now
+from .db import Database
 from .errors import ExpdbError
+from .lifecycle import PLANNED, QueuedRun, RunStatus
 
 TAIL_BYTES = 4096  # of a job's output, read for the line that says why it did not start
 POLL_S = 0.05  # how often ended children are looked for: a slot waits at most this long for its next job
 STOP_GRACE_S = 60.0  # after SIGTERM, how long a job may take to record its end before it is killed
-RESUMABLE = "interrupted"  # with --resume, a selection continues these runs from their checkpoints
+RESUMABLE = RunStatus.INTERRUPTED  # with --resume, a selection continues these runs from their checkpoints
 
 
 @dataclass(frozen=True)
@@ -138,67 +142,27 @@ def select_to_run(db: Database, name: str | None, tag: str | None, resume: bool)
     if not selected and (name is not None or tag is not None):
         wanted = ([f"a name matching {name!r}"] if name is not None else []) + ([f"the tag {tag!r}"] if tag is not None else [])
         raise ExpdbError(f"no card has {' and '.join(wanted)}; `expdb list` shows the cards and their tags")
-    runnable = {cards.PLANNED, RESUMABLE} if resume else {cards.PLANNED}
+    runnable = {PLANNED, RESUMABLE} if resume else {PLANNED}
     return [card for card in selected if card.status in runnable], True
 
 
 # -- queued rows ---------------------------------------------------------------------------
 
 
-@dataclass
-class Queued:
-    card: Card
-    run_id: int
-    resumed_from: str | None  # a resumed run's status before it was queued, restored if it never starts
-
-
-def queue_runs(db: Database, targets: list[Card], *, resume: bool, launcher: str) -> list[Queued]:
-    """Mark every target `queued`, in one transaction: a new run row each, or, with `resume`, its latest run.
+def queue_runs(db: Database, targets: list[Card], *, resume: bool, launcher: str) -> list[QueuedRun]:
+    """Queue a run of every target, in one transaction: a new run row each, or, with `resume`, its latest run.
 
     A card that is queued or running already is refused, and then nothing is queued.
     """
-    local = launcher == "local"
-    host = socket.gethostname()  # where it was queued from, until its job adopts it
-    pid = os.getpid() if local else None  # a cluster job has no process yet
-    job_id = str(os.getpid()) if local else None  # a local queue's job is the queue itself: `expdb queue --stop` finds it
-    moment = now()
-    queued = []
-    with db.transaction() as connection:
-        for card in targets:
-            latest = connection.execute(
-                "SELECT id, status FROM run WHERE card_id = ? ORDER BY id DESC LIMIT 1", (card.id,)
-            ).fetchone()
-            if latest is not None and latest[1] in ("queued", "running"):
-                raise ExpdbError(f"{card.name} is {latest[1]} already (run {latest[0]}); `expdb queue` shows where")
-            if resume and latest is not None:
-                connection.execute(
-                    "UPDATE run SET status = 'queued', queued_at = ?, launcher = ?, host = ?, pid = ?, job_id = ? WHERE id = ?",
-                    (moment, launcher, host, pid, job_id, latest[0]),
-                )
-                queued.append(Queued(card, latest[0], latest[1]))
-                continue
-            run_id = connection.execute(
-                "INSERT INTO run (uid, card_id, status, queued_at, launcher, host, pid, job_id, env) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, '{}') RETURNING id",
-                (new_uid(), card.id, moment, launcher, host, pid, job_id),
-            ).fetchone()[0]
-            queued.append(Queued(card, run_id, None))
-    return queued
+    with db.transaction():
+        return [lifecycle.queue(db, card, launcher=launcher, resume=resume) for card in targets]
 
 
-def release(db: Database, never_started: list[Queued]) -> None:
+def release(db: Database, never_started: list[QueuedRun]) -> None:
     """Undo the queuing of runs that never started: a new row is removed (its card is planned again), a resumed
     run gets its status back. Rows a job adopted in the meantime are left alone."""
-    if not never_started:
-        return
-    with db.transaction() as connection:
-        for entry in never_started:
-            if entry.resumed_from is None:
-                connection.execute("DELETE FROM run WHERE id = ? AND status = 'queued'", (entry.run_id,))
-            else:
-                connection.execute(
-                    "UPDATE run SET status = ? WHERE id = ? AND status = 'queued'", (entry.resumed_from, entry.run_id)
-                )
+    for entry in never_started:
+        lifecycle.release(db, entry.run_id, entry.resumed_from)
 
 
 # -- the scheduler -----------------------------------------------------------------------
@@ -224,12 +188,12 @@ class QueueResult:
 
     @property
     def all_finished(self) -> bool:
-        return not self.stopped and all(end.status == "finished" for end in self.ends)
+        return not self.stopped and all(end.status == RunStatus.FINISHED for end in self.ends)
 
 
 @dataclass
 class _Job:
-    entry: Queued
+    entry: QueuedRun
     slot_index: int
     slot: Slot
     process: subprocess.Popen
@@ -243,12 +207,12 @@ def output_directory(db: Database) -> Path:
 
 def run_queue(
     db: Database,
-    queued: list[Queued],
+    queued: list[QueuedRun],
     slots: list[Slot],
     run_args: list[str],
     output: Path,
     *,
-    on_start: Callable[[Queued, Slot], None] | None = None,
+    on_start: Callable[[QueuedRun, Slot], None] | None = None,
     on_end: Callable[[JobEnd], None] | None = None,
 ) -> QueueResult:
     """Run the queued cards, at most one job per slot; a slot takes its next card as soon as its job ends.
@@ -258,64 +222,113 @@ def run_queue(
     that never started are released.
     """
     output.mkdir(parents=True, exist_ok=True)
+    scheduler = _Scheduler(db, slots, run_args, output, on_start, on_end, deque(queued), list(range(len(slots))))
     stop = threading.Event()
-    previous_handlers = {}
+    with _stopped_by_signals(stop):
+        try:
+            while scheduler.busy and not stop.is_set():
+                if not scheduler.step(stop):
+                    time.sleep(POLL_S)
+        finally:
+            scheduler.shut_down()
+    return QueueResult(scheduler.ends, [entry.card.name for entry in scheduler.pending], stop.is_set())
+
+
+@contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """While the queue runs, SIGINT and SIGTERM set `stop` (in the main thread, where signals arrive)."""
+    previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
-            previous_handlers[signum] = signal.signal(signum, lambda *_: stop.set())
-    pending, free, running, ends = deque(queued), list(range(len(slots))), [], []
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@dataclass
+class _Scheduler:
+    """A running queue: the cards waiting, the free slots, the jobs running, and each busy slot's next job."""
+
+    db: Database
+    slots: list[Slot]
+    run_args: list[str]
+    output: Path
+    on_start: Callable[[QueuedRun, Slot], None] | None
+    on_end: Callable[[JobEnd], None] | None
+    pending: deque[QueuedRun]
+    free: list[int]
+    running: list[_Job] = field(default_factory=list)
     # Per slot, its next job: started while the slot's job runs, it imports Python, expdb and the
     # runner (torch) meanwhile, and begins the moment the slot is free.
-    standby: dict[int, _Job] = {}
-    try:
-        while (pending or running or standby) and not stop.is_set():
-            ended = [job for job in running if job.process.poll() is not None]
-            for job in ended:
-                running.remove(job)
-                free.append(job.slot_index)
-            for index in list(free):  # start the next jobs before recording the ended ones
-                if stop.is_set():
-                    break
-                job = standby.pop(index, None)
-                if job is None and pending:
-                    job = _start(db, pending.popleft(), index, slots[index], run_args, output)
-                if job is None:
-                    continue
-                free.remove(index)
-                _go(job)
-                running.append(job)
-                if on_start is not None:
-                    on_start(job.entry, job.slot)
-            for job in running:  # then, in the order the slots started, each busy slot's next job
-                if pending and job.slot_index not in standby and not stop.is_set():
-                    standby[job.slot_index] = _start(db, pending.popleft(), job.slot_index, job.slot, run_args, output)
-            for job in ended:
-                ends.append(_finish(db, job, on_end))
-            if not ended:
-                time.sleep(POLL_S)
-    finally:
-        for job in standby.values():
+    standby: dict[int, _Job] = field(default_factory=dict)
+    ends: list[JobEnd] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending or self.running or self.standby)
+
+    def step(self, stop: threading.Event) -> bool:
+        """Free the slots whose job ended, give each free slot its next job, get the next job of each busy slot
+        ready, then record how the ended jobs ended (starting comes first: a GPU is not kept waiting for the
+        database). Whether any job ended."""
+        ended = [job for job in self.running if job.process.poll() is not None]
+        for job in ended:
+            self.running.remove(job)
+            self.free.append(job.slot_index)
+        self._start_free_slots(stop)
+        self._ready_next_jobs(stop)
+        for job in ended:
+            self.ends.append(_finish(self.db, job, self.on_end))
+        return bool(ended)
+
+    def _start_free_slots(self, stop: threading.Event) -> None:
+        for index in list(self.free):
+            if stop.is_set():
+                return
+            job = self.standby.pop(index, None)
+            if job is None and self.pending:
+                job = self._launch(index, self.slots[index])
+            if job is None:
+                continue
+            self.free.remove(index)
+            _go(job)
+            self.running.append(job)
+            if self.on_start is not None:
+                self.on_start(job.entry, job.slot)
+
+    def _ready_next_jobs(self, stop: threading.Event) -> None:
+        for job in self.running:  # in the order the slots started
+            if self.pending and job.slot_index not in self.standby and not stop.is_set():
+                self.standby[job.slot_index] = self._launch(job.slot_index, job.slot)
+
+    def _launch(self, index: int, slot: Slot) -> _Job:
+        return _start(self.db, self.pending.popleft(), index, slot, self.run_args, self.output)
+
+    def shut_down(self) -> None:
+        """Stop every job: standby ones exit untouched, running ones get SIGTERM (killed after STOP_GRACE_S);
+        record how the running ones ended and release the runs that never started."""
+        for job in self.standby.values():
             _go(job, start=False)
-        for job in running:
+        for job in self.running:
             if job.process.poll() is None:
                 job.process.terminate()
         deadline = time.monotonic() + STOP_GRACE_S
-        for job in [*running, *standby.values()]:
+        for job in [*self.running, *self.standby.values()]:
             try:
                 job.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 job.process.kill()
                 job.process.wait()
-        for job in running:
-            ends.append(_finish(db, job, on_end))
-        pending.extendleft(reversed([job.entry for job in standby.values()]))
-        release(db, list(pending))
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
-    return QueueResult(ends, [entry.card.name for entry in pending], stop.is_set())
+        for job in self.running:
+            self.ends.append(_finish(self.db, job, self.on_end))
+        self.pending.extendleft(reversed([job.entry for job in self.standby.values()]))
+        release(self.db, list(self.pending))
 
 
-def job_command(location: str, entry: Queued, run_args: list[str]) -> list[str]:
+def job_command(location: str, entry: QueuedRun, run_args: list[str]) -> list[str]:
     """The job's `expdb run`, adopting its queued run (and continuing it from its checkpoint, if it was resumed)."""
     return [
         sys.executable, "-m", "expdb", "run", entry.card.name, "--db", location, "--queued-run", str(entry.run_id),
@@ -323,7 +336,7 @@ def job_command(location: str, entry: Queued, run_args: list[str]) -> list[str]:
     ]
 
 
-def _start(db: Database, entry: Queued, index: int, slot: Slot, run_args: list[str], output: Path) -> _Job:
+def _start(db: Database, entry: QueuedRun, index: int, slot: Slot, run_args: list[str], output: Path) -> _Job:
     """The job's process, started on standby: it gets ready, then waits for `_go`."""
     path = output / f"run-{entry.run_id}-{entry.card.name}.log"
     with open(path, "ab") as log:
@@ -347,21 +360,19 @@ def _go(job: _Job, start: bool = True) -> None:
 
 def _finish(db: Database, job: _Job, on_end: Callable[[JobEnd], None] | None) -> JobEnd:
     """Record how a job ended: a run its process left `running` is crashed, a run it never started is released."""
-    from .runs import reap_crashed_runs
-
-    reap_crashed_runs(db)
+    lifecycle.reap(db)
     entry, code = job.entry, job.process.returncode
     with job.output.open("rb") as log:
         log.seek(max(0, log.seek(0, os.SEEK_END) - TAIL_BYTES))
         said = [line.strip() for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
     killed = f"killed by {signal.Signals(-code).name}" if code < 0 else None
-    row = db.query_one("SELECT status, exit_reason FROM run WHERE id = ?", (entry.run_id,))
-    status, reason = row or ("removed", "its card was deleted while it ran")
-    if status == "queued":
-        release(db, [entry])
+    run = lifecycle.get_run(db, entry.run_id)
+    status, reason = (run.status, run.exit_reason) if run is not None else ("removed", "its card was deleted while it ran")
+    if status == RunStatus.QUEUED:
+        lifecycle.release(db, entry.run_id, entry.resumed_from)
         status = "not started"
         reason = killed or (said[-1].removeprefix("error: ") if said else f"its process exited with status {code}")
-    elif killed and status == "crashed":
+    elif killed and status == RunStatus.CRASHED:
         reason = killed
     summary = dict(db.query("SELECT key, value FROM metric WHERE run_id = ? ORDER BY key", (entry.run_id,)))
     end = JobEnd(entry.card.name, entry.run_id, job.slot.label, status, reason, summary)
@@ -379,7 +390,7 @@ class QueueEntry:
 
     card: str
     run_id: int
-    status: str
+    status: RunStatus
     host: str | None
     where: str  # "GPU 2", "cpu", "cuda"; empty while queued
     launcher: str | None
@@ -397,16 +408,18 @@ def queue_entries(db: Database) -> list[QueueEntry]:
     for run_id, card, status, host, device, env, launcher, job_id, pid, queued_at, started_at in db.query(
         "SELECT run.id, card.name, run.status, run.host, run.device, run.env, run.launcher, run.job_id, run.pid, "
         "run.queued_at, run.started_at FROM run JOIN card ON card.id = run.card_id "
-        "WHERE run.status IN ('queued', 'running')"
+        f"WHERE run.status IN ({', '.join('?' * len(lifecycle.ACTIVE))})",
+        lifecycle.ACTIVE,
     ):
+        status = RunStatus(status)
         where = ""
-        if status == "running":
+        if status == RunStatus.RUNNING:
             gpu = json.loads(env or "{}").get("cuda_visible_devices")
             where = f"GPU {gpu}" if gpu else device or ""
         entries.append(QueueEntry(card, run_id, status, host, where, launcher, job_id, pid, queued_at, started_at))
 
     def order(entry: QueueEntry) -> tuple:
-        if entry.status == "running":
+        if entry.status == RunStatus.RUNNING:
             return (0, entry.started_at or 0, entry.run_id)
         return (1, entry.queued_at or 0, entry.run_id)
 
@@ -416,18 +429,16 @@ def queue_entries(db: Database) -> list[QueueEntry]:
 def stop_local_queues(db: Database) -> list[str]:
     """SIGTERM to this machine's local queues that have runs queued or running, and to the running jobs of a
     queue that died (they run on without it); what was signalled ("queue 123", "run 7")."""
-    rows = db.query(
-        "SELECT id, status, pid, job_id FROM run WHERE status IN ('queued', 'running') AND launcher = 'local' AND host = ?",
-        (socket.gethostname(),),
-    )
+    host = socket.gethostname()
+    runs = [run for run in lifecycle.active_runs(db) if run.launcher == "local" and run.host == host]
     stopped, alive = [], set()
-    for queue_pid in sorted({int(job_id) for _, _, _, job_id in rows}):
+    for queue_pid in sorted({int(run.job_id) for run in runs}):
         if _terminate(queue_pid):
             stopped.append(f"queue {queue_pid}")
             alive.add(queue_pid)
-    for run_id, status, pid, job_id in rows:
-        if status == "running" and int(job_id) not in alive and _terminate(pid):
-            stopped.append(f"run {run_id}")
+    for run in runs:
+        if run.status == RunStatus.RUNNING and int(run.job_id) not in alive and _terminate(run.pid):
+            stopped.append(f"run {run.id}")
     return stopped
 
 

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from .cards import Card
 from .db import Database
 from .errors import ExpdbError
+from .lifecycle import RunStatus
 from .metrics import PROFILE_COLUMNS, definition, load_definitions
 from .outputs import (
     beside,
@@ -155,9 +156,8 @@ def _ended_runs(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
     found: dict[int, list[tuple]] = {}
     among, ids = db.among("card_id", [card.id for card in cards])
     for card_id, run_id, status, reason in db.query(
-        f"SELECT card_id, id, status, exit_reason FROM run WHERE status IN ('failed', 'crashed', 'interrupted') AND {among} "
-        "ORDER BY id",
-        ids,
+        f"SELECT card_id, id, status, exit_reason FROM run WHERE status IN (?, ?, ?) AND {among} ORDER BY id",
+        [RunStatus.FAILED, RunStatus.CRASHED, RunStatus.INTERRUPTED, *ids],
     ):
         found.setdefault(card_id, []).append((run_id, status, reason))
     return found
@@ -265,7 +265,7 @@ def _section_environment(cards: list[Card], runs: dict[int, dict]) -> str:
             str(run["id"]),
             run["status"],
             format_time(started) or "-",
-            format_time(ended) or ("still running" if run["status"] == "running" else "-"),
+            format_time(ended) or ("still running" if run["status"] == RunStatus.RUNNING else "-"),
             duration,
             run["host"] or "-",
             device,

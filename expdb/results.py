@@ -4,16 +4,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cards import PLANNED, PROFILE_FIELDS, STATUSES, card_exists, create_card, get_card
+from . import lifecycle
+from .cards import PROFILE_FIELDS, card_exists, create_card, get_card
 from .db import Database, new_uid, now
 from .divergence import Divergence, detect_all
 from .errors import ExpdbError
+from .lifecycle import RunStatus
 from .logparse import parse_file
 from .metrics import PROFILE_COLUMNS
 from .runs import add_automatic_notes
 from .series import build_chunks, write_chunks
-
-RUN_STATUSES = tuple(status for status in STATUSES if status != PLANNED)  # a card is planned; a run is not
 
 
 def record_run(
@@ -27,24 +27,18 @@ def record_run(
     flops_counter: str | None = None,
     recorded_at: float | None = None,
 ) -> int:
-    """A run of `card_name` with its final metrics; `params`, `flops` and `cost_time` go to its profile,
+    """An ended run of `card_name` with its final metrics; `params`, `flops` and `cost_time` go to its profile,
     with `flops_counter` saying who counted the FLOPs, dated `recorded_at` (default: now).
 
     Returns the run's id.
     """
-    if status not in RUN_STATUSES:
-        raise ExpdbError(f"unknown run status {status!r}; use one of: {', '.join(RUN_STATUSES)}")
     card = get_card(db, card_name)
     profile = {PROFILE_COLUMNS[key]: value for key, value in metrics.items() if key in PROFILE_COLUMNS}
     if "flops" in profile:
         profile["flops_counter"] = flops_counter
     summary = {key: float(value) for key, value in metrics.items() if key not in PROFILE_COLUMNS}
     with db.transaction() as connection:
-        run_id = connection.execute(
-            "INSERT INTO run (uid, card_id, status, started_at, ended_at, exit_reason, env) "
-            "VALUES (?, ?, ?, ?, ?, ?, '{}') RETURNING id",
-            (new_uid(), card.id, status, started_at, ended_at, exit_reason),
-        ).fetchone()[0]
+        run_id = lifecycle.record(db, card.id, status, started_at=started_at, ended_at=ended_at, exit_reason=exit_reason)
         connection.executemany(
             "INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?)",
             [(run_id, key, value) for key, value in summary.items()],
@@ -87,24 +81,14 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
         (record.step, record.epoch, None, record.timestamp - started if record.timestamp is not None and started is not None else 0.0, record.values)
         for record in records
     ]
-    status = "diverged" if events else "finished"
+    status = RunStatus.DIVERGED if events else RunStatus.FINISHED
     source = str(Path(path).resolve())
     with db.transaction() as connection:
-        run_id = connection.execute(
-            "INSERT INTO run (uid, card_id, status, started_at, ended_at, exit_reason, command, log_path, env) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                new_uid(),
-                card.id,
-                status,
-                started,
-                times[-1] if times else None,
-                events[0].message if events else None,
-                f"imported from {source}",
-                source,
-                json.dumps({"imported_from": source, "format": spec}),
-            ),
-        ).fetchone()[0]
+        run_id = lifecycle.record(
+            db, card.id, status, started_at=started, ended_at=times[-1] if times else None,
+            exit_reason=events[0].message if events else None, command=f"imported from {source}", log_path=source,
+            env=json.dumps({"imported_from": source, "format": spec}),
+        )
         write_chunks(connection, run_id, build_chunks(points), {})
         add_automatic_notes(connection, card.id, run_id, [(event.message, event.step) for event in events])
     return Imported(run_id, status, sum(len(record.values) for record in records), events)

@@ -4,13 +4,13 @@ The training thread only appends to a queue (`Run.log`); a background thread dra
 at least twice a second, writes the points as chunks in one transaction, beats the
 heartbeat, and watches the curves for divergence. Ending a run, normally or not, drains
 the queue first, so nothing logged is lost. A run whose process died without ending it
-(SIGKILL, power loss) is found by `reap_crashed_runs` and marked `crashed`.
+(SIGKILL, power loss) is found by `lifecycle.reap` and marked `crashed`. Every change of the
+run row's status is the lifecycle module's.
 """
 
 import json
 import os
 import platform
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,17 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cards
+from . import cards, lifecycle
 from .db import Database, new_uid, now
 from .divergence import Divergence, DivergenceDetector
 from .errors import ExpdbError, last_line
+from .lifecycle import RunRow, RunStatus
 from .series import build_chunks, write_chunks
 
 FLUSH_INTERVAL_S = 0.5
-SLURM_ENDED = {  # sacct's states of a job that will not run (again)
-    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "TIMEOUT",
-}
-STALE_HEARTBEAT_S = 60.0  # a run on another host is crashed once its heartbeat is this old
 ON_DIVERGE = ("stop", "note")
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "run.log"
@@ -81,81 +78,6 @@ def add_automatic_notes(connection, card_id: int, run_id: int, notes: list[tuple
         "INSERT INTO note (uid, card_id, run_id, created_at, text, automatic, step) VALUES (?, ?, ?, ?, ?, TRUE, ?)",
         [(new_uid(), card_id, run_id, now(), text, step) for text, step in notes],
     )
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _gone_from_slurm(db: Database) -> list[tuple[int, float | None]]:
-    """(run id, started_at) of the queued Slurm runs submitted from this machine whose job Slurm's
-    accounting says has ended without `expdb run` adopting its run (cancelled, failed, timed out).
-    A job sacct does not know, or a machine without sacct, releases nothing."""
-    queued = db.query(
-        "SELECT id, job_id, started_at FROM run WHERE status = 'queued' AND launcher = 'slurm' AND job_id IS NOT NULL "
-        "AND host = ?",
-        (socket.gethostname(),),
-    )
-    if not queued or shutil.which("sacct") is None:
-        return []
-    try:
-        answer = subprocess.run(
-            ["sacct", "--noheader", "--allocations", "--parsable2", "--format=JobID,State",
-             "--jobs", ",".join(job_id for _, job_id, _ in queued)],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    states = {}
-    for line in answer.splitlines():
-        job_id, _, state = line.partition("|")
-        states[job_id] = state.split(" ", 1)[0]  # "CANCELLED by 1000"
-    return [(run_id, started_at) for run_id, job_id, started_at in queued if states.get(job_id) in SLURM_ENDED]
-
-
-def reap_crashed_runs(db: Database) -> list[int]:
-    """Mark `crashed` the running runs whose process is gone (same host) or whose heartbeat is stale.
-
-    Also release what will never start: runs a local queue killed outright left `queued` (see
-    expdb.queue), and runs whose Slurm job is gone before it began (cancelled, failed). A run
-    that never started is removed, as it holds nothing; one queued to resume is interrupted again.
-    """
-    host, moment = socket.gethostname(), now()
-    orphaned = [
-        (run_id, started_at)
-        for run_id, pid, started_at in db.query(
-            "SELECT id, pid, started_at FROM run WHERE status = 'queued' AND launcher = 'local' AND host = ?", (host,)
-        )
-        if pid is not None and not _process_alive(pid)
-    ] + _gone_from_slurm(db)
-    if orphaned:
-        with db.transaction() as connection:
-            for run_id, started_at in orphaned:
-                if started_at is None:
-                    connection.execute("DELETE FROM run WHERE id = ? AND status = 'queued'", (run_id,))
-                else:
-                    connection.execute("UPDATE run SET status = 'interrupted' WHERE id = ? AND status = 'queued'", (run_id,))
-    crashed = []
-    for run_id, run_host, pid, heartbeat in db.query("SELECT id, host, pid, heartbeat_at FROM run WHERE status = 'running'"):
-        gone = run_host == host and pid is not None and not _process_alive(pid)
-        stale = heartbeat is None or moment - heartbeat > STALE_HEARTBEAT_S
-        if gone or (run_host != host and stale):
-            crashed.append(run_id)
-    if crashed:
-        with db.transaction() as connection:
-            connection.executemany(
-                "UPDATE run SET status = 'crashed', ended_at = heartbeat_at, "
-                "exit_reason = 'the process stopped without ending the run (killed, or its machine went down); "
-                "everything logged until its last heartbeat is kept' WHERE id = ? AND status = 'running'",
-                [(run_id,) for run_id in crashed],
-            )
-    return crashed
 
 
 def git_state(directory: Path) -> dict:
@@ -226,8 +148,7 @@ class Run:
         self.log_path = plan.log_path
         self.on_diverge = on_diverge
         self.divergences: list[Divergence] = []
-        self.status, self.exit_reason = "running", None
-        self.latest: tuple | None = None  # the last logged point, for progress displays
+        self.status, self.exit_reason = RunStatus.RUNNING, None
         self._started_at = started_at
         self._queue: deque = deque()
         self._stop: Exception | None = None  # what log() raises from now on: RunStopped or RecordingFailed
@@ -247,8 +168,7 @@ class Run:
         """Record the scalars of one training step. Costs a tuple and an append; raises RunStopped once diverged."""
         if self._stop is not None:
             raise self._stop
-        self.latest = point = (step, epoch, samples, time.time() - self._started_at, scalars)
-        self._queue.append(point)
+        self._queue.append((step, epoch, samples, time.time() - self._started_at, scalars))
 
     def summary(self, **metrics: float) -> None:
         """Final metrics of the run (iou50=0.34); written when the run ends."""
@@ -308,7 +228,7 @@ class Run:
         events = self._detect(points, chunks)
         with db.transaction() as connection:
             write_chunks(connection, self.id, chunks, series_ids)
-            connection.execute("UPDATE run SET heartbeat_at = ? WHERE id = ?", (now(), self.id))
+            lifecycle.heartbeat(db, self.id)
             add_automatic_notes(connection, self.card.id, self.id, [(event.message, event.step) for event in events])
         for event in events:
             self.divergences.append(event)
@@ -333,15 +253,15 @@ class Run:
 
     # -- ending ---------------------------------------------------------------------------
 
-    def end(self, status: str, exit_reason: str | None = None) -> str:
+    def end(self, status: RunStatus, exit_reason: str | None = None) -> RunStatus:
         """Drain the queue, store the summary, set the final status. Returns the status stored."""
         self._stop_flusher.set()
         self._flusher.join()
-        if self._flusher_error is not None and status != "interrupted":
-            status, exit_reason = "failed", f"recording failed: {self._flusher_error}"
-        if status == "finished" and self.on_diverge == "stop" and self.divergences:
-            status = "diverged"
-        if status == "diverged" and exit_reason is None and self.divergences:
+        if self._flusher_error is not None and status != RunStatus.INTERRUPTED:
+            status, exit_reason = RunStatus.FAILED, f"recording failed: {self._flusher_error}"
+        if status == RunStatus.FINISHED and self.on_diverge == "stop" and self.divergences:
+            status = RunStatus.DIVERGED
+        if status == RunStatus.DIVERGED and exit_reason is None and self.divergences:
             exit_reason = self.divergences[0].message
         with self.db.transaction() as connection:
             connection.executemany(
@@ -349,25 +269,29 @@ class Run:
                 "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                 [(self.id, key, value) for key, value in self.summary_metrics.items()],
             )
-            connection.execute(
-                "UPDATE run SET status = ?, ended_at = ?, heartbeat_at = ?, exit_reason = ? WHERE id = ?",
-                (status, now(), now(), exit_reason, self.id),
-            )
+            if status == RunStatus.FINISHED:
+                lifecycle.finish(self.db, self.id)
+            elif status == RunStatus.DIVERGED:
+                lifecycle.diverge(self.db, self.id, exit_reason)
+            elif status == RunStatus.INTERRUPTED:
+                lifecycle.interrupt(self.db, self.id, exit_reason)
+            else:
+                lifecycle.fail(self.db, self.id, exit_reason)
         self.write_log(f"run {self.id} {status}" + (f": {exit_reason}" if exit_reason else ""))
         self._log_file.close()
         self.status, self.exit_reason = status, exit_reason
         return status
 
-    def end_from_exception(self, error: BaseException | None) -> str:
+    def end_from_exception(self, error: BaseException | None) -> RunStatus:
         """The status a run ends with, given how its training code ended."""
         if error is None:
-            return self.end("finished")
+            return self.end(RunStatus.FINISHED)
         if isinstance(error, RunStopped):
-            return self.end("diverged")
+            return self.end(RunStatus.DIVERGED)
         if isinstance(error, KeyboardInterrupt):
             reason = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted (Ctrl-C)"
-            return self.end("interrupted", reason)
-        return self.end("failed", last_line(error))
+            return self.end(RunStatus.INTERRUPTED, reason)
+        return self.end(RunStatus.FAILED, last_line(error))
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -388,12 +312,6 @@ class sigterm_as_interrupt:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def latest_run(db: Database, card: cards.Card) -> tuple | None:
-    return db.query_one(
-        "SELECT id, status, started_at, checkpoint_dir FROM run WHERE card_id = ? ORDER BY id DESC LIMIT 1", (card.id,)
-    )
-
-
 def check_on_diverge(on_diverge: str) -> str:
     if on_diverge not in ON_DIVERGE:
         raise ExpdbError(f"unknown --on-diverge {on_diverge!r}; use one of: {', '.join(ON_DIVERGE)}")
@@ -411,6 +329,36 @@ def run_seed(card: cards.Card, seed: int | None) -> int:
     return seed
 
 
+def check_can_start(card: cards.Card, latest: RunRow | None, queued_run: int | None) -> None:
+    """Refuse to start a card whose latest run has not ended, unless this process adopts it as the queued run it was given."""
+    name = card.name
+    if latest is not None and latest.status == RunStatus.RUNNING:
+        raise ExpdbError(f"{name} is already running (run {latest.id}); wait for it, or stop it first")
+    if latest is not None and latest.status == RunStatus.QUEUED and queued_run is None:
+        raise ExpdbError(f"{name} is queued (run {latest.id}); `expdb queue` shows where, `expdb queue --stop` stops a local queue")
+    if queued_run is not None and (latest is None or (latest.id, latest.status) != (queued_run, RunStatus.QUEUED)):
+        raise ExpdbError(f"run {queued_run} is not {name}'s queued run (its queue stopped?): run {name} again")
+
+
+def resume_plan(card: cards.Card, latest: RunRow | None) -> RunPlan:
+    """Where the run to resume keeps its files; refused without a checkpoint to resume from."""
+    if latest is None:
+        raise ExpdbError(f"--resume: {card.name} has never run; run it without --resume")
+    plan = RunPlan(Path(latest.checkpoint_dir)) if latest.checkpoint_dir else None
+    if plan is None or not plan.checkpoint_path.exists():
+        where = f" at {plan.checkpoint_path}" if plan else ""
+        raise ExpdbError(f"--resume: {card.name} has no checkpoint{where}; run it without --resume")
+    return plan
+
+
+def this_process(device: str | None, seed: int, command: str | None) -> lifecycle.Process:
+    """This process, as the row of the run it starts records it: host, pid, device, seed, command line, environment."""
+    env = environment()
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):
+        env["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]  # the GPU "cuda" is: a queue pins each job to one
+    return lifecycle.Process(socket.gethostname(), os.getpid(), device, seed, command or " ".join(sys.argv), json.dumps(env))
+
+
 def begin_run(
     db: Database,
     name: str,
@@ -426,65 +374,24 @@ def begin_run(
     """Start recording a run of card `name` (or continue its latest run with `resume`).
 
     `queued_run`: the card's run row a queue or a cluster launcher made `queued`; this process adopts it.
+    Runs whose process died are the caller's to reap first (`lifecycle.reap`): their cards would seem running.
     """
     check_on_diverge(on_diverge)
-    reap_crashed_runs(db)
     card = cards.get_card(db, name)
     seed = run_seed(card, seed)
-    previous = latest_run(db, card)
-    if previous is not None and previous[1] == "running":
-        raise ExpdbError(f"{name} is already running (run {previous[0]}); wait for it, or stop it first")
-    if previous is not None and previous[1] == "queued" and queued_run is None:
-        raise ExpdbError(f"{name} is queued (run {previous[0]}); `expdb queue` shows where, `expdb queue --stop` stops a local queue")
-    if queued_run is not None and (previous is None or previous[:2] != (queued_run, "queued")):
-        raise ExpdbError(f"run {queued_run} is not {name}'s queued run (its queue stopped?): run {name} again")
-    if resume:
-        if previous is None:
-            raise ExpdbError(f"--resume: {name} has never run; run it without --resume")
-        plan = RunPlan(Path(previous[3])) if previous[3] else None
-        if plan is None or not plan.checkpoint_path.exists():
-            where = f" at {plan.checkpoint_path}" if plan else ""
-            raise ExpdbError(f"--resume: {name} has no checkpoint{where}; run it without --resume")
-    moment = now()
-    env = environment()
-    if os.environ.get("CUDA_VISIBLE_DEVICES"):
-        env["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]  # the GPU "cuda" is: a queue pins each job to one
-    columns = {
-        "status": "running",
-        "heartbeat_at": moment,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "device": device,
-        "seed": seed,
-        "command": command or " ".join(sys.argv),
-        "env": json.dumps(env),
-    }
-    if queued_run is None:
-        columns.update(queued_at=None, launcher=None, job_id=None)  # started by hand, whatever queued it before
+    latest = lifecycle.latest_run(db, card.id)
+    check_can_start(card, latest, queued_run)
+    plan = resume_plan(card, latest) if resume else None
+    process = this_process(device, seed, command)
     with db.transaction() as connection:
-        if resume or queued_run is not None:
-            run_id, started_at = previous[0], (resume and previous[2]) or moment
-            assignments = ", ".join(f"{column} = ?" for column in columns)
-            # Only if the row is as read above: a queue may have released its queued row meanwhile.
-            adopted = connection.execute(
-                f"UPDATE run SET {assignments}, started_at = ?, ended_at = NULL, exit_reason = NULL "
-                "WHERE id = ? AND status = ? RETURNING id",
-                (*columns.values(), started_at, run_id, previous[1]),
-            ).fetchone()
-            if adopted is None:
-                raise ExpdbError(f"run {run_id} of {name} changed while it was starting (its queue stopped?): run {name} again")
+        if queued_run is not None:
+            run = lifecycle.adopt(db, card, latest, process, resume=resume)
         else:
-            started_at = moment
-            run_id = connection.execute(
-                f"INSERT INTO run (uid, card_id, started_at, {', '.join(columns)}) "
-                f"VALUES (?, ?, ?, {', '.join('?' * len(columns))}) RETURNING id",
-                (new_uid(), card.id, started_at, *columns.values()),
-            ).fetchone()[0]
-        if not resume:
-            plan = RunPlan.for_run(db, run_id)
+            run = lifecycle.start(db, card, process, resuming=latest if resume else None)
+        if plan is None:
+            plan = RunPlan.for_run(db, run.id)
             connection.execute(
-                "UPDATE run SET log_path = ?, checkpoint_dir = ? WHERE id = ?",
-                (str(plan.log_path), str(plan.directory), run_id),
+                "UPDATE run SET log_path = ?, checkpoint_dir = ? WHERE id = ?", (str(plan.log_path), str(plan.directory), run.id)
             )
-        plan.directory.mkdir(parents=True, exist_ok=True)
-    return Run(db, card, run_id, plan, device, seed, resume, on_diverge, started_at, progress)
+    plan.directory.mkdir(parents=True, exist_ok=True)
+    return Run(db, card, run.id, plan, device, seed, resume, on_diverge, run.started_at, progress)

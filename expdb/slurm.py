@@ -3,23 +3,32 @@
 The submitting process marks each card's run `queued` (launcher `slurm`), submits the
 jobs in one batch (a Slurm job array), and records each job's id on its run. On the
 node, the job adopts that run row against the shared database, as the local queue's
-jobs do; the database must therefore be one every node reaches.
+jobs do; the database must therefore be one every node reaches. A job that ends before
+it began is found in Slurm's accounting by `release_ended_jobs`, which only `expdb run`
+and `expdb queue` call: sacct may take long, and reading the database never waits for it.
 """
 
 import re
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import lifecycle
 from .cards import Card
 from .db import Database
 from .errors import ExpdbError, last_line
-from .queue import Queued, job_command, queue_runs, release
+from .lifecycle import QueuedRun, RunStatus
+from .queue import job_command, queue_runs, release
 
 SLURM_FOLDER = "expdb_runs/slurm"  # submitit's scripts and the jobs' stdout/stderr, one file per job
 _TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 _MEM = re.compile(r"\d+[KMGT]?")
+SACCT_TIMEOUT_S = 30
+ENDED_STATES = {  # sacct's states of a job that will not run (again)
+    "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "TIMEOUT",
+}
 
 
 def check_slurm() -> None:
@@ -127,9 +136,42 @@ def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str
     return [Submitted(entry.card.name, entry.run_id, job) for entry, job in zip(queued, jobs)]
 
 
-def run_on_node(location: str, entry: Queued, run_args: list[str]) -> int:
+def run_on_node(location: str, entry: QueuedRun, run_args: list[str]) -> int:
     """The job on the compute node: `expdb run CARD` adopting its queued run; returns expdb's exit status.
 
     A child process, so that Slurm's SIGTERM at the time limit reaches `expdb run`, which ends the run `interrupted`.
     """
     return subprocess.run(job_command(location, entry, run_args), check=False).returncode
+
+
+def ended_jobs(job_ids: list[str]) -> set[str]:
+    """The jobs among `job_ids` that Slurm's accounting says have ended. A job sacct does not know, or a
+    machine without sacct, is not among them."""
+    if shutil.which("sacct") is None:
+        return set()
+    try:
+        answer = subprocess.run(
+            ["sacct", "--noheader", "--allocations", "--parsable2", "--format=JobID,State", "--jobs", ",".join(job_ids)],
+            capture_output=True, text=True, timeout=SACCT_TIMEOUT_S, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    states = {}
+    for line in answer.splitlines():
+        job_id, _, state = line.partition("|")
+        states[job_id] = state.split(" ", 1)[0]  # "CANCELLED by 1000"
+    return {job_id for job_id in job_ids if states.get(job_id) in ENDED_STATES}
+
+
+def release_ended_jobs(db: Database) -> list[int]:
+    """Release the queued Slurm runs submitted from this machine whose job ended without `expdb run` adopting
+    its run (cancelled, failed, timed out); returns their ids. Asks sacct only when there are such runs."""
+    host = socket.gethostname()
+    queued = [
+        run for run in lifecycle.active_runs(db)
+        if run.status == RunStatus.QUEUED and run.launcher == "slurm" and run.job_id is not None and run.host == host
+    ]
+    if not queued:
+        return []
+    ended = ended_jobs([run.job_id for run in queued])
+    return [run.id for run in queued if run.job_id in ended and lifecycle.release_orphan(db, run)]

@@ -10,19 +10,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cards import Card, CardDetails, CardDiff, ParamChange
+from .lifecycle import PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
 from .sweep import SweepPlan
 from .values import format_value
 
 STATUS_STYLES = {
-    "planned": "dim",
-    "queued": "cyan",
-    "running": "bold cyan",
-    "finished": "green",
-    "diverged": "bold red",
-    "failed": "red",
-    "interrupted": "yellow",
-    "crashed": "red",
+    PLANNED: "dim",
+    RunStatus.QUEUED: "cyan",
+    RunStatus.RUNNING: "bold cyan",
+    RunStatus.FINISHED: "green",
+    RunStatus.DIVERGED: "bold red",
+    RunStatus.FAILED: "red",
+    RunStatus.INTERRUPTED: "yellow",
+    RunStatus.CRASHED: "red",
     "not started": "yellow",  # a queued job whose process ended before its run began
 }
 
@@ -281,8 +282,8 @@ def render_queue(entries: list, moment: float, console: Console) -> None:
         grid.add_row(
             escape(entry.card), str(entry.run_id), status_text(entry.status), escape(entry.host or ""), escape(entry.where),
             escape(entry.launcher or ""), escape(entry.job_id or ""), age(entry.queued_at),
-            age(entry.started_at) if entry.status == "running" else "",
+            age(entry.started_at) if entry.status == RunStatus.RUNNING else "",
         )
     console.print(grid)
-    running = sum(entry.status == "running" for entry in entries)
+    running = sum(entry.status == RunStatus.RUNNING for entry in entries)
     console.print(f"{running} running, {len(entries) - running} queued")

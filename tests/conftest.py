@@ -28,7 +28,7 @@ if Path(expdb.__file__).resolve().parent.parent == REPO and str(REPO) not in _pa
 # that can create others: .ci/run starts one on loopback and sets it.
 POSTGRES_ADMIN_URL = os.environ.get("EXPDB_TEST_POSTGRES")
 # The test modules that run against both databases: the storage and the CLI.
-BOTH_BACKENDS = ("test_db", "test_cards", "test_runs", "test_series", "test_cli_")
+BOTH_BACKENDS = ("test_db", "test_cards", "test_runs", "test_series", "test_cli_", "test_lifecycle")
 
 
 def dump(location=None) -> list[str]:

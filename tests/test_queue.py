@@ -13,6 +13,7 @@ from conftest import query, records
 
 from expdb import cards
 from expdb.errors import ExpdbError
+from expdb.lifecycle import reap
 from expdb.queue import (
     check_gpus,
     cpu_slots,
@@ -26,7 +27,6 @@ from expdb.queue import (
     run_queue,
     visible_gpu_ids,
 )
-from expdb.runs import reap_crashed_runs
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 RUN_ARGS = run_arguments(device="auto", on_diverge="stop", profile_budget=0, seed=None)
@@ -188,7 +188,7 @@ def test_a_dead_queues_rows_are_released_by_the_reaper_and_a_live_ones_kept(db):
             (resumed.id, socket.gethostname(), dead_pid()),
         )
         connection.execute("UPDATE run SET pid = ? WHERE card_id = ?", (dead_pid(), dead.id))
-    reap_crashed_runs(db)
+    reap(db)
     statuses = {card.name: card.status for card in cards.select_cards(db)}
     assert statuses == {"dead": "planned", "live": "queued", "resumed": "interrupted", "cluster": "queued"}
 

@@ -19,7 +19,8 @@ import expdb
 from expdb import cards
 from expdb.db import Database, new_uid, resolve_location
 from expdb.errors import DatabaseError, ExpdbError
-from expdb.runs import STALE_HEARTBEAT_S, RecordingFailed, reap_crashed_runs
+from expdb.lifecycle import STALE_HEARTBEAT_S, reap
+from expdb.runs import RecordingFailed
 from expdb.series import read_curve
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -333,7 +334,7 @@ def test_reap_marks_a_dead_local_process_crashed_and_leaves_a_live_one(db):
     moment = time.time()
     dead = add_running_run(db, "dead", socket.gethostname(), dead_pid(), moment)
     alive = add_running_run(db, "alive", socket.gethostname(), os.getpid(), moment)
-    assert reap_crashed_runs(db) == [dead]
+    assert reap(db) == [dead]
     assert (status_of(db, dead), status_of(db, alive)) == ("crashed", "running")
     ended_at, reason = db.query_one("SELECT ended_at, exit_reason FROM run WHERE id = ?", (dead,))
     assert ended_at == moment and "killed" in reason
@@ -343,7 +344,7 @@ def test_reap_marks_another_hosts_run_crashed_only_when_its_heartbeat_is_stale(d
     moment = time.time()
     stale = add_running_run(db, "stale", "gpu-node-7", 4242, moment - STALE_HEARTBEAT_S - 60)
     fresh = add_running_run(db, "fresh", "gpu-node-8", 4242, moment)
-    assert reap_crashed_runs(db) == [stale]
+    assert reap(db) == [stale]
     assert (status_of(db, stale), status_of(db, fresh)) == ("crashed", "running")
 
 

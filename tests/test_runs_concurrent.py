@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from expdb.db import Database, resolve_location
-from expdb.runs import reap_crashed_runs
+from expdb.lifecycle import reap
 from expdb.series import read_curve
 
 WRITER_SCRIPT = Path(__file__).resolve().parent / "scripts" / "writer.py"
@@ -132,7 +132,7 @@ def test_a_writer_killed_midway_is_crashed_and_keeps_its_flushed_points_and_the_
     for card in others:
         assert_exited_cleanly(card, processes[card])
     with Database(path) as db:
-        assert reap_crashed_runs(db) == [victim_run]
+        assert reap(db) == [victim_run]
 
     run = run_of(path, victim)
     assert run["status"] == "crashed" and run["ended_at"] is not None and run["ended_at"] == run["heartbeat_at"]

@@ -8,16 +8,16 @@ import pytest
 import submitit
 from conftest import dump, records
 
-from expdb import cards
+from expdb import cards, lifecycle
 from expdb.db import Database
 from expdb.errors import ExpdbError
 from expdb.queue import queue_runs, run_arguments
-from expdb.runs import reap_crashed_runs
 from expdb.series import read_curve
 from expdb.slurm import (
     SlurmRequest,
     check_mem,
     parse_time,
+    release_ended_jobs,
     shared_location,
     slurm_executor,
     submit_cards,
@@ -188,7 +188,43 @@ def test_a_queued_run_whose_job_ended_before_it_began_is_released(db, planned, t
     (bin_dir / "sacct").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
 
-    reap_crashed_runs(db)
+    release_ended_jobs(db)
 
     statuses = {card.name: card.status for card in cards.select_cards(db)}
     assert statuses == {"v3_a": "queued", "v3_b": "planned" if released else "queued"}
+
+
+@pytest.fixture
+def recording_sacct(tmp_path, monkeypatch):
+    """An `sacct` first on PATH that appends each call's arguments to a file and says every job was cancelled;
+    returns the calls so far."""
+    bin_dir, calls = tmp_path / "sacct-bin", tmp_path / "sacct-calls"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\necho '4242_0|CANCELLED by 1000'\n")
+    (bin_dir / "sacct").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return lambda: calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_reading_commands_never_ask_slurm_and_expdb_queue_does(cli, db, planned, recording_sacct):
+    """sacct may take its time (30 s at most): `list`, `table` and `show` read the database without it."""
+    (entry,) = queue_runs(db, planned[:1], resume=False, launcher="slurm")
+    with db.transaction() as connection:
+        connection.execute("UPDATE run SET job_id = '4242_0' WHERE id = ?", (entry.run_id,))
+    for args in (["list"], ["table"], ["show", "v3_a"]):
+        result = cli(*args)
+        assert result.code == 0, result.err
+    assert recording_sacct() == [] and cards.get_card(db, "v3_a").status == "queued"
+    result = cli("queue")
+    assert result.code == 0, result.err
+    (call,) = recording_sacct()
+    assert "--jobs 4242_0" in call and cards.get_card(db, "v3_a").status == "planned"
+
+
+def test_expdb_run_reaps_once(cli, planned, monkeypatch):
+    reaped = []
+    real_reap = lifecycle.reap
+    monkeypatch.setattr(lifecycle, "reap", lambda database: reaped.append(database.location) or real_reap(database))
+    result = cli("run", "v3_a", "--profile-budget", "0")
+    assert result.code == 0, result.err
+    assert len(reaped) == 1
