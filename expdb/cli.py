@@ -49,11 +49,12 @@ SELECTION_HELP = (
 )
 CardsArgument = Annotated[
     Optional[list[str]],
-    typer.Argument(metavar="[CARDS]...", help="Card names and globs ('cvt_io_v2_*') [default: every card].", show_default=False),
+    typer.Argument(metavar="CARDS", help="Card names and globs ('cvt_io_v2_*'); none: every card.", show_default=False),
 ]
 TagOption = Annotated[Optional[str], typer.Option(help="Only the cards with this tag.")]
 WhereOption = Annotated[
-    Optional[str], typer.Option(help="Only the cards matching this filter, e.g. \"N>=5 and shared=true\" (see expdb table).")
+    Optional[str],
+    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status and runner, e.g. \"N>=5 and shared=true\"."),
 ]
 StatusOption = Annotated[Optional[str], typer.Option(help=f"Only the cards with this status: {', '.join(cards.STATUSES)}.")]
 
@@ -270,7 +271,7 @@ def set_params(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The
     "rather than deleting every card."
 )
 def rm(
-    names: CardsArgument = None,
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="CARDS", help="Card names and globs ('scratch_*').")] = None,
     tag: TagOption = None,
     where: WhereOption = None,
     status: StatusOption = None,
@@ -351,9 +352,9 @@ def run(
     ] = None,
     all_planned: Annotated[bool, typer.Option("--all", help="Run every planned card.")] = False,
     tag: Annotated[Optional[str], typer.Option(help="Run the planned cards with this tag.")] = None,
-    where: Annotated[Optional[str], typer.Option(help="Run the planned cards matching this filter (see expdb table).")] = None,
+    where: Annotated[Optional[str], typer.Option(help="Run the planned cards matching this filter, as in expdb table.")] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the card's latest run from its last checkpoint; with --all, --tag or a glob, also the interrupted cards.")
+        bool, typer.Option(help="Continue the card's latest run from its last checkpoint; with --all, --tag, --where or a glob, also the interrupted cards.")
     ] = False,
     jobs: Annotated[
         Optional[int], typer.Option(help="A local queue: run this many cards at once, each in its own process [default with --gpus: one per GPU].", min=1)
@@ -395,7 +396,7 @@ def run(
     from .queue import local_slots, run_arguments, select_to_run
 
     selection = selection_of([name] if name else None, tag, where, None)
-    if all_planned and selection.given or not (all_planned or selection.given):
+    if all_planned == selection.given:  # --all or a selection: one of the two
         raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob, --tag or --where)")
     slurm_options = {"--partition": partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
                      "--mem": mem, "--time": time_limit, "--slurm-folder": slurm_folder}
