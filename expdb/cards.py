@@ -178,7 +178,7 @@ def selected_ids(db: Database, selection: Selection) -> list[int]:
     if selection.tag is not None or selection.status is not None:
         kept = _filtered_ids(db, selection.tag, selection.status)
         ids = [card_id for card_id in ids if card_id in kept]
-    if selection.where is not None and ids:
+    if selection.where is not None:
         from .table import cards_where  # the --where language is evaluated with the table's values
 
         kept = set(cards_where(db, selection.where))

@@ -1,4 +1,4 @@
-"""The comparison table: which cards, which columns, which values, deltas to a baseline.
+"""The comparison table of the selected cards: which rows and columns, which values, deltas to a baseline.
 
 A metric column is a metric key with a reduction over the run (`iou50:max`: the best point
 of its curve) and, when rows are grouped (`group_by`), an aggregate over the group's cards
@@ -361,7 +361,8 @@ def _card_rows(
     baseline: str | None,
     definitions: dict[str, MetricDef],
 ) -> tuple[list[Row], Row | None]:
-    """A row per card that has a value of a requested metric, the baseline's first; and the baseline's row."""
+    """A row per card that has a value of a requested metric (the baseline's on top when it is not one of them),
+    and the baseline's row."""
     values_by_card = latest_values(db, [card.id for card in cards])
     all_rows = [Row(card, values_by_card.get(card.id, {})) for card in cards]
     base_row = None
