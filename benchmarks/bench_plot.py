@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from expdb.cards import create_card, select_cards
+from expdb.cards import Selection, create_card, select_cards
 from expdb.db import Database
 from expdb.plot import plot_curves
 from expdb.runs import begin_run
@@ -78,7 +78,7 @@ def main() -> None:
         build(path, args.runs, args.points)
         print(f"built {args.runs} runs x {args.points:,} points in {time.perf_counter() - started:.1f} s")
         with Database(str(path)) as db:
-            cards = select_cards(db, tag="bs")
+            cards = select_cards(db, Selection(tag="bs"))
             output = Path(directory) / "bs.png"
             started = time.perf_counter()
             result = plot_curves(db, cards, ["loss"], output, x="samples", smooth=0.9, log_y=True)

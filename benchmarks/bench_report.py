@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from expdb.cards import create_card, select_cards
+from expdb.cards import Selection, create_card, select_cards
 from expdb.db import Database
 from expdb.report import write_report
 from expdb.runs import begin_run
@@ -53,7 +53,7 @@ def main() -> None:
         built_s = time.perf_counter() - started
         print(f"built {args.cards} cards x {len(CURVES)} curves x {args.points:,} points in {built_s:.1f} s")
         with Database(str(path)) as db:
-            cards = select_cards(db, tag="bench")
+            cards = select_cards(db, Selection(tag="bench"))
             output = Path(directory) / "bench.md"
             started = time.perf_counter()
             written = write_report(db, cards, output, metrics=["iou50"], curves=CURVES, smooth=0.6, title="Learning-rate sweep")

@@ -3,6 +3,7 @@
 import difflib
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 
 from . import values
@@ -102,18 +103,56 @@ def get_card(db: Database, name: str) -> Card:
     return _card_from_row(row, _tags_of(db, [row[0]]).get(row[0], []))
 
 
-def _filters(
-    db: Database,
-    pattern: str | None, status: str | None, tag: str | None, ids: list[int] | None
-) -> tuple[str, list]:
-    """The WHERE clause of a card selection, with its bound parameters; user text is only ever bound."""
-    if status is not None and status not in CARD_STATUSES:
-        raise ExpdbError(f"unknown status {status!r}; use one of: {', '.join(CARD_STATUSES)}")
+@dataclass(frozen=True)
+class Selection:
+    """Which cards a command works on, as `expdb table`, `list`, `plot`, `report`, `copy`, `run` and `rm` take them.
+
+    Names and globs together form one set (any of them); each of `tag`, `where` and `status`
+    given narrows it (all of them). Nothing given: every card. See `selected_ids`.
+    """
+
+    names: tuple[str, ...] = ()  # card names and globs ('cvt_io_v2_*')
+    tag: str | None = None
+    where: str | None = None  # the filter of `expdb table --where`
+    status: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return bool(self.names) or any(value is not None for value in (self.tag, self.where, self.status))
+
+    def __str__(self) -> str:
+        """The selection as it is typed: `'cvt_io_*' --tag latent --where 'N>=5'`."""
+        options = [("--tag", self.tag), ("--where", self.where), ("--status", self.status)]
+        words = [shlex.quote(name) for name in self.names]
+        words += [f"{option} {shlex.quote(value)}" for option, value in options if value is not None]
+        return " ".join(words)
+
+
+def is_glob(name: str) -> bool:
+    return any(char in name for char in "*?[")
+
+
+def _named_ids(db: Database, names: tuple[str, ...]) -> list[int]:
+    """The ids of the cards named or matching a glob, in the order given (a glob's oldest first), each once."""
+    ids: dict[int, None] = {}
+    for name in names:
+        if is_glob(name):
+            clause, parameters = db.glob("name", name)
+            matched = [card_id for (card_id,) in db.query(f"SELECT id FROM card WHERE {clause} ORDER BY id", parameters)]
+            if not matched:
+                raise ExpdbError(f"no card name matches {name!r}; `expdb list` shows the cards")
+        else:
+            row = db.query_one("SELECT id FROM card WHERE name = ?", (name,))
+            if row is None:
+                raise missing_card_error(db, name)
+            matched = [row[0]]
+        ids.update(dict.fromkeys(matched))
+    return list(ids)
+
+
+def _filtered_ids(db: Database, tag: str | None, status: str | None) -> set[int]:
+    """The ids of the cards with the tag and the status given; user text is only ever bound."""
     clauses, parameters = [], []
-    if pattern is not None:
-        clause, bound = db.glob("card.name", pattern)
-        clauses.append(clause)
-        parameters.extend(bound)
     if status == PLANNED:
         clauses.append(f"{_STATUS} IS NULL")
     elif status is not None:
@@ -122,33 +161,47 @@ def _filters(
     if tag is not None:
         clauses.append("EXISTS (SELECT 1 FROM tag WHERE tag.card_id = card.id AND tag.name = ?)")
         parameters.append(tag)
-    if ids is not None:
-        clause, bound = _among(db, "card.id", ids)
-        clauses.append(clause)
-        parameters.extend(bound)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), parameters
+    return {card_id for (card_id,) in db.query(f"SELECT card.id FROM card WHERE {' AND '.join(clauses)}", parameters)}
 
 
-def select_cards(
-    db: Database,
-    pattern: str | None = None,
-    status: str | None = None,
-    tag: str | None = None,
-    *,
-    ids: list[int] | None = None,
-    latest: int | None = None,
-) -> list[Card]:
-    """Cards whose name matches a glob, with a status, with a tag, among `ids`; oldest first.
+def selected_ids(db: Database, selection: Selection) -> list[int]:
+    """The ids of the cards `selection` picks, in the order named, else oldest first.
 
-    `latest`: only the newest N of them (still oldest first).
+    A name that is no card, or a glob that matches none, is an error; so is a selection that
+    matches no card (an empty database included): every command then stops with one line.
     """
-    where, parameters = _filters(db, pattern, status, tag, ids)
-    order = "ORDER BY card.id DESC LIMIT ?" if latest is not None else "ORDER BY card.id"
-    rows = db.query(f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM}{where} {order}", [*parameters, *([latest] if latest is not None else [])])
-    if latest is not None:
-        rows.reverse()
-    tags = _tags_of(db, [row[0] for row in rows] if latest is not None or ids is not None else None)
-    return [_card_from_row(row, tags.get(row[0], [])) for row in rows]
+    if selection.status is not None and selection.status not in CARD_STATUSES:
+        raise ExpdbError(f"unknown status {selection.status!r}; use one of: {', '.join(CARD_STATUSES)}")
+    if selection.names:
+        ids = _named_ids(db, selection.names)
+    else:
+        ids = [card_id for (card_id,) in db.query("SELECT id FROM card ORDER BY id")]
+    if selection.tag is not None or selection.status is not None:
+        kept = _filtered_ids(db, selection.tag, selection.status)
+        ids = [card_id for card_id in ids if card_id in kept]
+    if selection.where is not None:
+        from .table import cards_where  # the --where language is evaluated with the table's values
+
+        kept = set(cards_where(db, selection.where))
+        ids = [card_id for card_id in ids if card_id in kept]
+    if not ids:
+        if not selection.given:
+            raise ExpdbError(f"no cards in {db.name} yet: create one with `expdb new NAME --KEY VALUE`")
+        raise ExpdbError(f"no card in {db.name} matches {selection}")
+    return ids
+
+
+def cards_by_id(db: Database, ids: list[int]) -> list[Card]:
+    """The cards with these ids, in the order of `ids`."""
+    among, parameters = db.among("card.id", ids)
+    rows = {row[0]: row for row in db.query(f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM} WHERE {among}", parameters)}
+    tags = _tags_of(db, ids)
+    return [_card_from_row(rows[card_id], tags.get(card_id, [])) for card_id in ids if card_id in rows]
+
+
+def select_cards(db: Database, selection: Selection = Selection()) -> list[Card]:
+    """The cards `selection` picks, in its order (see `selected_ids`): every card by default."""
+    return cards_by_id(db, selected_ids(db, selection))
 
 
 def card_facts(db: Database, keys: list[str]) -> dict[int, dict[str, Value]]:
@@ -164,25 +217,6 @@ def card_facts(db: Database, keys: list[str]) -> dict[int, dict[str, Value]]:
     ):
         facts[card_id] = {"name": name, "runner": runner, "status": status or PLANNED, **decode(picked)}
     return facts
-
-
-def count_cards(db: Database, pattern: str | None = None, status: str | None = None, tag: str | None = None) -> int:
-    where, parameters = _filters(db, pattern, status, tag, None)
-    return db.query_one(f"SELECT count(*) FROM card{where}", parameters)[0]
-
-
-def cards_named(db: Database, names: list[str]) -> list[Card]:
-    """Cards by name or glob ('cvt_io_v2_*'), in the order given, each once; a name that matches nothing is an error."""
-    chosen: dict[int, Card] = {}
-    for name in names:
-        if any(char in name for char in "*?["):
-            matched = select_cards(db, pattern=name)
-            if not matched:
-                raise ExpdbError(f"no card name matches {name!r}; `expdb list` shows the cards")
-        else:
-            matched = [get_card(db, name)]
-        chosen.update((card.id, card) for card in matched)
-    return list(chosen.values())
 
 
 def validate_card_input(name: str, tags: list[str] = (), note: str | None = None) -> None:
@@ -355,9 +389,10 @@ def children(db: Database, card: Card) -> list[str]:
     return [row[0] for row in db.query("SELECT name FROM card WHERE parent_id = ? ORDER BY id", (card.id,))]
 
 
-def removal_summary(db: Database, names: list[str]) -> str:
+def removal_summary(db: Database, card_ids: list[int]) -> str:
     """What removing these cards deletes, for the question asked first: "2 cards (a, b) with 1 run; ..."."""
-    targets = [get_card(db, name) for name in dict.fromkeys(names)]
+    targets = cards_by_id(db, card_ids)
+    names = [card.name for card in targets]
     runs = sum(run_count(db, card) for card in targets)
     forks = [child for card in targets for child in children(db, card) if child not in names]
     what = f"{len(targets)} card{'s' if len(targets) > 1 else ''} ({', '.join(names)}) with {runs} run{'s' if runs != 1 else ''}"
@@ -366,9 +401,9 @@ def removal_summary(db: Database, names: list[str]) -> str:
     return what
 
 
-def remove_cards(db: Database, names: list[str]) -> list[Card]:
+def remove_cards(db: Database, card_ids: list[int]) -> list[Card]:
     """Delete cards with their runs, notes, metrics and curves; forks keep their own parameters."""
-    cards = [get_card(db, name) for name in dict.fromkeys(names)]
+    cards = cards_by_id(db, list(dict.fromkeys(card_ids)))
     running = [card.name for card in cards if card.status == RunStatus.RUNNING]
     if running:
         raise ExpdbError(f"{running[0]} is running; stop its run first, then remove it")

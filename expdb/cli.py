@@ -42,6 +42,28 @@ DbOption = Annotated[
 ]
 
 
+# Every command that works on several cards picks them the same way (cards.selected_ids).
+SELECTION_HELP = (
+    "Cards: the names and globs given ('cvt_io_v2_*'), any of them; --tag, --where and --status narrow them "
+    "to the cards with all of those; nothing given is every card. In the order named, else oldest first. "
+    "A name that is no card, or a selection that matches none, is an error (exit 2)."
+)
+CardsArgument = Annotated[
+    Optional[list[str]],
+    typer.Argument(metavar="CARDS", help="Card names and globs ('cvt_io_v2_*'); none: every card.", show_default=False),
+]
+TagOption = Annotated[Optional[str], typer.Option(help="Only the cards with this tag.")]
+WhereOption = Annotated[
+    Optional[str],
+    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status and runner, e.g. \"N>=5 and shared=true\"."),
+]
+StatusOption = Annotated[Optional[str], typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
+
+
+def selection_of(names: list[str] | None, tag: str | None, where: str | None, status: str | None) -> cards.Selection:
+    return cards.Selection(tuple(names or ()), tag, where, status)
+
+
 @contextmanager
 def open_db(location: str | None, create: bool = False, upgrade: str = "auto", ask_slurm: bool = False) -> Iterator[Database]:
     """The database, upgraded if it is older, with runs whose process died marked crashed.
@@ -134,28 +156,31 @@ def sweep(
     render_sweep(plan, console, created=not dry_run)
 
 
-@app.command("list")
+@app.command(
+    "list",
+    help="Cards with their status, what they change, their latest results: the last 20 of those selected "
+    f"(--all: every one). {SELECTION_HELP}",
+)
 def list_cards(
-    pattern: Annotated[Optional[str], typer.Argument(help="Only cards whose name matches this glob, e.g. 'cvt_io_v2_*'.")] = None,
-    status: Annotated[Optional[str], typer.Option(help=f"Only cards with this status: {', '.join(CARD_STATUSES)}.")] = None,
-    tag: Annotated[Optional[str], typer.Option(help="Only cards with this tag.")] = None,
-    limit: Annotated[int, typer.Option(help="Show the latest N cards.", min=1)] = 20,
-    all_cards: Annotated[bool, typer.Option("--all", help="Show every card.")] = False,
+    names: CardsArgument = None,
+    tag: TagOption = None,
+    where: WhereOption = None,
+    status: StatusOption = None,
+    limit: Annotated[int, typer.Option(help="Show the last N cards selected.", min=1)] = 20,
+    all_cards: Annotated[bool, typer.Option("--all", help="Show every card selected.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Cards with their status, what they change, their latest results."""
     from .metrics import load_definitions
 
-    with open_db(db) as db:
-        shown = cards.select_cards(db, pattern, status, tag, latest=None if all_cards else limit)
-        hidden = 0 if all_cards else cards.count_cards(db, pattern, status, tag) - len(shown)
-        changed = cards.changed_keys(db, shown)
-        results = cards.latest_values(db, [card.id for card in shown])
-        definitions = load_definitions(db)
+    with open_db(db) as database:
+        selected = cards.selected_ids(database, selection_of(names, tag, where, status))
+        shown = cards.cards_by_id(database, selected if all_cards else selected[-limit:])
+        changed = cards.changed_keys(database, shown)
+        results = cards.latest_values(database, [card.id for card in shown])
+        definitions = load_definitions(database)
     from .views import render_list
 
-    filtered = pattern is not None or status is not None or tag is not None
-    render_list(shown, hidden, filtered, changed, results, definitions, console)
+    render_list(shown, len(selected) - len(shown), changed, results, definitions, console)
 
 
 @app.command()
@@ -242,21 +267,31 @@ def set_params(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The
     console.print(escape(f"{name}: " + " ".join(f"{key}={text}" for key, text in typed.items())), soft_wrap=True)
 
 
-@app.command()
+@app.command(
+    help="Delete cards with their runs, notes, metrics and curves; asks first. Cards: the names and globs given, "
+    "any of them; --tag, --where and --status narrow them to the cards with all of those. Nothing given is refused "
+    "rather than deleting every card."
+)
 def rm(
-    names: Annotated[list[str], typer.Argument(help="The cards to delete.")],
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="CARDS", help="Card names and globs ('scratch_*').")] = None,
+    tag: TagOption = None,
+    where: WhereOption = None,
+    status: StatusOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Delete cards with their runs, notes, metrics and curves."""
-    with open_db(db) as db:
+    selection = selection_of(names, tag, where, status)
+    if not selection.given:
+        raise ExpdbError("name the cards to delete (names or globs), or select them with --tag, --where or --status")
+    with open_db(db) as database:
+        selected = cards.selected_ids(database, selection)
         if not yes:
-            what = cards.removal_summary(db, names)
+            what = cards.removal_summary(database, selected)
             if not sys.stdin.isatty():
                 raise ExpdbError(f"rm would delete {what}: confirm with --yes")
             if not typer.confirm(f"Delete {what}?", default=False):
                 raise ExpdbError("nothing deleted")
-        removed = cards.remove_cards(db, names)
+        removed = cards.remove_cards(database, selected)
     console.print(escape(f"deleted {', '.join(card.name for card in removed)}"))
 
 
@@ -272,18 +307,22 @@ def rename(
     console.print(f"renamed {old} to {new_name}")
 
 
-@app.command()
+@app.command(
+    help="The comparison table: one row per card that has the metrics, only the parameters that differ. "
+    f"{SELECTION_HELP} --sort orders the rows otherwise."
+)
 def table(
-    pattern: Annotated[Optional[str], typer.Argument(help="Only cards whose name matches this glob.")] = None,
+    names: CardsArgument = None,
     metric: Annotated[
         list[str],
         typer.Option("--metric", "-m", help="A metric column, KEY or KEY:max/min/last over its curve; repeat for several [default: every recorded metric]."),
     ] = [],
-    where: Annotated[Optional[str], typer.Option(help="Filter, e.g. \"N>=5 and shared=true\".")] = None,
+    where: WhereOption = None,
     sort: Annotated[Optional[str], typer.Option(help="KEY[:asc|:desc]; metrics sort best first by default.")] = None,
     baseline: Annotated[Optional[str], typer.Option(help="A card to compare every row with (adds deltas).")] = None,
     params: Annotated[str, typer.Option(help="Hyperparameter columns: differing, all or none.")] = "differing",
-    tag: Annotated[Optional[str], typer.Option(help="Only cards with this tag.")] = None,
+    tag: TagOption = None,
+    status: StatusOption = None,
     group_by: Annotated[
         Optional[str], typer.Option("--group-by", help="Fold cards with the same values of these parameters (comma-separated) into one row.")
     ] = None,
@@ -293,17 +332,16 @@ def table(
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
     db: DbOption = None,
 ) -> None:
-    """The comparison table: one row per card that has the metrics, only the parameters that differ."""
     from .render import FORMATS, write_table
     from .table import build_table
 
     if format not in FORMATS:
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
     metrics = split_options(metric)
-    with open_db(db) as db:
+    with open_db(db) as database:
+        selected = cards.select_cards(database, selection_of(names, tag, where, status))
         comparison = build_table(
-            db, metrics, where=where, sort=sort, baseline=baseline, params=params, pattern=pattern, tag=tag,
-            group_by=group_by, aggs=agg,
+            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg
         )
     write_table(comparison, format, sys.stdout, console)
 
@@ -316,8 +354,9 @@ def run(
     ] = None,
     all_planned: Annotated[bool, typer.Option("--all", help="Run every planned card.")] = False,
     tag: Annotated[Optional[str], typer.Option(help="Run the planned cards with this tag.")] = None,
+    where: Annotated[Optional[str], typer.Option(help="Run the planned cards matching this filter, as in expdb table.")] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the card's latest run from its last checkpoint; with --all, --tag or a glob, also the interrupted cards.")
+        bool, typer.Option(help="Continue the card's latest run from its last checkpoint; with --all, --tag, --where or a glob, also the interrupted cards.")
     ] = False,
     jobs: Annotated[
         Optional[int], typer.Option(help="A local queue: run this many cards at once, each in its own process [default with --gpus: one per GPU].", min=1)
@@ -351,12 +390,16 @@ def run(
 ) -> None:
     """Train a card and record everything: profile, curves, metrics, environment, divergence.
 
-    Several cards run one after another, or in a local queue (--jobs, --gpus), or as Slurm jobs (--launcher slurm).
+    One card named runs whatever its status. A glob, --tag and --where select cards as `expdb list` does
+    (the glob's cards, narrowed by --tag and --where), and --all every card; of those, the planned cards
+    run, and with --resume the interrupted ones too. Several cards run one after another, or in a local
+    queue (--jobs, --gpus), or as Slurm jobs (--launcher slurm).
     """
     from .queue import local_slots, run_arguments, select_to_run
 
-    if (all_planned and (name or tag)) or not (name or tag or all_planned):
-        raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob or --tag)")
+    selection = selection_of([name] if name else None, tag, where, None)
+    if all_planned == selection.given:  # --all or a selection: one of the two
+        raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob, --tag or --where)")
     slurm_options = {"--partition": partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
                      "--mem": mem, "--time": time_limit, "--slurm-folder": slurm_folder}
     given = [option for option, value in slurm_options.items() if value is not None]
@@ -372,9 +415,11 @@ def run(
     slots = local_slots(jobs, gpus) if queued and launcher == "local" else []
     # A queue's job (--queued-run) starts at once: the user's own `run` and `queue` ask Slurm.
     with open_db(db, ask_slurm=queued_run is None) as database:
-        targets, many = select_to_run(database, name, tag, resume)
+        targets, many = select_to_run(database, selection, resume)
         if (many or queued) and (ctx.args or parse):
-            raise ExpdbError("--parse and a command after -- are for one card run here: name it, without --all, --tag, a glob, --jobs or --launcher")
+            raise ExpdbError(
+                "--parse and a command after -- are for one card run here: name it, without --all, --tag, --where, a glob, --jobs or --launcher"
+            )
         if not targets:
             console.print("no planned cards to run")
         elif launcher == "slurm":
@@ -579,7 +624,8 @@ def demo(db: DbOption = None) -> None:
         console.print(f"created {len(names)} cards in {database.name}: {', '.join(names)}", soft_wrap=True)
         run_cards(database, [cards.get_card(database, name) for name in names])
         console.print()
-        render_rich(build_table(database, ["iou50"], baseline="cvt", tag=DEMO_TAG), console)
+        demo_cards = cards.select_cards(database, cards.Selection(tag=DEMO_TAG))
+        render_rich(build_table(database, demo_cards, ["iou50"], baseline="cvt"), console)
         notes = cards.automatic_notes(database, names)
     if notes:
         console.print("\n[bold]what expdb noticed[/]")
@@ -625,31 +671,15 @@ def split_options(options: list[str]) -> list[str]:
     return [item.strip() for option in options for item in option.split(",") if item.strip()]
 
 
-def chosen_cards(database: Database, names: list[str] | None, tag: str | None, where: str | None) -> list[cards.Card]:
-    """Cards by name or glob, then those with `tag`, then those matching `where`; each once, in that order."""
-    from .table import cards_where
-
-    if not names and tag is None and where is None:
-        raise ExpdbError("name the cards, or select them with --tag or --where")
-    chosen = {card.id: card for card in cards.cards_named(database, names or [])}
-    if tag is not None:
-        tagged = cards.select_cards(database, tag=tag)
-        if not tagged:
-            raise ExpdbError(f"no card has the tag {tag!r}")
-        chosen.update((card.id, card) for card in tagged)
-    if where is not None:
-        matching = cards.select_cards(database, ids=cards_where(database, where))
-        if not matching:
-            raise ExpdbError(f"no card matches --where {where!r}")
-        chosen.update((card.id, card) for card in matching)
-    return list(chosen.values())
-
-
-@app.command()
+@app.command(
+    help="Curves of several runs laid over each other, on an axis where they compare (divergences and lr drops marked). "
+    f"{SELECTION_HELP}"
+)
 def plot(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Cards, or globs of card names ('cvt_io_v2_*').")] = None,
-    tag: Annotated[Optional[str], typer.Option(help="The cards with this tag.")] = None,
-    where: Annotated[Optional[str], typer.Option(help="The cards matching this filter, as in expdb table.")] = None,
+    names: CardsArgument = None,
+    tag: TagOption = None,
+    where: WhereOption = None,
+    status: StatusOption = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="A curve; repeat for one subplot each.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis: step, epoch, samples (seen so far) or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight in [0, 1), computed on every point; the raw curve stays faint.")] = 0.0,
@@ -658,25 +688,28 @@ def plot(
     title: Annotated[Optional[str], typer.Option(help="A title above the plot.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Curves of several runs laid over each other, on an axis where they compare (divergences and lr drops marked)."""
     from pathlib import Path
 
     from .plot import plot_curves
 
     metrics = split_options(metric)
     with open_db(db) as database:
-        chosen = chosen_cards(database, names, tag, where)
+        chosen = cards.select_cards(database, selection_of(names, tag, where, status))
         result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, title=title)
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, soft_wrap=True)
     console.print(escape(f"wrote {result.path}"), soft_wrap=True)
 
 
-@app.command()
+@app.command(
+    help="A self-contained markdown report of a study, or its table for an IEEE paper; re-running updates it. "
+    f"{SELECTION_HELP}"
+)
 def report(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Cards, or globs of card names.")] = None,
-    tag: Annotated[Optional[str], typer.Option(help="The cards with this tag.")] = None,
-    where: Annotated[Optional[str], typer.Option(help="The cards matching this filter, as in expdb table.")] = None,
+    names: CardsArgument = None,
+    tag: TagOption = None,
+    where: WhereOption = None,
+    status: StatusOption = None,
     output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it) or a .tex table.")] = "report.md",
     format: Annotated[
         Optional[str], typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table) [default: from -o's suffix].")
@@ -689,7 +722,6 @@ def report(
     title: Annotated[Optional[str], typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
     db: DbOption = None,
 ) -> None:
-    """A self-contained markdown report of a study, or its table for an IEEE paper; re-running updates it."""
     from pathlib import Path
 
     from .report import write_report
@@ -699,7 +731,7 @@ def report(
     if format is not None and format != suffix_format and format in ("md", "latex"):
         raise ExpdbError(f"--format {format} writes a {'.tex' if format == 'latex' else '.md'} file, not {output!r}")
     with open_db(db) as database:
-        chosen = chosen_cards(database, names, tag, where)
+        chosen = cards.select_cards(database, selection_of(names, tag, where, status))
         written = write_report(
             database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth,
             baseline=baseline, title=title, format=format or suffix_format,
@@ -708,17 +740,20 @@ def report(
         console.print(escape(f"wrote {path}"), soft_wrap=True)
 
 
-@app.command("copy")
+@app.command(
+    "copy",
+    help="Copy cards with their runs, curves, profiles and notes to another database or from one; twice copies "
+    f"nothing twice. {SELECTION_HELP} The cards are selected in the database copied from.",
+)
 def copy_command(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Cards, or globs of card names ('cvt_io_v3_*') [default: every card].")] = None,
+    names: CardsArgument = None,
     to: Annotated[Optional[str], typer.Option("--to", help="Copy from this database (--db) to this one: a path or a URL.")] = None,
     origin: Annotated[Optional[str], typer.Option("--from", help="Copy from this database, a path or a URL, into this one (--db).")] = None,
-    tag: Annotated[Optional[str], typer.Option(help="Only cards with this tag.")] = None,
-    where: Annotated[Optional[str], typer.Option(help="Only cards matching this filter, as in expdb table.")] = None,
-    status: Annotated[Optional[str], typer.Option(help=f"Only cards with this status: {', '.join(CARD_STATUSES)}.")] = None,
+    tag: TagOption = None,
+    where: WhereOption = None,
+    status: StatusOption = None,
     db: DbOption = None,
 ) -> None:
-    """Copy cards with their runs, curves, profiles and notes to another database or from one; twice copies nothing twice."""
     from .copy import check_locations, copy_cards, render_copied
     from .db import resolve_location
 
@@ -728,7 +763,7 @@ def copy_command(
     source, target = (here, to) if to is not None else (origin, here)
     check_locations(source, target)
     with open_db(source) as source_db, open_db(target, create=True) as target_db:
-        copied = copy_cards(source_db, target_db, names or [], tag=tag, where=where, status=status)
+        copied = copy_cards(source_db, target_db, selection_of(names, tag, where, status))
     render_copied(copied, console)
 
 

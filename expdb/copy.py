@@ -12,12 +12,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .cards import PROFILE_FIELDS, Card, cards_named, select_cards
+from .cards import PROFILE_FIELDS, Selection, selected_ids
 from .db import Database, display_name, is_postgres, sqlite_path
 from .errors import ExpdbError
 from .lifecycle import ACTIVE
 from .series import INSERT_CHUNK
-from .table import cards_where
 
 # The columns copied: all but `id`, since ids mean nothing in another database (*_id columns are re-mapped).
 COLUMNS = {
@@ -67,38 +66,15 @@ def check_locations(source: str, target: str) -> None:
         raise ExpdbError(f"{display_name(source)} is both the source and the target: copy --to or --from another database")
 
 
-def selected_cards(
-    db: Database, names: list[str] = (), tag: str | None = None, where: str | None = None, status: str | None = None
-) -> list[Card]:
-    """The cards named (names or globs), with `tag`, matching `where`, with `status`, as `expdb table` selects; all by default."""
-    ids = [card.id for card in cards_named(db, list(names))] if names else None
-    if where is not None:
-        matching = set(cards_where(db, where))
-        ids = [card_id for card_id in ids if card_id in matching] if ids is not None else sorted(matching)
-    chosen = select_cards(db, status=status, tag=tag, ids=ids)
-    if not chosen:
-        criteria = [*(repr(name) for name in names), tag and f"--tag {tag}", where and f"--where {where!r}", status and f"--status {status}"]
-        criteria = [text for text in criteria if text]
-        what = f"no card in it matches {' and '.join(criteria)}" if criteria else "it has no cards"
-        raise ExpdbError(f"nothing to copy from {db.name}: {what}")
-    return chosen
-
-
-def copy_cards(
-    source: Database,
-    target: Database,
-    names: list[str] = (),
-    tag: str | None = None,
-    where: str | None = None,
-    status: str | None = None,
-) -> Copied:
-    """Copy the selected cards (see `selected_cards`) and what belongs to them from `source` into `target`.
+def copy_cards(source: Database, target: Database, selection: Selection = Selection()) -> Copied:
+    """Copy the cards `selection` picks in `source` (see `select_cards`: every card by default) and
+    what belongs to them into `target`.
 
     Refused, with nothing written, when the target has a different card with the name of one
     to copy, or when a card in both differs in parameters, runner or command (edited after an
     earlier copy).
     """
-    selected = [card.id for card in selected_cards(source, names, tag, where, status)]
+    selected = selected_ids(source, selection)
     source_cards = {card["id"]: card for card in _rows(source, "card")}
     lineage = _lineage(source_cards, selected)
     present = _present_cards(target, [source_cards[card_id]["uid"] for card_id in lineage])

@@ -2,12 +2,17 @@
 
 import pandas as pd
 
-from .cards import get_card, select_cards
+from .cards import Selection, get_card, select_cards
 from .db import Database
 from .errors import ExpdbError
 from .render import flat_rows
 from .series import latest_curve
 from .table import build_table
+
+
+def _selection(names: list[str] | str, tag: str | None, where: str | None, status: str | None) -> Selection:
+    """A name or glob may be given alone, as a string."""
+    return Selection((names,) if isinstance(names, str) else tuple(names), tag, where, status)
 
 
 class Notebook:
@@ -16,20 +21,32 @@ class Notebook:
     def __init__(self, location: str | None = None):
         self.db = Database(location)
 
-    def table(self, metrics: list[str] | str = (), **options) -> pd.DataFrame:
-        """The comparison table of `expdb table` (same options: where, sort, baseline, params, pattern,
-        tag, group_by, aggs) with raw numbers, one row per card (or group), indexed by its name."""
-        comparison = build_table(self.db, [metrics] if isinstance(metrics, str) else list(metrics), **options)
+    def table(
+        self,
+        metrics: list[str] | str = (),
+        names: list[str] | str = (),
+        tag: str | None = None,
+        where: str | None = None,
+        status: str | None = None,
+        **options,
+    ) -> pd.DataFrame:
+        """The comparison table of `expdb table` (same options: names and globs, tag, where, status, sort,
+        baseline, params, group_by, aggs) with raw numbers, one row per card (or group), indexed by its name."""
+        selected = select_cards(self.db, _selection(names, tag, where, status))
+        comparison = build_table(self.db, selected, [metrics] if isinstance(metrics, str) else list(metrics), **options)
         header, rows = flat_rows(comparison)
         return pd.DataFrame(rows, columns=header).set_index(header[0])
 
-    def cards(self, pattern: str | None = None, status: str | None = None, tag: str | None = None) -> pd.DataFrame:
-        """The cards with their status, parent, tags and parameters, one row each, indexed by name."""
+    def cards(
+        self, names: list[str] | str = (), tag: str | None = None, where: str | None = None, status: str | None = None
+    ) -> pd.DataFrame:
+        """The cards selected as `expdb list` selects them (every card by default) with their status, parent,
+        tags and parameters, one row each, indexed by name."""
         records = [
             {"card": card.name, "status": card.status, "parent": card.parent, "tags": card.tags, **card.params}
-            for card in select_cards(self.db, pattern, status, tag)
+            for card in select_cards(self.db, _selection(names, tag, where, status))
         ]
-        return pd.DataFrame(records, columns=None if records else ["card"]).set_index("card")
+        return pd.DataFrame(records).set_index("card")
 
     def curve(self, card: str, key: str = "loss") -> pd.DataFrame:
         """A curve of the card's latest run that logged it: step, value, epoch, samples, wall_time (s)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import cards, lifecycle
-from .cards import Card
+from .cards import Card, Selection
 from .db import Database
 from .errors import ExpdbError
 from .lifecycle import PLANNED, QueuedRun, RunStatus
@@ -130,20 +130,17 @@ def run_arguments(*, device: str, on_diverge: str, profile_budget: float, seed: 
     return arguments + (["--seed", str(seed)] if seed is not None else [])
 
 
-def select_to_run(db: Database, name: str | None, tag: str | None, resume: bool) -> tuple[list[Card], bool]:
-    """The cards `expdb run` runs, and whether they are a selection (a glob, --tag or --all) rather than one named card.
+def select_to_run(db: Database, selection: Selection, resume: bool) -> tuple[list[Card], bool]:
+    """The cards `expdb run` runs, and whether they are a selection (a glob, --tag, --where or --all) rather than one named card.
 
-    One named card runs whatever its status; a selection runs its planned cards, and with
-    `resume` its interrupted ones too.
+    One card named alone runs whatever its status; of a selection (`cards.select_cards`), the
+    planned cards run, and with `resume` the interrupted ones too.
     """
-    if name is not None and tag is None and not any(char in name for char in "*?["):
-        return [cards.get_card(db, name)], False
-    selected = cards.select_cards(db, name, None, tag)
-    if not selected and (name is not None or tag is not None):
-        wanted = ([f"a name matching {name!r}"] if name is not None else []) + ([f"the tag {tag!r}"] if tag is not None else [])
-        raise ExpdbError(f"no card has {' and '.join(wanted)}; `expdb list` shows the cards and their tags")
+    one_name = len(selection.names) == 1 and not cards.is_glob(selection.names[0])
+    if one_name and selection.tag is None and selection.where is None and selection.status is None:
+        return [cards.get_card(db, selection.names[0])], False
     runnable = {PLANNED, RESUMABLE} if resume else {PLANNED}
-    return [card for card in selected if card.status in runnable], True
+    return [card for card in cards.select_cards(db, selection) if card.status in runnable], True
 
 
 # -- queued rows ---------------------------------------------------------------------------

@@ -85,19 +85,6 @@ def _check_metrics(db: Database, cards: list[Card], metrics: list[str]) -> None:
             raise ExpdbError(f"no card of the report has a metric {key!r}{hint}: {_who_has_what(cards, have)}")
 
 
-# -- the comparison table ------------------------------------------------------------------
-
-
-def comparison_table(db: Database, cards: list[Card], metrics: list[str], baseline: str | None = None) -> ComparisonTable:
-    """`build_table` of exactly these cards: selected by a `name in [...]` filter, so that the
-    differing parameters, the best values and the deltas are those of these cards alone."""
-    names = ", ".join(f"'{card.name}'" for card in cards)  # card names never hold a quote
-    table = build_table(db, metrics, where=f"name in [{names}]", baseline=baseline, params="differing")
-    chosen = {card.id for card in cards} | ({table.baseline.card.id} if table.baseline is not None else set())
-    table.rows = [row for row in table.rows if row.card.id in chosen]
-    return table
-
-
 # -- markdown ------------------------------------------------------------------------------
 
 
@@ -287,7 +274,7 @@ def _write_markdown_report(
 ) -> list[Path]:
     from .plot import plot_curves  # matplotlib: only here
 
-    table = comparison_table(db, cards, metrics, baseline)
+    table = build_table(db, cards, metrics, baseline=baseline)
     definitions = load_definitions(db)
     labels = list(dict.fromkeys(definition(definitions, parse_metric(text)[0]).label for text in metrics)) or ["their metrics"]
     notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
@@ -336,7 +323,7 @@ def _write_markdown_report(
 
 
 def _write_latex_report(db: Database, cards: list[Card], output: Path, metrics: list[str], baseline: str | None, title: str | None) -> list[Path]:
-    table = comparison_table(db, cards, metrics, baseline)
+    table = build_table(db, cards, metrics, baseline=baseline)
     if not table.rows:
         raise ExpdbError(f"none of the cards has {', '.join(metrics) or 'a recorded metric'}: nothing to put in a table")
     buffer = io.StringIO()

@@ -1,4 +1,4 @@
-"""The comparison table: which cards, which columns, which values, deltas to a baseline.
+"""The comparison table of the selected cards: which rows and columns, which values, deltas to a baseline.
 
 A metric column is a metric key with a reduction over the run (`iou50:max`: the best point
 of its curve) and, when rows are grouped (`group_by`), an aggregate over the group's cards
@@ -16,7 +16,6 @@ from .cards import (
     flops_counters,
     get_card,
     latest_values,
-    select_cards,
 )
 from .db import Database
 from .errors import ExpdbError
@@ -281,35 +280,65 @@ def cards_where(db: Database, where: str) -> list[int]:
 
 def build_table(
     db: Database,
+    cards: list[Card],
     metrics: list[str] = (),
-    where: str | None = None,
     sort: str | None = None,
     baseline: str | None = None,
     params: str = "differing",
-    pattern: str | None = None,
-    tag: str | None = None,
     group_by: str | list[str] | None = None,
     aggs: str | list[str] | None = None,
 ) -> ComparisonTable:
-    """The cards that have any of `metrics` (default: every recorded metric), filtered and sorted.
+    """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
+    (default: every recorded metric), sorted by `sort` if given.
 
     `metrics`: keys, each optionally `KEY:last|min|max`; a card without a recorded value of
     KEY shows its curve's last point. `group_by`: parameter keys ("N,L" or a list) whose
     values fold cards into one row each; `aggs`: what each group shows (default mean, std,
     count). Profile columns (Params, FLOPs, Cost-Time) follow whenever a shown card has a profile.
+    `baseline` is shown on top, selected or not.
     """
+    group_keys, agg_names = _grouping(group_by, aggs)
     if params not in PARAM_MODES:
         raise ExpdbError(f"unknown --params {params!r}; use one of: {', '.join(PARAM_MODES)}")
+    definitions = load_definitions(db)
+    requested, curve_keys = _requested_metrics(db, metrics, definitions)
+    rows, base_row = _card_rows(db, cards, requested, curve_keys, baseline, definitions)
+    if not rows:
+        raise ExpdbError(
+            f"no card of the {len(cards)} selected has {' or '.join(key for key, _ in requested) or 'a metric'}"
+        )
+    columns = _columns(db, rows, requested, definitions)
+    if group_keys:
+        rows, base_row = _grouped(db, rows, group_keys, base_row)
+        columns = [replace(column, agg=agg) for column in columns for agg in agg_names if agg != "count"]
+    if sort:
+        rows = _sorted(rows, sort, definitions, base_row)
+    param_keys = _group_param_columns(rows, group_keys, params) if group_keys else _param_columns(rows, params)
+    return ComparisonTable(
+        param_keys=param_keys,
+        columns=columns,
+        rows=rows,
+        baseline=base_row,
+        best=_best_values(rows, columns),
+        group_keys=group_keys,
+        counted="count" in agg_names,
+    )
+
+
+def _grouping(group_by: str | list[str] | None, aggs: str | list[str] | None) -> tuple[list[str], list[str]]:
+    """The keys rows are grouped by and the aggregates each group shows, checked."""
     group_keys, agg_names = _split(group_by), _split(aggs)
     if agg_names and not group_keys:
         raise ExpdbError("--agg folds groups of cards; give the parameters to group by with --group-by, as in --group-by N")
     for name in agg_names:
         if name not in AGGREGATES:
             raise ExpdbError(f"unknown --agg {name!r}; use one of: {', '.join(AGGREGATES)}")
-    agg_names = agg_names or (list(DEFAULT_AGGREGATES) if group_keys else [])
+    return group_keys, agg_names or (list(DEFAULT_AGGREGATES) if group_keys else [])
+
+
+def _requested_metrics(db: Database, metrics: list[str], definitions: dict[str, MetricDef]) -> tuple[list[tuple[str, str]], set[str]]:
+    """The (key, reduction) of each metric column, checked, and the keys logged as curves."""
     specs = list(dict.fromkeys(parse_metric(text) for text in metrics))
-    predicate = parse_where(where) if where else None
-    definitions = load_definitions(db)
     recorded, curve_keys, known = _known_keys(db, definitions)
     logged = sorted(recorded | curve_keys)
     for key, reduction in specs:
@@ -321,13 +350,21 @@ def build_table(
         if reduction and key in COST_KEYS:
             raise ExpdbError(f"--metric {key}:{reduction}: {key} is measured once per profile; use --metric {key}")
     # By default every recorded summary metric; a study that only logged curves shows their last points.
-    requested = specs or [(key, "") for key in sorted(recorded or curve_keys)]
+    return specs or [(key, "") for key in sorted(recorded or curve_keys)], curve_keys
 
-    matching = _matching_ids(db, predicate, set(known), curve_keys) if predicate is not None else None
-    cards = select_cards(db, pattern=pattern, tag=tag, ids=matching)
-    values_by_card = latest_values(db, matching)
+
+def _card_rows(
+    db: Database,
+    cards: list[Card],
+    requested: list[tuple[str, str]],
+    curve_keys: set[str],
+    baseline: str | None,
+    definitions: dict[str, MetricDef],
+) -> tuple[list[Row], Row | None]:
+    """A row per card that has a value of a requested metric (the baseline's on top when it is not one of them),
+    and the baseline's row."""
+    values_by_card = latest_values(db, [card.id for card in cards])
     all_rows = [Row(card, values_by_card.get(card.id, {})) for card in cards]
-
     base_row = None
     if baseline is not None:
         base_card = get_card(db, baseline)
@@ -341,43 +378,23 @@ def build_table(
     rows = [row for row in all_rows if any(key in row.values for key in keys)]
     if base_row is not None and not any(row is base_row for row in rows):
         rows.insert(0, base_row)
-    card_rows = rows
+    return rows, base_row
 
-    if group_keys:
-        rows, base_row = _grouped(db, rows, group_keys, base_row)
-    if sort:
-        rows = _sorted(rows, sort, definitions, base_row)
 
+def _columns(db: Database, rows: list[Row], requested: list[tuple[str, str]], definitions: dict[str, MetricDef]) -> list[Column]:
+    """The requested metrics, then the profile columns some row has; FLOPs say their counter when all rows share it."""
     columns = [Column(definition(definitions, key), reduction) for key, reduction in requested]
     columns += [
         Column(definition(definitions, key))
         for key in PROFILE_COLUMNS
-        if (key, "") not in requested and any(key in row.values for row in card_rows)
+        if (key, "") not in requested and any(key in row.values for row in rows)
     ]
-    if not card_rows and (pattern or tag or where):
-        chosen = " and ".join(
-            part for part in (pattern and f"name {pattern!r}", tag and f"tag {tag!r}", where and f"--where {where!r}") if part
-        )
-        raise ExpdbError(f"no card with {' or '.join(key for key, _ in requested) or 'a metric'} matches {chosen}")
     if any(column.metric.key == "flops" for column in columns):
-        counters = set(flops_counters(db, [row.card.id for row in card_rows if "flops" in row.values]).values())
+        counters = set(flops_counters(db, [row.card.id for row in rows if "flops" in row.values]).values())
         if len(counters) == 1:
             source = counters.pop() or ""
             columns = [replace(c, metric=replace(c.metric, source=source)) if c.metric.key == "flops" else c for c in columns]
-    if group_keys:
-        columns = [replace(column, agg=agg) for column in columns for agg in agg_names if agg != "count"]
-        param_keys = _group_param_columns(rows, group_keys, params)
-    else:
-        param_keys = _param_columns(rows, params)
-    return ComparisonTable(
-        param_keys=param_keys,
-        columns=columns,
-        rows=rows,
-        baseline=base_row,
-        best=_best_values(rows, columns),
-        group_keys=group_keys,
-        counted="count" in agg_names,
-    )
+    return columns
 
 
 def _grouped(db: Database, rows: list[Row], keys: list[str], base_row: Row | None) -> tuple[list[GroupRow], GroupRow | None]:

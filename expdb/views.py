@@ -53,13 +53,12 @@ def results_summary(values: dict[str, float], definitions: dict[str, MetricDef])
 def render_list(
     cards: list[Card],
     hidden: int,
-    filtered: bool,
     changed_keys: dict[int, list[str]],
     results: dict[int, dict[str, float]],
     definitions: dict[str, MetricDef],
     console: Console,
 ) -> None:
-    """Cards, oldest first; `changed_keys` are the parameters each card sets or changes vs its parent."""
+    """Cards in the order given; `changed_keys` are the parameters each card sets or changes vs its parent."""
     grid = Table(show_edge=False, header_style="bold")
     for header in ("card", "status", "from", "params", "results", "tags", "created"):
         grid.add_column(header, no_wrap=header in ("card", "status", "created"), overflow="fold")
@@ -73,10 +72,7 @@ def render_list(
             escape(" ".join(card.tags)),
             format_time(card.created_at),
         )
-    if cards:
-        console.print(grid)
-    else:
-        console.print("no cards match" if filtered else "no cards yet: create one with `expdb new NAME --KEY VALUE`")
+    console.print(grid)
     if hidden:
         console.print(f"[dim]… {hidden:,} older card{'s' if hidden > 1 else ''} not shown (--all shows every card)[/]")
 

@@ -28,7 +28,7 @@ if Path(expdb.__file__).resolve().parent.parent == REPO and str(REPO) not in _pa
 # that can create others: .ci/run starts one on loopback and sets it.
 POSTGRES_ADMIN_URL = os.environ.get("EXPDB_TEST_POSTGRES")
 # The test modules that run against both databases: the storage and the CLI.
-BOTH_BACKENDS = ("test_db", "test_cards", "test_runs", "test_series", "test_cli_", "test_lifecycle")
+BOTH_BACKENDS = ("test_db", "test_cards", "test_selection", "test_runs", "test_series", "test_cli_", "test_lifecycle")
 
 
 def dump(location=None) -> list[str]:
@@ -218,3 +218,20 @@ def example_db(workdir):
     target = workdir / "example.db"
     shutil.copyfile(EXAMPLE_DB, target)
     return target
+
+
+@pytest.fixture
+def three_cards(workdir):
+    """a_1, a_2 and b_1 (N = 0, 1, 2), made in that order, each with a finished run: a loss curve and iou50.
+    a_2 and b_1 are tagged x. Every command selects alike: `'a_*' --tag x` is a_2 alone."""
+    from expdb.cards import create_card
+    from expdb.runs import begin_run
+
+    with Database(create=True) as database:
+        for n, name in enumerate(("a_1", "a_2", "b_1")):
+            create_card(database, name, {"N": n}, tags=["x"] if n else [])
+            run = begin_run(database, name, device="cpu")
+            for step in range(5):
+                run.log(step, loss=1.0 / (step + 1 + n))
+            run.summary(iou50=0.3 + n / 10)
+            run.end("finished")

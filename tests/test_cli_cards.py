@@ -196,8 +196,23 @@ def test_list_filters(busy, cli):
     assert names("cvt_io_v2_*", "--status", "planned", "--tag", "shallow") == ["cvt_io_v2_9"]
 
 
-def test_list_filter_matching_nothing_says_so(busy, cli):
-    assert cli("list", "--status", "diverged").out.strip() == "no cards match"
+def test_list_filter_matching_nothing_is_refused(busy, cli):
+    refused(cli, ["list", "--status", "diverged"], "matches --status diverged")
+
+
+def test_list_and_rm_select_cards_as_every_command_does(three_cards, cli):
+    def listed(*args):
+        result = cli("list", *args)
+        assert result.code == 0, result.err
+        return [cells[0] for cells in rows(result.out)]
+
+    assert listed("a_*", "--tag", "x") == ["a_2"]
+    assert listed("b_1", "a_*", "--limit", "2") == ["a_1", "a_2"]  # the last 2 in the order named
+    assert listed("--where", "N>=1", "--status", "finished") == ["a_2", "b_1"]
+    result = cli("rm", "a_*", "--tag", "x", "--yes")
+    assert (result.code, result.out) == (0, "deleted a_2\n")
+    assert listed() == ["a_1", "b_1"]
+    assert cli("rm", "--where", "N>=1", "--yes").out == "deleted b_1\n"
 
 
 def test_tag_and_untag(study, cli):
@@ -274,6 +289,8 @@ BAD_INPUT = [
     (["rename", "cvt_io_v2_10", "x"], "did you mean 'cvt_io_v2_1'?"),
     (["set", "cvt_io_v2_10", "--N", "1"], "did you mean 'cvt_io_v2_1'?"),
     (["rm", "--yes", "cvt", "cvt_io_v2_10"], "did you mean 'cvt_io_v2_1'?"),
+    (["rm", "--yes", "cvt", "zz*"], "no card name matches 'zz*'"),
+    (["rm", "--yes", "cvt*", "--tag", "nope"], "matches 'cvt*' --tag nope"),
     # new: names, parents, values
     (["new", "cvt_io_v2_8"], "a card named 'cvt_io_v2_8' exists already"),
     (["new", "bad name"], "invalid card name 'bad name'"),
@@ -315,7 +332,7 @@ BAD_INPUT = [
     (["note", "cvt_io_v2_9"], "Missing argument"),
     (["tag", "cvt"], "Missing argument"),
     (["rename", "cvt"], "Missing argument"),
-    (["rm"], "Missing argument"),
+    (["rm", "--yes"], "name the cards to delete (names or globs), or select them with --tag, --where or --status"),
     (["set"], "Missing argument"),
     (["show", "cvt", "--bogus"], "No such option"),
     (["frobnicate"], "No such command"),

@@ -83,6 +83,13 @@ def test_copy_what_is_selected(cli, here, target_location, selection, copied):
     assert card_names(target_location) == copied
 
 
+def test_copy_selects_cards_as_every_command_does(cli, three_cards, target_location):
+    assert cli("copy", "--to", target_location, "a_*", "--tag", "x").code == 0
+    assert card_names(target_location) == ["a_2"]
+    assert cli("copy", "--to", target_location, "--where", "N>=1", "--status", "finished").code == 0
+    assert card_names(target_location) == ["a_2", "b_1"]
+
+
 def test_a_running_run_is_left_for_the_copy_after_it_ends(cli, here, target_location):
     with Database(here) as db:
         cards.create_card(db, "live", {"N": 7})
@@ -129,8 +136,8 @@ def test_a_card_of_the_same_name_in_the_target_refuses_the_copy(cli, here, targe
         ([], "give --to URL (copy this database's cards there) or --from URL (copy its cards here), one of the two"),
         (["--to", "TARGET", "--from", "TARGET"], "give --to URL"),
         (["--from", "missing.db"], "no expdb database at missing.db to copy from"),
-        (["--to", "TARGET", "--tag", "nope"], "nothing to copy from HERE: no card in it matches --tag nope"),
-        (["--to", "TARGET", "--where", "N>99"], "no card in it matches --where 'N>99'"),
+        (["--to", "TARGET", "--tag", "nope"], "no card in HERE matches --tag nope"),
+        (["--to", "TARGET", "--where", "N>99"], "no card in HERE matches --where 'N>99'"),
         (["--to", "TARGET", "cvt_io_v3_22"], "no card named 'cvt_io_v3_22'; did you mean 'cvt_io_v3_2'?"),
         (["--to", "TARGET", "--where", "depth>3"], "--where mentions 'depth'"),
         (["--to", "TARGET", "--status", "done"], "unknown status 'done'"),

@@ -48,7 +48,7 @@ def test_an_internal_error_is_one_line_and_exit_1(cli, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("something expdb did not expect\nwith a second line")
 
-    monkeypatch.setattr("expdb.cards.select_cards", broken)
+    monkeypatch.setattr("expdb.cards.selected_ids", broken)
     monkeypatch.delenv("EXPDB_DEBUG", raising=False)
     assert cli("new", "x").code == 0
     result = cli("list")

@@ -54,19 +54,30 @@ def test_bad_plot_input_is_one_line_and_writes_nothing(cli, workdir):
     logged("a")
     files = sorted(path.name for path in workdir.iterdir())
     for args, message in [
-        ([], "name the cards, or select them with --tag or --where"),
-        (["--where", "batch>100"], "no card matches --where"),
+        (["--where", "batch>100"], "matches --where 'batch>100'"),
         (["zz_*"], "no card name matches 'zz_*'"),
         (["a", "-m", "nosuch"], "no run has a 'nosuch' curve"),
         (["a", "-o", "p.gif"], ".gif"),
         (["a", "-o", "missing/p.png"], "does not exist"),
         (["a", "--x", "wall"], "wall"),
-        (["--tag", "nobody"], "no card has the tag 'nobody'"),
+        (["--tag", "nobody"], "matches --tag nobody"),
     ]:
         result = cli("plot", *args)
         assert result.code == 2, (args, result.err)
         assert result.err.count("\n") == 1 and result.err.startswith("error: ") and message in result.err, result.err
     assert sorted(path.name for path in workdir.iterdir()) == files
+
+
+def test_plot_selects_cards_as_every_command_does(cli, workdir, three_cards):
+    def drawn(*args):
+        result = cli("plot", *args, "-o", "s.svg")
+        assert result.code == 0, result.err
+        svg = (workdir / "s.svg").read_text()
+        return [name for name in ("a_1", "a_2", "b_1") if name in svg]
+
+    assert drawn("a_*", "--tag", "x") == ["a_2"]
+    assert drawn() == ["a_1", "a_2", "b_1"]
+    assert drawn("--where", "N>=1", "--status", "finished") == ["a_2", "b_1"]
 
 
 def test_plot_cards_selected_by_where(cli, workdir):

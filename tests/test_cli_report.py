@@ -48,13 +48,25 @@ def test_bad_report_input_is_one_line_and_writes_nothing(cli, workdir):
         (["--tag", "study", "-o", "missing/r.md"], "does not exist"),
         (["--tag", "study", "--format", "html"], "unknown report format 'html'"),
         (["--tag", "study", "--format", "latex", "-o", "r.md"], "--format latex writes a .tex file, not 'r.md'"),
-        (["--tag", "nobody"], "no card has the tag 'nobody'"),
+        (["--tag", "nobody"], "matches --tag nobody"),
         (["base", "-m", "iou5"], "did you mean 'iou50'?"),
     ]:
         result = cli("report", *args)
         assert result.code == 2, (args, result.err)
         assert result.err.count("\n") == 1 and message in result.err, result.err
     assert sorted(path.name for path in workdir.iterdir()) == files
+
+
+def test_report_selects_cards_as_every_command_does(cli, workdir, three_cards):
+    def reported(*args):
+        result = cli("report", *args, "-m", "iou50", "-o", "r.md")
+        assert result.code == 0, result.err
+        text = (workdir / "r.md").read_text()
+        return [name for name in ("a_1", "a_2", "b_1") if f"| {name} |" in text]
+
+    assert reported("a_*", "--tag", "x") == ["a_2"]
+    assert reported() == ["a_1", "a_2", "b_1"]
+    assert reported("--where", "N>=1", "--status", "finished") == ["a_2", "b_1"]
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX installation (pdflatex)")

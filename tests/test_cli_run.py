@@ -205,6 +205,22 @@ def test_resume_after_a_crash_reaps_the_run_and_continues_it(cli, new, workdir):
     assert list(curve(run["id"]).steps) == [6, 7, 8, 9]
 
 
+def test_run_selects_cards_as_every_command_does_then_runs_the_planned_ones(cli, new):
+    for name, n, tags in (("a_1", 1, []), ("a_2", 2, ["--tag", "x"]), ("b_1", 3, ["--tag", "x"]), ("a_3", 4, ["--tag", "x"])):
+        new(name, "--runner", "tinyrunners:finish", "--steps", "3", "--N", str(n), *tags)
+    assert cli("run", "a_3").code == 0
+
+    def runs():
+        return [len(runs_of(name)) for name in ("a_1", "a_2", "b_1", "a_3")]
+
+    result = cli("run", "a_*", "--tag", "x")
+    assert result.code == 0, result.err
+    assert runs() == [0, 1, 0, 1]  # a_3 had run already
+    assert cli("run", "--where", "N>=2").code == 0
+    assert runs() == [0, 1, 1, 1]
+    refused(cli, ["run", "a_*", "--tag", "nope"], "matches 'a_*' --tag nope")
+
+
 def test_all_goes_on_after_a_card_that_does_not_finish(cli, new):
     new("first", "--runner", "tinyrunners:boom")
     new("second", "--runner", "tinyrunners:finish")

@@ -37,7 +37,7 @@ def test_the_issues_sweep_creates_18_children_of_the_base_named_by_their_values(
     assert rows(result.out)[-1] == ["cvt_io_v3_N10_L6_seed2", "10", "6", "2"]
     assert len(rows(result.out)) == 18
     assert result.out.splitlines()[-1] == "created 18 cards from cvt_io_v2_1, tagged cvt_io_v3"
-    swept = library(lambda db: cards.select_cards(db, tag="cvt_io_v3"))
+    swept = library(lambda db: cards.select_cards(db, cards.Selection(tag="cvt_io_v3")))
     assert [card.name for card in swept] == [cells[0] for cells in rows(result.out)]
     assert {card.parent for card in swept} == {"cvt_io_v2_1"}
     assert {card.runner for card in swept} == {"cvt_io"}

@@ -143,7 +143,26 @@ def test_baseline_keeps_its_values_when_where_leaves_it_out(cli, example_db):
 def test_a_selection_that_matches_nothing_is_one_line(cli, example_db):
     result = cli("table", "-m", "iou50", "--where", "N>100", "--sort", "iou50", "--db", str(example_db))
     assert result.code == 2
-    assert result.err == "error: no card with iou50 matches --where 'N>100'\n"
+    assert result.err == f"error: no card in {example_db} matches --where 'N>100'\n"
+
+
+def test_selected_cards_without_the_metric_are_one_line(cli, example_db):
+    result = cli("table", "-m", "iou50", "cvt_io_v2_6", "--db", str(example_db))
+    assert result.code == 2
+    assert result.err == "error: no card of the 1 selected has iou50\n"
+
+
+def test_table_selects_cards_as_every_command_does(cli, three_cards):
+    def shown(*args):
+        result = cli("table", *args, "-m", "iou50", "-f", "csv")
+        assert result.code == 0, result.err
+        return [line.split(",")[0] for line in result.out.splitlines()[1:]]
+
+    assert shown("a_*", "--tag", "x") == ["a_2"]
+    assert shown() == ["a_1", "a_2", "b_1"]
+    assert shown("b_1", "a_*") == ["b_1", "a_1", "a_2"]  # in the order named
+    assert shown("--where", "N>=1", "--status", "finished") == ["a_2", "b_1"]
+    assert shown("b_1", "a_*", "--sort", "iou50:asc") == ["a_1", "a_2", "b_1"]  # unless sorted
 
 
 def test_cells_are_shown_as_written_not_as_markup(cli):

@@ -10,7 +10,7 @@ from conftest import POSTGRES_ADMIN_URL, dump, wait_until
 import expdb
 import expdb.copy
 from expdb import cards, runs
-from expdb.copy import COLUMNS, copy_cards, selected_cards
+from expdb.copy import COLUMNS, copy_cards
 from expdb.db import Database, new_uid, resolve_location
 from expdb.errors import ExpdbError
 from expdb.results import PROFILE_DETAILS, record_run, store_profile
@@ -166,7 +166,7 @@ def card_names(location: str) -> list[str]:
 
 def copy(source: str, target: str, *names: str, **selection):
     with Database(source) as source_db, Database(target, create=True) as target_db:
-        return copy_cards(source_db, target_db, list(names), **selection)
+        return copy_cards(source_db, target_db, cards.Selection(names, **selection))
 
 
 def runs_by_uid(location: str) -> dict[str, dict]:
@@ -358,47 +358,10 @@ def test_a_copy_that_fails_halfway_writes_nothing(study, target_location, monkey
     assert dump(target_location) == before
 
 
-# -- selection ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "names, selection, expected",
-    [
-        ((), {}, ["cvt", "cvt_io_v3_1", "cvt_io_v3_2", "other"]),
-        (("cvt_io_v3_*",), {}, ["cvt_io_v3_1", "cvt_io_v3_2"]),
-        (("other", "cvt"), {}, ["cvt", "other"]),
-        ((), {"tag": "cvt_io_v3"}, ["cvt_io_v3_1", "cvt_io_v3_2"]),
-        ((), {"where": "N>=5"}, ["cvt_io_v3_1", "cvt_io_v3_2"]),
-        ((), {"where": "iou50 > 0.33"}, ["cvt", "cvt_io_v3_1"]),
-        ((), {"status": "planned"}, ["other"]),
-        (("cvt*",), {"where": "N<10", "tag": "cvt_io_v3"}, ["cvt_io_v3_1"]),
-    ],
-)
-def test_cards_are_selected_as_table_selects_them(study, names, selection, expected):
-    with Database(study) as db:
-        assert sorted(card.name for card in selected_cards(db, list(names), **selection)) == expected
-
-
 def test_only_the_selection_and_its_missing_ancestors_are_copied(study, target_location):
     copied = copy(study, target_location, where="N>=10")
     assert card_names(target_location) == ["cvt", "cvt_io_v3_1", "cvt_io_v3_2"]
     assert copied.ancestors == ["cvt", "cvt_io_v3_1"]
-
-
-@pytest.mark.parametrize(
-    "names, selection, message",
-    [
-        (("cvt_io_v3_22",), {}, "no card named 'cvt_io_v3_22'; did you mean 'cvt_io_v3_2'?"),
-        (("v4_*",), {}, "no card name matches 'v4_*'"),
-        ((), {"tag": "nope"}, ": no card in it matches --tag nope"),
-        (("cvt",), {"where": "N>=5"}, "no card in it matches 'cvt' and --where 'N>=5'"),
-        ((), {"status": "done"}, "unknown status 'done'"),
-    ],
-)
-def test_a_selection_of_nothing_is_refused(study, target_location, names, selection, message):
-    with Database(study) as db, pytest.raises(ExpdbError) as refusal:
-        selected_cards(db, list(names), **selection)
-    assert message in str(refusal.value)
 
 
 # -- the schema ----------------------------------------------------------------------------------

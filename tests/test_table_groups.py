@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from expdb.cards import create_card
+from expdb.cards import Selection, create_card, select_cards
 from expdb.errors import ExpdbError
 from expdb.render import write_csv, write_json, write_latex, write_markdown
 from expdb.results import record_run
@@ -14,6 +14,11 @@ from expdb.runs import begin_run
 from expdb.table import build_table
 
 # Three seeds of two variants: N=5 gets 0.30/0.32/0.34 (mean 0.32, std 0.02), N=10 0.40/0.42/0.44.
+def comparison(db, metrics=(), where=None, **options):
+    """`expdb table` as the library builds it: every card, or those matching `where`."""
+    return build_table(db, select_cards(db, Selection(where=where)), metrics, **options)
+
+
 IOU = {5: [0.30, 0.32, 0.34], 10: [0.40, 0.42, 0.44]}
 
 
@@ -70,7 +75,7 @@ def test_a_card_without_a_summary_shows_its_curves_last_point(db):
     create_card(db, "summarised", {"N": 2})
     log_curve(db, "curve_only", [(0, 2.0), (1, 1.5), (2, 0.7), (3, 0.9)])
     log_curve(db, "summarised", [(0, 2.0), (1, 0.5)], loss=0.25)  # the recorded value wins over the curve
-    table = build_table(db, ["loss"])
+    table = comparison(db, ["loss"])
     assert {row["card"]: float(row["loss"]) for row in csv_rows(table)} == {"curve_only": 0.9, "summarised": 0.25}
 
 
@@ -86,7 +91,7 @@ def test_a_resumed_run_that_logged_steps_again_shows_the_latest_point_of_the_lar
     run.log(2, loss=4.0)
     run.end("finished")
     assert db.query("SELECT last_step FROM chunk ORDER BY id") == [(2,), (2,)]
-    table = build_table(db, ["loss", "loss:min", "loss:max"])
+    table = comparison(db, ["loss", "loss:min", "loss:max"])
     assert json_rows(table)[0]["metrics"] == {"loss": 4.0, "loss_min": 3.0, "loss_max": 5.0}
 
 
@@ -99,7 +104,7 @@ def test_min_max_and_last_over_the_run(db):
     run.end("finished")
     create_card(db, "b", {})
     record_run(db, "b", "finished", {"iou50": 0.45})  # no curve: every reduction is its summary value
-    table = build_table(db, ["iou50:max", "iou50:min", "iou50:last", "iou50"])
+    table = comparison(db, ["iou50:max", "iou50:min", "iou50:last", "iou50"])
     header, _, *rows = md(table)
     assert header == ["card", "IOU@0.50 (max)", "IOU@0.50 (min)", "IOU@0.50 (last)", "IOU@0.50"]
     assert rows == [["a", "**0.5**", "0.1", "0.3", "0.3"], ["b", "0.45", "**0.45**", "**0.45**", "**0.45**"]]
@@ -110,9 +115,9 @@ def test_where_and_sort_see_curve_values(db):
     for name, last in [("a", 0.9), ("b", 0.2), ("c", 0.5)]:
         create_card(db, name, {})
         log_curve(db, name, [(0, 1.0), (1, last)])
-    table = build_table(db, ["loss"], where="loss < 0.6", sort="loss:desc")
+    table = comparison(db, ["loss"], where="loss < 0.6", sort="loss:desc")
     assert [row["card"] for row in csv_rows(table)] == ["c", "b"]
-    table = build_table(db, ["loss:max"], sort="loss:max")
+    table = comparison(db, ["loss:max"], sort="loss:max")
     assert [row["card"] for row in csv_rows(table)] == ["a", "b", "c"]  # all 1.0; ties keep their order
 
 
@@ -120,7 +125,7 @@ def test_where_and_sort_see_curve_values(db):
 
 
 def test_seeds_of_a_variant_fold_into_one_row_with_mean_std_and_n(seeds):
-    table = build_table(seeds, ["iou50"], group_by="N")
+    table = comparison(seeds, ["iou50"], group_by="N")
     header, rule, *rows = md(table)
     # N groups; wd is constant within each group and differs between them; lr is the same everywhere, seed differs within.
     assert header == ["group", "N", "wd", "n", "IOU@0.50"]
@@ -140,13 +145,13 @@ def test_seeds_of_a_variant_fold_into_one_row_with_mean_std_and_n(seeds):
 def test_a_group_of_one_has_no_std(seeds):
     create_card(seeds, "v20_s0", {"N": 20, "lr": 0.01, "seed": 0, "wd": 0.3})
     record_run(seeds, "v20_s0", "finished", {"iou50": 0.5})
-    table = build_table(seeds, ["iou50"], group_by=["N"], params="none")
+    table = comparison(seeds, ["iou50"], group_by=["N"], params="none")
     assert md(table)[-1] == ["N=20", "1", "**0.5**"]
     assert csv_rows(table)[-1] == {"group": "N=20", "n": "1", "iou50_mean": "0.5", "iou50_std": ""}
 
 
 def test_chosen_aggregates_and_several_group_keys(seeds):
-    table = build_table(seeds, ["iou50"], group_by="N,lr", aggs="min,max", params="none")
+    table = comparison(seeds, ["iou50"], group_by="N,lr", aggs="min,max", params="none")
     header, _, *rows = md(table)
     assert header == ["group", "IOU@0.50 min", "IOU@0.50 max"]
     assert rows == [["N=5, lr=0.01", "0.3", "0.34"], ["N=10, lr=0.01", "**0.4**", "**0.44**"]]
@@ -154,7 +159,7 @@ def test_chosen_aggregates_and_several_group_keys(seeds):
 
 
 def test_baseline_deltas_are_to_the_baseline_cards_group_mean(seeds):
-    table = build_table(seeds, ["iou50"], group_by="N", baseline="v5_s1", params="none")
+    table = comparison(seeds, ["iou50"], group_by="N", baseline="v5_s1", params="none")
     assert md(table)[2:] == [["N=5 (baseline)", "3", "0.32 ± 0.02"], ["N=10", "3", "**0.42 ± 0.02 (+0.1)**"]]
     records = json_rows(table)
     assert [record["baseline"] for record in records] == [True, False]
@@ -163,12 +168,12 @@ def test_baseline_deltas_are_to_the_baseline_cards_group_mean(seeds):
 
 
 def test_sort_groups_by_their_means(seeds):
-    table = build_table(seeds, ["iou50"], group_by="N", sort="iou50")
+    table = comparison(seeds, ["iou50"], group_by="N", sort="iou50")
     assert [row.name for row in table.rows] == ["N=10", "N=5"]
 
 
 def test_latex_shows_mean_plus_minus_std(seeds):
-    table = build_table(seeds, ["iou50"], group_by="N", params="none")
+    table = comparison(seeds, ["iou50"], group_by="N", params="none")
     out = io.StringIO()
     write_latex(table, out)
     assert r"Group & n & IOU@0.50 \\" in out.getvalue()
@@ -193,7 +198,7 @@ def test_latex_shows_mean_plus_minus_std(seeds):
 def test_bad_input_is_one_line(seeds, kwargs, message):
     kwargs.setdefault("metrics", ["iou50"])
     with pytest.raises(ExpdbError) as caught:
-        build_table(seeds, **kwargs)
+        comparison(seeds, **kwargs)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
 
@@ -202,7 +207,7 @@ def test_a_mean_over_fewer_cards_than_the_group_says_how_many(example_db):
     from expdb.db import Database
 
     with Database(str(example_db)) as db:
-        table = build_table(db, ["iou50"], group_by="shape", params="none")
+        table = comparison(db, ["iou50"], group_by="shape", params="none")
         out = io.StringIO()
         write_markdown(table, out)
     lines = {line.split("|")[1].strip(): line for line in out.getvalue().splitlines()[2:]}
