@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .cards import PROFILE_FIELDS, Card, cards_named, select_cards
-from .db import Database, display_name, is_postgres, sqlite_path
+from .db import Database, dialect_for, display_name
 from .errors import ExpdbError
 from .series import INSERT_CHUNK
 from .table import cards_where
@@ -55,7 +55,8 @@ class Copied:
 
 def _file_of(location: str) -> Path | None:
     """The file of an SQLite location; None for a PostgreSQL URL."""
-    return None if is_postgres(location) else sqlite_path(location).resolve()
+    path = dialect_for(location).path
+    return path.resolve() if path is not None else None
 
 
 def check_locations(source: str, target: str) -> None:

@@ -238,7 +238,7 @@ class _Job:
 
 def output_directory(db: Database) -> Path:
     """Where this queue's jobs write what they print, a file each: beside the runs' directories."""
-    return db.home / "expdb_runs" / f"queue-{os.getpid()}"
+    return db.runs_directory / f"queue-{os.getpid()}"
 
 
 def run_queue(
