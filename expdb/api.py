@@ -1,21 +1,15 @@
 """The Python API for your own training scripts: `with expdb.start("name", lr=4e-3) as run: run.log(...)`."""
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import cards
 from .cards import validate_name
 from .db import Database
+from .devices import choose_device
 from .errors import ExpdbError
 from .runs import Run, RunStopped, begin_run, check_on_diverge, sigterm_as_interrupt
 from .values import Value, format_value, same
-
-
-def _current_device() -> str:
-    """The device of a script's own run: CUDA if the script uses torch and a GPU is there. Never imports torch."""
-    torch = sys.modules.get("torch")
-    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
 
 
 def ensure_card(db: Database, name: str, params: dict[str, Value]) -> cards.Card:
@@ -57,7 +51,7 @@ def start(
     database = Database(db, create=True)
     try:
         ensure_card(database, name, params)
-        run = begin_run(database, name, device=_current_device(), seed=seed, resume=resume, on_diverge=on_diverge)
+        run = begin_run(database, name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge)
         with sigterm_as_interrupt():
             try:
                 yield run

@@ -18,7 +18,7 @@ from . import cards
 from .db import Database
 from .errors import ExpdbError, last_line
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
-from .values import format_value, parse_key_values
+from .values import format_value, parse_key_values, plural
 
 app = typer.Typer(
     help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table.",
@@ -433,7 +433,7 @@ def queue_locally(database: Database, targets: list[cards.Card], slots: list, ru
     queued = queue_runs(database, targets, resume=resume, launcher="local")
     output = output_directory(database)
     console.print(
-        escape(f"queued {len(queued)} card{'s' if len(queued) != 1 else ''} on {', '.join(slot.label for slot in slots)}; "
+        escape(f"queued {plural(len(queued), 'card')} on {', '.join(slot.label for slot in slots)}; "
                f"what the jobs print goes to {output}"),
         soft_wrap=True,
     )

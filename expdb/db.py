@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import DatabaseError
+from .errors import DatabaseError, last_line
 
 SCHEMA_HEAD = "0003"  # the newest revision in migrations/versions; a test keeps the two in step
 DEFAULT_LOCATION = "experiments.db"
@@ -83,8 +83,8 @@ def _pyformat(sql: str) -> str:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return " ".join(text[0].split()) if text else type(error).__name__
+    """The database's own words, without the type: PostgreSQL's later lines quote the SQL back."""
+    return last_line(error, typed=False, lines="first")
 
 
 def _reading_failed(name: str, error: BaseException) -> DatabaseError:

@@ -39,6 +39,7 @@ with warnings.catch_warnings():
     from fvcore.nn import FlopCountAnalysis, parameter_count
     from fvcore.nn.jit_handles import get_shape
 
+from .devices import torch_device
 from .errors import ExpdbError, last_line
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .runs import cpu_name
@@ -200,14 +201,8 @@ def inputs_like(example, *, batch: int | None = None, shape: tuple[int, ...] | N
 
 
 def _last_line(error: BaseException) -> str:
-    """`last_line`, but of a torch error's several lines the last one that says something, and short."""
-    line = last_line(error)
-    # some errors (torch's) carry several lines; keep the last that says something
-    lines = [part.strip() for part in str(error).strip().splitlines() if part.strip()]
-    if len(lines) > 1:
-        line = f"{type(error).__name__}: {lines[-1]}"
-    line = " ".join(line.split())
-    return line if len(line) <= 300 else line[:297] + "..."
+    """Of a torch error's several lines the last, which says what went wrong; and short."""
+    return last_line(error, lines="last", limit=300)
 
 
 # --------------------------------------------------------------------------- FLOP handles
@@ -587,23 +582,6 @@ def _cpu_threads(threads: int | None):
 # --------------------------------------------------------------------------- the profile
 
 
-def _resolve_device(device: str) -> torch.device:
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ExpdbError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if resolved.type not in ("cpu", "cuda"):
-        raise ExpdbError(f"device {device!r} is not supported for profiling; use cpu, cuda or cuda:N")
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ExpdbError(f"device {device!r}: no CUDA GPU is available here (torch {torch.__version__}); use device cpu")
-        index = resolved.index if resolved.index is not None else torch.cuda.current_device()
-        if index >= torch.cuda.device_count():
-            raise ExpdbError(f"device {device!r}: there are only {torch.cuda.device_count()} CUDA GPU(s) here")
-        resolved = torch.device("cuda", index)
-    return resolved
-
-
 def _integer(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ExpdbError(f"{name} must be an integer of at least {minimum}, not {value!r}")
@@ -646,7 +624,7 @@ def profile(
         raise ExpdbError(f"time_budget_s must be a positive number of seconds, not {time_budget_s!r}")
     threads = None if threads is None else _integer("threads", threads, 1)
     throughput_batch = None if throughput_batch is None else _integer("throughput_batch", throughput_batch, 1)
-    target = _resolve_device(device)
+    target = torch_device(device)
     _check_autocast(target, dtype)
 
     args, kwargs = _split_inputs(inputs)

@@ -12,7 +12,7 @@ from rich.table import Table
 from .cards import Card, CardDetails, CardDiff, ParamChange
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
 from .sweep import SweepPlan
-from .values import format_value
+from .values import format_value, plural
 
 STATUS_STYLES = {
     "planned": "dim",
@@ -77,7 +77,7 @@ def render_list(
     else:
         console.print("no cards match" if filtered else "no cards yet: create one with `expdb new NAME --KEY VALUE`")
     if hidden:
-        console.print(f"[dim]… {hidden:,} older card{'s' if hidden > 1 else ''} not shown (--all shows every card)[/]")
+        console.print(f"[dim]… {plural(hidden, 'older card')} not shown (--all shows every card)[/]")
 
 
 def _change_text(change: ParamChange, has_parent: bool) -> str:
