@@ -1,22 +1,16 @@
 """The Python API for your own training scripts: `with expdb.start("name", lr=4e-3) as run: run.log(...)`."""
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import cards, lifecycle
 from .cards import validate_name
 from .db import Database
+from .devices import choose_device
 from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .runs import Run, RunStopped, begin_run, check_on_diverge, sigterm_as_interrupt
 from .values import Value, format_value, same
-
-
-def _current_device() -> str:
-    """The device of a script's own run: CUDA if the script uses torch and a GPU is there. Never imports torch."""
-    torch = sys.modules.get("torch")
-    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
 
 
 def ensure_card(db: Database, name: str, params: dict[str, Value]) -> cards.Card:
@@ -59,7 +53,7 @@ def start(
     try:
         ensure_card(database, name, params)
         lifecycle.reap(database)  # a run of the card whose process died would seem to run still
-        run = begin_run(database, name, device=_current_device(), seed=seed, resume=resume, on_diverge=on_diverge)
+        run = begin_run(database, name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge)
         with sigterm_as_interrupt():
             try:
                 yield run

@@ -395,7 +395,7 @@ def removal_summary(db: Database, card_ids: list[int]) -> str:
     names = [card.name for card in targets]
     runs = sum(run_count(db, card) for card in targets)
     forks = [child for card in targets for child in children(db, card) if child not in names]
-    what = f"{len(targets)} card{'s' if len(targets) > 1 else ''} ({', '.join(names)}) with {runs} run{'s' if runs != 1 else ''}"
+    what = f"{values.plural(len(targets), 'card')} ({', '.join(names)}) with {values.plural(runs, 'run')}"
     if forks:
         what += f"; {', '.join(forks)} will keep {'their' if len(forks) > 1 else 'its'} parameters but lose the parent link"
     return what

@@ -19,7 +19,7 @@ from .db import Database
 from .errors import ExpdbError, last_line
 from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
-from .values import format_value, parse_key_values
+from .values import format_value, parse_key_values, plural
 
 app = typer.Typer(
     help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table.",
@@ -371,7 +371,7 @@ def run(
         Optional[str], typer.Option("--time", help="Slurm: each job's time limit, e.g. 12:00:00 (required).", rich_help_panel="Slurm")
     ] = None,
     slurm_folder: Annotated[
-        Optional[str], typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: expdb_runs/slurm].", rich_help_panel="Slurm")
+        Optional[str], typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: slurm/ where the runs keep their files, expdb_runs/DATABASE/].", rich_help_panel="Slurm")
     ] = None,
     queued_run: Annotated[Optional[int], typer.Option(hidden=True, help="The queued run row this job adopts (expdb.queue).")] = None,
     standby: Annotated[
@@ -460,14 +460,14 @@ def submit_to_slurm(database: Database, targets: list[cards.Card], request, fold
 
     from .slurm import SLURM_FOLDER, shared_location, slurm_executor, submit_cards
 
-    if database.path is not None:
+    if database.dialect.one_machine:
         errors.print(
             f"warning: {shared_location(database)} is an SQLite file: fine for jobs on one machine, but SQLite over a "
             "network file system is not for several machines at once (its locks are unreliable there); "
             "use PostgreSQL: --db postgresql+psycopg://USER@HOST/DB",
             markup=False, soft_wrap=True,
         )
-    executor = slurm_executor(Path(folder or SLURM_FOLDER).resolve(), request)
+    executor = slurm_executor(Path(folder).resolve() if folder else database.runs_directory / SLURM_FOLDER, request)
     for submitted in submit_cards(database, targets, executor, run_args, resume=resume):
         console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"), soft_wrap=True)
 
@@ -481,7 +481,7 @@ def queue_locally(database: Database, targets: list[cards.Card], slots: list, ru
     queued = queue_runs(database, targets, resume=resume, launcher="local")
     output = output_directory(database)
     console.print(
-        escape(f"queued {len(queued)} card{'s' if len(queued) != 1 else ''} on {', '.join(slot.label for slot in slots)}; "
+        escape(f"queued {plural(len(queued), 'card')} on {', '.join(slot.label for slot in slots)}; "
                f"what the jobs print goes to {output}"),
         soft_wrap=True,
     )

@@ -13,10 +13,11 @@ from pathlib import Path
 from rich.console import Console
 
 from .cards import PROFILE_FIELDS, Selection, selected_ids
-from .db import Database, display_name, is_postgres, sqlite_path
+from .db import Database, dialect_for, display_name
 from .errors import ExpdbError
 from .lifecycle import ACTIVE
 from .series import INSERT_CHUNK
+from .values import plural
 
 # The columns copied: all but `id`, since ids mean nothing in another database (*_id columns are re-mapped).
 COLUMNS = {
@@ -54,7 +55,8 @@ class Copied:
 
 def _file_of(location: str) -> Path | None:
     """The file of an SQLite location; None for a PostgreSQL URL."""
-    return None if is_postgres(location) else sqlite_path(location).resolve()
+    path = dialect_for(location).path
+    return path.resolve() if path is not None else None
 
 
 def check_locations(source: str, target: str) -> None:
@@ -298,17 +300,13 @@ def _copy_owned(source: Database, target: Database, connection, table: str, card
     return len(new)
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
-
-
 def render_copied(copied: Copied, console: Console) -> None:
     """What was copied, in one line; then the ancestors that came along and the runs still running, if any."""
     counts = (
         (copied.cards, "card"), (copied.runs, "run"), (copied.points, "point"), (copied.profiles, "profile"), (copied.notes, "note")
     )
     if not any(number for number, _ in counts) and not copied.updated_runs:
-        line = f"nothing new to copy: {_count(copied.already, 'card')} already in {copied.target}" + (
+        line = f"nothing new to copy: {plural(copied.already, 'card')} already in {copied.target}" + (
             "" if copied.running else ", up to date"
         )
         console.print(line, markup=False, soft_wrap=True)
@@ -322,11 +320,11 @@ def render_copied(copied: Copied, console: Console) -> None:
 
 def _print_counts(copied: Copied, counts: tuple, console: Console) -> None:
     asides = [
-        f"{_count(copied.already, 'card')} already there" if copied.already else "",
-        f"{_count(copied.updated_runs, 'run')} brought up to date" if copied.updated_runs else "",
+        f"{plural(copied.already, 'card')} already there" if copied.already else "",
+        f"{plural(copied.updated_runs, 'run')} brought up to date" if copied.updated_runs else "",
     ]
     aside = "; ".join(text for text in asides if text)
-    line = f"copied {', '.join(_count(*count) for count in counts)} from {copied.source} to {copied.target}"
+    line = f"copied {', '.join(plural(*count) for count in counts)} from {copied.source} to {copied.target}"
     console.print(line + (f" ({aside})" if aside else ""), markup=False, soft_wrap=True)
     if copied.ancestors:
         named = ", ".join(copied.ancestors[:ANCESTORS_NAMED])

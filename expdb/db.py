@@ -5,10 +5,12 @@ gets the PRAGMAs expdb relies on (WAL so that readers never wait for a writer, f
 keys, a busy timeout so that concurrent writers queue instead of failing). PostgreSQL,
 a server, for a team or a cluster: `postgresql+psycopg://USER@HOST[:PORT]/DB`.
 
-Queries are written once, with `?` placeholders, in the SQL both understand; the few
-places where the two differ ask this module (`among`, `id_table`, `glob`). Every
-database error leaves here as an `expdb.errors.DatabaseError` with one line of text.
-The everyday path uses the standard library's sqlite3, or psycopg; Alembic and
+What differs between the two is in one class each, `SQLiteDialect` and `PostgresDialect`,
+with the same methods: opening, the transaction's BEGIN, upgrading, undoing a creation,
+where runs keep their files. Queries are written once, with `?` placeholders, in the SQL
+both understand; the few places where the two differ ask the dialect (`among`, `id_table`,
+`glob`, `json_values`, `json_keys`). Every database error leaves here as an
+`expdb.errors.DatabaseError` with one line of text. The everyday path uses the standard library's sqlite3, or psycopg; Alembic and
 SQLAlchemy are imported only when a database is created or upgraded.
 """
 
@@ -24,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import DatabaseError
+from .errors import DatabaseError, last_line
 
 SCHEMA_HEAD = "0003"  # the newest revision in migrations/versions; a test keeps the two in step
 DEFAULT_LOCATION = "experiments.db"
@@ -32,7 +34,6 @@ BUSY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10
 _SQLITE_URL_PREFIX = "sqlite:///"
 _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
-MIGRATION_LOCK = 0x65787064  # a PostgreSQL advisory lock: one process at a time creates or upgrades the schema
 
 
 def resolve_location(location: str | None) -> str:
@@ -48,40 +49,18 @@ def is_postgres(location: str) -> bool:
     return _scheme(location) in _POSTGRES_SCHEMES
 
 
-def sqlite_path(location: str) -> Path:
-    """The file behind a path or an SQLAlchemy `sqlite:///` URL."""
-    if location.startswith(_SQLITE_URL_PREFIX):
-        return Path(location[len(_SQLITE_URL_PREFIX) :])
-    scheme = _scheme(location)
-    if scheme is not None:
-        raise DatabaseError(
-            f"cannot open a {scheme!r} database: expdb stores to SQLite (a file path, or sqlite:///PATH) "
-            "or PostgreSQL (postgresql+psycopg://USER@HOST/DATABASE)"
-        )
-    return Path(location)
-
-
-def _postgres_conninfo(location: str) -> str:
-    """The URL as libpq takes it: without SQLAlchemy's `+psycopg`."""
-    return "postgresql://" + location.split("://", 1)[1]
+def dialect_for(location: str) -> "SQLiteDialect | PostgresDialect":
+    """What the database at `location` is, before it is opened: what expdb does differently for it."""
+    return PostgresDialect(location) if is_postgres(location) else SQLiteDialect(location)
 
 
 def sqlalchemy_url(location: str | None) -> str:
-    location = resolve_location(location)
-    if is_postgres(location):
-        return "postgresql+psycopg://" + location.split("://", 1)[1]
-    return _SQLITE_URL_PREFIX + str(sqlite_path(location).resolve())
+    return dialect_for(resolve_location(location)).sqlalchemy_url
 
 
 def display_name(location: str) -> str:
     """The database as messages name it: a PostgreSQL URL without its password."""
-    if not is_postgres(location):
-        return str(sqlite_path(location))
-    parts = urlsplit(location)
-    if parts.password is None:
-        return location
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return dialect_for(location).name
 
 
 def now() -> float:
@@ -104,8 +83,166 @@ def _pyformat(sql: str) -> str:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return " ".join(text[0].split()) if text else type(error).__name__
+    """The database's own words, without the type: PostgreSQL's later lines quote the SQL back."""
+    return last_line(error, typed=False, lines="first")
+
+
+def _reading_failed(name: str, error: BaseException) -> DatabaseError:
+    return DatabaseError(f"reading {name} failed: {_first_line(error)}")
+
+
+# What a migration is asked for: a path to make a database at, or None for the database itself.
+Migrate = Callable[[str | None], None]
+
+
+class SQLiteDialect:
+    """A file, for one machine: every connection gets the PRAGMAs expdb relies on."""
+
+    errors: type[Exception] = sqlite3.Error
+    begin = "BEGIN IMMEDIATE"  # take the write lock at once: writers queue behind the busy timeout
+    tables_sql = "SELECT name FROM sqlite_master WHERE type='table'"
+    # None: a new file's schema is written to a file of its own; an upgrade's transaction holds the write lock.
+    migration_lock = None
+    one_machine = True  # its locks are unreliable over a network file system
+
+    def __init__(self, location: str):
+        # A path, or an SQLAlchemy `sqlite:///PATH` URL.
+        if location.startswith(_SQLITE_URL_PREFIX):
+            self.path = Path(location[len(_SQLITE_URL_PREFIX) :])
+        elif _scheme(location) is not None:
+            raise DatabaseError(
+                f"cannot open a {_scheme(location)!r} database: expdb stores to SQLite (a file path, or sqlite:///PATH) "
+                "or PostgreSQL (postgresql+psycopg://USER@HOST/DATABASE)"
+            )
+        else:
+            self.path = Path(location)
+        self.name = str(self.path)
+        self._existed = False
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return _SQLITE_URL_PREFIX + str(self.path.resolve())
+
+    @property
+    def shared_location(self) -> str:
+        """The database as another process, on this machine or another, names it."""
+        return str(self.path.resolve())
+
+    @property
+    def runs_directory(self) -> Path:
+        """Beside the file, a folder per file: two studies in one folder never share a run's files."""
+        return self.path.resolve().parent / "expdb_runs" / self.path.name
+
+    def open(self, create: bool, migrate: Migrate) -> tuple[sqlite3.Connection, bool]:
+        """The connection, and whether this open made the database (a reader never makes one)."""
+        # An empty file is no database yet: this open makes it one.
+        self._existed = self.path.exists()
+        created = not self._existed or (self.path.is_file() and self.path.stat().st_size == 0)
+        if created and create and not self.path.parent.is_dir():
+            raise DatabaseError(f"cannot create {self.path}: directory {self.path.parent} does not exist")
+        if self.path.is_dir():
+            raise DatabaseError(f"{self.path} is a directory; --db takes a database file")
+        if created and not create:
+            raise DatabaseError(
+                f"no expdb database at {self.name}: create one with `expdb new NAME`, "
+                "or point --db / EXPDB_DB at an existing one"
+            )
+        if created and not self._existed:
+            created = self._create_file(migrate)
+        return self._connect(), created
+
+    def _create_file(self, migrate: Migrate) -> bool:
+        """Make the SQLite file whole or not at all: its schema is written to a file of its own, which
+        is then linked in at the path, so that no process ever opens a half-made database. False
+        when another process linked in its own first."""
+        building = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        try:
+            migrate(str(building))
+            connection = sqlite3.connect(building)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            finally:
+                connection.close()
+            try:
+                os.link(building, self.path)
+            except FileExistsError:
+                return False
+            except OSError:  # a file system without hard links
+                os.replace(building, self.path)
+            return True
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                building.with_name(building.name + suffix).unlink(missing_ok=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as error:
+            raise DatabaseError(f"cannot open {self.path}: {error}") from None
+        try:
+            # The first read of the file: a file that is not SQLite fails here, before anything is written.
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise DatabaseError(f"{self.path} is not an expdb database ({error})") from None
+        return connection
+
+    def tune(self, connection) -> None:
+        """WAL, so that readers never wait for a writer. Only once the file is known to be expdb's:
+        setting the journal mode rewrites the file's header."""
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+
+    def before_upgrade(self, connection, revision: str, upgrade: str) -> Path:
+        """A file is upgraded by whoever opens it, after a backup copy beside it; the copy's path."""
+        target = self.path.with_name(f"{self.path.name}.{revision}.bak")
+        if target.exists():
+            target = self.path.with_name(f"{self.path.name}.{revision}.{int(now())}.bak")
+        copy = sqlite3.connect(target)
+        try:
+            connection.backup(copy)
+        finally:
+            copy.close()
+        return target
+
+    def undo_tables(self, connection) -> bool:
+        """In a transaction (which holds the write lock): whether no card was written since the file was made."""
+        return connection.execute("SELECT NOT EXISTS (SELECT 1 FROM card)").fetchone()[0]
+
+    def undo_file(self) -> None:
+        """Once closed: delete the file and its WAL files, or empty it again if it was an empty file before."""
+        for path in (self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+            path.unlink(missing_ok=True)
+        if self._existed:
+            self.path.write_bytes(b"")
+        else:
+            self.path.unlink(missing_ok=True)
+
+    def among(self, column: str, values: Sequence) -> tuple[str, list]:
+        return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(list(values))]
+
+    def id_table(self, alias: str, ids: Sequence[int]) -> tuple[str, list]:
+        return f"json_each(?) AS {alias}", [json.dumps(list(ids))]
+
+    def glob(self, column: str, pattern: str) -> tuple[str, list]:
+        return f"{column} GLOB ?", [pattern]
+
+    def json_values(self, column: str, keys: Sequence[str]) -> tuple[str, list, Callable[[Sequence], dict]]:
+        picks = "".join(f", json_type({column}, ?), json_extract({column}, ?)" for _ in keys)
+
+        def decode(picked: Sequence) -> dict:
+            return {
+                key: _SQLITE_JSON_TYPES[kind](value) if kind in _SQLITE_JSON_TYPES else value
+                for key, kind, value in zip(keys, picked[0::2], picked[1::2])
+                if kind is not None and kind != "null"
+            }
+
+        return picks, [f'$."{key}"' for key in keys for _ in range(2)], decode
+
+    def json_keys(self, table: str, column: str) -> str:
+        return f"SELECT DISTINCT json_each.key FROM {table}, json_each({table}.{column})"
 
 
 class _PostgresConnection:
@@ -125,26 +262,134 @@ class _PostgresConnection:
         self.raw.close()
 
 
-def _connection_failure(location: str, error: Exception) -> DatabaseError:
-    """psycopg's refusal, as one line naming the server and what to do."""
-    from psycopg.conninfo import conninfo_to_dict
+class PostgresDialect:
+    """A server, for a team or a cluster: `postgresql+psycopg://USER@HOST[:PORT]/DB`."""
 
-    settings = conninfo_to_dict(_postgres_conninfo(location))
-    host, port = settings.get("host") or "localhost", settings.get("port") or "5432"
-    database, user = settings.get("dbname"), settings.get("user")
-    message = " ".join(str(error).split())
-    reason = message.rsplit(" failed: ", 1)[-1].replace("FATAL: ", "").strip()
-    if "does not exist" in reason and database and f'"{database}"' in reason:
+    errors: type[Exception]  # psycopg.Error, once `open` has imported psycopg
+    begin = "BEGIN"
+    tables_sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    # An advisory lock ("expd"): one process at a time creates or upgrades the schema.
+    migration_lock = f"SELECT pg_advisory_xact_lock({0x65787064})"
+    one_machine = False
+
+    def __init__(self, location: str):
+        self.location = location
+        self.conninfo = "postgresql://" + location.split("://", 1)[1]  # as libpq takes it: without `+psycopg`
+        self.path = None
+        parts = urlsplit(location)
+        if parts.password is None:
+            self.name = location
+        else:
+            self.name = urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return "postgresql+psycopg://" + self.location.split("://", 1)[1]
+
+    @property
+    def shared_location(self) -> str:
+        return self.location
+
+    @property
+    def runs_directory(self) -> Path:
+        """Where expdb was started, a folder per server and database: `expdb_runs/HOST_PORT_DB`."""
+        host, port, database, user = self._settings()
+        return Path.cwd() / "expdb_runs" / re.sub(r"[^\w.-]+", "_", f"{host}_{port}_{database or user}")
+
+    def _settings(self) -> tuple[str, str, str | None, str | None]:
+        from psycopg.conninfo import conninfo_to_dict
+
+        settings = conninfo_to_dict(self.conninfo)
+        return settings.get("host") or "localhost", settings.get("port") or "5432", settings.get("dbname"), settings.get("user")
+
+    def open(self, create: bool, migrate: Migrate) -> tuple[_PostgresConnection, bool]:
+        """The connection, and whether the database has no tables yet (a reader is refused one)."""
+        try:
+            import psycopg
+        except ImportError:
+            raise DatabaseError("a PostgreSQL database needs psycopg: pip install 'expdb[postgres]'") from None
+        self.errors = psycopg.Error
+        try:
+            raw = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.Error as error:
+            raise self._connection_failure(error) from None
+        except ValueError as error:  # psycopg's verdict on a malformed URL
+            raise DatabaseError(f"cannot use {self.name} as a PostgreSQL URL: {error}") from None
+        connection = _PostgresConnection(raw)
+        try:
+            created = not self._tables(connection)
+        except psycopg.Error as error:
+            connection.close()
+            raise _reading_failed(self.name, error) from None
+        if created and not create:
+            connection.close()
+            raise DatabaseError(f"{self.name} has no expdb tables yet: a command that writes, such as `expdb new NAME`, creates them")
+        return connection, created
+
+    def _connection_failure(self, error: Exception) -> DatabaseError:
+        """psycopg's refusal, as one line naming the server and what to do."""
+        host, port, database, user = self._settings()
+        message = " ".join(str(error).split())
+        reason = message.rsplit(" failed: ", 1)[-1].replace("FATAL: ", "").strip()
+        if "does not exist" in reason and database and f'"{database}"' in reason:
+            return DatabaseError(
+                f"the PostgreSQL server at {host}:{port} has no database {database!r}: "
+                f"create it (createdb -h {host} -p {port} {database}) or fix the URL"
+            )
+        if "authentication" in reason or "role" in reason:
+            return DatabaseError(f"the PostgreSQL server at {host}:{port} refused user {user!r}: {reason}")
         return DatabaseError(
-            f"the PostgreSQL server at {host}:{port} has no database {database!r}: "
-            f"create it (createdb -h {host} -p {port} {database}) or fix the URL"
+            f"cannot reach PostgreSQL at {host}:{port} ({reason}): check that the server runs there "
+            "and accepts connections from this machine"
         )
-    if "authentication" in reason or "role" in reason:
-        return DatabaseError(f"the PostgreSQL server at {host}:{port} refused user {user!r}: {reason}")
-    return DatabaseError(
-        f"cannot reach PostgreSQL at {host}:{port} ({reason}): check that the server runs there "
-        "and accepts connections from this machine"
-    )
+
+    def _tables(self, connection) -> set[str]:
+        return {row[0] for row in connection.execute(self.tables_sql).fetchall()}
+
+    def tune(self, connection) -> None:
+        """Nothing: the server's settings are its administrator's."""
+
+    def before_upgrade(self, connection, revision: str, upgrade: str) -> None:
+        """A shared database is upgraded only when asked: everyone who uses it then needs the newer expdb."""
+        if upgrade != "yes":
+            raise DatabaseError(
+                f"{self.name} is at schema {revision} and this expdb needs {SCHEMA_HEAD}: upgrade it with "
+                f"`expdb db upgrade --db URL` (everyone who shares it then needs this expdb or newer)"
+            )
+
+    def undo_tables(self, connection) -> bool:
+        """In a transaction: drop the tables unless another writer has put a card in them since."""
+        # Another writer may have found the tables new too, and be writing its first card.
+        connection.execute("LOCK TABLE card IN ACCESS EXCLUSIVE MODE")
+        unused = connection.execute("SELECT NOT EXISTS (SELECT 1 FROM card)").fetchone()[0]
+        if unused:
+            # The database had no tables when opened: every table it has now, the migrations made.
+            connection.execute(f"DROP TABLE {', '.join(sorted(self._tables(connection)))}")
+        return unused
+
+    def undo_file(self) -> None:
+        """Nothing: the database is the server's; its tables are gone."""
+
+    def among(self, column: str, values: Sequence) -> tuple[str, list]:
+        return f"{column} = ANY(?)", [list(values)]
+
+    def id_table(self, alias: str, ids: Sequence[int]) -> tuple[str, list]:
+        return f"unnest(CAST(? AS bigint[])) AS {alias}(value)", [list(ids)]
+
+    def glob(self, column: str, pattern: str) -> tuple[str, list]:
+        return f"{column} ~ ?", [glob_regex(pattern)]
+
+    def json_values(self, column: str, keys: Sequence[str]) -> tuple[str, list, Callable[[Sequence], dict]]:
+        # The value's JSON text, decoded here: JSON keeps 3 and 3.0 apart, as the card does.
+        picks = "".join(f", ({column}::json -> ?)::text" for _ in keys)
+
+        def decode(picked: Sequence) -> dict:
+            return {key: json.loads(text) for key, text in zip(keys, picked) if text is not None and text != "null"}
+
+        return picks, list(keys), decode
+
+    def json_keys(self, table: str, column: str) -> str:
+        return f"SELECT DISTINCT json_object_keys({table}.{column}::json) FROM {table}"
 
 
 class Database:
@@ -160,46 +405,12 @@ class Database:
 
     def __init__(self, location: str | None = None, *, create: bool = False, upgrade: str = "auto"):
         self.location = resolve_location(location)
-        self.name = display_name(self.location)
-        self.dialect = "postgresql" if is_postgres(self.location) else "sqlite"
+        self.dialect = dialect_for(self.location)
+        self.name = self.dialect.name
         self.upgraded_from: str | None = None
         self.backup_path: Path | None = None
         self._nested = False
-        if self.dialect == "postgresql":
-            try:
-                import psycopg
-            except ImportError:
-                raise DatabaseError("a PostgreSQL database needs psycopg: pip install 'expdb[postgres]'") from None
-            self._errors: type[Exception] = psycopg.Error
-            self.path = None
-            self.connection = self._connect_postgres(psycopg)
-            try:
-                self.created = not self._tables()
-            except DatabaseError:
-                self.close()
-                raise
-        else:
-            self._errors = sqlite3.Error
-            self.path = sqlite_path(self.location)
-            # An empty file is no database yet: this open makes it one.
-            self._existed = self.path.exists()
-            self.created = not self._existed or (self.path.is_file() and self.path.stat().st_size == 0)
-            if self.created and create and not self.path.parent.is_dir():
-                raise DatabaseError(f"cannot create {self.path}: directory {self.path.parent} does not exist")
-            if self.path.is_dir():
-                raise DatabaseError(f"{self.path} is a directory; --db takes a database file")
-        if self.created and not create:
-            if self.dialect == "postgresql":
-                self.close()
-                raise DatabaseError(f"{self.name} has no expdb tables yet: a command that writes, such as `expdb new NAME`, creates them")
-            raise DatabaseError(
-                f"no expdb database at {self.name}: create one with `expdb new NAME`, "
-                "or point --db / EXPDB_DB at an existing one"
-            )
-        if self.dialect == "sqlite":
-            if self.created and not self._existed:
-                self.created = self._create_file()
-            self.connection = self._connect_sqlite()
+        self.connection, self.created = self.dialect.open(create, self._migrate)
         self._may_create = create
         try:
             self.revision = self._check_schema(upgrade)
@@ -208,73 +419,24 @@ class Database:
             raise
 
     @property
-    def home(self) -> Path:
-        """The directory that runs keep their logs and checkpoints under: beside an SQLite file,
-        else where expdb was started."""
-        return self.path.resolve().parent if self.path is not None else Path.cwd()
+    def path(self) -> Path | None:
+        """The SQLite file; None for a server."""
+        return self.dialect.path
 
-    def _create_file(self) -> bool:
-        """Make the SQLite file whole or not at all: its schema is written to a file of its own, which
-        is then linked in at the path, so that no process ever opens a half-made database. False
-        when another process linked in its own first."""
-        building = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
-        try:
-            self._migrate(str(building))
-            connection = sqlite3.connect(building)
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-            finally:
-                connection.close()
-            try:
-                os.link(building, self.path)
-            except FileExistsError:
-                return False
-            except OSError:  # a file system without hard links
-                os.replace(building, self.path)
-            return True
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                building.with_name(building.name + suffix).unlink(missing_ok=True)
-
-    def _connect_sqlite(self) -> sqlite3.Connection:
-        try:
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as error:
-            raise DatabaseError(f"cannot open {self.path}: {error}") from None
-        try:
-            # The first read of the file: a file that is not SQLite fails here, before anything is written.
-            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            connection.execute("PRAGMA foreign_keys=ON")
-            connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        except sqlite3.DatabaseError as error:
-            connection.close()
-            raise DatabaseError(f"{self.path} is not an expdb database ({error})") from None
-        return connection
-
-    def _connect_postgres(self, psycopg) -> _PostgresConnection:
-        try:
-            raw = psycopg.connect(
-                _postgres_conninfo(self.location), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-            )
-        except psycopg.Error as error:
-            raise _connection_failure(self.location, error) from None
-        except ValueError as error:  # psycopg's verdict on a malformed URL
-            raise DatabaseError(f"cannot use {self.name} as a PostgreSQL URL: {error}") from None
-        return _PostgresConnection(raw)
+    @property
+    def runs_directory(self) -> Path:
+        """The directory that this database's runs keep their logs and checkpoints under."""
+        return self.dialect.runs_directory
 
     def _tables(self) -> set[str]:
-        if self.dialect == "sqlite":
-            sql = "SELECT name FROM sqlite_master WHERE type='table'"
-        else:
-            sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-        return {row[0] for row in self.query(sql)}
+        return {row[0] for row in self.query(self.dialect.tables_sql)}
 
     def _check_schema(self, upgrade: str) -> str:
         tables = self._tables()
         if not tables:
             if not self._may_create:  # a reader never writes, even the schema of an empty file
                 raise DatabaseError(f"no expdb database at {self.name}: it has no tables; `expdb new NAME` makes them")
-            self._enable_wal()
+            self.dialect.tune(self.connection)
             self._migrate()
             return SCHEMA_HEAD
         row = self.query_one("SELECT version_num FROM alembic_version") if "alembic_version" in tables else None
@@ -282,7 +444,7 @@ class Database:
             raise DatabaseError(f"{self.name} is a database, but not an expdb one (it has no schema revision)")
         revision = row[0]
         if revision == SCHEMA_HEAD:
-            self._enable_wal()
+            self.dialect.tune(self.connection)
             return revision
         from .migrate import known_revisions
 
@@ -293,34 +455,11 @@ class Database:
             )
         if upgrade == "no":
             return revision
-        if self.dialect == "postgresql" and upgrade != "yes":
-            raise DatabaseError(
-                f"{self.name} is at schema {revision} and this expdb needs {SCHEMA_HEAD}: upgrade it with "
-                f"`expdb db upgrade --db URL` (everyone who shares it then needs this expdb or newer)"
-            )
-        if self.dialect == "sqlite":
-            self.backup_path = self._backup(revision)
-        self._enable_wal()
+        self.backup_path = self.dialect.before_upgrade(self.connection, revision, upgrade)
+        self.dialect.tune(self.connection)
         self._migrate()
         self.upgraded_from = revision
         return SCHEMA_HEAD
-
-    def _enable_wal(self) -> None:
-        """Only once the file is known to be expdb's: setting the journal mode rewrites the file's header."""
-        if self.dialect == "sqlite":
-            self.connection.execute("PRAGMA journal_mode=WAL")
-            self.connection.execute("PRAGMA synchronous=NORMAL")
-
-    def _backup(self, revision: str) -> Path:
-        target = self.path.with_name(f"{self.path.name}.{revision}.bak")
-        if target.exists():
-            target = self.path.with_name(f"{self.path.name}.{revision}.{int(now())}.bak")
-        copy = sqlite3.connect(target)
-        try:
-            self.connection.backup(copy)
-        finally:
-            copy.close()
-        return target
 
     def _migrate(self, location: str | None = None) -> None:
         from .migrate import upgrade_to_head
@@ -341,22 +480,10 @@ class Database:
         was an empty file before). PostgreSQL: drop the tables it created.
         """
         with self.transaction() as connection:
-            if self.dialect == "postgresql":
-                # Another writer may have found the tables new too, and be writing its first card.
-                connection.execute("LOCK TABLE card IN ACCESS EXCLUSIVE MODE")
-            unused = connection.execute("SELECT NOT EXISTS (SELECT 1 FROM card)").fetchone()[0]
-            if unused and self.dialect == "postgresql":
-                # The database had no tables when opened: every table it has now, the migrations made.
-                connection.execute(f"DROP TABLE {', '.join(sorted(self._tables()))}")
+            unused = self.dialect.undo_tables(connection)
         self.close()
-        if not unused or self.dialect == "postgresql":
-            return
-        for path in (self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
-            path.unlink(missing_ok=True)
-        if self._existed:
-            self.path.write_bytes(b"")
-        else:
-            self.path.unlink(missing_ok=True)
+        if unused:
+            self.dialect.undo_file()
 
     def __enter__(self) -> "Database":
         return self
@@ -368,58 +495,33 @@ class Database:
 
     def among(self, column: str, values: Sequence) -> tuple[str, list]:
         """`column IN values` as SQL with one bound parameter, however many values there are."""
-        if self.dialect == "postgresql":
-            return f"{column} = ANY(?)", [list(values)]
-        return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(list(values))]
+        return self.dialect.among(column, values)
 
     def id_table(self, alias: str, ids: Sequence[int]) -> tuple[str, list]:
         """A table of `ids`, one per row in column `value`, to join or select from: `FROM {sql}`."""
-        if self.dialect == "postgresql":
-            return f"unnest(CAST(? AS bigint[])) AS {alias}(value)", [list(ids)]
-        return f"json_each(?) AS {alias}", [json.dumps(list(ids))]
+        return self.dialect.id_table(alias, ids)
 
     def glob(self, column: str, pattern: str) -> tuple[str, list]:
         """`column` matches the shell pattern (`cvt_io_v2_*`), case-sensitively, as SQLite's GLOB."""
-        if self.dialect == "postgresql":
-            return f"{column} ~ ?", [glob_regex(pattern)]
-        return f"{column} GLOB ?", [pattern]
+        return self.dialect.glob(column, pattern)
 
     def json_values(self, column: str, keys: Sequence[str]) -> tuple[str, list, Callable[[Sequence], dict]]:
         """The values of `keys` in the JSON objects of `column`, picked out by the database: columns to
         add to a SELECT (", ..."), their parameters, and what turns the columns picked into
         {key: value}, absent and null keys left out."""
-        if self.dialect == "postgresql":
-            # The value's JSON text, decoded here: JSON keeps 3 and 3.0 apart, as the card does.
-            picks = "".join(f", ({column}::json -> ?)::text" for _ in keys)
-
-            def decode(picked: Sequence) -> dict:
-                return {key: json.loads(text) for key, text in zip(keys, picked) if text is not None and text != "null"}
-
-            return picks, list(keys), decode
-        picks = "".join(f", json_type({column}, ?), json_extract({column}, ?)" for _ in keys)
-
-        def decode(picked: Sequence) -> dict:
-            return {
-                key: _SQLITE_JSON_TYPES[kind](value) if kind in _SQLITE_JSON_TYPES else value
-                for key, kind, value in zip(keys, picked[0::2], picked[1::2])
-                if kind is not None and kind != "null"
-            }
-
-        return picks, [f'$."{key}"' for key in keys for _ in range(2)], decode
+        return self.dialect.json_values(column, keys)
 
     def json_keys(self, table: str, column: str) -> str:
         """A query for the distinct keys of the JSON objects in `table.column`."""
-        if self.dialect == "postgresql":
-            return f"SELECT DISTINCT json_object_keys({table}.{column}::json) FROM {table}"
-        return f"SELECT DISTINCT json_each.key FROM {table}, json_each({table}.{column})"
+        return self.dialect.json_keys(table, column)
 
     # -- reading and writing ----------------------------------------------------------------
 
     def query(self, sql: str, parameters: Sequence | dict = ()) -> list[tuple]:
         try:
             return self.connection.execute(sql, parameters).fetchall()
-        except self._errors as error:
-            raise DatabaseError(f"reading {self.name} failed: {_first_line(error)}") from None
+        except self.dialect.errors as error:
+            raise _reading_failed(self.name, error) from None
 
     def query_one(self, sql: str, parameters: Sequence | dict = ()) -> tuple | None:
         rows = self.query(sql, parameters)
@@ -437,14 +539,14 @@ class Database:
             yield self.connection
             return
         try:
-            self.connection.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
-        except self._errors as error:
+            self.connection.execute(self.dialect.begin)
+        except self.dialect.errors as error:
             raise DatabaseError(f"cannot write to {self.name}: {_first_line(error)}") from None
         self._nested = True
         try:
             yield self.connection
             self.connection.execute("COMMIT")
-        except self._errors as error:
+        except self.dialect.errors as error:
             self._rollback()
             raise DatabaseError(f"writing to {self.name} failed: {_first_line(error)}") from None
         except BaseException:
@@ -456,7 +558,7 @@ class Database:
     def _rollback(self) -> None:
         try:
             self.connection.execute("ROLLBACK")
-        except self._errors:
+        except self.dialect.errors:
             pass  # the connection itself broke: the server has rolled back already
 
 

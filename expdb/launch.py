@@ -15,6 +15,7 @@ from importlib.resources import files
 from typing import TextIO
 
 from .cards import Card
+from .devices import check_device, choose_device
 from .errors import ExpdbError, last_line
 from .lifecycle import RunStatus
 from .logparse import LineParser, make_parser
@@ -172,22 +173,6 @@ def profile_before_training(run: Run, build: Callable[[dict], tuple], budget_s: 
         run.note(f"could not profile the model: {last_line(error)}")
 
 
-def choose_device(requested: str) -> str:
-    """`auto`: CUDA when torch sees a GPU. Asks torch only if the runner imported it already."""
-    if requested not in DEVICES:
-        raise ExpdbError(f"unknown --device {requested!r}; use one of: {', '.join(DEVICES)}")
-    torch = sys.modules.get("torch")
-    available = torch is not None and torch.cuda.is_available()
-    if requested == "cuda" and not available:
-        raise ExpdbError("--device cuda: no CUDA GPU is visible here; use --device cpu (or auto)")
-    if requested == "auto":
-        return "cuda" if available else "cpu"
-    return requested
-
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
 @dataclass
 class Outcome:
     card: str
@@ -225,9 +210,7 @@ def execute(
     template = shlex.join(command) if command else card.command
     if template:
         plan = plan_command(template, parser or card.parser, card)
-        if device not in DEVICES:
-            raise ExpdbError(f"unknown --device {device!r}; use one of: {', '.join(DEVICES)}")
-        chosen = None if device == "auto" else device  # the command picks its own device
+        chosen = None if check_device(device) == "auto" else device  # the command picks its own device
         template = shlex.join(plan.args)
         train = lambda run: run_command(run, plan, echo or sys.stdout)  # noqa: E731
     elif card.runner:

@@ -7,7 +7,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
-from .db import MIGRATION_LOCK, sqlalchemy_url
+from .db import dialect_for, resolve_location
 
 
 def alembic_config() -> Config:
@@ -31,11 +31,12 @@ def upgrade_to_head(location: str | None, revision: str = "head") -> None:
     that open a new team database at once create its schema once, and a failed upgrade
     changes nothing.
     """
-    engine = create_engine(sqlalchemy_url(location))
+    dialect = dialect_for(resolve_location(location))
+    engine = create_engine(dialect.sqlalchemy_url)
     try:
         with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            if dialect.migration_lock is not None:
+                connection.execute(text(dialect.migration_lock))
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)

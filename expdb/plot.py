@@ -326,6 +326,78 @@ def _save(figure: Figure, output: Path, fmt: str) -> None:
         replace_all(staged)
 
 
+def _x_axis(lines: list[_Line], x: str) -> tuple[str, float]:
+    """The x axis's label, and what time is divided by to be shown in its unit."""
+    if x == "time":
+        x_label, x_scale = _time_unit(lines)
+    else:
+        x_label, x_scale = _X_LABELS[x], 1.0
+    if any(line.x != x for line in lines):
+        x_label += " (step where missing)"
+    return x_label, x_scale
+
+
+def _draw_line(ax, line: _Line, finite_x: np.ndarray, scale: float, smooth: float, log_y: bool, buckets: int) -> tuple[int, bool]:
+    """The line's curve, raw and faint under its smoothed curve when `smooth`: how many points the
+    top curve has, and whether any can be seen."""
+    colour, style = _colour(line.colour_index)
+    xs = line.xs[finite_x] / scale
+    raw = line.values[finite_x]
+    if log_y:
+        raw = np.where(raw > 0, raw, np.nan)
+    rx, ry = reduce_for_drawing(xs, raw, buckets)
+    visible = bool(np.isfinite(ry).any())
+    if smooth <= 0:
+        ax.plot(rx, ry, color=colour, linestyle=style, linewidth=1.2, label=line.card.name)
+        return len(rx), visible
+    ax.plot(rx, ry, color=colour, linestyle=style, linewidth=0.8, alpha=RAW_ALPHA)
+    smoothed = ema(line.values, smooth)[finite_x]
+    if log_y:
+        smoothed = np.where(smoothed > 0, smoothed, np.nan)
+    sx, sy = reduce_for_drawing(xs, smoothed, buckets)
+    ax.plot(sx, sy, color=colour, linestyle=style, linewidth=1.4, label=line.card.name)
+    return len(sx), visible
+
+
+def _mark_events(
+    ax, line: _Line, finite_x: np.ndarray, scale: float, log_y: bool, divergence_steps: list[int], drop_steps: list[int]
+) -> tuple[int, int]:
+    """A cross where the run diverged, a dotted vertical line where its learning rate dropped: how many of each."""
+    colour, _ = _colour(line.colour_index)
+    marked = 0
+    for step in divergence_steps:
+        at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, log_y)
+        if at is None or value is None:
+            continue
+        ax.plot([at / scale], [value], marker="x", markersize=9, markeredgewidth=2, color=colour, linestyle="none", zorder=5)
+        marked += 1
+    drops = 0
+    for step in drop_steps:
+        at = _x_at_step(line, step, finite_x)
+        if at is None:
+            continue
+        ax.axvline(at / scale, color=colour, linestyle=":", linewidth=1.0, alpha=0.35)
+        drops += 1
+    return marked, drops
+
+
+def _label_axes(ax, y_label: str, log_y: bool, has_divergence: bool, has_drop: bool) -> None:
+    """The subplot's y label, grid, scale, and its legend: the cards, and the marks when there are any."""
+    ax.set_ylabel(y_label)
+    ax.grid(True, which="major", alpha=0.3)
+    if log_y:
+        ax.set_yscale("log")
+    handles, labels = ax.get_legend_handles_labels()
+    if has_divergence:
+        handles.append(Line2D([], [], marker="x", color="0.3", linestyle="none", markeredgewidth=2))
+        labels.append("divergence")
+    if has_drop:
+        handles.append(Line2D([], [], color="0.3", linestyle=":", alpha=0.6))
+        labels.append("lr drop")
+    if handles:
+        ax.legend(handles, labels, loc="best", fontsize="small", ncols=1 if len(handles) <= 8 else 2)
+
+
 def plot_curves(
     db: Database,
     cards: list[Card],
@@ -350,14 +422,7 @@ def plot_curves(
 
     warnings: list[str] = []
     by_metric = _gather(db, cards, metrics, x, warnings)
-    all_lines = [line for lines in by_metric.values() for line in lines]
-    if x == "time":
-        x_label, x_scale = _time_unit(all_lines)
-    else:
-        x_label, x_scale = _X_LABELS[x], 1.0
-    if any(line.x != x for line in all_lines):
-        x_label += " (step where missing)"
-
+    x_label, x_scale = _x_axis([line for lines in by_metric.values() for line in lines], x)
     result = PlotResult(output, warnings, x_label=x_label)
     events: dict[int, tuple[list[int], list[int]]] = {}  # run id -> (divergence steps, lr drop steps)
     visible = False  # some line has a point that can be drawn
@@ -372,65 +437,19 @@ def plot_curves(
             result.y_labels.append(y_label)
             has_divergence = has_drop = False
             for line in by_metric[metric]:
-                colour, style = _colour(line.colour_index)
-                values = line.values
-                smoothed = ema(values, smooth) if smooth > 0 else None
                 finite_x = np.isfinite(line.xs)
-                xs = line.xs[finite_x] / (x_scale if line.x == "time" else 1.0)
-                raw = values[finite_x]
-                if log_y:
-                    raw = np.where(raw > 0, raw, np.nan)
-                rx, ry = reduce_for_drawing(xs, raw, buckets)
-                drawn = len(rx)
-                visible = visible or bool(np.isfinite(ry).any())
-                if smoothed is None:
-                    ax.plot(rx, ry, color=colour, linestyle=style, linewidth=1.2, label=line.card.name)
-                else:
-                    ax.plot(rx, ry, color=colour, linestyle=style, linewidth=0.8, alpha=RAW_ALPHA)
-                    sm = smoothed[finite_x]
-                    if log_y:
-                        sm = np.where(sm > 0, sm, np.nan)
-                    sx, sy = reduce_for_drawing(xs, sm, buckets)
-                    ax.plot(sx, sy, color=colour, linestyle=style, linewidth=1.4, label=line.card.name)
-                    drawn = len(sx)
-
+                scale = x_scale if line.x == "time" else 1.0
+                drawn, line_visible = _draw_line(ax, line, finite_x, scale, smooth, log_y, buckets)
+                visible = visible or line_visible
                 if line.run_id not in events:
                     events[line.run_id] = (_divergence_steps(db, line.run_id), _lr_drop_steps(db, line.run_id))
-                divergence_steps, drop_steps = events[line.run_id]
-                scale = x_scale if line.x == "time" else 1.0
-                marked = 0
-                for step in divergence_steps:
-                    at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, log_y)
-                    if at is None or value is None:
-                        continue
-                    ax.plot([at / scale], [value], marker="x", markersize=9, markeredgewidth=2, color=colour, linestyle="none", zorder=5)
-                    marked += 1
-                drops = 0
-                for step in drop_steps:
-                    at = _x_at_step(line, step, finite_x)
-                    if at is None:
-                        continue
-                    ax.axvline(at / scale, color=colour, linestyle=":", linewidth=1.0, alpha=0.35)
-                    drops += 1
+                marked, drops = _mark_events(ax, line, finite_x, scale, log_y, *events[line.run_id])
                 has_divergence |= marked > 0
                 has_drop |= drops > 0
                 result.lines.append(
                     PlottedLine(line.card.name, metric, line.run_id, line.x, len(line.values), drawn, marked, drops)
                 )
-
-            ax.set_ylabel(y_label)
-            ax.grid(True, which="major", alpha=0.3)
-            if log_y:
-                ax.set_yscale("log")
-            handles, labels = ax.get_legend_handles_labels()
-            if has_divergence:
-                handles.append(Line2D([], [], marker="x", color="0.3", linestyle="none", markeredgewidth=2))
-                labels.append("divergence")
-            if has_drop:
-                handles.append(Line2D([], [], color="0.3", linestyle=":", alpha=0.6))
-                labels.append("lr drop")
-            if handles:
-                ax.legend(handles, labels, loc="best", fontsize="small", ncols=1 if len(handles) <= 8 else 2)
+            _label_axes(ax, y_label, log_y, has_divergence, has_drop)
             if not by_metric[metric]:
                 ax.text(0.5, 0.5, f"no run has {metric!r}", transform=ax.transAxes, ha="center", va="center", color="0.5")
         if not visible:

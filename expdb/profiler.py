@@ -39,6 +39,7 @@ with warnings.catch_warnings():
     from fvcore.nn import FlopCountAnalysis, parameter_count
     from fvcore.nn.jit_handles import get_shape
 
+from .devices import torch_device
 from .errors import ExpdbError, last_line
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .runs import cpu_name
@@ -200,14 +201,8 @@ def inputs_like(example, *, batch: int | None = None, shape: tuple[int, ...] | N
 
 
 def _last_line(error: BaseException) -> str:
-    """`last_line`, but of a torch error's several lines the last one that says something, and short."""
-    line = last_line(error)
-    # some errors (torch's) carry several lines; keep the last that says something
-    lines = [part.strip() for part in str(error).strip().splitlines() if part.strip()]
-    if len(lines) > 1:
-        line = f"{type(error).__name__}: {lines[-1]}"
-    line = " ".join(line.split())
-    return line if len(line) <= 300 else line[:297] + "..."
+    """Of a torch error's several lines the last, which says what went wrong; and short."""
+    return last_line(error, lines="last", limit=300)
 
 
 # --------------------------------------------------------------------------- FLOP handles
@@ -587,23 +582,6 @@ def _cpu_threads(threads: int | None):
 # --------------------------------------------------------------------------- the profile
 
 
-def _resolve_device(device: str) -> torch.device:
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ExpdbError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if resolved.type not in ("cpu", "cuda"):
-        raise ExpdbError(f"device {device!r} is not supported for profiling; use cpu, cuda or cuda:N")
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ExpdbError(f"device {device!r}: no CUDA GPU is available here (torch {torch.__version__}); use device cpu")
-        index = resolved.index if resolved.index is not None else torch.cuda.current_device()
-        if index >= torch.cuda.device_count():
-            raise ExpdbError(f"device {device!r}: there are only {torch.cuda.device_count()} CUDA GPU(s) here")
-        resolved = torch.device("cuda", index)
-    return resolved
-
-
 def _integer(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ExpdbError(f"{name} must be an integer of at least {minimum}, not {value!r}")
@@ -613,6 +591,64 @@ def _integer(name: str, value, minimum: int) -> int:
 def _single_device(model: nn.Module) -> torch.device | None:
     devices = {tensor.device for tensor in (*model.parameters(), *model.buffers())}
     return devices.pop() if len(devices) == 1 else None
+
+
+def _measured_inputs(inputs) -> tuple[tuple, dict, int, str]:
+    """The model's positional and keyword arguments, the batch (the first dimension of the first
+    tensor), and the input shape as messages and the profile show it."""
+    args, kwargs = _split_inputs(inputs)
+    first = _first_tensor(args, kwargs)
+    if first is None:
+        raise ExpdbError("inputs hold no tensor: give a tensor, a tuple of tensors or a dict of keyword arguments")
+    batch = int(first.shape[0]) if first.dim() else 1
+    input_shape = (
+        _shape_text(first.shape[1:]) if len(args) + len(kwargs) == 1 and first.dim() else _describe_inputs(args, kwargs, batch)
+    )
+    return args, kwargs, batch, input_shape
+
+
+def _ready_on(model: nn.Module, target: torch.device, args: tuple, kwargs: dict, batch: int, input_shape: str) -> tuple[tuple, dict]:
+    """The model in eval mode on `target`, and its inputs moved there, checked by one forward pass:
+    it materialises lazy modules and says, in one line, when the model does not take these inputs."""
+    try:
+        model.to(target)
+    except Exception as error:  # noqa: BLE001 - e.g. out of memory
+        raise ExpdbError(f"cannot move the model to {target}: {_last_line(error)}") from None
+    model.eval()
+    args, kwargs = _to_device(args, target), _to_device(kwargs, target)
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    except Exception as error:  # noqa: BLE001 - the model's own failure, in one line
+        raise ExpdbError(f"the model rejects inputs of shape {input_shape} (batch {batch}): {_last_line(error)}") from None
+    return args, kwargs
+
+
+def _timed(
+    model: nn.Module, args: tuple, kwargs: dict, target: torch.device, dtype: str, warmup: int, iterations: int, minimum: int, budget_s: float
+) -> list[float]:
+    """Milliseconds of each timed forward pass, in inference mode and `dtype`'s autocast."""
+    def forward():
+        return model(*args, **kwargs)
+
+    with torch.inference_mode(), _autocast(target, dtype):
+        if target.type == "cuda":
+            return _time_cuda(forward, target, warmup, iterations, budget_s, minimum)
+        return _time_cpu(forward, warmup, iterations, budget_s, minimum)
+
+
+def _throughput(
+    model: nn.Module, args: tuple, kwargs: dict, batch: int, throughput_batch: int, target: torch.device, dtype: str, budget_s: float
+) -> float | None:
+    """Samples per second with the inputs' batch grown to `throughput_batch`."""
+    big_args = tuple(_rebatch(value, batch, throughput_batch) for value in args)
+    big_kwargs = {name: _rebatch(value, batch, throughput_batch) for name, value in kwargs.items()}
+    try:
+        big_times = _timed(model, big_args, big_kwargs, target, dtype, THROUGHPUT_WARMUP, THROUGHPUT_ITERATIONS, 3, budget_s)
+    except Exception as error:  # noqa: BLE001
+        raise ExpdbError(f"the model fails at batch {throughput_batch} (throughput_batch): {_last_line(error)}") from None
+    median_ms = statistics.median(big_times)
+    return throughput_batch / (median_ms / 1000.0) if median_ms > 0 else None
 
 
 def profile(
@@ -646,67 +682,25 @@ def profile(
         raise ExpdbError(f"time_budget_s must be a positive number of seconds, not {time_budget_s!r}")
     threads = None if threads is None else _integer("threads", threads, 1)
     throughput_batch = None if throughput_batch is None else _integer("throughput_batch", throughput_batch, 1)
-    target = _resolve_device(device)
+    target = torch_device(device)
     _check_autocast(target, dtype)
-
-    args, kwargs = _split_inputs(inputs)
-    first = _first_tensor(args, kwargs)
-    if first is None:
-        raise ExpdbError("inputs hold no tensor: give a tensor, a tuple of tensors or a dict of keyword arguments")
-    batch = int(first.shape[0]) if first.dim() else 1
-    input_shape = (
-        _shape_text(first.shape[1:]) if len(args) + len(kwargs) == 1 and first.dim() else _describe_inputs(args, kwargs, batch)
-    )
+    args, kwargs, batch, input_shape = _measured_inputs(inputs)
 
     was_training = model.training
     home = _single_device(model)
     try:
-        try:
-            model.to(target)
-        except Exception as error:  # noqa: BLE001 - e.g. out of memory
-            raise ExpdbError(f"cannot move the model to {target}: {_last_line(error)}") from None
-        model.eval()
-        args, kwargs = _to_device(args, target), _to_device(kwargs, target)
-
-        # One forward first: it materialises lazy modules and checks that the model takes these inputs.
-        try:
-            with torch.no_grad():
-                model(*args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - the model's own failure, in one line
-            raise ExpdbError(f"the model rejects inputs of shape {input_shape} (batch {batch}): {_last_line(error)}") from None
-
+        args, kwargs = _ready_on(model, target, args, kwargs, batch, input_shape)
         params_total, params_trainable = _count_params(model)
         flops = _count_flops(model, args, kwargs) if count_flops else _Flops()
-
-        def forward(call_args=args, call_kwargs=kwargs):
-            return model(*call_args, **call_kwargs)
-
-        def timed(run_forward, warm: int, count: int, minimum: int) -> list[float]:
-            with torch.inference_mode(), _autocast(target, dtype):
-                if target.type == "cuda":
-                    return _time_cuda(run_forward, target, warm, count, time_budget_s, minimum)
-                return _time_cpu(run_forward, warm, count, time_budget_s, minimum)
-
         cudnn_benchmark = bool(torch.backends.cudnn.benchmark) if target.type == "cuda" else None
         with _cpu_threads(threads if target.type == "cpu" else None) as thread_count:
             try:
-                times = timed(forward, warmup, iterations, MIN_TIMED_ITERATIONS)
+                times = _timed(model, args, kwargs, target, dtype, warmup, iterations, MIN_TIMED_ITERATIONS, time_budget_s)
             except Exception as error:  # noqa: BLE001 - e.g. an operator without fp16 support
                 raise ExpdbError(f"the model fails to run in {dtype} on {target.type}: {_last_line(error)}") from None
             throughput = None
             if throughput_batch is not None:
-                big_args = tuple(_rebatch(value, batch, throughput_batch) for value in args)
-                big_kwargs = {name: _rebatch(value, batch, throughput_batch) for name, value in kwargs.items()}
-                try:
-                    big_times = timed(
-                        lambda: forward(big_args, big_kwargs), THROUGHPUT_WARMUP, THROUGHPUT_ITERATIONS, 3
-                    )
-                except Exception as error:  # noqa: BLE001
-                    raise ExpdbError(
-                        f"the model fails at batch {throughput_batch} (throughput_batch): {_last_line(error)}"
-                    ) from None
-                median_ms = statistics.median(big_times)
-                throughput = throughput_batch / (median_ms / 1000.0) if median_ms > 0 else None
+                throughput = _throughput(model, args, kwargs, batch, throughput_batch, target, dtype, time_budget_s)
         median, p10, p90 = _stats(times)
         return Profile(
             params_total=params_total,

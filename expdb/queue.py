@@ -120,11 +120,10 @@ def local_slots(jobs: int | None, gpus: str | None) -> list[Slot]:
 
 def run_arguments(*, device: str, on_diverge: str, profile_budget: float, seed: int | None) -> list[str]:
     """The options every job's `expdb run` gets, checked here so that a bad one is refused before anything is queued."""
-    from .launch import DEVICES
+    from .devices import check_device
     from .runs import check_on_diverge
 
-    if device not in DEVICES:
-        raise ExpdbError(f"unknown --device {device!r}; use one of: {', '.join(DEVICES)}")
+    check_device(device)
     check_on_diverge(on_diverge)
     arguments = ["--device", device, "--on-diverge", on_diverge, "--profile-budget", repr(profile_budget)]
     return arguments + (["--seed", str(seed)] if seed is not None else [])
@@ -199,7 +198,7 @@ class _Job:
 
 def output_directory(db: Database) -> Path:
     """Where this queue's jobs write what they print, a file each: beside the runs' directories."""
-    return db.home / "expdb_runs" / f"queue-{os.getpid()}"
+    return db.runs_directory / f"queue-{os.getpid()}"
 
 
 def run_queue(

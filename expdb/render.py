@@ -115,13 +115,20 @@ def render_rich(table: ComparisonTable, console: Console) -> None:
         console.print("no card has these metrics yet")
 
 
+def markdown_table(headers: list[str], rows: list[list[str]], numeric: list[bool] | None = None) -> str:
+    """A markdown table, `numeric` columns right-aligned; each cell on one line, its pipes escaped."""
+
+    def line(texts: list[str]) -> str:
+        return "| " + " | ".join(" ".join(str(text).split()).replace("|", "\\|") for text in texts) + " |\n"
+
+    rule = "|" + "|".join("---:" if right else "---" for right in numeric or [False] * len(headers)) + "|\n"
+    return line(headers) + rule + "".join(line(row) for row in rows)
+
+
 def write_markdown(table: ComparisonTable, file: TextIO) -> None:
     layout = _layout(table)
-    file.write("| " + " | ".join(layout.headers) + " |\n")
-    file.write("|" + "|".join("---:" if numeric else "---" for numeric in layout.numeric) + "|\n")
-    for cells in layout.rows:
-        texts = [f"**{_joined(c)}**" if c.best else _joined(c) for c in cells]
-        file.write("| " + " | ".join(text.replace("|", "\\|") for text in texts) + " |\n")
+    rows = [[f"**{_joined(c)}**" if c.best else _joined(c) for c in cells] for cells in layout.rows]
+    file.write(markdown_table(layout.headers, rows, layout.numeric))
 
 
 def _plain(value) -> object:

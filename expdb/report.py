@@ -37,9 +37,9 @@ from .outputs import (
     replace_all,
     staging,
 )
-from .render import write_latex, write_markdown
+from .render import markdown_table, write_latex, write_markdown
 from .table import ComparisonTable, _did_you_mean, build_table, parse_metric
-from .values import format_value, same
+from .values import format_value, plural, same
 from .views import format_duration, format_time
 
 FORMATS = ("md", "latex")
@@ -88,26 +88,11 @@ def _check_metrics(db: Database, cards: list[Card], metrics: list[str]) -> None:
 # -- markdown ------------------------------------------------------------------------------
 
 
-def _cell(text: str) -> str:
-    """Text fit for one markdown table cell: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
-
-
-def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def _listed(names: list[str], limit: int = _NAMES_IN_TITLE) -> str:
     """"a", "a and b", "a, b and c", "a, b, c and 47 more"."""
     if len(names) > limit + 1:
         return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _notes(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
@@ -152,7 +137,7 @@ def _ended_runs(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
 
 def _section_cards(cards: list[Card], notes: dict[int, list[tuple]], metric_labels: list[str], baseline: str | None) -> str:
     out = ["## What was compared", ""]
-    sentence = f"{_plural(len(cards), 'card')}, compared on {_listed(metric_labels, limit=len(metric_labels))}."
+    sentence = f"{plural(len(cards), 'card')}, compared on {_listed(metric_labels, limit=len(metric_labels))}."
     if baseline is not None:
         sentence += f" Differences are against the baseline, `{baseline}`."
     out += [sentence, ""]
@@ -198,9 +183,9 @@ def _section_params(cards: list[Card]) -> str:
     elif not differing:
         out.append("All cards have the same hyperparameters.")
     else:
-        out.append(f"{_plural(len(differing), 'hyperparameter')} {'differs' if len(differing) == 1 else 'differ'} between the cards (- where a card has none).")
+        out.append(f"{plural(len(differing), 'hyperparameter')} {'differs' if len(differing) == 1 else 'differ'} between the cards (- where a card has none).")
         out.append("")
-        out.append(_markdown_table(["card", *differing], [[card.name, *(format_value(card.params.get(k)) for k in differing)] for card in cards]).rstrip("\n"))
+        out.append(markdown_table(["card", *differing], [[card.name, *(format_value(card.params.get(k)) for k in differing)] for card in cards]).rstrip("\n"))
     if shared:
         out += ["", ("Shared by all: " if len(cards) > 1 else "Its hyperparameters: ")
                 + ", ".join(f"{key}={format_value(first[key])}" for key in shared) + "."]
@@ -260,7 +245,7 @@ def _section_environment(cards: list[Card], runs: dict[int, dict]) -> str:
             env.get("cuda") or ("none" if env.get("torch") else "-"),
             _commit_text(env),
         ])
-    out.append(_markdown_table(headers, rows).rstrip("\n"))
+    out.append(markdown_table(headers, rows).rstrip("\n"))
     return "\n".join(out) + "\n"
 
 
@@ -306,7 +291,7 @@ def _write_markdown_report(
         document = [
             f"# {title or _default_title(cards)}",
             "",
-            f"Written by expdb on {when} from {_plural(len(cards), 'card')}.",
+            f"Written by expdb on {when} from {plural(len(cards), 'card')}.",
             "",
             _section_cards(cards, notes, labels, baseline),
             _section_table(table, cards),

@@ -51,17 +51,19 @@ class Terminated(KeyboardInterrupt):
 
 @dataclass(frozen=True)
 class RunPlan:
-    """Where a run keeps its log and checkpoint: beside the database, in expdb_runs/run-ID/.
+    """Where a run keeps its log and checkpoint: run-ID/ in its database's runs directory
+    (expdb_runs/DATABASE/, beside an SQLite file).
 
     Keyed by the run, not the card's name: a renamed card still finds its checkpoint, and a
-    new card with an old name does not write into the old card's files.
+    new card with an old name does not write into the old card's files. Keyed by the
+    database too: run 1 of another study in the same folder has a directory of its own.
     """
 
     directory: Path
 
     @classmethod
     def for_run(cls, db: Database, run_id: int) -> "RunPlan":
-        return cls(db.home / "expdb_runs" / f"run-{run_id}")
+        return cls(db.runs_directory / f"run-{run_id}")
 
     @property
     def checkpoint_path(self) -> Path:

@@ -22,7 +22,7 @@ from .errors import ExpdbError, last_line
 from .lifecycle import QueuedRun, RunStatus
 from .queue import job_command, queue_runs, release
 
-SLURM_FOLDER = "expdb_runs/slurm"  # submitit's scripts and the jobs' stdout/stderr, one file per job
+SLURM_FOLDER = "slurm"  # in the database's runs directory: submitit's scripts and the jobs' stdout/stderr, one file per job
 _TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 _MEM = re.compile(r"\d+[KMGT]?")
 SACCT_TIMEOUT_S = 30
@@ -102,7 +102,7 @@ def slurm_executor(folder: Path, request: SlurmRequest):
 
 def shared_location(db: Database) -> str:
     """The database as every node names it: an SQLite file by its absolute path, a server by its URL."""
-    return str(db.path.resolve()) if db.path is not None else db.location
+    return db.dialect.shared_location
 
 
 @dataclass

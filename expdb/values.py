@@ -95,6 +95,11 @@ def format_value(value: Value | None) -> str:
     return str(value)
 
 
+def plural(count: int, noun: str) -> str:
+    """"1 card", "2 cards", "1,204 runs"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _format_float(value: float) -> str:
     """Shortest exact form; below 0.01 in the e-notation researchers write learning rates in (4e-3)."""
     text = repr(value)

@@ -13,7 +13,7 @@ from .cards import Card, CardDetails, CardDiff, ParamChange
 from .lifecycle import PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
 from .sweep import SweepPlan
-from .values import format_value
+from .values import format_value, plural
 
 STATUS_STYLES = {
     PLANNED: "dim",
@@ -74,7 +74,7 @@ def render_list(
         )
     console.print(grid)
     if hidden:
-        console.print(f"[dim]… {hidden:,} older card{'s' if hidden > 1 else ''} not shown (--all shows every card)[/]")
+        console.print(f"[dim]… {plural(hidden, 'older card')} not shown (--all shows every card)[/]")
 
 
 def _change_text(change: ParamChange, has_parent: bool) -> str:

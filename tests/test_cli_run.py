@@ -221,6 +221,24 @@ def test_run_selects_cards_as_every_command_does_then_runs_the_planned_ones(cli,
     refused(cli, ["run", "a_*", "--tag", "nope"], "matches 'a_*' --tag nope")
 
 
+def test_two_databases_in_one_folder_never_share_a_run_folder(cli, new, workdir, backend, request):
+    """Run 1 of each database has a folder of its own: --resume never loads another study's checkpoint."""
+    other = "other.db" if backend == "sqlite" else request.getfixturevalue("new_postgres_database")()
+    new("res", "--runner", "tinyrunners:resumable")
+    assert cli("run", "res").code == 1  # run 1 crashes after writing its checkpoint
+    assert cli("new", "res", "--runner", "tinyrunners:boom", "--db", other).code == 0
+    assert cli("run", "res", "--db", other).code == 1  # its run 1 crashes before writing one
+    with Database() as first, Database(other) as second:
+        first_dir, second_dir = (db.query_one("SELECT checkpoint_dir FROM run WHERE id = 1")[0] for db in (first, second))
+        if backend == "sqlite":
+            assert (first_dir, second_dir) == (str(workdir / "expdb_runs" / "experiments.db" / "run-1"), str(workdir / "expdb_runs" / "other.db" / "run-1"))
+    assert first_dir != second_dir and Path(first_dir, "checkpoint.pt").is_file()
+    refused_resume = cli("run", "res", "--resume", "--db", other)
+    assert refused_resume.code == 2 and f"res has no checkpoint at {Path(second_dir, 'checkpoint.pt')}" in refused_resume.err
+    assert cli("run", "res", "--resume").code == 0
+    assert list(curve(1).steps) == list(range(10))
+
+
 def test_all_goes_on_after_a_card_that_does_not_finish(cli, new):
     new("first", "--runner", "tinyrunners:boom")
     new("second", "--runner", "tinyrunners:finish")

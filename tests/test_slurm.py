@@ -122,7 +122,7 @@ def test_cli_submits_the_selection_prints_job_ids_and_warns_about_sqlite(cli, pl
     assert warning.startswith("warning: ") and "SQLite" in warning and "PostgreSQL" in warning
     rows = records("SELECT status, launcher, job_id FROM run ORDER BY id")
     assert rows == [{"status": "queued", "launcher": "slurm", "job_id": f"4242_{i}"} for i in (0, 1)]
-    assert (Path("expdb_runs/slurm")).is_dir()
+    assert (Path("expdb_runs/experiments.db/slurm")).is_dir()
 
 
 def refused(cli, *args) -> str:
