@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -37,7 +37,7 @@ errors = Console(stderr=True, highlight=False)
 
 
 DbOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--db", envvar="EXPDB_DB", help="Database: an SQLite file (a path or sqlite:///PATH) or postgresql+psycopg://USER@HOST/DB [default: ./experiments.db]"),
 ]
 
@@ -49,15 +49,15 @@ SELECTION_HELP = (
     "A name that is no card, or a selection that matches none, is an error (exit 2)."
 )
 CardsArgument = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Argument(metavar="CARDS", help="Card names and globs ('cvt_io_v2_*'); none: every card.", show_default=False),
 ]
-TagOption = Annotated[Optional[str], typer.Option(help="Only the cards with this tag.")]
+TagOption = Annotated[str | None, typer.Option(help="Only the cards with this tag.")]
 WhereOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status and runner, e.g. \"N>=5 and shared=true\"."),
 ]
-StatusOption = Annotated[Optional[str], typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
+StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
 
 
 def selection_of(names: list[str] | None, tag: str | None, where: str | None, status: str | None) -> cards.Selection:
@@ -102,11 +102,11 @@ def open_db(location: str | None, create: bool = False, upgrade: str = "auto", a
 def new(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The card's name: letters, digits, '_', '-', '.'.")],
-    parent: Annotated[Optional[str], typer.Option("--from", help="Start from this card's parameters and runner.")] = None,
-    runner: Annotated[Optional[str], typer.Option(help="What trains it: a built-in runner (cvt_io) or package.module:function.")] = None,
-    cmd: Annotated[Optional[str], typer.Option("--cmd", help="Or a shell command that trains it; {KEY} is replaced by the parameter.")] = None,
-    parse: Annotated[Optional[str], typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN.")] = None,
-    note: Annotated[Optional[str], typer.Option(help="Why this card exists.")] = None,
+    parent: Annotated[str | None, typer.Option("--from", help="Start from this card's parameters and runner.")] = None,
+    runner: Annotated[str | None, typer.Option(help="What trains it: a built-in runner (cvt_io) or package.module:function.")] = None,
+    cmd: Annotated[str | None, typer.Option("--cmd", help="Or a shell command that trains it; {KEY} is replaced by the parameter.")] = None,
+    parse: Annotated[str | None, typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN.")] = None,
+    note: Annotated[str | None, typer.Option(help="Why this card exists.")] = None,
     tag: Annotated[list[str], typer.Option(help="A tag; repeat for several.")] = [],
     db: DbOption = None,
 ) -> None:
@@ -140,7 +140,7 @@ def sweep(
     parent: Annotated[str, typer.Option("--from", help="The base card: each card starts from its parameters and runner.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cards it would create; create nothing.")] = False,
     max_cards: Annotated[int, typer.Option(help="Refuse a sweep of more cards than this.", min=1)] = 1000,
-    note: Annotated[Optional[str], typer.Option(help="A note on every card: why the sweep exists.")] = None,
+    note: Annotated[str | None, typer.Option(help="A note on every card: why the sweep exists.")] = None,
     tag: Annotated[list[str], typer.Option(help="Another tag for every card; repeat for several.")] = [],
     db: DbOption = None,
 ) -> None:
@@ -273,7 +273,7 @@ def set_params(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The
     "rather than deleting every card."
 )
 def rm(
-    names: Annotated[Optional[list[str]], typer.Argument(metavar="CARDS", help="Card names and globs ('scratch_*').")] = None,
+    names: Annotated[list[str] | None, typer.Argument(metavar="CARDS", help="Card names and globs ('scratch_*').")] = None,
     tag: TagOption = None,
     where: WhereOption = None,
     status: StatusOption = None,
@@ -318,16 +318,16 @@ def table(
         typer.Option("--metric", "-m", help="A metric column, KEY or KEY:max/min/last over its curve; repeat for several [default: every recorded metric]."),
     ] = [],
     where: WhereOption = None,
-    sort: Annotated[Optional[str], typer.Option(help="KEY[:asc|:desc]; metrics sort best first by default.")] = None,
-    baseline: Annotated[Optional[str], typer.Option(help="A card to compare every row with (adds deltas).")] = None,
+    sort: Annotated[str | None, typer.Option(help="KEY[:asc|:desc]; metrics sort best first by default.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="A card to compare every row with (adds deltas).")] = None,
     params: Annotated[str, typer.Option(help="Hyperparameter columns: differing, all or none.")] = "differing",
     tag: TagOption = None,
     status: StatusOption = None,
     group_by: Annotated[
-        Optional[str], typer.Option("--group-by", help="Fold cards with the same values of these parameters (comma-separated) into one row.")
+        str | None, typer.Option("--group-by", help="Fold cards with the same values of these parameters (comma-separated) into one row.")
     ] = None,
     agg: Annotated[
-        Optional[str], typer.Option("--agg", help="With --group-by: mean, std, count, min, max [default: mean,std,count].")
+        str | None, typer.Option("--agg", help="With --group-by: mean, std, count, min, max [default: mean,std,count].")
     ] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
     db: DbOption = None,
@@ -350,41 +350,41 @@ def table(
 def run(
     ctx: typer.Context,
     name: Annotated[
-        Optional[str], typer.Argument(help="The card to run, or a glob of card names ('cvt_io_v3_*'). After --, a command to run it with.")
+        str | None, typer.Argument(help="The card to run, or a glob of card names ('cvt_io_v3_*'). After --, a command to run it with.")
     ] = None,
     all_planned: Annotated[bool, typer.Option("--all", help="Run every planned card.")] = False,
-    tag: Annotated[Optional[str], typer.Option(help="Run the planned cards with this tag.")] = None,
-    where: Annotated[Optional[str], typer.Option(help="Run the planned cards matching this filter, as in expdb table.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Run the planned cards with this tag.")] = None,
+    where: Annotated[str | None, typer.Option(help="Run the planned cards matching this filter, as in expdb table.")] = None,
     resume: Annotated[
         bool, typer.Option(help="Continue the card's latest run from its last checkpoint; with --all, --tag, --where or a glob, also the interrupted cards.")
     ] = False,
     jobs: Annotated[
-        Optional[int], typer.Option(help="A local queue: run this many cards at once, each in its own process [default with --gpus: one per GPU].", min=1)
+        int | None, typer.Option(help="A local queue: run this many cards at once, each in its own process [default with --gpus: one per GPU].", min=1)
     ] = None,
-    gpus: Annotated[Optional[str], typer.Option(help="Pin each job of the queue to one of these GPUs, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES).")] = None,
+    gpus: Annotated[str | None, typer.Option(help="Pin each job of the queue to one of these GPUs, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES).")] = None,
     launcher: Annotated[str, typer.Option(help="local (this machine) or slurm (one cluster job per card, through submitit).")] = "local",
-    partition: Annotated[Optional[str], typer.Option(help="Slurm: the partition.", rich_help_panel="Slurm")] = None,
-    gpus_per_job: Annotated[Optional[int], typer.Option(help="Slurm: GPUs of each job.", min=0, rich_help_panel="Slurm")] = None,
-    cpus_per_job: Annotated[Optional[int], typer.Option(help="Slurm: CPU cores of each job.", min=1, rich_help_panel="Slurm")] = None,
-    mem: Annotated[Optional[str], typer.Option(help="Slurm: memory of each job, e.g. 64G.", rich_help_panel="Slurm")] = None,
+    partition: Annotated[str | None, typer.Option(help="Slurm: the partition.", rich_help_panel="Slurm")] = None,
+    gpus_per_job: Annotated[int | None, typer.Option(help="Slurm: GPUs of each job.", min=0, rich_help_panel="Slurm")] = None,
+    cpus_per_job: Annotated[int | None, typer.Option(help="Slurm: CPU cores of each job.", min=1, rich_help_panel="Slurm")] = None,
+    mem: Annotated[str | None, typer.Option(help="Slurm: memory of each job, e.g. 64G.", rich_help_panel="Slurm")] = None,
     time_limit: Annotated[
-        Optional[str], typer.Option("--time", help="Slurm: each job's time limit, e.g. 12:00:00 (required).", rich_help_panel="Slurm")
+        str | None, typer.Option("--time", help="Slurm: each job's time limit, e.g. 12:00:00 (required).", rich_help_panel="Slurm")
     ] = None,
     slurm_folder: Annotated[
-        Optional[str], typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: slurm/ where the runs keep their files, expdb_runs/DATABASE/].", rich_help_panel="Slurm")
+        str | None, typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: slurm/ where the runs keep their files, expdb_runs/DATABASE/].", rich_help_panel="Slurm")
     ] = None,
-    queued_run: Annotated[Optional[int], typer.Option(hidden=True, help="The queued run row this job adopts (expdb.queue).")] = None,
+    queued_run: Annotated[int | None, typer.Option(hidden=True, help="The queued run row this job adopts (expdb.queue).")] = None,
     standby: Annotated[
         bool, typer.Option(hidden=True, help="Get ready, then start when a line arrives on stdin (a queue's next job on a GPU).")
     ] = False,
     on_diverge: Annotated[str, typer.Option(help="stop: end a diverging run; note: only note it.")] = "stop",
     device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
-    seed: Annotated[Optional[int], typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
+    seed: Annotated[int | None, typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
     profile_budget: Annotated[
         float, typer.Option(help="Seconds of latency timing when the model is profiled before training; 0 skips profiling.", min=0)
     ] = PROFILE_BUDGET_S,
     parse: Annotated[
-        Optional[str], typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN [default: the card's].")
+        str | None, typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN [default: the card's].")
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -594,7 +594,7 @@ def import_log(
     format: Annotated[str, typer.Argument(metavar="FORMAT", help="The log's format: mmdet, or regex:PATTERN.")],
     logfile: Annotated[str, typer.Argument(help="The training log.")],
     name: Annotated[str, typer.Option(help="The card the run belongs to; created if it does not exist.")],
-    parent: Annotated[Optional[str], typer.Option("--from", help="Fork the new card from this one.")] = None,
+    parent: Annotated[str | None, typer.Option("--from", help="Fork the new card from this one.")] = None,
     db: DbOption = None,
 ) -> None:
     """Import a run that already happened from its training log (its curves, and any divergence)."""
@@ -637,16 +637,16 @@ def demo(db: DbOption = None) -> None:
 @app.command()
 def profile(
     name: Annotated[str, typer.Argument(help="The card; its runner builds the model (no training).")],
-    batch: Annotated[Optional[int], typer.Option(help="Batch size [default: the runner's example inputs].", min=1)] = None,
-    input: Annotated[Optional[str], typer.Option("--input", help="Input shape without the batch, e.g. 3x224x224.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size [default: the runner's example inputs].", min=1)] = None,
+    input: Annotated[str | None, typer.Option("--input", help="Input shape without the batch, e.g. 3x224x224.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option(help="fp32, or fp16 / bf16 through autocast.")] = "fp32",
     warmup: Annotated[int, typer.Option(help="Forward passes before timing.", min=0)] = PROFILE_WARMUP,
     iterations: Annotated[int, typer.Option(help="Timed forward passes at most.", min=5)] = PROFILE_ITERATIONS,
     budget: Annotated[float, typer.Option(help="Seconds of timing at most (at least 5 passes are timed).", min=0)] = PROFILE_BUDGET_S,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for timing [default: torch's].", min=1)] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for timing [default: torch's].", min=1)] = None,
     throughput_batch: Annotated[
-        Optional[int], typer.Option(help="Also measure throughput (samples/s) at this larger batch.", min=1)
+        int | None, typer.Option(help="Also measure throughput (samples/s) at this larger batch.", min=1)
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -685,7 +685,7 @@ def plot(
     smooth: Annotated[float, typer.Option(help="EMA weight in [0, 1), computed on every point; the raw curve stays faint.")] = 0.0,
     log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")] = False,
     output: Annotated[str, typer.Option("--output", "-o", help="The image: .png, .svg or .pdf.")] = "plot.png",
-    title: Annotated[Optional[str], typer.Option(help="A title above the plot.")] = None,
+    title: Annotated[str | None, typer.Option(help="A title above the plot.")] = None,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
@@ -712,14 +712,14 @@ def report(
     status: StatusOption = None,
     output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it) or a .tex table.")] = "report.md",
     format: Annotated[
-        Optional[str], typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table) [default: from -o's suffix].")
+        str | None, typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table) [default: from -o's suffix].")
     ] = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat [default: every recorded metric].")] = [],
     curve: Annotated[list[str], typer.Option(help="A curve to plot; repeat for several.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis of the plots: step, epoch, samples or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight of the plots, in [0, 1).")] = 0.0,
-    baseline: Annotated[Optional[str], typer.Option(help="A card to compare every row with.")] = None,
-    title: Annotated[Optional[str], typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
+    baseline: Annotated[str | None, typer.Option(help="A card to compare every row with.")] = None,
+    title: Annotated[str | None, typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
@@ -747,8 +747,8 @@ def report(
 )
 def copy_command(
     names: CardsArgument = None,
-    to: Annotated[Optional[str], typer.Option("--to", help="Copy from this database (--db) to this one: a path or a URL.")] = None,
-    origin: Annotated[Optional[str], typer.Option("--from", help="Copy from this database, a path or a URL, into this one (--db).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Copy from this database (--db) to this one: a path or a URL.")] = None,
+    origin: Annotated[str | None, typer.Option("--from", help="Copy from this database, a path or a URL, into this one (--db).")] = None,
     tag: TagOption = None,
     where: WhereOption = None,
     status: StatusOption = None,

@@ -59,7 +59,7 @@ import threading
 from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = ["Divergence", "DivergenceDetector", "detect_all", "is_loss_key", "is_grad_norm_key"]
 

@@ -51,7 +51,7 @@ def test_statuses_have_one_definition_and_read_as_their_values():
     assert [status.value for status in RunStatus] == [
         "queued", "running", "finished", "diverged", "failed", "interrupted", "crashed",
     ]
-    assert lifecycle.CARD_STATUSES == ("planned", *(status.value for status in RunStatus))
+    assert ("planned", *(status.value for status in RunStatus)) == lifecycle.CARD_STATUSES
     assert PLANNED not in list(RunStatus)
     assert f"{RunStatus.CRASHED}" == str(RunStatus.CRASHED) == "crashed" and RunStatus.CRASHED == "crashed"
     assert set(lifecycle.ACTIVE) | set(lifecycle.ENDED) == set(RunStatus) and not set(lifecycle.ACTIVE) & set(lifecycle.ENDED)
