@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from . import cards, lifecycle
 from .cards import validate_name
 from .db import Database
-from .devices import choose_device
+from .devices import device_in_use
 from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .runs import Run, RunStopped, begin_run, check_on_diverge, sigterm_as_interrupt
@@ -53,7 +53,7 @@ def start(
     try:
         ensure_card(database, name, params)
         lifecycle.reap(database)  # a run of the card whose process died would seem to run still
-        run = begin_run(database, name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge)
+        run = begin_run(database, name, device=device_in_use(), seed=seed, resume=resume, on_diverge=on_diverge)
         with sigterm_as_interrupt():
             try:
                 yield run

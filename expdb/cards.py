@@ -481,6 +481,10 @@ PROFILE_FIELDS = (
     "warmup",
     "iterations",
     "threads",
+    "param_dtype",
+    "flags",
+    "peak_mem_bytes",
+    "shared",
 )
 
 
@@ -498,8 +502,8 @@ def flops_counters(db: Database, card_ids: list[int]) -> dict[int, str | None]:
     return dict(db.query(f"SELECT card_id, flops_counter FROM profile WHERE flops IS NOT NULL{restrict} ORDER BY id", parameters))
 
 
-def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, dict[str, float]]:
-    """Each card's metrics, each from the latest run that recorded it, and its latest profile.
+def latest_values(db: Database, card_ids: list[int] | None = None, profiles: bool = True) -> dict[int, dict[str, float]]:
+    """Each card's metrics, each from the latest run that recorded it, and (unless not `profiles`) its latest profile.
 
     `card_ids`: only these cards (default: all).
     """
@@ -511,6 +515,8 @@ def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, 
         parameters,
     ):
         by_card.setdefault(card_id, {})[key] = value
+    if not profiles:
+        return by_card
     columns = ", ".join(PROFILE_COLUMNS.values())
     restrict, parameters = _among(db, "card_id", card_ids, " AND")
     # The latest profile of each card, whole: figures measured together stay together.

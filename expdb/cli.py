@@ -330,6 +330,10 @@ def table(
         str | None, typer.Option("--agg", help="With --group-by: mean, std, count, min, max [default: mean,std,count].")
     ] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
+    conditions: Annotated[
+        str | None,
+        typer.Option(help="The profiles the Params/FLOPs/Cost-Time columns show, e.g. dtype=fp16,batch=8 (keys: device, dtype, batch, input, flags, threads) [default: those most cards have]."),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     from .render import FORMATS, write_table
@@ -341,7 +345,8 @@ def table(
     with open_db(db) as database:
         selected = cards.select_cards(database, selection_of(names, tag, where, status))
         comparison = build_table(
-            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg
+            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg,
+            conditions=conditions,
         )
     write_table(comparison, format, sys.stdout, console)
 
@@ -378,7 +383,7 @@ def run(
         bool, typer.Option(hidden=True, help="Get ready, then start when a line arrives on stdin (a queue's next job on a GPU).")
     ] = False,
     on_diverge: Annotated[str, typer.Option(help="stop: end a diverging run; note: only note it.")] = "stop",
-    device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
     profile_budget: Annotated[
         float, typer.Option(help="Seconds of latency timing when the model is profiled before training; 0 skips profiling.", min=0)
@@ -639,11 +644,19 @@ def profile(
     name: Annotated[str, typer.Argument(help="The card; its runner builds the model (no training).")],
     batch: Annotated[int | None, typer.Option(help="Batch size [default: the runner's example inputs].", min=1)] = None,
     input: Annotated[str | None, typer.Option("--input", help="Input shape without the batch, e.g. 3x224x224.")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="fp32, or fp16 / bf16 through autocast.")] = "fp32",
-    warmup: Annotated[int, typer.Option(help="Forward passes before timing.", min=0)] = PROFILE_WARMUP,
-    iterations: Annotated[int, typer.Option(help="Timed forward passes at most.", min=5)] = PROFILE_ITERATIONS,
-    budget: Annotated[float, typer.Option(help="Seconds of timing at most (at least 5 passes are timed).", min=0)] = PROFILE_BUDGET_S,
+    device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu, cuda or cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="fp32 (the model's own dtype), or fp16 / bf16 through autocast.")] = "fp32",
+    warmup: Annotated[
+        int, typer.Option(help="Forward passes before timing, at least; warm-up also lasts 100 ms at least.", min=0)
+    ] = PROFILE_WARMUP,
+    iterations: Annotated[int, typer.Option(help="Timed forward passes at most.", min=1)] = PROFILE_ITERATIONS,
+    budget: Annotated[
+        float, typer.Option(help="Seconds of warm-up and timing together, at most (one pass is timed at least).", min=0)
+    ] = PROFILE_BUDGET_S,
+    cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark", help="CUDA: let cuDNN pick its fastest kernels while timing.")] = False,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="Model and 4-D inputs in channels-last memory format (conv nets).")
+    ] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for timing [default: torch's].", min=1)] = None,
     throughput_batch: Annotated[
         int | None, typer.Option(help="Also measure throughput (samples/s) at this larger batch.", min=1)
@@ -660,6 +673,7 @@ def profile(
         profile_card(
             database, card, batch=batch, input_shape=input, device=device, dtype=dtype,
             warmup=warmup, iterations=iterations, budget_s=budget, threads=threads, throughput_batch=throughput_batch,
+            cudnn_benchmark=True if cudnn_benchmark else None, channels_last=channels_last,
         )
         measured = cards.latest_profile(database, card.id)
         definitions = load_definitions(database)

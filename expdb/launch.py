@@ -15,7 +15,7 @@ from importlib.resources import files
 from typing import TextIO
 
 from .cards import Card
-from .devices import check_device, choose_device
+from .devices import check_device, choose_device, restored_torch_settings
 from .errors import ExpdbError, last_line
 from .lifecycle import RunStatus
 from .logparse import LineParser, make_parser
@@ -218,9 +218,10 @@ def execute(
         chosen = choose_device(device)
 
         def train(run: Run) -> None:
-            if runner.build is not None and profile_budget:
-                profile_before_training(run, runner.build, profile_budget)
-            runner.train(dict(card.params), run)
+            with restored_torch_settings():  # what the runner sets (cudnn flags, TF32, threads) ends with its run
+                if runner.build is not None and profile_budget:
+                    profile_before_training(run, runner.build, profile_budget)
+                runner.train(dict(card.params), run)
 
     else:
         raise ExpdbError(
@@ -260,6 +261,8 @@ def profile_card(
     budget_s: float = PROFILE_BUDGET_S,
     threads: int | None = None,
     throughput_batch: int | None = None,
+    cudnn_benchmark: bool | None = None,
+    channels_last: bool = False,
 ) -> None:
     """Build the card's model with its runner (no training), measure it, and keep the profile with the card."""
     if not card.runner:
@@ -279,5 +282,6 @@ def profile_card(
     measured = profile(
         model, inputs_like(example, batch=batch, shape=shape), device=chosen, dtype=dtype,
         warmup=warmup, iterations=iterations, time_budget_s=budget_s, threads=threads, throughput_batch=throughput_batch,
+        cudnn_benchmark=cudnn_benchmark, channels_last=channels_last,
     )
     store_profile(db, card.id, None, measured)

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from .db import Database
 
 # Columns filled from a run's profile rather than from its metrics, keyed like metrics.
-PROFILE_COLUMNS = {"params": "params_total", "flops": "flops", "cost_time": "cost_time_ms"}
+PROFILE_COLUMNS = {"params": "params_total", "flops": "flops", "cost_time": "cost_time_ms", "peak_mem": "peak_mem_bytes"}
 # How expdb measures Cost-Time unless told otherwise, in `expdb profile` and before a run trains.
 PROFILE_WARMUP = 10
 PROFILE_ITERATIONS = 50
 PROFILE_BUDGET_S = 5.0  # seconds of timing at most
 # Units written after the number in terminal and markdown cells, as in the researcher's "46.67ms".
-CELL_SUFFIX_UNITS = {"ms", "s", "%"}
+CELL_SUFFIX_UNITS = {"ms", "s", "%", "B"}
 _SI_PREFIXES = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")]
 _FORMAT = re.compile(r"(g|f|si)(\d)")
 

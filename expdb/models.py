@@ -115,6 +115,10 @@ class Profile(SQLModel, table=True):
     warmup: int | None = None
     iterations: int | None = None
     threads: int | None = None
+    param_dtype: str | None = Field(default=None, max_length=32)  # the model's parameters: fp32, bf16, ...
+    flags: str | None = Field(default=None, max_length=256)  # settings that change a timing: "cudnn.benchmark,tf32-cudnn"
+    peak_mem_bytes: int | None = Field(default=None, sa_type=BigInteger)  # of one forward pass
+    shared: bool | None = None  # another job used the device meanwhile
     details: str = Field(default="{}", sa_type=Text)  # JSON: torch version, skipped operators, cross-check, ...
 
 

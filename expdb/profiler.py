@@ -13,8 +13,19 @@ Conventions (DESIGN.md, "Measurement conventions"):
   cannot trace the model (``Profile.flops_counter`` says which produced the figure).
   The cross-check compares what both count: fvcore also counts normalisation layers
   (batch norm 1-2 per element, layer/group norm 5) and resampling, torch does not.
-- Cost-Time: median forward latency in ms with p10/p90, after warm-up; CUDA events
-  on a GPU, ``time.perf_counter`` on CPU with the thread count recorded.
+- Cost-Time: median forward latency in ms with p10/p90, after a warm-up of at least
+  100 ms and the passes asked for; warm-up and timing stop at the time budget (at least
+  one pass is timed, and the profile says how many were). CUDA events on a GPU,
+  ``time.perf_counter`` on CPU with the thread count recorded.
+- Peak memory of one forward pass: the weights, buffers and inputs it starts with, plus
+  what the pass allocates on top. On CUDA that is read from the caching allocator
+  (``max_memory_allocated`` after ``reset_peak_memory_stats``); on the CPU, where torch
+  keeps no such count, it is the process's resident-set peak growth during the first
+  pass (Linux's VmHWM, reset through ``/proc/self/clear_refs``), None elsewhere. The CPU
+  figure is an estimate: memory the allocator reuses without the kernel seeing it is missed.
+- Conditions: device and its name, dtype (autocast's, else the parameters'), the
+  parameters' dtype, batch, input shape, threads, and the flags that change a timing
+  (cudnn.benchmark/deterministic, TF32, matmul precision, channels-last).
 
 This module imports torch and fvcore; the rest of expdb imports it lazily.
 """
@@ -23,15 +34,18 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import statistics
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.utils.flop_counter import FlopCounterMode
 
 with warnings.catch_warnings():
@@ -39,7 +53,7 @@ with warnings.catch_warnings():
     from fvcore.nn import FlopCountAnalysis, parameter_count
     from fvcore.nn.jit_handles import get_shape
 
-from .devices import torch_device
+from .devices import bf16_native, restored_torch_settings, torch_device, torch_settings
 from .errors import ExpdbError, last_line
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .runs import cpu_name
@@ -47,7 +61,6 @@ from .runs import cpu_name
 __all__ = ["Profile", "inputs_like", "parse_input_shape", "profile"]
 
 DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-MIN_TIMED_ITERATIONS = 5
 DISAGREEMENT_TOLERANCE = 0.01  # relative, between fvcore and torch's count halved
 THROUGHPUT_ITERATIONS = 10
 THROUGHPUT_WARMUP = 2
@@ -71,15 +84,25 @@ class Profile:
     cost_time_p90_ms: float | None
     batch: int
     input_shape: str  # per-sample shape, "3x224x224", or a description of several inputs
-    dtype: str  # fp32, fp16 or bf16 (the last two through torch.autocast)
+    dtype: str  # what the forward pass computes in: fp16 or bf16 through torch.autocast, else the parameters' dtype
     device: str  # "cpu (its model name)" or torch.cuda.get_device_name()
-    warmup: int
-    iterations: int  # timed iterations actually run (<= requested; fewer once the budget is spent)
+    warmup: int  # warm-up passes run
+    iterations: int  # timed passes run (<= requested; fewer once the budget is spent)
     threads: int | None  # CPU: torch.get_num_threads() while timing
     cudnn_benchmark: bool | None  # CUDA: torch.backends.cudnn.benchmark while timing
     torch_version: str
     throughput: float | None = None  # samples/s at throughput_batch, if asked
     throughput_batch: int | None = field(default=None)
+    cudnn_deterministic: bool | None = None  # CUDA: torch.backends.cudnn.deterministic while timing
+    tf32_matmul: bool | None = None  # CUDA: torch.backends.cuda.matmul.allow_tf32
+    tf32_cudnn: bool | None = None  # CUDA: torch.backends.cudnn.allow_tf32
+    float32_matmul_precision: str | None = None  # torch.get_float32_matmul_precision()
+    channels_last: bool = False
+    param_dtype: str | None = None  # the model's floating-point parameters: fp32, bf16, "bf16+fp32", ...
+    flags: str = ""  # the settings above that change a timing, as conditions: "cudnn.benchmark,tf32-cudnn"
+    peak_mem_bytes: int | None = None  # of one forward pass; see the module docstring
+    timing_s: float | None = None  # seconds of warm-up and timed passes
+    shared: bool = False  # another job of the queue used this GPU or these CPU cores meanwhile
 
 
 # --------------------------------------------------------------------------- input shapes
@@ -517,11 +540,13 @@ def _autocast(device: torch.device, dtype: str):
     return torch.autocast(device.type, dtype=DTYPES[dtype])
 
 
-def _check_autocast(device: torch.device, dtype: str) -> None:
+def _check_dtype(device: torch.device, dtype: str) -> None:
+    """Refuse, in one line, a dtype this device does not compute natively or torch cannot autocast to."""
     if DTYPES[dtype] is None:
         return
-    if device.type == "cuda" and dtype == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ExpdbError(f"dtype bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16 or fp32")
+    if dtype == "bf16" and not bf16_native(device):
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"this CPU ({cpu_name()})"
+        raise ExpdbError(f"dtype bf16 is not native on {where} (torch would emulate it); use fp16 or fp32")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -533,50 +558,200 @@ def _check_autocast(device: torch.device, dtype: str) -> None:
         raise ExpdbError(f"dtype {dtype} is not supported by torch {torch.__version__}'s autocast on {device.type}; use fp32")
 
 
-def _time_cpu(forward, warmup: int, iterations: int, budget_s: float, minimum: int) -> list[float]:
-    for _ in range(warmup):
+# --------------------------------------------------------------------------- the model's state
+
+
+@dataclass
+class _ModelState:
+    """Everything profiling may change in a model, to put back exactly: each module's train/eval
+    mode, each parameter's tensor (device, dtype, memory format), gradient and requires_grad, each buffer."""
+
+    modes: list[tuple[nn.Module, bool]]
+    parameters: list[tuple[nn.Module, str, nn.Parameter, torch.Tensor, torch.Tensor | None, bool]]
+    buffers: list[tuple[nn.Module, str, torch.Tensor]]
+    home: torch.device | None  # the one device of every parameter and buffer, if there is one
+
+    @classmethod
+    def of(cls, model: nn.Module) -> _ModelState:
+        modules = list(model.modules())
+        return cls(
+            modes=[(module, module.training) for module in modules],
+            parameters=[
+                (module, name, parameter, parameter.data, parameter.grad, parameter.requires_grad)
+                for module in modules
+                for name, parameter in module._parameters.items()
+                if parameter is not None and not isinstance(parameter, UninitializedParameter)
+            ],
+            buffers=[
+                (module, name, buffer)
+                for module in modules
+                for name, buffer in module._buffers.items()
+                if buffer is not None and not isinstance(buffer, UninitializedBuffer)
+            ],
+            home=_single_device(model),
+        )
+
+    def restore(self, model: nn.Module) -> None:
+        for module, training in self.modes:
+            module.training = training
+        known = set()
+        for module, name, parameter, data, grad, requires_grad in self.parameters:
+            module._parameters[name] = parameter  # module.to() may replace a parameter, not only its data
+            parameter.data = data
+            parameter.grad = grad
+            parameter.requires_grad_(requires_grad)
+            known.add(id(parameter))
+        for module, name, buffer in self.buffers:
+            module._buffers[name] = buffer
+        if self.home is not None:  # lazy modules' tensors, materialised by the check pass
+            for module in model.modules():
+                for found in module._parameters.values():
+                    if found is not None and id(found) not in known:
+                        found.data = found.data.to(self.home)
+                for name, tensor in module._buffers.items():
+                    if tensor is not None and tensor.device != self.home:
+                        module._buffers[name] = tensor.to(self.home)
+
+
+def _single_device(model: nn.Module) -> torch.device | None:
+    devices = {tensor.device for tensor in (*model.parameters(), *model.buffers())}
+    return devices.pop() if len(devices) == 1 else None
+
+
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
+NAMED_DTYPES = {name: dtype for dtype, name in DTYPE_NAMES.items()}
+
+
+def _param_dtype(model: nn.Module) -> str | None:
+    """The dtype of the model's floating-point parameters ("bf16"), "+"-joined when mixed; None without any."""
+    floating = [p for p in model.parameters() if p.is_floating_point()]
+    found = sorted({DTYPE_NAMES.get(p.dtype, str(p.dtype).removeprefix("torch.")) for p in floating})
+    return "+".join(found) if found else None
+
+
+# --------------------------------------------------------------------------- timing
+
+WARMUP_MIN_S = 0.1  # warm-up lasts at least this long, and at least the passes asked for,
+WARMUP_SHARE = 0.5  # but takes at most this share of the time budget (and at least one pass)
+
+
+def _warm_up(forward, sync, passes: int, limit_s: float) -> int:
+    """Forward passes until `passes` are done and WARMUP_MIN_S has passed, or `limit_s` is spent. Returns how many ran."""
+    if passes == 0:
+        return 0
+    started, done = time.perf_counter(), 0
+    while True:
         forward()
+        sync()
+        done += 1
+        spent = time.perf_counter() - started
+        if spent >= limit_s or (done >= passes and spent >= WARMUP_MIN_S):
+            return done
+
+
+def _time_passes(forward, device: torch.device, iterations: int, budget_s: float) -> list[float]:
+    """Milliseconds of up to `iterations` forward passes, stopping once `budget_s` is spent (after one pass at least)."""
     times: list[float] = []
     started = time.perf_counter()
-    for _ in range(iterations):
-        begin = time.perf_counter()
-        forward()
-        end = time.perf_counter()
-        times.append((end - begin) * 1000.0)
-        if len(times) >= minimum and end - started >= budget_s:
-            break
-    return times
-
-
-def _time_cuda(forward, device: torch.device, warmup: int, iterations: int, budget_s: float, minimum: int) -> list[float]:
-    with torch.cuda.device(device):
-        for _ in range(warmup):
-            forward()
-        torch.cuda.synchronize(device)
-        times: list[float] = []
-        started = time.perf_counter()
-        for _ in range(iterations):
+    while len(times) < iterations:
+        if device.type == "cuda":
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()
             forward()
             end.record()
             torch.cuda.synchronize(device)
             times.append(begin.elapsed_time(end))  # ms
-            if len(times) >= minimum and time.perf_counter() - started >= budget_s:
-                break
+        else:
+            begin_s = time.perf_counter()
+            forward()
+            times.append((time.perf_counter() - begin_s) * 1000.0)
+        if time.perf_counter() - started >= budget_s:
+            break
     return times
 
 
-@contextmanager
-def _cpu_threads(threads: int | None):
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+@dataclass
+class _Timing:
+    times_ms: list[float]
+    warmup: int  # passes
+    seconds: float  # warm-up and timed passes
+
+
+def _timed(
+    model: nn.Module, args: tuple, kwargs: dict, target: torch.device, dtype: str, warmup: int, iterations: int, budget_s: float
+) -> _Timing:
+    """Warm-up, then timed forward passes in inference mode and `dtype`'s autocast, all within `budget_s`."""
+    def forward():
+        return model(*args, **kwargs)
+
+    def sync():
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+
+    started = time.perf_counter()
+    with torch.inference_mode(), _autocast(target, dtype), torch.cuda.device(target) if target.type == "cuda" else nullcontext():
+        warmed = _warm_up(forward, sync, warmup, budget_s * WARMUP_SHARE)
+        times = _time_passes(forward, target, iterations, max(budget_s - (time.perf_counter() - started), 0.0))
+    return _Timing(times, warmed, time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------- peak memory
+
+
+def _tensor_bytes(values) -> int:
+    seen: set[int] = set()
+    total = 0
+    for value in values:
+        if isinstance(value, torch.Tensor) and id(value) not in seen:
+            seen.add(id(value))
+            total += value.numel() * value.element_size()
+    return total
+
+
+def _resident_bytes(model: nn.Module, args: tuple, kwargs: dict) -> int:
+    """The weights, buffers and inputs a forward pass starts with."""
+    return _tensor_bytes([*model.parameters(), *model.buffers(), *args, *kwargs.values()])
+
+
+def _proc_status_kib(field_name: str) -> int | None:
     try:
-        yield torch.get_num_threads()
-    finally:
-        if threads is not None:
-            torch.set_num_threads(before)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cpu_peak_growth(forward) -> int | None:
+    """CPU: the process's resident-set peak growth during `forward` (Linux: VmHWM, reset through
+    /proc/self/clear_refs); None where Linux does not say."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+    except OSError:
+        return None
+    before = _proc_status_kib("VmRSS")
+    forward()
+    peak = _proc_status_kib("VmHWM")
+    if before is None or peak is None:
+        return None
+    return max(peak - before, 0) * 1024
+
+
+def _cuda_peak_bytes(forward, device: torch.device, resident: int) -> int:
+    """CUDA: what the caching allocator's peak rose to during `forward` (max_memory_allocated after
+    reset_peak_memory_stats), plus the weights and inputs it starts with."""
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    forward()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before + resident
+
+
+def _cuda_peak(model: nn.Module, args: tuple, kwargs: dict, target: torch.device, dtype: str) -> int:
+    with torch.inference_mode(), _autocast(target, dtype), torch.cuda.device(target):
+        return _cuda_peak_bytes(lambda: model(*args, **kwargs), target, _resident_bytes(model, args, kwargs))
 
 
 # --------------------------------------------------------------------------- the profile
@@ -586,11 +761,6 @@ def _integer(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ExpdbError(f"{name} must be an integer of at least {minimum}, not {value!r}")
     return int(value)
-
-
-def _single_device(model: nn.Module) -> torch.device | None:
-    devices = {tensor.device for tensor in (*model.parameters(), *model.buffers())}
-    return devices.pop() if len(devices) == 1 else None
 
 
 def _measured_inputs(inputs) -> tuple[tuple, dict, int, str]:
@@ -607,34 +777,55 @@ def _measured_inputs(inputs) -> tuple[tuple, dict, int, str]:
     return args, kwargs, batch, input_shape
 
 
-def _ready_on(model: nn.Module, target: torch.device, args: tuple, kwargs: dict, batch: int, input_shape: str) -> tuple[tuple, dict]:
+def _converted(value: Any, float_dtype: torch.dtype | None, channels_last: bool) -> Any:
+    """Inputs in the model's floating-point dtype (a bf16 model takes bf16 inputs), 4-D ones channels-last if asked."""
+    if isinstance(value, torch.Tensor):
+        if float_dtype is not None and value.is_floating_point():
+            value = value.to(float_dtype)
+        if channels_last and value.dim() == 4:
+            value = value.contiguous(memory_format=torch.channels_last)
+        return value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_converted(item, float_dtype, channels_last) for item in value)
+    if isinstance(value, dict):
+        return {key: _converted(item, float_dtype, channels_last) for key, item in value.items()}
+    return value
+
+
+def _ready_on(
+    model: nn.Module, target: torch.device, args: tuple, kwargs: dict, batch: int, input_shape: str, channels_last: bool
+) -> tuple[tuple, dict, int | None]:
     """The model in eval mode on `target`, and its inputs moved there, checked by one forward pass:
-    it materialises lazy modules and says, in one line, when the model does not take these inputs."""
+    it materialises lazy modules and says, in one line, when the model does not take these inputs.
+    On the CPU that first pass also gives the peak memory (later passes reuse freed memory unseen)."""
+    if channels_last and not any(isinstance(v, torch.Tensor) and v.dim() == 4 for v in (*args, *kwargs.values())):
+        raise ExpdbError(f"channels-last is for models with 4-D (N, C, H, W) inputs; these are {input_shape} (batch {batch})")
     try:
         model.to(target)
+        if channels_last:
+            cast(Any, model).to(memory_format=torch.channels_last)  # torch's stubs lack the keyword Module.to takes
     except Exception as error:  # noqa: BLE001 - e.g. out of memory
         raise ExpdbError(f"cannot move the model to {target}: {_last_line(error)}") from None
     model.eval()
+    param_dtype = _param_dtype(model)
+    float_dtype = NAMED_DTYPES.get(param_dtype or "") if param_dtype != "fp32" else None
     args, kwargs = _to_device(args, target), _to_device(kwargs, target)
+    args, kwargs = _converted(args, float_dtype, channels_last), _converted(kwargs, float_dtype, channels_last)
+
+    def forward():
+        model(*args, **kwargs)
+
+    peak = None
     try:
         with torch.no_grad():
-            model(*args, **kwargs)
+            if target.type == "cpu":
+                growth = _cpu_peak_growth(forward)
+                peak = None if growth is None else growth + _resident_bytes(model, args, kwargs)  # lazy tensors exist now
+            else:
+                forward()
     except Exception as error:  # noqa: BLE001 - the model's own failure, in one line
         raise ExpdbError(f"the model rejects inputs of shape {input_shape} (batch {batch}): {_last_line(error)}") from None
-    return args, kwargs
-
-
-def _timed(
-    model: nn.Module, args: tuple, kwargs: dict, target: torch.device, dtype: str, warmup: int, iterations: int, minimum: int, budget_s: float
-) -> list[float]:
-    """Milliseconds of each timed forward pass, in inference mode and `dtype`'s autocast."""
-    def forward():
-        return model(*args, **kwargs)
-
-    with torch.inference_mode(), _autocast(target, dtype):
-        if target.type == "cuda":
-            return _time_cuda(forward, target, warmup, iterations, budget_s, minimum)
-        return _time_cpu(forward, warmup, iterations, budget_s, minimum)
+    return args, kwargs, peak
 
 
 def _throughput(
@@ -644,11 +835,30 @@ def _throughput(
     big_args = tuple(_rebatch(value, batch, throughput_batch) for value in args)
     big_kwargs = {name: _rebatch(value, batch, throughput_batch) for name, value in kwargs.items()}
     try:
-        big_times = _timed(model, big_args, big_kwargs, target, dtype, THROUGHPUT_WARMUP, THROUGHPUT_ITERATIONS, 3, budget_s)
+        timing = _timed(model, big_args, big_kwargs, target, dtype, THROUGHPUT_WARMUP, THROUGHPUT_ITERATIONS, budget_s)
     except Exception as error:  # noqa: BLE001
         raise ExpdbError(f"the model fails at batch {throughput_batch} (throughput_batch): {_last_line(error)}") from None
-    median_ms = statistics.median(big_times)
+    median_ms = statistics.median(timing.times_ms)
     return throughput_batch / (median_ms / 1000.0) if median_ms > 0 else None
+
+
+def _flags(settings: dict, target: torch.device, channels_last: bool) -> str:
+    """The global settings that change a timing, as a profile's conditions name them: "cudnn.benchmark,tf32-cudnn"."""
+    flags = []
+    if target.type == "cuda":
+        flags += [name for name, key in CUDA_FLAGS if settings[key]]
+    if settings["float32_matmul_precision"] != "highest" and not (target.type == "cuda" and settings["tf32_matmul"]):
+        flags.append(f"matmul-precision-{settings['float32_matmul_precision']}")
+    if channels_last:
+        flags.append("channels-last")
+    return ",".join(flags)
+
+
+CUDA_FLAGS = (
+    ("cudnn.benchmark", "cudnn_benchmark"), ("cudnn.deterministic", "cudnn_deterministic"),
+    ("tf32-matmul", "tf32_matmul"), ("tf32-cudnn", "tf32_cudnn"),
+)
+SHARED_SLOT_ENV = "EXPDB_SHARED_SLOT"  # set by the local queue for a job whose GPU or CPU cores another job uses too
 
 
 def profile(
@@ -663,70 +873,97 @@ def profile(
     threads: int | None = None,
     throughput_batch: int | None = None,
     count_flops: bool = True,
+    cudnn_benchmark: bool | None = None,
+    channels_last: bool = False,
 ) -> Profile:
-    """Params, FLOPs (MACs) and Cost-Time of `model` on `inputs`.
+    """Params, FLOPs (MACs), Cost-Time and peak memory of `model` on `inputs`.
 
     inputs: a tensor, a tuple of tensors/values (model(*inputs)) or a dict of keyword
     arguments (model(**inputs)); the batch is the first dimension of the first tensor.
-    The model is measured in eval mode and put back in its mode (and on its device, if it
-    lived on one) afterwards. Raises ExpdbError (one line) for bad options and for inputs
-    the model rejects; a FLOP counting failure is never raised, it is in `flops_error`.
+    dtype: fp32 (the model as it is: a bf16 model runs, and is recorded, in bf16) or fp16 /
+    bf16 through autocast. Warm-up runs at least `warmup` passes and 100 ms; warm-up and
+    timing together stop at `time_budget_s` (at least one pass is timed; `iterations` says how
+    many were). `cudnn_benchmark`: set torch.backends.cudnn.benchmark while timing (None:
+    as the process has it); `channels_last`: model and 4-D inputs in channels-last memory format.
+
+    The model is measured in eval mode and put back exactly as it was (every module's mode,
+    every tensor's device, dtype and memory format, requires_grad); process-wide settings
+    (cudnn flags, TF32, matmul precision, threads) are restored too. Raises ExpdbError (one
+    line) for bad options and for inputs the model rejects; a FLOP counting failure is never
+    raised, it is in `flops_error`.
     """
     if not isinstance(model, nn.Module):
         raise ExpdbError(f"profile needs a torch.nn.Module, not {type(model).__name__}")
     if dtype not in DTYPES:
         raise ExpdbError(f"unknown dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
     warmup = _integer("warmup", warmup, 0)
-    iterations = _integer("iterations", iterations, MIN_TIMED_ITERATIONS)
+    iterations = _integer("iterations", iterations, 1)
     if isinstance(time_budget_s, bool) or not isinstance(time_budget_s, numbers.Real) or not time_budget_s > 0:
         raise ExpdbError(f"time_budget_s must be a positive number of seconds, not {time_budget_s!r}")
     threads = None if threads is None else _integer("threads", threads, 1)
     throughput_batch = None if throughput_batch is None else _integer("throughput_batch", throughput_batch, 1)
     target = torch_device(device)
-    _check_autocast(target, dtype)
+    if cudnn_benchmark is not None and target.type != "cuda":
+        raise ExpdbError(f"cudnn.benchmark is for CUDA devices; this profile is on {target.type}")
+    _check_dtype(target, dtype)
     args, kwargs, batch, input_shape = _measured_inputs(inputs)
 
-    was_training = model.training
-    home = _single_device(model)
-    try:
-        args, kwargs = _ready_on(model, target, args, kwargs, batch, input_shape)
-        params_total, params_trainable = _count_params(model)
-        flops = _count_flops(model, args, kwargs) if count_flops else _Flops()
-        cudnn_benchmark = bool(torch.backends.cudnn.benchmark) if target.type == "cuda" else None
-        with _cpu_threads(threads if target.type == "cpu" else None) as thread_count:
+    state = _ModelState.of(model)
+    with restored_torch_settings():
+        try:
+            if cudnn_benchmark is not None:
+                torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
+            if threads is not None and target.type == "cpu":
+                torch.set_num_threads(threads)
+            args, kwargs, peak = _ready_on(model, target, args, kwargs, batch, input_shape, channels_last)
+            param_dtype = _param_dtype(model)
+            params_total, params_trainable = _count_params(model)
+            flops = _count_flops(model, args, kwargs) if count_flops else _Flops()
+            settings = torch_settings()
             try:
-                times = _timed(model, args, kwargs, target, dtype, warmup, iterations, MIN_TIMED_ITERATIONS, time_budget_s)
+                timing = _timed(model, args, kwargs, target, dtype, warmup, iterations, time_budget_s)
+                if target.type == "cuda":
+                    peak = _cuda_peak(model, args, kwargs, target, dtype)
             except Exception as error:  # noqa: BLE001 - e.g. an operator without fp16 support
                 raise ExpdbError(f"the model fails to run in {dtype} on {target.type}: {_last_line(error)}") from None
             throughput = None
             if throughput_batch is not None:
                 throughput = _throughput(model, args, kwargs, batch, throughput_batch, target, dtype, time_budget_s)
-        median, p10, p90 = _stats(times)
-        return Profile(
-            params_total=params_total,
-            params_trainable=params_trainable,
-            flops=flops.flops,
-            flops_counter=flops.counter,
-            flops_torch=flops.torch_total,
-            flops_disagreement=flops.disagreement,
-            skipped_ops=flops.skipped,
-            flops_error=flops.error,
-            cost_time_ms=median,
-            cost_time_p10_ms=p10,
-            cost_time_p90_ms=p90,
-            batch=batch,
-            input_shape=input_shape,
-            dtype=dtype,
-            device=f"cpu ({cpu_name()})" if target.type == "cpu" else torch.cuda.get_device_name(target),
-            warmup=warmup,
-            iterations=len(times),
-            threads=thread_count if target.type == "cpu" else None,
-            cudnn_benchmark=cudnn_benchmark,
-            torch_version=torch.__version__,
-            throughput=throughput,
-            throughput_batch=throughput_batch if throughput is not None else None,
-        )
-    finally:
-        model.train(was_training)
-        if home is not None and home != target:
-            model.to(home)
+        finally:
+            state.restore(model)
+            del args, kwargs  # the inputs' copies on the device, freed before the caller looks at its memory
+    median, p10, p90 = _stats(timing.times_ms)
+    return Profile(
+        params_total=params_total,
+        params_trainable=params_trainable,
+        flops=flops.flops,
+        flops_counter=flops.counter,
+        flops_torch=flops.torch_total,
+        flops_disagreement=flops.disagreement,
+        skipped_ops=flops.skipped,
+        flops_error=flops.error,
+        cost_time_ms=median,
+        cost_time_p10_ms=p10,
+        cost_time_p90_ms=p90,
+        batch=batch,
+        input_shape=input_shape,
+        dtype=dtype if DTYPES[dtype] is not None else (param_dtype or "fp32"),
+        device=f"cpu ({cpu_name()})" if target.type == "cpu" else torch.cuda.get_device_name(target),
+        warmup=timing.warmup,
+        iterations=len(timing.times_ms),
+        threads=settings["threads"] if target.type == "cpu" else None,
+        cudnn_benchmark=settings["cudnn_benchmark"] if target.type == "cuda" else None,
+        torch_version=torch.__version__,
+        throughput=throughput,
+        throughput_batch=throughput_batch if throughput is not None else None,
+        cudnn_deterministic=settings["cudnn_deterministic"] if target.type == "cuda" else None,
+        tf32_matmul=settings["tf32_matmul"] if target.type == "cuda" else None,
+        tf32_cudnn=settings["tf32_cudnn"] if target.type == "cuda" else None,
+        float32_matmul_precision=settings["float32_matmul_precision"],
+        channels_last=channels_last,
+        param_dtype=param_dtype,
+        flags=_flags(settings, target, channels_last),
+        peak_mem_bytes=peak,
+        timing_s=timing.seconds,
+        shared=os.environ.get(SHARED_SLOT_ENV) == "1",
+    )

@@ -50,7 +50,8 @@ class Slot:
 def gpu_slots(gpus: list[str], jobs: int | None = None) -> list[Slot]:
     """One slot per GPU id (as CUDA_VISIBLE_DEVICES names it); `jobs` more than GPUs share them in turn."""
     count = jobs or len(gpus)
-    return [Slot(f"GPU {gpus[i % len(gpus)]}", {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]}) for i in range(count)]
+    shared = {"EXPDB_SHARED_SLOT": "1"} if count > len(gpus) else {}  # its profiles say another job used the GPU
+    return [Slot(f"GPU {gpus[i % len(gpus)]}", {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], **shared}) for i in range(count)]
 
 
 def cpu_count() -> int:
@@ -63,7 +64,8 @@ def cpu_count() -> int:
 def cpu_slots(jobs: int, cores: int | None = None) -> list[Slot]:
     """`jobs` slots that share the cores: each job's thread budget is cores // jobs, so they do not oversubscribe."""
     threads = str(max(1, (cores or cpu_count()) // jobs))
-    return [Slot(f"CPU {i + 1}", {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}) for i in range(jobs)]
+    shared = {"EXPDB_SHARED_SLOT": "1"} if jobs > 1 else {}  # the jobs share caches and memory bandwidth
+    return [Slot(f"CPU {i + 1}", {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **shared}) for i in range(jobs)]
 
 
 def parse_gpus(text: str) -> list[int]:

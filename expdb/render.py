@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .conditions import MARK_NAMES
 from .metrics import format_number
 from .table import Column, ComparisonTable, GroupRow
 from .values import format_value
@@ -62,6 +63,8 @@ def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Ce
         measured = row.number(column.key, "count")
         if measured is not None and measured < row.count:  # the group's n counts cards, not this metric's values
             text += f" (n={measured:.0f})"
+    if column.agg in ("", "mean"):
+        text += row.marks.get(column.key, "")  # noisy, shared: explained by the table's footnotes
     return Cell(text, _delta_text(table, row, column), table.is_best(row, column))
 
 
@@ -113,6 +116,8 @@ def render_rich(table: ComparisonTable, console: Console) -> None:
     console.print(grid)
     if not table.rows:
         console.print("no card has these metrics yet")
+    for note in table.footnotes:
+        console.print(Text(note, style="dim"))
 
 
 def markdown_table(headers: list[str], rows: list[list[str]], numeric: list[bool] | None = None) -> str:
@@ -129,6 +134,8 @@ def write_markdown(table: ComparisonTable, file: TextIO) -> None:
     layout = _layout(table)
     rows = [[f"**{_joined(c)}**" if c.best else _joined(c) for c in cells] for cells in layout.rows]
     file.write(markdown_table(layout.headers, rows, layout.numeric))
+    if table.footnotes:
+        file.write("\n" + "\n".join(table.footnotes) + "\n")
 
 
 def _plain(value) -> object:
@@ -177,6 +184,8 @@ def write_json(table: ComparisonTable, file: TextIO) -> None:
             record = {"card": row.name, "status": row.card.status}
         record["params"] = {key: row.params.get(key) for key in table.param_keys}
         record["metrics"] = {column.name: column.value(row) for column in table.columns}
+        if row.marks:
+            record["marks"] = {key: [MARK_NAMES[mark] for mark in marks] for key, marks in row.marks.items()}
         if table.baseline is not None:
             record["baseline"] = row is table.baseline
             record["deltas"] = {column.delta_name: table.delta(row, column) for column in _ranked(table)}
@@ -197,6 +206,8 @@ _LATEX_SPECIALS = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "±": r"$\pm$",
+    "†": r"\textsuperscript{\dag}",
+    "‡": r"\textsuperscript{\ddag}",
 }
 
 
@@ -229,7 +240,9 @@ def write_latex(table: ComparisonTable, file: TextIO, caption: str | None = None
             text = rf"\textbf{{{latex_escape(cell.text)}}}" if cell.best else latex_escape(cell.text)
             texts.append(f"{text} ({latex_escape(cell.delta)})" if cell.delta else text)
         lines.append(" & ".join(texts) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\footnotesize {latex_escape(note)}" for note in table.footnotes]
+    lines += [r"\end{table}"]
     file.write("\n".join(lines) + "\n")
 
 

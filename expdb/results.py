@@ -96,7 +96,8 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
 
 PROFILE_DETAILS = (
     "flops_torch", "flops_disagreement", "skipped_ops", "flops_error", "cudnn_benchmark", "torch_version",
-    "throughput", "throughput_batch",
+    "throughput", "throughput_batch", "cudnn_deterministic", "tf32_matmul", "tf32_cudnn", "float32_matmul_precision",
+    "channels_last", "timing_s",
 )
 
 

@@ -159,6 +159,10 @@ class Run:
         self._detector = DivergenceDetector()
         self._log_file = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by end()
         self._flusher_error: BaseException | None = None
+        self._first_point: tuple | None = None  # (step, epoch, samples, wall, scalars): the training speed's ends
+        self._last_point: tuple | None = None
+        self._cuda_peak = 0  # bytes: the training's peak before a profile reset the allocator's count
+        self._reset_cuda_peak()
         self._stop_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name=f"expdb-run-{run_id}", daemon=True)
         self._flusher.start()
@@ -179,10 +183,12 @@ class Run:
     def profile(self, model, inputs, **options):
         """Measure Params, FLOPs and Cost-Time of `model` on `inputs` (see `expdb.profiler.profile`) and keep
         them with this run. Imports torch and fvcore."""
+        from .devices import device_in_use
         from .profiler import profile
         from .results import store_profile
 
-        measured = profile(model, inputs, **{"device": self.device or "cpu", **options})
+        self._cuda_peak = max(self._cuda_peak, self._cuda_peak_now() or 0)  # profiling resets the count
+        measured = profile(model, inputs, **{"device": self.device or device_in_use() or "cpu", **options})
         store_profile(self.db, self.card.id, self.id, measured)
         self.write_log(
             f"profile: {measured.params_total:,} params, {measured.flops} FLOPs ({measured.flops_counter}), "
@@ -226,6 +232,9 @@ class Run:
     def _flush(self, db: Database, series_ids: dict[str, int]) -> None:
         queue = self._queue
         points = [queue.popleft() for _ in range(len(queue))]
+        if points:
+            self._first_point = self._first_point or points[0]
+            self._last_point = points[-1]
         chunks = build_chunks(points)
         events = self._detect(points, chunks)
         with db.transaction() as connection:
@@ -265,11 +274,12 @@ class Run:
             status = RunStatus.DIVERGED
         if status == RunStatus.DIVERGED and exit_reason is None and self.divergences:
             exit_reason = self.divergences[0].message
+        recorded = {**self._training_costs(), **self.summary_metrics}  # the runner's own figures win
         with self.db.transaction() as connection:
             connection.executemany(
                 "INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                [(self.id, key, value) for key, value in self.summary_metrics.items()],
+                [(self.id, key, value) for key, value in recorded.items()],
             )
             if status == RunStatus.FINISHED:
                 lifecycle.finish(self.db, self.id)
@@ -283,6 +293,39 @@ class Run:
         self._log_file.close()
         self.status, self.exit_reason = status, exit_reason
         return status
+
+    # -- what training cost -----------------------------------------------------------------
+
+    def _cuda_device(self):
+        torch = sys.modules.get("torch")
+        if torch is None or not (self.device or "").startswith("cuda") or not torch.cuda.is_available():
+            return None
+        return torch.device(self.device)
+
+    def _reset_cuda_peak(self) -> None:
+        device = self._cuda_device()
+        if device is not None:
+            sys.modules["torch"].cuda.reset_peak_memory_stats(device)
+
+    def _cuda_peak_now(self) -> int | None:
+        device = self._cuda_device()
+        return None if device is None else int(sys.modules["torch"].cuda.max_memory_allocated(device))
+
+    def _training_costs(self) -> dict[str, float]:
+        """Samples (else steps) per second between the first and the last point logged, and on CUDA
+        the peak memory torch's allocator held while the run trained."""
+        costs: dict[str, float] = {}
+        first, last = self._first_point, self._last_point
+        if first is not None and last is not None and last[3] > first[3]:
+            seconds = last[3] - first[3]
+            if first[2] is not None and last[2] is not None and last[2] > first[2]:
+                costs["throughput"] = (last[2] - first[2]) / seconds
+            elif last[0] > first[0]:
+                costs["train_steps_per_s"] = (last[0] - first[0]) / seconds
+        peak = self._cuda_peak_now()
+        if peak is not None:
+            costs["train_peak_mem"] = float(max(peak, self._cuda_peak))
+        return costs
 
     def end_from_exception(self, error: BaseException | None) -> RunStatus:
         """The status a run ends with, given how its training code ended."""
@@ -355,7 +398,12 @@ def resume_plan(card: cards.Card, latest: RunRow | None) -> RunPlan:
 
 def this_process(device: str | None, seed: int, command: str | None) -> lifecycle.Process:
     """This process, as the row of the run it starts records it: host, pid, device, seed, command line, environment."""
+    from .devices import device_name
+
     env = environment()
+    name = device_name(device)
+    if name is not None:  # the device the run uses, not whichever GPU the machine has
+        env["device_name"] = name
     if os.environ.get("CUDA_VISIBLE_DEVICES"):
         env["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]  # the GPU "cuda" is: a queue pins each job to one
     return lifecycle.Process(socket.gethostname(), os.getpid(), device, seed, command or " ".join(sys.argv), json.dumps(env))

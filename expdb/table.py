@@ -10,6 +10,7 @@ import math
 import statistics
 from dataclasses import dataclass, field, replace
 
+from . import conditions as profile_conditions
 from .cards import (
     Card,
     card_facts,
@@ -27,6 +28,7 @@ from .where import Where, parse_where
 PARAM_MODES = ("differing", "all", "none")
 CARD_FIELDS = ("name", "status", "runner")
 COST_KEYS = frozenset(PROFILE_COLUMNS)  # deltas of costs are shown relative to the baseline
+DEFAULT_PROFILE_KEYS = ("params", "flops", "cost_time")  # shown whenever a card has them; peak_mem when asked
 REDUCTIONS = ("last", "min", "max")  # which value of a run: `loss:min`
 AGGREGATES = ("mean", "std", "count", "min", "max")  # how a group of cards folds: `--agg mean,std,count`
 DEFAULT_AGGREGATES = ("mean", "std", "count")
@@ -36,6 +38,7 @@ DEFAULT_AGGREGATES = ("mean", "std", "count")
 class Row:
     card: Card
     values: dict[str, float]  # value key (`iou50`, `iou50_max`) -> value, profile columns included
+    marks: dict[str, str] = field(default_factory=dict)  # value key -> marks after its value: noisy, shared
 
     @property
     def name(self) -> str:
@@ -66,9 +69,14 @@ class GroupRow:
     rows: list[Row]
     stats: dict[str, dict[str, float]]  # value key -> aggregate -> number; std only from two values on
     values: dict[str, float] = field(init=False)  # value key -> mean: what sorting, best and deltas go by
+    marks: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.values = {key: found["mean"] for key, found in self.stats.items()}
+        self.marks = {}  # a member's mark marks the group
+        for row in self.rows:
+            for key, marks in row.marks.items():
+                self.marks[key] = "".join(dict.fromkeys(self.marks.get(key, "") + marks))
 
     @property
     def count(self) -> int:
@@ -139,6 +147,7 @@ class ComparisonTable:
     best: dict[str, float] = field(default_factory=dict)  # column name -> best value, for columns with a direction
     group_keys: list[str] = field(default_factory=list)  # rows are GroupRows, grouped by these parameters
     counted: bool = False  # grouped rows show their number of cards, `n`
+    footnotes: list[str] = field(default_factory=list)  # said under the table: the profiles' conditions, marks
 
     def delta(self, row: Row | GroupRow, column: "Column") -> float | None:
         """Row minus baseline; for costs, the relative change in percent."""
@@ -287,6 +296,7 @@ def build_table(
     params: str = "differing",
     group_by: str | list[str] | None = None,
     aggs: str | list[str] | None = None,
+    conditions: str | None = None,
 ) -> ComparisonTable:
     """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
     (default: every recorded metric), sorted by `sort` if given.
@@ -295,19 +305,21 @@ def build_table(
     KEY shows its curve's last point. `group_by`: parameter keys ("N,L" or a list) whose
     values fold cards into one row each; `aggs`: what each group shows (default mean, std,
     count). Profile columns (Params, FLOPs, Cost-Time) follow whenever a shown card has a profile.
-    `baseline` is shown on top, selected or not.
+    `baseline` is shown on top, selected or not. Profile columns come from each card's profile under
+    one set of conditions: `conditions` ("dtype=fp16,batch=8"), else the one most cards have (expdb.conditions).
     """
     group_keys, agg_names = _grouping(group_by, aggs)
     if params not in PARAM_MODES:
         raise ExpdbError(f"unknown --params {params!r}; use one of: {', '.join(PARAM_MODES)}")
     definitions = load_definitions(db)
     requested, curve_keys = _requested_metrics(db, metrics, definitions)
-    rows, base_row = _card_rows(db, cards, requested, curve_keys, baseline, definitions)
+    rows, base_row, choice = _card_rows(db, cards, requested, curve_keys, baseline, definitions, conditions)
     if not rows:
         raise ExpdbError(
             f"no card of the {len(cards)} selected has {' or '.join(key for key, _ in requested) or 'a metric'}"
         )
-    columns = _columns(db, rows, requested, definitions)
+    columns = _with_conditions(_columns(db, rows, requested, definitions), choice)
+    notes = profile_conditions.footnotes(choice, rows, {column.metric.key for column in columns})
     if group_keys:
         rows, base_row = _grouped(db, rows, group_keys, base_row)
         columns = [replace(column, agg=agg) for column in columns for agg in agg_names if agg != "count"]
@@ -322,6 +334,7 @@ def build_table(
         best=_best_values(rows, columns),
         group_keys=group_keys,
         counted="count" in agg_names,
+        footnotes=notes,
     )
 
 
@@ -360,25 +373,27 @@ def _card_rows(
     curve_keys: set[str],
     baseline: str | None,
     definitions: dict[str, MetricDef],
-) -> tuple[list[Row], Row | None]:
+    conditions: str | None,
+) -> tuple[list[Row], Row | None, profile_conditions.Choice]:
     """A row per card that has a value of a requested metric (the baseline's on top when it is not one of them),
-    and the baseline's row."""
-    values_by_card = latest_values(db, [card.id for card in cards])
+    the baseline's row, and the profiles chosen."""
+    values_by_card = latest_values(db, [card.id for card in cards], profiles=False)
     all_rows = [Row(card, values_by_card.get(card.id, {})) for card in cards]
     base_row = None
     if baseline is not None:
         base_card = get_card(db, baseline)
         base_row = next((row for row in all_rows if row.card.id == base_card.id), None)
         if base_row is None:
-            base_row = Row(base_card, latest_values(db, [base_card.id]).get(base_card.id, {}))
+            base_row = Row(base_card, latest_values(db, [base_card.id], profiles=False).get(base_card.id, {}))
     extra = [base_row] if base_row is not None and not any(row is base_row for row in all_rows) else []
+    choice = profile_conditions.fill_rows(db, all_rows + extra, conditions)
     for key, reduction in requested:
         _fill_values(db, all_rows + extra, key, reduction, curve_keys)
     keys = [Column(definition(definitions, key), reduction).key for key, reduction in requested]
     rows = [row for row in all_rows if any(key in row.values for key in keys)]
     if base_row is not None and not any(row is base_row for row in rows):
         rows.insert(0, base_row)
-    return rows, base_row
+    return rows, base_row, choice
 
 
 def _columns(db: Database, rows: list[Row], requested: list[tuple[str, str]], definitions: dict[str, MetricDef]) -> list[Column]:
@@ -387,7 +402,7 @@ def _columns(db: Database, rows: list[Row], requested: list[tuple[str, str]], de
     columns += [
         Column(definition(definitions, key))
         for key in PROFILE_COLUMNS
-        if (key, "") not in requested and any(key in row.values for row in rows)
+        if key in DEFAULT_PROFILE_KEYS and (key, "") not in requested and any(key in row.values for row in rows)
     ]
     if any(column.metric.key == "flops" for column in columns):
         counters = set(flops_counters(db, [row.card.id for row in rows if "flops" in row.values]).values())
@@ -395,6 +410,22 @@ def _columns(db: Database, rows: list[Row], requested: list[tuple[str, str]], de
             source = counters.pop() or ""
             columns = [replace(c, metric=replace(c.metric, source=source)) if c.metric.key == "flops" else c for c in columns]
     return columns
+
+
+def _with_conditions(columns: list[Column], choice: profile_conditions.Choice) -> list[Column]:
+    """Profile columns say what they were measured under: "Cost-Time (A100, fp16, bs 1)", "FLOPs (fvcore, bs 8)"."""
+    if choice.conditions is None:
+        return columns
+    timed = choice.conditions.short()
+    batch = f"bs {choice.conditions.batch}" if choice.conditions.batch else ""
+    shown = []
+    for column in columns:
+        key = column.metric.key
+        extra = timed if key in profile_conditions.TIMED_KEYS else batch if key == "flops" else ""
+        if extra:
+            column = replace(column, metric=replace(column.metric, source=", ".join(filter(None, (column.metric.source, extra)))))
+        shown.append(column)
+    return shown
 
 
 def _grouped(db: Database, rows: list[Row], keys: list[str], base_row: Row | None) -> tuple[list[GroupRow], GroupRow | None]:

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cards import Card, CardDetails, CardDiff, ParamChange
+from .conditions import MIN_PASSES, NOISE_SPREAD, is_noisy
 from .lifecycle import PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
 from .sweep import SweepPlan
@@ -155,17 +156,25 @@ def render_profile(profile: dict, definitions: dict[str, MetricDef], console: Co
     how = [
         f"{label} {profile[field]}"
         for label, field in (
-            ("batch", "batch"), ("input", "input_shape"), ("dtype", "dtype"), ("device", "device"),
-            ("threads", "threads"), ("warm-up", "warmup"), ("timed", "iterations"),
+            ("batch", "batch"), ("input", "input_shape"), ("dtype", "dtype"), ("parameters", "param_dtype"),
+            ("device", "device"), ("threads", "threads"), ("flags", "flags"),
         )
-        if profile[field] is not None
+        if profile[field] not in (None, "")
     ]
+    if profile["iterations"] is not None:
+        seconds = f" in {details['timing_s']:.2f} s" if details.get("timing_s") is not None else ""
+        how.append(f"{profile['warmup']} warm-up and {profile['iterations']} timed passes{seconds}")
     if details.get("torch_version"):
         how.append(f"torch {details['torch_version']}")
-    if details.get("cudnn_benchmark") is not None:
-        how.append(f"cudnn.benchmark {details['cudnn_benchmark']}")
     if how:
         console.print(f"  [dim]{escape(', '.join(how))}[/]")
+    if is_noisy(profile["cost_time_ms"], profile["cost_time_p10_ms"], profile["cost_time_p90_ms"], profile["iterations"]):
+        console.print(
+            f"  [yellow]noisy: the p10-p90 spread is over {NOISE_SPREAD:.0%} of the median, "
+            f"or under {MIN_PASSES} passes were timed[/]"
+        )
+    if profile["shared"]:
+        console.print("  [yellow]profiled while another job shared the device[/]")
     if details.get("throughput"):
         console.print(f"  throughput {details['throughput']:,.1f} samples/s at batch {details['throughput_batch']}")
     if profile["params_trainable"] is not None and profile["params_trainable"] != profile["params_total"]:

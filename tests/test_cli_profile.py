@@ -51,7 +51,8 @@ def test_profile_at_another_batch_and_shape(cli, tiny):
 def test_table_and_show_carry_the_profile(cli, tiny):
     assert cli("profile", "tiny", "--iterations", "5", "--budget", "1").code == 0
     table = cli("table", "-m", "cost_time", "-f", "md")
-    assert "| card | Cost-Time | Params | FLOPs (fvcore, MAC) |" in table.out
+    assert "| card | Cost-Time (CPU, fp32, bs 1) | Params | FLOPs (fvcore, bs 1, MAC) |" in table.out
+    assert "Profiles: cpu (" in table.out and "fp32, batch 1, input 8" in table.out
     assert "| tiny |" in table.out and "| 144 | 144 |" in table.out
     show = cli("show", "tiny")
     assert "FLOPs 144 (fvcore, MAC)" in show.out
@@ -103,6 +104,10 @@ def test_expdb_profile_measures_any_model():
     ("card_args", "args", "message"),
     [
         (["--runner", "tinymodel:run"], ["--device", "cuda"], "no CUDA GPU is visible"),
+        (["--runner", "tinymodel:run"], ["--device", "cuda:3"], "--device cuda:3: no CUDA GPU is visible"),
+        (["--runner", "tinymodel:run"], ["--device", "gpu"], "unknown --device 'gpu'; use one of: auto, cpu, cuda, cuda:N"),
+        (["--runner", "tinymodel:run"], ["--channels-last"], "channels-last is for models with 4-D (N, C, H, W) inputs"),
+        (["--runner", "tinymodel:run"], ["--cudnn-benchmark", "--device", "cpu"], "cudnn.benchmark is for CUDA"),
         (["--runner", "tinymodel:run"], ["--dtype", "fp8"], "unknown dtype 'fp8'"),
         (["--runner", "tinymodel:run"], ["--input", "3xbanana"], "3xbanana"),
         (["--runner", "tinymodel:run"], ["--input", "3x4"], "the model rejects inputs of shape 3x4"),
@@ -147,3 +152,88 @@ def test_the_table_shows_the_latest_profile_whole(cli, tiny):
         )
     table = cli("table", "-m", "cost_time", "-f", "csv")
     assert table.out.splitlines() == ["card,cost_time_ms,params", "tiny,1.5,144"]
+
+
+def test_bf16_where_it_is_not_native_is_one_line_and_changes_nothing(cli, tiny, monkeypatch):
+    monkeypatch.setattr("expdb.profiler.bf16_native", lambda device: False)
+    before = dump()
+    result = cli("profile", "tiny", "--dtype", "bf16")
+    assert result.code == 2 and result.err.startswith("error: dtype bf16 is not native on this CPU"), result.err
+    assert len(result.err.strip().splitlines()) == 1 and dump() == before
+
+
+def test_profile_records_its_conditions_and_memory(cli, tiny):
+    assert cli("profile", "tiny", "--iterations", "5", "--budget", "1", "--threads", "1").code == 0
+    (profile,) = rows("SELECT device, dtype, param_dtype, flags, threads, peak_mem_bytes, shared FROM profile")
+    assert profile["device"].startswith("cpu (") and (profile["dtype"], profile["param_dtype"]) == ("fp32", "fp32")
+    assert (profile["flags"], profile["threads"], profile["shared"]) == ("", 1, 0)
+    assert profile["peak_mem_bytes"] is None or profile["peak_mem_bytes"] >= 144 * 4  # the weights, at least
+
+
+def profile_twice(cli) -> None:
+    """tiny at batch 4 by `expdb profile`, then at batch 1 before a run trains."""
+    assert cli("profile", "tiny", "--batch", "4", "--iterations", "5", "--budget", "1").code == 0
+    assert cli("run", "tiny", "--profile-budget", "1").code == 0
+
+
+def test_a_run_does_not_replace_a_deliberate_profile(cli, tiny):
+    profile_twice(cli)
+    assert [row["batch"] for row in rows("SELECT batch FROM profile ORDER BY id")] == [4, 1]
+    # Of equally many cards, the deliberate profile's conditions win; --conditions picks the other.
+    table = cli("table", "-m", "flops", "-f", "csv")
+    assert float(table.out.splitlines()[1].split(",")[1]) == 4 * TINY_MACS
+    table = cli("table", "-m", "flops", "--conditions", "batch=1", "-f", "md")
+    assert "FLOPs (fvcore, bs 1, MAC)" in table.out and f"| {TINY_MACS} |" in table.out
+    assert "Profiles: cpu (" in table.out and "batch 1, input 8" in table.out
+
+
+def test_a_table_shows_one_set_of_conditions_and_names_the_cards_left_out(cli, tiny):
+    for name, variant in (("second", 2), ("other", 3)):  # the same model, so the same input
+        assert cli("new", name, "--runner", "tinymodel:run", "--features", str(FEATURES), "--variant", str(variant)).code == 0
+    for name in ("tiny", "second"):
+        assert cli("profile", name, "--iterations", "5", "--budget", "1").code == 0
+    assert cli("profile", "other", "--batch", "2", "--iterations", "5", "--budget", "1").code == 0
+    table = cli("table", "-m", "flops", "--baseline", "other", "-f", "md")
+    assert "| card | variant | FLOPs (fvcore, bs 1, MAC) | Params | Cost-Time (CPU, fp32, bs 1) |" in table.out, table.out
+    other = next(line for line in table.out.splitlines() if line.startswith("| other (baseline)"))
+    assert other.replace(" ", "") == "|other(baseline)|3||||"  # measured at batch 2 only: no figures, so no deltas
+    body = [line for line in table.out.splitlines() if line.startswith("|")]
+    assert not any("%)" in line for line in body)  # no cost deltas against a baseline measured otherwise
+    assert "left out: other (--conditions picks others)" in table.out
+
+
+def test_bad_conditions_are_one_line(cli, tiny):
+    assert cli("profile", "tiny", "--iterations", "5", "--budget", "1").code == 0
+    for conditions, message in [
+        ("dtype", "expected KEY=VALUE pairs"),
+        ("colour=red", "KEY one of device, dtype, batch, input, flags, threads"),
+        ("dtype=fp16", "no shown card has a profile so measured; there are: cpu ("),
+    ]:
+        result = cli("table", "-m", "flops", "--conditions", conditions)
+        assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+
+
+def test_a_noisy_or_shared_cost_time_is_marked_in_every_format(cli, tiny):
+    assert cli("profile", "tiny", "--iterations", "5", "--budget", "1").code == 0
+    with Database() as db, db.transaction() as connection:
+        connection.execute("UPDATE profile SET cost_time_ms = 5, cost_time_p10_ms = 4, cost_time_p90_ms = 9, shared = TRUE")
+    md = cli("table", "-m", "cost_time", "-f", "md").out
+    assert "| 5ms†‡ |" in md and "‡ profiled while another job" in md
+    assert "† Cost-Time p10-p90 spread over 25% of the median" in md
+    latex = cli("table", "-m", "cost_time", "-f", "latex").out
+    assert r"5\textsuperscript{\dag}\textsuperscript{\ddag}" in latex
+    assert r"\par\footnotesize \textsuperscript{\dag} Cost-Time" in latex
+    rich = cli("table", "-m", "cost_time").out
+    assert "5ms†‡" in rich and "† Cost-Time" in rich
+    (record,) = json.loads(cli("table", "-m", "cost_time", "-f", "json").out)
+    assert record["marks"] == {"cost_time": ["noisy", "shared"]}
+    show = cli("show", "tiny").out
+    assert "noisy: the p10-p90 spread is over 25%" in show and "another job shared the device" in show
+
+
+def test_peak_memory_is_a_table_column(cli, tiny):
+    assert cli("profile", "tiny", "--iterations", "5", "--budget", "1").code == 0
+    with Database() as db, db.transaction() as connection:
+        connection.execute("UPDATE profile SET peak_mem_bytes = 2500000")
+    assert "| 2.5MB |" in cli("table", "-m", "peak_mem", "-f", "md").out
+    assert "Peak Mem (CPU, fp32, bs 1)" in cli("table", "-m", "peak_mem", "-f", "md").out

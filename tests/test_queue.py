@@ -111,6 +111,13 @@ def test_slots_as_the_options_make_them():
     assert [slot.env for slot in gpu_slots(["3"])] == [{"CUDA_VISIBLE_DEVICES": "3"}]
 
 
+def test_slots_that_share_a_device_say_so_to_their_profiles():
+    assert all(slot.env["EXPDB_SHARED_SLOT"] == "1" for slot in gpu_slots(["0", "1"], jobs=4))
+    assert all(slot.env["EXPDB_SHARED_SLOT"] == "1" for slot in cpu_slots(2, cores=8))
+    assert "EXPDB_SHARED_SLOT" not in gpu_slots(["0", "1"])[0].env
+    assert "EXPDB_SHARED_SLOT" not in cpu_slots(1)[0].env
+
+
 def test_fewer_jobs_than_gpus_is_refused_rather_than_leaving_gpus_idle():
     with pytest.raises(ExpdbError, match=r"--jobs 2 would leave some of the 4 GPUs of --gpus idle: .*--gpus 0,1"):
         local_slots(2, "0,1,2,3")

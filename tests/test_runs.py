@@ -81,7 +81,9 @@ def test_start_creates_the_card_and_records_points_and_summary(path):
         assert cards.get_card(db, "detr3d_bs8").params == {"batch": 8, "aux_loss": True}
     row = run_row(path, run.id)
     assert row["status"] == "finished" and row["ended_at"] >= row["started_at"]
-    assert query(path, "SELECT key, value FROM metric WHERE run_id = ?", (run.id,)) == [("iou50", 0.34)]
+    metrics = dict(query(path, "SELECT key, value FROM metric WHERE run_id = ?", (run.id,)))
+    assert metrics.pop("iou50") == 0.34
+    assert list(metrics) == ["throughput"] and metrics["throughput"] > 0  # samples/s between the first and last point
     loss = curve(path, run.id)
     assert list(loss.steps) == list(range(20))
     assert list(loss.values) == [1.0 / (step + 1) for step in range(20)]
@@ -90,10 +92,13 @@ def test_start_creates_the_card_and_records_points_and_summary(path):
 
 
 def test_run_records_host_pid_seed_device_command_and_log_file(path):
+    import torch  # a script that trains has imported it: the run records the device torch uses
+
     with expdb.start("env", db=path, seed=7) as run:
         run.log(0, loss=1.0)
     row = run_row(path, run.id)
-    assert (row["host"], row["pid"], row["seed"], row["device"]) == (socket.gethostname(), os.getpid(), 7, "cpu")
+    device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    assert (row["host"], row["pid"], row["seed"], row["device"]) == (socket.gethostname(), os.getpid(), 7, device)
     assert row["command"] == " ".join(sys.argv)
     assert row["heartbeat_at"] is not None
     env = json.loads(row["env"])
