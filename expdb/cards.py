@@ -489,7 +489,7 @@ def latest_profile(db: Database, card_id: int) -> dict | None:
         f"SELECT {', '.join(PROFILE_FIELDS)}, details FROM profile WHERE card_id = ? ORDER BY id DESC LIMIT 1",
         (card_id,),
     )
-    return {**dict(zip(PROFILE_FIELDS, row)), "details": json.loads(row[-1])} if row else None
+    return {**dict(zip(PROFILE_FIELDS, row[:-1], strict=True)), "details": json.loads(row[-1])} if row else None
 
 
 def flops_counters(db: Database, card_ids: list[int]) -> dict[int, str | None]:
@@ -517,7 +517,7 @@ def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, 
     latest = f"id IN (SELECT max(id) FROM profile GROUP BY card_id){restrict}"
     for card_id, *measured in db.query(f"SELECT card_id, {columns} FROM profile WHERE {latest}", parameters):
         card_values = by_card.setdefault(card_id, {})
-        for key, value in zip(PROFILE_COLUMNS, measured):
+        for key, value in zip(PROFILE_COLUMNS, measured, strict=True):
             if value is not None:
                 card_values[key] = value
     return by_card

@@ -14,6 +14,7 @@ both understand; the few places where the two differ ask the dialect (`among`, `
 SQLAlchemy are imported only when a database is created or upgraded.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -235,7 +236,7 @@ class SQLiteDialect:
         def decode(picked: Sequence) -> dict:
             return {
                 key: _SQLITE_JSON_TYPES[kind](value) if kind in _SQLITE_JSON_TYPES else value
-                for key, kind, value in zip(keys, picked[0::2], picked[1::2])
+                for key, kind, value in zip(keys, picked[0::2], picked[1::2], strict=True)
                 if kind is not None and kind != "null"
             }
 
@@ -323,7 +324,8 @@ class PostgresDialect:
             raise _reading_failed(self.name, error) from None
         if created and not create:
             connection.close()
-            raise DatabaseError(f"{self.name} has no expdb tables yet: a command that writes, such as `expdb new NAME`, creates them")
+            raise DatabaseError(f"{self.name} has no expdb tables yet: a command that writes, such as `expdb new NAME`, creates "
+                                "them")
         return connection, created
 
     def _connection_failure(self, error: Exception) -> DatabaseError:
@@ -384,7 +386,7 @@ class PostgresDialect:
         picks = "".join(f", ({column}::json -> ?)::text" for _ in keys)
 
         def decode(picked: Sequence) -> dict:
-            return {key: json.loads(text) for key, text in zip(keys, picked) if text is not None and text != "null"}
+            return {key: json.loads(text) for key, text in zip(keys, picked, strict=True) if text is not None and text != "null"}
 
         return picks, list(keys), decode
 
@@ -556,10 +558,9 @@ class Database:
             self._nested = False
 
     def _rollback(self) -> None:
-        try:
+        # If the connection itself broke, the server has rolled back already.
+        with contextlib.suppress(self.dialect.errors):
             self.connection.execute("ROLLBACK")
-        except self.dialect.errors:
-            pass  # the connection itself broke: the server has rolled back already
 
 
 def glob_regex(pattern: str) -> str:

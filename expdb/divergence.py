@@ -215,7 +215,7 @@ class _Curve:
         if not values:
             return True
         if self.dead:  # only its last finite value still matters
-            for step, value in zip(reversed(steps), reversed(values)):
+            for step, value in zip(reversed(steps), reversed(values), strict=True):
                 if math.isfinite(value):
                     self.last_value, self.last_step = value, step
                     break

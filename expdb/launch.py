@@ -263,7 +263,8 @@ def profile_card(
 ) -> None:
     """Build the card's model with its runner (no training), measure it, and keep the profile with the card."""
     if not card.runner:
-        raise ExpdbError(f"{card.name} has no runner, so expdb cannot build its model; profile it from your code with run.profile(model, inputs)")
+        raise ExpdbError(f"{card.name} has no runner, so expdb cannot build its model; profile it from your code with "
+                         "run.profile(model, inputs)")
     runner = resolve_runner(card.runner)
     if runner.build is None:
         raise ExpdbError(f"runner {card.runner!r} has no build(params) function, so expdb cannot build its model")

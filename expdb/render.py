@@ -105,7 +105,7 @@ def _joined(cell: Cell) -> str:
 def render_rich(table: ComparisonTable, console: Console) -> None:
     layout = _layout(table)
     grid = Table(show_edge=False, header_style="bold")
-    for header, numeric in zip(layout.headers, layout.numeric):
+    for header, numeric in zip(layout.headers, layout.numeric, strict=True):
         grid.add_column(Text(header), justify="right" if numeric else "left", no_wrap=True)
     for cells in layout.rows:
         # Text cells: shown as written (no markup to parse), and on one line each, which lays out fast.

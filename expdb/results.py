@@ -78,7 +78,13 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
     times = [record.timestamp for record in records if record.timestamp is not None]
     started = times[0] if times else None
     points = [
-        (record.step, record.epoch, None, record.timestamp - started if record.timestamp is not None and started is not None else 0.0, record.values)
+        (
+            record.step,
+            record.epoch,
+            None,
+            record.timestamp - started if record.timestamp is not None and started is not None else 0.0,
+            record.values,
+        )
         for record in records
     ]
     status = RunStatus.DIVERGED if events else RunStatus.FINISHED

@@ -337,7 +337,8 @@ def check_can_start(card: cards.Card, latest: RunRow | None, queued_run: int | N
     if latest is not None and latest.status == RunStatus.RUNNING:
         raise ExpdbError(f"{name} is already running (run {latest.id}); wait for it, or stop it first")
     if latest is not None and latest.status == RunStatus.QUEUED and queued_run is None:
-        raise ExpdbError(f"{name} is queued (run {latest.id}); `expdb queue` shows where, `expdb queue --stop` stops a local queue")
+        raise ExpdbError(f"{name} is queued (run {latest.id}); `expdb queue` shows where, `expdb queue --stop` stops a local "
+                         "queue")
     if queued_run is not None and (latest is None or (latest.id, latest.status) != (queued_run, RunStatus.QUEUED)):
         raise ExpdbError(f"run {queued_run} is not {name}'s queued run (its queue stopped?): run {name} again")
 

@@ -5,6 +5,7 @@ started), plus epochs and samples when they were logged, each compressed with zl
 a resumed run logs a step again, the later chunk wins.
 """
 
+import itertools
 import math
 import sys
 import zlib
@@ -61,7 +62,7 @@ def _group_columns(group: list) -> Columns:
         array("d", [point[3] for point in group]),
         array("d", [math.nan if epoch is None else epoch for epoch in epochs]) if has_epochs else None,
         array("q", [NO_SAMPLES if count is None else count for count in samples]) if has_samples else None,
-        all(a < b for a, b in zip(steps, steps[1:])),
+        all(a < b for a, b in itertools.pairwise(steps)),
     )
 
 
@@ -121,7 +122,9 @@ class ChunkBuilder:
         )
 
 
-def _joined(first: array | None, second: array | None, first_count: int, second_count: int, typecode: str, missing) -> array | None:
+def _joined(
+    first: array | None, second: array | None, first_count: int, second_count: int, typecode: str, missing
+) -> array | None:
     if first is None and second is None:
         return None
     return (first if first is not None else array(typecode, [missing] * first_count)) + (

@@ -131,9 +131,10 @@ def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str
         raise
     with db.transaction() as connection:
         connection.executemany(
-            "UPDATE run SET job_id = ? WHERE id = ?", [(str(job.job_id), entry.run_id) for entry, job in zip(queued, jobs)]
+            "UPDATE run SET job_id = ? WHERE id = "
+            "?", [(str(job.job_id), entry.run_id) for entry, job in zip(queued, jobs, strict=True)]
         )
-    return [Submitted(entry.card.name, entry.run_id, job) for entry, job in zip(queued, jobs)]
+    return [Submitted(entry.card.name, entry.run_id, job) for entry, job in zip(queued, jobs, strict=True)]
 
 
 def run_on_node(location: str, entry: QueuedRun, run_args: list[str]) -> int:

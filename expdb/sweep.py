@@ -176,9 +176,11 @@ def expand_grid(name: str, texts: dict[str, str], max_cards: int) -> Grid:
     fixed = {key: options[0] for key, options in parsed.items() if key not in varying}
     made: dict[str, SweepCard] = {}
     for point in itertools.product(*(parsed[key] for key in varying)):
-        chosen = {**fixed, **dict(zip(varying, point))}
+        chosen = {**fixed, **dict(zip(varying, point, strict=True))}
         card = SweepCard(
-            cards.validate_name(f"{name}_" + "_".join(name_part(key, value) for key, (value, _) in zip(varying, point))),
+            cards.validate_name(
+                f"{name}_" + "_".join(name_part(key, value) for key, (value, _) in zip(varying, point, strict=True))
+            ),
             {key: chosen[key][0] for key in texts},
             {key: chosen[key][1] for key in texts},
         )

@@ -336,7 +336,9 @@ def _grouping(group_by: str | list[str] | None, aggs: str | list[str] | None) ->
     return group_keys, agg_names or (list(DEFAULT_AGGREGATES) if group_keys else [])
 
 
-def _requested_metrics(db: Database, metrics: list[str], definitions: dict[str, MetricDef]) -> tuple[list[tuple[str, str]], set[str]]:
+def _requested_metrics(
+    db: Database, metrics: list[str], definitions: dict[str, MetricDef]
+) -> tuple[list[tuple[str, str]], set[str]]:
     """The (key, reduction) of each metric column, checked, and the keys logged as curves."""
     specs = list(dict.fromkeys(parse_metric(text) for text in metrics))
     recorded, curve_keys, known = _known_keys(db, definitions)
@@ -446,7 +448,8 @@ def _group_param_columns(groups: list[GroupRow], keys: list[str], mode: str) -> 
     constant = [
         key
         for key in every
-        if key not in keys and all(all(same(r.card.params.get(key), g.rows[0].card.params.get(key)) for r in g.rows) for g in groups)
+        if key not in keys
+        and all(all(same(r.card.params.get(key), g.rows[0].card.params.get(key)) for r in g.rows) for g in groups)
     ]
     if mode == "differing":
         first = groups[0].rows[0].card.params if groups else {}

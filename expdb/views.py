@@ -134,7 +134,9 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
     if details.notes:
         console.print("[bold]notes[/]")
         for note in details.notes:
-            origin = f"expdb, step {note.step:,}" if note.automatic and note.step is not None else "expdb" if note.automatic else ""
+            origin = ""
+            if note.automatic:
+                origin = "expdb" if note.step is None else f"expdb, step {note.step:,}"
             prefix = f"[dim]{format_time(note.created_at)}[/]" + (f" [magenta]{origin}[/]" if origin else "")
             console.print(f"  {prefix}  {escape(note.text)}")
 

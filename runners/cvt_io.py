@@ -705,9 +705,9 @@ def run(params: dict, ctx) -> None:
             _set_rng_state(state["rng"], device)
             start = int(state["step"])
             if state.get("seed", seed) != seed:
-                warnings.warn(f"cvt_io: checkpoint was trained with seed {state['seed']}, resuming with {seed}")
+                warnings.warn(f"cvt_io: checkpoint was trained with seed {state['seed']}, resuming with {seed}", stacklevel=2)
         else:
-            warnings.warn(f"cvt_io: no checkpoint at {path}; starting from step 0")
+            warnings.warn(f"cvt_io: no checkpoint at {path}; starting from step 0", stacklevel=2)
 
     stream = TrainStream(cfg, seed)
     eval_images, eval_boxes = make_images(cfg["data_seed"], 2, range(cfg["eval_size"]), cfg["image"])
