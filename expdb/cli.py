@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from .errors import ExpdbError, last_line
 from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .values import format_value, parse_key_values, plural
+
+if TYPE_CHECKING:
+    from .launch import Outcome
 
 app = typer.Typer(
     help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table.",
@@ -193,9 +196,9 @@ def show(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = 
     from .metrics import load_definitions
     from .views import render_card
 
-    with open_db(db) as db:
-        details = cards.card_details(db, name)
-        definitions = load_definitions(db)
+    with open_db(db) as database:
+        details = cards.card_details(database, name)
+        definitions = load_definitions(database)
     render_card(details, definitions, console)
 
 
@@ -210,9 +213,9 @@ def diff(
     from .metrics import load_definitions
     from .views import render_diff
 
-    with open_db(db) as db:
-        difference = cards.diff_cards(db, a, b, all_params=all_params)
-        definitions = load_definitions(db)
+    with open_db(db) as database:
+        difference = cards.diff_cards(database, a, b, all_params=all_params)
+        definitions = load_definitions(database)
     render_diff(difference, definitions, console)
 
 
@@ -244,8 +247,8 @@ def note(
     db: DbOption = None,
 ) -> None:
     """Add a timestamped note to a card."""
-    with open_db(db) as db:
-        cards.add_note(db, name, text)
+    with open_db(db) as database:
+        cards.add_note(database, name, text)
     console.print(f"noted on {name}")
 
 
@@ -257,8 +260,8 @@ def tag(
     db: DbOption = None,
 ) -> None:
     """Tag a card (or untag it with --remove)."""
-    with open_db(db) as db:
-        card = cards.tag_card(db, name, tags, remove=remove)
+    with open_db(db) as database:
+        card = cards.tag_card(database, name, tags, remove=remove)
     console.print(f"{card.name}: tags {' '.join(card.tags) or '(none)'}")
 
 
@@ -267,8 +270,8 @@ def set_params(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The
                                                                             "run.")], db: DbOption = None) -> None:
     """Change parameters of a card that has never run, as --KEY VALUE. A card that has run is forked with `new --from`."""
     params, typed = parse_key_values(ctx.args)
-    with open_db(db) as db:
-        cards.set_params(db, name, params, typed)
+    with open_db(db) as database:
+        cards.set_params(database, name, params, typed)
     console.print(escape(f"{name}: " + " ".join(f"{key}={text}" for key, text in typed.items())), soft_wrap=True)
 
 
@@ -307,8 +310,8 @@ def rename(
     db: DbOption = None,
 ) -> None:
     """Rename a card; its runs, notes and forks follow it."""
-    with open_db(db) as db:
-        cards.rename_card(db, old, new_name)
+    with open_db(db) as database:
+        cards.rename_card(database, old, new_name)
     console.print(f"renamed {old} to {new_name}")
 
 
@@ -538,14 +541,14 @@ def queue(
     render_queue(entries, time.time(), console)
 
 
-def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> list:
+def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> "list[Outcome | None]":
     """Run cards one after another, each with its progress bar and a line saying how it ended.
 
     `keep_going`: a card that cannot be run is reported and skipped (its outcome is None).
     """
     from .launch import execute
 
-    outcomes = []
+    outcomes: list[Outcome | None] = []
     for card in targets:
         try:
             with run_progress(card) as progress:
@@ -581,7 +584,8 @@ def run_progress(card: cards.Card):
         TimeRemainingColumn,
     )
 
-    total = card.params.get("steps") if isinstance(card.params.get("steps"), int) else None
+    steps = card.params.get("steps")
+    total = steps if isinstance(steps, int) else None
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -687,6 +691,7 @@ def profile(
         )
         measured = cards.latest_profile(database, card.id)
         definitions = load_definitions(database)
+    assert measured is not None  # profile_card has just stored it
     render_profile(measured, definitions, console)
 
 
@@ -786,10 +791,13 @@ def copy_command(
     from .copy import check_locations, copy_cards, render_copied
     from .db import resolve_location
 
-    if (to is None) == (origin is None):
-        raise ExpdbError("give --to URL (copy this database's cards there) or --from URL (copy its cards here), one of the two")
     here = resolve_location(db)
-    source, target = (here, to) if to is not None else (origin, here)
+    if to is not None and origin is None:
+        source, target = here, to
+    elif origin is not None and to is None:
+        source, target = origin, here
+    else:
+        raise ExpdbError("give --to URL (copy this database's cards there) or --from URL (copy its cards here), one of the two")
     check_locations(source, target)
     with open_db(source) as source_db, open_db(target, create=True) as target_db:
         copied = copy_cards(source_db, target_db, selection_of(names, tag, where, status))
@@ -801,17 +809,18 @@ def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and whether it is the newest."""
     from .db import SCHEMA_HEAD
 
-    with Database(db, upgrade="no") as db:
-        state = "current" if db.revision == SCHEMA_HEAD else f"older than this expdb's {SCHEMA_HEAD}: run `expdb db upgrade`"
-        console.print(f"{db.name}: schema {db.revision} ({state})")
+    with Database(db, upgrade="no") as database:
+        older = f"older than this expdb's {SCHEMA_HEAD}: run `expdb db upgrade`"
+        state = "current" if database.revision == SCHEMA_HEAD else older
+        console.print(f"{database.name}: schema {database.revision} ({state})")
 
 
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
     """Bring the database to the newest schema (an SQLite file after a backup copy beside it)."""
-    with open_db(db, upgrade="yes") as db:
-        if not db.upgraded_from:
-            console.print(f"{db.name}: schema {db.revision}, nothing to upgrade")
+    with open_db(db, upgrade="yes") as database:
+        if not database.upgraded_from:
+            console.print(f"{database.name}: schema {database.revision}, nothing to upgrade")
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ Cheap to import, and it never asks a cluster: the reaper runs on the path of eve
 import os
 import socket
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
 from .db import Database, new_uid, now
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .cards import Card
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     QUEUED = "queued"  # waiting for a process (a local queue's job, a Slurm job) to adopt it
     RUNNING = "running"
     FINISHED = "finished"

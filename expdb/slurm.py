@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from . import lifecycle
@@ -109,7 +110,7 @@ def shared_location(db: Database) -> str:
 class Submitted:
     card: str
     run_id: int
-    job: object  # a submitit Job: job_id, result(), wait()
+    job: Any  # a submitit Job: job_id, result(), wait()
 
 
 def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str], *, resume: bool = False) -> list[Submitted]:

@@ -12,6 +12,7 @@ from rich.table import Table
 from .cards import Card, CardDetails, CardDiff, ParamChange
 from .lifecycle import PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
+from .series import Curve
 from .sweep import SweepPlan
 from .values import format_value, plural
 
@@ -233,7 +234,7 @@ def sparkline(values, width: int) -> str:
     return "".join(SPARK_LEVELS[round((mean - low) / span * (len(SPARK_LEVELS) - 1))] for mean in means)
 
 
-def render_curves(curves: dict[str, object], key: str, width: int, console: Console) -> None:
+def render_curves(curves: dict[str, Curve | None], key: str, width: int, console: Console) -> None:
     """One sparkline per card of the curve `key`, with its first, lowest and last values."""
     if not any(curves.values()):
         console.print(f"no {escape(key)} curve to compare")
