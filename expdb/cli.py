@@ -266,8 +266,11 @@ def tag(
 
 
 @app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def set_params(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The card; it must never have "
-                                                                            "run.")], db: DbOption = None) -> None:
+def set_params(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The card; it must never have run.")],
+    db: DbOption = None,
+) -> None:
     """Change parameters of a card that has never run, as --KEY VALUE. A card that has run is forked with `new --from`."""
     params, typed = parse_key_values(ctx.args)
     with open_db(db) as database:

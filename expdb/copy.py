@@ -181,7 +181,7 @@ def _refuse_conflicts(source: Database, target: Database, to_copy: list[dict], p
 
 def _parents_first(source_cards: dict[int, dict], card_ids: list[int]) -> list[int]:
     """The cards in an order where each parent among them comes before its children."""
-    pending, ordered = set(card_ids), []
+    pending, ordered = set(card_ids), list[int]()
     for card_id in card_ids:
         line = []
         while card_id in pending:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import DatabaseError, last_line
@@ -74,7 +75,9 @@ def new_uid() -> str:
 
 
 # What SQLite's json_extract gives as text or a number, by json_type: booleans and nested values decoded.
-_SQLITE_JSON_TYPES = {"true": lambda _: True, "false": lambda _: False, "array": json.loads, "object": json.loads}
+_SQLITE_JSON_TYPES: dict[str, Callable[[Any], Any]] = {
+    "true": lambda _: True, "false": lambda _: False, "array": json.loads, "object": json.loads
+}
 
 
 @lru_cache(maxsize=512)
@@ -300,7 +303,7 @@ class PostgresDialect:
     def _settings(self) -> tuple[str, str, str | None, str | None]:
         from psycopg.conninfo import conninfo_to_dict
 
-        settings = conninfo_to_dict(self.conninfo)
+        settings = {key: None if value is None else str(value) for key, value in conninfo_to_dict(self.conninfo).items()}
         return settings.get("host") or "localhost", settings.get("port") or "5432", settings.get("dbname"), settings.get("user")
 
     def open(self, create: bool, migrate: Migrate) -> tuple[_PostgresConnection, bool]:
@@ -412,6 +415,7 @@ class Database:
         self.upgraded_from: str | None = None
         self.backup_path: Path | None = None
         self._nested = False
+        self.connection: sqlite3.Connection | _PostgresConnection
         self.connection, self.created = self.dialect.open(create, self._migrate)
         self._may_create = create
         try:

@@ -368,7 +368,7 @@ class DivergenceDetector:
         if curve.last_value is None:
             since = "never finite"
         else:
-            since = f"last finite {format_value(curve.last_value)} at step {format_step(curve.last_step)}"
+            since = f"last finite {format_value(curve.last_value)} at step {format_step(curve.last_step or 0)}"
         message = f"{curve.key} became {format_value(value)} at step {format_step(step)} ({since})"
         return Divergence(NON_FINITE, curve.key, step, message)
 

@@ -404,7 +404,8 @@ def _count_fvcore(model: nn.Module, args: tuple, kwargs: dict) -> tuple[float, d
     """fvcore's total MACs, the operators it skipped, and the part of the total torch would not count."""
     if kwargs or not all(isinstance(value, torch.Tensor) for value in args):
         wrapper = _Positional(model, args, kwargs)
-        target, traced_inputs = wrapper, wrapper.tensors()
+        target: nn.Module = wrapper
+        traced_inputs = wrapper.tensors()
     else:
         target, traced_inputs = model, args
     analysis = (
@@ -474,7 +475,7 @@ def _count_flops(model: nn.Module, args: tuple, kwargs: dict) -> _Flops:
                 f"fvcore could not trace the model ({fvcore_error}); torch's FlopCounterMode failed too ({torch_error})"
             )
         return result
-    if result.torch_total is not None:
+    if result.torch_total is not None and result.flops is not None:
         result.disagreement = _disagreement(result.flops, fvcore_only, result.torch_total, result.skipped)
     else:
         result.disagreement = f"not cross-checked: torch's FlopCounterMode failed ({torch_error})"

@@ -38,7 +38,7 @@ from .outputs import (
     staging,
 )
 from .render import markdown_table, write_latex, write_markdown
-from .table import ComparisonTable, _did_you_mean, build_table, parse_metric
+from .table import ComparisonTable, Row, _did_you_mean, build_table, parse_metric
 from .values import format_value, plural, same
 from .views import format_duration, format_time
 
@@ -165,7 +165,7 @@ def _section_table(table: ComparisonTable, cards: list[Card]) -> str:
     out += [buffer.getvalue().rstrip("\n"), ""]
     if any(column.metric.direction for column in table.columns) and len(table.rows) > 1:
         out += ["The best value of each metric is in bold.", ""]
-    shown = {row.card.id for row in table.rows}
+    shown = {row.card.id for row in table.rows if isinstance(row, Row)}
     left_out = [card.name for card in cards if card.id not in shown]
     if left_out:
         out += [f"Not in the table, having none of these metrics: {', '.join(f'`{n}`' for n in left_out)}.", ""]

@@ -98,7 +98,10 @@ class ChunkBuilder:
         columns, values = self.columns, self.values
         if not columns.ordered:
             order = _last_per_step(columns.steps)
-            columns = Columns(*(_pick(c, order) for c in (columns.steps, columns.walls, columns.epochs, columns.samples)), True)
+            columns = Columns(
+                _pick(columns.steps, order), _pick(columns.walls, order),
+                _pick_optional(columns.epochs, order), _pick_optional(columns.samples, order), True,
+            )
             values = _pick(values, order)
             packed = {}  # these arrays are this curve's own
 
@@ -165,7 +168,8 @@ def build_chunks(points: list[tuple[int, float | None, int | None, float, dict[s
 
 def write_chunks(connection, run_id: int, chunks: dict[str, ChunkBuilder], series_ids: dict[str, int]) -> None:
     """Store the chunks of `build_chunks`, one row per curve; `series_ids` caches the curves' ids across calls."""
-    rows, packed = [], {}  # packed: compressed shared arrays, alive as long as `chunks`
+    rows: list[tuple] = []
+    packed: dict[int, bytes] = {}  # compressed shared arrays, alive as long as `chunks`
     for key, chunk in chunks.items():
         if key not in series_ids:
             connection.execute("INSERT INTO series (run_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING", (run_id, key))
@@ -245,12 +249,18 @@ def _last_per_step(steps: array) -> list[int]:
     return [latest[step] for step in sorted(latest)]
 
 
-def _pick(column: array | None, order: list[int]) -> array | None:
-    return None if column is None else array(column.typecode, (column[i] for i in order))
+def _pick(column: array, order: list[int]) -> array:
+    return array(column.typecode, (column[i] for i in order))
+
+
+def _pick_optional(column: array | None, order: list[int]) -> array | None:
+    return None if column is None else _pick(column, order)
 
 
 def _latest_per_step(curve: Curve) -> Curve:
     """A curve whose steps were logged again (a resumed run), cleaned the same way as a chunk."""
     order = _last_per_step(curve.steps)
-    columns = (curve.steps, curve.values, curve.walls, curve.epochs, curve.samples)
-    return Curve(curve.key, *(_pick(column, order) for column in columns))
+    return Curve(
+        curve.key, _pick(curve.steps, order), _pick(curve.values, order), _pick(curve.walls, order),
+        _pick_optional(curve.epochs, order), _pick_optional(curve.samples, order),
+    )

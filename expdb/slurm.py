@@ -175,5 +175,5 @@ def release_ended_jobs(db: Database) -> list[int]:
     ]
     if not queued:
         return []
-    ended = ended_jobs([run.job_id for run in queued])
+    ended = ended_jobs([run.job_id for run in queued if run.job_id is not None])
     return [run.id for run in queued if run.job_id in ended and lifecycle.release_orphan(db, run)]

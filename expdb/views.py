@@ -105,7 +105,7 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
         params.add_column("key")
         params.add_column("value")
         has_parent = card.parent is not None
-        if has_parent:
+        if card.parent is not None:
             params.add_column(f"vs {escape(card.parent)}")
         for change in details.changes:
             cells = [escape(change.key), escape(format_value(change.value))]
