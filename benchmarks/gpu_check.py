@@ -107,7 +107,8 @@ def check_dtypes(check: Check, device: str, batch: int, side: int) -> None:
             reference_ms = timer.blocked_autorange(min_run_time=1.0).median * 1000
             ours = measured.cost_time_ms or 0.0
             apart = abs(ours - reference_ms) / reference_ms
-            check.item(name, apart <= TIMER_TOLERANCE, f"expdb {ours:.3f} ms over {measured.iterations} passes, Timer {reference_ms:.3f} ms")
+            detail = f"expdb {ours:.3f} ms over {measured.iterations} passes, Timer {reference_ms:.3f} ms"
+            check.item(name, apart <= TIMER_TOLERANCE, detail)
 
         check.guarded(name, one)
 

@@ -397,7 +397,7 @@ class _Positional(nn.Module):
 
     def forward(self, *tensors):
         args, kwargs = list(self._args), dict(self._kwargs)
-        for (kind, i), tensor in zip(self.slots, tensors):
+        for (kind, i), tensor in zip(self.slots, tensors, strict=True):
             if kind == "arg":
                 args[i] = tensor
             else:
@@ -427,7 +427,8 @@ def _count_fvcore(model: nn.Module, args: tuple, kwargs: dict) -> tuple[float, d
     """fvcore's total MACs, the operators it skipped, and the part of the total torch would not count."""
     if kwargs or not all(isinstance(value, torch.Tensor) for value in args):
         wrapper = _Positional(model, args, kwargs)
-        target, traced_inputs = wrapper, wrapper.tensors()
+        target: nn.Module = wrapper
+        traced_inputs = wrapper.tensors()
     else:
         target, traced_inputs = model, args
     analysis = (
@@ -493,9 +494,11 @@ def _count_flops(model: nn.Module, args: tuple, kwargs: dict) -> _Flops:
         if result.torch_total is not None:
             result.flops, result.counter, result.skipped = result.torch_total, "torch", torch_skipped
         else:
-            result.error = f"fvcore could not trace the model ({fvcore_error}); torch's FlopCounterMode failed too ({torch_error})"
+            result.error = (
+                f"fvcore could not trace the model ({fvcore_error}); torch's FlopCounterMode failed too ({torch_error})"
+            )
         return result
-    if result.torch_total is not None:
+    if result.torch_total is not None and result.flops is not None:
         result.disagreement = _disagreement(result.flops, fvcore_only, result.torch_total, result.skipped)
     else:
         result.disagreement = f"not cross-checked: torch's FlopCounterMode failed ({torch_error})"
@@ -829,7 +832,14 @@ def _ready_on(
 
 
 def _throughput(
-    model: nn.Module, args: tuple, kwargs: dict, batch: int, throughput_batch: int, target: torch.device, dtype: str, budget_s: float
+    model: nn.Module,
+    args: tuple,
+    kwargs: dict,
+    batch: int,
+    throughput_batch: int,
+    target: torch.device,
+    dtype: str,
+    budget_s: float,
 ) -> float | None:
     """Samples per second with the inputs' batch grown to `throughput_batch`."""
     big_args = tuple(_rebatch(value, batch, throughput_batch) for value in args)
