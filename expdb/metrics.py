@@ -7,6 +7,8 @@ from .db import Database
 
 # Columns filled from a run's profile rather than from its metrics, keyed like metrics.
 PROFILE_COLUMNS = {"params": "params_total", "flops": "flops", "cost_time": "cost_time_ms", "peak_mem": "peak_mem_bytes"}
+# What a run's training cost, recorded by every run (expdb.runs): samples/s (else steps/s), CUDA peak memory.
+TRAINING_COST_KEYS = ("throughput", "train_steps_per_s", "train_peak_mem")
 # How expdb measures Cost-Time unless told otherwise, in `expdb profile` and before a run trains.
 PROFILE_WARMUP = 10
 PROFILE_ITERATIONS = 50

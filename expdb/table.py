@@ -21,7 +21,7 @@ from .cards import (
 )
 from .db import Database
 from .errors import ExpdbError
-from .metrics import PROFILE_COLUMNS, MetricDef, definition, load_definitions
+from .metrics import PROFILE_COLUMNS, TRAINING_COST_KEYS, MetricDef, definition, load_definitions
 from .series import _unpack, read_curve
 from .values import Value, format_value, same
 from .where import Where, parse_where
@@ -371,7 +371,8 @@ def _requested_metrics(
         if reduction and key in COST_KEYS:
             raise ExpdbError(f"--metric {key}:{reduction}: {key} is measured once per profile; use --metric {key}")
     # By default every recorded summary metric; a study that only logged curves shows their last points.
-    return specs or [(key, "") for key in sorted(recorded or curve_keys)], curve_keys
+    shown = recorded - set(TRAINING_COST_KEYS) or curve_keys  # what training cost: a column when asked for
+    return specs or [(key, "") for key in sorted(shown)], curve_keys
 
 
 def _card_rows(

@@ -129,7 +129,7 @@ def test_bad_input_is_one_line_and_writes_nothing(study, workdir):
         ({"output": workdir / "missing" / "r.tex", "format": "latex"}, "does not exist"),
         ({"cards": []}, "no cards to report on"),
         ({"format": "html"}, "use one of: md, latex"),
-        ({"metrics": ["accuracy"]}, "no card of the report has a metric 'accuracy': cvt has iou50, loss;"),
+        ({"metrics": ["accuracy"]}, "no card of the report has a metric 'accuracy': cvt has iou50, loss, train_steps_per_s;"),
         ({"metrics": ["iou5"]}, "metric 'iou5' (did you mean 'iou50'?)"),
         ({"x": "wall"}, "unknown x axis"),
         ({"smooth": 1.5}, "--smooth"),
@@ -146,7 +146,7 @@ def test_a_metric_only_other_cards_have_says_who_has_what(study, workdir):
     create_card(study, "planned_only", {"N": 1})
     with pytest.raises(ExpdbError, match="no card of the report has a metric 'iou50': planned_only has no metrics"):
         write_report(study, select_cards(study, Selection(("planned_only",))), workdir / "r.md", metrics=["iou50"])
-    with pytest.raises(ExpdbError, match=r"no card of the report has a metric 'lr': cvt has iou50, loss; blowup has loss"):
+    with pytest.raises(ExpdbError, match=r"metric 'lr': cvt has iou50, loss, train_steps_per_s; blowup has loss, train_steps_per_s"):
         write_report(study, select_cards(study, Selection(("cvt", "blowup"))), workdir / "r.md", metrics=["lr"])
     assert not (workdir / "r.md").exists()
 
