@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import values
+from .conditions import card_profiles, choose
 from .db import Database, new_uid, now
 from .errors import ExpdbError
 from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
@@ -549,7 +550,10 @@ def diff_cards(db: Database, a: str, b: str, all_params: bool = False) -> CardDi
         for key in keys
         if all_params or not values.same(card_a.params.get(key), card_b.params.get(key))
     ]
-    results = latest_values(db, [card_a.id, card_b.id])
+    results = latest_values(db, [card_a.id, card_b.id], profiles=False)
+    chosen = choose(card_profiles(db, [card_a.id, card_b.id])).chosen  # both cards' profiles under one set of conditions
+    for card_id, measured in chosen.items():
+        results.setdefault(card_id, {}).update(measured.values)
     counters = set(flops_counters(db, [card_a.id, card_b.id]).values())
     counter = counters.pop() if len(counters) == 1 else None
     return CardDiff(card_a, card_b, params, results.get(card_a.id, {}), results.get(card_b.id, {}), counter)

@@ -116,6 +116,7 @@ def torch_settings() -> dict:
         "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "deterministic_warn_only": bool(torch.is_deterministic_algorithms_warn_only_enabled()),
         "threads": torch.get_num_threads(),
     }
 
@@ -128,7 +129,7 @@ def _apply(settings: dict) -> None:
     torch.set_float32_matmul_precision(settings["float32_matmul_precision"])
     torch.backends.cuda.matmul.allow_tf32 = settings["tf32_matmul"]  # after the precision, which also sets it
     torch.backends.cudnn.allow_tf32 = settings["tf32_cudnn"]
-    torch.use_deterministic_algorithms(settings["deterministic_algorithms"])
+    torch.use_deterministic_algorithms(settings["deterministic_algorithms"], warn_only=settings["deterministic_warn_only"])
     if torch.get_num_threads() != settings["threads"]:
         torch.set_num_threads(settings["threads"])
 

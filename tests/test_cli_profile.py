@@ -229,6 +229,11 @@ def test_a_noisy_or_shared_cost_time_is_marked_in_every_format(cli, tiny):
     assert record["marks"] == {"cost_time": ["noisy", "shared"]}
     show = cli("show", "tiny").out
     assert "noisy: the p10-p90 spread is over 25%" in show and "another job shared the device" in show
+    assert cli("run", "tiny", "--profile-budget", "0").code == 0  # a report needs a card that ran
+    for output in ("r.md", "r.tex"):
+        assert cli("report", "tiny", "-m", "cost_time", "-o", output).code == 0
+        text = Path(output).read_text()
+        assert "† Cost-Time p10-p90 spread" in text or r"\textsuperscript{\dag} Cost-Time p10-p90" in text, text
 
 
 def test_peak_memory_is_a_table_column(cli, tiny):
@@ -237,3 +242,27 @@ def test_peak_memory_is_a_table_column(cli, tiny):
         connection.execute("UPDATE profile SET peak_mem_bytes = 2500000")
     assert "| 2.5MB |" in cli("table", "-m", "peak_mem", "-f", "md").out
     assert "Peak Mem (CPU, fp32, bs 1)" in cli("table", "-m", "peak_mem", "-f", "md").out
+
+
+def test_what_a_runner_sets_for_the_process_is_put_back(cli):
+    import torch
+
+    from expdb.devices import torch_settings
+
+    assert cli("new", "flags", "--runner", "tinymodel:run_setting_flags").code == 0
+    before = torch_settings()
+    result = cli("run", "flags", "--device", "cpu", "--profile-budget", "0.5")
+    assert result.code == 0, result.err
+    assert torch_settings() == before and torch.get_num_threads() == before["threads"]
+
+
+def test_a_cpu_run_records_the_processor_and_its_training_speed(cli, tiny):
+    from expdb.runs import cpu_name
+
+    assert cli("run", "tiny", "--device", "cpu", "--profile-budget", "0.5").code == 0
+    (run,) = rows("SELECT id, device, env FROM run")
+    assert run["device"] == "cpu" and json.loads(run["env"])["device_name"] == cpu_name()
+    metrics = {row["key"]: row["value"] for row in rows("SELECT key, value FROM metric")}
+    assert metrics["train_steps_per_s"] > 0  # tinymodel logs no samples: steps per second
+    (profile,) = rows("SELECT device FROM profile")
+    assert profile["device"] == f"cpu ({cpu_name()})"

@@ -18,3 +18,12 @@ def run(params, ctx):
     for step in range(5):
         ctx.log(step, loss=1.0 / (step + 1))
     ctx.summary(acc=0.5)
+
+
+def run_setting_flags(params, ctx):
+    """Sets process-wide torch flags, as a runner on a GPU does, and never puts them back."""
+    torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic = not torch.backends.cudnn.deterministic
+    torch.set_float32_matmul_precision("medium")
+    torch.set_num_threads(1)
+    run(params, ctx)
