@@ -146,7 +146,8 @@ def test_a_metric_only_other_cards_have_says_who_has_what(study, workdir):
     create_card(study, "planned_only", {"N": 1})
     with pytest.raises(ExpdbError, match="no card of the report has a metric 'iou50': planned_only has no metrics"):
         write_report(study, select_cards(study, Selection(("planned_only",))), workdir / "r.md", metrics=["iou50"])
-    with pytest.raises(ExpdbError, match=r"metric 'lr': cvt has iou50, loss, train_steps_per_s; blowup has loss, train_steps_per_s"):
+    expected = r"metric 'lr': cvt has iou50, loss, train_steps_per_s; blowup has loss, train_steps_per_s"
+    with pytest.raises(ExpdbError, match=expected):
         write_report(study, select_cards(study, Selection(("cvt", "blowup"))), workdir / "r.md", metrics=["lr"])
     assert not (workdir / "r.md").exists()
 
