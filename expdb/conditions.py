@@ -157,6 +157,7 @@ class Choice:
     conditions: Conditions | None
     chosen: dict[int, Measured] = field(default_factory=dict)  # card id -> its profile under `conditions`
     otherwise: list[int] = field(default_factory=list)  # card ids with profiles only under other conditions
+    left_out: list[str] = field(default_factory=list)  # their names, once fill_rows knows them
 
 
 def choose(profiles: dict[int, list[Measured]], wanted_text: str | None = None) -> Choice:
@@ -183,6 +184,7 @@ def choose(profiles: dict[int, list[Measured]], wanted_text: str | None = None) 
 def fill_rows(db: Database, rows: list, wanted_text: str | None) -> Choice:
     """Put each row's profile under the chosen conditions into `row.values` (and its marks into `row.marks`)."""
     choice = choose(card_profiles(db, list({row.card.id for row in rows})), wanted_text)
+    choice.left_out = sorted({row.card.name for row in rows if row.card.id in choice.otherwise})
     for row in rows:
         measured = choice.chosen.get(row.card.id)
         if measured is None:
@@ -198,9 +200,9 @@ def footnotes(choice: Choice, rows: list, shown_keys: set[str]) -> list[str]:
     if choice.conditions is None or not shown_keys & set(PROFILE_COLUMNS):
         return []
     notes = [f"Profiles: {choice.conditions.describe()}."]
-    names = sorted({row.card.name for row in rows if row.card.id in choice.otherwise})
-    if names:
-        notes.append(f"Measured only under other conditions, so left out: {', '.join(names)} (--conditions picks others).")
+    if choice.left_out:
+        names = ", ".join(choice.left_out)
+        notes.append(f"Measured only under other conditions, so left out: {names} (--conditions picks others).")
     marks = "".join(row.marks.get("cost_time", "") for row in rows) if "cost_time" in shown_keys else ""
     if NOISY in marks:
         notes.append(

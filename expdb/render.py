@@ -109,7 +109,8 @@ def render_rich(table: ComparisonTable, console: Console) -> None:
     layout = _layout(table)
     grid = Table(show_edge=False, header_style="bold")
     for header, numeric in zip(layout.headers, layout.numeric, strict=True):
-        grid.add_column(Text(header), justify="right" if numeric else "left", no_wrap=True)
+        # What a head says in parentheses goes on a second line: "Cost-Time\n(A100, fp16, bs 1)" fits 80 columns.
+        grid.add_column(Text(header.replace(" (", "\n(", 1)), justify="right" if numeric else "left", no_wrap=True)
     for cells in layout.rows:
         # Text cells: shown as written (no markup to parse), and on one line each, which lays out fast.
         grid.add_row(*(Text(_joined(cell), style="bold green" if cell.best else "") for cell in cells))
