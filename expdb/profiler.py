@@ -543,6 +543,13 @@ def _autocast(device: torch.device, dtype: str):
     return torch.autocast(device.type, dtype=DTYPES[dtype])
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 asks per device type without an argument
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
 def _check_dtype(device: torch.device, dtype: str) -> None:
     """Refuse, in one line, a dtype this device does not compute natively or torch cannot autocast to."""
     if DTYPES[dtype] is None:
@@ -554,7 +561,7 @@ def _check_dtype(device: torch.device, dtype: str) -> None:
         warnings.simplefilter("ignore")
         try:
             with torch.autocast(device.type, dtype=DTYPES[dtype]):
-                enabled = torch.is_autocast_enabled(device.type)
+                enabled = _autocast_enabled(device.type)
         except (RuntimeError, TypeError, ValueError):
             enabled = False
     if not enabled:
