@@ -483,11 +483,14 @@ class TrendWatch:
     def add(self, key: str, steps: Sequence[int], values: Sequence[float]) -> None:
         if not (is_loss_key(key) or is_lr_key(key)):
             return
-        kept = self.curves.setdefault(key, (array("q"), array("d")))
+        kept_steps, kept_values = self.curves.setdefault(key, (array("q"), array("d")))
         for step, value in zip(steps, values, strict=True):
+            if kept_steps and step <= kept_steps[-1]:  # logged again from an earlier step: a resumed run
+                del kept_steps[bisect_left(kept_steps, step) :]
+                del kept_values[len(kept_steps) :]
             if math.isfinite(value):
-                kept[0].append(step)
-                kept[1].append(value)
+                kept_steps.append(step)
+                kept_values.append(value)
 
     def events(self, skipped: set[str], final: bool) -> list[Divergence]:
         losses = [key for key in self.curves if is_loss_key(key)]
@@ -651,20 +654,18 @@ class DivergenceDetector:
             self._events.extend(found)
             return found
 
-    def feed(self, points: Sequence[tuple[int, Mapping[str, float]]]) -> list[Divergence]:
+    def feed(
+        self,
+        points: Sequence[tuple[int, Mapping[str, float]]],
+        curves: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
+    ) -> list[Divergence]:
         """The events of consecutive steps (step, values): each curve taken whole where nothing can have
-        happened (`absorb`), step by step where something might. Feeds the trends too."""
-        curves: dict[str, tuple[list[int], list[float]]] = {}
-        for step, values in points:
-            for key, raw in values.items():
-                value = raw if type(raw) is float else _as_float(raw)
-                if value is None:
-                    continue
-                found = curves.get(key)
-                if found is None:
-                    found = curves[key] = ([], [])
-                found[0].append(step)
-                found[1].append(value)
+        happened (`absorb`), step by step where something might. Feeds the trends too.
+
+        `curves`: the same points as key -> (steps, values), when the caller has them already.
+        """
+        if curves is None:
+            curves = _curves_of(points)
         stepwise = []
         for key, (steps, values) in curves.items():
             self.trends.add(key, steps, values)
@@ -672,8 +673,8 @@ class DivergenceDetector:
                 stepwise.append(key)
         events: list[Divergence] = []
         if stepwise:
-            for step, values in points:
-                watched = {key: values[key] for key in stepwise if key in values}
+            for step, scalars in points:
+                watched = {key: scalars[key] for key in stepwise if key in scalars}
                 if watched:
                     events.extend(self.observe(step, watched))
         return events
@@ -744,6 +745,22 @@ class DivergenceDetector:
             f"{format_ratio(spike.value / spike.level)} its recent level {format_value(spike.level)}"
         )
         return Divergence(GRAD_EXPLOSION, curve.key, spike.step, message)
+
+
+def _curves_of(points: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, tuple[list[int], list[float]]]:
+    """The points as key -> (steps, values), values read as numbers (those that are not are left out)."""
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for step, values in points:
+        for key, raw in values.items():
+            value = raw if type(raw) is float else _as_float(raw)
+            if value is None:
+                continue
+            found = curves.get(key)
+            if found is None:
+                found = curves[key] = ([], [])
+            found[0].append(step)
+            found[1].append(value)
+    return curves
 
 
 def detect_all(
