@@ -362,7 +362,7 @@ class _Curve:
             factor = min(factor, explode)
         # Block by block: a median of the last `window` values lies within this block and the one
         # before, so it is at least the smaller of their minimums.
-        block = max(window, 256)
+        block = max(window, 1024)
         floor = self.sorted[0] if self.sorted else math.inf
         for start in range(0, len(values), block):
             part = values[start : start + block]
@@ -410,8 +410,8 @@ class _Blocks:
         means, errors, ends = [], [], []
         for start in range(0, len(values) - size + 1, size):
             part = values[start : start + size]
-            mean = math.fsum(part) / size
-            variance = max(0.0, math.fsum(map(operator.mul, part, part)) / size - mean * mean)
+            mean = sum(part) / size
+            variance = max(0.0, sum(map(operator.mul, part, part)) / size - mean * mean)
             means.append(mean)
             errors.append(math.sqrt(variance / (size - 1)))
             ends.append(steps[start + size - 1])
@@ -444,17 +444,20 @@ def rising(steps: Sequence[int], values: Sequence[float], settings: Mapping[str,
 
 
 def not_learning(
-    steps: Sequence[int], values: Sequence[float], settings: Mapping[str, float], total_steps: int | None
+    steps: Sequence[int], values: Sequence[float], settings: Mapping[str, float], total_steps: int | None, final: bool
 ) -> tuple[float, int, float] | None:
     """(start, step, smoothed value there) of a loss that had not fallen `flat_drop` below its start by
-    `flat_at` of the run; None when it had, or when the run has not got that far."""
+    `flat_at` of the run (of `total_steps` when known; of the steps logged when the run ended short of
+    that point, or has no planned length); None when it had, or when the run has not got that far."""
     if not steps:
         return None
     last = total_steps if total_steps is not None else steps[-1]
     checked_at = steps[0] + settings["flat_at"] * (last - steps[0])
     if steps[-1] < checked_at:
-        return None
-    prefix = bisect_left(steps, checked_at + 1) if _ascending(steps) else len(steps)
+        if not final:
+            return None
+        checked_at = steps[0] + settings["flat_at"] * (steps[-1] - steps[0])
+    prefix = bisect_left(steps, math.floor(checked_at) + 1)
     if prefix < 2 * _MIN_BLOCK:
         return None
     start = math.fsum(values[:_START_VALUES]) / min(_START_VALUES, prefix)
@@ -465,8 +468,11 @@ def not_learning(
     return None
 
 
-def _ascending(steps: Sequence[int]) -> bool:
-    return all(a <= b for a, b in itertools.pairwise(steps))
+def _extend(kept: array, more: Sequence) -> None:
+    if isinstance(more, array) and more.typecode == kept.typecode:
+        kept.extend(more)
+    else:
+        kept.fromlist(list(more))
 
 
 class TrendWatch:
@@ -481,13 +487,18 @@ class TrendWatch:
         self._checked_at = 0  # values of the losses at the last check
 
     def add(self, key: str, steps: Sequence[int], values: Sequence[float]) -> None:
-        if not (is_loss_key(key) or is_lr_key(key)):
+        """The next points of a curve, steps ascending; a loss or learning rate is kept, its finite values."""
+        if not steps or not (is_loss_key(key) or is_lr_key(key)):
             return
         kept_steps, kept_values = self.curves.setdefault(key, (array("q"), array("d")))
+        if kept_steps and steps[0] <= kept_steps[-1]:  # logged again from an earlier step: a resumed run
+            del kept_steps[bisect_left(kept_steps, steps[0]) :]
+            del kept_values[len(kept_steps) :]
+        if math.isfinite(sum(values)):
+            _extend(kept_steps, steps)
+            _extend(kept_values, values)
+            return
         for step, value in zip(steps, values, strict=True):
-            if kept_steps and step <= kept_steps[-1]:  # logged again from an earlier step: a resumed run
-                del kept_steps[bisect_left(kept_steps, step) :]
-                del kept_values[len(kept_steps) :]
             if math.isfinite(value):
                 kept_steps.append(step)
                 kept_values.append(value)
@@ -508,7 +519,7 @@ class TrendWatch:
                 self._reported.add((LOSS_RISING, key))
                 found.append(self._rising_event(key, steps, values, *rise))
             if (NOT_LEARNING, key) not in self._reported and (
-                flat := not_learning(steps, values, self.settings, self.total_steps if not final else None)
+                flat := not_learning(steps, values, self.settings, self.total_steps, final)
             ):
                 self._reported.add((NOT_LEARNING, key))
                 start, step, reached = flat
@@ -540,11 +551,11 @@ class TrendWatch:
         keys = [key for key in self.curves if is_lr_key(key)]
         for key in sorted(keys, key=lambda key: key.strip().lower() != "lr"):
             steps, values = self.curves[key]
-            inside = [i for i in range(len(steps)) if start <= steps[i] <= end]
-            if not inside:
+            first, last = bisect_left(steps, start), bisect_left(steps, end + 1)
+            if first == last:
                 continue
-            before = values[inside[0]]
-            for i in inside:
+            before = values[first]
+            for i in range(first, last):
                 if before > 0 and values[i] > 1.1 * before:
                     return before, values[i], steps[i]
         return None
@@ -654,29 +665,35 @@ class DivergenceDetector:
             self._events.extend(found)
             return found
 
-    def feed(
-        self,
-        points: Sequence[tuple[int, Mapping[str, float]]],
-        curves: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
-    ) -> list[Divergence]:
-        """The events of consecutive steps (step, values): each curve taken whole where nothing can have
-        happened (`absorb`), step by step where something might. Feeds the trends too.
+    def feed(self, curves: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -> list[Divergence]:
+        """The events in the next points of some curves, key -> (steps, values), steps strictly
+        ascending (`in_step_order` makes them so).
 
-        `curves`: the same points as key -> (steps, values), when the caller has them already.
+        The steps are cut into segments of `_FEED_BLOCK` values of the longest curve; in each segment
+        a curve is taken whole where nothing can have happened (`absorb`, at C speed), and the curves
+        where something might are examined step by step together, so that losses going NaN at one
+        step make one event. Feeds the trends too.
         """
-        if curves is None:
-            curves = _curves_of(points)
-        stepwise = []
-        for key, (steps, values) in curves.items():
+        ordered = curves
+        for key, (steps, values) in ordered.items():
             self.trends.add(key, steps, values)
-            if not self.absorb(key, steps, values):
-                stepwise.append(key)
+        if not ordered:
+            return []
+        longest = max(ordered.values(), key=lambda curve: len(curve[0]))[0]
+        bounds = list(longest[_FEED_BLOCK::_FEED_BLOCK])
         events: list[Divergence] = []
-        if stepwise:
-            for step, scalars in points:
-                watched = {key: scalars[key] for key in stepwise if key in scalars}
-                if watched:
-                    events.extend(self.observe(step, watched))
+        starts = dict.fromkeys(ordered, 0)
+        for bound in [*bounds, None]:
+            stepwise: list[tuple[int, str, float]] = []
+            for key, (steps, values) in ordered.items():
+                start = starts[key]
+                end = len(steps) if bound is None else bisect_left(steps, bound, start)
+                starts[key] = end
+                if start < end and not self.absorb(key, steps[start:end], values[start:end]):
+                    stepwise += zip(steps[start:end], itertools.repeat(key), values[start:end])
+            stepwise.sort(key=lambda point: point[0])  # stable: the curves' order at one step
+            for step, group in itertools.groupby(stepwise, key=lambda point: point[0]):
+                events += self.observe(step, {key: value for _, key, value in group})
         return events
 
     def trend_events(self, final: bool = False) -> list[Divergence]:
@@ -747,7 +764,16 @@ class DivergenceDetector:
         return Divergence(GRAD_EXPLOSION, curve.key, spike.step, message)
 
 
-def _curves_of(points: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, tuple[list[int], list[float]]]:
+def in_step_order(steps: Sequence[int], values: Sequence[float]) -> tuple[Sequence[int], Sequence[float]]:
+    """The curve with ascending steps, the last value of a step logged again winning (as it is stored)."""
+    if all(map(operator.lt, steps, itertools.islice(steps, 1, None))):
+        return steps, values
+    last = {step: value for step, value in zip(steps, values, strict=True)}
+    ordered = sorted(last)
+    return ordered, [last[step] for step in ordered]
+
+
+def _curves_of(points: Iterable[tuple[int, Mapping[str, float]]]) -> dict[str, tuple[list[int], list[float]]]:
     """The points as key -> (steps, values), values read as numbers (those that are not are left out)."""
     curves: dict[str, tuple[list[int], list[float]]] = {}
     for step, values in points:
@@ -758,7 +784,7 @@ def _curves_of(points: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, t
             found = curves.get(key)
             if found is None:
                 found = curves[key] = ([], [])
-            found[0].append(step)
+            found[0].append(_as_step(step))
             found[1].append(value)
     return curves
 
@@ -766,17 +792,14 @@ def _curves_of(points: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, t
 def detect_all(
     records: Iterable[tuple[int, Mapping[str, float]]], total_steps: int | None = None, **settings: float
 ) -> list[Divergence]:
-    """Every divergence and trend in an imported log: `records` are (step, values) in logged order.
+    """Every divergence and trend in a log: `records` are (step, values) in logged order.
 
     `settings` override `DEFAULTS`; `total_steps` is the planned length of the run, when known.
     """
     detector = DivergenceDetector(total_steps, **settings)
-    records = list(records)
-    events: list[Divergence] = []
-    for start in range(0, len(records), _FEED_BLOCK):
-        events += detector.feed(records[start : start + _FEED_BLOCK])
-    return events + detector.trend_events(final=True)
+    curves = {key: in_step_order(steps, values) for key, (steps, values) in _curves_of(records).items()}
+    return detector.feed(curves) + detector.trend_events(final=True)
 
 
-_FEED_BLOCK = 2048  # steps a time: large enough for absorb to be cheap, small enough that a block that must be
-# examined step by step is a small one
+_FEED_BLOCK = 2048  # values a segment: large enough for absorb to be cheap, small enough that a segment that
+# must be examined step by step is a small one

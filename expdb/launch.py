@@ -247,7 +247,8 @@ def execute(
                 raise
         else:
             run.end(RunStatus.FINISHED)
-    return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, [d.message for d in run.divergences + run.trends])
+    noted = [event.message for event in run.divergences + run.trends]
+    return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, noted)
 
 
 def profile_card(

@@ -7,7 +7,7 @@ from pathlib import Path
 from . import lifecycle
 from .cards import PROFILE_FIELDS, card_exists, create_card, get_card
 from .db import Database, new_uid, now
-from .divergence import DEFAULTS, Divergence, detect_all
+from .divergence import DEFAULTS, Divergence, DivergenceDetector
 from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .logparse import parse_file
@@ -79,12 +79,6 @@ def import_log(
         card = get_card(db, card_name)
     else:
         card = create_card(db, card_name, {}, parent=parent)
-    steps = card.params.get("steps")
-    settings = {**DEFAULTS, **card.diverge, **(diverge or {})}
-    events = detect_all(
-        ((record.step, record.values) for record in records), steps if type(steps) is int else None, **settings
-    )
-    stopping = [event for event in events if event.stops]
     times = [record.timestamp for record in records if record.timestamp is not None]
     started = times[0] if times else None
     points: list[tuple[int, float | None, int | None, float, dict[str, float]]] = [
@@ -97,6 +91,13 @@ def import_log(
         )
         for record in records
     ]
+    chunks = build_chunks(points)
+    steps = card.params.get("steps")
+    settings = {**DEFAULTS, **card.diverge, **(diverge or {})}
+    detector = DivergenceDetector(steps if type(steps) is int else None, **settings)
+    events = detector.feed({key: chunk.in_step_order() for key, chunk in chunks.items()})
+    events += detector.trend_events(final=True)
+    stopping = [event for event in events if event.stops]
     status = RunStatus.DIVERGED if stopping else RunStatus.FINISHED
     source = str(Path(path).resolve())
     with db.transaction() as connection:
@@ -105,7 +106,7 @@ def import_log(
             exit_reason=stopping[0].message if stopping else None, command=f"imported from {source}", log_path=source,
             env=json.dumps({"imported_from": source, "format": spec}),
         )
-        write_chunks(connection, run_id, build_chunks(points), {})
+        write_chunks(connection, run_id, chunks, {})
         add_divergence_notes(connection, card.id, run_id, events, settings)
     return Imported(run_id, status, sum(len(record.values) for record in records), events)
 

@@ -248,8 +248,7 @@ class Run:
         points = [queue.popleft() for _ in range(len(queue))]
         chunks = build_chunks(points)
         detector = self._detector
-        curves = {key: (chunk.steps, chunk.values) for key, chunk in chunks.items()}
-        events = detector.feed([(step, scalars) for step, _epoch, _samples, _wall, scalars in points], curves)
+        events = detector.feed({key: chunk.in_step_order() for key, chunk in chunks.items()})
         events += detector.trend_events(final)
         with db.transaction() as connection:
             write_chunks(connection, self.id, chunks, series_ids)
