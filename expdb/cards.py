@@ -315,6 +315,14 @@ def set_params(db: Database, name: str, params: dict[str, Value], typed: dict[st
     return get_card(db, name)
 
 
+def set_diverge(db: Database, name: str, settings: dict[str, float]) -> Card:
+    """Set some of a card's divergence thresholds (expdb.divergence.DEFAULTS) for its runs to come."""
+    card = get_card(db, name)
+    with db.transaction() as connection:
+        connection.execute("UPDATE card SET diverge = ? WHERE id = ?", (json.dumps({**card.diverge, **settings}), card.id))
+    return get_card(db, name)
+
+
 def param_changes(db: Database, card: Card) -> list[ParamChange]:
     """The card's parameters next to its parent's, in the card's order."""
     parent_params = get_card(db, card.parent).params if card.parent else {}

@@ -280,14 +280,25 @@ def tag(
 @app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def set_params(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The card; it must never have run.")],
+    name: Annotated[str, typer.Argument(help="The card; its parameters only while it has never run.")],
+    diverge: DivergeOption = [],
     db: DbOption = None,
 ) -> None:
-    """Change parameters of a card that has never run, as --KEY VALUE. A card that has run is forked with `new --from`."""
+    """Change parameters of a card that has never run, as --KEY VALUE (a card that has run is forked with
+    `new --from`), or its divergence thresholds for the runs to come, as --diverge KEY=VALUE."""
+    from .divergence import parse_settings
+
     params, typed = parse_key_values(ctx.args)
-    with open_db(db) as database:
-        cards.set_params(database, name, params, typed)
-    console.print(escape(f"{name}: " + " ".join(f"{key}={text}" for key, text in typed.items())), soft_wrap=True)
+    settings = parse_settings(diverge)
+    if not params and not settings:
+        raise ExpdbError("nothing to set: give parameters as --KEY VALUE, or thresholds as --diverge KEY=VALUE")
+    with open_db(db) as database, database.transaction():
+        if params:
+            cards.set_params(database, name, params, typed)
+        if settings:
+            cards.set_diverge(database, name, settings)
+    changed = [f"{key}={text}" for key, text in typed.items()] + [f"{key}={value:g}" for key, value in settings.items()]
+    console.print(escape(f"{name}: " + " ".join(changed)), soft_wrap=True)
 
 
 @app.command(
