@@ -666,6 +666,18 @@ def profile(
     render_profile(measured, definitions, console)
 
 
+LogYOption = Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")]
+YlimOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ylim",
+        metavar="LOW:HIGH",
+        help="The y range, e.g. 0:5, or :5 for the top only; points outside are clipped and marked. "
+        "Default: the healthy data (a diverged run's points past its divergence do not set it).",
+    ),
+]
+
+
 def split_options(options: list[str]) -> list[str]:
     """`-m a -m b,c` -> [a, b, c]."""
     return [item.strip() for option in options for item in option.split(",") if item.strip()]
@@ -683,19 +695,22 @@ def plot(
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="A curve; repeat for one subplot each.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis: step, epoch, samples (seen so far) or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight in [0, 1), computed on every point; the raw curve stays faint.")] = 0.0,
-    log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")] = False,
+    log_y: LogYOption = False,
+    ylim: YlimOption = None,
     output: Annotated[str, typer.Option("--output", "-o", help="The image: .png, .svg or .pdf.")] = "plot.png",
     title: Annotated[str | None, typer.Option(help="A title above the plot.")] = None,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
 
+    from .outputs import parse_ylim
     from .plot import plot_curves
 
     metrics = split_options(metric)
+    limits = parse_ylim(ylim, log_y)
     with open_db(db) as database:
         chosen = cards.select_cards(database, selection_of(names, tag, where, status))
-        result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, title=title)
+        result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, ylim=limits, title=title)
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, soft_wrap=True)
     console.print(escape(f"wrote {result.path}"), soft_wrap=True)
@@ -718,22 +733,26 @@ def report(
     curve: Annotated[list[str], typer.Option(help="A curve to plot; repeat for several.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis of the plots: step, epoch, samples or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight of the plots, in [0, 1).")] = 0.0,
+    log_y: LogYOption = False,
+    ylim: YlimOption = None,
     baseline: Annotated[str | None, typer.Option(help="A card to compare every row with.")] = None,
     title: Annotated[str | None, typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
 
+    from .outputs import parse_ylim
     from .report import write_report
 
     metrics = split_options(metric)
+    limits = parse_ylim(ylim, log_y)
     suffix_format = "latex" if Path(output).suffix == ".tex" else "md"
     if format is not None and format != suffix_format and format in ("md", "latex"):
         raise ExpdbError(f"--format {format} writes a {'.tex' if format == 'latex' else '.md'} file, not {output!r}")
     with open_db(db) as database:
         chosen = cards.select_cards(database, selection_of(names, tag, where, status))
         written = write_report(
-            database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth,
+            database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth, log_y=log_y, ylim=limits,
             baseline=baseline, title=title, format=format or suffix_format,
         )
     for path in written:

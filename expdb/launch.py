@@ -132,7 +132,7 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
                 final_line = line.strip()
             record = plan.parser.parse(line) if plan.parser else None
             if record is not None:
-                run.log(record.step, epoch=record.epoch, **record.values)
+                run.log(record.step, epoch=record.epochs_done if record.epochs_done is not None else record.epoch, **record.values)
     except BaseException:
         _stop(process)
         raise
