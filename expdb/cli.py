@@ -33,7 +33,7 @@ app.add_typer(db_app, name="db")
 PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
 # Piped output is not cut to 80 columns: a table written to a file keeps every digit.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 4096)
-errors = Console(stderr=True, highlight=False)
+errors = Console(stderr=True, highlight=False, emoji=False)  # an error quotes user text: a:b:c stays a:b:c
 
 
 DbOption = Annotated[
@@ -81,7 +81,8 @@ def open_db(location: str | None, create: bool = False, upgrade: str = "auto", a
             soft_wrap=True,
         )
     try:
-        lifecycle.reap(database)
+        if not database.read_only:  # marking dead runs crashed is a write; it waits for someone who may write
+            lifecycle.reap(database)
         if ask_slurm:
             from .slurm import release_ended_jobs
 
@@ -290,9 +291,12 @@ def rm(
             if not sys.stdin.isatty():
                 raise ExpdbError(f"rm would delete {what}: confirm with --yes")
             if not typer.confirm(f"Delete {what}?", default=False):
-                raise ExpdbError("nothing deleted")
+                console.print("nothing deleted")  # a choice, not an error: exit 0
+                return
+        orphans = cards.orphaned_forks(database, selected)
         removed = cards.remove_cards(database, selected)
-    console.print(escape(f"deleted {', '.join(card.name for card in removed)}"))
+    lost = f"; {', '.join(orphans)} no longer {'have a parent' if len(orphans) > 1 else 'has a parent'}" if orphans else ""
+    console.print(escape(f"deleted {', '.join(card.name for card in removed)}{lost}"), soft_wrap=True)
 
 
 @app.command()
@@ -804,6 +808,35 @@ def db_upgrade(db: DbOption = None) -> None:
             console.print(f"{db.name}: schema {db.revision}, nothing to upgrade")
 
 
+def usage_message(error) -> str:
+    """Click's usage errors in expdb's words: what was wrong and what would be right, on one line."""
+    import difflib
+
+    from typer._click.exceptions import MissingParameter, NoSuchOption
+
+    ctx = getattr(error, "ctx", None)
+    names, level = [], ctx
+    while level is not None:
+        names.insert(0, level.info_name or "")
+        level = level.parent
+    path = " ".join(["expdb", *names[1:]])  # "expdb", however it was started (python -m expdb)
+    where = f"`{path}`"
+    if isinstance(error, MissingParameter) and error.param is not None and ctx is not None:
+        def shown(param) -> str:
+            if param.param_type_name == "argument":
+                return (param.metavar or param.name or "").strip("{}").upper()
+            return f"{param.opts[0]} {(param.name or '').upper()}"
+
+        required = [shown(param) for param in ctx.command.params if param.required]
+        about = getattr(error.param, "help", None)
+        return f"{where} needs {shown(error.param)}" + (f" ({about[0].lower()}{about[1:].rstrip('.')})" if about else "") + f": {path} {' '.join(required)}"
+    if isinstance(error, NoSuchOption):
+        close = difflib.get_close_matches(error.option_name, list(error.possibilities or ()), n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; `{path} --help` lists its options"
+        return f"{where} has no option {error.option_name}{hint}"
+    return f"{error.format_message()} (see --help)"
+
+
 def main() -> None:
     """The console script: user errors become one line on stderr and exit status 2."""
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -817,7 +850,7 @@ def main() -> None:
         help_page.show()
         sys.exit(2)
     except ClickException as error:
-        errors.print(f"error: {error.format_message()} (see --help)", markup=False, soft_wrap=True)
+        errors.print(f"error: {usage_message(error)}", markup=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)

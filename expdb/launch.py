@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -32,6 +33,32 @@ def builtin_runners() -> list[str]:
         for entry in files("expdb.runners").iterdir()
         if entry.name.endswith(".py") and not entry.name.startswith("_")
     )
+
+
+def check_runner(spec: str, params: dict) -> None:
+    """What can be known of a card's runner without importing it (which may import torch): a built-in
+    runner exists and takes these parameters (through its torch-free `_NAME_params.config`); a
+    `module:function` is written so. ExpdbError (one line) otherwise."""
+    if ":" in spec:
+        module_name, _, function_name = spec.partition(":")
+        if not (module_name and function_name and all(part.isidentifier() for part in module_name.split(".")) and function_name.isidentifier()):
+            raise ExpdbError(f"runner {spec!r} is not package.module:function; or use a built-in runner: {', '.join(builtin_runners())}")
+        return
+    if spec not in builtin_runners():
+        raise ExpdbError(
+            f"unknown runner {spec!r}; built-in runners: {', '.join(builtin_runners())}, "
+            "or give your own as package.module:function"
+        )
+    try:
+        checker = importlib.import_module(f"expdb.runners._{spec}_params")
+    except ModuleNotFoundError:
+        return  # a built-in runner without a torch-free check: its parameters are checked when it runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unknown keys: the runner says so when it runs
+        try:
+            checker.config(dict(params))
+        except (ValueError, TypeError) as error:
+            raise ExpdbError(f"{' '.join(str(error).split())}; the card cannot run as it is") from None
 
 
 @dataclass
