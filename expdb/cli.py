@@ -416,7 +416,11 @@ def run(
     queued = launcher == "slurm" or jobs is not None or gpus is not None
     run_args = run_arguments(device=device, on_diverge=on_diverge, profile_budget=profile_budget, seed=seed) if queued else []
     request = slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit) if launcher == "slurm" else None
-    slots = local_slots(jobs, gpus) if queued and launcher == "local" else []
+    from .cpus import thread_budget
+
+    # Measured once, before anything trains: a training of ours would count as load afterwards.
+    budget = thread_budget(jobs or 1)
+    slots = local_slots(jobs, gpus, budget) if queued and launcher == "local" else []
     # A queue's job (--queued-run) starts at once: the user's own `run` and `queue` ask Slurm.
     with open_db(db, ask_slurm=queued_run is None) as database:
         targets, many = select_to_run(database, selection, resume)
@@ -430,17 +434,34 @@ def run(
             submit_to_slurm(database, targets, request, slurm_folder, run_args, resume)
             return
         elif queued:
-            raise typer.Exit(queue_locally(database, targets, slots, run_args, resume))
+            raise typer.Exit(queue_locally(database, targets, slots, run_args, resume, budget if gpus is None else None))
+        announce = threads_announcer(budget)
         outcomes = [
             outcome
             for card in targets
             for outcome in run_cards(
                 database, [card], command=ctx.args or None, parser=parse, resume=resume and (not many or card.status != PLANNED),
                 on_diverge=on_diverge, device=device, seed=seed, profile_budget=profile_budget, keep_going=many,
-                queued_run=queued_run, ready=wait_for_the_queue if standby else None,
+                queued_run=queued_run, ready=wait_for_the_queue if standby else None, started=announce,
             )
         ]
     raise typer.Exit(0 if all(outcome is not None and outcome.status == RunStatus.FINISHED for outcome in outcomes) else 1)
+
+
+def threads_announcer(budget):
+    """What gives this process's trainings the free cores (expdb.cpus) and says how many, once, as the first
+    run begins (a refused run prints its error alone)."""
+    from .cpus import use_threads
+
+    said = []
+
+    def announce() -> None:
+        if not said:
+            said.append(True)
+            use_threads(budget)
+            errors.print(budget.describe(), markup=False, soft_wrap=True)
+
+    return announce
 
 
 def wait_for_the_queue() -> None:
@@ -476,13 +497,17 @@ def submit_to_slurm(database: Database, targets: list[cards.Card], request, fold
         console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"), soft_wrap=True)
 
 
-def queue_locally(database: Database, targets: list[cards.Card], slots: list, run_args: list[str], resume: bool) -> int:
-    """Run the cards in a local queue, a line as each job starts and ends; the exit status (130 when stopped)."""
+def queue_locally(database: Database, targets: list[cards.Card], slots: list, run_args: list[str], resume: bool, budget=None) -> int:
+    """Run the cards in a local queue, a line as each job starts and ends; the exit status (130 when stopped).
+
+    `budget`: the CPU threads of the jobs (expdb.cpus), said once the cards are queued."""
     from collections import Counter
 
     from .queue import output_directory, queue_runs, run_queue
 
     queued = queue_runs(database, targets, resume=resume, launcher="local")
+    if budget is not None:
+        errors.print(budget.describe(), markup=False, soft_wrap=True)
     output = output_directory(database)
     console.print(
         escape(f"queued {plural(len(queued), 'card')} on {', '.join(slot.label for slot in slots)}; "
@@ -623,10 +648,13 @@ def demo(db: DbOption = None) -> None:
     from .render import render_rich
     from .table import build_table
 
+    from .cpus import thread_budget
+
+    budget = thread_budget()  # before the first card trains, whose own load would count
     with open_db(db, create=True) as database:
         names = create_demo(database)
         console.print(f"created {len(names)} cards in {database.name}: {', '.join(names)}", soft_wrap=True)
-        run_cards(database, [cards.get_card(database, name) for name in names])
+        run_cards(database, [cards.get_card(database, name) for name in names], started=threads_announcer(budget))
         console.print()
         demo_cards = cards.select_cards(database, cards.Selection(tag=DEMO_TAG))
         render_rich(build_table(database, demo_cards, ["iou50"], baseline="cvt"), console)

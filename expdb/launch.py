@@ -225,12 +225,14 @@ def execute(
     profile_budget: float = PROFILE_BUDGET_S,
     queued_run: int | None = None,
     ready: Callable[[], None] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run one card to its end and record it. Everything that can be refused is refused before the run exists.
 
     `queued_run`: the card's queued run row to adopt (see expdb.queue) rather than a new one.
     `ready`: called once the runner is imported and the device chosen, right before the run
-    begins: a queue's next job waits there, warm, for its GPU to be free.
+    begins: a queue's next job waits there, warm, for its GPU to be free. `started`: called once the run
+    exists, everything checked, before it trains.
 
     KeyboardInterrupt (Ctrl-C, SIGTERM) propagates after the run is marked interrupted.
     """
@@ -260,6 +262,8 @@ def execute(
         db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
         command=template, progress=progress, queued_run=queued_run,
     )
+    if started is not None:
+        started()
     with sigterm_as_interrupt():
         try:
             train(run)
