@@ -117,3 +117,14 @@ def config(params: dict | None) -> dict[str, Any]:
     if not cfg["lr"] > 0:
         raise ValueError(f"cvt_io: lr must be > 0, not {cfg['lr']!r}")
     return cfg
+
+
+def max_steps(environ) -> int | None:
+    """EXPDB_MAX_STEPS: train at most this many steps whatever the card says (to try a study quickly, and for
+    the README's docs test); None when it is not set."""
+    text = environ.get("EXPDB_MAX_STEPS", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"cvt_io: EXPDB_MAX_STEPS must be a whole number of steps above 0, not {text!r}")
+    return int(text)

@@ -96,6 +96,9 @@ Cost: the defaults (the cvt baseline, 180K parameters, 5.8M MACs per image) trai
 40 s on 2 CPU cores (iou50 0.57 with seed 0, 0.63 with seed 1); N = 10, L = 6 takes about
 70 s. Checkpoints load with torch.load(weights_only=True).
 
+``EXPDB_MAX_STEPS=N`` in the environment trains at most N steps (a note on the card says so): the
+README's docs test (tests/test_readme.py) runs its tour that way.
+
 Determinism: same seed, params and device give the same curve. On CUDA the runner sets
 ``torch.backends.cudnn.deterministic = True`` and ``benchmark = False``.
 """
@@ -113,7 +116,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._cvt_io_params import config
+from ._cvt_io_params import config, max_steps
 
 
 # --------------------------------------------------------------------------- data
@@ -567,6 +570,10 @@ def _load(path: Path) -> dict:
 def run(params: dict, ctx) -> None:
     """Train the model for ``params`` and report through ``ctx`` (see the module docstring)."""
     cfg = config(params)
+    cap = max_steps(os.environ)
+    if cap is not None and cap < cfg["steps"]:
+        ctx.note(f"trained {cap} of its {cfg['steps']} steps: EXPDB_MAX_STEPS={cap}")
+        cfg["steps"] = cap
     device = str(getattr(ctx, "device", "cpu") or "cpu")
     ctx_seed = getattr(ctx, "seed", None)
     seed = int(ctx_seed) if ctx_seed is not None else (cfg["seed"] if cfg["seed"] is not None else 0)
