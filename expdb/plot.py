@@ -7,10 +7,12 @@ about 2,000 min/max buckets, which keeps each spike and dip while drawing a few 
 points instead of millions. The figure is written beside its destination and moved into
 place, so a failure never leaves half a file.
 
-The y range of a subplot is chosen from the healthy data: every point of a run before its
-first divergence. A diverged run's values past it (1e12, inf) would otherwise squash every
-other curve flat at 0; they are clipped to the edge of the range instead, and the point where a
-line leaves the range is marked (a triangle, "beyond the y range" in the legend). `ylim` sets
+The y range of a subplot is chosen from the healthy data: the runs that never diverged (a
+diverged run's points before its divergence may only lower it, since a loss often climbs for a
+few steps before the NaN is noted; with no steady run, they set it). A diverged run's values
+(1e12, inf) would otherwise squash every other curve flat at 0; they are clipped to the edge
+of the range instead, and the point where a line leaves the range is marked (a triangle,
+"beyond the y range" in the legend). `ylim` sets
 either limit by hand; points outside it are clipped and marked the same way.
 
 This module imports numpy and matplotlib at the top: the CLI imports it only for `plot`.
@@ -354,13 +356,17 @@ def _healthy(line: _Line, divergence_steps: list[int], log_y: bool) -> np.ndarra
     return values[usable]
 
 
-def y_limits(healthy: list[np.ndarray], ylim: YLim | None, log_y: bool) -> YLim:
-    """The y range: the healthy values with a margin, where `ylim` does not set a limit; None: left to matplotlib."""
+def y_limits(steady: list[np.ndarray], diverged: list[np.ndarray], ylim: YLim | None, log_y: bool) -> YLim:
+    """The y range, where `ylim` does not set a limit (None: left to matplotlib): the values of the runs that never
+    diverged, with a margin. A diverged run's values before its divergence may lower the range but not raise it:
+    a loss often climbs for a few steps before the NaN that is noted. With no steady run, those values set it."""
     given_low, given_high = ylim if ylim is not None else (None, None)
-    pool = np.concatenate(healthy) if healthy else np.zeros(0)
+    steady_pool = np.concatenate(steady) if steady else np.zeros(0)
+    diverged_pool = np.concatenate(diverged) if diverged else np.zeros(0)
+    pool = steady_pool if len(steady_pool) else diverged_pool
     if not len(pool):
         return given_low, given_high
-    low, high = float(pool.min()), float(pool.max())
+    low, high = float(min(pool.min(), diverged_pool.min() if len(diverged_pool) else np.inf)), float(pool.max())
     if log_y:
         a, b = math.log10(low), math.log10(high)
         pad = (b - a) * Y_MARGIN or 0.05
@@ -507,7 +513,9 @@ def plot_curves(
             for line in by_metric[metric]:
                 if line.run_id not in events:
                     events[line.run_id] = (_divergence_steps(db, line.run_id), _lr_drop_steps(db, line.run_id))
-            limits = y_limits([_healthy(line, events[line.run_id][0], log_y) for line in by_metric[metric]], ylim, log_y)
+            steady = [_healthy(line, [], log_y) for line in by_metric[metric] if not events[line.run_id][0]]
+            diverged = [_healthy(line, events[line.run_id][0], log_y) for line in by_metric[metric] if events[line.run_id][0]]
+            limits = y_limits(steady, diverged, ylim, log_y)
             result.y_limits.append(limits)
             for line in by_metric[metric]:
                 finite_x = np.isfinite(line.xs)

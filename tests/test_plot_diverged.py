@@ -3,6 +3,7 @@ and marked; --ylim and --log-y in `plot` and `report`; an axis a run lacks is sa
 
 import math
 
+import numpy as np
 import pytest
 
 from expdb.cards import get_card
@@ -54,8 +55,16 @@ def test_ylim_by_hand_clips_every_line(diverged, workdir):
 
 
 def test_y_limits_of_no_healthy_data_are_left_to_matplotlib():
-    assert y_limits([], None, False) == (None, None)
-    assert y_limits([], (1.0, None), False) == (1.0, None)
+    assert y_limits([], [], None, False) == (None, None)
+    assert y_limits([], [], (1.0, None), False) == (1.0, None)
+
+
+def test_a_diverged_run_climbing_before_its_noted_divergence_does_not_raise_the_range():
+    steady, climbing = np.array([1.0, 2.0]), np.array([0.5, 5000.0, 7000.0])
+    low, high = y_limits([steady], [climbing], None, False)
+    assert low < 0.5 and 2.0 < high < 3.0
+    alone_low, alone_high = y_limits([], [climbing], None, False)  # no steady run: its own points set it
+    assert alone_high > 7000.0
 
 
 @pytest.mark.parametrize("text, expected", [("0:5", (0.0, 5.0)), (":5", (None, 5.0)), ("-1e3:", (-1000.0, None))])
