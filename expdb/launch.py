@@ -152,6 +152,7 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
     watcher = threading.Thread(target=_stop_when_told, args=(run, process), daemon=True)
     watcher.start()
     try:
+        assert process.stdout is not None  # started with stdout=PIPE
         for line in process.stdout:
             echo.write(line)
             run.write_log(line.rstrip("\n"))
@@ -159,7 +160,9 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
                 final_line = line.strip()
             record = plan.parser.parse(line) if plan.parser else None
             if record is not None:
-                run.log(record.step, epoch=record.epochs_done if record.epochs_done is not None else record.epoch, **record.values)
+                # A parser names metrics only; epoch is its own field, never a key of values.
+                epoch = record.epochs_done if record.epochs_done is not None else record.epoch
+                run.log(record.step, epoch=epoch, **record.values)  # type: ignore[arg-type]
     except BaseException:
         _stop(process)
         raise
@@ -225,6 +228,7 @@ def execute(
     profile_budget: float = PROFILE_BUDGET_S,
     queued_run: int | None = None,
     ready: Callable[[], None] | None = None,
+    diverge: dict[str, float] | None = None,
     started: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run one card to its end and record it. Everything that can be refused is refused before the run exists.
@@ -260,7 +264,7 @@ def execute(
         ready()
     run = begin_run(
         db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
-        command=template, progress=progress, queued_run=queued_run,
+        command=template, progress=progress, queued_run=queued_run, diverge=diverge,
     )
     if started is not None:
         started()
@@ -275,7 +279,8 @@ def execute(
                 raise
         else:
             run.end(RunStatus.FINISHED)
-    return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, [d.message for d in run.divergences])
+    noted = [event.message for event in run.divergences + run.trends]
+    return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, noted)
 
 
 def profile_card(
@@ -294,7 +299,8 @@ def profile_card(
 ) -> None:
     """Build the card's model with its runner (no training), measure it, and keep the profile with the card."""
     if not card.runner:
-        raise ExpdbError(f"{card.name} has no runner, so expdb cannot build its model; profile it from your code with run.profile(model, inputs)")
+        raise ExpdbError(f"{card.name} has no runner, so expdb cannot build its model; profile it from your code with "
+                         "run.profile(model, inputs)")
     runner = resolve_runner(card.runner)
     if runner.build is None:
         raise ExpdbError(f"runner {card.runner!r} has no build(params) function, so expdb cannot build its model")
