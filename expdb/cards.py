@@ -272,6 +272,7 @@ def create_card(
 
         check_runner(runner, merged)
     created = created_at if created_at is not None else now()
+    lost_race: tuple[type[BaseException], ...] = (ExpdbError, *db.driver_errors)
     try:
         with db.transaction() as connection:
             card_id = connection.execute(
@@ -286,7 +287,7 @@ def create_card(
                     "INSERT INTO note (uid, card_id, created_at, text, automatic) VALUES (?, ?, ?, ?, FALSE)",
                     (new_uid(), card_id, created, note),
                 )
-    except (ExpdbError, *db.driver_errors) as error:
+    except lost_race as error:
         # Another process made a card of this name since it was looked for: its unique name is what failed.
         # Within a caller's transaction the database cannot be asked again (PostgreSQL refuses until it ends).
         taken = "unique" in str(error).lower() if db.in_transaction else card_exists(db, name)

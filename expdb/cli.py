@@ -553,7 +553,9 @@ def submit_to_slurm(
         console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"), soft_wrap=True)
 
 
-def queue_locally(database: Database, targets: list[cards.Card], slots: list, run_args: list[str], resume: bool, budget=None) -> int:
+def queue_locally(
+    database: Database, targets: list[cards.Card], slots: list, run_args: list[str], resume: bool, budget=None
+) -> int:
     """Run the cards in a local queue, a line as each job starts and ends; the exit status (130 when stopped).
 
     `budget`: the CPU threads of the jobs (expdb.cpus), said once the cards are queued."""
@@ -917,7 +919,8 @@ def usage_message(error) -> str:
     from typer._click.exceptions import MissingParameter, NoSuchOption
 
     ctx = getattr(error, "ctx", None)
-    names, level = [], ctx
+    names: list[str] = []
+    level = ctx
     while level is not None:
         names.insert(0, level.info_name or "")
         level = level.parent
@@ -931,7 +934,8 @@ def usage_message(error) -> str:
 
         required = [shown(param) for param in ctx.command.params if param.required]
         about = getattr(error.param, "help", None)
-        return f"{where} needs {shown(error.param)}" + (f" ({about[0].lower()}{about[1:].rstrip('.')})" if about else "") + f": {path} {' '.join(required)}"
+        said = f" ({about[0].lower()}{about[1:].rstrip('.')})" if about else ""
+        return f"{where} needs {shown(error.param)}{said}: {path} {' '.join(required)}"
     if isinstance(error, NoSuchOption):
         close = difflib.get_close_matches(error.option_name, list(error.possibilities or ()), n=1)
         hint = f"; did you mean {close[0]}?" if close else f"; `{path} --help` lists its options"

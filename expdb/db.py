@@ -193,7 +193,9 @@ class SQLiteDialect:
         folder = self.path.parent
         wal = self.path.with_name(self.path.name + "-wal")
         if create:
-            raise DatabaseError(f"cannot write to {self.path}: the folder {folder} is not writable (SQLite writes its journal beside the file)")
+            raise DatabaseError(
+                f"cannot write to {self.path}: the folder {folder} is not writable (SQLite writes its journal beside the file)"
+            )
         if wal.exists() and wal.stat().st_size:
             raise DatabaseError(
                 f"cannot read {self.path}: its folder {folder} is not writable, and an unfinished write (its -wal file) "
@@ -465,7 +467,7 @@ class Database:
         return self.dialect.path
 
     @property
-    def driver_errors(self) -> tuple[type[Exception], ...]:
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
         """What the driver raises inside a transaction block, before `transaction` turns it into an ExpdbError."""
         return (self.dialect.errors,)
 

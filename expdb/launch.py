@@ -41,8 +41,10 @@ def check_runner(spec: str, params: dict) -> None:
     `module:function` is written so. ExpdbError (one line) otherwise."""
     if ":" in spec:
         module_name, _, function_name = spec.partition(":")
-        if not (module_name and function_name and all(part.isidentifier() for part in module_name.split(".")) and function_name.isidentifier()):
-            raise ExpdbError(f"runner {spec!r} is not package.module:function; or use a built-in runner: {', '.join(builtin_runners())}")
+        if not (all(part.isidentifier() for part in module_name.split(".")) and function_name.isidentifier()):
+            raise ExpdbError(
+                f"runner {spec!r} is not package.module:function; or use a built-in runner: {', '.join(builtin_runners())}"
+            )
         return
     if spec not in builtin_runners():
         raise ExpdbError(

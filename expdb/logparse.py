@@ -295,7 +295,8 @@ class MMDetParser(_NeverRaises):
         if not fields:
             return None
         timestamp = _timestamp(line[: header.start()], self.year)
-        if timestamp is not None and self.year is not None and self.last_time is not None and timestamp < self.last_time - _HALF_YEAR_S:
+        went_back = self.last_time is not None and timestamp is not None and timestamp < self.last_time - _HALF_YEAR_S
+        if went_back and self.year is not None:
             self.year += 1  # the log went on past new year
             timestamp = _timestamp(line[: header.start()], self.year)
         if timestamp is not None:
@@ -358,7 +359,9 @@ class MMDetParser(_NeverRaises):
         }
         if not values:
             return None
-        done = step / self.iters_per_epoch if self.iters_per_epoch else (float(epoch) if header["kind"] == "Epoch" and epoch is not None else None)
+        done = float(epoch) if header["kind"] == "Epoch" and epoch is not None else None
+        if self.iters_per_epoch:
+            done = step / self.iters_per_epoch
         return Record(step, epoch, values, timestamp, mode, done)
 
 

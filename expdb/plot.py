@@ -426,7 +426,8 @@ def _draw_line(
 
 
 def _mark_events(
-    ax, line: _Line, finite_x: np.ndarray, scale: float, log_y: bool, limits: YLim, divergence_steps: list[int], drop_steps: list[int]
+    ax, line: _Line, finite_x: np.ndarray, scale: float, log_y: bool, limits: YLim,
+    divergence_steps: list[int], drop_steps: list[int],
 ) -> tuple[int, int]:
     """A cross where the run diverged, a dotted vertical line where its learning rate dropped: how many of each."""
     colour, _ = _colour(line.colour_index)

@@ -132,7 +132,8 @@ def _ended_runs(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
     found: dict[int, list[tuple]] = {}
     among, ids = db.among("card_id", [card.id for card in cards])
     for card_id, run_id, status, reason in db.query(
-        f"SELECT card_id, id, status, exit_reason FROM run WHERE status IN ({', '.join('?' * len(_UNFINISHED))}) AND {among} ORDER BY id",
+        f"SELECT card_id, id, status, exit_reason FROM run WHERE status IN ({', '.join('?' * len(_UNFINISHED))}) "
+        f"AND {among} ORDER BY id",
         [*_UNFINISHED, *ids],
     ):
         found.setdefault(card_id, []).append((run_id, status, reason))
@@ -216,7 +217,8 @@ def _section_problems(cards: list[Card], notes: dict[int, list[tuple]], failed: 
             listed.add(run_id)
             steps = [step for _, step, note_run in automatic if note_run == run_id and step is not None]
             where = f"run {run_id}" + (f", step {steps[0]:,}" if steps else "")
-            lines.append(f"- **`{card.name}`** ({where}): {status}" + (f": {markdown_text(reason)}" if reason else ", no reason recorded"))
+            why = f": {markdown_text(reason)}" if reason else ", no reason recorded"
+            lines.append(f"- **`{card.name}`** ({where}): {status}{why}")
             lines += [
                 f"  - step {step:,}: {markdown_text(text)}" if step is not None else f"  - {markdown_text(text)}"
                 for text, step, note_run in automatic
@@ -225,7 +227,8 @@ def _section_problems(cards: list[Card], notes: dict[int, list[tuple]], failed: 
         for text, step, run_id in automatic:
             if run_id in listed:
                 continue
-            where = ", ".join(part for part in (f"run {run_id}" if run_id else "", f"step {step:,}" if step is not None else "") if part)
+            parts = (f"run {run_id}" if run_id else "", f"step {step:,}" if step is not None else "")
+            where = ", ".join(part for part in parts if part)
             lines.append(f"- **`{card.name}`**" + (f" ({where})" if where else "") + f": {markdown_text(text)}")
     out += lines or ["Nothing: every run finished, and expdb noted no divergence."]
     return "\n".join(out) + "\n"

@@ -107,7 +107,7 @@ def parse_range(text: str, key: str, max_points: int) -> list[int | float] | Non
         return None  # no colon, a quoted string, a list
     ends = [_number_or_none(part) for part in parts[:2]]
     start, stop = ends
-    if not (_is_number(start) and _is_number(stop)):
+    if start is None or stop is None or not (_is_number(start) and _is_number(stop)):
         meant_as_range = len(parts) == 3 and (
             any(end is not None for end in ends) or _RANGE_COUNT.fullmatch(parts[2].strip()) is not None
         )

@@ -39,10 +39,10 @@ def parse_scalar(text: str) -> int | float | bool | str:
             raise ExpdbError(f"{text!r} does not fit in {INT_BITS} bits; an integer parameter lies within +-9.2e18")
         return number
     if _FLOAT.fullmatch(stripped):
-        number = float(stripped)
-        if math.isinf(number):
+        real = float(stripped)
+        if math.isinf(real):
             raise ExpdbError(f"{text!r} is too large for a number; write a value below 1e308")
-        return number
+        return real
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:

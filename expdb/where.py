@@ -123,7 +123,9 @@ class _Parser:
         """One level deeper; Python's stack (and a reader) gives out long before MAX_DEPTH is useful."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise ExpdbError(f"malformed --where: nested more than {MAX_DEPTH} levels deep (parentheses and 'not'); write it flatter")
+            raise ExpdbError(
+                f"malformed --where: nested more than {MAX_DEPTH} levels deep (parentheses and 'not'); write it flatter"
+            )
 
     def not_expr(self) -> Predicate:
         if self.take_keyword("not"):

@@ -168,7 +168,9 @@ def test_a_full_disk_during_a_run_says_so():
     assert recording_error(TypeError("must be real number, not str")).endswith("(log() takes numbers)")
 
 
-@pytest.mark.parametrize("args", [["table"], ["table", "-m", "iou50"], ["table", "--where", "N>100"], ["table", "--format", "csv"]])
+@pytest.mark.parametrize(
+    "args", [["table"], ["table", "-m", "iou50"], ["table", "--where", "N>100"], ["table", "--format", "csv"]]
+)
 def test_a_table_with_nothing_to_show_is_one_line_and_exit_2(cli, base, args):
     result = cli(*args)
     assert result.code == 2 and result.out == "" and len(result.err.strip().splitlines()) == 1, result

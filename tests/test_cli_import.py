@@ -123,7 +123,8 @@ def test_refused_first_import_leaves_no_database(cli, workdir, no_training_lines
 
 def test_a_log_is_not_imported_onto_a_card_another_runner_trains(cli):
     assert cli("new", "cvt", "--runner", "cvt_io").code == 0
-    assert cli("new", "scripted", "--cmd", "python train.py", "--parse", "regex:step (?P<step>\\d+) loss (?P<loss>\\S+)").code == 0
+    regex = "regex:step (?P<step>\\d+) loss (?P<loss>\\S+)"
+    assert cli("new", "scripted", "--cmd", "python train.py", "--parse", regex).code == 0
     refused(cli, ["import", "mmdet", str(SAMPLE), "--name", "cvt"], "cvt is trained by runner cvt_io, not by a mmdet log")
     refused(cli, ["import", "mmdet", str(SAMPLE), "--name", "scripted"], "scripted is trained by a command")
 

@@ -131,7 +131,8 @@ def test_a_date_without_a_year_takes_it_from_the_file_name_else_its_mtime(tmp_pa
     named.parent.mkdir()
     lines = MMENGINE.read_text().splitlines()[:2]
     # across new year: 12/31 23:59:50, then 01/01 00:00:10 of the next year
-    named.write_text("\n".join([lines[0].replace("07/03 13:04:17", "12/31 23:59:50"), lines[1].replace("07/03 13:04:19", "01/01 00:00:10")]) + "\n")
+    december, january = lines[0].replace("07/03 13:04:17", "12/31 23:59:50"), lines[1].replace("07/03 13:04:19", "01/01 00:00:10")
+    named.write_text(f"{december}\n{january}\n")
     first, second = parse_file(named, "mmdet")
     assert first.timestamp == local(2019, 12, 31, 23, 59, 50)
     assert second.timestamp == local(2020, 1, 1, 0, 0, 10)

@@ -107,7 +107,8 @@ def test_what_a_job_prints_is_kept_in_its_file(db):
 
 
 def test_slots_as_the_options_make_them():
-    assert [slot.env["OMP_NUM_THREADS"] for slot in cpu_slots(3, thread_budget(3, cores=2, load=0.0, environ={}))] == ["1", "1", "1"]
+    three = cpu_slots(3, thread_budget(3, cores=2, load=0.0, environ={}))
+    assert [slot.env["OMP_NUM_THREADS"] for slot in three] == ["1", "1", "1"]
     assert [slot.label for slot in cpu_slots(2, thread_budget(2, cores=2, load=0.0, environ={}))] == ["CPU 1", "CPU 2"]
     assert [slot.label for slot in gpu_slots(["0", "1"], jobs=4)] == ["GPU 0", "GPU 1", "GPU 0", "GPU 1"]
     assert [slot.env for slot in gpu_slots(["3"])] == [{"CUDA_VISIBLE_DEVICES": "3"}]

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 SHELLS = {"sh", "bash", "shell"}
 NO_RUN = "no-run"
-MAX_STEPS = "10"  # blowup (lr 10) diverges at step 5: the tour's `# exits 1` still holds
+MAX_STEPS = "10"  # blowup (lr 10) diverges at step 2: the tour's `# exits 1` still holds
 _FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 _EXITS = re.compile(r"#.*\bexits (\d+)\b")
 
