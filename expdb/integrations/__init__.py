@@ -109,26 +109,29 @@ class Recorder:
         self.end(error)
         previous(kind, error, traceback)
 
-    def _ended(self) -> Run:
-        run, self.run = self.run, None
+    def _release(self) -> None:
+        """The run is no longer this recorder's to end."""
+        self.run = None
         if sys.excepthook == self._uncaught:
             sys.excepthook = self._previous_hook
-        return run
 
     def log(self, step: int, epoch: float | None, scalars: dict[str, float]) -> None:
         """One point of each curve; raises RunStopped once the run diverged (and stops on it)."""
         run = self.run if self.run is not None else self.started()
-        run.log(step, epoch=epoch, **scalars)
+        run.log(step, epoch=epoch, **scalars)  # type: ignore[arg-type]  # a scalar named samples is that axis, as in Run.log
 
     def end(self, error: BaseException | None) -> None:
         """End the run under way, if any, by how training ended (None: finished)."""
-        if self.run is not None:
-            api.end(self._ended(), error)
+        run = self.run
+        if run is not None:
+            self._release()
+            api.end(run, error)
 
     def interrupt(self, reason: str) -> None:
         """End the run under way as interrupted (it can resume): the framework stops to be started again."""
-        if self.run is not None:
-            run = self._ended()
+        run = self.run
+        if run is not None:
+            self._release()
             try:
                 run.end(RunStatus.INTERRUPTED, reason)
             finally:

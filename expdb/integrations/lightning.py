@@ -10,6 +10,7 @@
 Only global rank 0 records. Needs the `lightning` extra: pip install "expdb[lightning]".
 """
 
+import math
 import sys
 from argparse import Namespace
 from typing import Any
@@ -101,7 +102,7 @@ class ExpdbLogger(Logger):
         run = self._recorder.run
         if run is None:
             return
-        run.summary(**self._last)
+        run.summary(**{key: value for key, value in self._last.items() if math.isfinite(value)})  # NaN is no result
         self._last = {}
         if status == "finished":
             self._recorder.interrupt("Slurm's requeue signal (the job is requeued)")

@@ -62,7 +62,7 @@ class ExpdbVisBackend(BaseVisBackend):
         params: dict | None = None,
         config_params: Sequence[str] = (),
     ):
-        super().__init__(save_dir)  # type: ignore[arg-type] - MMEngine passes its vis_data folder, or None
+        super().__init__(save_dir)  # type: ignore[arg-type]  # MMEngine passes its vis_data folder, or None
         self._card, self._db, self._on_diverge, self._params = card, db, on_diverge, dict(params or {})
         self._config_params = tuple(config_params)
         self._recorder: Recorder | None = None
@@ -72,7 +72,7 @@ class ExpdbVisBackend(BaseVisBackend):
     def _init_env(self) -> None:
         """Nothing to prepare: the run begins with the first scalars."""
 
-    @property  # type: ignore[misc] - MMEngine's own backends decorate it so
+    @property  # type: ignore[misc]  # MMEngine's own backends decorate it so
     @force_init_env
     def experiment(self) -> Run | None:
         """The run under way, None before it begins and after it ends."""
