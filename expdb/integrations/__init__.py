@@ -7,6 +7,7 @@ it has run: a run with other values is recorded on a fork (`NAME.2`, see `expdb.
 from those of the run under way are refused (`ExpdbError`).
 """
 
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -119,6 +120,10 @@ class Recorder:
         """One point of each curve; raises RunStopped once the run diverged (and stops on it)."""
         run = self.run if self.run is not None else self.started()
         run.log(step, epoch=epoch, **scalars)  # type: ignore[arg-type]  # a scalar named samples is that axis, as in Run.log
+
+    def summary(self, metrics: dict[str, float]) -> None:
+        """Final metrics of the run under way (begun if need be); a NaN or inf is no result and is left out."""
+        self.started().summary(**{key: value for key, value in metrics.items() if math.isfinite(value)})
 
     def end(self, error: BaseException | None) -> None:
         """End the run under way, if any, by how training ended (None: finished)."""

@@ -87,7 +87,8 @@ class ExpdbCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not (metrics and state.is_world_process_zero and is_rank_zero()):
             return
-        self._begin(args).summary(**{
+        self._begin(args)
+        self._recorder.summary({
             key: value for key, value in metrics.items() if type(value) in (float, int) and not key.endswith(SPEED_SUFFIXES)
         })
         if not self._training:  # trainer.evaluate() on its own: nothing else ends its run

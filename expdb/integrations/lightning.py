@@ -10,7 +10,6 @@
 Only global rank 0 records. Needs the `lightning` extra: pip install "expdb[lightning]".
 """
 
-import math
 import sys
 from argparse import Namespace
 from typing import Any
@@ -99,10 +98,9 @@ class ExpdbLogger(Logger):
     def finalize(self, status: str) -> None:
         """Lightning's end of fit/validate/test: "success", "failed" (inside its handler of the error, which
         says whether it was Ctrl-C) or "finished" (Slurm's requeue signal: the job comes back)."""
-        run = self._recorder.run
-        if run is None:
+        if self._recorder.run is None:
             return
-        run.summary(**{key: value for key, value in self._last.items() if math.isfinite(value)})  # NaN is no result
+        self._recorder.summary(self._last)
         self._last = {}
         if status == "finished":
             self._recorder.interrupt("Slurm's requeue signal (the job is requeued)")

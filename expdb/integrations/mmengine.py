@@ -120,7 +120,7 @@ class ExpdbVisBackend(BaseVisBackend):
             step = iteration + 1
         scalars = {key: float(value) for key, value in scalar_dict.items() if key not in AXES}
         recorder.log(step, None if epoch is None else epoch + 1, scalars)
-        recorder.started().summary(**{key: value for key, value in scalars.items() if key not in NOT_RESULTS})
+        recorder.summary({key: value for key, value in scalars.items() if key not in NOT_RESULTS})
 
     def close(self) -> None:
         """The runner is done (MMEngine's LoggerHook closes the visualizer after training): the run finishes."""
