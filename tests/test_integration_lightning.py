@@ -128,7 +128,7 @@ def test_ctrl_c_ends_the_run_interrupted(db, monkeypatch):
 
 def test_a_nan_loss_stops_training_and_the_run_is_diverged(db):
     with pytest.raises(expdb.RunStopped, match="loss became NaN"):
-        trainer(ExpdbLogger("nan", db=db, profile_budget_s=0), epochs=50).fit(Tiny(nan_from=5), loader())
+        trainer(ExpdbLogger("nan", db=db, profile_budget_s=0), epochs=1000).fit(Tiny(nan_from=5), loader())
     with Database(db) as database:
         run = latest_run(database, cards.get_card(database, "nan").id)
     assert run.status == "diverged" and run.exit_reason.startswith("loss became NaN at step 5")
