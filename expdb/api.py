@@ -41,7 +41,9 @@ def forked_line(card: cards.Card, fork: cards.Card, params: dict[str, Value]) ->
         for key, value in params.items()
         if not cards.agrees(card, {key: value})
     )
-    return f"expdb: {card.name} has run with other parameters; this run, with {changed}, is recorded on {fork.name}, forked from it"
+    return (
+        f"expdb: {card.name} has run with other parameters; this run, with {changed}, is recorded on {fork.name}, forked from it"
+    )
 
 
 def begin(

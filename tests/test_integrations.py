@@ -10,7 +10,7 @@ from expdb import cards
 from expdb.db import Database
 from expdb.devices import process_rank
 from expdb.errors import ExpdbError
-from expdb.integrations import Recorder, hyperparameters, is_rank_zero
+from expdb.integrations import Recorder, hyperparameters
 from expdb.lifecycle import latest_run
 
 
@@ -33,13 +33,13 @@ def test_hyperparameters_are_flattened_typed_and_keyed_as_parameters():
     ("environment", "rank"),
     [({}, 0), ({"RANK": "2", "LOCAL_RANK": "0"}, 2), ({"SLURM_PROCID": "3"}, 3), ({"LOCAL_RANK": "1"}, 1), ({"RANK": ""}, 0)],
 )
-def test_the_rank_comes_from_the_launchers_variables(monkeypatch, environment, rank):
+def test_the_rank_comes_from_the_launchers_variables(monkeypatch, tmp_path, environment, rank):
     for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         monkeypatch.delenv(variable, raising=False)
     for variable, value in environment.items():
         monkeypatch.setenv(variable, value)
     assert process_rank() == rank
-    assert is_rank_zero() == (rank == 0)
+    assert Recorder("fw", db=str(tmp_path / "study.db"), on_diverge="stop", params={}).rank_zero == (rank == 0)
 
 
 def test_a_recorder_begins_on_the_first_point_and_each_report_after_its_end_is_another_run(tmp_path):

@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any
 
-from .. import api
-from ..cards import typed_like, validate_name
-from ..devices import process_rank
-from ..errors import ExpdbError
-from ..lifecycle import RunStatus
-from ..runs import Run, check_on_diverge
-from ..values import KEY_PATTERN, Value, format_value, same
+from expdb import api
+from expdb.cards import typed_like, validate_name
+from expdb.devices import process_rank
+from expdb.errors import ExpdbError
+from expdb.lifecycle import RunStatus
+from expdb.runs import Run, check_on_diverge
+from expdb.values import KEY_PATTERN, Value, format_value, same
 
+NAMESPACES = ("Namespace", "SimpleNamespace")  # argparse's, types': hyperparameters as attributes
 _NOT_IN_KEY = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -55,18 +56,13 @@ def hyperparameters(raw: Mapping | None, prefix: str = "") -> dict[str, Value]:
     flat: dict[str, Value] = {}
     for key, value in (raw or {}).items():
         name = f"{prefix}{key}"
-        if not isinstance(value, Mapping) and hasattr(value, "__dict__") and type(value).__name__ in ("Namespace", "AttributeDict"):
+        if type(value).__name__ in NAMESPACES and hasattr(value, "__dict__"):
             value = vars(value)
         if isinstance(value, Mapping):
             flat.update(hyperparameters(value, f"{name}."))
         elif (converted := param_value(value)) is not None:
             flat[param_key(name)] = converted
     return flat
-
-
-def is_rank_zero() -> bool:
-    """Rank 0 by the launcher's environment (the integrations also ask their framework)."""
-    return process_rank() == 0
 
 
 class Recorder:
@@ -80,6 +76,8 @@ class Recorder:
         self.params = hyperparameters(params)
         self.run: Run | None = None
         self._previous_hook = sys.excepthook
+        # Rank 0 by the launcher's environment, read once (the integrations also ask their framework, per call).
+        self.rank_zero = process_rank() == 0
 
     def add_params(self, params: Mapping | None) -> None:
         """Hyperparameters: the card's before the run begins; refused if they differ from the running run's card."""

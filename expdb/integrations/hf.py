@@ -18,8 +18,8 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainingArguments
 
-from . import Recorder, is_rank_zero
-from ..runs import Run, RunStopped
+from . import Recorder
+from expdb.runs import Run, RunStopped
 
 # TrainingArguments that change what training produces; the rest (paths, logging, saving) do not.
 TRAINING_PARAMS = (
@@ -70,11 +70,11 @@ class ExpdbCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._training = True
-        if state.is_world_process_zero and is_rank_zero():
+        if state.is_world_process_zero and self._recorder.rank_zero:
             self._begin(args)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not (logs and state.is_world_process_zero and is_rank_zero()):
+        if not (logs and state.is_world_process_zero and self._recorder.rank_zero):
             return
         scalars = {key: value for key, value in logs.items() if key != "epoch" and type(value) in (float, int)}
         if self._recorder.run is None:
@@ -85,7 +85,7 @@ class ExpdbCallback(TrainerCallback):
             control.should_training_stop = True
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if not (metrics and state.is_world_process_zero and is_rank_zero()):
+        if not (metrics and state.is_world_process_zero and self._recorder.rank_zero):
             return
         self._begin(args)
         self._recorder.summary({
@@ -96,5 +96,5 @@ class ExpdbCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self._training = False
-        if state.is_world_process_zero and is_rank_zero():
+        if state.is_world_process_zero and self._recorder.rank_zero:
             self._recorder.end(None)

@@ -17,9 +17,9 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from . import Recorder, is_rank_zero
-from ..errors import ExpdbError
-from ..runs import Run
+from . import Recorder
+from expdb.errors import ExpdbError
+from expdb.runs import Run
 
 DEFAULT_PROFILE_BUDGET_S = 1.0
 
@@ -64,14 +64,14 @@ class ExpdbLogger(Logger):
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
-        if is_rank_zero():
+        if self._recorder.rank_zero:
             self._recorder.add_params(vars(params) if isinstance(params, Namespace) else params)
             self._recorder.started()
 
     @rank_zero_only
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         """Lightning's call as training starts: the run begins, and the model is profiled once."""
-        if not is_rank_zero():
+        if not self._recorder.rank_zero:
             return
         run = self._recorder.started()
         inputs = input_array if input_array is not None else getattr(model, "example_input_array", None)
@@ -84,13 +84,12 @@ class ExpdbLogger(Logger):
         except ExpdbError as error:  # a profile that cannot be measured never fails training
             run.note(f"not profiled: {error}")
 
-    @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if not is_rank_zero():
+        if rank_zero_only.rank or not self._recorder.rank_zero:  # rank_zero_only's test, inline: it is every step's
             return
         self._calls += 1
-        epoch = metrics.get("epoch")
-        scalars = {key: value for key, value in metrics.items() if key != "epoch"}
+        scalars = dict(metrics)
+        epoch = scalars.pop("epoch", None)
         self._last.update(scalars)
         self._recorder.log(self._calls - 1 if step is None else step, epoch, scalars)
 

@@ -24,13 +24,13 @@ from mmengine.logging import MessageHub
 from mmengine.registry import VISBACKENDS
 from mmengine.visualization.vis_backend import BaseVisBackend, force_init_env
 
-from . import Recorder, is_rank_zero
-from ..errors import ExpdbError
-from ..runs import Run
+from . import Recorder
+from expdb.devices import process_rank
+from expdb.errors import ExpdbError
+from expdb.runs import Run
 
-# What MMEngine's LoggerHook adds to every scalar dict: the axes, and the timing of the logging interval.
-AXES = ("iter", "epoch", "step")
-NOT_RESULTS = ("time", "data_time", "memory", *AXES)
+# What MMEngine's LoggerHook adds to every validation tag besides the metrics: the timing of the interval.
+NOT_RESULTS = ("time", "data_time", "memory")
 _MISSING = object()
 
 
@@ -40,7 +40,9 @@ def config_value(config: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         value = value.get(part, _MISSING) if hasattr(value, "get") else _MISSING
         if value is _MISSING:
-            raise ExpdbError(f"config_params: the config has no {dotted!r}; name keys as dotted paths, e.g. optim_wrapper.optimizer.lr")
+            raise ExpdbError(
+                f"config_params: the config has no {dotted!r}; name keys as dotted paths, e.g. optim_wrapper.optimizer.lr"
+            )
     return value
 
 
@@ -66,6 +68,8 @@ class ExpdbVisBackend(BaseVisBackend):
         self._card, self._db, self._on_diverge, self._params = card, db, on_diverge, dict(params or {})
         self._config_params = tuple(config_params)
         self._recorder: Recorder | None = None
+        # Rank 0 by the launcher's environment and by MMEngine (the Runner initialises distributed training first).
+        self._rank_zero = process_rank() == 0 and is_main_process()
         if card is not None:
             self._recorder = Recorder(card, db=db, on_diverge=on_diverge, params=self._params)
 
@@ -78,19 +82,17 @@ class ExpdbVisBackend(BaseVisBackend):
         """The run under way, None before it begins and after it ends."""
         return self._recorder.run if self._recorder is not None else None
 
-    @staticmethod
-    def _recording() -> bool:
-        return is_main_process() and is_rank_zero()
-
     def _started(self) -> Recorder:
         if self._recorder is None:
-            raise ExpdbError("ExpdbVisBackend needs a card: dict(type='ExpdbVisBackend', card='NAME'), or a config file to name it")
+            raise ExpdbError(
+                "ExpdbVisBackend needs a card: dict(type='ExpdbVisBackend', card='NAME'), or a config file to name it"
+            )
         return self._recorder
 
     @force_init_env
     def add_config(self, config, **kwargs) -> None:
         """The runner's config, as training starts: it names the card unless `card` did, and gives `config_params`."""
-        if not self._recording():
+        if not self._rank_zero:
             return
         params = {key: config_value(config, key) for key in self._config_params}
         if self._recorder is None and getattr(config, "filename", None):
@@ -105,24 +107,23 @@ class ExpdbVisBackend(BaseVisBackend):
 
     @force_init_env
     def add_scalars(self, scalar_dict: dict, step: int = 0, file_path: str | None = None, **kwargs) -> None:
-        if not self._recording():
+        if not self._rank_zero:
             return
         recorder = self._started()
-        if "iter" in scalar_dict:  # LoggerHook's training scalars carry their iteration
-            step, epoch = scalar_dict["iter"], scalar_dict.get("epoch")
-            scalars = {key: float(value) for key, value in scalar_dict.items() if key not in AXES}
-            recorder.log(step, epoch, scalars)
+        # LoggerHook's tags hold numbers (it turns tensors and arrays into them) and the axes.
+        scalars = dict(scalar_dict)
+        iteration, epoch = scalars.pop("iter", None), scalars.pop("epoch", None)
+        scalars.pop("step", None)
+        if iteration is not None:  # training scalars carry their iteration
+            recorder.log(iteration, epoch, scalars)
             return
         # Validation: at the iteration it followed, and the epoch it closed (MMEngine's runtime info).
         hub = MessageHub.get_current_instance()
         iteration, epoch = hub.get_info("iter"), hub.get_info("epoch")
-        if iteration is not None:
-            step = iteration + 1
-        scalars = {key: float(value) for key, value in scalar_dict.items() if key not in AXES}
-        recorder.log(step, None if epoch is None else epoch + 1, scalars)
+        recorder.log(step if iteration is None else iteration + 1, None if epoch is None else epoch + 1, scalars)
         recorder.summary({key: value for key, value in scalars.items() if key not in NOT_RESULTS})
 
     def close(self) -> None:
         """The runner is done (MMEngine's LoggerHook closes the visualizer after training): the run finishes."""
-        if self._recorder is not None and self._recording():
+        if self._recorder is not None and self._rank_zero:
             self._recorder.end(None)

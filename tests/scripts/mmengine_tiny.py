@@ -18,7 +18,7 @@ class TinyRegressor(BaseModel):
         out = self.net(x)
         if mode == "loss":
             return {"loss": nn.functional.mse_loss(out, y)}
-        return list(zip(out, y))
+        return list(zip(out, y, strict=True))
 
 
 @DATASETS.register_module()
