@@ -13,6 +13,7 @@ from . import cards, lifecycle
 from .cards import validate_name
 from .db import Database
 from .devices import choose_device
+from .divergence import check_settings
 from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .runs import Run, RunStopped, begin_run, check_on_diverge, sigterm_as_interrupt
@@ -54,16 +55,20 @@ def begin(
     resume: bool = False,
     on_diverge: str = "stop",
     seed: int | None = None,
+    diverge: dict[str, float] | None = None,
 ) -> Run:
     """Start recording a run of the card `name` (or of its fork, see the module) in a database of its own:
-    end it with `end`."""
+    end it with `end`. `diverge`: as `start`'s."""
     check_on_diverge(on_diverge)
+    settings = check_settings(diverge or {}, "expdb.start(diverge=...)")
     validate_name(name)
     database = Database(db, create=True)
     try:
         card = ensure_card(database, name, params)
         lifecycle.reap(database)  # a run of the card whose process died would seem to run still
-        run = begin_run(database, card.name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge)
+        run = begin_run(
+            database, card.name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge, diverge=settings
+        )
     except BaseException:
         database.close()
         raise
@@ -90,16 +95,20 @@ def start(
     resume: bool = False,
     on_diverge: str = "stop",
     seed: int | None = None,
+    diverge: dict[str, float] | None = None,
     **params: Value,
 ) -> Iterator[Run]:
     """Record a run of the card `name` (created with `params` if it does not exist; forked as `NAME.2` when
     it has run with other values of them).
 
+    `diverge`: divergence thresholds of this run over the card's, e.g. {"rise_factor": 1.5}
+    (the keys of `expdb.divergence.DEFAULTS`, as `--diverge KEY=VALUE` on the command line).
+
     The run ends `finished` when the block ends, `diverged` when expdb stopped it (the
     exception it raised to stop your loop is absorbed), `interrupted` on Ctrl-C or SIGTERM,
     `failed` on any other exception, which propagates.
     """
-    run = begin(name, params, db=db, resume=resume, on_diverge=on_diverge, seed=seed)
+    run = begin(name, params, db=db, resume=resume, on_diverge=on_diverge, seed=seed, diverge=diverge)
     with sigterm_as_interrupt():
         try:
             yield run

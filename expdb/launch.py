@@ -125,6 +125,7 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
     watcher = threading.Thread(target=_stop_when_told, args=(run, process), daemon=True)
     watcher.start()
     try:
+        assert process.stdout is not None  # started with stdout=PIPE
         for line in process.stdout:
             echo.write(line)
             run.write_log(line.rstrip("\n"))
@@ -132,7 +133,8 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
                 final_line = line.strip()
             record = plan.parser.parse(line) if plan.parser else None
             if record is not None:
-                run.log(record.step, epoch=record.epoch, **record.values)
+                # A parser names metrics only; epoch is its own field, never a key of values.
+                run.log(record.step, epoch=record.epoch, **record.values)  # type: ignore[arg-type]
     except BaseException:
         _stop(process)
         raise
@@ -198,6 +200,7 @@ def execute(
     profile_budget: float = PROFILE_BUDGET_S,
     queued_run: int | None = None,
     ready: Callable[[], None] | None = None,
+    diverge: dict[str, float] | None = None,
 ) -> Outcome:
     """Run one card to its end and record it. Everything that can be refused is refused before the run exists.
 
@@ -231,7 +234,7 @@ def execute(
         ready()
     run = begin_run(
         db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
-        command=template, progress=progress, queued_run=queued_run,
+        command=template, progress=progress, queued_run=queued_run, diverge=diverge,
     )
     with sigterm_as_interrupt():
         try:
@@ -244,7 +247,8 @@ def execute(
                 raise
         else:
             run.end(RunStatus.FINISHED)
-    return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, [d.message for d in run.divergences])
+    noted = [event.message for event in run.divergences + run.trends]
+    return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, noted)
 
 
 def profile_card(
@@ -263,7 +267,8 @@ def profile_card(
 ) -> None:
     """Build the card's model with its runner (no training), measure it, and keep the profile with the card."""
     if not card.runner:
-        raise ExpdbError(f"{card.name} has no runner, so expdb cannot build its model; profile it from your code with run.profile(model, inputs)")
+        raise ExpdbError(f"{card.name} has no runner, so expdb cannot build its model; profile it from your code with "
+                         "run.profile(model, inputs)")
     runner = resolve_runner(card.runner)
     if runner.build is None:
         raise ExpdbError(f"runner {card.runner!r} has no build(params) function, so expdb cannot build its model")

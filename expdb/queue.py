@@ -118,7 +118,9 @@ def local_slots(jobs: int | None, gpus: str | None) -> list[Slot]:
     return gpu_slots(visible_gpu_ids(numbers), jobs)
 
 
-def run_arguments(*, device: str, on_diverge: str, profile_budget: float, seed: int | None) -> list[str]:
+def run_arguments(
+    *, device: str, on_diverge: str, profile_budget: float, seed: int | None, diverge: list[str] | None = None
+) -> list[str]:
     """The options every job's `expdb run` gets, checked here so that a bad one is refused before anything is queued."""
     from .devices import check_device
     from .runs import check_on_diverge
@@ -126,6 +128,7 @@ def run_arguments(*, device: str, on_diverge: str, profile_budget: float, seed: 
     check_device(device)
     check_on_diverge(on_diverge)
     arguments = ["--device", device, "--on-diverge", on_diverge, "--profile-budget", repr(profile_budget)]
+    arguments += [part for pair in diverge or [] for part in ("--diverge", pair)]
     return arguments + (["--seed", str(seed)] if seed is not None else [])
 
 
@@ -346,10 +349,12 @@ def _start(db: Database, entry: QueuedRun, index: int, slot: Slot, run_args: lis
 
 def _go(job: _Job, start: bool = True) -> None:
     """Let a standby job begin its run, or (start=False) tell it the queue stopped, so that it exits untouched."""
+    stdin = job.process.stdin
+    assert stdin is not None  # started with stdin=PIPE
     try:
         if start:
-            job.process.stdin.write(b"go\n")
-        job.process.stdin.close()
+            stdin.write(b"go\n")
+        stdin.close()
     except BrokenPipeError:
         pass  # it ended already; how is recorded when it is reaped
 
@@ -426,14 +431,17 @@ def stop_local_queues(db: Database) -> list[str]:
     """SIGTERM to this machine's local queues that have runs queued or running, and to the running jobs of a
     queue that died (they run on without it); what was signalled ("queue 123", "run 7")."""
     host = socket.gethostname()
-    runs = [run for run in lifecycle.active_runs(db) if run.launcher == "local" and run.host == host]
+    # A local queue's runs carry the queue's pid as their job id.
+    runs = [
+        run for run in lifecycle.active_runs(db) if run.launcher == "local" and run.host == host and run.job_id is not None
+    ]
     stopped, alive = [], set()
-    for queue_pid in sorted({int(run.job_id) for run in runs}):
+    for queue_pid in sorted({int(str(run.job_id)) for run in runs}):
         if _terminate(queue_pid):
             stopped.append(f"queue {queue_pid}")
             alive.add(queue_pid)
     for run in runs:
-        if run.status == RunStatus.RUNNING and int(run.job_id) not in alive and _terminate(run.pid):
+        if run.status == RunStatus.RUNNING and int(str(run.job_id)) not in alive and run.pid is not None and _terminate(run.pid):
             stopped.append(f"run {run.id}")
     return stopped
 
