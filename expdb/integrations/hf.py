@@ -29,6 +29,7 @@ TRAINING_PARAMS = (
     "fp16", "bf16",
 )
 
+NUMBERS = frozenset((float, int))
 # The speed of an evaluation, not a result: curves, not final metrics. The epoch is on every point.
 SPEED_SUFFIXES = ("epoch", "_runtime", "_samples_per_second", "_steps_per_second")
 
@@ -76,11 +77,15 @@ class ExpdbCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not (logs and state.is_world_process_zero and self._recorder.rank_zero):
             return
-        scalars = {key: value for key, value in logs.items() if key != "epoch" and type(value) in (float, int)}
-        if self._recorder.run is None:
-            self._begin(args)
+        run = self._recorder.run or self._begin(args)
+        # Numbers only (a callback may log text); the check of all at once is the cheaper one, every step.
+        if NUMBERS.issuperset(map(type, logs.values())):
+            scalars = dict(logs)
+        else:
+            scalars = {key: value for key, value in logs.items() if type(value) in NUMBERS}
+        epoch = scalars.pop("epoch", None)
         try:
-            self._recorder.log(state.global_step, logs.get("epoch"), scalars)
+            run.log(state.global_step, epoch=epoch, **scalars)
         except RunStopped:
             control.should_training_stop = True
 
@@ -89,7 +94,7 @@ class ExpdbCallback(TrainerCallback):
             return
         self._begin(args)
         self._recorder.summary({
-            key: value for key, value in metrics.items() if type(value) in (float, int) and not key.endswith(SPEED_SUFFIXES)
+            key: value for key, value in metrics.items() if type(value) in NUMBERS and not key.endswith(SPEED_SUFFIXES)
         })
         if not self._training:  # trainer.evaluate() on its own: nothing else ends its run
             self._recorder.end(None)
