@@ -4,7 +4,8 @@ none: it is what they share, a run started on the first thing worth keeping and 
 
 Hyperparameters given before the run starts are the card's parameters. A card's parameters are fixed once
 it has run: a run with other values is recorded on a fork (`NAME.2`, see `expdb.api`), and values that differ
-from those of the run under way are refused (`ExpdbError`).
+from those of the run under way are refused (`ExpdbError`). An error that ends the script while a run is
+under way ends it failed (interrupted for Ctrl-C) through `sys.excepthook`: not every framework reports one.
 """
 
 import math
