@@ -767,6 +767,21 @@ def copy_command(
     render_copied(copied, console)
 
 
+@app.command(help="The study in a browser: table, cards, curves, parallel coordinates, live runs. Ctrl-C stops it.")
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Anything but loopback prints a token that every request must carry.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    db: DbOption = None,
+) -> None:
+    from .ui.serve import serve
+
+    with open_db(db) as database:  # a missing or too new database stops here, with one line
+        location = database.location
+    serve(location, host, port, console)
+
+
 @db_app.command("current")
 def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and whether it is the newest."""

@@ -1,0 +1,426 @@
+"""What the pages of `expdb ui` and the HTML report show, as JSON-ready dicts.
+
+Every figure comes from the functions the CLI uses: the cards from `cards.select_cards`, the
+table from `table.build_table` laid out by `render` (so "copy as markdown" is byte for byte
+`expdb table --format md`), the curves from `series.read_curve` on the axes of `expdb plot`,
+smoothed by its EMA on every point and cut to min/max buckets by its `reduce_for_drawing`.
+
+This module imports numpy (through `expdb.plot`, which also brings matplotlib): only the UI
+server and the HTML report load it.
+"""
+
+import io
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import lifecycle
+from ..cards import Card, Selection, card_details, select_cards
+from ..db import Database
+from ..errors import ExpdbError
+from ..lifecycle import CARD_STATUSES, RunStatus
+from ..metrics import definition, load_definitions
+from ..plot import (
+    _array,
+    _divergence_steps,
+    _Line,
+    _lr_drop_steps,
+    _value_at_step,
+    _x_at_step,
+    _x_axis,
+    _x_values,
+    ema,
+    reduce_for_drawing,
+)
+from ..queue import queue_entries
+from ..render import _layout, write_latex, write_markdown
+from ..series import Curve, latest_run_with, read_curve
+from ..table import Column, build_table
+from ..values import format_value
+from ..views import format_duration, format_time
+
+PAGE_ROWS = 100  # rows of the study table sent at once: a 10,000-card study pages
+MAX_BUCKETS = 4000  # per curve: a plot is never wider than this many pixels
+X_AXES = ("step", "epoch", "samples", "time")
+CACHE_BYTES = 256 * 2**20  # full-resolution curves kept for zooming, at most
+
+
+# -- the study table ------------------------------------------------------------------------
+
+
+def _sort_key(column: Column) -> str:
+    """What `build_table(sort=...)` takes for this column: `iou50`, `iou50:max`."""
+    return f"{column.metric.key}:{column.reduction}" if column.reduction else column.metric.key
+
+
+def _latest_user_notes(db: Database, card_ids: list[int]) -> dict[int, str]:
+    if not card_ids:
+        return {}
+    among, ids = db.among("card_id", card_ids)
+    rows = db.query(f"SELECT card_id, text FROM note WHERE NOT automatic AND {among} ORDER BY created_at, id", ids)
+    return {card_id: text for card_id, text in rows}
+
+
+def _table(db: Database, selection: Selection, metrics: list[str], sort: str | None, baseline: str | None, params: str):
+    return build_table(db, select_cards(db, selection), metrics, sort=sort, baseline=baseline, params=params)
+
+
+def table_page(
+    db: Database,
+    selection: Selection,
+    *,
+    metrics: list[str] = (),
+    sort: str | None = None,
+    baseline: str | None = None,
+    params: str = "differing",
+    offset: int = 0,
+    limit: int = PAGE_ROWS,
+) -> dict:
+    """One page of the comparison table: heads (with the `sort` each takes), cells as `expdb table` shows them."""
+    table = _table(db, selection, list(metrics), sort, baseline, params)
+    layout = _layout(table)
+    shown = [column for column in table.columns if not (column.agg == "std")]
+    sorts = ["name", *table.param_keys, *(_sort_key(column) for column in shown)]
+    offset = max(0, offset)
+    page = list(zip(table.rows, layout.rows))[offset : offset + max(1, limit)]
+    notes = _latest_user_notes(db, [row.card.id for row, _ in page])
+    directions = ["", *([""] * len(table.param_keys)), *(column.metric.direction or "" for column in shown)]
+    return {
+        "columns": [
+            {"header": header, "numeric": numeric, "sort": sort_by, "direction": direction}
+            for header, numeric, sort_by, direction in zip(layout.headers, layout.numeric, sorts, directions)
+        ],
+        "rows": [
+            {
+                "card": row.card.name,
+                "status": row.card.status,
+                "tags": row.card.tags,
+                "note": notes.get(row.card.id, ""),
+                "baseline": row is table.baseline,
+                "cells": [{"text": cell.text, "delta": cell.delta, "best": cell.best} for cell in cells],
+            }
+            for row, cells in page
+        ],
+        "total": len(table.rows),
+        "offset": offset,
+        "limit": limit,
+    }
+
+
+def table_text(
+    db: Database, selection: Selection, fmt: str, *, metrics: list[str] = (), sort: str | None = None,
+    baseline: str | None = None, params: str = "differing",
+) -> str:
+    """The whole table as `expdb table --format md|latex` prints it."""
+    table = _table(db, selection, list(metrics), sort, baseline, params)
+    buffer = io.StringIO()
+    (write_markdown if fmt == "md" else write_latex)(table, buffer)
+    return buffer.getvalue()
+
+
+def chips(db: Database) -> dict:
+    """The tags in use and the statuses a card can have: the study page's filter chips."""
+    tags = [name for (name,) in db.query("SELECT DISTINCT name FROM tag ORDER BY name")]
+    keys = [key for (key,) in db.query("SELECT DISTINCT key FROM series ORDER BY key")]
+    return {"tags": tags, "statuses": list(CARD_STATUSES), "curves": keys}
+
+
+# -- a card ---------------------------------------------------------------------------------
+
+
+def _lineage(db: Database, card: Card, limit: int = 200) -> dict:
+    """The card's ancestors, oldest first, and the tree of its forks (at most `limit` of them)."""
+    rows = db.query("SELECT id, name, parent_id FROM card")
+    names = {card_id: name for card_id, name, _ in rows}
+    parent_of = {card_id: parent for card_id, _, parent in rows}
+    children: dict[int, list[int]] = {}
+    for card_id, _, parent in rows:
+        if parent is not None:
+            children.setdefault(parent, []).append(card_id)
+    ancestors, seen, at = [], {card.id}, parent_of.get(card.id)
+    while at is not None and at not in seen:
+        seen.add(at)
+        ancestors.append(names[at])
+        at = parent_of.get(at)
+    count = 0
+
+    def tree(card_id: int) -> dict:
+        nonlocal count
+        kept = []
+        for child in children.get(card_id, []):
+            if count >= limit:
+                break
+            count += 1
+            kept.append(tree(child))
+        return {"name": names[card_id], "children": kept}
+
+    return {"ancestors": ancestors[::-1], "tree": tree(card.id), "cut": count >= limit}
+
+
+def card_page(db: Database, name: str) -> dict:
+    details = card_details(db, name)
+    card = details.card
+    definitions = load_definitions(db)
+    runs = []
+    for run in details.runs:
+        duration = run.ended_at - run.started_at if run.started_at is not None and run.ended_at is not None else None
+        runs.append({
+            "id": run.id,
+            "status": run.status,
+            "started": format_time(run.started_at) if run.started_at else "",
+            "duration": format_duration(duration) if duration is not None else "",
+            "exit_reason": run.exit_reason or "",
+            "environment": {key: format_value(value) for key, value in run.env.items() if key != "argv"},
+            "metrics": [
+                {"label": definition(definitions, key).header(), "value": definition(definitions, key).cell(value)}
+                for key, value in run.metrics.items()
+            ],
+        })
+    curve_keys = [key for (key,) in db.query(
+        "SELECT DISTINCT series.key FROM series JOIN run ON run.id = series.run_id WHERE run.card_id = ? ORDER BY series.key",
+        (card.id,),
+    )]
+    profile = None
+    if details.profile is not None:
+        profile = {key: format_value(value) if not isinstance(value, dict) else value for key, value in details.profile.items()}
+    return {
+        "name": card.name,
+        "parent": card.parent,
+        "status": card.status,
+        "runner": card.runner or card.command or "",
+        "tags": card.tags,
+        "created": format_time(card.created_at),
+        "params": [
+            {"key": change.key, "value": format_value(change.value), "parent": format_value(change.parent_value)
+             if change.parent_value is not None else "", "kind": change.kind}
+            for change in details.changes
+        ],
+        "lineage": _lineage(db, card),
+        "runs": runs,
+        "notes": [
+            {"created": format_time(note.created_at), "text": note.text, "automatic": bool(note.automatic), "step": note.step}
+            for note in details.notes
+        ],
+        "profile": profile,
+        "curves": curve_keys,
+    }
+
+
+# -- curves ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cached:
+    line: _Line
+    nbytes: int
+
+
+class CurveCache:
+    """Full-resolution curves on their x axis, most recently used kept, so that a zoom reads no chunk.
+
+    A curve is read again when its run has written a chunk since (a live run).
+    """
+
+    def __init__(self, limit: int = CACHE_BYTES):
+        self.limit = limit
+        self._lines: OrderedDict[tuple, _Cached] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def line(self, db: Database, card: Card, index: int, metric: str, x: str) -> _Line | None:
+        run_id = latest_run_with(db, card.id, metric)
+        if run_id is None:
+            return None
+        state = db.query_one(
+            "SELECT count(chunk.id), max(chunk.id) FROM chunk JOIN series ON series.id = chunk.series_id "
+            "WHERE series.run_id = ? AND series.key = ?",
+            (run_id, metric),
+        )
+        key = (db.location, run_id, metric, x, tuple(state or ()))
+        with self._lock:
+            found = self._lines.get(key)
+            if found is not None:
+                self._lines.move_to_end(key)
+                found.line.card, found.line.colour_index = card, index
+                return found.line
+        line = _read_line(db, card, index, metric, run_id, x)
+        if line is None:
+            return None
+        nbytes = line.steps.nbytes + line.xs.nbytes + line.values.nbytes
+        with self._lock:
+            self._lines[key] = _Cached(line, nbytes)
+            while sum(entry.nbytes for entry in self._lines.values()) > self.limit and len(self._lines) > 1:
+                self._lines.popitem(last=False)
+        return line
+
+
+def _read_line(db: Database, card: Card, index: int, metric: str, run_id: int, x: str) -> _Line | None:
+    curve = read_curve(db, run_id, metric)
+    if not len(curve):
+        return None
+    steps = _array(curve.steps, np.int64)
+    values = _array(curve.values, np.float64)
+    axis, xs = x, _x_values(card, curve, steps, x)
+    if xs is None:
+        axis, xs = "step", steps.astype(np.float64)
+    xs = np.ascontiguousarray(xs, dtype=np.float64)
+    # Only what drawing needs is kept: the wall times, epochs and samples are on `xs` now.
+    slim = Curve(curve.key, curve.steps, curve.values, curve.walls[:0], None, None)
+    return _Line(card, index, metric, run_id, slim, steps, xs, values, axis)
+
+
+def _json_numbers(values: np.ndarray) -> list:
+    """Numbers for JSON: NaN and infinities as null (a gap in the line)."""
+    out = values.tolist()
+    if not np.isfinite(values).all():
+        out = [value if math.isfinite(value) else None for value in out]
+    return out
+
+
+def _scale(line: _Line, log_y: bool, divergences: list[int]) -> list[float] | None:
+    """The values that may set the y scale: those before the run diverged, finite (and above 0 on a log axis)."""
+    values = line.values
+    if divergences:
+        values = values[: int(np.searchsorted(line.steps, divergences[0], side="left"))] if divergences[0] > line.steps[0] else values[:0]
+    usable = values[np.isfinite(values) & (values > 0 if log_y else True)]
+    if not len(usable):
+        return None
+    return [float(usable.min()), float(usable.max())]
+
+
+def _visible(line: _Line, x0: float | None, x1: float | None) -> np.ndarray:
+    """Indices of the points in [x0, x1] and one on either side, so the line runs to the edges."""
+    finite = np.isfinite(line.xs)
+    inside = finite.copy()
+    if x0 is not None:
+        inside &= line.xs >= x0
+    if x1 is not None:
+        inside &= line.xs <= x1
+    indices = np.nonzero(inside)[0]
+    if x0 is None and x1 is None:
+        return indices
+    finite_indices = np.nonzero(finite)[0]
+    if len(indices):
+        position = np.searchsorted(finite_indices, [indices[0], indices[-1]])
+        extra = [finite_indices[p] for p in (position[0] - 1, position[1] + 1) if 0 <= p < len(finite_indices)]
+        return np.union1d(indices, np.array(extra, dtype=np.int64))
+    return indices
+
+
+def curves(
+    db: Database,
+    cards: list[Card],
+    metrics: list[str],
+    *,
+    x: str = "step",
+    smooth: float = 0.0,
+    log_y: bool = False,
+    x0: float | None = None,
+    x1: float | None = None,
+    width: int = 1000,
+    cache: CurveCache | None = None,
+) -> dict:
+    """One panel per metric, one series per card: the points in [x0, x1] (all by default) reduced to
+    min/max buckets of about one per pixel of `width`, raw and (with `smooth`) EMA-smoothed on every point."""
+    if x not in X_AXES:
+        raise ExpdbError(f"unknown x axis {x!r}; use one of: {', '.join(X_AXES)}")
+    if not 0.0 <= smooth < 1.0:
+        raise ExpdbError(f"smoothing must be in [0, 1), not {smooth}")
+    if not metrics:
+        raise ExpdbError("no metric to draw; pick one, such as loss")
+    buckets = max(10, min(int(width), MAX_BUCKETS))
+    cache = cache or CurveCache()
+    definitions = load_definitions(db)
+    lines: dict[str, list[_Line]] = {metric: [] for metric in metrics}
+    for index, card in enumerate(cards):
+        for metric in metrics:
+            line = cache.line(db, card, index, metric, x)
+            if line is not None:
+                lines[metric].append(line)
+    drawn = [line for found in lines.values() for line in found]
+    x_label, x_scale = _x_axis(drawn, x) if drawn else (x, 1.0)
+    panels = []
+    events: dict[int, tuple[list[int], list[int]]] = {}
+    for metric in metrics:
+        series = []
+        for line in lines[metric]:
+            if line.run_id not in events:
+                events[line.run_id] = (_divergence_steps(db, line.run_id), _lr_drop_steps(db, line.run_id))
+            divergences, drops = events[line.run_id]
+            scale = x_scale if line.x == "time" else 1.0
+            picked = _visible(line, None if x0 is None else x0 * scale, None if x1 is None else x1 * scale)
+            xs, raw = line.xs[picked] / scale, line.values[picked]
+            rx, ry = reduce_for_drawing(xs, raw, buckets)
+            item = {
+                "card": line.card.name,
+                "index": line.colour_index,
+                "run": line.run_id,
+                "x_axis": line.x,
+                "points": len(line.values),
+                "shown": len(picked),
+                "x": _json_numbers(rx),
+                "y": _json_numbers(ry),
+                "smooth": None,
+                "scale": _scale(line, log_y, divergences),
+                "divergences": [],
+                "lr_drops": [],
+            }
+            if smooth > 0:
+                smoothed = ema(line.values, smooth)[picked]
+                sx, sy = reduce_for_drawing(xs, smoothed, buckets)
+                item["smooth"] = {"x": _json_numbers(sx), "y": _json_numbers(sy)}
+            finite_x = np.isfinite(line.xs)
+            for step in divergences:
+                at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, log_y)
+                if at is not None and value is not None:
+                    item["divergences"].append({"step": step, "x": at / scale, "y": value})
+            item["lr_drops"] = [at / scale for step in drops if (at := _x_at_step(line, step, finite_x)) is not None]
+            series.append(item)
+        panels.append({"metric": metric, "label": definition(definitions, metric).header(), "series": series})
+    return {"x": x, "x_label": x_label, "smooth": smooth, "log_y": log_y, "panels": panels}
+
+
+def cards_for_curves(db: Database, names: list[str], selection: Selection) -> list[Card]:
+    """The cards a curve page shows: those named, else the selection (by tag or filter)."""
+    return select_cards(db, Selection(tuple(names)) if names else selection)
+
+
+# -- live -----------------------------------------------------------------------------------
+
+
+def live(db: Database) -> dict:
+    """The running and queued runs: for each running one, how far it has come (its last logged step and points)."""
+    lifecycle.reap(db)  # a run whose process died shows as crashed, not running
+    entries = queue_entries(db)
+    progress: dict[int, tuple] = {}
+    running = [entry.run_id for entry in entries if entry.status == RunStatus.RUNNING]
+    if running:
+        among, ids = db.among("series.run_id", running)
+        for run_id, last_step, points in db.query(
+            "SELECT series.run_id, max(chunk.last_step), sum(chunk.count) FROM series JOIN chunk ON chunk.series_id = series.id "
+            f"WHERE {among} GROUP BY series.run_id, series.id",
+            ids,
+        ):
+            step, most = progress.get(run_id, (last_step, points))
+            progress[run_id] = (max(step, last_step), max(most, points))
+    moment = time.time()
+    return {
+        "runs": [
+            {
+                "card": entry.card,
+                "run": entry.run_id,
+                "status": str(entry.status),
+                "host": entry.host or "",
+                "where": entry.where,
+                "launcher": entry.launcher or "",
+                "since": format_duration(max(0.0, moment - (entry.started_at if entry.status == RunStatus.RUNNING else entry.queued_at or moment)))
+                if (entry.started_at or entry.queued_at) else "",
+                "step": progress.get(entry.run_id, (None, None))[0],
+                "points": progress.get(entry.run_id, (None, None))[1],
+            }
+            for entry in entries
+        ],
+    }
