@@ -702,7 +702,7 @@ def plot(
 
 
 @app.command(
-    help="A self-contained markdown report of a study, or its table for an IEEE paper; re-running updates it. "
+    help="A self-contained markdown or HTML report of a study, or its table for an IEEE paper; re-running updates it. "
     f"{SELECTION_HELP}"
 )
 def report(
@@ -710,9 +710,9 @@ def report(
     tag: TagOption = None,
     where: WhereOption = None,
     status: StatusOption = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it) or a .tex table.")] = "report.md",
+    output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it), one .html file, or a .tex table.")] = "report.md",
     format: Annotated[
-        str | None, typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table) [default: from -o's suffix].")
+        str | None, typer.Option("--format", "-f", help="md (a report with plots), html (one file, interactive plots, opens offline) or latex (an IEEE table) [default: from -o's suffix].")
     ] = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat [default: every recorded metric].")] = [],
     curve: Annotated[list[str], typer.Option(help="A curve to plot; repeat for several.")] = ["loss"],
@@ -727,9 +727,11 @@ def report(
     from .report import write_report
 
     metrics = split_options(metric)
-    suffix_format = "latex" if Path(output).suffix == ".tex" else "md"
-    if format is not None and format != suffix_format and format in ("md", "latex"):
-        raise ExpdbError(f"--format {format} writes a {'.tex' if format == 'latex' else '.md'} file, not {output!r}")
+    suffixes = {".tex": "latex", ".html": "html", ".htm": "html"}
+    suffix_format = suffixes.get(Path(output).suffix, "md")
+    if format is not None and format != suffix_format and format in ("md", "latex", "html"):
+        wanted = {"md": ".md", "latex": ".tex", "html": ".html"}[format]
+        raise ExpdbError(f"--format {format} writes a {wanted} file, not {output!r}")
     with open_db(db) as database:
         chosen = cards.select_cards(database, selection_of(names, tag, where, status))
         written = write_report(

@@ -7,7 +7,9 @@
   hyperparameters that differ; one PNG per curve beside the document, linked by a relative
   path; what went wrong (expdb's own notes: divergences, crashes, failures); and the
   environment each card's latest run ran in;
-- LaTeX (`format="latex"`): the comparison table alone, booktabs, caption above.
+- LaTeX (`format="latex"`): the comparison table alone, booktabs, caption above;
+- HTML (`format="html"`, in `expdb.report_html`): the markdown report's sections in one file
+  that opens offline, with interactive plots whose data is embedded.
 
 Every file is written beside its destination under a temporary name and moved into place
 only once all of them are ready, so a failure leaves the previous report as it was and no
@@ -42,7 +44,7 @@ from .table import ComparisonTable, _did_you_mean, build_table, parse_metric
 from .values import format_value, plural, same
 from .views import format_duration, format_time
 
-FORMATS = ("md", "latex")
+FORMATS = ("md", "latex", "html")
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
 _NAMES_IN_TITLE = 3
 
@@ -359,4 +361,8 @@ def write_report(
     _check_metrics(db, cards, metrics)
     if format == "latex":
         return _write_latex_report(db, cards, output, metrics, baseline, title)
+    if format == "html":
+        from .report_html import write_html_report
+
+        return write_html_report(db, cards, output, metrics, curves, x, smooth, baseline, title)
     return _write_markdown_report(db, cards, output, metrics, curves, x, smooth, baseline, title)

@@ -1,4 +1,4 @@
-"""The study the UI tests look at: the example study, plus cards with curves (one diverges, one has lr drops)."""
+"""The study the UI tests look at: the example study, plus cards with curves (curve_c diverges, all have an lr drop)."""
 
 import math
 import shutil
@@ -14,14 +14,14 @@ CURVE_POINTS = 3000
 
 
 def build_study(path: Path) -> Path:
-    """The example database copied to `path`, with three runs of `loss` and `lr` curves; curve_c diverges."""
+    """The example database copied to `path`, with three runs of `loss` and `lr` curves; curve_c's loss explodes at step 2,000."""
     shutil.copy(EXAMPLE_DB, path)
     for index, name in enumerate(CURVE_CARDS):
         with expdb.start(name, db=str(path), lr=1e-3 * (index + 1), batch=16) as run:
             for step in range(CURVE_POINTS):
                 loss = 2.0 * math.exp(-step / 800) + 0.1 * (index + 1) + 0.02 * math.sin(step / 7)
                 if name == "curve_c" and step >= 2000:
-                    loss = math.nan  # diverges: expdb notes it and stops the run
+                    loss = 100.0 * (step - 1990)  # explodes: expdb notes the divergence and stops the run
                 lr = 1e-3 * (index + 1) * (0.1 if step >= 1500 else 1.0)
                 run.log(step, epoch=step / 1000, loss=loss, lr=lr)
             run.summary(iou50=0.3 + 0.01 * index)

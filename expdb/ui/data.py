@@ -280,15 +280,16 @@ def _json_numbers(values: np.ndarray) -> list:
     return out
 
 
-def _scale(line: _Line, log_y: bool, divergences: list[int]) -> list[float] | None:
-    """The values that may set the y scale: those before the run diverged, finite (and above 0 on a log axis)."""
-    values = line.values
-    if divergences:
-        values = values[: int(np.searchsorted(line.steps, divergences[0], side="left"))] if divergences[0] > line.steps[0] else values[:0]
-    usable = values[np.isfinite(values) & (values > 0 if log_y else True)]
-    if not len(usable):
+def _scale(line: _Line, picked: np.ndarray, log_y: bool, divergences: list[int]) -> list[float] | None:
+    """The range of the shown values that may set the y scale: those before the run diverged (unless
+    only later ones are shown), finite, and above 0 on a log axis."""
+    values, steps = line.values[picked], line.steps[picked]
+    usable = np.isfinite(values) & (values > 0 if log_y else True)
+    if divergences and (usable & (steps < divergences[0])).any():
+        usable &= steps < divergences[0]
+    if not usable.any():
         return None
-    return [float(usable.min()), float(usable.max())]
+    return [float(values[usable].min()), float(values[usable].max())]
 
 
 def _visible(line: _Line, x0: float | None, x1: float | None) -> np.ndarray:
@@ -364,7 +365,7 @@ def curves(
                 "x": _json_numbers(rx),
                 "y": _json_numbers(ry),
                 "smooth": None,
-                "scale": _scale(line, log_y, divergences),
+                "scale": _scale(line, picked, log_y, divergences),
                 "divergences": [],
                 "lr_drops": [],
             }

@@ -146,7 +146,8 @@ const expdbChart = (() => {
         legend: { show: false },
         cursor: {
           drag: { x: true, y: false, setScale: true },
-          bind: { dblclick: () => () => { if (onReset) onReset(); return null; } },
+          // The page fetches the full range again; the report's plots keep uPlot's own reset.
+          ...(onReset ? { bind: { dblclick: () => () => { onReset(); return null; } } } : {}),
         },
         scales: {
           x: { time: false, ...(x0 !== null && x0 !== undefined ? { min: x0, max: x1 } : {}) },
