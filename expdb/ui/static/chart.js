@@ -140,12 +140,11 @@ const expdbChart = (() => {
       const data = uPlot.join(tables);
       const range = yRange(panel, payload.log_y);
       const readout = node("div", "readout");
-      let drawing = true;
       const plot = new uPlot({
         width, height: 300,
         legend: { show: false },
         cursor: {
-          drag: { x: true, y: false, setScale: true },
+          drag: { x: true, y: false, setScale: false },
           // The page fetches the full range again; the report's plots keep uPlot's own reset.
           ...(onReset ? { bind: { dblclick: () => () => { onReset(); return null; } } } : {}),
         },
@@ -157,8 +156,12 @@ const expdbChart = (() => {
         series,
         hooks: {
           draw: [(u) => drawEvents(u, panel, mark)],
-          setScale: [(u, key) => {
-            if (key === "x" && !drawing && onZoom) onZoom(u.scales.x.min, u.scales.x.max);
+          // A dragged range: the page fetches it at full resolution; the report zooms into what it has.
+          setSelect: [(u) => {
+            if (u.select.width < 2) return;
+            const low = u.posToVal(u.select.left, "x"), high = u.posToVal(u.select.left + u.select.width, "x");
+            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+            if (onZoom) onZoom(low, high); else u.setScale("x", { min: low, max: high });
           }],
           setCursor: [(u) => {
             if (u.cursor.idx === null || u.cursor.idx === undefined) { readout.textContent = ""; return; }
@@ -172,7 +175,6 @@ const expdbChart = (() => {
           }],
         },
       }, data, box);
-      drawing = false;
       box.append(readout, legend(panel));
       plot.over.addEventListener("wheel", (event) => {
         if (!onZoom) return;
