@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from ..plot import (
 )
 from ..queue import queue_entries
 from ..render import _layout, write_latex, write_markdown
-from ..series import Curve, latest_run_with, read_curve
+from ..series import latest_run_with, read_curve
 from ..table import Column, build_table
 from ..values import format_value
 from ..views import format_duration, format_time
@@ -214,9 +214,39 @@ def card_page(db: Database, name: str) -> dict:
 
 
 @dataclass
-class _Cached:
+class _Entry:
+    """A curve read at full resolution on its x axis, with what every request of it needs worked out once."""
+
     line: _Line
-    nbytes: int
+    ordered: bool  # x finite and never decreasing: a range is a slice
+    divergences: list[dict]  # {"step", "x", "y"}: where the run diverged, on this axis, at its unscaled x
+    divergence_step: int | None  # the first; later values do not set the y scale
+    lr_drops: list[float]
+    whole: dict = field(default_factory=dict)  # (buckets, log_y) -> the whole curve reduced: drawn without a zoom
+    smoothed: tuple[float, np.ndarray] | None = None  # the last EMA asked for, on every point: zooms reuse it
+
+    @property
+    def nbytes(self) -> int:
+        extra = self.smoothed[1].nbytes if self.smoothed is not None else 0
+        return self.line.steps.nbytes + self.line.xs.nbytes + self.line.values.nbytes + extra
+
+    def ema(self, weight: float) -> np.ndarray:
+        if self.smoothed is None or self.smoothed[0] != weight:
+            self.smoothed = (weight, ema(self.line.values, weight))
+        return self.smoothed[1]
+
+
+def _entry(db: Database, line: _Line) -> _Entry:
+    finite_x = np.isfinite(line.xs)
+    divergences = []
+    for step in _divergence_steps(db, line.run_id):
+        at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, False)
+        if at is not None and value is not None:
+            divergences.append({"step": step, "x": at, "y": value})
+    drops = [at for step in _lr_drop_steps(db, line.run_id) if (at := _x_at_step(line, step, finite_x)) is not None]
+    ordered = bool(finite_x.all()) and bool((np.diff(line.xs) >= 0).all())
+    first = min((event["step"] for event in divergences), default=None)
+    return _Entry(line, ordered, divergences, first, drops)
 
 
 class CurveCache:
@@ -227,10 +257,10 @@ class CurveCache:
 
     def __init__(self, limit: int = CACHE_BYTES):
         self.limit = limit
-        self._lines: OrderedDict[tuple, _Cached] = OrderedDict()
+        self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def line(self, db: Database, card: Card, index: int, metric: str, x: str) -> _Line | None:
+    def entry(self, db: Database, card: Card, index: int, metric: str, x: str) -> _Entry | None:
         run_id = latest_run_with(db, card.id, metric)
         if run_id is None:
             return None
@@ -239,26 +269,28 @@ class CurveCache:
             "WHERE series.run_id = ? AND series.key = ?",
             (run_id, metric),
         )
-        key = (db.location, run_id, metric, x, tuple(state or ()))
+        notes = db.query_one("SELECT count(*) FROM note WHERE run_id = ?", (run_id,))
+        key = (db.location, run_id, metric, x, tuple(state or ()), notes)
         with self._lock:
-            found = self._lines.get(key)
+            found = self._entries.get(key)
             if found is not None:
-                self._lines.move_to_end(key)
+                self._entries.move_to_end(key)
                 found.line.card, found.line.colour_index = card, index
-                return found.line
+                return found
         line = _read_line(db, card, index, metric, run_id, x)
         if line is None:
             return None
-        nbytes = line.steps.nbytes + line.xs.nbytes + line.values.nbytes
+        made = _entry(db, line)
         with self._lock:
-            self._lines[key] = _Cached(line, nbytes)
-            while sum(entry.nbytes for entry in self._lines.values()) > self.limit and len(self._lines) > 1:
-                self._lines.popitem(last=False)
-        return line
+            self._entries[key] = made
+            while sum(entry.nbytes for entry in self._entries.values()) > self.limit and len(self._entries) > 1:
+                self._entries.popitem(last=False)
+        return made
 
 
 def _read_line(db: Database, card: Card, index: int, metric: str, run_id: int, x: str) -> _Line | None:
-    curve = read_curve(db, run_id, metric)
+    # Only the x axis asked for is decompressed besides steps and values.
+    curve = read_curve(db, run_id, metric, axes=(x,))
     if not len(curve):
         return None
     steps = _array(curve.steps, np.int64)
@@ -267,9 +299,7 @@ def _read_line(db: Database, card: Card, index: int, metric: str, run_id: int, x
     if xs is None:
         axis, xs = "step", steps.astype(np.float64)
     xs = np.ascontiguousarray(xs, dtype=np.float64)
-    # Only what drawing needs is kept: the wall times, epochs and samples are on `xs` now.
-    slim = Curve(curve.key, curve.steps, curve.values, curve.walls[:0], None, None)
-    return _Line(card, index, metric, run_id, slim, steps, xs, values, axis)
+    return _Line(card, index, metric, run_id, curve, steps, xs, values, axis)
 
 
 def _json_numbers(values: np.ndarray) -> list:
@@ -280,35 +310,79 @@ def _json_numbers(values: np.ndarray) -> list:
     return out
 
 
-def _scale(line: _Line, picked: np.ndarray, log_y: bool, divergences: list[int]) -> list[float] | None:
+def _visible(entry: _Entry, x0: float | None, x1: float | None) -> slice | np.ndarray:
+    """The points in [x0, x1] and one on either side, so that the line runs to the edges: a slice
+    (no copy) when x only grows, as it does for steps, samples, epochs and time in a training loop."""
+    xs = entry.line.xs
+    if x0 is None and x1 is None:
+        return slice(None) if entry.ordered else np.nonzero(np.isfinite(xs))[0]
+    low = -np.inf if x0 is None else x0
+    high = np.inf if x1 is None else x1
+    if entry.ordered:
+        start = max(0, int(np.searchsorted(xs, low, side="left")) - 1)
+        end = min(len(xs), int(np.searchsorted(xs, high, side="right")) + 1)
+        return slice(start, end)
+    finite = np.nonzero(np.isfinite(xs))[0]
+    inside = finite[(xs[finite] >= low) & (xs[finite] <= high)]
+    if not len(inside):
+        return inside
+    position = np.searchsorted(finite, [inside[0], inside[-1]])
+    extra = [finite[p] for p in (position[0] - 1, position[1] + 1) if 0 <= p < len(finite)]
+    return np.union1d(inside, np.array(extra, dtype=np.int64))
+
+
+def _scale(entry: _Entry, picked: slice | np.ndarray, log_y: bool) -> list[float] | None:
     """The range of the shown values that may set the y scale: those before the run diverged (unless
     only later ones are shown), finite, and above 0 on a log axis."""
-    values, steps = line.values[picked], line.steps[picked]
-    usable = np.isfinite(values) & (values > 0 if log_y else True)
-    if divergences and (usable & (steps < divergences[0])).any():
-        usable &= steps < divergences[0]
-    if not usable.any():
+    values, steps = entry.line.values[picked], entry.line.steps[picked]
+    if entry.divergence_step is not None and len(steps) and steps[0] < entry.divergence_step:
+        cut = int(np.searchsorted(steps, entry.divergence_step, side="left")) if entry.ordered else None
+        values = values[:cut] if cut is not None else values[steps < entry.divergence_step]
+    usable = values[np.isfinite(values)] if not np.isfinite(values).all() else values
+    if log_y:
+        usable = usable[usable > 0]
+    if not len(usable):
         return None
-    return [float(values[usable].min()), float(values[usable].max())]
+    return [float(usable.min()), float(usable.max())]
 
 
-def _visible(line: _Line, x0: float | None, x1: float | None) -> np.ndarray:
-    """Indices of the points in [x0, x1] and one on either side, so the line runs to the edges."""
-    finite = np.isfinite(line.xs)
-    inside = finite.copy()
-    if x0 is not None:
-        inside &= line.xs >= x0
-    if x1 is not None:
-        inside &= line.xs <= x1
-    indices = np.nonzero(inside)[0]
-    if x0 is None and x1 is None:
-        return indices
-    finite_indices = np.nonzero(finite)[0]
-    if len(indices):
-        position = np.searchsorted(finite_indices, [indices[0], indices[-1]])
-        extra = [finite_indices[p] for p in (position[0] - 1, position[1] + 1) if 0 <= p < len(finite_indices)]
-        return np.union1d(indices, np.array(extra, dtype=np.int64))
-    return indices
+def _series(entry: _Entry, x_scale: float, x0: float | None, x1: float | None, buckets: int, smooth: float, log_y: bool) -> dict:
+    """One card's curve as the page draws it."""
+    line = entry.line
+    scale = x_scale if line.x == "time" else 1.0
+    memo = (buckets, log_y) if x0 is None and x1 is None and not smooth else None
+    if memo in entry.whole:
+        return entry.whole[memo]
+    picked = _visible(entry, None if x0 is None else x0 * scale, None if x1 is None else x1 * scale)
+    xs, raw = line.xs[picked], line.values[picked]
+    if scale != 1.0:
+        xs = xs / scale
+    if log_y:
+        raw = np.where(raw > 0, raw, np.nan)
+    rx, ry = reduce_for_drawing(xs, raw, buckets)
+    item = {
+        "card": line.card.name,
+        "index": line.colour_index,
+        "run": line.run_id,
+        "x_axis": line.x,
+        "points": len(line.values),
+        "shown": len(raw),
+        "x": _json_numbers(rx),
+        "y": _json_numbers(ry),
+        "smooth": None,
+        "scale": _scale(entry, picked, log_y),
+        "divergences": [{**event, "x": event["x"] / scale} for event in entry.divergences],
+        "lr_drops": [at / scale for at in entry.lr_drops],
+    }
+    if smooth > 0:
+        smoothed = entry.ema(smooth)[picked]  # on every point of the curve, then cut to the range
+        if log_y:
+            smoothed = np.where(smoothed > 0, smoothed, np.nan)
+        sx, sy = reduce_for_drawing(xs, smoothed, buckets)
+        item["smooth"] = {"x": _json_numbers(sx), "y": _json_numbers(sy)}
+    if memo is not None:
+        entry.whole[memo] = item
+    return item
 
 
 def curves(
@@ -335,52 +409,22 @@ def curves(
     buckets = max(10, min(int(width), MAX_BUCKETS))
     cache = cache or CurveCache()
     definitions = load_definitions(db)
-    lines: dict[str, list[_Line]] = {metric: [] for metric in metrics}
+    entries: dict[str, list[_Entry]] = {metric: [] for metric in metrics}
     for index, card in enumerate(cards):
         for metric in metrics:
-            line = cache.line(db, card, index, metric, x)
-            if line is not None:
-                lines[metric].append(line)
-    drawn = [line for found in lines.values() for line in found]
+            found = cache.entry(db, card, index, metric, x)
+            if found is not None:
+                entries[metric].append(found)
+    drawn = [entry.line for found in entries.values() for entry in found]
     x_label, x_scale = _x_axis(drawn, x) if drawn else (x, 1.0)
-    panels = []
-    events: dict[int, tuple[list[int], list[int]]] = {}
-    for metric in metrics:
-        series = []
-        for line in lines[metric]:
-            if line.run_id not in events:
-                events[line.run_id] = (_divergence_steps(db, line.run_id), _lr_drop_steps(db, line.run_id))
-            divergences, drops = events[line.run_id]
-            scale = x_scale if line.x == "time" else 1.0
-            picked = _visible(line, None if x0 is None else x0 * scale, None if x1 is None else x1 * scale)
-            xs, raw = line.xs[picked] / scale, line.values[picked]
-            rx, ry = reduce_for_drawing(xs, raw, buckets)
-            item = {
-                "card": line.card.name,
-                "index": line.colour_index,
-                "run": line.run_id,
-                "x_axis": line.x,
-                "points": len(line.values),
-                "shown": len(picked),
-                "x": _json_numbers(rx),
-                "y": _json_numbers(ry),
-                "smooth": None,
-                "scale": _scale(line, picked, log_y, divergences),
-                "divergences": [],
-                "lr_drops": [],
-            }
-            if smooth > 0:
-                smoothed = ema(line.values, smooth)[picked]
-                sx, sy = reduce_for_drawing(xs, smoothed, buckets)
-                item["smooth"] = {"x": _json_numbers(sx), "y": _json_numbers(sy)}
-            finite_x = np.isfinite(line.xs)
-            for step in divergences:
-                at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, log_y)
-                if at is not None and value is not None:
-                    item["divergences"].append({"step": step, "x": at / scale, "y": value})
-            item["lr_drops"] = [at / scale for step in drops if (at := _x_at_step(line, step, finite_x)) is not None]
-            series.append(item)
-        panels.append({"metric": metric, "label": definition(definitions, metric).header(), "series": series})
+    panels = [
+        {
+            "metric": metric,
+            "label": definition(definitions, metric).header(),
+            "series": [_series(entry, x_scale, x0, x1, buckets, smooth, log_y) for entry in entries[metric]],
+        }
+        for metric in metrics
+    ]
     return {"x": x, "x_label": x_label, "smooth": smooth, "log_y": log_y, "panels": panels}
 
 
