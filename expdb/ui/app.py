@@ -107,6 +107,7 @@ def create_app(location: str, *, token: str | None = None, allowed_hosts: list[s
     databases = _Databases(location)
     csrf = secrets.token_urlsafe(32)
     cache = data.CurveCache()
+    tables = data.TableCache()
 
     def page(name: str):
         template = (STATIC / PAGES[name]).read_text(encoding="utf-8").replace("{{csrf}}", csrf)
@@ -134,6 +135,7 @@ def create_app(location: str, *, token: str | None = None, allowed_hosts: list[s
             "sort": query.get("sort") or None,
             "baseline": query.get("baseline") or None,
             "params": query.get("params") or "differing",
+            "cache": tables,
         }
         fmt = query.get("format")
         if fmt in ("md", "latex"):

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from ..plot import (
 from ..queue import queue_entries
 from ..render import _layout, write_latex, write_markdown
 from ..series import latest_run_with, read_curve
-from ..table import Column, build_table
+from ..table import Column, ComparisonTable, build_table
 from ..values import format_value
 from ..views import format_duration, format_time
 
@@ -65,8 +65,42 @@ def _latest_user_notes(db: Database, card_ids: list[int]) -> dict[int, str]:
     return {card_id: text for card_id, text in rows}
 
 
-def _table(db: Database, selection: Selection, metrics: list[str], sort: str | None, baseline: str | None, params: str):
-    return build_table(db, select_cards(db, selection), metrics, sort=sort, baseline=baseline, params=params)
+# What changes whenever anything a table shows does (cards, their parameters and names, runs ending,
+# metrics, profiles, curves, tags, notes); read in one query on both backends.
+_CHANGES = (
+    "SELECT (SELECT count(*) FROM card), (SELECT max(id) FROM card), (SELECT sum(length(params) + length(name)) FROM card), "
+    "(SELECT max(id) FROM run), (SELECT count(*) FROM run WHERE ended_at IS NOT NULL), (SELECT count(*) FROM metric), "
+    "(SELECT max(id) FROM profile), (SELECT max(id) FROM chunk), (SELECT count(*) FROM tag), (SELECT count(*) FROM note)"
+)
+
+
+class TableCache:
+    """The last tables built, so that paging through 10,000 rows builds the table once; any change to
+    the database (see _CHANGES) builds it again."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._tables: OrderedDict[tuple, tuple[tuple, ComparisonTable]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def table(self, db: Database, selection: Selection, metrics: list[str], sort: str | None, baseline: str | None, params: str):
+        key = (db.location, selection, tuple(metrics), sort, baseline, params)
+        token = db.query_one(_CHANGES)
+        with self._lock:
+            found = self._tables.get(key)
+            if found is not None and found[0] == token:
+                self._tables.move_to_end(key)
+                return found[1]
+        built = build_table(db, select_cards(db, selection), metrics, sort=sort, baseline=baseline, params=params)
+        with self._lock:
+            self._tables[key] = (token, built)
+            while len(self._tables) > self.size:
+                self._tables.popitem(last=False)
+        return built
+
+
+def _table(db, selection, metrics, sort, baseline, params, cache: TableCache | None) -> ComparisonTable:
+    return (cache or TableCache()).table(db, selection, metrics, sort, baseline, params)
 
 
 def table_page(
@@ -79,14 +113,19 @@ def table_page(
     params: str = "differing",
     offset: int = 0,
     limit: int = PAGE_ROWS,
+    cache: TableCache | None = None,
 ) -> dict:
     """One page of the comparison table: heads (with the `sort` each takes), cells as `expdb table` shows them."""
-    table = _table(db, selection, list(metrics), sort, baseline, params)
-    layout = _layout(table)
+    table = _table(db, selection, list(metrics), sort, baseline, params, cache)
     shown = [column for column in table.columns if not (column.agg == "std")]
     sorts = ["name", *table.param_keys, *(_sort_key(column) for column in shown)]
-    offset = max(0, offset)
-    page = list(zip(table.rows, layout.rows))[offset : offset + max(1, limit)]
+    offset, limit = max(0, offset), max(1, limit)
+    # Only this page's cells are laid out (10,000 rows take seconds); with a neighbour when it is one row,
+    # since a lone row is never marked best.
+    rows = table.rows[offset : offset + limit]
+    extra = table.rows[offset - 1 : offset] or table.rows[offset + 1 : offset + 2] if len(rows) == 1 else []
+    layout = _layout(replace(table, rows=rows + extra))
+    page = list(zip(rows, layout.rows))
     notes = _latest_user_notes(db, [row.card.id for row, _ in page])
     directions = ["", *([""] * len(table.param_keys)), *(column.metric.direction or "" for column in shown)]
     return {
@@ -113,10 +152,10 @@ def table_page(
 
 def table_text(
     db: Database, selection: Selection, fmt: str, *, metrics: list[str] = (), sort: str | None = None,
-    baseline: str | None = None, params: str = "differing",
+    baseline: str | None = None, params: str = "differing", cache: TableCache | None = None,
 ) -> str:
     """The whole table as `expdb table --format md|latex` prints it."""
-    table = _table(db, selection, list(metrics), sort, baseline, params)
+    table = _table(db, selection, list(metrics), sort, baseline, params, cache)
     buffer = io.StringIO()
     (write_markdown if fmt == "md" else write_latex)(table, buffer)
     return buffer.getvalue()

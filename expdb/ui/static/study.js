@@ -12,6 +12,7 @@
     offset: Number(params.get("offset") || 0),
   };
   const selected = new Set();
+  let pageRows = 100;
   let lastLive = "";
 
   function tableQuery(extra) {
@@ -89,6 +90,7 @@
       error.textContent = failure.message;
       return;
     }
+    pageRows = page.limit;
     const table = document.getElementById("study");
     clear(table.tHead).append(header(page.columns));
     clear(table.tBodies[0]).append(...body(page));
@@ -99,6 +101,7 @@
     document.getElementById("baseline-info").textContent = state.baseline ? "baseline: " + state.baseline : "";
     table.dataset.total = page.total;
     table.dataset.loaded = String(Number(table.dataset.loaded || 0) + 1);
+    table.dataset.doneAt = String(performance.now());  // for the benchmark: when the rows were shown
   }
 
   function chip(text, key, holder) {
@@ -166,8 +169,8 @@
     clearTimeout(typing);
     typing = setTimeout(() => { state.where = where.value.trim(); state.offset = 0; load(); }, 300);
   });
-  document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - 100); load(); });
-  document.getElementById("next").addEventListener("click", () => { state.offset += 100; load(); });
+  document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - pageRows); load(); });
+  document.getElementById("next").addEventListener("click", () => { state.offset += pageRows; load(); });
   document.getElementById("copy-md").addEventListener("click", () => copy("md"));
   document.getElementById("copy-latex").addEventListener("click", () => copy("latex"));
   document.getElementById("plot").addEventListener("click", () => {
