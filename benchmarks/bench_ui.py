@@ -50,7 +50,8 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "expdb", "ui", "--db", str(path), "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -111,6 +112,10 @@ def verdict(value: float, target: float) -> str:
     return "ok" if value < target else "MISSED"
 
 
+def figure(what: str, seconds: float, target: str) -> str:
+    return f"  {what}: {seconds:.2f} s  [{verdict(seconds, TARGETS[target])}: < {TARGETS[target]} s]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
@@ -124,7 +129,9 @@ def main() -> None:
         started = time.perf_counter()
         build_curves(curves_db, args.runs, args.points)
         build_database(study_db, cards=args.cards)
-        print(f"built {args.runs} runs x {args.points:,} points and {args.cards:,} cards in {time.perf_counter() - started:.1f} s")
+        print(
+            f"built {args.runs} runs x {args.points:,} points and {args.cards:,} cards in {time.perf_counter() - started:.1f} s"
+        )
         browser = driver.chromium.launch(executable_path=CHROMIUM)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
 
@@ -134,12 +141,14 @@ def main() -> None:
         warm = [curve_page(page, url) for _ in range(3)]
         drawn = page.evaluate("Number(document.querySelector('.panel').dataset.drawn)")
         print(f"curve page, {args.runs} runs x {args.points:,} points ({drawn:,} points drawn):")
-        print(f"  fresh server (read from the database): {cold:.2f} s  [{verdict(cold, TARGETS['curves'])}: < {TARGETS['curves']} s]")
-        print(f"  again (curves in memory): median {statistics.median(warm):.2f} s  [{verdict(statistics.median(warm), TARGETS['curves'])}]")
+        print(figure("fresh server (read from the database)", cold, "curves"))
+        print(figure("again (curves in memory), median", statistics.median(warm), "curves"))
         zooms = [zoom(page, fraction, width) for fraction, width in ((0.3, 0.4), (0.2, 0.5), (0.4, 0.2), (0.1, 0.3), (0.5, 0.3))]
         shown = page.evaluate("Number(document.querySelector('.panel').dataset.points)")
-        print(f"  zoom, 5 drags down to {shown:,} points at full resolution: median {statistics.median(zooms):.3f} s, "
-              f"slowest {max(zooms):.3f} s  [{verdict(max(zooms), TARGETS['zoom'])}: < {TARGETS['zoom']} s]")
+        print(
+            f"  zoom, 5 drags down to {shown:,} points at full resolution: median {statistics.median(zooms):.3f} s, "
+            f"slowest {max(zooms):.3f} s  [{verdict(max(zooms), TARGETS['zoom'])}: < {TARGETS['zoom']} s]"
+        )
         curves_mb = server.peak_mb()
         server.stop()
 
@@ -148,14 +157,16 @@ def main() -> None:
         warm = [study_page(page, server.base + "/?offset=100") for _ in range(3)]
         total = page.get_attribute("#study", "data-total")
         print(f"study page, {int(total):,} cards, 100 rows a page:")
-        print(f"  fresh server: {cold:.2f} s  [{verdict(cold, TARGETS['study'])}: < {TARGETS['study']} s]")
-        print(f"  next page (table built): median {statistics.median(warm):.2f} s  [{verdict(statistics.median(warm), TARGETS['study'])}]")
+        print(figure("fresh server", cold, "study"))
+        print(figure("next page (table built), median", statistics.median(warm), "study"))
         study_mb = server.peak_mb()
         server.stop()
         browser.close()
         peak = max(curves_mb, study_mb)
-        print(f"server peak memory: {curves_mb:.0f} MB (curves), {study_mb:.0f} MB (study)  "
-              f"[{verdict(peak, TARGETS['memory_mb'])}: < {TARGETS['memory_mb']} MB]")
+        print(
+            f"server peak memory: {curves_mb:.0f} MB (curves), {study_mb:.0f} MB (study)  "
+            f"[{verdict(peak, TARGETS['memory_mb'])}: < {TARGETS['memory_mb']} MB]"
+        )
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def _ema_finite(x: np.ndarray, weight: float) -> np.ndarray:
     return within.reshape(-1)[:n]
 
 
-def ema(values: Sequence[float], weight: float) -> np.ndarray:
+def ema(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
     """TensorBoard's smoothing: an exponential moving average debiased by 1 - weight**k after k points.
 
     Non-finite points (NaN, inf) are passed through as they are and skipped by the average, so a

@@ -34,6 +34,8 @@ from .values import plural
 from .views import format_time
 
 REPORT_WIDTH = 1100  # pixels of a plot in the report: its curves are reduced to about this many buckets
+# The file's own inline script and style only: it loads nothing, from anywhere.
+REPORT_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
@@ -52,11 +54,22 @@ def _table_html(lines: list[str]) -> str:
     right = [cell.endswith(":") for cell in cells(rule)]
 
     def row(tag: str, texts: list[str]) -> str:
-        return "<tr>" + "".join(
-            f'<{tag}{" class=num" if index < len(right) and right[index] else ""}>{_inline(text)}</{tag}>' for index, text in enumerate(texts)
-        ) + "</tr>"
+        return (
+            "<tr>"
+            + "".join(
+                f"<{tag}{' class=num' if index < len(right) and right[index] else ''}>{_inline(text)}</{tag}>"
+                for index, text in enumerate(texts)
+            )
+            + "</tr>"
+        )
 
-    return "<table><thead>" + row("th", cells(head)) + "</thead><tbody>" + "".join(row("td", cells(line)) for line in body) + "</tbody></table>"
+    return (
+        "<table><thead>"
+        + row("th", cells(head))
+        + "</thead><tbody>"
+        + "".join(row("td", cells(line)) for line in body)
+        + "</tbody></table>"
+    )
 
 
 def markdown_html(text: str) -> str:
@@ -90,8 +103,15 @@ def _script(code: str) -> str:
 
 
 def write_html_report(
-    db: Database, cards: list[Card], output: Path, metrics: list[str], curves: list[str],
-    x: str, smooth: float, baseline: str | None, title: str | None,
+    db: Database,
+    cards: list[Card],
+    output: Path,
+    metrics: list[str],
+    curves: list[str],
+    x: str,
+    smooth: float,
+    baseline: str | None,
+    title: str | None,
 ) -> list[Path]:
     from .ui.data import curves as curve_data  # numpy: only here
 
@@ -101,9 +121,12 @@ def write_html_report(
     notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
     have = _metrics_by_card(db, cards)
 
-    plots, payloads = ["<h2>Curves</h2>"], []
+    plots: list[str] = ["<h2>Curves</h2>"]
+    payloads: list[dict] = []
     if smooth > 0:
-        plots.append(f"<p>Smoothed with an exponential moving average of weight {smooth:g}; the raw curve is drawn faintly behind.</p>")
+        plots.append(
+            f"<p>Smoothed with an exponential moving average of weight {smooth:g}; the raw curve is drawn faintly behind.</p>"
+        )
     for curve in curves:
         plots.append(f"<h3>{html.escape(curve)}</h3>")
         with_curve = [card for card in cards if curve in have[card.id]]
@@ -114,26 +137,30 @@ def write_html_report(
         payloads.append(curve_data(db, with_curve, [curve], x=x, smooth=smooth, width=REPORT_WIDTH))
         missing = [card.name for card in cards if curve not in have[card.id]]
         if missing:
-            plots.append(f"<p>Not drawn, having no <code>{html.escape(curve)}</code> curve: {html.escape(', '.join(missing))}.</p>")
+            plots.append(
+                f"<p>Not drawn, having no <code>{html.escape(curve)}</code> curve: {html.escape(', '.join(missing))}.</p>"
+            )
 
     heading = title or _default_title(cards)
-    body = "\n".join([
-        f"<h1>{html.escape(heading)}</h1>",
-        f"<p>Written by expdb on {html.escape(format_time(time.time()))} from {plural(len(cards), 'card')}.</p>",
-        markdown_html(_section_cards(cards, notes, labels, baseline)),
-        markdown_html(_section_table(table, cards)),
-        markdown_html(_section_params(cards)),
-        "\n".join(plots),
-        markdown_html(_section_problems(cards, notes, failed)),
-        markdown_html(_section_environment(cards, runs)),
-    ])
+    body = "\n".join(
+        [
+            f"<h1>{html.escape(heading)}</h1>",
+            f"<p>Written by expdb on {html.escape(format_time(time.time()))} from {plural(len(cards), 'card')}.</p>",
+            markdown_html(_section_cards(cards, notes, labels, baseline)),
+            markdown_html(_section_table(table, cards)),
+            markdown_html(_section_params(cards)),
+            "\n".join(plots),
+            markdown_html(_section_problems(cards, notes, failed)),
+            markdown_html(_section_environment(cards, runs)),
+        ]
+    )
     # The data as JSON inside a non-executed script element: "<" escaped, so no text can close it.
     data = json.dumps(payloads, allow_nan=False).replace("<", "\\u003c")
     document = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">
 <title>{html.escape(heading)}</title>
 <style>{_asset("vendor/uplot/uPlot.min.css")}
 {_asset("style.css")}
@@ -148,8 +175,12 @@ body {{ max-width: 1200px; margin: 0 auto; padding: 0 16px; }}</style>
 </body>
 </html>
 """
+
+    def write(handle) -> None:
+        handle.write(document)
+
     with staging() as staged:
         staged.append((beside(output), output))
-        fill(staged[0][0], lambda handle: handle.write(document))
+        fill(staged[0][0], write)
         replace_all(staged)
     return [output]

@@ -42,7 +42,9 @@ def test_another_address_prints_a_token_that_every_request_needs(example_db):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "expdb", "ui", "--db", str(example_db), "--host", "0.0.0.0", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         first = server.stdout.readline()

@@ -41,7 +41,8 @@ def server(study):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "expdb", "ui", "--db", str(study), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
 
@@ -86,7 +87,9 @@ def screenshots(tmp_path_factory) -> Path:
 
 
 def cli_output(study, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "expdb", *args, "--db", str(study)], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "expdb", *args, "--db", str(study)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def wait_for(page, expression: str, timeout_s: float = 60.0) -> None:
@@ -217,8 +220,12 @@ def test_a_live_runs_points_appear_while_it_logs(page, server, study, tmp_path, 
 
         def logged() -> bool:
             with Database(str(study)) as db:
-                return bool(db.query("SELECT 1 FROM chunk JOIN series ON series.id = chunk.series_id JOIN run ON run.id = series.run_id "
-                                     "JOIN card ON card.id = run.card_id WHERE card.name = 'live_run'"))
+                return bool(
+                    db.query(
+                        "SELECT 1 FROM chunk JOIN series ON series.id = chunk.series_id JOIN run ON run.id = series.run_id "
+                        "JOIN card ON card.id = run.card_id WHERE card.name = 'live_run'"
+                    )
+                )
 
         wait_until(logged, "the live run's first points")
         page.goto(server + "/")
@@ -238,9 +245,28 @@ def test_a_live_runs_points_appear_while_it_logs(page, server, study, tmp_path, 
 def test_html_report_renders_offline(browser, study, tmp_path, screenshots):
     report = tmp_path / "v3.html"
     subprocess.run(
-        [sys.executable, "-m", "expdb", "report", "--db", str(study), "--tag", "sweep", "--format", "html", "-o", str(report),
-         "--curve", "loss", "--curve", "lr", "--smooth", "0.6"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "expdb",
+            "report",
+            "--db",
+            str(study),
+            "--tag",
+            "sweep",
+            "--format",
+            "html",
+            "-o",
+            str(report),
+            "--curve",
+            "loss",
+            "--curve",
+            "lr",
+            "--smooth",
+            "0.6",
+        ],
+        check=True,
+        capture_output=True,
     )
     context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -257,4 +283,3 @@ def test_html_report_renders_offline(browser, study, tmp_path, screenshots):
         page.screenshot(path=screenshots / "report.png", full_page=True)
     finally:
         context.close()
-

@@ -148,7 +148,9 @@ def test_curves_are_reduced_and_zoom_reads_full_resolution(client):
 
 
 def test_curves_keep_every_spike_and_a_diverged_run_does_not_set_the_scale(client):
-    series = client.get("/api/curves", params={"cards": "curve_c", "metric": "loss", "width": 100}).json()["panels"][0]["series"][0]
+    series = client.get("/api/curves", params={"cards": "curve_c", "metric": "loss", "width": 100}).json()["panels"][0]["series"][
+        0
+    ]
     assert max(value for value in series["y"] if value is not None) > 1e5  # the explosion is drawn
     assert series["scale"][1] < 3  # but the y scale is the run's before it
     assert series["divergences"] == [{"step": 2000, "x": 2000.0, "y": 1000.0}]
@@ -158,13 +160,17 @@ def test_curves_keep_every_spike_and_a_diverged_run_does_not_set_the_scale(clien
 def test_curves_smooth_on_every_point_and_read_other_axes(client):
     from expdb.plot import ema
 
-    payload = client.get("/api/curves", params={"cards": "curve_a", "metric": "loss", "smooth": 0.9, "x0": 0, "x1": 0.01, "x": "epoch"}).json()
+    payload = client.get(
+        "/api/curves", params={"cards": "curve_a", "metric": "loss", "smooth": 0.9, "x0": 0, "x1": 0.01, "x": "epoch"}
+    ).json()
     series = payload["panels"][0]["series"][0]
     assert payload["x_label"] == "epoch" and series["x"][:3] == series["smooth"]["x"][:3] == [0.0, 0.001, 0.002]
     # From the first point on, so the smoothed points of this range are those of the whole curve.
     assert series["smooth"]["y"] == pytest.approx(list(ema(series["y"], 0.9)))
     # A zoom late in the curve smooths with the points before it too.
-    whole = client.get("/api/curves", params={"cards": "curve_a", "metric": "loss", "width": 4000}).json()["panels"][0]["series"][0]
+    whole = client.get("/api/curves", params={"cards": "curve_a", "metric": "loss", "width": 4000}).json()["panels"][0]["series"][
+        0
+    ]
     assert len(whole["y"]) == whole["points"] == 3000
     late = client.get("/api/curves", params={"cards": "curve_a", "metric": "loss", "smooth": 0.9, "x0": 2500, "x1": 2510}).json()
     assert late["panels"][0]["series"][0]["smooth"]["y"] == pytest.approx(list(ema(whole["y"], 0.9)[2499:2512]))
@@ -188,7 +194,9 @@ def test_live_shows_running_runs_with_progress(writable):
         run.log(41, loss=0.5)
         run._flush(db, {})
         found = client.get("/api/live").json()["runs"]
-        assert [(entry["card"], entry["status"], entry["step"], entry["points"]) for entry in found] == [("live_one", "running", 41, 2)]
+        assert [(entry["card"], entry["status"], entry["step"], entry["points"]) for entry in found] == [
+            ("live_one", "running", 41, 2)
+        ]
         run.end(lifecycle.RunStatus.FINISHED)
     assert client.get("/api/live").json() == {"runs": []}
 
@@ -201,7 +209,9 @@ def test_notes_and_tags_need_the_csrf_token(writable):
     assert client.post("/api/card/cvt/notes", json={"text": evil}, headers={CSRF_HEADER: "guess"}).status_code == 403
     other_site = client.post("/api/card/cvt/notes", json={"text": evil}, headers={**headers, "origin": "http://evil.example"})
     assert other_site.status_code == 403
-    form = client.post("/api/card/cvt/notes", content=b"text=hi", headers={**headers, "content-type": "application/x-www-form-urlencoded"})
+    form = client.post(
+        "/api/card/cvt/notes", content=b"text=hi", headers={**headers, "content-type": "application/x-www-form-urlencoded"}
+    )
     assert form.status_code == 415
     assert client.post("/api/card/cvt/notes", json={"text": evil}, headers=headers).json() == {"ok": True}
     assert client.get("/api/card/cvt").json()["notes"][-1]["text"] == evil  # stored as written; the page shows it as text
@@ -212,11 +222,23 @@ def test_notes_and_tags_need_the_csrf_token(writable):
 def test_bad_changes_are_one_line(writable):
     _, client = writable
     headers = {CSRF_HEADER: csrf_of(client)}
-    assert client.post("/api/card/cvt/notes", json={"text": "  "}, headers=headers).json()["error"].startswith("the note is empty")
-    assert client.post("/api/card/cvt/notes", json=["x"], headers=headers).json() == {"error": "the request body must be a JSON object"}
-    assert client.post("/api/card/nope/notes", json={"text": "x"}, headers=headers).json()["error"].startswith("no card named 'nope'")
-    assert client.post("/api/card/cvt/tags", json={"add": ["a b"]}, headers=headers).json()["error"].startswith("invalid tag 'a b'")
-    assert client.post("/api/card/cvt/tags", json={"add": "x"}, headers=headers).json() == {"error": 'tags are {"add": [...], "remove": [...]}'}
+    assert (
+        client.post("/api/card/cvt/notes", json={"text": "  "}, headers=headers).json()["error"].startswith("the note is empty")
+    )
+    assert client.post("/api/card/cvt/notes", json=["x"], headers=headers).json() == {
+        "error": "the request body must be a JSON object"
+    }
+    assert (
+        client.post("/api/card/nope/notes", json={"text": "x"}, headers=headers)
+        .json()["error"]
+        .startswith("no card named 'nope'")
+    )
+    assert (
+        client.post("/api/card/cvt/tags", json={"add": ["a b"]}, headers=headers).json()["error"].startswith("invalid tag 'a b'")
+    )
+    assert client.post("/api/card/cvt/tags", json={"add": "x"}, headers=headers).json() == {
+        "error": 'tags are {"add": [...], "remove": [...]}'
+    }
 
 
 def test_reading_is_read_only(client):

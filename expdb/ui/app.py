@@ -24,11 +24,11 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import cards
-from ..cards import Selection
-from ..db import Database
-from ..errors import ExpdbError
-from . import data
+from expdb import cards
+from expdb.cards import Selection
+from expdb.db import Database
+from expdb.errors import ExpdbError
+from expdb.ui import data
 
 STATIC = Path(str(files("expdb.ui") / "static"))
 TOKEN_COOKIE = "expdb_token"
@@ -88,7 +88,9 @@ def _names(request: Request, key: str) -> list[str]:
 
 def _selection(request: Request) -> Selection:
     query = request.query_params
-    return Selection(tuple(_names(request, "cards")), query.get("tag") or None, query.get("where") or None, query.get("status") or None)
+    return Selection(
+        tuple(_names(request, "cards")), query.get("tag") or None, query.get("where") or None, query.get("status") or None
+    )
 
 
 def _number(request: Request, key: str, default=None, kind=float):
@@ -130,24 +132,20 @@ def create_app(location: str, *, token: str | None = None, allowed_hosts: list[s
 
     def table(request: Request, db: Database) -> Response:
         query = request.query_params
-        options = {
-            "metrics": _names(request, "metric"),
-            "sort": query.get("sort") or None,
-            "baseline": query.get("baseline") or None,
-            "params": query.get("params") or "differing",
-            "cache": tables,
-        }
+        asked = data.TableQuery(
+            _selection(request),
+            tuple(_names(request, "metric")),
+            query.get("sort") or None,
+            query.get("baseline") or None,
+            query.get("params") or "differing",
+        )
         fmt = query.get("format")
         if fmt in ("md", "latex"):
-            return PlainTextResponse(data.table_text(db, _selection(request), fmt, **options))
+            return PlainTextResponse(data.table_text(db, asked, fmt, tables))
         if fmt:
             raise ExpdbError(f"unknown format {fmt!r}; use md or latex")
-        return JSONResponse(
-            data.table_page(
-                db, _selection(request), **options,
-                offset=_number(request, "offset", 0, int), limit=_number(request, "limit", data.PAGE_ROWS, int),
-            )
-        )
+        offset, limit = _number(request, "offset", 0, int), _number(request, "limit", data.PAGE_ROWS, int)
+        return JSONResponse(data.table_page(db, asked, offset=offset, limit=limit, cache=tables))
 
     def chips(request: Request, db: Database) -> Response:
         return JSONResponse(data.chips(db))
@@ -159,9 +157,16 @@ def create_app(location: str, *, token: str | None = None, allowed_hosts: list[s
         query = request.query_params
         chosen = data.cards_for_curves(db, _names(request, "cards"), _selection(request))
         payload = data.curves(
-            db, chosen, _names(request, "metric") or ["loss"], x=query.get("x") or "step",
-            smooth=_number(request, "smooth", 0.0), log_y=query.get("log") == "1",
-            x0=_number(request, "x0"), x1=_number(request, "x1"), width=_number(request, "width", 1000, int), cache=cache,
+            db,
+            chosen,
+            _names(request, "metric") or ["loss"],
+            x=query.get("x") or "step",
+            smooth=_number(request, "smooth", 0.0),
+            log_y=query.get("log") == "1",
+            x0=_number(request, "x0"),
+            x1=_number(request, "x1"),
+            width=_number(request, "width", 1000, int),
+            cache=cache,
         )
         return JSONResponse(payload)
 

@@ -15,16 +15,17 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 
-from .. import lifecycle
-from ..cards import Card, Selection, card_details, select_cards
-from ..db import Database
-from ..errors import ExpdbError
-from ..lifecycle import CARD_STATUSES, RunStatus
-from ..metrics import definition, load_definitions
-from ..plot import (
+from expdb import lifecycle
+from expdb.cards import Card, Selection, card_details, select_cards
+from expdb.db import Database
+from expdb.errors import ExpdbError
+from expdb.lifecycle import CARD_STATUSES, RunStatus
+from expdb.metrics import definition, load_definitions
+from expdb.plot import (
     _array,
     _divergence_steps,
     _Line,
@@ -36,12 +37,12 @@ from ..plot import (
     ema,
     reduce_for_drawing,
 )
-from ..queue import queue_entries
-from ..render import _layout, write_latex, write_markdown
-from ..series import latest_run_with, read_curve
-from ..table import Column, ComparisonTable, build_table
-from ..values import format_value
-from ..views import format_duration, format_time
+from expdb.queue import queue_entries
+from expdb.render import _layout, write_latex, write_markdown
+from expdb.series import latest_run_with, read_curve
+from expdb.table import Column, ComparisonTable, Row, build_table
+from expdb.values import format_value
+from expdb.views import format_duration, format_time
 
 PAGE_ROWS = 100  # rows of the study table sent at once: a 10,000-card study pages
 MAX_BUCKETS = 4000  # per curve: a plot is never wider than this many pixels
@@ -74,24 +75,42 @@ _CHANGES = (
 )
 
 
+@dataclass(frozen=True)
+class TableQuery:
+    """A table as `expdb table` is asked for it: which cards, metrics, order, baseline and parameter columns."""
+
+    selection: Selection = Selection()
+    metrics: tuple[str, ...] = ()
+    sort: str | None = None
+    baseline: str | None = None
+    params: str = "differing"
+
+
 class TableCache:
     """The last tables built, so that paging through 10,000 rows builds the table once; any change to
     the database (see _CHANGES) builds it again."""
 
     def __init__(self, size: int = 8):
         self.size = size
-        self._tables: OrderedDict[tuple, tuple[tuple, ComparisonTable]] = OrderedDict()
+        self._tables: OrderedDict[tuple, tuple[tuple | None, ComparisonTable]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def table(self, db: Database, selection: Selection, metrics: list[str], sort: str | None, baseline: str | None, params: str):
-        key = (db.location, selection, tuple(metrics), sort, baseline, params)
+    def table(self, db: Database, query: TableQuery) -> ComparisonTable:
+        key = (db.location, query)
         token = db.query_one(_CHANGES)
         with self._lock:
             found = self._tables.get(key)
             if found is not None and found[0] == token:
                 self._tables.move_to_end(key)
                 return found[1]
-        built = build_table(db, select_cards(db, selection), metrics, sort=sort, baseline=baseline, params=params)
+        built = build_table(
+            db,
+            select_cards(db, query.selection),
+            list(query.metrics),
+            sort=query.sort,
+            baseline=query.baseline,
+            params=query.params,
+        )
         with self._lock:
             self._tables[key] = (token, built)
             while len(self._tables) > self.size:
@@ -99,39 +118,27 @@ class TableCache:
         return built
 
 
-def _table(db, selection, metrics, sort, baseline, params, cache: TableCache | None) -> ComparisonTable:
-    return (cache or TableCache()).table(db, selection, metrics, sort, baseline, params)
-
-
 def table_page(
-    db: Database,
-    selection: Selection,
-    *,
-    metrics: list[str] = (),
-    sort: str | None = None,
-    baseline: str | None = None,
-    params: str = "differing",
-    offset: int = 0,
-    limit: int = PAGE_ROWS,
-    cache: TableCache | None = None,
+    db: Database, query: TableQuery, *, offset: int = 0, limit: int = PAGE_ROWS, cache: TableCache | None = None
 ) -> dict:
     """One page of the comparison table: heads (with the `sort` each takes), cells as `expdb table` shows them."""
-    table = _table(db, selection, list(metrics), sort, baseline, params, cache)
-    shown = [column for column in table.columns if not (column.agg == "std")]
+    table = (cache or TableCache()).table(db, query)
+    shown = [column for column in table.columns if column.agg != "std"]
     sorts = ["name", *table.param_keys, *(_sort_key(column) for column in shown)]
     offset, limit = max(0, offset), max(1, limit)
+    # Rows of single cards: the UI does not group (no --group-by), so each row has its card.
+    rows = cast(list[Row], table.rows[offset : offset + limit])
     # Only this page's cells are laid out (10,000 rows take seconds); with a neighbour when it is one row,
     # since a lone row is never marked best.
-    rows = table.rows[offset : offset + limit]
     extra = table.rows[offset - 1 : offset] or table.rows[offset + 1 : offset + 2] if len(rows) == 1 else []
-    layout = _layout(replace(table, rows=rows + extra))
-    page = list(zip(rows, layout.rows))
-    notes = _latest_user_notes(db, [row.card.id for row, _ in page])
+    layout = _layout(replace(table, rows=[*rows, *extra]))
+    page = list(zip(rows, layout.rows[: len(rows)], strict=True))
+    notes = _latest_user_notes(db, [row.card.id for row in rows])
     directions = ["", *([""] * len(table.param_keys)), *(column.metric.direction or "" for column in shown)]
     return {
         "columns": [
             {"header": header, "numeric": numeric, "sort": sort_by, "direction": direction}
-            for header, numeric, sort_by, direction in zip(layout.headers, layout.numeric, sorts, directions)
+            for header, numeric, sort_by, direction in zip(layout.headers, layout.numeric, sorts, directions, strict=True)
         ],
         "rows": [
             {
@@ -150,12 +157,9 @@ def table_page(
     }
 
 
-def table_text(
-    db: Database, selection: Selection, fmt: str, *, metrics: list[str] = (), sort: str | None = None,
-    baseline: str | None = None, params: str = "differing", cache: TableCache | None = None,
-) -> str:
+def table_text(db: Database, query: TableQuery, fmt: str, cache: TableCache | None = None) -> str:
     """The whole table as `expdb table --format md|latex` prints it."""
-    table = _table(db, selection, list(metrics), sort, baseline, params, cache)
+    table = (cache or TableCache()).table(db, query)
     buffer = io.StringIO()
     (write_markdown if fmt == "md" else write_latex)(table, buffer)
     return buffer.getvalue()
@@ -207,22 +211,27 @@ def card_page(db: Database, name: str) -> dict:
     runs = []
     for run in details.runs:
         duration = run.ended_at - run.started_at if run.started_at is not None and run.ended_at is not None else None
-        runs.append({
-            "id": run.id,
-            "status": run.status,
-            "started": format_time(run.started_at) if run.started_at else "",
-            "duration": format_duration(duration) if duration is not None else "",
-            "exit_reason": run.exit_reason or "",
-            "environment": {key: format_value(value) for key, value in run.env.items() if key != "argv"},
-            "metrics": [
-                {"label": definition(definitions, key).header(), "value": definition(definitions, key).cell(value)}
-                for key, value in run.metrics.items()
-            ],
-        })
-    curve_keys = [key for (key,) in db.query(
-        "SELECT DISTINCT series.key FROM series JOIN run ON run.id = series.run_id WHERE run.card_id = ? ORDER BY series.key",
-        (card.id,),
-    )]
+        runs.append(
+            {
+                "id": run.id,
+                "status": run.status,
+                "started": format_time(run.started_at) if run.started_at else "",
+                "duration": format_duration(duration) if duration is not None else "",
+                "exit_reason": run.exit_reason or "",
+                "environment": {key: format_value(value) for key, value in run.env.items() if key != "argv"},
+                "metrics": [
+                    {"label": definition(definitions, key).header(), "value": definition(definitions, key).cell(value)}
+                    for key, value in run.metrics.items()
+                ],
+            }
+        )
+    curve_keys = [
+        key
+        for (key,) in db.query(
+            "SELECT DISTINCT series.key FROM series JOIN run ON run.id = series.run_id WHERE run.card_id = ? ORDER BY series.key",
+            (card.id,),
+        )
+    ]
     profile = None
     if details.profile is not None:
         profile = {key: format_value(value) if not isinstance(value, dict) else value for key, value in details.profile.items()}
@@ -234,8 +243,12 @@ def card_page(db: Database, name: str) -> dict:
         "tags": card.tags,
         "created": format_time(card.created_at),
         "params": [
-            {"key": change.key, "value": format_value(change.value), "parent": format_value(change.parent_value)
-             if change.parent_value is not None else "", "kind": change.kind}
+            {
+                "key": change.key,
+                "value": format_value(change.value),
+                "parent": format_value(change.parent_value) if change.parent_value is not None else "",
+                "kind": change.kind,
+            }
             for change in details.changes
         ],
         "lineage": _lineage(db, card),
@@ -277,15 +290,15 @@ class _Entry:
 
 def _entry(db: Database, line: _Line) -> _Entry:
     finite_x = np.isfinite(line.xs)
-    divergences = []
+    divergences, steps = [], []
     for step in _divergence_steps(db, line.run_id):
         at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, False)
         if at is not None and value is not None:
             divergences.append({"step": step, "x": at, "y": value})
+            steps.append(step)
     drops = [at for step in _lr_drop_steps(db, line.run_id) if (at := _x_at_step(line, step, finite_x)) is not None]
     ordered = bool(finite_x.all()) and bool((np.diff(line.xs) >= 0).all())
-    first = min((event["step"] for event in divergences), default=None)
-    return _Entry(line, ordered, divergences, first, drops)
+    return _Entry(line, ordered, divergences, min(steps, default=None), drops)
 
 
 class CurveCache:
@@ -475,6 +488,12 @@ def cards_for_curves(db: Database, names: list[str], selection: Selection) -> li
 # -- live -----------------------------------------------------------------------------------
 
 
+def _since(entry, moment: float) -> str:
+    """How long a run has been running, or queued."""
+    since = entry.started_at if entry.status == RunStatus.RUNNING else entry.queued_at
+    return format_duration(max(0.0, moment - since)) if since is not None else ""
+
+
 def live(db: Database) -> dict:
     """The running and queued runs: for each running one, how far it has come (its last logged step and points)."""
     lifecycle.reap(db)  # a run whose process died shows as crashed, not running
@@ -500,8 +519,7 @@ def live(db: Database) -> dict:
                 "host": entry.host or "",
                 "where": entry.where,
                 "launcher": entry.launcher or "",
-                "since": format_duration(max(0.0, moment - (entry.started_at if entry.status == RunStatus.RUNNING else entry.queued_at or moment)))
-                if (entry.started_at or entry.queued_at) else "",
+                "since": _since(entry, moment),
                 "step": progress.get(entry.run_id, (None, None))[0],
                 "points": progress.get(entry.run_id, (None, None))[1],
             }

@@ -6,9 +6,9 @@ import secrets
 from rich.console import Console
 from rich.markup import escape
 
-from ..db import display_name
-from ..errors import ExpdbError
-from .app import LOOPBACK_HOSTS, create_app
+from expdb.db import display_name
+from expdb.errors import ExpdbError
+from expdb.ui.app import LOOPBACK_HOSTS, create_app
 
 
 def is_loopback(host: str) -> bool:
