@@ -10,7 +10,10 @@ from ui_study import build_study
 
 
 def test_markdown_of_the_report_becomes_html():
-    text = "## Results\n\n| card | IOU |\n|---|---:|\n| **a** | 0.3 \\| x |\n\n- **`a`** (finished): no notes.\n- b\n\nA `code` line."
+    text = (
+        "## Results\n\n| card | IOU |\n|---|---:|\n| **a** | 0.3 \\| x |\n\n"
+        "- **`a`** (finished): no notes.\n- b\n\nA `code` line."
+    )
     assert markdown_html(text) == (
         "<h2>Results</h2>\n"
         "<table><thead><tr><th>card</th><th class=num>IOU</th></tr></thead>"
