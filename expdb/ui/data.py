@@ -12,6 +12,7 @@ server and the HTML report load it.
 import io
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,7 @@ PAGE_ROWS = 100  # rows of the study table sent at once: a 10,000-card study pag
 MAX_BUCKETS = 4000  # per curve: a plot is never wider than this many pixels
 X_AXES = ("step", "epoch", "samples", "time")
 CACHE_BYTES = 256 * 2**20  # full-resolution curves kept for zooming, at most
+READERS = 4  # curves read at once
 
 
 # -- the study table ------------------------------------------------------------------------
@@ -312,35 +314,55 @@ class CurveCache:
         self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def entry(self, db: Database, card: Card, index: int, metric: str, x: str) -> _Entry | None:
-        run_id = latest_run_with(db, card.id, metric)
-        if run_id is None:
-            return None
+    def entries(self, db: Database, cards: list[Card], metrics: list[str], x: str) -> dict[str, list[tuple[int, Card, _Entry]]]:
+        """metric -> (colour index, card, curve) of each card that logged it; the curves not in memory are
+        read in parallel (decompressing releases the GIL), each reader on a connection of its own."""
+        wanted = []
+        for index, card in enumerate(cards):
+            for metric in metrics:
+                run_id = latest_run_with(db, card.id, metric)
+                if run_id is not None:
+                    wanted.append((metric, index, card, run_id, self._key(db, run_id, metric, x)))
+        with self._lock:
+            found = {key: self._entries[key] for *_, key in wanted if key in self._entries}
+            for key in found:
+                self._entries.move_to_end(key)
+        missing = list({key: (card, metric, run_id) for metric, _, card, run_id, key in wanted if key not in found}.items())
+
+        def read(item: tuple) -> _Entry | None:
+            _, (card, metric, run_id) = item
+            with Database(db.location) as own:
+                line = _read_line(own, card, metric, run_id, x)
+                return _entry(own, line) if line is not None else None
+
+        if missing:
+            with ThreadPoolExecutor(max_workers=min(READERS, len(missing))) as pool:
+                made = list(pool.map(read, missing))
+            with self._lock:
+                for (key, _), entry in zip(missing, made, strict=True):
+                    if entry is not None:
+                        found[key] = self._entries[key] = entry
+                while sum(entry.nbytes for entry in self._entries.values()) > self.limit and len(self._entries) > 1:
+                    self._entries.popitem(last=False)
+        by_metric: dict[str, list[tuple[int, Card, _Entry]]] = {metric: [] for metric in metrics}
+        for metric, index, card, _, key in wanted:
+            if key in found:
+                by_metric[metric].append((index, card, found[key]))
+        return by_metric
+
+    @staticmethod
+    def _key(db: Database, run_id: int, metric: str, x: str) -> tuple:
+        """What a curve in memory is known by: it is read again once its run has written a chunk or a note since."""
         state = db.query_one(
             "SELECT count(chunk.id), max(chunk.id) FROM chunk JOIN series ON series.id = chunk.series_id "
             "WHERE series.run_id = ? AND series.key = ?",
             (run_id, metric),
         )
         notes = db.query_one("SELECT count(*) FROM note WHERE run_id = ?", (run_id,))
-        key = (db.location, run_id, metric, x, tuple(state or ()), notes)
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                found.line.card, found.line.colour_index = card, index
-                return found
-        line = _read_line(db, card, index, metric, run_id, x)
-        if line is None:
-            return None
-        made = _entry(db, line)
-        with self._lock:
-            self._entries[key] = made
-            while sum(entry.nbytes for entry in self._entries.values()) > self.limit and len(self._entries) > 1:
-                self._entries.popitem(last=False)
-        return made
+        return (db.location, run_id, metric, x, state, notes)
 
 
-def _read_line(db: Database, card: Card, index: int, metric: str, run_id: int, x: str) -> _Line | None:
+def _read_line(db: Database, card: Card, metric: str, run_id: int, x: str) -> _Line | None:
     # Only the x axis asked for is decompressed besides steps and values.
     curve = read_curve(db, run_id, metric, axes=(x,))
     if not len(curve):
@@ -351,7 +373,7 @@ def _read_line(db: Database, card: Card, index: int, metric: str, run_id: int, x
     if xs is None:
         axis, xs = "step", steps.astype(np.float64)
     xs = np.ascontiguousarray(xs, dtype=np.float64)
-    return _Line(card, index, metric, run_id, curve, steps, xs, values, axis)
+    return _Line(card, 0, metric, run_id, curve, steps, xs, values, axis)  # its colour is the request's
 
 
 def _json_numbers(values: np.ndarray) -> list:
@@ -398,13 +420,23 @@ def _scale(entry: _Entry, picked: slice | np.ndarray, log_y: bool) -> list[float
     return [float(usable.min()), float(usable.max())]
 
 
-def _series(entry: _Entry, x_scale: float, x0: float | None, x1: float | None, buckets: int, smooth: float, log_y: bool) -> dict:
+def _series(
+    entry: _Entry,
+    index: int,
+    card: Card,
+    x_scale: float,
+    x0: float | None,
+    x1: float | None,
+    buckets: int,
+    smooth: float,
+    log_y: bool,
+) -> dict:
     """One card's curve as the page draws it."""
     line = entry.line
     scale = x_scale if line.x == "time" else 1.0
     memo = (buckets, log_y) if x0 is None and x1 is None and not smooth else None
     if memo in entry.whole:
-        return entry.whole[memo]
+        return {**entry.whole[memo], "card": card.name, "index": index}
     picked = _visible(entry, None if x0 is None else x0 * scale, None if x1 is None else x1 * scale)
     xs, raw = line.xs[picked], line.values[picked]
     if scale != 1.0:
@@ -413,8 +445,8 @@ def _series(entry: _Entry, x_scale: float, x0: float | None, x1: float | None, b
         raw = np.where(raw > 0, raw, np.nan)
     rx, ry = reduce_for_drawing(xs, raw, buckets)
     item = {
-        "card": line.card.name,
-        "index": line.colour_index,
+        "card": card.name,
+        "index": index,
         "run": line.run_id,
         "x_axis": line.x,
         "points": len(line.values),
@@ -459,21 +491,17 @@ def curves(
     if not metrics:
         raise ExpdbError("no metric to draw; pick one, such as loss")
     buckets = max(10, min(int(width), MAX_BUCKETS))
-    cache = cache or CurveCache()
     definitions = load_definitions(db)
-    entries: dict[str, list[_Entry]] = {metric: [] for metric in metrics}
-    for index, card in enumerate(cards):
-        for metric in metrics:
-            found = cache.entry(db, card, index, metric, x)
-            if found is not None:
-                entries[metric].append(found)
-    drawn = [entry.line for found in entries.values() for entry in found]
+    entries = (cache or CurveCache()).entries(db, cards, metrics, x)
+    drawn = [entry.line for found in entries.values() for _, _, entry in found]
     x_label, x_scale = _x_axis(drawn, x) if drawn else (x, 1.0)
     panels = [
         {
             "metric": metric,
             "label": definition(definitions, metric).header(),
-            "series": [_series(entry, x_scale, x0, x1, buckets, smooth, log_y) for entry in entries[metric]],
+            "series": [
+                _series(entry, index, card, x_scale, x0, x1, buckets, smooth, log_y) for index, card, entry in entries[metric]
+            ],
         }
         for metric in metrics
     ]

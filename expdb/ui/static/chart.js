@@ -49,7 +49,8 @@ const expdbChart = (() => {
       high = Math.max(high, series.scale[1]);
     }
     if (!isFinite(low)) return null;
-    if (log) return [low / 1.25, high * 1.25];
+    // Whole decades on a log axis, as its ticks are.
+    if (log) return [Math.pow(10, Math.floor(Math.log10(low))), Math.pow(10, Math.ceil(Math.log10(high)))];
     const pad = (high - low) * 0.05 || Math.abs(high) * 0.05 || 1;
     return [low - pad, high + pad];
   }
