@@ -49,7 +49,7 @@ PAGE_ROWS = 100  # rows of the study table sent at once: a 10,000-card study pag
 MAX_BUCKETS = 4000  # per curve: a plot is never wider than this many pixels
 X_AXES = ("step", "epoch", "samples", "time")
 CACHE_BYTES = 256 * 2**20  # full-resolution curves kept for zooming, at most
-READERS = 4  # curves read at once
+READERS = 2  # curves read at once: this many decompress in parallel, each holding its chunks
 
 
 # -- the study table ------------------------------------------------------------------------
