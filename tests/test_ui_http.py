@@ -123,7 +123,7 @@ def test_card_has_params_beside_its_parent_and_its_lineage(client):
 
 def test_card_has_runs_notes_with_steps_and_profile(client):
     card = client.get("/api/card/curve_c").json()
-    assert card["runs"][0]["status"] == "diverged" and "loss shot up" in card["runs"][0]["exit_reason"]
+    assert card["runs"][0]["status"] == "diverged" and "at step 2,000" in card["runs"][0]["exit_reason"]
     automatic = [note for note in card["notes"] if note["automatic"]]
     assert automatic and automatic[0]["step"] == 2000
     assert card["curves"] == ["loss", "lr"]
