@@ -16,7 +16,7 @@ from pathlib import Path
 from .cards import Card
 from .db import Database
 from .metrics import definition, load_definitions
-from .outputs import beside, fill, replace_all, staging
+from .outputs import YLim, beside, fill, replace_all, staging
 from .report import (
     _default_title,
     _ended_runs,
@@ -110,6 +110,8 @@ def write_html_report(
     curves: list[str],
     x: str,
     smooth: float,
+    log_y: bool,
+    ylim: YLim | None,
     baseline: str | None,
     title: str | None,
 ) -> list[Path]:
@@ -134,7 +136,8 @@ def write_html_report(
             plots.append(f"<p>No card logged the curve <code>{html.escape(curve)}</code>, so there is no plot of it.</p>")
             continue
         plots.append(f'<div class="curves" data-index="{len(payloads)}"></div>')
-        payloads.append(curve_data(db, with_curve, [curve], x=x, smooth=smooth, width=REPORT_WIDTH))
+        payload = curve_data(db, with_curve, [curve], x=x, smooth=smooth, log_y=log_y, width=REPORT_WIDTH)
+        payloads.append({**payload, "ylim": list(ylim) if ylim else None})
         missing = [card.name for card in cards if curve not in have[card.id]]
         if missing:
             plots.append(

@@ -139,7 +139,9 @@ const expdbChart = (() => {
         }
       }
       const data = uPlot.join(tables);
-      const range = yRange(panel, payload.log_y);
+      const auto = yRange(panel, payload.log_y);
+      const limits = payload.ylim || [null, null];  // the report's --ylim: either side may be left out
+      const range = auto ? [limits[0] ?? auto[0], limits[1] ?? auto[1]] : null;
       const readout = node("div", "readout");
       const plot = new uPlot({
         width, height: 300,
