@@ -36,19 +36,32 @@ from .views import format_time
 REPORT_WIDTH = 1100  # pixels of a plot in the report: its curves are reduced to about this many buckets
 # The file's own inline script and style only: it loads nothing, from anywhere.
 REPORT_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
-_CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
 def _inline(text: str) -> str:
-    """Markdown's **bold** and `code` in escaped text."""
-    text = html.escape(text, quote=False)
+    """Markdown's **bold** and `code`, in text escaped exactly once: the report's markdown escapes the
+    HTML in user text already, and unescaping first keeps any text it left alone from running."""
+    text = html.escape(html.unescape(text), quote=False)
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
 def _table_html(lines: list[str]) -> str:
     def cells(line: str) -> list[str]:
-        return [cell.strip().replace("\\|", "|") for cell in _CELL_SPLIT.split(line.strip())[1:-1]]
+        """The cells of a markdown table row, whose backslashes and pipes are escaped with a backslash."""
+        found, cell, escaped = [], [], False
+        for char in line.strip():
+            if escaped:
+                cell.append(char)
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == "|":
+                found.append("".join(cell).strip())
+                cell = []
+            else:
+                cell.append(char)
+        return found[1:]
 
     head, rule, *body = lines
     right = [cell.endswith(":") for cell in cells(rule)]

@@ -41,7 +41,9 @@ def test_report_is_one_file_with_its_data(cli, study):
 
     with Database(str(study)) as db:
         cards.add_note(db, "curve_a", "</script><script>alert(1)</script>")
-    result = cli("report", "--db", str(study), "--tag", "sweep", "--format", "html", "-o", "v3.html", "--curve", "loss")
+    result = cli(
+        "report", "--db", str(study), "--tag", "sweep", "--format", "html", "-o", "v3.html", "--curve", "loss", "--ylim", "0:3"
+    )
     assert result.code == 0, result.err
     assert result.out.strip() == "wrote v3.html"
     page = (study.parent / "v3.html").read_text()
@@ -50,6 +52,7 @@ def test_report_is_one_file_with_its_data(cli, study):
     embedded = re.search(r'<script type="application/json" id="expdb-curves">(.*?)</script>', page, re.S).group(1)
     curves = json.loads(embedded)
     assert [series["card"] for series in curves[0]["panels"][0]["series"]] == ["curve_a", "curve_b"]
+    assert curves[0]["ylim"] == [0.0, 3.0]
     assert "<h2>Results</h2>" in page and "<h2>What went wrong</h2>" in page
 
 
