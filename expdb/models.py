@@ -26,6 +26,8 @@ class Card(SQLModel, table=True):
     parser: str | None = Field(default=None, max_length=1024)  # how to read its log: mmdet, regex:...
     params: str = Field(default="{}", sa_type=Text)  # JSON object: key -> typed value
     created_at: float
+    invalid_reason: str | None = Field(default=None, sa_type=Text)  # set: the card's results must not be used
+    invalidated_at: float | None = None
 
 
 class Tag(SQLModel, table=True):
