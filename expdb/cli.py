@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from . import cards, lifecycle
 from .db import Database
@@ -60,8 +61,22 @@ WhereOption = Annotated[
 StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
 
 
-def selection_of(names: list[str] | None, tag: str | None, where: str | None, status: str | None) -> cards.Selection:
-    return cards.Selection(tuple(names or ()), tag, where, status)
+def selection_of(
+    names: list[str] | None, tag: str | None, where: str | None, status: str | None, invalid: bool = True
+) -> cards.Selection:
+    return cards.Selection(tuple(names or ()), tag, where, status, invalid)
+
+
+# What `table`, `plot` and `report` add to the selection: invalid cards, folded seeds.
+ShowInvalidOption = Annotated[
+    bool, typer.Option("--all", help="Also the invalid cards, greyed with their reason (never best, never the baseline).")
+]
+OverOption = Annotated[
+    str | None,
+    typer.Option(
+        "--over", help="Fold the cards that differ only in these parameters (comma-separated), e.g. seed, into one row per variant."
+    ),
+]
 
 
 @contextmanager
@@ -296,6 +311,26 @@ def rm(
 
 
 @app.command()
+def invalidate(
+    name: Annotated[str, typer.Argument(help="The card.")],
+    reason: Annotated[str, typer.Option(help="Why its results must not be used.")],
+    db: DbOption = None,
+) -> None:
+    """Mark a card whose results must not be used: tables, plots and reports leave it out (--all shows it greyed)."""
+    with open_db(db) as database:
+        card = cards.invalidate_card(database, name, reason)
+    console.print(Text(f"{card.name} is invalid: {card.invalid_reason}"), soft_wrap=True)
+
+
+@app.command()
+def validate(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = None) -> None:
+    """Undo `expdb invalidate`: the card's results count again."""
+    with open_db(db) as database:
+        card = cards.validate_card(database, name)
+    console.print(Text(f"{card.name} is valid again"), soft_wrap=True)
+
+
+@app.command()
 def rename(
     old: Annotated[str, typer.Argument(help="The card's current name.")],
     new_name: Annotated[str, typer.Argument(metavar="NEW", help="Its new name.")],
@@ -315,7 +350,13 @@ def table(
     names: CardsArgument = None,
     metric: Annotated[
         list[str],
-        typer.Option("--metric", "-m", help="A metric column, KEY or KEY:max/min/last over its curve; repeat for several [default: every recorded metric]."),
+        typer.Option(
+            "--metric",
+            "-m",
+            help="A metric column: KEY, KEY:max/min/last over its curve, or its convergence: KEY:first>=0.5 (the step where it "
+            "first reaches 0.5; @epoch or @samples after it for those), KEY:first<=0.1, KEY:mean@last10%, KEY:auc; "
+            "repeat for several [default: every recorded metric].",
+        ),
     ] = [],
     where: WhereOption = None,
     sort: Annotated[str | None, typer.Option(help="KEY[:asc|:desc]; metrics sort best first by default.")] = None,
@@ -327,8 +368,14 @@ def table(
         str | None, typer.Option("--group-by", help="Fold cards with the same values of these parameters (comma-separated) into one row.")
     ] = None,
     agg: Annotated[
-        str | None, typer.Option("--agg", help="With --group-by: mean, std, count, min, max [default: mean,std,count].")
+        str | None, typer.Option("--agg", help="With --group-by or --over: mean, std, count, min, max [default: mean,std,count].")
     ] = None,
+    over: OverOption = None,
+    spread: Annotated[
+        str, typer.Option(help="After a folded row's mean: std, or ci (the half-width of its 95% confidence interval).")
+    ] = "std",
+    show_invalid: ShowInvalidOption = False,
+    invalid_baseline: Annotated[bool, typer.Option("--invalid-baseline", help="Allow an invalid card as the baseline.")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
     db: DbOption = None,
 ) -> None:
@@ -339,9 +386,10 @@ def table(
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
     metrics = split_options(metric)
     with open_db(db) as database:
-        selected = cards.select_cards(database, selection_of(names, tag, where, status))
+        selected = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
         comparison = build_table(
-            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg
+            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg,
+            over=over, spread=spread, invalid_baseline=invalid_baseline,
         )
     write_table(comparison, format, sys.stdout, console)
 

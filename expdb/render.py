@@ -109,7 +109,7 @@ def _test_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell
         return Cell(f"{'+' if difference.difference >= 0 else ''}{shown} ({difference.reason})")
     text = format_interval(column.metric, difference.difference, difference.low, difference.high, latex)  # type: ignore[arg-type]
     if difference.significant:
-        text += "$^\\dagger$" if latex else f" {SIGNIFICANT}"
+        text = text[:-1] + "^\\dagger$" if latex else f"{text} {SIGNIFICANT}"
     return Cell(text, math=latex)
 
 

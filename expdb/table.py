@@ -234,7 +234,7 @@ def footnotes(table: ComparisonTable) -> list[str]:
         if any(difference.reason == "no spread" for difference in found):
             notes.append("no spread: the values (or their per-seed differences) are all equal, so no test is possible.")
     if table.bold and len(table.rows) > 1:
-        notes.append(f"Bold: the best mean, and every mean not significantly worse than it (p >= {ALPHA:g}, Holm-corrected).")
+        notes.append(f"Bold: the best mean, and every mean not significantly worse than it (p ≥ {ALPHA:g}, Holm-corrected).")
     notes += [f"{row.name}: invalid, {row.invalid_reason}; left out of every comparison." for row in table.rows if row.invalid_reason]
     return notes
 
@@ -624,7 +624,12 @@ def _grouped(
         if base_group is None:
             names = [group.name for group in groups]
             hint = _did_you_mean(baseline, names)
-            raise ExpdbError(f"--baseline {baseline!r} is neither a card nor a variant of the table; {hint}variants: {', '.join(names[:10])}")
+            raise ExpdbError(
+                f"--baseline {baseline!r} is neither a card nor a variant of the table; {hint}variants: {', '.join(names[:10])}"
+            )
+    if base_group is not None:  # on top, as the rows are read against it
+        groups.remove(base_group)
+        groups.insert(0, base_group)
     return groups, base_group
 
 
