@@ -734,6 +734,9 @@ def plot(
     log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")] = False,
     output: Annotated[str, typer.Option("--output", "-o", help="The image: .png, .svg or .pdf.")] = "plot.png",
     title: Annotated[str | None, typer.Option(help="A title above the plot.")] = None,
+    over: OverOption = None,
+    band: Annotated[str, typer.Option(help="With --over, the band around each mean curve: ci (95% CI of the mean) or std.")] = "ci",
+    show_invalid: ShowInvalidOption = False,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
@@ -742,8 +745,10 @@ def plot(
 
     metrics = split_options(metric)
     with open_db(db) as database:
-        chosen = cards.select_cards(database, selection_of(names, tag, where, status))
-        result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, title=title)
+        chosen = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
+        result = plot_curves(
+            database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, title=title, over=over, band=band
+        )
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, soft_wrap=True)
     console.print(escape(f"wrote {result.path}"), soft_wrap=True)
@@ -768,6 +773,10 @@ def report(
     smooth: Annotated[float, typer.Option(help="EMA weight of the plots, in [0, 1).")] = 0.0,
     baseline: Annotated[str | None, typer.Option(help="A card to compare every row with.")] = None,
     title: Annotated[str | None, typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
+    over: OverOption = None,
+    spread: Annotated[str, typer.Option(help="With --over, after each mean: std or ci.")] = "std",
+    show_invalid: ShowInvalidOption = False,
+    invalid_baseline: Annotated[bool, typer.Option("--invalid-baseline", help="Allow an invalid card as the baseline.")] = False,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
@@ -779,10 +788,11 @@ def report(
     if format is not None and format != suffix_format and format in ("md", "latex"):
         raise ExpdbError(f"--format {format} writes a {'.tex' if format == 'latex' else '.md'} file, not {output!r}")
     with open_db(db) as database:
-        chosen = cards.select_cards(database, selection_of(names, tag, where, status))
+        chosen = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
         written = write_report(
             database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth,
-            baseline=baseline, title=title, format=format or suffix_format,
+            baseline=baseline, title=title, format=format or suffix_format, over=over, spread=spread,
+            invalid_baseline=invalid_baseline,
         )
     for path in written:
         console.print(escape(f"wrote {path}"), soft_wrap=True)

@@ -112,7 +112,8 @@ def format_interval(metric: MetricDef, difference: float, low: float, high: floa
 
     def shown(value: float, signed: bool = False) -> str:
         text = round_to(value / scale, exponent)
-        return ("+" + text if signed and not text.startswith("-") else text) + unit
+        zero = not text.strip("-0.")
+        return ("+" + text if signed and not text.startswith("-") and not zero else text) + unit
 
     if latex:
         return f"${shown(difference, True)}\\ [{shown(low)}, {shown(high)}]$"

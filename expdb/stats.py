@@ -65,6 +65,7 @@ class Difference:
     reason: str = ""
     df: float | None = None
     p_adjusted: float | None = None  # after Holm's correction over the table's comparisons
+    std: float | None = None  # the spread the test saw: of the per-seed differences (paired), else pooled
 
     @property
     def significant(self) -> bool:
@@ -92,18 +93,21 @@ def compare(variant: Summary, baseline: Summary, level: float = LEVEL) -> Differ
         return Difference(difference, reason="n < 2")
     if set(variant.values) == set(baseline.values):
         pairs = [variant.values[seed] - baseline.values[seed] for seed in variant.values]
-        se = statistics.stdev(pairs) / math.sqrt(len(pairs))
+        std = statistics.stdev(pairs)
+        se = std / math.sqrt(len(pairs))
         df: float = len(pairs) - 1
         test = "paired"
     else:
         va, vb = variant.std**2 / variant.n, baseline.std**2 / baseline.n  # type: ignore[operator]
         se = math.sqrt(va + vb)
+        std = math.sqrt((variant.std**2 + baseline.std**2) / 2)  # type: ignore[operator]
         df = (va + vb) ** 2 / (va**2 / (variant.n - 1) + vb**2 / (baseline.n - 1)) if se > 0 else math.nan
         test = "welch"
     if se <= 1e-12 * (abs(variant.mean) + abs(baseline.mean)):  # equal up to rounding: 0.42 - 0.32 three times over
         return Difference(difference, reason="no spread")
     half = t_quantile(0.5 + level / 2, df) * se
-    return Difference(difference, difference - half, difference + half, _two_sided(difference / se, df), test, df=df)
+    p = _two_sided(difference / se, df)
+    return Difference(difference, difference - half, difference + half, p, test, df=df, std=std)
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
