@@ -210,8 +210,8 @@ SIGNIFICANT = "†"  # marks a difference to the baseline with p < ALPHA after H
 def footnotes(table: ComparisonTable) -> list[str]:
     """What the table's marks and spreads mean, and why a test is missing: printed under it in every format."""
     notes = []
-    if not table.grouped:
-        return [f"{row.name}: invalid, {row.invalid_reason}; never marked best." for row in table.rows if row.invalid_reason]
+    if not table.grouped:  # an invalid card's row says why in its name cell
+        return []
     means = [column for column in table.columns if column.agg == "mean"]
     if any(c.key == m.key and c.agg == "std" for m in means for c in table.columns):
         notes.append(
