@@ -91,7 +91,9 @@ def _among(db: Database, column: str, ids: list[int] | None, keyword: str = "") 
 
 
 def _card_from_row(row: tuple, tags: list[str]) -> Card:
-    return Card(*row[:6], values.loads(row[6]), row[7], row[8] or PLANNED, tags, row[9])
+    card_id, name, parent, runner, command, parser, params, created_at, status, invalid_reason = row
+    params = values.loads(params)
+    return Card(card_id, name, parent, runner, command, parser, params, created_at, status or PLANNED, tags, invalid_reason)
 
 
 def _tags_of(db: Database, card_ids: list[int] | None) -> dict[int, list[str]]:

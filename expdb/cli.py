@@ -74,7 +74,8 @@ ShowInvalidOption = Annotated[
 OverOption = Annotated[
     str | None,
     typer.Option(
-        "--over", help="Fold the cards that differ only in these parameters (comma-separated), e.g. seed, into one row per variant."
+        "--over",
+        help="Fold the cards that differ only in these parameters (comma-separated), e.g. seed, into one row per variant.",
     ),
 ]
 
@@ -735,7 +736,9 @@ def plot(
     output: Annotated[str, typer.Option("--output", "-o", help="The image: .png, .svg or .pdf.")] = "plot.png",
     title: Annotated[str | None, typer.Option(help="A title above the plot.")] = None,
     over: OverOption = None,
-    band: Annotated[str, typer.Option(help="With --over, the band around each mean curve: ci (95% CI of the mean) or std.")] = "ci",
+    band: Annotated[
+        str, typer.Option(help="With --over, the band around each mean curve: ci (95% CI of the mean) or std.")
+    ] = "ci",
     show_invalid: ShowInvalidOption = False,
     db: DbOption = None,
 ) -> None:

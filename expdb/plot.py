@@ -118,7 +118,7 @@ def _ema_finite(x: np.ndarray, weight: float) -> np.ndarray:
     return within.reshape(-1)[:n]
 
 
-def ema(values: Sequence[float], weight: float) -> np.ndarray:
+def ema(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
     """TensorBoard's smoothing: an exponential moving average debiased by 1 - weight**k after k points.
 
     Non-finite points (NaN, inf) are passed through as they are and skipped by the average, so a
@@ -480,7 +480,10 @@ def _draw_variants(
         if len(healthy) > 1:
             ax.fill_between(xs / scale, low, high, color=colour, alpha=0.2, linewidth=0)
         drawn.append(
-            PlottedBand(variant.name, metric, [line.card.name for line in healthy], [line.card.name for line in diverged], xs, mean, low, high)
+            PlottedBand(
+                variant.name, metric, [line.card.name for line in healthy], [line.card.name for line in diverged],
+                xs, mean, low, high,
+            )
         )
     return drawn
 

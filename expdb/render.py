@@ -66,7 +66,7 @@ def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Ce
 
 
 def _name_cell(table: ComparisonTable, row) -> str:
-    name = f"{row.name} (baseline)" if row is table.baseline else row.name
+    name = row.name + (" (baseline)" if row is table.baseline else "")
     return f"{name} (invalid: {row.invalid_reason})" if row.invalid_reason and not table.grouped else name
 
 
@@ -105,7 +105,8 @@ def _test_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell
     if difference is None:
         return Cell("")
     if not difference.tested:
-        shown = column.metric.cell(difference.difference) if not latex else format_number(difference.difference, column.metric.format)
+        number = difference.difference
+        shown = format_number(number, column.metric.format) if latex else column.metric.cell(number)
         return Cell(f"{'+' if difference.difference >= 0 else ''}{shown} ({difference.reason})")
     text = format_interval(column.metric, difference.difference, difference.low, difference.high, latex)  # type: ignore[arg-type]
     if difference.significant:
@@ -165,9 +166,10 @@ def render_rich(table: ComparisonTable, console: Console) -> None:
     grid = Table(show_edge=False, header_style="bold")
     for header, numeric in zip(layout.headers, layout.numeric):
         grid.add_column(Text(header), justify="right" if numeric else "left", no_wrap=True)
-    for cells, dimmed in zip(layout.rows, layout.dimmed):
+    for cells, dimmed in zip(layout.rows, layout.dimmed, strict=True):
         # Text cells: shown as written (no markup to parse), and on one line each, which lays out fast.
-        grid.add_row(*(Text(_joined(cell), style="bold green" if cell.best else "") for cell in cells), style="dim" if dimmed else None)
+        texts = (Text(_joined(cell), style="bold green" if cell.best else "") for cell in cells)
+        grid.add_row(*texts, style="dim" if dimmed else None)
     console.print(grid)
     for note in layout.notes:
         console.print(Text(note, style="dim"))
@@ -235,7 +237,7 @@ def _raw_names(table: ComparisonTable, column: Column) -> list[str]:
     CI of the difference, the p-value before and after Holm's correction, and which test."""
     names = [f"{column.key}_n", f"{column.key}_ci_low", f"{column.key}_ci_high"]
     if table.baseline is not None:
-        names += [f"{column.key}_delta_ci_low", f"{column.key}_delta_ci_high", f"{column.key}_p", f"{column.key}_p_holm", f"{column.key}_test"]
+        names += [f"{column.key}_{name}" for name in ("delta_ci_low", "delta_ci_high", "p", "p_holm", "test")]
     return names
 
 
@@ -261,6 +263,7 @@ def write_csv(table: ComparisonTable, file: TextIO) -> None:
 def write_json(table: ComparisonTable, file: TextIO) -> None:
     records = []
     for row in table.rows:
+        record: dict[str, object]
         if isinstance(row, GroupRow):
             record = {_first_header(table, False): row.name, "cards": [member.name for member in row.rows]}
             if table.counted:

@@ -185,7 +185,7 @@ def comparison_sentences(table: ComparisonTable) -> list[str]:
             if found is None or base is None:
                 continue
             counts = {int(row.number(column.key, "count") or 0), int(base.number(column.key, "count") or 0)}
-            seeds = f"{counts.pop()} seeds each" if len(counts) == 1 else f"{row.number(column.key, 'count'):.0f} and {base.number(column.key, 'count'):.0f} seeds"
+            seeds = f"{counts.pop()} seeds each" if len(counts) == 1 else f"{' and '.join(map(str, sorted(counts)))} seeds"
             head = f"{row.name} vs {base.name}:"
             if not found.tested:
                 difference = format_number(found.difference, column.metric.format)
@@ -205,7 +205,7 @@ def comparison_sentences(table: ComparisonTable) -> list[str]:
             needed = seeds_needed(effect, found.std, found.test == "paired") if found.std else None  # type: ignore[arg-type]
             effect_text = format_number(effect, column.metric.format)
             if needed is None:
-                sentence += f" With this spread, a difference of {effect_text} would need more than 1,000 seeds each to be detected reliably."
+                sentence += f" With this spread, a difference of {effect_text} would need over 1,000 seeds each to be detected."
             else:
                 sentence += (
                     f" With this spread, a difference of {effect_text} would need about {needed} seeds each to be detected "
@@ -410,7 +410,9 @@ def write_report(
     curves = list(dict.fromkeys(curves))
     check_plot_options(x, smooth)  # before matplotlib is imported
     cards = list({card.id: card for card in cards}.values())
-    folding = {"over": over, "spread": spread, "invalid_baseline": invalid_baseline} if over else {"invalid_baseline": invalid_baseline}
+    folding: dict = {"invalid_baseline": invalid_baseline}
+    if over:
+        folding.update(over=over, spread=spread)
     if baseline is not None and not any(card.name == baseline for card in cards) and (not over or card_exists(db, baseline)):
         from .cards import get_card
 

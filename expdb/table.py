@@ -235,7 +235,8 @@ def footnotes(table: ComparisonTable) -> list[str]:
             notes.append("no spread: the values (or their per-seed differences) are all equal, so no test is possible.")
     if table.bold and len(table.rows) > 1:
         notes.append(f"Bold: the best mean, and every mean not significantly worse than it (p ≥ {ALPHA:g}, Holm-corrected).")
-    notes += [f"{row.name}: invalid, {row.invalid_reason}; left out of every comparison." for row in table.rows if row.invalid_reason]
+    notes += [f"{row.name}: invalid, {row.invalid_reason}; left out of every comparison."
+              for row in table.rows if row.invalid_reason]
     return notes
 
 
@@ -262,7 +263,8 @@ def value_key(key: str, reduction: str) -> str:
 def reduce_curve(curve: Curve, reduction: str) -> float | None:
     """A curve reduced to one number (NaN points left out): where it first reaches a threshold (its step,
     epoch or samples), its mean over the last part of its steps, or its area over steps (trapezoids)."""
-    points = [(step, value, index) for index, (step, value) in enumerate(zip(curve.steps, curve.values)) if not math.isnan(value)]
+    pairs = enumerate(zip(curve.steps, curve.values, strict=True))
+    points = [(step, value, index) for index, (step, value) in pairs if not math.isnan(value)]
     if not points:
         return None
     first = _FIRST.fullmatch(reduction)
@@ -273,7 +275,7 @@ def reduce_curve(curve: Curve, reduction: str) -> float | None:
                 return _position(curve, step, index, axis)
         return None  # never reached
     if reduction == "auc":
-        return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(points, points[1:]))
+        return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(points, points[1:], strict=False))
     tail = _TAIL.fullmatch(reduction)
     if tail:
         start = points[-1][0] - (points[-1][0] - points[0][0]) * float(tail.group(1)) / 100
@@ -449,14 +451,17 @@ def build_table(
     definitions = load_definitions(db)
     requested, curve_keys = _requested_metrics(db, metrics, definitions)
     base_card = baseline if baseline is not None and (not folded or _is_card(db, baseline)) else None
-    rows, base_row = _card_rows(db, cards, requested, curve_keys, base_card, definitions)
-    if not rows:
+    card_rows, base_card_row = _card_rows(db, cards, requested, curve_keys, base_card, definitions)
+    if not card_rows:
         raise ExpdbError(
             f"no card of the {len(cards)} selected has {' or '.join(key for key, _ in requested) or 'a metric'}"
         )
-    columns = _columns(db, rows, requested, definitions)
+    columns = _columns(db, card_rows, requested, definitions)
+    rows: list[Row | GroupRow] = list(card_rows)
+    base_row: Row | GroupRow | None = base_card_row
     if folded:
-        rows, base_row = _grouped(db, rows, group_keys, over_keys, base_row, baseline)
+        groups, base_row = _grouped(db, card_rows, group_keys, over_keys, base_card_row, baseline)
+        rows = list(groups)
         columns = [replace(column, agg=agg) for column in columns for agg in agg_names if agg != "count"]
     if base_row is not None and base_row.invalid_reason and not invalid_baseline:
         raise ExpdbError(
@@ -465,7 +470,10 @@ def build_table(
         )
     if sort:
         rows = _sorted(rows, sort, definitions, base_row)
-    param_keys = _group_param_columns(rows, group_keys, params) if folded else _param_columns(rows, params)
+    if folded:  # in their shown order
+        param_keys = _group_param_columns([row for row in rows if isinstance(row, GroupRow)], group_keys, params)
+    else:
+        param_keys = _param_columns([row for row in rows if isinstance(row, Row)], params)
     table = ComparisonTable(
         param_keys=param_keys,
         columns=columns,
@@ -499,7 +507,7 @@ def _test(table: ComparisonTable) -> None:
             if row is not base and column.key in row.values and column.key in base.values and not row.invalid_reason
         }
         adjusted = holm([difference.p for difference in found.values()])
-        table.differences = {key: replace(d, p_adjusted=p) for (key, d), p in zip(found.items(), adjusted)}
+        table.differences = {key: replace(d, p_adjusted=p) for (key, d), p in zip(found.items(), adjusted, strict=True)}
     for column in tested:
         if not column.metric.direction:
             continue
@@ -513,17 +521,21 @@ def _test(table: ComparisonTable) -> None:
         adjusted = holm([test.p for test in tests])
         table.bold[column.name] = {id(best)} | {
             id(row)
-            for row, test, p in zip(others, tests, adjusted)
+            for row, test, p in zip(others, tests, adjusted, strict=True)
             if (p is not None and p >= ALPHA) or test.difference == 0
         }
 
 
-def _grouping(group_by: str | list[str] | None, aggs: str | list[str] | None, over: str | list[str] | None) -> tuple[list[str], list[str]]:
+def _grouping(
+    group_by: str | list[str] | None, aggs: str | list[str] | None, over: str | list[str] | None
+) -> tuple[list[str], list[str]]:
     """The keys rows are grouped by and the aggregates each folded row shows, checked."""
     group_keys, agg_names = _split(group_by), _split(aggs)
     folded = bool(group_keys or _split(over))
     if agg_names and not folded:
-        raise ExpdbError("--agg folds groups of cards; give the parameters to group by with --group-by, as in --group-by N, or --over seed")
+        raise ExpdbError(
+            "--agg folds groups of cards; give the parameters to group by with --group-by, as in --group-by N, or --over seed"
+        )
     for name in agg_names:
         if name not in AGGREGATES:
             raise ExpdbError(f"unknown --agg {name!r}; use one of: {', '.join(AGGREGATES)}")
@@ -638,9 +650,9 @@ def group_rows(name: str, rows: list[Row], seeds: dict[int, object] | None = Non
     keys = list(dict.fromkeys(key for row in rows for key in row.card.params))
     first = rows[0].card.params
     shared = {
-        key: first.get(key)
+        key: first[key]
         for key in keys
-        if all(same(row.card.params.get(key), first.get(key)) for row in rows) and first.get(key) is not None
+        if first.get(key) is not None and all(same(row.card.params.get(key), first[key]) for row in rows)
     }
     stats: dict[str, dict[str, float]] = {}
     for key in dict.fromkeys(key for row in rows for key in row.values):

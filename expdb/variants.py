@@ -80,17 +80,16 @@ def fold(cards: list[Card], over: Sequence[str] = (), group_by: Sequence[str] = 
     folded_over = over or list(DEFAULT_OVER)
     members: dict[tuple, list[Card]] = {}
     for card in cards:
-        if group_by:
-            key: tuple = (card.invalid_reason is not None, *(json.dumps(card.params.get(k)) for k in group_by))
-        else:
-            key = (card.invalid_reason is not None, _canonical(card.params, set(over)))
-        members.setdefault(key, []).append(card)
+        setting = [json.dumps(card.params.get(k)) for k in group_by] if group_by else [_canonical(card.params, set(over))]
+        members.setdefault((card.invalid_reason is not None, *setting), []).append(card)
     groups = list(members.values())
     if group_by:
         for group in groups:
             _check_unmixed(group, group_by, folded_over)
         groups.sort(key=lambda group: [_order(group[0].params.get(k)) for k in group_by] + [group[0].invalid_reason is not None])
-    variants = [Variant("", group, _shared(group), _seeds(group, folded_over), group[0].invalid_reason is not None) for group in groups]
+    variants = [
+        Variant("", group, _shared(group), _seeds(group, folded_over), group[0].invalid_reason is not None) for group in groups
+    ]
     _name(variants, over, group_by)
     return variants
 
@@ -105,7 +104,8 @@ def _check_unmixed(group: list[Card], group_by: list[str], over: list[str]) -> N
             where = ", ".join(f"{k}={format_value(first.params.get(k))}" for k in group_by)
             raise ExpdbError(
                 f"--group-by {','.join(group_by)}: the group {where} mixes cards that differ in {key} "
-                f"({first.name} has {format_value(first.params.get(key))}, {card.name} has {format_value(card.params.get(key))}); "
+                f"({first.name} has {format_value(first.params.get(key))}, "
+                f"{card.name} has {format_value(card.params.get(key))}); "
                 f"add {key} to --group-by to split them, or give --over {','.join([*over, key])} to average over it"
             )
 
@@ -132,10 +132,13 @@ def _name(variants: list[Variant], over: list[str], group_by: list[str]) -> None
                     if key in card.params:
                         name = name.replace("_" + name_part(key, card.params[key]), "", 1)
                 stripped.add(name)
-            if len(stripped) == 1 and len(variant.cards) > 1 or len(variant.cards) == 1:
-                variant.name = stripped.pop() if len(variant.cards) > 1 else variant.cards[0].name
+            if len(variant.cards) == 1:
+                variant.name = variant.cards[0].name
+            elif len(stripped) == 1:
+                variant.name = stripped.pop()
             else:
-                variant.name = ", ".join(f"{key}={format_value(variant.params.get(key))}" for key in differing) or variant.cards[0].name
+                described = ", ".join(f"{key}={format_value(variant.params.get(key))}" for key in differing)
+                variant.name = described or variant.cards[0].name
     for variant in variants:
         if variant.invalid:
             variant.name += " (invalid)"

@@ -10,7 +10,6 @@ from scipy import stats
 from expdb.cards import Selection, create_card, select_cards
 from expdb.db import Database
 from expdb.plot import plot_curves
-from expdb.results import record_run
 from expdb.runs import begin_run
 
 OFFSETS = (-0.1, 0.0, 0.1)  # per seed: loss = 1 / (1 + step) + offset, so the mean is 1 / (1 + step) and the std 0.1
