@@ -35,7 +35,13 @@ class Summary:
     @property
     def std(self) -> float | None:
         """The sample standard deviation (n - 1), from two values on."""
-        return statistics.stdev(self.values.values()) if self.n > 1 else None
+        return sample_std(list(self.values.values())) if self.n > 1 else None
+
+
+def sample_std(values: Sequence[float]) -> float:
+    """The sample standard deviation (n - 1) in floats: statistics.stdev's exact fractions cost 0.2 ms a call."""
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1))
 
 
 def t_quantile(probability: float, df: float) -> float:
@@ -93,7 +99,7 @@ def compare(variant: Summary, baseline: Summary, level: float = LEVEL) -> Differ
         return Difference(difference, reason="n < 2")
     if set(variant.values) == set(baseline.values):
         pairs = [variant.values[seed] - baseline.values[seed] for seed in variant.values]
-        std = statistics.stdev(pairs)
+        std = sample_std(pairs)
         se = std / math.sqrt(len(pairs))
         df: float = len(pairs) - 1
         test = "paired"

@@ -22,7 +22,7 @@ from .db import Database
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, load_definitions
 from .series import NO_SAMPLES, Curve, _unpack, read_curve
-from .stats import ALPHA, Difference, Summary, compare, holm
+from .stats import ALPHA, Difference, Summary, compare, holm, sample_std
 from .values import Value, format_value, same
 from .variants import fold, split_keys
 from .where import Where, parse_where
@@ -627,7 +627,7 @@ def _grouped(
             )
     by_id = {row.card.id: row for row in rows}
     groups = [
-        group_rows(variant.name, [by_id[card.id] for card in variant.cards], variant.seeds, variant.invalid)
+        group_rows(variant.name, [by_id[card.id] for card in variant.cards], variant.seeds, variant.invalid, variant.params)
         for variant in fold([row.card for row in rows], over, keys)
     ]
     base_group = next((group for group in groups if base_row in group.rows), None)
@@ -645,15 +645,22 @@ def _grouped(
     return groups, base_group
 
 
-def group_rows(name: str, rows: list[Row], seeds: dict[int, object] | None = None, invalid: bool = False) -> GroupRow:
-    """One row for `rows`: the parameters they share, and for each value key its mean, std, count, min and max."""
-    keys = list(dict.fromkeys(key for row in rows for key in row.card.params))
-    first = rows[0].card.params
-    shared = {
-        key: first[key]
-        for key in keys
-        if first.get(key) is not None and all(same(row.card.params.get(key), first[key]) for row in rows)
-    }
+def group_rows(
+    name: str,
+    rows: list[Row],
+    seeds: dict[int, object] | None = None,
+    invalid: bool = False,
+    shared: dict[str, Value] | None = None,
+) -> GroupRow:
+    """One row for `rows`: the parameters they share (`shared`, when known already), and for each value key its
+    mean, std, count, min and max."""
+    if shared is None:
+        first = rows[0].card.params
+        shared = {
+            key: value
+            for key, value in first.items()
+            if value is not None and all(same(row.card.params.get(key), value) for row in rows)
+        }
     stats: dict[str, dict[str, float]] = {}
     for key in dict.fromkeys(key for row in rows for key in row.values):
         numbers = [row.values[key] for row in rows if key in row.values and not math.isnan(row.values[key])]
@@ -661,7 +668,7 @@ def group_rows(name: str, rows: list[Row], seeds: dict[int, object] | None = Non
             continue
         found = {"mean": statistics.fmean(numbers), "count": len(numbers), "min": min(numbers), "max": max(numbers)}
         if len(numbers) > 1:
-            found["std"] = statistics.stdev(numbers)
+            found["std"] = sample_std(numbers)
         stats[key] = found
     return GroupRow(name, shared, rows, stats, seeds or {}, invalid)
 
@@ -671,14 +678,15 @@ def _group_param_columns(groups: list[GroupRow], keys: list[str], mode: str) -> 
     if mode == "none":
         return []
     every = list(dict.fromkeys(key for group in groups for row in group.rows for key in row.card.params))
+    # A group's `params` are those all its cards share: a key is constant within it when there, or when none has it.
     constant = [
         key
         for key in every
-        if key not in keys and all(all(same(r.card.params.get(key), g.rows[0].card.params.get(key)) for r in g.rows) for g in groups)
+        if key not in keys and all(key in g.params or all(key not in r.card.params for r in g.rows) for g in groups)
     ]
     if mode == "differing":
-        first = groups[0].rows[0].card.params if groups else {}
-        constant = [key for key in constant if any(not same(g.rows[0].card.params.get(key), first.get(key)) for g in groups)]
+        first = groups[0].params if groups else {}
+        constant = [key for key in constant if any(not same(g.params.get(key), first.get(key)) for g in groups)]
     return keys + constant
 
 
