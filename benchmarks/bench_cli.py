@@ -172,7 +172,8 @@ def bench_over_seed(workdir: Path, repeat: int) -> bool:
     for _ in range(repeat):
         for command in commands:
             command.times.append(run_once(command.argv)[0])
-    print(f"wall seconds over {repeat} runs (after one warm-up run), load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}:")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"wall seconds over {repeat} runs (after one warm-up run), load average {load}:")
     print_table(commands)
     return all(verdict(command).startswith("PASS") for command in commands)
 

@@ -6,7 +6,6 @@ and refuses a group whose cards differ in anything but N and what is folded over
 invalid card is never folded with valid ones.
 """
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -96,8 +95,9 @@ def fold(cards: list[Card], over: Sequence[str] = (), group_by: Sequence[str] = 
         for group in groups:
             _check_unmixed(group, group_by, folded_over)
         groups.sort(key=lambda group: [_order(group[0].params.get(k)) for k in group_by] + [group[0].invalid_reason is not None])
+    compared = None if group_by else set(over)  # folded over `over`, a group agrees on everything else
     variants = [
-        Variant("", group, _shared(group, None if group_by else set(over)), _seeds(group, folded_over), group[0].invalid_reason is not None)
+        Variant("", group, _shared(group, compared), _seeds(group, folded_over), group[0].invalid_reason is not None)
         for group in groups
     ]
     _name(variants, over, group_by)
