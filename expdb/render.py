@@ -111,6 +111,8 @@ def _test_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell
     text = format_interval(column.metric, difference.difference, difference.low, difference.high, latex)  # type: ignore[arg-type]
     if difference.significant:
         text = text[:-1] + "^\\dagger$" if latex else f"{text} {SIGNIFICANT}"
+    elif not latex:
+        text += "  "  # the marker's room: right-aligned intervals line up
     return Cell(text, math=latex)
 
 

@@ -205,3 +205,15 @@ def test_a_bad_reduction_names_the_ones_there_are(curves):
     with pytest.raises(ExpdbError) as caught:
         build_table(curves, select_cards(curves, Selection()), ["iou50:first=0.5"])
     assert "first>=X" in str(caught.value) and "auc" in str(caught.value)
+
+
+def test_the_api_dataframe_folds_seeds_and_reduces_curves(study, curves):
+    import expdb
+
+    with expdb.open() as notebook:
+        folded = notebook.table("iou50", over="seed", baseline="v3_N10", where="seed>=0")
+        converged = notebook.table(["iou50:first>=0.5", "loss:auc"], names=["fast", "slow"])
+    assert folded.loc["v3_N3", "iou50_p"] == pytest.approx(stats.ttest_rel(IOU[3], IOU[10]).pvalue)
+    assert folded.loc["v3_N5", "iou50_n"] == 5
+    assert converged.loc["slow", "iou50_first_ge_0.5_step"] == 100
+    assert converged.loc["fast", "loss_auc"] == pytest.approx(50.0)
