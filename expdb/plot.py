@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -527,12 +528,12 @@ def plot_curves(
     visible = False  # some line has a point that can be drawn
     definitions = load_definitions(db)
 
-    rc = {"svg.fonttype": "none", "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "expdb"}
+    rc: dict[Any, Any] = {"svg.fonttype": "none", "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "expdb"}
     with matplotlib.rc_context(rc):
         figure = Figure(figsize=(ROW_SIZE[0], ROW_SIZE[1] * len(metrics)), dpi=DPI, layout="constrained")
         axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
         variants = fold(cards, split_keys(over)) if over else []
-        for ax, metric in zip(axes, metrics):
+        for ax, metric in zip(axes, metrics, strict=True):
             y_label = definition(definitions, metric).header()
             result.y_labels.append(y_label)
             has_divergence = has_drop = False
@@ -559,8 +560,8 @@ def plot_curves(
             if not by_metric[metric]:
                 ax.text(0.5, 0.5, f"no run has {metric!r}", transform=ax.transAxes, ha="center", va="center", color="0.5")
         if not visible:
-            scale = " on a log scale (no value above 0)" if log_y else " (every value is NaN or inf)"
-            raise ExpdbError(f"nothing to draw of {', '.join(metrics)}{scale}; nothing written")
+            why = " on a log scale (no value above 0)" if log_y else " (every value is NaN or inf)"
+            raise ExpdbError(f"nothing to draw of {', '.join(metrics)}{why}; nothing written")
         axes[-1].set_xlabel(x_label)
         if title:
             figure.suptitle(title)

@@ -9,6 +9,7 @@ import difflib
 import math
 import re
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from .cards import (
@@ -23,7 +24,7 @@ from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, load_definitions
 from .series import NO_SAMPLES, Curve, _unpack, read_curve
 from .stats import ALPHA, Difference, Summary, compare, holm, sample_std
-from .values import Value, format_value, same
+from .values import Value, same
 from .variants import fold, split_keys
 from .where import Where, parse_where
 
@@ -417,7 +418,7 @@ def cards_where(db: Database, where: str) -> list[int]:
 def build_table(
     db: Database,
     cards: list[Card],
-    metrics: list[str] = (),
+    metrics: Sequence[str] = (),
     sort: str | None = None,
     baseline: str | None = None,
     params: str = "differing",
@@ -542,7 +543,9 @@ def _grouping(
     return group_keys, agg_names or (list(DEFAULT_AGGREGATES) if folded else [])
 
 
-def _requested_metrics(db: Database, metrics: list[str], definitions: dict[str, MetricDef]) -> tuple[list[tuple[str, str]], set[str]]:
+def _requested_metrics(
+    db: Database, metrics: Sequence[str], definitions: dict[str, MetricDef]
+) -> tuple[list[tuple[str, str]], set[str]]:
     """The (key, reduction) of each metric column, checked, and the keys logged as curves."""
     specs = list(dict.fromkeys(parse_metric(text) for text in metrics))
     recorded, curve_keys, known = _known_keys(db, definitions)

@@ -12,6 +12,7 @@ from rich.table import Table
 from .cards import Card, CardDetails, CardDiff, ParamChange
 from .lifecycle import PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
+from .series import Curve
 from .sweep import SweepPlan
 from .values import format_value, plural
 
@@ -108,7 +109,7 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
         params.add_column("key")
         params.add_column("value")
         has_parent = card.parent is not None
-        if has_parent:
+        if card.parent is not None:
             params.add_column(f"vs {escape(card.parent)}")
         for change in details.changes:
             cells = [escape(change.key), escape(format_value(change.value))]
@@ -138,7 +139,9 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
     if details.notes:
         console.print("[bold]notes[/]")
         for note in details.notes:
-            origin = f"expdb, step {note.step:,}" if note.automatic and note.step is not None else "expdb" if note.automatic else ""
+            origin = ""
+            if note.automatic:
+                origin = "expdb" if note.step is None else f"expdb, step {note.step:,}"
             prefix = f"[dim]{format_time(note.created_at)}[/]" + (f" [magenta]{origin}[/]" if origin else "")
             console.print(f"  {prefix}  {escape(note.text)}")
 
@@ -235,7 +238,7 @@ def sparkline(values, width: int) -> str:
     return "".join(SPARK_LEVELS[round((mean - low) / span * (len(SPARK_LEVELS) - 1))] for mean in means)
 
 
-def render_curves(curves: dict[str, object], key: str, width: int, console: Console) -> None:
+def render_curves(curves: dict[str, Curve | None], key: str, width: int, console: Console) -> None:
     """One sparkline per card of the curve `key`, with its first, lowest and last values."""
     if not any(curves.values()):
         console.print(f"no {escape(key)} curve to compare")

@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import EXAMPLE_DB
 
-HEAVY = {"torch", "fvcore", "matplotlib", "pandas"}
+HEAVY = {"torch", "fvcore", "matplotlib", "pandas", "scipy"}
 # Runs the CLI in a fresh interpreter, then reports which top-level modules it imported.
 PROBE = """
 import json, sys
