@@ -1,4 +1,4 @@
-"""Everyday commands start fast: they never import torch, fvcore, matplotlib or pandas."""
+"""Everyday commands start fast: they never import torch, fvcore, matplotlib, pandas or scipy."""
 
 import json
 import subprocess
