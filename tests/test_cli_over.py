@@ -1,6 +1,8 @@
 """`--over seed` in table, plot and report, on a study with a known mean and spread at every step."""
 
 import math
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -83,3 +85,19 @@ def test_report_over_seed_says_each_comparison_in_a_sentence(cli, seeds):
     text = (seeds / "v.md").read_text()
     assert "- v_N5 vs v_N10: -0.09 IOU@0.50, 95% CI [-0.16, -0.02], distinguishable with 3 seeds each" in text
     assert "![loss](v_loss.png)" in text
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX installation (pdflatex)")
+def test_the_folded_latex_table_compiles_without_siunitx(cli, seeds):
+    result = cli("report", "--tag", "v", "-m", "iou50", "--over", "seed", "--baseline", "v_N10", "-o", "table.tex")
+    assert result.code == 0, result.err
+    table = (seeds / "table.tex").read_text()
+    assert r"{\boldmath $0.613 \pm 0.015$}" in table and r"^\dagger$" in table
+    (seeds / "paper.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{table.tex}\n\\end{document}\n"
+    )
+    compiled = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+        cwd=seeds, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert compiled.returncode == 0, compiled.stdout[-2000:]
