@@ -13,7 +13,7 @@ It uses `matplotlib.figure.Figure` directly (no pyplot, no global backend state)
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -471,7 +471,7 @@ def _draw_variants(
             finite_x = np.isfinite(line.xs)
             rx, ry = reduce_for_drawing(line.xs[finite_x] / scale, line.values[finite_x])
             ax.plot(rx, ry, color=colour, linestyle=":", linewidth=0.9, alpha=0.7)
-            _mark_events(ax, line, finite_x, scale, False, _divergence_steps(db, line.run_id), [])
+            _mark_events(ax, replace(line, colour_index=index), finite_x, scale, False, _divergence_steps(db, line.run_id), [])
         label = f"{variant.name} (n={len(healthy)}" + (f", {len(diverged)} diverged: dotted" if diverged else "") + ")"
         if not healthy:
             ax.plot([], [], color=colour, linestyle=":", label=label)
@@ -486,7 +486,19 @@ def _draw_variants(
                 xs, mean, low, high,
             )
         )
+    _fit_to_bands(ax, drawn)
     return drawn
+
+
+def _fit_to_bands(ax, drawn: list[PlottedBand]) -> None:
+    """A diverged seed may fly far off; the y axis keeps to the mean curves and their bands, the comparison."""
+    if not any(band.diverged for band in drawn):
+        return
+    finite = np.concatenate([values[np.isfinite(values)] for band in drawn for values in (band.low, band.high)])
+    if len(finite):
+        low, high = float(finite.min()), float(finite.max())
+        margin = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
+        ax.set_ylim(low - margin, high + margin)
 
 
 def plot_curves(
