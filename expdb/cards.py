@@ -196,7 +196,10 @@ def selected_ids(db: Database, selection: Selection) -> list[int]:
         kept = set(cards_where(db, selection.where))
         ids = [card_id for card_id in ids if card_id in kept]
     if not selection.invalid and not (selection.where and "valid" in parse_where(selection.where).keys):
-        invalid = {card_id for (card_id,) in db.query("SELECT id FROM card WHERE invalid_reason IS NOT NULL")}
+        invalid = dict(db.query("SELECT id, name FROM card WHERE invalid_reason IS NOT NULL"))
+        if ids and all(card_id in invalid for card_id in ids):
+            names = ", ".join(invalid[card_id] for card_id in ids[:5]) + (" ..." if len(ids) > 5 else "")
+            raise ExpdbError(f"every card selected is invalid ({names}); give --all to include invalid cards")
         ids = [card_id for card_id in ids if card_id not in invalid]
     if not ids:
         if not selection.given:

@@ -47,6 +47,7 @@ LR_DROP = 0.5  # an lr falling below this fraction of its previous logged value 
 MAX_LR_DROPS = 50  # per run: a cyclic schedule does not cover the plot in lines
 _X_LABELS = {"step": "step", "epoch": "epoch", "samples": "samples seen"}
 BANDS = ("ci", "std")  # the shaded band around a variant's mean curve: its 95% CI, or +- one std
+INVALID_COLOUR = "0.65"  # an invalid card's line (with --all), grey
 GRID = 2000  # points of a mean curve when its seeds do not share their x values
 
 
@@ -361,6 +362,9 @@ def _draw_line(ax, line: _Line, finite_x: np.ndarray, scale: float, smooth: floa
     """The line's curve, raw and faint under its smoothed curve when `smooth`: how many points the
     top curve has, and whether any can be seen."""
     colour, style = _colour(line.colour_index)
+    label = line.card.name
+    if line.card.invalid_reason:  # shown under --all only, greyed, saying why
+        colour, label = INVALID_COLOUR, f"{label} (invalid: {line.card.invalid_reason})"
     xs = line.xs[finite_x] / scale
     raw = line.values[finite_x]
     if log_y:
@@ -368,14 +372,14 @@ def _draw_line(ax, line: _Line, finite_x: np.ndarray, scale: float, smooth: floa
     rx, ry = reduce_for_drawing(xs, raw, buckets)
     visible = bool(np.isfinite(ry).any())
     if smooth <= 0:
-        ax.plot(rx, ry, color=colour, linestyle=style, linewidth=1.2, label=line.card.name)
+        ax.plot(rx, ry, color=colour, linestyle=style, linewidth=1.2, label=label)
         return len(rx), visible
     ax.plot(rx, ry, color=colour, linestyle=style, linewidth=0.8, alpha=RAW_ALPHA)
     smoothed = ema(line.values, smooth)[finite_x]
     if log_y:
         smoothed = np.where(smoothed > 0, smoothed, np.nan)
     sx, sy = reduce_for_drawing(xs, smoothed, buckets)
-    ax.plot(sx, sy, color=colour, linestyle=style, linewidth=1.4, label=line.card.name)
+    ax.plot(sx, sy, color=colour, linestyle=style, linewidth=1.4, label=label)
     return len(sx), visible
 
 
@@ -465,6 +469,8 @@ def _draw_variants(
         if not present:
             continue
         colour, style = _colour(index)
+        if variant.invalid:
+            colour = INVALID_COLOUR
         healthy = [line for line in present if not _diverged(db, line)]
         diverged = [line for line in present if line not in healthy]
         for line in diverged:  # shown, not averaged in

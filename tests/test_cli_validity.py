@@ -45,7 +45,8 @@ def test_an_invalid_baseline_needs_the_flag(cli, three_cards):
 
 def test_an_invalid_card_is_left_out_of_plots_and_reports(cli, three_cards, workdir):
     study(three_cards, cli)
-    refused(cli, ["plot", "b_1", "-o", "b.png"], "no card")
+    refused(cli, ["plot", "b_1", "-o", "b.png"], "every card selected is invalid (b_1); give --all to include invalid cards")
+    assert cli("plot", "b_1", "--all", "-o", "b.png").code == 0  # greyed, its reason in the legend
     result = cli("report", "-m", "iou50", "-o", "report.md", "--curve", "loss")
     assert result.code == 0, result.err
     report = (workdir / "report.md").read_text()
