@@ -60,8 +60,8 @@ CardsArgument = Annotated[
 TagOption = Annotated[str | None, typer.Option(help="Only the cards with this tag.")]
 WhereOption = Annotated[
     str | None,
-    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status and runner, e.g. \"N>=5 and "
-                      "shared=true\"."),
+    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status, runner, valid and tag, "
+                      "e.g. \"N>=5 and shared=true\", \"valid=false\", \"tag=bs\"."),
 ]
 StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
 
