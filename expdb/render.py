@@ -67,7 +67,7 @@ def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Ce
 
 def _name_cell(table: ComparisonTable, row) -> str:
     name = row.name + (" (baseline)" if row is table.baseline else "")
-    return f"{name} (invalid: {row.invalid_reason})" if row.invalid_reason and not table.grouped else name
+    return f"{name} (invalid)" if row.invalid_reason and not table.grouped else name  # the reason: under the table
 
 
 # -- folded rows: spreads and tests against the baseline -------------------------------------

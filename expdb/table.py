@@ -210,9 +210,10 @@ SIGNIFICANT = "†"  # marks a difference to the baseline with p < ALPHA after H
 
 def footnotes(table: ComparisonTable) -> list[str]:
     """What the table's marks and spreads mean, and why a test is missing: printed under it in every format."""
-    notes = []
-    if not table.grouped:  # an invalid card's row says why in its name cell
-        return []
+    notes: list[str] = []
+    invalid = [f"{row.name}: invalid, {row.invalid_reason}; never marked best." for row in table.rows if row.invalid_reason]
+    if not table.grouped:
+        return invalid
     means = [column for column in table.columns if column.agg == "mean"]
     if any(c.key == m.key and c.agg == "std" for m in means for c in table.columns):
         notes.append(
@@ -236,9 +237,7 @@ def footnotes(table: ComparisonTable) -> list[str]:
             notes.append("no spread: the values (or their per-seed differences) are all equal, so no test is possible.")
     if table.bold and len(table.rows) > 1:
         notes.append(f"Bold: the best mean, and every mean not significantly worse than it (p ≥ {ALPHA:g}, Holm-corrected).")
-    notes += [f"{row.name}: invalid, {row.invalid_reason}; left out of every comparison."
-              for row in table.rows if row.invalid_reason]
-    return notes
+    return notes + [note.replace("never marked best", "left out of every comparison") for note in invalid]
 
 
 def parse_metric(text: str) -> tuple[str, str]:

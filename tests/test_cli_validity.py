@@ -23,7 +23,8 @@ def test_an_invalid_card_is_left_out_of_the_table_and_shown_greyed_with_all(cli,
     assert csv_names(cli) == ["a_1", "a_2"]
     assert csv_names(cli, "--all") == ["a_1", "a_2", "b_1"]
     shown = cli("table", "-m", "iou50", "--all", "--format", "md").out
-    assert "| b_1 (invalid: L = 1 was a mistake) | 2 | 0.5 |" in shown  # not bold, though it is the highest
+    assert "| b_1 (invalid) | 2 | 0.5 |" in shown  # not bold, though it is the highest
+    assert "b_1: invalid, L = 1 was a mistake; never marked best." in shown
     assert "**0.4**" in shown
     records = json.loads(cli("table", "-m", "iou50", "--all", "--format", "json").out)
     assert records[-1]["invalid_reason"] == "L = 1 was a mistake"
@@ -52,7 +53,7 @@ def test_an_invalid_card_is_left_out_of_plots_and_reports(cli, three_cards, work
     report = (workdir / "report.md").read_text()
     assert "b_1" not in report
     assert cli("report", "-m", "iou50", "-o", "all.md", "--all").code == 0
-    assert "b_1 (invalid: L = 1 was a mistake)" in (workdir / "all.md").read_text()
+    assert "b_1: invalid, L = 1 was a mistake" in (workdir / "all.md").read_text()
 
 
 def test_validate_undoes_it_and_bad_input_is_one_line(cli, three_cards):
