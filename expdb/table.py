@@ -175,7 +175,14 @@ class ComparisonTable:
     spread: str = "std"  # after a folded row's mean: "std", or "ci" (the 95% CI half-width)
     # (id(row), column key) -> the folded row's difference to the baseline, tested, Holm-corrected
     differences: dict[tuple[int, str], Difference] = field(default_factory=dict)
-    bold: dict[str, set[int]] = field(default_factory=dict)  # column name -> id() of its rows not worse than the best
+    _bold: dict[str, set[int]] | None = None  # folded: column name -> id() of its rows not worse than the best
+
+    @property
+    def bold(self) -> dict[str, set[int]]:
+        """Worked out when first asked, by a format that marks the best."""
+        if self._bold is None:
+            self._bold = not_worse_than_best(self) if self.grouped else {}
+        return self._bold
 
     @property
     def grouped(self) -> bool:
@@ -495,8 +502,7 @@ def _is_card(db: Database, name: str) -> bool:
 
 
 def _test(table: ComparisonTable) -> None:
-    """Each folded row's difference to the baseline, tested, Holm-corrected over the table; and which rows
-    are not significantly worse than the best (Holm-corrected over each column)."""
+    """Each folded row's difference to the baseline, tested, Holm-corrected over the table."""
     tested = [column for column in table.columns if column.agg == "mean"]
     if table.baseline is not None:
         base = table.baseline
@@ -508,7 +514,13 @@ def _test(table: ComparisonTable) -> None:
         }
         adjusted = holm([difference.p for difference in found.values()])
         table.differences = {key: replace(d, p_adjusted=p) for (key, d), p in zip(found.items(), adjusted, strict=True)}
-    for column in tested:
+
+
+def not_worse_than_best(table: ComparisonTable) -> dict[str, set[int]]:
+    """Column name -> id() of the folded rows not significantly worse than the column's best (Holm-corrected over
+    each column). Asked for by the formats that mark the best, only: csv and json carry the p-values instead."""
+    found: dict[str, set[int]] = {}
+    for column in [column for column in table.columns if column.agg == "mean"]:
         if not column.metric.direction:
             continue
         candidates = [row for row in table.rows if column.key in row.values and not row.invalid_reason]
@@ -519,11 +531,12 @@ def _test(table: ComparisonTable) -> None:
         others = [row for row in candidates if row is not best]
         tests = [compare(row.summary(column.key), best.summary(column.key)) for row in others]  # type: ignore[union-attr]
         adjusted = holm([test.p for test in tests])
-        table.bold[column.name] = {id(best)} | {
+        found[column.name] = {id(best)} | {
             id(row)
             for row, test, p in zip(others, tests, adjusted, strict=True)
             if (p is not None and p >= ALPHA) or test.difference == 0
         }
+    return found
 
 
 def _grouping(
