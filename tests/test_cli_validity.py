@@ -65,3 +65,10 @@ def test_validate_undoes_it_and_bad_input_is_one_line(cli, three_cards):
     refused(cli, ["invalidate", "b_1", "--reason", "  "], "say why b_1 is invalid")
     refused(cli, ["invalidate", "b_2", "--reason", "x"], "no card named 'b_2'")
     assert "invalid" not in cli("show", "b_1").out
+
+
+def test_copy_carries_the_mark(cli, three_cards, workdir):
+    study(three_cards, cli)
+    target = workdir / "copied.db"
+    assert cli("copy", "--to", str(target), "b_1").code == 0
+    assert "invalid: L = 1 was a mistake" in cli("show", "b_1", "--db", str(target)).out
