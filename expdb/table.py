@@ -250,13 +250,16 @@ def footnotes(table: ComparisonTable) -> list[str]:
 def parse_metric(text: str) -> tuple[str, str]:
     """`iou50` -> ("iou50", ""), `loss:min` -> ("loss", "min"), `iou50:first>=0.5` -> ("iou50", "first>=0.5")."""
     key, colon, reduction = text.partition(":")
-    if colon and reduction not in REDUCTIONS and reduction != "auc" and not _FIRST.fullmatch(reduction):
-        tail = _TAIL.fullmatch(reduction)
-        if not tail or not 0 < float(tail.group(1)) <= 100:
-            raise ExpdbError(
-                f"--metric {text!r}: unknown reduction {reduction!r}; use one of: {', '.join(REDUCTIONS + CURVE_REDUCTIONS)}"
-            )
+    tail = _TAIL.fullmatch(reduction)
+    if (colon and not _is_reduction(reduction)) or (tail and not 0 < float(tail.group(1)) <= 100):
+        raise ExpdbError(
+            f"--metric {text!r}: unknown reduction {reduction!r}; use one of: {', '.join(REDUCTIONS + CURVE_REDUCTIONS)}"
+        )
     return key, reduction
+
+
+def _is_reduction(text: str) -> bool:
+    return text in REDUCTIONS or text == "auc" or bool(_FIRST.fullmatch(text) or _TAIL.fullmatch(text))
 
 
 def value_key(key: str, reduction: str) -> str:
@@ -725,19 +728,21 @@ def _best_values(rows: list[Row | GroupRow], columns: list[Column]) -> dict[str,
 
 
 def _sorted(rows: list, sort: str, definitions: dict[str, MetricDef], base_row) -> list:
-    """`--sort KEY[:asc|:desc]`, KEY a parameter or a metric column (`iou50`, `iou50:max`); a metric sorts
-    best first by default, anything else ascending. Rows without the key go last; the baseline stays on top.
+    """`--sort KEY[:asc|:desc]`, KEY a parameter or a metric column (`iou50`, `iou50:max`, `iou50:first>=0.5`);
+    a metric sorts best first by default, anything else ascending. Rows without the key go last; the baseline
+    stays on top.
     """
     parts = sort.split(":")
     order = parts.pop() if len(parts) > 1 and parts[-1] in ("asc", "desc") else ""
-    if len(parts) > 2 or (len(parts) == 2 and parts[1] not in REDUCTIONS):
+    if len(parts) > 2 or (len(parts) == 2 and not _is_reduction(parts[1])):
         raise ExpdbError(f"--sort {sort!r}: the order is :asc or :desc, as in --sort {parts[0]}:desc")
-    metric_key = parts[0]
-    key = "_".join(parts)
+    metric_key, reduction = parts[0], parts[1] if len(parts) == 2 else ""
+    key = value_key(metric_key, reduction)
     if rows and not any(row.value(key) is not None for row in rows):
         raise ExpdbError(f"--sort {':'.join(parts)!r}: no shown card has a parameter or metric named {':'.join(parts)!r}")
     if not order:
-        order = "desc" if definition(definitions, metric_key).direction == "higher" else "asc"
+        direction = _reduced_metric(definition(definitions, metric_key), reduction).direction
+        order = "desc" if direction == "higher" else "asc"
     body = [row for row in rows if row is not base_row]
 
     def sort_key(row) -> tuple:

@@ -199,6 +199,8 @@ def test_convergence_reductions(curves):
     write_markdown(table, rows_md)
     assert "IOU@0.50 (first>=0.5, step)" in rows_md.getvalue()
     assert "**50**" in rows_md.getvalue()  # earlier is better
+    by_crossing = build_table(curves, select_cards(curves, Selection()), ["iou50:first>=0.5"], sort="iou50:first>=0.5")
+    assert [row.name for row in by_crossing.rows] == ["fast", "slow"]  # earliest first
 
 
 def test_a_bad_reduction_names_the_ones_there_are(curves):
