@@ -95,9 +95,9 @@ def _tested(table: ComparisonTable) -> list[Column]:
         table.difference(row, column) for row in table.rows)]
 
 
-def _test_header(table: ComparisonTable, column: Column, latex: bool) -> str:
-    base = table.baseline.name  # type: ignore[union-attr]
-    return f"vs {base}" if len(_tested(table)) == 1 else f"{column.header(with_unit=latex)} vs {base}"
+def _test_header(table: ComparisonTable) -> str:
+    """Short, as it stands right after the metric's own column."""
+    return f"vs {table.baseline.name}"  # type: ignore[union-attr]
 
 
 def _test_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell:
@@ -141,7 +141,7 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
     for column in columns:
         headers.append(column.header(with_unit=latex))
         if column in tested:
-            headers.append(_test_header(table, column, latex))
+            headers.append(_test_header(table))
     numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
     rows = []
     for row in table.rows:
