@@ -1,7 +1,8 @@
 """The `--where` filter of `expdb table`, e.g. `N>=5 and shared=true`.
 
 A hand-written scanner and recursive-descent parser turn the expression into a predicate;
-nothing is ever evaluated as code or SQL. Grammar (keywords are case-insensitive):
+nothing is ever evaluated as code or SQL. Besides parameters and metrics, a card's `valid`
+(`valid=false`) and its tags (`tag=bs`: one of them is bs) can be tested. Grammar (keywords are case-insensitive):
 
     or_expr  := and_expr ('or' and_expr)*
     and_expr := not_expr ('and' not_expr)*
