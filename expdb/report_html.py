@@ -24,6 +24,7 @@ from .report import (
     _metrics_by_card,
     _notes,
     _section_cards,
+    _section_comparisons,
     _section_environment,
     _section_params,
     _section_problems,
@@ -127,10 +128,11 @@ def write_html_report(
     ylim: YLim | None,
     baseline: str | None,
     title: str | None,
+    folding: dict,
 ) -> list[Path]:
     from .ui.data import curves as curve_data  # numpy: only here
 
-    table = build_table(db, cards, metrics, baseline=baseline)
+    table = build_table(db, cards, metrics, baseline=baseline, **folding)
     definitions = load_definitions(db)
     labels = list(dict.fromkeys(definition(definitions, parse_metric(text)[0]).label for text in metrics)) or ["their metrics"]
     notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
@@ -160,10 +162,11 @@ def write_html_report(
     heading = title or _default_title(cards)
     body = "\n".join(
         [
-            f"<h1>{html.escape(heading)}</h1>",
+            f"<h1>{html.escape(html.unescape(heading))}</h1>",
             f"<p>Written by expdb on {html.escape(format_time(time.time()))} from {plural(len(cards), 'card')}.</p>",
             markdown_html(_section_cards(cards, notes, labels, baseline)),
             markdown_html(_section_table(table, cards)),
+        markdown_html(_section_comparisons(table)),
             markdown_html(_section_params(cards)),
             "\n".join(plots),
             markdown_html(_section_problems(cards, notes, failed)),
@@ -177,7 +180,7 @@ def write_html_report(
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">
-<title>{html.escape(heading)}</title>
+<title>{html.escape(html.unescape(heading))}</title>
 <style>{_asset("vendor/uplot/uPlot.min.css")}
 {_asset("style.css")}
 body {{ max-width: 1200px; margin: 0 auto; padding: 0 16px; }}</style>
