@@ -21,7 +21,7 @@ from .metrics import PROFILE_COLUMNS
 
 NOISE_SPREAD = 0.25  # (p90 - p10) / median above this is a noisy Cost-Time
 MIN_PASSES = 5  # fewer timed passes than this leave the spread unknown: noisy too
-NOISY, SHARED = "†", "‡"  # the marks a Cost-Time gets in tables
+NOISY, SHARED = "§", "‡"  # the marks a Cost-Time gets in tables († is a significant difference)
 MARK_NAMES = {NOISY: "noisy", SHARED: "shared"}
 TIMED_KEYS = ("cost_time", "peak_mem")  # the profile columns that depend on the device and dtype
 WANTED_KEYS = {  # --conditions KEY -> the Conditions field

@@ -217,13 +217,13 @@ def test_a_noisy_or_shared_cost_time_is_marked_in_every_format(cli, tiny):
     with Database() as db, db.transaction() as connection:
         connection.execute("UPDATE profile SET cost_time_ms = 5, cost_time_p10_ms = 4, cost_time_p90_ms = 9, shared = TRUE")
     md = cli("table", "-m", "cost_time", "-f", "md").out
-    assert "| 5ms†‡ |" in md and "‡ profiled while another job" in md
-    assert "† Cost-Time p10-p90 spread over 25% of the median" in md
+    assert "| 5ms§‡ |" in md and "‡ profiled while another job" in md
+    assert "§ Cost-Time p10-p90 spread over 25% of the median" in md
     latex = cli("table", "-m", "cost_time", "-f", "latex").out
-    assert r"5\textsuperscript{\dag}\textsuperscript{\ddag}" in latex
-    assert r"\par\footnotesize \textsuperscript{\dag} Cost-Time" in latex
+    assert r"5\textsuperscript{\S}\textsuperscript{\ddag}" in latex
+    assert r"\par\smallskip{\footnotesize \textsuperscript{\S} Cost-Time" in latex
     rich = cli("table", "-m", "cost_time").out
-    assert "5ms†‡" in rich and "† Cost-Time" in rich
+    assert "5ms§‡" in rich and "§ Cost-Time" in rich
     (record,) = json.loads(cli("table", "-m", "cost_time", "-f", "json").out)
     assert record["marks"] == {"cost_time": ["noisy", "shared"]}
     show = cli("show", "tiny").out
@@ -232,7 +232,7 @@ def test_a_noisy_or_shared_cost_time_is_marked_in_every_format(cli, tiny):
     for output in ("r.md", "r.tex"):
         assert cli("report", "tiny", "-m", "cost_time", "-o", output).code == 0
         text = Path(output).read_text()
-        assert "† Cost-Time p10-p90 spread" in text or r"\textsuperscript{\dag} Cost-Time p10-p90" in text, text
+        assert "§ Cost-Time p10-p90 spread" in text or r"\textsuperscript{\S} Cost-Time p10-p90" in text, text
 
 
 def test_peak_memory_is_a_table_column(cli, tiny):
@@ -265,3 +265,18 @@ def test_a_cpu_run_records_the_processor_and_its_training_speed(cli, tiny):
     assert metrics["train_steps_per_s"] > 0  # tinymodel logs no samples: steps per second
     (profile,) = rows("SELECT device FROM profile")
     assert profile["device"] == f"cpu ({cpu_name()})"
+
+
+def test_folded_rows_carry_the_conditions_and_marks_of_their_cards(cli):
+    for seed in ("0", "1"):
+        assert cli("new", f"tiny_s{seed}", "--runner", "tinymodel:run", "--features", str(FEATURES), "--seed", seed).code == 0
+        assert cli("profile", f"tiny_s{seed}", "--iterations", "5", "--budget", "1").code == 0
+    with Database() as db, db.transaction() as connection:  # one seed's timing shared its device
+        connection.execute("UPDATE profile SET shared = TRUE WHERE card_id = (SELECT id FROM card WHERE name = 'tiny_s1')")
+    result = cli("table", "-m", "flops,cost_time", "--over", "seed", "-f", "md")
+    assert result.code == 0, result.err
+    head = result.out.splitlines()[0]
+    assert "FLOPs (fvcore, bs 1" in head and "Cost-Time (" in head and "fp32, bs 1)" in head, head
+    (row,) = [line for line in result.out.splitlines() if line.startswith("| tiny")]
+    assert "‡" in row and "§" not in row.split("|")[2], row  # the shared seed marks the fold; FLOPs are never marked
+    assert "‡ profiled while another job shared the device." in result.out
