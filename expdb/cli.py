@@ -60,6 +60,15 @@ WhereOption = Annotated[
 StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
 
 
+StalledOption = Annotated[
+    float,
+    typer.Option(
+        "--stalled-after", envvar="EXPDB_STALLED_AFTER", min=0, metavar="MINUTES",
+        help="Say when a running run has logged no step for this many minutes (hung in CUDA or NCCL?).",
+    ),
+]
+
+
 def selection_of(names: list[str] | None, tag: str | None, where: str | None, status: str | None) -> cards.Selection:
     return cards.Selection(tuple(names or ()), tag, where, status)
 
@@ -168,6 +177,7 @@ def list_cards(
     status: StatusOption = None,
     limit: Annotated[int, typer.Option(help="Show the last N cards selected.", min=1)] = 20,
     all_cards: Annotated[bool, typer.Option("--all", help="Show every card selected.")] = False,
+    stalled_after: StalledOption = lifecycle.STALLED_AFTER_S / 60,
     db: DbOption = None,
 ) -> None:
     from .metrics import load_definitions
@@ -178,17 +188,39 @@ def list_cards(
         changed = cards.changed_keys(database, shown)
         results = cards.latest_values(database, [card.id for card in shown])
         definitions = load_definitions(database)
-    from .views import render_list
+        stalls = lifecycle.stalls(database, stalled_after * 60)
+    from .views import render_list, render_stalls
 
-    render_list(shown, len(selected) - len(shown), changed, results, definitions, console)
+    shown_ids = {card.id for card in shown}
+    render_list(shown, len(selected) - len(shown), changed, results, definitions, console, {s.card_id for s in stalls})
+    render_stalls([stall for stall in stalls if stall.card_id in shown_ids], time.time(), console)
 
 
 @app.command()
-def show(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = None) -> None:
+def show(
+    name: Annotated[str | None, typer.Argument(help="The card.")] = None,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", metavar="RUN", help="Instead, what a run recorded to re-run it (a run id, or a card for its latest run): "
+                     "command, seed, git commit and uncommitted diff, variables, packages."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
     """A card: its parameters (and what changed vs its parent), runs, results, notes."""
     from .metrics import load_definitions
     from .views import render_card
 
+    if (name is None) == (env is None):
+        raise ExpdbError("name a card (expdb show CARD), or a run with --env (expdb show --env RUN), one of the two")
+    if env is not None:
+        from .rerun import run_environment
+        from .views import render_environment
+
+        with open_db(db) as database:
+            recorded = run_environment(database, env)
+        render_environment(recorded, console)
+        return
+    assert name is not None
     with open_db(db) as db:
         details = cards.card_details(db, name)
         definitions = load_definitions(db)
@@ -439,6 +471,34 @@ def run(
     raise typer.Exit(0 if all(outcome is not None and outcome.status == RunStatus.FINISHED for outcome in outcomes) else 1)
 
 
+@app.command()
+def rerun(
+    name: Annotated[str, typer.Argument(help="The card; it must have run.")],
+    device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
+    profile_budget: Annotated[
+        float, typer.Option(help="Seconds of latency timing when the model is profiled before training; 0 skips profiling.", min=0)
+    ] = PROFILE_BUDGET_S,
+    db: DbOption = None,
+) -> None:
+    """Run a card again as its latest run ran: its parameters and seed (and its command), after saying how this
+    environment differs from the one recorded (commit, uncommitted changes, packages, variables)."""
+    from .rerun import plan_rerun
+
+    with open_db(db, ask_slurm=True) as database:
+        plan = plan_rerun(database, name)
+        what = f"{plan.card.name} as run {plan.recorded.run_id} ran (seed {plan.seed})"
+        if plan.differences:
+            console.print(escape(f"re-running {what}; this environment differs from the recorded one:"), soft_wrap=True)
+            for line in plan.differences:
+                console.print(escape(f"  {line}"), soft_wrap=True)
+        else:
+            console.print(escape(f"re-running {what}; the environment is as recorded"), soft_wrap=True)
+        outcomes = run_cards(
+            database, [plan.card], command=plan.command, seed=plan.seed, device=device, profile_budget=profile_budget
+        )
+    raise typer.Exit(0 if outcomes[0].status == RunStatus.FINISHED else 1)
+
+
 def wait_for_the_queue() -> None:
     """A standby job's start signal: a line on stdin. Its end (no line) means the queue stopped first."""
     if not sys.stdin.readline():
@@ -502,18 +562,22 @@ def queue_locally(database: Database, targets: list[cards.Card], slots: list, ru
 @app.command()
 def queue(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the local queues of this machine: their jobs end interrupted.")] = False,
+    stalled_after: StalledOption = lifecycle.STALLED_AFTER_S / 60,
     db: DbOption = None,
 ) -> None:
-    """What is queued and running: where (host, GPU), how it was launched (local queue, Slurm job), since when."""
+    """What is queued and running: where (host, GPU), how it was launched (local queue, Slurm job), since when,
+    and which running runs have made no progress for long."""
     from .queue import queue_entries, stop_local_queues
-    from .views import render_queue
+    from .views import render_queue, render_stalls
 
     with open_db(db, ask_slurm=True) as database:
         if stop:
             stopped = stop_local_queues(database)
             console.print(f"sent SIGTERM to {', '.join(stopped)}" if stopped else "no local queue runs on this machine")
         entries = queue_entries(database)
-    render_queue(entries, time.time(), console)
+        stalls = lifecycle.stalls(database, stalled_after * 60)
+    render_queue(entries, time.time(), console, {stall.run_id for stall in stalls})
+    render_stalls(stalls, time.time(), console)
 
 
 def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> list:

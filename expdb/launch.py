@@ -118,7 +118,8 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
-        env={**os.environ, "EXPDB_RUN_ID": str(run.id), "EXPDB_CARD": run.card.name},
+        # A script inside attaches to this run (expdb.start); EXPDB_RESUME tells it to continue from the checkpoint.
+        env={**os.environ, "EXPDB_RUN_ID": str(run.id), "EXPDB_CARD": run.card.name, "EXPDB_RESUME": "1" if run.resume else "0"},
     )
     final_line = ""
     # A command can go quiet once it has diverged: stop it without waiting for its next line.
@@ -152,6 +153,7 @@ def _stop_when_told(run: Run, process: subprocess.Popen) -> None:
 
 
 def _stop(process: subprocess.Popen) -> None:
+    # The command stays in this process's group: a queue that stops this job stops its whole group.
     if process.poll() is None:
         process.terminate()
         try:
@@ -159,9 +161,6 @@ def _stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-
 
 
 def profile_before_training(run: Run, build: Callable[[dict], tuple], budget_s: float) -> None:

@@ -45,7 +45,8 @@ ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)  # not ended: nothing else may st
 ENDED = tuple(status for status in RunStatus if status not in ACTIVE)
 # A run taken for crashed (its heartbeat late) that turns out alive still beats and ends as it ends.
 _ALIVE = (RunStatus.RUNNING, RunStatus.CRASHED)
-STALE_HEARTBEAT_S = 60.0  # a run on another host is crashed once its heartbeat is this old
+STALE_HEARTBEAT_S = 60.0
+STALLED_AFTER_S = 1800.0  # a running run that logged no step for this long is reported as stalled (hung?)  # a run on another host is crashed once its heartbeat is this old
 CRASH_REASON = (
     "the process stopped without ending the run (killed, or its machine went down); "
     "everything logged until its last heartbeat is kept"
@@ -132,6 +133,26 @@ def active_runs(db: Database) -> list[ActiveRun]:
     return [ActiveRun(row[0], RunStatus(row[1]), *row[2:]) for row in rows]
 
 
+class Stall(NamedTuple):
+    """A running run that beats but has logged no step since `progress_at` (hung in CUDA or NCCL, or a deadlock)."""
+
+    card_id: int
+    card: str
+    run_id: int
+    step: int | None  # the last step it logged; None if it logged none
+    progress_at: float
+
+
+def stalls(db: Database, after_s: float = STALLED_AFTER_S) -> list[Stall]:
+    """The running runs that made no progress (started, or logged a step) for `after_s` seconds."""
+    rows = db.query(
+        "SELECT card.id, card.name, run.id, run.progress_step, run.progress_at FROM run JOIN card ON card.id = run.card_id "
+        "WHERE run.status = ? AND run.progress_at < ? ORDER BY run.id",
+        (RunStatus.RUNNING, now() - after_s),
+    )
+    return [Stall(*row) for row in rows]
+
+
 # -- queued ------------------------------------------------------------------------------------
 
 
@@ -187,8 +208,10 @@ def release_orphan(db: Database, run: ActiveRun) -> bool:
 
 
 def _process_columns(process: Process) -> dict:
+    moment = now()
     return {
-        "heartbeat_at": now(), "host": process.host, "pid": process.pid, "device": process.device,
+        # Starting counts as progress: a run that logs nothing for long after it (re)started is stalled.
+        "heartbeat_at": moment, "progress_at": moment, "host": process.host, "pid": process.pid, "device": process.device,
         "seed": process.seed, "command": process.command, "env": process.env,
     }
 
@@ -233,15 +256,28 @@ def _take_over(db: Database, card: "Card", run: RunRow, process: Process, starte
     return RunRow(run.id, RunStatus.RUNNING, started_at, None, run.checkpoint_dir)
 
 
-def heartbeat(db: Database, run_id: int) -> None:
-    """The run's process is alive: the reaper of another host leaves its run running."""
+def heartbeat(db: Database, run_id: int, progress: tuple[int, float] | None = None) -> None:
+    """The run's process is alive: the reaper of another host leaves its run running. `progress`: the last step
+    it logged and when; a process alive without progress (hung in CUDA or NCCL) is reported as stalled."""
     clause, statuses = _in(_ALIVE)
+    progressed = ", progress_step = ?, progress_at = ?" if progress is not None else ""
     with db.transaction() as connection:
         beat = connection.execute(
-            f"UPDATE run SET heartbeat_at = ? WHERE id = ? AND {clause} RETURNING id", (now(), run_id, *statuses)
+            f"UPDATE run SET heartbeat_at = ?{progressed} WHERE id = ? AND {clause} RETURNING id",
+            (now(), *(progress or ()), run_id, *statuses),
         ).fetchone()
     if beat is None:
         raise TransitionRefused(f"run {run_id} is not running (it ended, or it was removed)")
+
+
+def progress(db: Database, run_id: int, step: int, at: float) -> bool:
+    """The last step a process attached to the run (a script inside `expdb run --cmd`) logged; False once the run ended."""
+    with db.transaction() as connection:
+        moved = connection.execute(
+            "UPDATE run SET progress_step = ?, progress_at = ? WHERE id = ? AND status = ? RETURNING id",
+            (step, at, run_id, RunStatus.RUNNING),
+        ).fetchone()
+    return moved is not None
 
 
 # -- ended -------------------------------------------------------------------------------------
@@ -261,6 +297,21 @@ def fail(db: Database, run_id: int, reason: str | None) -> None:
 
 def interrupt(db: Database, run_id: int, reason: str | None) -> None:
     _end(db, run_id, RunStatus.INTERRUPTED, reason)
+
+
+def end(db: Database, run_id: int, status: RunStatus, reason: str | None) -> tuple[RunStatus, str | None]:
+    """End the run its process ran with `status`, unless a script attached to it ended it first (it diverged: only
+    the script knew); the status and reason it has now."""
+    if status not in (RunStatus.FINISHED, RunStatus.DIVERGED, RunStatus.INTERRUPTED):
+        status = RunStatus.FAILED
+    try:
+        _end(db, run_id, status, reason)
+    except TransitionRefused:
+        row = get_run(db, run_id)
+        if row is None or row.status not in ENDED or row.status == RunStatus.CRASHED:
+            raise
+        return row.status, row.exit_reason
+    return status, reason
 
 
 def _end(db: Database, run_id: int, status: RunStatus, reason: str | None) -> None:

@@ -55,6 +55,8 @@ class Run(SQLModel, table=True):
     queued_at: float | None = None  # set when a queue or a cluster launcher planned this run
     launcher: str | None = Field(default=None, max_length=16)  # local, slurm; None for a run started by hand
     job_id: str | None = Field(default=None, max_length=64)  # the cluster's job id
+    progress_step: int | None = Field(default=None, sa_type=BigInteger)  # the last step the run logged
+    progress_at: float | None = None  # when it was logged: a run whose progress stops while it beats is hung
 
 
 class Note(SQLModel, table=True):

@@ -47,10 +47,22 @@ class Slot:
     env: dict[str, str]
 
 
-def gpu_slots(gpus: list[str], jobs: int | None = None) -> list[Slot]:
-    """One slot per GPU id (as CUDA_VISIBLE_DEVICES names it); `jobs` more than GPUs share them in turn."""
+def gpu_slots(gpus: list[str], jobs: int | None = None, cores: int | None = None) -> list[Slot]:
+    """One slot per GPU id (as CUDA_VISIBLE_DEVICES names it); `jobs` more than GPUs share them in turn.
+
+    Each job also gets its share of the CPU cores as its thread budget: data loading and the CPU side of
+    training in several jobs at once would otherwise oversubscribe the cores."""
     count = jobs or len(gpus)
-    return [Slot(f"GPU {gpus[i % len(gpus)]}", {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]}) for i in range(count)]
+    threads = thread_budget(count, cores)
+    return [
+        Slot(f"GPU {gpus[i % len(gpus)]}", {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], **threads}) for i in range(count)
+    ]
+
+
+def thread_budget(jobs: int, cores: int | None = None) -> dict[str, str]:
+    """The environment that gives each of `jobs` jobs cores // jobs threads (torch reads OMP_NUM_THREADS)."""
+    threads = str(max(1, (cores or cpu_count()) // jobs))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
 def cpu_count() -> int:
@@ -62,8 +74,7 @@ def cpu_count() -> int:
 
 def cpu_slots(jobs: int, cores: int | None = None) -> list[Slot]:
     """`jobs` slots that share the cores: each job's thread budget is cores // jobs, so they do not oversubscribe."""
-    threads = str(max(1, (cores or cpu_count()) // jobs))
-    return [Slot(f"CPU {i + 1}", {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}) for i in range(jobs)]
+    return [Slot(f"CPU {i + 1}", thread_budget(jobs, cores)) for i in range(jobs)]
 
 
 def parse_gpus(text: str) -> list[int]:
@@ -272,6 +283,7 @@ class _Scheduler:
         database). Whether any job ended."""
         ended = [job for job in self.running if job.process.poll() is not None]
         for job in ended:
+            _signal_group(job.process.pid, signal.SIGKILL)  # a worker the job left behind would keep the slot's GPU
             self.running.remove(job)
             self.free.append(job.slot_index)
         self._start_free_slots(stop)
@@ -310,14 +322,15 @@ class _Scheduler:
             _go(job, start=False)
         for job in self.running:
             if job.process.poll() is None:
-                job.process.terminate()
+                _signal_group(job.process.pid, signal.SIGTERM)  # the job's --cmd command and its workers too
         deadline = time.monotonic() + STOP_GRACE_S
         for job in [*self.running, *self.standby.values()]:
             try:
                 job.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                job.process.kill()
-                job.process.wait()
+                pass
+            _signal_group(job.process.pid, signal.SIGKILL)  # whatever of it is left would keep its GPU
+            job.process.wait()
         for job in self.running:
             self.ends.append(_finish(self.db, job, self.on_end))
         self.pending.extendleft(reversed([job.entry for job in self.standby.values()]))
@@ -433,7 +446,7 @@ def stop_local_queues(db: Database) -> list[str]:
             stopped.append(f"queue {queue_pid}")
             alive.add(queue_pid)
     for run in runs:
-        if run.status == RunStatus.RUNNING and int(run.job_id) not in alive and _terminate(run.pid):
+        if run.status == RunStatus.RUNNING and int(run.job_id) not in alive and _terminate_job(run.pid):
             stopped.append(f"run {run.id}")
     return stopped
 
@@ -442,5 +455,23 @@ def _terminate(pid: int) -> bool:
     try:
         os.kill(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):  # gone, or the pid is someone else's process now
+        return False
+    return True
+
+
+def _terminate_job(pid: int) -> bool:
+    """SIGTERM to a queue's job: to its process group, which it leads (its own session), else to it alone."""
+    try:
+        leads = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+    return _signal_group(pid, signal.SIGTERM) if leads else _terminate(pid)
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """`signum` to every process of group `group` (a job started in a session of its own: its pid)."""
+    try:
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):  # the group is empty
         return False
     return True

@@ -13,7 +13,6 @@ import os
 import platform
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -24,10 +23,14 @@ from pathlib import Path
 
 from . import cards, lifecycle
 from .db import Database, new_uid, now
+from .devices import choose_device
 from .divergence import Divergence, DivergenceDetector
 from .errors import ExpdbError, last_line
 from .lifecycle import RunRow, RunStatus
+from .provenance import capture
+from .ranks import launch_group, world_size
 from .series import build_chunks, write_chunks
+from .sysmetrics import SAMPLE_INTERVAL_S, SystemSampler
 
 FLUSH_INTERVAL_S = 0.5
 ON_DIVERGE = ("stop", "note")
@@ -82,21 +85,6 @@ def add_automatic_notes(connection, card_id: int, run_id: int, notes: list[tuple
     )
 
 
-def git_state(directory: Path) -> dict:
-    """The commit and dirty flag of the git work tree around `directory`, if any."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=directory, capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"git_commit": commit, "git_dirty": bool(dirty)}
-
-
 def cpu_name() -> str:
     """The processor's model name ("AMD EPYC 7B13"), as precise as this system says."""
     try:
@@ -110,7 +98,10 @@ def cpu_name() -> str:
 
 def environment() -> dict:
     """What a run ran on: Python, the processor or GPU, and torch/CUDA when the process has imported torch."""
-    env = {"python": sys.version.split()[0], "argv": sys.argv, "cwd": os.getcwd(), **git_state(Path.cwd())}
+    env = {"python": sys.version.split()[0], "argv": sys.argv, "cwd": os.getcwd(), **capture(Path.cwd())}
+    group = launch_group()
+    if group is not None and world_size() > 1:  # the other ranks find this run by it (expdb.start(all_ranks=True))
+        env.update(launch_group=group, world_size=world_size())
     env["device_name"] = cpu_name()
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -138,6 +129,10 @@ class Run:
         on_diverge: str,
         started_at: float,
         progress: ProgressCallback | None = None,
+        *,
+        owner: bool = True,
+        key_prefix: str = "",
+        system_metrics: bool = True,
     ):
         self.db = db
         self.card = card
@@ -158,11 +153,19 @@ class Run:
         self._progress = progress
         self._detector = DivergenceDetector()
         self._log_file = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by end()
+        # The process that started the run owns its status and beats its heartbeat; a script inside `expdb run
+        # --cmd` and the other ranks of a torchrun attach to it: they add points, and only their own.
+        self._owner = owner
+        self._key_prefix = key_prefix
+        self._system_metrics = system_metrics
         self._flusher_error: BaseException | None = None
         self._stop_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name=f"expdb-run-{run_id}", daemon=True)
         self._flusher.start()
-        self.write_log(f"run {run_id} of {card.name} started on {device}, seed {seed}")
+        if owner:
+            self.write_log(f"run {run_id} of {card.name} started on {device}, seed {seed}")
+        else:
+            self.write_log(f"process {os.getpid()}{f' ({key_prefix[:-1]})' if key_prefix else ''} attached to run {run_id}")
 
     # -- the runner's side ---------------------------------------------------------------
 
@@ -213,24 +216,47 @@ class Run:
 
     def _flush_loop(self) -> None:
         # sqlite3 connections belong to the thread that made them: the flusher has its own.
+        sampler = None
         try:
+            if self._system_metrics:
+                sampler = SystemSampler(gpus=self.device != "cpu")
+                sampler.sample()  # CPU use is measured between two samples: this is the first
+            next_sample = time.monotonic() + SAMPLE_INTERVAL_S
             with Database(self.db.location) as db:
                 series_ids: dict[str, int] = {}
                 while not self._stop_flusher.wait(FLUSH_INTERVAL_S):
-                    self._flush(db, series_ids)
+                    system = None
+                    if sampler is not None and time.monotonic() >= next_sample:
+                        next_sample = time.monotonic() + SAMPLE_INTERVAL_S
+                        system = sampler.sample()
+                    self._flush(db, series_ids, system)
                 self._flush(db, series_ids)
         except BaseException as error:  # noqa: BLE001 - reported by end(), the training thread must not die silently
             self._flusher_error = error
             self._stop = RecordingFailed(f"expdb could not record run {self.id}: {error} (log() takes numbers)")
+        finally:
+            if sampler is not None:
+                sampler.close()
 
-    def _flush(self, db: Database, series_ids: dict[str, int]) -> None:
+    def _flush(self, db: Database, series_ids: dict[str, int], system: dict[str, float] | None = None) -> None:
         queue = self._queue
         points = [queue.popleft() for _ in range(len(queue))]
         chunks = build_chunks(points)
-        events = self._detect(points, chunks)
+        prefix = self._key_prefix
+        # Rank 0's curves are watched; another rank's copies of them are only kept.
+        events = self._detect(points, chunks) if not prefix else []
+        if prefix:
+            chunks = {prefix + key: chunk for key, chunk in chunks.items()}
+        if system:
+            wall = time.time() - self._started_at
+            chunks.update(build_chunks([(int(wall), None, None, wall, system)]))  # a second of the run each: see sysmetrics
+        progress = (points[-1][0], self._started_at + points[-1][3]) if points and not prefix else None
         with db.transaction() as connection:
             write_chunks(connection, self.id, chunks, series_ids)
-            lifecycle.heartbeat(db, self.id)
+            if self._owner:
+                lifecycle.heartbeat(db, self.id, progress)
+            elif progress is not None:
+                lifecycle.progress(db, self.id, *progress)
             add_automatic_notes(connection, self.card.id, self.id, [(event.message, event.step) for event in events])
         for event in events:
             self.divergences.append(event)
@@ -269,17 +295,17 @@ class Run:
             connection.executemany(
                 "INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                [(self.id, key, value) for key, value in self.summary_metrics.items()],
+                [(self.id, self._key_prefix + key, value) for key, value in self.summary_metrics.items()],
             )
-            if status == RunStatus.FINISHED:
-                lifecycle.finish(self.db, self.id)
-            elif status == RunStatus.DIVERGED:
+            if self._owner:
+                status, exit_reason = lifecycle.end(self.db, self.id, status, exit_reason)
+            elif status == RunStatus.DIVERGED and not self._key_prefix:
+                # Only the script knows it diverged: `expdb run` around it sees a command that exited.
                 lifecycle.diverge(self.db, self.id, exit_reason)
-            elif status == RunStatus.INTERRUPTED:
-                lifecycle.interrupt(self.db, self.id, exit_reason)
-            else:
-                lifecycle.fail(self.db, self.id, exit_reason)
-        self.write_log(f"run {self.id} {status}" + (f": {exit_reason}" if exit_reason else ""))
+        if self._owner:
+            self.write_log(f"run {self.id} {status}" + (f": {exit_reason}" if exit_reason else ""))
+        else:
+            self.write_log(f"process {os.getpid()} detached from run {self.id}")
         self._log_file.close()
         self.status, self.exit_reason = status, exit_reason
         return status
@@ -356,6 +382,8 @@ def resume_plan(card: cards.Card, latest: RunRow | None) -> RunPlan:
 def this_process(device: str | None, seed: int, command: str | None) -> lifecycle.Process:
     """This process, as the row of the run it starts records it: host, pid, device, seed, command line, environment."""
     env = environment()
+    if command is not None:
+        env["shell_command"] = True  # `expdb rerun` runs it again; otherwise a runner or the user's script ran
     if os.environ.get("CUDA_VISIBLE_DEVICES"):
         env["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]  # the GPU "cuda" is: a queue pins each job to one
     return lifecycle.Process(socket.gethostname(), os.getpid(), device, seed, command or " ".join(sys.argv), json.dumps(env))
@@ -372,6 +400,7 @@ def begin_run(
     command: str | None = None,
     progress: ProgressCallback | None = None,
     queued_run: int | None = None,
+    system_metrics: bool = True,
 ) -> Run:
     """Start recording a run of card `name` (or continue its latest run with `resume`).
 
@@ -396,4 +425,28 @@ def begin_run(
                 "UPDATE run SET log_path = ?, checkpoint_dir = ? WHERE id = ?", (str(plan.log_path), str(plan.directory), run.id)
             )
     plan.directory.mkdir(parents=True, exist_ok=True)
-    return Run(db, card, run.id, plan, device, seed, resume, on_diverge, run.started_at, progress)
+    return Run(
+        db, card, run.id, plan, device, seed, resume, on_diverge, run.started_at, progress, system_metrics=system_metrics
+    )
+
+
+def attach_run(db: Database, name: str, run_id: int, *, key_prefix: str = "", on_diverge: str = "stop") -> Run:
+    """This process adds to run `run_id` of card `name`, which another process started and owns: a script inside
+    `expdb run --cmd` (EXPDB_RUN_ID), or a rank of torchrun other than 0 (its keys prefixed `rankN/`)."""
+    check_on_diverge(on_diverge)
+    card = cards.get_card(db, name)
+    row = db.query_one(
+        "SELECT card_id, status, started_at, checkpoint_dir, device, seed FROM run WHERE id = ?", (run_id,)
+    )
+    if row is None or row[0] != card.id:
+        raise ExpdbError(f"run {run_id} is not a run of {name} (EXPDB_RUN_ID names the run to attach to)")
+    _card_id, status, started_at, checkpoint_dir, device, seed = row
+    if status != RunStatus.RUNNING:
+        raise ExpdbError(f"run {run_id} of {name} is {status}, not running: there is nothing to attach to")
+    resume = os.environ.get("EXPDB_RESUME") == "1"
+    plan = RunPlan(Path(checkpoint_dir)) if checkpoint_dir else RunPlan.for_run(db, run_id)
+    plan.directory.mkdir(parents=True, exist_ok=True)
+    return Run(
+        db, card, run_id, plan, device or choose_device("auto"), seed or 0, resume, on_diverge, started_at or now(),
+        owner=False, key_prefix=key_prefix, system_metrics=False,  # the owner samples the whole process tree
+    )

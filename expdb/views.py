@@ -3,11 +3,13 @@
 import math
 import statistics
 import time
+from collections.abc import Collection
 from dataclasses import replace
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .cards import Card, CardDetails, CardDiff, ParamChange
 from .lifecycle import PLANNED, RunStatus
@@ -57,15 +59,17 @@ def render_list(
     results: dict[int, dict[str, float]],
     definitions: dict[str, MetricDef],
     console: Console,
+    stalled: Collection[int] = (),
 ) -> None:
-    """Cards in the order given; `changed_keys` are the parameters each card sets or changes vs its parent."""
+    """Cards in the order given; `changed_keys` are the parameters each card sets or changes vs its parent;
+    `stalled`: the ids of the cards whose running run made no progress for long."""
     grid = Table(show_edge=False, header_style="bold")
     for header in ("card", "status", "from", "params", "results", "tags", "created"):
         grid.add_column(header, no_wrap=header in ("card", "status", "created"), overflow="fold")
     for card in cards:
         grid.add_row(
             escape(card.name),
-            status_text(card.status),
+            status_text(card.status) + (" [red]stalled[/]" if card.id in stalled else ""),
             escape(card.parent or ""),
             escape(params_summary(card.params, changed_keys[card.id])),
             escape(results_summary(results.get(card.id, {}), definitions)),
@@ -262,7 +266,19 @@ def render_sweep(plan: SweepPlan, console: Console, created: bool) -> None:
     console.print(escape(f"created {what}" if created else f"would create {what}; --dry-run created nothing"), soft_wrap=True)
 
 
-def render_queue(entries: list, moment: float, console: Console) -> None:
+def render_stalls(stalls: list, moment: float, console: Console) -> None:
+    """A line for each running run that made no progress for long (expdb.lifecycle.Stall each)."""
+    for stall in stalls:
+        idle = format_duration(max(0.0, moment - stall.progress_at))
+        since = f"for {idle} (the last was step {stall.step:,})" if stall.step is not None else f"in the {idle} since it started"
+        console.print(
+            escape(f"{stall.card} (run {stall.run_id}) is stalled: no step logged {since}, though its process is alive "
+                   "(hung in CUDA or NCCL?)"),
+            soft_wrap=True,
+        )
+
+
+def render_queue(entries: list, moment: float, console: Console, stalled: Collection[int] = ()) -> None:
     """What is queued and running (expdb.queue.QueueEntry each): where, how it was launched, since when (ages at `moment`)."""
     if not entries:
         console.print("nothing queued or running")
@@ -276,10 +292,51 @@ def render_queue(entries: list, moment: float, console: Console) -> None:
 
     for entry in entries:
         grid.add_row(
-            escape(entry.card), str(entry.run_id), status_text(entry.status), escape(entry.host or ""), escape(entry.where),
+            escape(entry.card), str(entry.run_id), status_text(entry.status) + (" [red]stalled[/]" if entry.run_id in stalled else ""),
+            escape(entry.host or ""), escape(entry.where),
             escape(entry.launcher or ""), escape(entry.job_id or ""), age(entry.queued_at),
             age(entry.started_at) if entry.status == RunStatus.RUNNING else "",
         )
     console.print(grid)
     running = sum(entry.status == RunStatus.RUNNING for entry in entries)
     console.print(f"{running} running, {len(entries) - running} queued")
+
+
+def render_environment(recorded, console: Console) -> None:
+    """What a run recorded for a re-run (expdb.rerun.RunEnvironment): command, seed, git state with its diff,
+    the variables that change training, and the installed packages."""
+    env = recorded.env
+    console.print(f"[bold]run {recorded.run_id}[/] of {escape(recorded.card)}  {status_text(recorded.status)}")
+    facts = [
+        ("command", recorded.command),
+        ("cwd", env.get("cwd")),
+        ("seed", None if recorded.seed is None else str(recorded.seed)),
+        ("device", " ".join(part for part in (recorded.device, f"({env['device_name']})" if env.get("device_name") else None) if part)),
+        ("host", recorded.host),
+        ("started", format_time(recorded.started_at) if recorded.started_at else None),
+        ("python", env.get("python")),
+        ("torch", " ".join(f"{key} {env[key]}" for key in ("torch", "cuda", "cudnn") if env.get(key))),
+        ("git", (env.get("git_commit", "") + (" (uncommitted changes)" if env.get("git_dirty") else "")) or "not a git work tree"),
+    ]
+    for label, value in facts:
+        if value:
+            console.print(f"  {label + ':':9}{escape(value)}", soft_wrap=True)
+    variables = env.get("variables") or {}
+    console.print("[bold]variables[/]" + ("" if variables else " [dim](none of those that change training was set)[/]"))
+    for name, value in variables.items():
+        console.print(f"  {escape(name)}={escape(value)}", soft_wrap=True)
+    if env.get("git_untracked"):
+        cut = f" ({escape(env['git_untracked_cut'])})" if env.get("git_untracked_cut") else ""
+        console.print(f"[bold]untracked source files[/]{cut}")
+        for name in env["git_untracked"]:
+            console.print(f"  {escape(name)}", soft_wrap=True)
+    if env.get("git_diff"):
+        cut = f" ({escape(env['git_diff_cut'])})" if env.get("git_diff_cut") else ""
+        console.print(f"[bold]uncommitted changes[/] (git diff HEAD){cut}")
+        console.print(Text(env["git_diff"].rstrip("\n")), soft_wrap=True)
+    packages = env.get("packages") or {}
+    if packages:
+        console.print(f"[bold]packages[/] ({len(packages)})")
+        console.print(Text("\n".join(f"  {name}=={version}" for name, version in packages.items())), soft_wrap=True)
+    else:
+        console.print("[dim]packages: not recorded (a run from before expdb recorded them)[/]")
