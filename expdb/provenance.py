@@ -15,9 +15,10 @@ from pathlib import Path
 DIFF_LIMIT = 64 * 1024  # characters of `git diff HEAD` kept: enough for a patch, not a vendored dataset
 UNTRACKED_LIMIT = 200  # untracked source files named
 GIT_TIMEOUT_S = 10
-SOURCE_SUFFIXES = frozenset(
-    ".py .pyx .pxd .c .cc .cpp .cu .cuh .h .hpp .sh .yaml .yml .json .toml .cfg .ini .txt .md .ipynb".split()
-)
+SOURCE_SUFFIXES = frozenset((
+    ".py", ".pyx", ".pxd", ".c", ".cc", ".cpp", ".cu", ".cuh", ".h", ".hpp", ".sh", ".yaml", ".yml", ".json", ".toml",
+    ".cfg", ".ini", ".txt", ".md", ".ipynb",
+))
 # Variables that change what a run computes or how fast: devices, thread counts, determinism, kernels.
 TRAINING_VARIABLES = (
     "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG",

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
@@ -325,10 +325,8 @@ class _Scheduler:
                 _signal_group(job.process.pid, signal.SIGTERM)  # the job's --cmd command and its workers too
         deadline = time.monotonic() + STOP_GRACE_S
         for job in [*self.running, *self.standby.values()]:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 job.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             _signal_group(job.process.pid, signal.SIGKILL)  # whatever of it is left would keep its GPU
             job.process.wait()
         for job in self.running:
@@ -359,10 +357,12 @@ def _start(db: Database, entry: QueuedRun, index: int, slot: Slot, run_args: lis
 
 def _go(job: _Job, start: bool = True) -> None:
     """Let a standby job begin its run, or (start=False) tell it the queue stopped, so that it exits untouched."""
+    stdin = job.process.stdin
+    assert stdin is not None  # started with stdin=PIPE
     try:
         if start:
-            job.process.stdin.write(b"go\n")
-        job.process.stdin.close()
+            stdin.write(b"go\n")
+        stdin.close()
     except BrokenPipeError:
         pass  # it ended already; how is recorded when it is reaped
 
@@ -439,14 +439,18 @@ def stop_local_queues(db: Database) -> list[str]:
     """SIGTERM to this machine's local queues that have runs queued or running, and to the running jobs of a
     queue that died (they run on without it); what was signalled ("queue 123", "run 7")."""
     host = socket.gethostname()
-    runs = [run for run in lifecycle.active_runs(db) if run.launcher == "local" and run.host == host]
+    # A local queue's runs carry the queue's pid as their job id.
+    runs = [
+        run for run in lifecycle.active_runs(db) if run.launcher == "local" and run.host == host and run.job_id is not None
+    ]
     stopped, alive = [], set()
-    for queue_pid in sorted({int(run.job_id) for run in runs}):
+    for queue_pid in sorted({int(str(run.job_id)) for run in runs}):
         if _terminate(queue_pid):
             stopped.append(f"queue {queue_pid}")
             alive.add(queue_pid)
     for run in runs:
-        if run.status == RunStatus.RUNNING and int(run.job_id) not in alive and _terminate_job(run.pid):
+        alone = run.status == RunStatus.RUNNING and int(str(run.job_id)) not in alive  # its queue died
+        if alone and run.pid is not None and _terminate_job(run.pid):
             stopped.append(f"run {run.id}")
     return stopped
 

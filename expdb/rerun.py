@@ -30,7 +30,8 @@ _COLUMNS = "run.id, card.name, run.status, run.command, run.seed, run.device, ru
 
 
 def _environment(row: tuple) -> RunEnvironment:
-    return RunEnvironment(*row[:8], json.loads(row[8] or "{}"))
+    run_id, card, status, command, seed, device, host, started_at, env = row
+    return RunEnvironment(run_id, card, status, command, seed, device, host, started_at, json.loads(env or "{}"))
 
 
 def run_environment(db: Database, reference: str) -> RunEnvironment:

@@ -17,6 +17,7 @@ never share a step. Plot them with `--x time`.
 """
 
 import os
+from typing import Any
 
 SAMPLE_INTERVAL_S = 5.0
 PREFIX = "sys/"
@@ -98,7 +99,7 @@ class SystemSampler:
         psutil = _psutil()
         self._psutil = psutil
         self._root = None
-        self._processes: dict[int, object] = {}  # cpu_percent measures since the previous call on the same object
+        self._processes: dict[int, Any] = {}  # cpu_percent measures since the previous call on the same object
         if psutil is not None:
             # torchrun's workers are siblings: their agent is the root of the run's processes.
             root_pid = os.getppid() if "TORCHELASTIC_RUN_ID" in os.environ else os.getpid()

@@ -14,6 +14,7 @@ from rich.text import Text
 from .cards import Card, CardDetails, CardDiff, ParamChange
 from .lifecycle import PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
+from .series import Curve
 from .sweep import SweepPlan
 from .values import format_value, plural
 
@@ -108,7 +109,7 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
         params.add_column("key")
         params.add_column("value")
         has_parent = card.parent is not None
-        if has_parent:
+        if card.parent is not None:
             params.add_column(f"vs {escape(card.parent)}")
         for change in details.changes:
             cells = [escape(change.key), escape(format_value(change.value))]
@@ -138,7 +139,9 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
     if details.notes:
         console.print("[bold]notes[/]")
         for note in details.notes:
-            origin = f"expdb, step {note.step:,}" if note.automatic and note.step is not None else "expdb" if note.automatic else ""
+            origin = ""
+            if note.automatic:
+                origin = "expdb" if note.step is None else f"expdb, step {note.step:,}"
             prefix = f"[dim]{format_time(note.created_at)}[/]" + (f" [magenta]{origin}[/]" if origin else "")
             console.print(f"  {prefix}  {escape(note.text)}")
 
@@ -235,7 +238,7 @@ def sparkline(values, width: int) -> str:
     return "".join(SPARK_LEVELS[round((mean - low) / span * (len(SPARK_LEVELS) - 1))] for mean in means)
 
 
-def render_curves(curves: dict[str, object], key: str, width: int, console: Console) -> None:
+def render_curves(curves: dict[str, Curve | None], key: str, width: int, console: Console) -> None:
     """One sparkline per card of the curve `key`, with its first, lowest and last values."""
     if not any(curves.values()):
         console.print(f"no {escape(key)} curve to compare")
@@ -292,7 +295,8 @@ def render_queue(entries: list, moment: float, console: Console, stalled: Collec
 
     for entry in entries:
         grid.add_row(
-            escape(entry.card), str(entry.run_id), status_text(entry.status) + (" [red]stalled[/]" if entry.run_id in stalled else ""),
+            escape(entry.card), str(entry.run_id),
+            status_text(entry.status) + (" [red]stalled[/]" if entry.run_id in stalled else ""),
             escape(entry.host or ""), escape(entry.where),
             escape(entry.launcher or ""), escape(entry.job_id or ""), age(entry.queued_at),
             age(entry.started_at) if entry.status == RunStatus.RUNNING else "",
@@ -311,12 +315,12 @@ def render_environment(recorded, console: Console) -> None:
         ("command", recorded.command),
         ("cwd", env.get("cwd")),
         ("seed", None if recorded.seed is None else str(recorded.seed)),
-        ("device", " ".join(part for part in (recorded.device, f"({env['device_name']})" if env.get("device_name") else None) if part)),
+        ("device", " ".join(part for part in (recorded.device, env.get("device_name") and f"({env['device_name']})") if part)),
         ("host", recorded.host),
         ("started", format_time(recorded.started_at) if recorded.started_at else None),
         ("python", env.get("python")),
         ("torch", " ".join(f"{key} {env[key]}" for key in ("torch", "cuda", "cudnn") if env.get(key))),
-        ("git", (env.get("git_commit", "") + (" (uncommitted changes)" if env.get("git_dirty") else "")) or "not a git work tree"),
+        ("git", env.get("git_commit", "not a git work tree") + (" (uncommitted changes)" if env.get("git_dirty") else "")),
     ]
     for label, value in facts:
         if value:

@@ -108,7 +108,9 @@ def test_slots_as_the_options_make_them():
     assert [slot.env["OMP_NUM_THREADS"] for slot in cpu_slots(3, cores=2)] == ["1", "1", "1"]
     assert [slot.label for slot in cpu_slots(2, cores=2)] == ["CPU 1", "CPU 2"]
     assert [slot.label for slot in gpu_slots(["0", "1"], jobs=4)] == ["GPU 0", "GPU 1", "GPU 0", "GPU 1"]
-    assert [slot.env for slot in gpu_slots(["3"], cores=8)] == [{"CUDA_VISIBLE_DEVICES": "3", "OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8"}]
+    assert [slot.env for slot in gpu_slots(["3"], cores=8)] == [
+        {"CUDA_VISIBLE_DEVICES": "3", "OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8"}
+    ]
     assert [slot.env["OMP_NUM_THREADS"] for slot in gpu_slots(["0", "1"], jobs=4, cores=8)] == ["2"] * 4
 
 
