@@ -80,7 +80,7 @@ def start(
                 database, name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge,
                 system_metrics=system_metrics,
             )
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(run):
             try:
                 yield run
             except RunStopped:

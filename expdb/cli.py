@@ -429,6 +429,10 @@ def run(
         str | None, typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: slurm/ where the runs "
                                       "keep their files, expdb_runs/DATABASE/].", rich_help_panel="Slurm")
     ] = None,
+    requeue: Annotated[
+        bool,
+        typer.Option(help="Slurm: a job stopped by its time limit checkpoints, is requeued and resumes.", rich_help_panel="Slurm"),
+    ] = False,
     queued_run: Annotated[int | None, typer.Option(hidden=True, help="The queued run row this job adopts (expdb.queue).")] = None,
     standby: Annotated[
         bool, typer.Option(hidden=True, help="Get ready, then start when a line arrives on stdin (a queue's next job on a GPU).")
@@ -459,7 +463,7 @@ def run(
         raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob, --tag or "
                          "--where)")
     slurm_options = {"--partition": partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
-                     "--mem": mem, "--time": time_limit, "--slurm-folder": slurm_folder}
+                     "--mem": mem, "--time": time_limit, "--slurm-folder": slurm_folder, "--requeue": requeue or None}
     given = [option for option, value in slurm_options.items() if value is not None]
     if launcher not in ("local", "slurm"):
         raise ExpdbError(f"unknown --launcher {launcher!r}; use local or slurm")
@@ -482,7 +486,7 @@ def run(
         if not targets:
             console.print("no planned cards to run")
         elif launcher == "slurm":
-            submit_to_slurm(database, targets, request, slurm_folder, run_args, resume)
+            submit_to_slurm(database, targets, request, slurm_folder, run_args, resume, requeue)
             return
         elif queued:
             raise typer.Exit(queue_locally(database, targets, slots, run_args, resume))
@@ -544,7 +548,8 @@ def slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit):
 
 
 def submit_to_slurm(
-    database: Database, targets: list[cards.Card], request, folder: str | None, run_args: list[str], resume: bool
+    database: Database, targets: list[cards.Card], request, folder: str | None, run_args: list[str], resume: bool,
+    requeue: bool,
 ) -> None:
     from pathlib import Path
 
@@ -558,7 +563,7 @@ def submit_to_slurm(
             markup=False, soft_wrap=True,
         )
     executor = slurm_executor(Path(folder).resolve() if folder else database.runs_directory / SLURM_FOLDER, request)
-    for submitted in submit_cards(database, targets, executor, run_args, resume=resume):
+    for submitted in submit_cards(database, targets, executor, run_args, resume=resume, requeue=requeue):
         console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"), soft_wrap=True)
 
 

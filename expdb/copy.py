@@ -24,7 +24,8 @@ COLUMNS = {
     "card": ("uid", "name", "parent_id", "runner", "command", "parser", "params", "created_at"),
     "run": (
         "uid", "card_id", "status", "started_at", "ended_at", "heartbeat_at", "exit_reason", "command", "log_path",
-        "checkpoint_dir", "host", "pid", "device", "seed", "env", "queued_at", "launcher", "job_id", "progress_step", "progress_at",
+        "checkpoint_dir", "host", "pid", "device", "seed", "env", "queued_at", "launcher", "job_id",
+        "progress_step", "progress_at",
     ),
     "note": ("uid", "card_id", "run_id", "created_at", "text", "automatic", "step"),
     "profile": ("uid", "card_id", "run_id", "created_at", *PROFILE_FIELDS, "details"),

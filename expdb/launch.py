@@ -234,7 +234,7 @@ def execute(
         db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
         command=template, progress=progress, queued_run=queued_run,
     )
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(run):
         try:
             train(run)
         except CommandFailed as failure:

@@ -4,6 +4,7 @@
     (none)  --start------------------------>  running  --crash (the reaper: its process is gone)-->  crashed
     ended   --queue (to resume)--> queued;   ended --start (resuming)--> running
     queued  --release--> (none), or back to its status before it was queued to resume
+    interrupted  --requeue (its cluster job is requeued after its time limit)-->  queued
 
 A run's own process changes its row with start, adopt, heartbeat and the endings; they raise
 `TransitionRefused` when the row is not in the state they need. The reaper and the queues change
@@ -181,6 +182,19 @@ def queue(db: Database, card: "Card", *, launcher: str, resume: bool) -> QueuedR
             (new_uid(), card.id, RunStatus.QUEUED, now(), launcher, host, pid, job_id),
         ).fetchone()[0]
     return QueuedRun(card, run_id, None)
+
+
+def requeue(db: Database, run_id: int, submitted_from: str | None) -> bool:
+    """An interrupted run of a cluster job that is requeued: queued again, for the requeued job to adopt and resume.
+    `submitted_from`: the host the job was submitted from, which asks the cluster about it. False if it did not stop
+    interrupted (it finished, failed, diverged: nothing to resume)."""
+    with db.transaction() as connection:
+        queued = connection.execute(
+            "UPDATE run SET status = ?, queued_at = ?, host = coalesce(?, host), pid = NULL WHERE id = ? AND status = ? "
+            "RETURNING id",
+            (RunStatus.QUEUED, now(), submitted_from, run_id, RunStatus.INTERRUPTED),
+        ).fetchone()
+    return queued is not None
 
 
 def release(db: Database, run_id: int, resumed_from: RunStatus | None) -> bool:

@@ -147,6 +147,7 @@ class Run:
         self.divergences: list[Divergence] = []
         self.status: RunStatus = RunStatus.RUNNING
         self.exit_reason: str | None = None
+        self.stop_requested: str | None = None  # why, once asked to stop (request_stop)
         self._started_at = started_at
         self._queue: deque = deque()
         self._stop: Exception | None = None  # what log() raises from now on: RunStopped or RecordingFailed
@@ -207,7 +208,14 @@ class Run:
 
     @property
     def should_stop(self) -> bool:
-        return self._stop is not None
+        """True once the run must stop: it diverged, or it was asked to (`request_stop`); checkpoint and return."""
+        return self._stop is not None or self.stop_requested is not None
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the training to stop at its next check of `should_stop`; the run then ends interrupted, for `reason`."""
+        if self.stop_requested is None:
+            self.stop_requested = reason
+            self.write_log(f"asked to stop: {reason}")
 
     def write_log(self, line: str) -> None:
         self._log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
@@ -290,6 +298,9 @@ class Run:
             status, exit_reason = RunStatus.FAILED, f"recording failed: {self._flusher_error}"
         if status == RunStatus.FINISHED and self.on_diverge == "stop" and self.divergences:
             status = RunStatus.DIVERGED
+        elif status in (RunStatus.FINISHED, RunStatus.FAILED) and self.stop_requested and self._flusher_error is None:
+            # It stopped because it was asked to (a command asked to stop exits with an error): it can resume.
+            status, exit_reason = RunStatus.INTERRUPTED, self.stop_requested
         if status == RunStatus.DIVERGED and exit_reason is None and self.divergences:
             exit_reason = self.divergences[0].message
         with self.db.transaction() as connection:
@@ -327,18 +338,30 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-class sigterm_as_interrupt:
-    """While a run trains in the main thread, SIGTERM ends it like Ctrl-C."""
+TIME_LIMIT_SIGNAL = signal.SIGUSR2  # what submitit has Slurm send before a job's time limit (--signal=USR2@90)
 
-    def __enter__(self):
-        self._previous = None
+
+class sigterm_as_interrupt:
+    """While a run trains in the main thread, SIGTERM ends it like Ctrl-C; SIGUSR2, a cluster's warning that the
+    time limit is near, asks `run` to stop (`should_stop`): a runner checkpoints and returns, the run ends interrupted."""
+
+    def __init__(self, run: "Run | None" = None):
+        self.run = run
+
+    def __enter__(self) -> "sigterm_as_interrupt":
+        self._previous: dict = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, _raise_terminated)
+            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_terminated)
+            if self.run is not None:
+                run = self.run
+                self._previous[TIME_LIMIT_SIGNAL] = signal.signal(
+                    TIME_LIMIT_SIGNAL, lambda signum, frame: run.request_stop("the cluster's time limit is near (SIGUSR2)")
+                )
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def check_on_diverge(on_diverge: str) -> str:
