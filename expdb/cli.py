@@ -431,7 +431,7 @@ def run(
     ] = None,
     requeue: Annotated[
         bool,
-        typer.Option(help="Slurm: a job stopped by its time limit checkpoints, is requeued and resumes.", rich_help_panel="Slurm"),
+        typer.Option(help="Slurm: a job stopped by its time limit checkpoints, is requeued, resumes.", rich_help_panel="Slurm"),
     ] = False,
     queued_run: Annotated[int | None, typer.Option(hidden=True, help="The queued run row this job adopts (expdb.queue).")] = None,
     standby: Annotated[
