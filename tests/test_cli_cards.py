@@ -327,7 +327,7 @@ BAD_INPUT = [
     (["rm", "cvt_io_v2_1"], "with 1 run: confirm with --yes"),
     # missing arguments and other usage errors
     (["new"], "Missing argument"),
-    (["show"], "Missing argument"),
+    (["show"], "name a card (expdb show CARD), or a run with --env (expdb show --env RUN), one of the two"),
     (["diff", "cvt"], "Missing argument"),
     (["note", "cvt_io_v2_9"], "Missing argument"),
     (["tag", "cvt"], "Missing argument"),
