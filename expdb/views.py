@@ -70,7 +70,7 @@ def render_list(
     for card in cards:
         grid.add_row(
             escape(card.name),
-            status_text(card.status) + (" [red]stalled[/]" if card.id in stalled else ""),
+            "[red]stalled[/]" if card.id in stalled else status_text(card.status),  # running, but hung: see below
             escape(card.parent or ""),
             escape(params_summary(card.params, changed_keys[card.id])),
             escape(results_summary(results.get(card.id, {}), definitions)),
@@ -277,7 +277,6 @@ def render_stalls(stalls: list, moment: float, console: Console) -> None:
         console.print(
             escape(f"{stall.card} (run {stall.run_id}) is stalled: no step logged {since}, though its process is alive "
                    "(hung in CUDA or NCCL?)"),
-            soft_wrap=True,
         )
 
 
@@ -296,7 +295,7 @@ def render_queue(entries: list, moment: float, console: Console, stalled: Collec
     for entry in entries:
         grid.add_row(
             escape(entry.card), str(entry.run_id),
-            status_text(entry.status) + (" [red]stalled[/]" if entry.run_id in stalled else ""),
+            "[red]stalled[/]" if entry.run_id in stalled else status_text(entry.status),  # running, but hung: see below
             escape(entry.host or ""), escape(entry.where),
             escape(entry.launcher or ""), escape(entry.job_id or ""), age(entry.queued_at),
             age(entry.started_at) if entry.status == RunStatus.RUNNING else "",

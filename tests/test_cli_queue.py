@@ -328,6 +328,6 @@ def test_a_running_run_without_progress_is_said_stalled(cli, workdir):
         said = re.compile(rf"hung \(run {run.id}\) is stalled: no step logged for 10m0\ds \(the last was step 42\), "
                           "though its process is alive")
         listed = cli("list", "--stalled-after", "5")
-        assert "running stalled" in listed.out and said.search(listed.out)
+        assert "│ stalled │" in listed.out and said.search(listed.out)
         queued = cli("queue", "--stalled-after", "5")
-        assert "running stalled" in queued.out and said.search(queued.out)
+        assert "│ stalled │" in queued.out and said.search(queued.out)
