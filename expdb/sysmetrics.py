@@ -92,6 +92,29 @@ def _handle(nvml, name: str):
     return nvml.nvmlDeviceGetHandleByIndex(int(name)) if name.isdigit() else nvml.nvmlDeviceGetHandleByUUID(name)
 
 
+def _descendants(pid: int) -> list[int] | None:
+    """The processes below `pid`, from Linux's /proc/PID/task/TID/children: psutil finds them by reading every
+    process of the machine (milliseconds on a busy one). None where the kernel does not say."""
+    if not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        return None
+    found, waiting = [], [pid]
+    while waiting:
+        parent = waiting.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:  # it ended meanwhile
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as children:
+                    below = [int(text) for text in children.read().split()]
+            except OSError:  # a thread that ended meanwhile
+                continue
+            found.extend(below)
+            waiting.extend(below)
+    return found
+
+
 class SystemSampler:
     """Samples the run's processes and GPUs; made and used by the recorder thread only."""
 
@@ -119,10 +142,22 @@ class SystemSampler:
         psutil, root = self._psutil, self._root
         if psutil is None or root is None:
             return {}
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return {}
+        pids = _descendants(root.pid)
+        if pids is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                return {}
+        else:
+            tree = [root]
+            for pid in pids:
+                known = self._processes.get(pid)
+                if known is None:
+                    try:
+                        known = psutil.Process(pid)
+                    except psutil.Error:  # it ended meanwhile
+                        continue
+                tree.append(known)
         cpu = rss = 0.0
         alive = {}
         for process in tree:
