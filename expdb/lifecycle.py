@@ -318,10 +318,16 @@ def interrupt(db: Database, run_id: int, reason: str | None) -> None:
 def end(db: Database, run_id: int, status: RunStatus, reason: str | None) -> tuple[RunStatus, str | None]:
     """End the run its process ran with `status`, unless a script attached to it ended it first (it diverged: only
     the script knew); the status and reason it has now."""
-    if status not in (RunStatus.FINISHED, RunStatus.DIVERGED, RunStatus.INTERRUPTED):
-        status = RunStatus.FAILED
     try:
-        _end(db, run_id, status, reason)
+        if status == RunStatus.FINISHED:
+            finish(db, run_id)
+        elif status == RunStatus.DIVERGED:
+            diverge(db, run_id, reason)
+        elif status == RunStatus.INTERRUPTED:
+            interrupt(db, run_id, reason)
+        else:
+            status = RunStatus.FAILED
+            fail(db, run_id, reason)
     except TransitionRefused:
         row = get_run(db, run_id)
         if row is None or row.status not in ENDED or row.status == RunStatus.CRASHED:

@@ -213,9 +213,9 @@ class Run:
 
     def request_stop(self, reason: str) -> None:
         """Ask the training to stop at its next check of `should_stop`; the run then ends interrupted, for `reason`."""
+        # Called from a signal handler: nothing here may write the log file, which the interrupted code may be writing.
         if self.stop_requested is None:
             self.stop_requested = reason
-            self.write_log(f"asked to stop: {reason}")
 
     def write_log(self, line: str) -> None:
         self._log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")

@@ -94,3 +94,19 @@ def test_a_non_zero_rank_opens_no_database(workdir, monkeypatch):
         run.log(0, loss=1.0)
         run.summary(iou50=0.5)
     assert not (workdir / "experiments.db").exists()
+
+
+def test_a_divergence_found_in_an_attached_script_ends_the_run_diverged(cli, new):
+    new("blowup")
+    script = (
+        "import expdb, math\n"
+        "with expdb.start('blowup') as run:\n"
+        "    for step in range(100):\n"
+        "        run.log(step, loss=1.0 if step < 5 else math.nan)\n"
+        "        run.raise_if_stopped()\n"
+        "        import time; time.sleep(0.01)\n"
+    )
+    result = cli("run", "blowup", "--", sys.executable, "-c", script)
+    assert result.code == 1, result.err
+    (run,) = runs_of("blowup")
+    assert (run["status"], run["exit_reason"]) == ("diverged", "loss became NaN at step 5 (last finite 1 at step 4)")
