@@ -233,7 +233,8 @@ def _process_columns(process: Process) -> dict:
 def start(db: Database, card: "Card", process: Process, resuming: RunRow | None = None) -> RunRow:
     """This process runs `card`: a new run row, or (`resuming`) the card's ended latest run again, from its start time."""
     if resuming is None:
-        columns = {"status": RunStatus.RUNNING, "started_at": now(), **_process_columns(process)}
+        columns = _process_columns(process)
+        columns = {"status": RunStatus.RUNNING, "started_at": columns["progress_at"], **columns}
         with db.transaction() as connection:
             run_id = connection.execute(
                 f"INSERT INTO run (uid, card_id, {', '.join(columns)}) VALUES (?, ?, {', '.join('?' * len(columns))}) RETURNING "
