@@ -6,6 +6,8 @@ import sys
 import pytest
 from conftest import query, runs_of, wait_until
 
+pytest.importorskip("psutil")  # a dependency of expdb; an environment without it records no sys/ curves
+
 import expdb
 from expdb import runs, sysmetrics
 from expdb.db import Database
