@@ -10,6 +10,7 @@ from . import cards, lifecycle
 from .cards import validate_name
 from .db import Database
 from .devices import choose_device
+from .divergence import check_settings
 from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .ranks import IdleRun, launch_group, process_rank
@@ -45,9 +46,13 @@ def start(
     seed: int | None = None,
     all_ranks: bool = False,
     system_metrics: bool = True,
+    diverge: dict[str, float] | None = None,
     **params: Value,
 ) -> Iterator[Run | IdleRun]:
     """Record a run of the card `name` (created with `params` if it does not exist).
+
+    `diverge`: divergence thresholds of this run over the card's, e.g. {"rise_factor": 1.5}
+    (the keys of `expdb.divergence.DEFAULTS`, as `--diverge KEY=VALUE` on the command line).
 
     The run ends `finished` when the block ends, `diverged` when expdb stopped it (the
     exception it raised to stop your loop is absorbed), `interrupted` on Ctrl-C or SIGTERM,
@@ -60,6 +65,7 @@ def start(
     `system_metrics`: sample CPU, memory and GPU use as `sys/` curves (see expdb.sysmetrics).
     """
     check_on_diverge(on_diverge)
+    settings = check_settings(diverge or {}, "expdb.start(diverge=...)")
     validate_name(name)
     rank = process_rank()
     outer = os.environ.get("EXPDB_RUN_ID")
@@ -70,7 +76,9 @@ def start(
     try:
         prefix = f"rank{rank}/" if rank else ""
         if outer is not None:
-            run = attach_run(database, name, outer_run(name, outer), key_prefix=prefix, on_diverge=on_diverge)
+            run = attach_run(
+                database, name, outer_run(name, outer), key_prefix=prefix, on_diverge=on_diverge, diverge=settings
+            )
         elif rank:
             run = attach_run(database, name, rank_zero_run(database, name), key_prefix=prefix, on_diverge=on_diverge)
         else:
@@ -78,7 +86,7 @@ def start(
             lifecycle.reap(database)  # a run of the card whose process died would seem to run still
             run = begin_run(
                 database, name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge,
-                system_metrics=system_metrics,
+                system_metrics=system_metrics, diverge=settings,
             )
         with sigterm_as_interrupt(run):
             try:

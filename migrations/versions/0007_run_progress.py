@@ -2,14 +2,14 @@
 heartbeat comes from a thread and goes on) can be told from one that trains.
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
