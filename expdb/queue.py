@@ -1,7 +1,7 @@
 """The local queue: planned cards run in parallel as child `expdb run` processes, one per slot.
 
-A slot is a GPU (the job's CUDA_VISIBLE_DEVICES) or a share of the CPU cores (the job's
-OMP_NUM_THREADS and MKL_NUM_THREADS, which torch takes as its thread count). The scheduler
+A slot is a GPU (the job's CUDA_VISIBLE_DEVICES) or a share of the free CPU cores (the job's
+OMP_NUM_THREADS and MKL_NUM_THREADS, which torch takes as its thread count; expdb.cpus). The scheduler
 takes its slots as data, so that GPU pinning is exercised on machines without a GPU.
 
 What the database holds: when the queue starts, each card gets a run row with status
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from . import cards, lifecycle
 from .cards import Card, Selection
 from .db import Database
+from .cpus import THREAD_VARIABLES, ThreadBudget, thread_budget
 from .errors import ExpdbError
 from .lifecycle import PLANNED, QueuedRun, RunStatus
 
@@ -47,34 +48,23 @@ class Slot:
     env: dict[str, str]
 
 
-def gpu_slots(gpus: list[str], jobs: int | None = None, cores: int | None = None) -> list[Slot]:
+def gpu_slots(gpus: list[str], jobs: int | None = None, budget: ThreadBudget | None = None) -> list[Slot]:
     """One slot per GPU id (as CUDA_VISIBLE_DEVICES names it); `jobs` more than GPUs share them in turn.
 
-    Each job also gets its share of the CPU cores as its thread budget: data loading and the CPU side of
-    training in several jobs at once would otherwise oversubscribe the cores."""
+    Each job also gets its share of the free cores as its thread budget (expdb.cpus): the CPU side of several
+    trainings at once (data, the optimizer's bookkeeping) would otherwise oversubscribe the cores."""
     count = jobs or len(gpus)
-    threads = thread_budget(count, cores)
+    threads = dict.fromkeys(THREAD_VARIABLES, str((budget or thread_budget(count)).threads))
     return [
         Slot(f"GPU {gpus[i % len(gpus)]}", {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], **threads}) for i in range(count)
     ]
 
 
-def thread_budget(jobs: int, cores: int | None = None) -> dict[str, str]:
-    """The environment that gives each of `jobs` jobs cores // jobs threads (torch reads OMP_NUM_THREADS)."""
-    threads = str(max(1, (cores or cpu_count()) // jobs))
-    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-
-
-def cpu_count() -> int:
-    """The cores this process may use (a Slurm allocation or taskset may give it fewer than the machine has)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def cpu_slots(jobs: int, cores: int | None = None) -> list[Slot]:
-    """`jobs` slots that share the cores: each job's thread budget is cores // jobs, so they do not oversubscribe."""
-    return [Slot(f"CPU {i + 1}", thread_budget(jobs, cores)) for i in range(jobs)]
+def cpu_slots(jobs: int, budget: ThreadBudget | None = None) -> list[Slot]:
+    """`jobs` slots that share the free cores (expdb.cpus): each job's threads are the free cores // jobs, so that
+    they do not oversubscribe the machine."""
+    threads = str((budget or thread_budget(jobs)).threads)
+    return [Slot(f"CPU {i + 1}", dict.fromkeys(THREAD_VARIABLES, threads)) for i in range(jobs)]
 
 
 def parse_gpus(text: str) -> list[int]:
@@ -115,10 +105,11 @@ def local_gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def local_slots(jobs: int | None, gpus: str | None) -> list[Slot]:
-    """The slots of `--jobs N` (CPU) or `--gpus 0,1,2,3` (one job per GPU, or --jobs of them sharing the GPUs)."""
+def local_slots(jobs: int | None, gpus: str | None, budget: ThreadBudget | None = None) -> list[Slot]:
+    """The slots of `--jobs N` (CPU, sharing `budget`'s free cores) or `--gpus 0,1,2,3` (one job per GPU, or --jobs of
+    them sharing the GPUs)."""
     if gpus is None:
-        return cpu_slots(jobs or 1)
+        return cpu_slots(jobs or 1, budget)
     numbers = parse_gpus(gpus)
     if jobs is not None and jobs < len(numbers):
         raise ExpdbError(
@@ -126,7 +117,7 @@ def local_slots(jobs: int | None, gpus: str | None) -> list[Slot]:
             f"(--gpus {','.join(map(str, numbers[:jobs]))}), or leave out --jobs for one job per GPU"
         )
     check_gpus(numbers, local_gpu_count())
-    return gpu_slots(visible_gpu_ids(numbers), jobs)
+    return gpu_slots(visible_gpu_ids(numbers), jobs)  # its own budget: as many jobs as slots
 
 
 def run_arguments(
