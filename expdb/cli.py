@@ -563,8 +563,11 @@ def rerun(
                 console.print(escape(f"  {line}"), soft_wrap=True)
         else:
             console.print(escape(f"re-running {what}; the environment is as recorded"), soft_wrap=True)
+        from .cpus import thread_budget
+
         outcomes = run_cards(
-            database, [plan.card], command=plan.command, seed=plan.seed, device=device, profile_budget=profile_budget
+            database, [plan.card], command=plan.command, seed=plan.seed, device=device, profile_budget=profile_budget,
+            started=threads_announcer(thread_budget()),
         )
     outcome = outcomes[0]
     raise typer.Exit(0 if outcome is not None and outcome.status == RunStatus.FINISHED else 1)
