@@ -42,6 +42,7 @@ def env_of(run_id: int) -> dict:
 
 def test_a_run_records_what_re_running_it_needs(cli, new, repository, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # set, rather than left as an earlier run in this process set it
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     (repository / "train.py").write_text("lr = 0.2\n")  # uncommitted
     (repository / "model.py").write_text("depth = 4\n")  # untracked source
@@ -53,7 +54,7 @@ def test_a_run_records_what_re_running_it_needs(cli, new, repository, monkeypatc
     assert env["git_commit"] == git("rev-parse", "HEAD") and env["git_dirty"] is True
     assert "-lr = 0.1\n+lr = 0.2" in env["git_diff"]
     assert env["git_untracked"] == ["model.py"]
-    assert env["variables"] == {"OMP_NUM_THREADS": "3", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+    assert env["variables"] == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
     assert env["packages"]["torch"].startswith("2.") and "typer" in env["packages"]
     assert run["seed"] == 7 and "expdb run tiny --seed 7" in run["command"]
 
@@ -105,7 +106,9 @@ def test_rerun_starts_a_new_run_with_the_recorded_seed_and_says_what_differs(cli
     assert [(run["status"], run["seed"]) for run in runs] == [("finished", 7), ("finished", 7)]
 
 
-def test_rerun_in_the_recorded_environment_says_so(cli, new, repository):
+def test_rerun_in_the_recorded_environment_says_so(cli, new, repository, monkeypatch):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # chosen here, not left by an earlier run in this process
+        monkeypatch.setenv(name, "1")
     new("tiny", "--runner", "tinyrunners:finish", "--steps", "2")
     assert cli("run", "tiny").code == 0
     result = cli("rerun", "tiny")
