@@ -2,14 +2,14 @@
 heartbeat comes from a thread and goes on) can be told from one that trains.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
