@@ -30,15 +30,22 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database's schema revision: show it, upgrade it.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+TABLE_ROWS = 40  # a screenful of rows in `table`'s terminal view, the rest on request
 PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
 # Piped output is not cut to 80 columns: a table written to a file keeps every digit.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 4096)
-errors = Console(stderr=True, highlight=False)
+# No emoji codes: user text (":bug:" in a note, "a:b:3" in an error) is printed as typed.
+console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 4096)
+errors = Console(stderr=True, highlight=False, emoji=False)
 
 
 DbOption = Annotated[
     str | None,
     typer.Option("--db", envvar="EXPDB_DB", help="Database: an SQLite file (a path or sqlite:///PATH) or postgresql+psycopg://USER@HOST/DB [default: ./experiments.db]"),
+]
+
+
+WideOption = Annotated[
+    bool, typer.Option("--wide", help="Lay out every column at full width, even past the terminal's edge (a pipe always does).")
 ]
 
 
@@ -168,6 +175,7 @@ def list_cards(
     status: StatusOption = None,
     limit: Annotated[int, typer.Option(help="Show the last N cards selected.", min=1)] = 20,
     all_cards: Annotated[bool, typer.Option("--all", help="Show every card selected.")] = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     from .metrics import load_definitions
@@ -180,11 +188,11 @@ def list_cards(
         definitions = load_definitions(database)
     from .views import render_list
 
-    render_list(shown, len(selected) - len(shown), changed, results, definitions, console)
+    render_list(shown, len(selected) - len(shown), changed, results, definitions, console, wide=wide)
 
 
 @app.command()
-def show(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = None) -> None:
+def show(name: Annotated[str, typer.Argument(help="The card.")], wide: WideOption = False, db: DbOption = None) -> None:
     """A card: its parameters (and what changed vs its parent), runs, results, notes."""
     from .metrics import load_definitions
     from .views import render_card
@@ -192,7 +200,7 @@ def show(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = 
     with open_db(db) as db:
         details = cards.card_details(db, name)
         definitions = load_definitions(db)
-    render_card(details, definitions, console)
+    render_card(details, definitions, console, wide=wide)
 
 
 @app.command()
@@ -200,6 +208,7 @@ def diff(
     a: Annotated[str, typer.Argument(help="The first card.")],
     b: Annotated[str, typer.Argument(help="The second card.")],
     all_params: Annotated[bool, typer.Option("--all", help="Show every parameter, not only the differing ones.")] = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """Two cards side by side: the parameters that differ, and both cards' results."""
@@ -209,7 +218,7 @@ def diff(
     with open_db(db) as db:
         difference = cards.diff_cards(db, a, b, all_params=all_params)
         definitions = load_definitions(db)
-    render_diff(difference, definitions, console)
+    render_diff(difference, definitions, console, wide=wide)
 
 
 @app.command()
@@ -217,7 +226,8 @@ def compare(
     a: Annotated[str, typer.Argument(help="The first card.")],
     b: Annotated[str, typer.Argument(help="The second card.")],
     curve: Annotated[str, typer.Option(help="The curve drawn for both as a sparkline.")] = "loss",
-    width: Annotated[int, typer.Option(help="Characters of each sparkline.", min=8)] = 48,
+    width: Annotated[int, typer.Option(help="Characters of each sparkline at most; fewer in a narrow terminal.", min=8)] = 48,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """Two cards side by side: parameters that differ, metrics and profile with changes, their curves as sparklines."""
@@ -229,7 +239,7 @@ def compare(
         difference = cards.diff_cards(database, a, b)
         definitions = load_definitions(database)
         curves = {card.name: latest_curve(database, card.id, curve) for card in (difference.a, difference.b)}
-    render_diff(difference, definitions, console)
+    render_diff(difference, definitions, console, wide=wide)
     render_curves(curves, curve, width, console)
 
 
@@ -330,20 +340,23 @@ def table(
         str | None, typer.Option("--agg", help="With --group-by: mean, std, count, min, max [default: mean,std,count].")
     ] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
+    limit: Annotated[int, typer.Option(help="The rich format: show the first N rows.", min=1)] = TABLE_ROWS,
+    all_rows: Annotated[bool, typer.Option("--all", help="The rich format: show every row (the other formats always do).")] = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     from .render import FORMATS, write_table
-    from .table import build_table
+    from .table import comparison
 
     if format not in FORMATS:
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
     metrics = split_options(metric)
     with open_db(db) as database:
-        selected = cards.select_cards(database, selection_of(names, tag, where, status))
-        comparison = build_table(
-            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg
+        found = comparison(
+            database, selection_of(names, tag, where, status), metrics, sort=sort, baseline=baseline, params=params,
+            group_by=group_by, aggs=agg, limit=None if all_rows or format != "rich" else limit,
         )
-    write_table(comparison, format, sys.stdout, console)
+    write_table(found, format, sys.stdout, console, wide=wide)
 
 
 @app.command(context_settings={"allow_extra_args": True})
@@ -488,7 +501,7 @@ def queue_locally(database: Database, targets: list[cards.Card], slots: list, ru
     result = run_queue(
         database, queued, slots, run_args, output,
         on_start=lambda entry, slot: console.print(escape(f"{slot.label}: {entry.card.name} (run {entry.run_id}) started"), soft_wrap=True),
-        on_end=lambda end: console.print(f"{escape(end.slot)}: {outcome_line(end)}", soft_wrap=True),
+        on_end=lambda end: console.print(outcome_line(end, f"{end.slot}: "), soft_wrap=True),
     )
     counts = ", ".join(f"{count} {status}" for status, count in Counter(end.status for end in result.ends).items())
     if result.stopped:
@@ -502,6 +515,7 @@ def queue_locally(database: Database, targets: list[cards.Card], slots: list, ru
 @app.command()
 def queue(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the local queues of this machine: their jobs end interrupted.")] = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """What is queued and running: where (host, GPU), how it was launched (local queue, Slurm job), since when."""
@@ -513,7 +527,7 @@ def queue(
             stopped = stop_local_queues(database)
             console.print(f"sent SIGTERM to {', '.join(stopped)}" if stopped else "no local queue runs on this machine")
         entries = queue_entries(database)
-    render_queue(entries, time.time(), console)
+    render_queue(entries, time.time(), console, wide=wide)
 
 
 def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> list:
@@ -539,12 +553,15 @@ def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = 
     return outcomes
 
 
-def outcome_line(outcome) -> str:
+def outcome_line(outcome, prefix: str = ""):
+    """How a run ended, as a rich Text: what the run reports is shown as written."""
+    from rich.text import Text
+
     from .views import status_text
 
     results = " ".join(f"{key}={value:.4g}" for key, value in outcome.summary.items())
-    reason = f": {escape(outcome.exit_reason)}" if outcome.exit_reason else ""
-    return f"{escape(outcome.card)} (run {outcome.run_id}) {status_text(outcome.status)}{reason}" + (f"  {results}" if results else "")
+    reason = f": {outcome.exit_reason}" if outcome.exit_reason else ""
+    return Text.assemble(prefix, f"{outcome.card} (run {outcome.run_id}) ", status_text(outcome.status), reason, f"  {results}" if results else "")
 
 
 @contextmanager

@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from .fit import Column as FitColumn
+from .fit import print_table
 from .metrics import format_number
 from .table import Column, ComparisonTable, GroupRow
 from .values import format_value
 
 FORMATS = ("rich", "md", "csv", "json", "latex")
+METRIC_PRIORITY, PARAM_PRIORITY, COST_PRIORITY = 1, 2, 3
 SPREAD = " ± "  # between a group's mean and its standard deviation
 
 
@@ -26,6 +27,7 @@ class Cell:
     text: str  # the value as shown ("0.341 ± 0.012"), unescaped
     delta: str = ""  # the change from the baseline ("-0.11", "+3.2%"), or ""
     best: bool = False
+    parts: tuple[str, ...] = ()  # where a narrow terminal may fold the text ("0.341", "± 0.012"), if anywhere
 
 
 def _number(column: Column, value: float, latex: bool) -> str:
@@ -49,24 +51,21 @@ def _shown_columns(table: ComparisonTable) -> list[Column]:
     return [column for column in table.columns if not (column.agg == "std" and column.key in means)]
 
 
-def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell:
+def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool, spread_shown: bool) -> Cell:
+    """`spread_shown`: the table has this column's std, shown in this cell."""
     value = column.value(row)
     if value is None:
         return Cell("--" if latex else "")
-    text = _number(column, value, latex)
-    if column.agg == "mean" and any(c.agg == "std" and c.key == column.key for c in table.columns):
+    parts = [_number(column, value, latex)]
+    if spread_shown:
         spread = row.number(column.key, "std")
         if spread is not None:
-            text += SPREAD + _number(column, spread, latex)
+            parts.append(SPREAD.lstrip() + _number(column, spread, latex))
     if column.agg == "mean" and table.counted:
         measured = row.number(column.key, "count")
         if measured is not None and measured < row.count:  # the group's n counts cards, not this metric's values
-            text += f" (n={measured:.0f})"
-    return Cell(text, _delta_text(table, row, column), table.is_best(row, column))
-
-
-def _name_cell(table: ComparisonTable, row) -> str:
-    return f"{row.name} (baseline)" if row is table.baseline else row.name
+            parts.append(f"(n={measured:.0f})")
+    return Cell(" ".join(parts), _delta_text(table, row, column), table.is_best(row, column), tuple(parts))
 
 
 @dataclass
@@ -76,6 +75,7 @@ class Layout:
     headers: list[str]
     numeric: list[bool]
     rows: list[list[Cell]]
+    priorities: list[int]  # which columns a narrow terminal leaves out first: the highest
 
 
 def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
@@ -85,34 +85,58 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
     headers += [*table.param_keys, *(["n"] if table.counted else [])]
     headers += [column.header(with_unit=latex) for column in columns]
     numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
+    # The card, then the metrics asked for, then the differing parameters, then the costs added unasked.
+    priorities = [0, *[PARAM_PRIORITY] * len(table.param_keys), *([METRIC_PRIORITY] if table.counted else [])]
+    priorities += [METRIC_PRIORITY if column.requested else COST_PRIORITY for column in columns]
+    spreads = {column.key for column in table.columns if column.agg == "std"}
+    shown = [(column, column.agg == "mean" and column.key in spreads) for column in columns]
+    formatted: dict[tuple, Cell] = {}  # parameters take few distinct values: each is formatted once
     rows = []
     for row in table.rows:
-        cells = [Cell(_name_cell(table, row))]
+        name = (row.name, "(baseline)") if row is table.baseline else (row.name,)
+        cells = [Cell(" ".join(name), parts=name)]
         for key in table.param_keys:
             value = row.params.get(key)
-            cells.append(Cell(missing if value is None and latex else format_value(value)))
+            known = (type(value), value) if not isinstance(value, list) else None
+            cell = formatted.get(known) if known else None
+            if cell is None:
+                cell = Cell(missing if value is None and latex else format_value(value))
+                if known:
+                    formatted[known] = cell
+            cells.append(cell)
         if table.counted:
             cells.append(Cell(str(row.count)))
-        cells += [_metric_cell(table, row, column, latex) for column in columns]
+        cells += [_metric_cell(table, row, column, latex, spread_shown) for column, spread_shown in shown]
         rows.append(cells)
-    return Layout(headers, numeric, rows)
+    return Layout(headers, numeric, rows, priorities)
 
 
 def _joined(cell: Cell) -> str:
     return f"{cell.text} ({cell.delta})" if cell.delta else cell.text
 
 
-def render_rich(table: ComparisonTable, console: Console) -> None:
+def render_rich(table: ComparisonTable, console: Console, wide: bool = False) -> None:
+    """The table fitted to the console (see expdb.fit), then how many rows were left out, if any."""
     layout = _layout(table)
-    grid = Table(show_edge=False, header_style="bold")
-    for header, numeric in zip(layout.headers, layout.numeric):
-        grid.add_column(Text(header), justify="right" if numeric else "left", no_wrap=True)
-    for cells in layout.rows:
-        # Text cells: shown as written (no markup to parse), and on one line each, which lays out fast.
-        grid.add_row(*(Text(_joined(cell), style="bold green" if cell.best else "") for cell in cells))
-    console.print(grid)
-    if not table.rows:
-        console.print("no card has these metrics yet")
+    columns = []
+    for index, (header, numeric, priority) in enumerate(zip(layout.headers, layout.numeric, layout.priorities, strict=True)):
+        cells = [row[index] for row in layout.rows]
+        columns.append(
+            FitColumn(
+                header,
+                [(*(cell.parts or (cell.text,)), f"({cell.delta})") if cell.delta else cell.parts or cell.text for cell in cells],
+                right=numeric,
+                priority=priority,
+                styles=["bold green" if cell.best else None for cell in cells] if any(cell.best for cell in cells) else None,
+            )
+        )
+    print_table(console, columns, wide=wide)
+    hidden = table.total_rows - len(table.rows)
+    if hidden > 0:
+        console.print(
+            f"… {hidden:,} more {'row' if hidden == 1 else 'rows'} not shown (--all shows every row, --limit N the first N)",
+            style="dim", markup=False, highlight=False, emoji=False,
+        )
 
 
 def markdown_table(headers: list[str], rows: list[list[str]], numeric: list[bool] | None = None) -> str:
@@ -233,9 +257,9 @@ def write_latex(table: ComparisonTable, file: TextIO, caption: str | None = None
     file.write("\n".join(lines) + "\n")
 
 
-def write_table(table: ComparisonTable, format: str, file: TextIO, console: Console | None = None) -> None:
+def write_table(table: ComparisonTable, format: str, file: TextIO, console: Console | None = None, wide: bool = False) -> None:
     if format == "rich":
-        render_rich(table, console or Console(file=file))
+        render_rich(table, console or Console(file=file), wide=wide)
     elif format == "md":
         write_markdown(table, file)
     elif format == "csv":

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field, replace
 
 from .cards import (
     Card,
+    Selection,
     card_facts,
+    cards_by_id,
     flops_counters,
     get_card,
     latest_values,
+    selected_ids,
 )
 from .db import Database
 from .errors import ExpdbError
@@ -90,6 +93,7 @@ class Column:
     metric: MetricDef
     reduction: str = ""  # "" (the recorded value, else the curve's last point), "last", "min" or "max"
     agg: str = ""  # "" for ungrouped rows, else "mean", "std", "min" or "max"
+    requested: bool = True  # False for a cost column shown because a card has a profile
 
     @property
     def key(self) -> str:
@@ -139,6 +143,7 @@ class ComparisonTable:
     best: dict[str, float] = field(default_factory=dict)  # column name -> best value, for columns with a direction
     group_keys: list[str] = field(default_factory=list)  # rows are GroupRows, grouped by these parameters
     counted: bool = False  # grouped rows show their number of cards, `n`
+    total_rows: int = 0  # rows before `limit` kept the first ones (the baseline's not counted twice)
 
     def delta(self, row: Row | GroupRow, column: "Column") -> float | None:
         """Row minus baseline; for costs, the relative change in percent."""
@@ -287,6 +292,7 @@ def build_table(
     params: str = "differing",
     group_by: str | list[str] | None = None,
     aggs: str | list[str] | None = None,
+    limit: int | None = None,
 ) -> ComparisonTable:
     """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
     (default: every recorded metric), sorted by `sort` if given.
@@ -295,13 +301,31 @@ def build_table(
     KEY shows its curve's last point. `group_by`: parameter keys ("N,L" or a list) whose
     values fold cards into one row each; `aggs`: what each group shows (default mean, std,
     count). Profile columns (Params, FLOPs, Cost-Time) follow whenever a shown card has a profile.
-    `baseline` is shown on top, selected or not.
+    `baseline` is shown on top, selected or not. `limit`: only the first rows (the baseline's
+    kept on top), of which the parameter columns and the best marks are taken; `total_rows`
+    says how many there were.
     """
+    definitions = load_definitions(db)
+    requested, curve_keys = _requested_metrics(db, metrics, definitions)
+    return _assemble(db, cards, requested, curve_keys, definitions, sort, baseline, params, group_by, aggs, limit)
+
+
+def _assemble(
+    db: Database,
+    cards: list[Card],
+    requested: list[tuple[str, str]],
+    curve_keys: set[str],
+    definitions: dict[str, MetricDef],
+    sort: str | None,
+    baseline: str | None,
+    params: str,
+    group_by: str | list[str] | None,
+    aggs: str | list[str] | None,
+    limit: int | None,
+) -> ComparisonTable:
     group_keys, agg_names = _grouping(group_by, aggs)
     if params not in PARAM_MODES:
         raise ExpdbError(f"unknown --params {params!r}; use one of: {', '.join(PARAM_MODES)}")
-    definitions = load_definitions(db)
-    requested, curve_keys = _requested_metrics(db, metrics, definitions)
     rows, base_row = _card_rows(db, cards, requested, curve_keys, baseline, definitions)
     if not rows:
         raise ExpdbError(
@@ -313,6 +337,12 @@ def build_table(
         columns = [replace(column, agg=agg) for column in columns for agg in agg_names if agg != "count"]
     if sort:
         rows = _sorted(rows, sort, definitions, base_row)
+    total_rows = len(rows)
+    if limit is not None and len(rows) > limit:
+        kept = rows[:limit]
+        if base_row is not None and not any(row is base_row for row in kept):
+            kept.insert(0, base_row)
+        rows = kept
     param_keys = _group_param_columns(rows, group_keys, params) if group_keys else _param_columns(rows, params)
     return ComparisonTable(
         param_keys=param_keys,
@@ -322,7 +352,56 @@ def build_table(
         best=_best_values(rows, columns),
         group_keys=group_keys,
         counted="count" in agg_names,
+        total_rows=total_rows,
     )
+
+
+def comparison(
+    db: Database,
+    selection: Selection,
+    metrics: list[str] = (),
+    sort: str | None = None,
+    baseline: str | None = None,
+    params: str = "differing",
+    group_by: str | list[str] | None = None,
+    aggs: str | list[str] | None = None,
+    limit: int | None = None,
+) -> ComparisonTable:
+    """`build_table` of the cards `selection` picks. With `limit` and neither `sort` nor `group_by`, only
+    the cards of the first rows are read: a screenful of a study of 100,000 cards is quick."""
+    ids = selected_ids(db, selection)
+    definitions = load_definitions(db)
+    requested, curve_keys = _requested_metrics(db, metrics, definitions)
+    having: list[int] = []
+    if limit is not None and not sort and not group_by:
+        having = _ids_having(db, ids, requested, curve_keys)
+        ids = having[:limit] or ids  # none has them: every card, for the error saying so
+    table = _assemble(
+        db, cards_by_id(db, ids), requested, curve_keys, definitions, sort, baseline, params, group_by, aggs, limit
+    )
+    if having:
+        unselected_baseline = table.baseline is not None and table.baseline.card.id not in set(having)
+        table.total_rows = len(having) + unselected_baseline
+    return table
+
+
+def _ids_having(db: Database, ids: list[int], requested: list[tuple[str, str]], curve_keys: set[str]) -> list[int]:
+    """Of `ids`, in order, the cards that have a value of a requested metric: recorded, logged as a curve,
+    or (for a cost) in the card's latest profile; as `_card_rows` finds them."""
+    keys = sorted({key for key, _ in requested})
+    among, bound = db.among("metric.key", keys)
+    sources = [f"SELECT DISTINCT run.card_id FROM metric JOIN run ON run.id = metric.run_id WHERE {among}"]
+    curves = [key for key in keys if key in curve_keys]
+    if curves:
+        among, more = db.among("series.key", curves)
+        sources.append(f"SELECT DISTINCT run.card_id FROM series JOIN run ON run.id = series.run_id WHERE {among}")
+        bound += more
+    costs = [PROFILE_COLUMNS[key] for key in keys if key in COST_KEYS]
+    if costs:
+        present = " OR ".join(f"{column} IS NOT NULL" for column in costs)
+        sources.append(f"SELECT card_id FROM profile WHERE id IN (SELECT max(id) FROM profile GROUP BY card_id) AND ({present})")
+    found = {card_id for (card_id,) in db.query(" UNION ".join(sources), bound)}  # UNION: each card once
+    return [card_id for card_id in ids if card_id in found]
 
 
 def _grouping(group_by: str | list[str] | None, aggs: str | list[str] | None) -> tuple[list[str], list[str]]:
@@ -385,7 +464,7 @@ def _columns(db: Database, rows: list[Row], requested: list[tuple[str, str]], de
     """The requested metrics, then the profile columns some row has; FLOPs say their counter when all rows share it."""
     columns = [Column(definition(definitions, key), reduction) for key, reduction in requested]
     columns += [
-        Column(definition(definitions, key))
+        Column(definition(definitions, key), requested=False)
         for key in PROFILE_COLUMNS
         if (key, "") not in requested and any(key in row.values for row in rows)
     ]
