@@ -21,14 +21,33 @@ from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .values import format_value, parse_key_values, plural
 
+# Help text is plain text: "[default: ...]" in it is not rich markup.
 app = typer.Typer(
-    help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table.",
+    help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table. "
+    "Shell completion: expdb --install-completion (bash, zsh, fish, PowerShell), then a new shell.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="The database's schema revision: show it, upgrade it.", no_args_is_help=True)
+db_app = typer.Typer(help="The database's schema revision: show it, upgrade it.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
+
+
+def show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"expdb {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool | None, typer.Option("--version", help="Print expdb's version and exit.", callback=show_version, is_eager=True)
+    ] = None,
+) -> None:
+    pass
 
 TABLE_ROWS = 40  # a screenful of rows in `table`'s terminal view, the rest on request
 PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
@@ -103,6 +122,7 @@ def open_db(location: str | None, create: bool = False, upgrade: str = "auto", a
 
 
 @app.command(
+    short_help="Create a card.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help=f"Create a card. {PARAMS_HELP}",
 )
@@ -136,6 +156,7 @@ def new(
 
 
 @app.command(
+    short_help="Create a card per combination of parameter values.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help="Create a card for each combination of parameter values, as forks of --from named by their values "
     "(NAME_N3_L4) and tagged NAME. Values as --KEY VALUES: a list 3,5,10 or [3,5],[5,5]; a range START:STOP:N; "
@@ -165,6 +186,7 @@ def sweep(
 
 @app.command(
     "list",
+    short_help="Cards, their status, what they change, their results.",
     help="Cards with their status, what they change, their latest results: the last 20 of those selected "
     f"(--all: every one). {SELECTION_HELP}",
 )
@@ -191,7 +213,7 @@ def list_cards(
     render_list(shown, len(selected) - len(shown), changed, results, definitions, console, wide=wide)
 
 
-@app.command()
+@app.command(short_help="A card: parameters, runs, results, notes.")
 def show(name: Annotated[str, typer.Argument(help="The card.")], wide: WideOption = False, db: DbOption = None) -> None:
     """A card: its parameters (and what changed vs its parent), runs, results, notes."""
     from .metrics import load_definitions
@@ -203,7 +225,7 @@ def show(name: Annotated[str, typer.Argument(help="The card.")], wide: WideOptio
     render_card(details, definitions, console, wide=wide)
 
 
-@app.command()
+@app.command(short_help="Two cards' differing parameters and results.")
 def diff(
     a: Annotated[str, typer.Argument(help="The first card.")],
     b: Annotated[str, typer.Argument(help="The second card.")],
@@ -221,7 +243,7 @@ def diff(
     render_diff(difference, definitions, console, wide=wide)
 
 
-@app.command()
+@app.command(short_help="Two cards side by side, with their curves.")
 def compare(
     a: Annotated[str, typer.Argument(help="The first card.")],
     b: Annotated[str, typer.Argument(help="The second card.")],
@@ -278,6 +300,7 @@ def set_params(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The
 
 
 @app.command(
+    short_help="Delete cards with everything recorded of them.",
     help="Delete cards with their runs, notes, metrics and curves; asks first. Cards: the names and globs given, "
     "any of them; --tag, --where and --status narrow them to the cards with all of those. Nothing given is refused "
     "rather than deleting every card."
@@ -318,6 +341,7 @@ def rename(
 
 
 @app.command(
+    short_help="The comparison table of the cards' metrics.",
     help="The comparison table: one row per card that has the metrics, only the parameters that differ. "
     f"{SELECTION_HELP} --sort orders the rows otherwise."
 )
@@ -359,7 +383,7 @@ def table(
     write_table(found, format, sys.stdout, console, wide=wide)
 
 
-@app.command(context_settings={"allow_extra_args": True})
+@app.command(context_settings={"allow_extra_args": True}, short_help="Train cards and record everything.")
 def run(
     ctx: typer.Context,
     name: Annotated[
@@ -512,7 +536,7 @@ def queue_locally(database: Database, targets: list[cards.Card], slots: list, ru
     return 0 if result.all_finished else 1
 
 
-@app.command()
+@app.command(short_help="What is queued and running, where, since when.")
 def queue(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the local queues of this machine: their jobs end interrupted.")] = False,
     wide: WideOption = False,
@@ -605,7 +629,7 @@ def run_progress(card: cards.Card):
         yield update
 
 
-@app.command("import")
+@app.command("import", short_help="Import a run that happened from its training log.")
 def import_log(
     ctx: typer.Context,
     format: Annotated[str, typer.Argument(metavar="FORMAT", help="The log's format: mmdet, or regex:PATTERN.")],
@@ -629,7 +653,7 @@ def import_log(
         console.print(f"  {escape(divergence.message)}", soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Create, run and show a small demo study.")
 def demo(db: DbOption = None) -> None:
     """Create a small study like the researcher's, run it, print its table and what went wrong."""
     from .demo import DEMO_TAG, create_demo
@@ -651,7 +675,7 @@ def demo(db: DbOption = None) -> None:
     console.print("\nexplore it: expdb list, expdb show cvt_io_blowup, expdb table --metric iou50 --baseline cvt")
 
 
-@app.command()
+@app.command(short_help="Measure a card's model: Params, FLOPs, Cost-Time.")
 def profile(
     name: Annotated[str, typer.Argument(help="The card; its runner builds the model (no training).")],
     batch: Annotated[int | None, typer.Option(help="Batch size [default: the runner's example inputs].", min=1)] = None,
@@ -689,6 +713,7 @@ def split_options(options: list[str]) -> list[str]:
 
 
 @app.command(
+    short_help="Curves of several runs laid over each other.",
     help="Curves of several runs laid over each other, on an axis where they compare (divergences and lr drops marked). "
     f"{SELECTION_HELP}"
 )
@@ -719,6 +744,7 @@ def plot(
 
 
 @app.command(
+    short_help="A markdown report of a study, or its LaTeX table.",
     help="A self-contained markdown report of a study, or its table for an IEEE paper; re-running updates it. "
     f"{SELECTION_HELP}"
 )
@@ -759,6 +785,7 @@ def report(
 
 @app.command(
     "copy",
+    short_help="Copy cards to or from another database.",
     help="Copy cards with their runs, curves, profiles and notes to another database or from one; twice copies "
     f"nothing twice. {SELECTION_HELP} The cards are selected in the database copied from.",
 )
@@ -802,12 +829,28 @@ def db_upgrade(db: DbOption = None) -> None:
             console.print(f"{db.name}: schema {db.revision}, nothing to upgrade")
 
 
+def command():
+    """The click command of `app`, its flags shown without a type: `--all`, not `--all <bool>`."""
+    from typer.core import TyperGroup, TyperOption
+
+    root = typer.main.get_command(app)
+    commands = [root]
+    while commands:
+        current = commands.pop()
+        for param in current.params:
+            if isinstance(param, TyperOption) and param.is_flag:
+                param.metavar = ""
+        if isinstance(current, TyperGroup):
+            commands += current.commands.values()
+    return root
+
+
 def main() -> None:
     """The console script: user errors become one line on stderr and exit status 2."""
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
-        code = app(standalone_mode=False)  # a typer.Exit inside a command comes back as its code
+        code = command()(standalone_mode=False)  # a typer.Exit inside a command comes back as its code
     except ExpdbError as error:
         errors.print(f"error: {error}", markup=False, soft_wrap=True)
         sys.exit(2)
