@@ -850,7 +850,7 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
-        code = command()(standalone_mode=False)  # a typer.Exit inside a command comes back as its code
+        code = command()(standalone_mode=False, prog_name="expdb")  # a typer.Exit inside a command comes back as its code
     except ExpdbError as error:
         errors.print(f"error: {error}", markup=False, soft_wrap=True)
         sys.exit(2)

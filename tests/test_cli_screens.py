@@ -149,7 +149,10 @@ def test_list_never_splits_a_parameter(example):
 
 @pytest.mark.parametrize(
     "view",
-    [["show", "cvt_io_v2_6"], ["show", "cvt"], ["diff", "cvt", "cvt_io_v2_6"], ["compare", "cvt_io_v1_1", "cvt_io_v2_6"], ["queue"]],
+    [
+        ["show", "cvt_io_v2_6"], ["show", "cvt"], ["diff", "cvt", "cvt_io_v2_6"], ["compare", "cvt_io_v1_1", "cvt_io_v2_6"],
+        ["queue"],
+    ],
     ids=" ".join,
 )
 def test_the_other_views_fit_80_columns(example, view):
