@@ -170,6 +170,7 @@ def sweep(
     max_cards: Annotated[int, typer.Option(help="Refuse a sweep of more cards than this.", min=1)] = 1000,
     note: Annotated[str | None, typer.Option(help="A note on every card: why the sweep exists.")] = None,
     tag: Annotated[list[str], typer.Option(help="Another tag for every card; repeat for several.")] = [],
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     from .sweep import create_sweep, expand_grid, plan_sweep
@@ -181,7 +182,7 @@ def sweep(
         plan = plan_sweep(database, grid, parent, tags=tag, note=note)
         if not dry_run:
             create_sweep(database, plan)
-    render_sweep(plan, console, created=not dry_run)
+    render_sweep(plan, console, created=not dry_run, wide=wide)
 
 
 @app.command(
