@@ -7,7 +7,7 @@ lay out, while the plain formats are written line by line.
 import csv
 import json
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 
@@ -104,7 +104,7 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
                 if known:
                     formatted[known] = cell
             cells.append(cell)
-        if table.counted:
+        if table.counted and isinstance(row, GroupRow):
             cells.append(Cell(str(row.count)))
         cells += [_metric_cell(table, row, column, latex, spread_shown) for column, spread_shown in shown]
         rows.append(cells)
@@ -175,7 +175,7 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
     rows = []
     for row in table.rows:
         line = [row.name, *(row.params.get(key) for key in table.param_keys)]
-        line += [row.count] if table.counted else []
+        line += [row.count] if table.counted and isinstance(row, GroupRow) else []
         line += [column.value(row) for column in table.columns]
         if with_deltas:
             line += [table.delta(row, column) for column in _ranked(table)]
@@ -193,6 +193,7 @@ def write_csv(table: ComparisonTable, file: TextIO) -> None:
 def write_json(table: ComparisonTable, file: TextIO) -> None:
     records = []
     for row in table.rows:
+        record: dict[str, Any]
         if isinstance(row, GroupRow):
             record = {"group": row.name, "cards": [member.name for member in row.rows]}
             if table.counted:

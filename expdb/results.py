@@ -33,7 +33,9 @@ def record_run(
     Returns the run's id.
     """
     card = get_card(db, card_name)
-    profile = {PROFILE_COLUMNS[key]: value for key, value in metrics.items() if key in PROFILE_COLUMNS}
+    profile: dict[str, float | str | None] = {
+        PROFILE_COLUMNS[key]: value for key, value in metrics.items() if key in PROFILE_COLUMNS
+    }
     if "flops" in profile:
         profile["flops_counter"] = flops_counter
     summary = {key: float(value) for key, value in metrics.items() if key not in PROFILE_COLUMNS}
@@ -77,8 +79,14 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
     events = detect_all((record.step, record.values) for record in records)
     times = [record.timestamp for record in records if record.timestamp is not None]
     started = times[0] if times else None
-    points = [
-        (record.step, record.epoch, None, record.timestamp - started if record.timestamp is not None and started is not None else 0.0, record.values)
+    points: list[tuple[int, float | None, int | None, float, dict[str, float]]] = [
+        (
+            record.step,
+            record.epoch,
+            None,
+            record.timestamp - started if record.timestamp is not None and started is not None else 0.0,
+            record.values,
+        )
         for record in records
     ]
     status = RunStatus.DIVERGED if events else RunStatus.FINISHED

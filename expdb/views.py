@@ -13,6 +13,7 @@ from .cards import Card, CardDetails, CardDiff, ParamChange
 from .fit import Column, print_table
 from .lifecycle import PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
+from .series import Curve
 from .sweep import SweepPlan
 from .values import format_value, plural
 
@@ -43,12 +44,12 @@ def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
 
 
-def _line(*parts: str | tuple[str, str]) -> Text:
+def _line(*parts: str | tuple[str, str] | Text) -> Text:
     """A line of text shown as written: user text in it is never markup or an emoji code."""
     return Text.assemble(*parts)
 
 
-def _print(console: Console, *parts: str | tuple[str, str]) -> None:
+def _print(console: Console, *parts: str | tuple[str, str] | Text) -> None:
     console.print(_line(*parts))  # folded at spaces, not by the terminal mid-word
 
 
@@ -117,9 +118,10 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
 
     if details.changes:
         has_parent = card.parent is not None
+        inherited = ["dim" if change.inherited else None for change in details.changes]
         columns = [
-            Column("key", [change.key for change in details.changes]),
-            Column("value", [format_value(change.value) for change in details.changes], prose=True),
+            Column("key", [change.key for change in details.changes], styles=inherited),
+            Column("value", [format_value(change.value) for change in details.changes], styles=inherited, prose=True),
         ]
         if has_parent:
             changes = [_change_text(change, True) for change in details.changes]
@@ -266,7 +268,7 @@ def sparkline(values, width: int) -> str:
     return "".join(SPARK_LEVELS[round((mean - low) / span * (len(SPARK_LEVELS) - 1))] for mean in means)
 
 
-def render_curves(curves: dict[str, object], key: str, width: int, console: Console) -> None:
+def render_curves(curves: dict[str, Curve | None], key: str, width: int, console: Console) -> None:
     """One sparkline per card of the curve `key`, with its first, lowest and last values.
 
     The sparklines are narrowed to fit the terminal, and a summary that does not fit beside its
