@@ -3,6 +3,7 @@
 Heavy libraries are never imported here: everyday commands start in a fraction of a second.
 """
 
+import gc
 import os
 import sys
 import time
@@ -93,6 +94,17 @@ StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with thi
 
 def selection_of(names: list[str] | None, tag: str | None, where: str | None, status: str | None) -> cards.Selection:
     return cards.Selection(tuple(names or ()), tag, where, status)
+
+
+@contextmanager
+def without_gc() -> Iterator[None]:
+    """For the views over a whole study: building 100,000 rows makes millions of objects and no
+    cycles, and the collector's passes over them cost a quarter of the time."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @contextmanager
@@ -210,15 +222,16 @@ def list_cards(
 ) -> None:
     from .metrics import load_definitions
 
-    with open_db(db) as database:
-        selected = cards.selected_ids(database, selection_of(names, tag, where, status))
-        shown = cards.cards_by_id(database, selected if all_cards else selected[-limit:])
-        changed = cards.changed_keys(database, shown)
-        results = cards.latest_values(database, [card.id for card in shown])
-        definitions = load_definitions(database)
-    from .views import render_list
+    with without_gc():
+        with open_db(db) as database:
+            selected = cards.selected_ids(database, selection_of(names, tag, where, status))
+            shown = cards.cards_by_id(database, selected if all_cards else selected[-limit:])
+            changed = cards.changed_keys(database, shown)
+            results = cards.latest_values(database, [card.id for card in shown])
+            definitions = load_definitions(database)
+        from .views import render_list
 
-    render_list(shown, len(selected) - len(shown), changed, results, definitions, console, wide=wide)
+        render_list(shown, len(selected) - len(shown), changed, results, definitions, console, wide=wide)
 
 
 @app.command(short_help="A card: parameters, runs, results, notes.")
@@ -391,12 +404,13 @@ def table(
     if format not in FORMATS:
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
     metrics = split_options(metric)
-    with open_db(db) as database:
-        found = comparison(
-            database, selection_of(names, tag, where, status), metrics, sort=sort, baseline=baseline, params=params,
-            group_by=group_by, aggs=agg, limit=None if all_rows or format != "rich" else limit,
-        )
-    write_table(found, format, sys.stdout, console, wide=wide)
+    with without_gc():
+        with open_db(db) as database:
+            found = comparison(
+                database, selection_of(names, tag, where, status), metrics, sort=sort, baseline=baseline, params=params,
+                group_by=group_by, aggs=agg, limit=None if all_rows or format != "rich" else limit,
+            )
+        write_table(found, format, sys.stdout, console, wide=wide)
 
 
 @app.command(context_settings={"allow_extra_args": True}, short_help="Train cards and record everything.")

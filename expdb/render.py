@@ -155,8 +155,13 @@ def write_markdown(table: ComparisonTable, file: TextIO) -> None:
     file.write(markdown_table(layout.headers, rows, layout.numeric))
 
 
-def _plain(value) -> object:
-    return "" if value is None else json.dumps(value) if isinstance(value, (list, bool)) else value
+_AS_IS = frozenset({float, int, str})  # what csv writes as it is: most cells
+
+
+def _plain(value: object) -> object:
+    if value is None:
+        return ""
+    return ("true" if value else "false") if type(value) is bool else json.dumps(value)
 
 
 def _ranked(table: ComparisonTable) -> list[Column]:
@@ -172,11 +177,13 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
     header += [column.name for column in table.columns]
     if with_deltas:
         header += [column.delta_name for column in _ranked(table)]
+    values = [(column.key, column.agg) for column in table.columns]  # looked up once, not per row
     rows = []
     for row in table.rows:
-        line = [row.name, *(row.params.get(key) for key in table.param_keys)]
+        params = row.params
+        line = [row.name, *[params.get(key) for key in table.param_keys]]
         line += [row.count] if table.counted and isinstance(row, GroupRow) else []
-        line += [column.value(row) for column in table.columns]
+        line += [row.number(key, agg) for key, agg in values]
         if with_deltas:
             line += [table.delta(row, column) for column in _ranked(table)]
         rows.append(line)
@@ -187,7 +194,7 @@ def write_csv(table: ComparisonTable, file: TextIO) -> None:
     writer = csv.writer(file, lineterminator="\n")
     header, rows = flat_rows(table)
     writer.writerow(header)
-    writer.writerows([_plain(value) for value in row] for row in rows)
+    writer.writerows([value if value.__class__ in _AS_IS else _plain(value) for value in row] for row in rows)
 
 
 def write_json(table: ComparisonTable, file: TextIO) -> None:

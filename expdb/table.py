@@ -234,7 +234,7 @@ def _fill_values(db: Database, rows: list[Row], key: str, reduction: str, curve_
         return
     lacking = [row for row in rows if key not in row.values]
     last = _last_points(db, key, [row.card.id for row in lacking]) if lacking and key in curve_keys else {}
-    for row in rows:
+    for row in lacking if target == key else rows:  # a recorded value is its own target already
         value = row.values.get(key, last.get(row.card.id))
         if value is not None:
             row.values[target] = value
