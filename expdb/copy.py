@@ -21,12 +21,12 @@ from .values import plural
 
 # The columns copied: all but `id`, since ids mean nothing in another database (*_id columns are re-mapped).
 COLUMNS = {
-    "card": ("uid", "name", "parent_id", "runner", "command", "parser", "params", "created_at"),
+    "card": ("uid", "name", "parent_id", "runner", "command", "parser", "params", "created_at", "diverge"),
     "run": (
         "uid", "card_id", "status", "started_at", "ended_at", "heartbeat_at", "exit_reason", "command", "log_path",
         "checkpoint_dir", "host", "pid", "device", "seed", "env", "queued_at", "launcher", "job_id",
     ),
-    "note": ("uid", "card_id", "run_id", "created_at", "text", "automatic", "step"),
+    "note": ("uid", "card_id", "run_id", "created_at", "text", "automatic", "step", "settings"),
     "profile": ("uid", "card_id", "run_id", "created_at", *PROFILE_FIELDS, "details"),
     "metric_def": ("key", "label", "unit", "direction", "format"),
     "chunk": ("first_step", "last_step", "count", "step_data", "value_data", "wall_data", "epoch_data", "samples_data"),

@@ -7,12 +7,12 @@ from pathlib import Path
 from . import lifecycle
 from .cards import PROFILE_FIELDS, card_exists, create_card, get_card
 from .db import Database, new_uid, now
-from .divergence import Divergence, detect_all
+from .divergence import DEFAULTS, Divergence, DivergenceDetector
 from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .logparse import parse_file
 from .metrics import PROFILE_COLUMNS
-from .runs import add_automatic_notes
+from .runs import add_divergence_notes
 from .series import build_chunks, write_chunks
 
 
@@ -63,11 +63,14 @@ class Imported:
     divergences: list[Divergence]
 
 
-def import_log(db: Database, path: str, spec: str, card_name: str, parent: str | None = None) -> Imported:
+def import_log(
+    db: Database, path: str, spec: str, card_name: str, parent: str | None = None, diverge: dict[str, float] | None = None
+) -> Imported:
     """A run that already happened, from its training log: its curves, and divergence notes.
 
     The card is created (forked from `parent`) if it does not exist, once the log has been
-    read. The run is `diverged` if its curves diverged, else `finished`.
+    read. The run is `diverged` if its curves diverged, else `finished`; trends (a loss rising,
+    not learning) are only noted. `diverge`: divergence settings over the card's.
     """
     records = parse_file(path, spec)
     if card_exists(db, card_name):
@@ -76,7 +79,6 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
         card = get_card(db, card_name)
     else:
         card = create_card(db, card_name, {}, parent=parent)
-    events = detect_all((record.step, record.values) for record in records)
     times = [record.timestamp for record in records if record.timestamp is not None]
     started = times[0] if times else None
     points: list[tuple[int, float | None, int | None, float, dict[str, float]]] = [
@@ -89,16 +91,23 @@ def import_log(db: Database, path: str, spec: str, card_name: str, parent: str |
         )
         for record in records
     ]
-    status = RunStatus.DIVERGED if events else RunStatus.FINISHED
+    chunks = build_chunks(points)
+    steps = card.params.get("steps")
+    settings = {**DEFAULTS, **card.diverge, **(diverge or {})}
+    detector = DivergenceDetector(steps if type(steps) is int else None, **settings)
+    events = detector.feed({key: chunk.in_step_order() for key, chunk in chunks.items()})
+    events += detector.trend_events(final=True)
+    stopping = [event for event in events if event.stops]
+    status = RunStatus.DIVERGED if stopping else RunStatus.FINISHED
     source = str(Path(path).resolve())
     with db.transaction() as connection:
         run_id = lifecycle.record(
             db, card.id, status, started_at=started, ended_at=times[-1] if times else None,
-            exit_reason=events[0].message if events else None, command=f"imported from {source}", log_path=source,
+            exit_reason=stopping[0].message if stopping else None, command=f"imported from {source}", log_path=source,
             env=json.dumps({"imported_from": source, "format": spec}),
         )
-        write_chunks(connection, run_id, build_chunks(points), {})
-        add_automatic_notes(connection, card.id, run_id, [(event.message, event.step) for event in events])
+        write_chunks(connection, run_id, chunks, {})
+        add_divergence_notes(connection, card.id, run_id, events, settings)
     return Imported(run_id, status, sum(len(record.values) for record in records), events)
 
 

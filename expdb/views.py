@@ -111,6 +111,7 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
         ("runner", card.runner),
         ("tags", " ".join(card.tags)),
         ("created", format_time(card.created_at)),
+        ("diverge", ", ".join(f"{key}={value:g}" for key, value in card.diverge.items())),
     ]
     for label, value in facts:
         if value:
@@ -157,6 +158,9 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
             if note.automatic:
                 origin = f" expdb, step {note.step:,}" if note.step is not None else " expdb"
             _print(console, "  ", (format_time(note.created_at), "dim"), (origin, "magenta"), "  ", note.text)
+            if note.settings:
+                used = ", ".join(f"{key}={value:g}" for key, value in note.settings.items())
+                _print(console, ("    with " + used, "dim"))
 
 
 def render_profile(profile: dict, definitions: dict[str, MetricDef], console: Console) -> None:
