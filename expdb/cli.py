@@ -324,7 +324,11 @@ def tag(
     console.print(f"{card.name}: tags {' '.join(card.tags) or '(none)'}")
 
 
-@app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    "set",
+    short_help="Change an unrun card's parameters, or its divergence thresholds.",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
 def set_params(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The card; its parameters only while it has never run.")],
