@@ -267,20 +267,33 @@ def create_card(
         merged = dict(base.params)
         diverge = {**base.diverge, **(diverge or {})}
     merged.update(_coerced(params, merged, typed))
+    if runner:
+        from .launch import check_runner
+
+        check_runner(runner, merged)
     created = created_at if created_at is not None else now()
-    with db.transaction() as connection:
-        card_id = connection.execute(
-            "INSERT INTO card (uid, name, parent_id, runner, command, parser, params, created_at, diverge) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (new_uid(), name, parent_id, runner, command, parser, values.dumps(merged), created,
-             json.dumps(diverge) if diverge else None),
-        ).fetchone()[0]
-        connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", [(card_id, t) for t in set(tags)])
-        if note:
-            connection.execute(
-                "INSERT INTO note (uid, card_id, created_at, text, automatic) VALUES (?, ?, ?, ?, FALSE)",
-                (new_uid(), card_id, created, note),
-            )
+    lost_race: tuple[type[BaseException], ...] = (ExpdbError, *db.driver_errors)
+    try:
+        with db.transaction() as connection:
+            card_id = connection.execute(
+                "INSERT INTO card (uid, name, parent_id, runner, command, parser, params, created_at, diverge) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (new_uid(), name, parent_id, runner, command, parser, values.dumps(merged), created,
+                 json.dumps(diverge) if diverge else None),
+            ).fetchone()[0]
+            connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", [(card_id, t) for t in set(tags)])
+            if note:
+                connection.execute(
+                    "INSERT INTO note (uid, card_id, created_at, text, automatic) VALUES (?, ?, ?, ?, FALSE)",
+                    (new_uid(), card_id, created, note),
+                )
+    except lost_race as error:
+        # Another process made a card of this name since it was looked for: its unique name is what failed.
+        # Within a caller's transaction the database cannot be asked again (PostgreSQL refuses until it ends).
+        taken = "unique" in str(error).lower() if db.in_transaction else card_exists(db, name)
+        if taken:
+            raise ExpdbError(f"a card named {name!r} was just created by someone else; pick another name") from None
+        raise
     return get_card(db, name)
 
 
@@ -309,6 +322,10 @@ def set_params(db: Database, name: str, params: dict[str, Value], typed: dict[st
         raise ExpdbError("nothing to set: give parameters as --KEY VALUE")
     merged = dict(card.params)
     merged.update(_coerced(params, merged, typed))
+    if card.runner:
+        from .launch import check_runner
+
+        check_runner(card.runner, merged)
     with db.transaction() as connection:
         connection.execute("UPDATE card SET params = ? WHERE id = ?", (values.dumps(merged), card.id))
         connection.execute("DELETE FROM profile WHERE card_id = ?", (card.id,))  # it measured the old model
@@ -409,11 +426,18 @@ def removal_summary(db: Database, card_ids: list[int]) -> str:
     targets = cards_by_id(db, card_ids)
     names = [card.name for card in targets]
     runs = sum(run_count(db, card) for card in targets)
-    forks = [child for card in targets for child in children(db, card) if child not in names]
+    forks = orphaned_forks(db, card_ids)
     what = f"{values.plural(len(targets), 'card')} ({', '.join(names)}) with {values.plural(runs, 'run')}"
     if forks:
         what += f"; {', '.join(forks)} will keep {'their' if len(forks) > 1 else 'its'} parameters but lose the parent link"
     return what
+
+
+def orphaned_forks(db: Database, card_ids: list[int]) -> list[str]:
+    """The forks of these cards that are not among them: removing the cards leaves them without a parent."""
+    targets = cards_by_id(db, card_ids)
+    names = {card.name for card in targets}
+    return list(dict.fromkeys(child for card in targets for child in children(db, card) if child not in names))
 
 
 def remove_cards(db: Database, card_ids: list[int]) -> list[Card]:

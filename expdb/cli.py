@@ -132,7 +132,8 @@ def open_db(location: str | None, create: bool = False, upgrade: str = "auto", a
             soft_wrap=True,
         )
     try:
-        lifecycle.reap(database)
+        if not database.read_only:  # marking dead runs crashed is a write; it waits for someone who may write
+            lifecycle.reap(database)
         if ask_slurm:
             from .slurm import release_ended_jobs
 
@@ -376,9 +377,12 @@ def rm(
             if not sys.stdin.isatty():
                 raise ExpdbError(f"rm would delete {what}: confirm with --yes")
             if not typer.confirm(f"Delete {what}?", default=False):
-                raise ExpdbError("nothing deleted")
+                console.print("nothing deleted")  # a choice, not an error: exit 0
+                return
+        orphans = cards.orphaned_forks(database, selected)
         removed = cards.remove_cards(database, selected)
-    console.print(escape(f"deleted {', '.join(card.name for card in removed)}"))
+    lost = f"; {', '.join(orphans)} no longer {'have a parent' if len(orphans) > 1 else 'has a parent'}" if orphans else ""
+    console.print(escape(f"deleted {', '.join(card.name for card in removed)}{lost}"), soft_wrap=True)
 
 
 @app.command()
@@ -523,7 +527,11 @@ def run(
         if queued else []
     )
     request = slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit) if launcher == "slurm" else None
-    slots = local_slots(jobs, gpus) if queued and launcher == "local" else []
+    from .cpus import thread_budget
+
+    # Measured once, before anything trains: a training of ours would count as load afterwards.
+    budget = thread_budget(jobs or 1)
+    slots = local_slots(jobs, gpus, budget) if queued and launcher == "local" else []
     # A queue's job (--queued-run) starts at once: the user's own `run` and `queue` ask Slurm.
     with open_db(db, ask_slurm=queued_run is None) as database:
         targets, many = select_to_run(database, selection, resume)
@@ -538,7 +546,8 @@ def run(
             submit_to_slurm(database, targets, request, slurm_folder, run_args, resume)
             return
         elif queued:
-            raise typer.Exit(queue_locally(database, targets, slots, run_args, resume))
+            raise typer.Exit(queue_locally(database, targets, slots, run_args, resume, budget if gpus is None else None))
+        announce = threads_announcer(budget)
         outcomes = [
             outcome
             for card in targets
@@ -546,9 +555,26 @@ def run(
                 database, [card], command=ctx.args or None, parser=parse, resume=resume and (not many or card.status != PLANNED),
                 on_diverge=on_diverge, device=device, seed=seed, profile_budget=profile_budget, keep_going=many,
                 queued_run=queued_run, ready=wait_for_the_queue if standby else None, diverge=settings,
+                started=announce,
             )
         ]
     raise typer.Exit(0 if all(outcome is not None and outcome.status == RunStatus.FINISHED for outcome in outcomes) else 1)
+
+
+def threads_announcer(budget):
+    """What gives this process's trainings the free cores (expdb.cpus) and says how many, once, as the first
+    run begins (a refused run prints its error alone)."""
+    from .cpus import use_threads
+
+    said = []
+
+    def announce() -> None:
+        if not said:
+            said.append(True)
+            use_threads(budget)
+            errors.print(budget.describe(), markup=False, soft_wrap=True)
+
+    return announce
 
 
 def wait_for_the_queue() -> None:
@@ -586,13 +612,19 @@ def submit_to_slurm(
         console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"), soft_wrap=True)
 
 
-def queue_locally(database: Database, targets: list[cards.Card], slots: list, run_args: list[str], resume: bool) -> int:
-    """Run the cards in a local queue, a line as each job starts and ends; the exit status (130 when stopped)."""
+def queue_locally(
+    database: Database, targets: list[cards.Card], slots: list, run_args: list[str], resume: bool, budget=None
+) -> int:
+    """Run the cards in a local queue, a line as each job starts and ends; the exit status (130 when stopped).
+
+    `budget`: the CPU threads of the jobs (expdb.cpus), said once the cards are queued."""
     from collections import Counter
 
     from .queue import output_directory, queue_runs, run_queue
 
     queued = queue_runs(database, targets, resume=resume, launcher="local")
+    if budget is not None:
+        errors.print(budget.describe(), markup=False, soft_wrap=True)
     output = output_directory(database)
     console.print(
         escape(f"queued {plural(len(queued), 'card')} on {', '.join(slot.label for slot in slots)}; "
@@ -744,10 +776,13 @@ def demo(db: DbOption = None) -> None:
     from .render import render_rich
     from .table import build_table
 
+    from .cpus import thread_budget
+
+    budget = thread_budget()  # before the first card trains, whose own load would count
     with open_db(db, create=True) as database:
         names = create_demo(database)
         console.print(f"created {len(names)} cards in {database.name}: {', '.join(names)}", soft_wrap=True)
-        run_cards(database, [cards.get_card(database, name) for name in names])
+        run_cards(database, [cards.get_card(database, name) for name in names], started=threads_announcer(budget))
         console.print()
         demo_cards = cards.select_cards(database, cards.Selection(tag=DEMO_TAG))
         render_rich(build_table(database, demo_cards, ["iou50"], baseline="cvt"), console)
@@ -793,6 +828,18 @@ def profile(
     render_profile(measured, definitions, console)
 
 
+LogYOption = Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")]
+YlimOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ylim",
+        metavar="LOW:HIGH",
+        help="The y range, e.g. 0:5, or :5 for the top only; points outside are clipped and marked. "
+        "Default: the healthy data (a diverged run's points past its divergence do not set it).",
+    ),
+]
+
+
 def split_options(options: list[str]) -> list[str]:
     """`-m a -m b,c` -> [a, b, c]."""
     return [item.strip() for option in options for item in option.split(",") if item.strip()]
@@ -812,19 +859,22 @@ def plot(
     x: Annotated[str, typer.Option(help="x axis: step, epoch, samples (seen so far) or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight in [0, 1), computed on every point; the raw curve stays "
                                                "faint.")] = 0.0,
-    log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")] = False,
+    log_y: LogYOption = False,
+    ylim: YlimOption = None,
     output: Annotated[str, typer.Option("--output", "-o", help="The image: .png, .svg or .pdf.")] = "plot.png",
     title: Annotated[str | None, typer.Option(help="A title above the plot.")] = None,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
 
+    from .outputs import parse_ylim
     from .plot import plot_curves
 
     metrics = split_options(metric)
+    limits = parse_ylim(ylim, log_y)
     with open_db(db) as database:
         chosen = cards.select_cards(database, selection_of(names, tag, where, status))
-        result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, title=title)
+        result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, ylim=limits, title=title)
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, soft_wrap=True)
     console.print(escape(f"wrote {result.path}"), soft_wrap=True)
@@ -851,22 +901,26 @@ def report(
     curve: Annotated[list[str], typer.Option(help="A curve to plot; repeat for several.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis of the plots: step, epoch, samples or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight of the plots, in [0, 1).")] = 0.0,
+    log_y: LogYOption = False,
+    ylim: YlimOption = None,
     baseline: Annotated[str | None, typer.Option(help="A card to compare every row with.")] = None,
     title: Annotated[str | None, typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
 
+    from .outputs import parse_ylim
     from .report import write_report
 
     metrics = split_options(metric)
+    limits = parse_ylim(ylim, log_y)
     suffix_format = "latex" if Path(output).suffix == ".tex" else "md"
     if format is not None and format != suffix_format and format in ("md", "latex"):
         raise ExpdbError(f"--format {format} writes a {'.tex' if format == 'latex' else '.md'} file, not {output!r}")
     with open_db(db) as database:
         chosen = cards.select_cards(database, selection_of(names, tag, where, status))
         written = write_report(
-            database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth,
+            database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth, log_y=log_y, ylim=limits,
             baseline=baseline, title=title, format=format or suffix_format,
         )
     for path in written:
@@ -940,6 +994,37 @@ def command():
     return root
 
 
+def usage_message(error) -> str:
+    """Click's usage errors in expdb's words: what was wrong and what would be right, on one line."""
+    import difflib
+
+    from typer._click.exceptions import MissingParameter, NoSuchOption
+
+    ctx = getattr(error, "ctx", None)
+    names: list[str] = []
+    level = ctx
+    while level is not None:
+        names.insert(0, level.info_name or "")
+        level = level.parent
+    path = " ".join(["expdb", *names[1:]])  # "expdb", however it was started (python -m expdb)
+    where = f"`{path}`"
+    if isinstance(error, MissingParameter) and error.param is not None and ctx is not None:
+        def shown(param) -> str:
+            if param.param_type_name == "argument":
+                return (param.metavar or param.name or "").strip("{}").upper()
+            return f"{param.opts[0]} {(param.name or '').upper()}"
+
+        required = [shown(param) for param in ctx.command.params if param.required]
+        about = getattr(error.param, "help", None)
+        said = f" ({about[0].lower()}{about[1:].rstrip('.')})" if about else ""
+        return f"{where} needs {shown(error.param)}{said}: {path} {' '.join(required)}"
+    if isinstance(error, NoSuchOption):
+        close = difflib.get_close_matches(error.option_name, list(error.possibilities or ()), n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; `{path} --help` lists its options"
+        return f"{where} has no option {error.option_name}{hint}"
+    return f"{error.format_message()} (see --help)"
+
+
 def main() -> None:
     """The console script: user errors become one line on stderr and exit status 2."""
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -953,7 +1038,7 @@ def main() -> None:
         help_page.show()
         sys.exit(2)
     except ClickException as error:
-        errors.print(f"error: {error.format_message()} (see --help)", markup=False, soft_wrap=True)
+        errors.print(f"error: {usage_message(error)}", markup=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)

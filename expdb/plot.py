@@ -7,6 +7,14 @@ about 2,000 min/max buckets, which keeps each spike and dip while drawing a few 
 points instead of millions. The figure is written beside its destination and moved into
 place, so a failure never leaves half a file.
 
+The y range of a subplot is chosen from the healthy data: the runs that never diverged (a
+diverged run's points before its divergence may only lower it, since a loss often climbs for a
+few steps before the NaN is noted; with no steady run, they set it). A diverged run's values
+(1e12, inf) would otherwise squash every other curve flat at 0; they are clipped to the edge
+of the range instead, and the point where a line leaves the range is marked (a triangle,
+"beyond the y range" in the legend). `ylim` sets
+either limit by hand; points outside it are clipped and marked the same way.
+
 This module imports numpy and matplotlib at the top: the CLI imports it only for `plot`.
 It uses `matplotlib.figure.Figure` directly (no pyplot, no global backend state).
 """
@@ -29,6 +37,7 @@ from .metrics import definition, load_definitions
 from .outputs import (
     beside,
     check_output,
+    YLim,
     check_plot_options,
     fill,
     replace_all,
@@ -41,6 +50,7 @@ BUCKETS = 2000  # per line: at most about 2 * BUCKETS points are drawn
 ROW_SIZE = (8.0, 4.5)  # inches per subplot row
 DPI = 120
 RAW_ALPHA = 0.25
+Y_MARGIN = 0.05  # of the healthy data's range, above and below it
 LR_DROP = 0.5  # an lr falling below this fraction of its previous logged value is a drop
 MAX_LR_DROPS = 50  # per run: a cyclic schedule does not cover the plot in lines
 _X_LABELS = {"step": "step", "epoch": "epoch", "samples": "samples seen"}
@@ -58,6 +68,7 @@ class PlottedLine:
     drawn: int  # points of the drawn line after reduction
     divergences: int = 0
     lr_drops: int = 0
+    clipped: int = 0  # drawn points outside the y range, drawn at its edge
 
 
 @dataclass
@@ -67,6 +78,7 @@ class PlotResult:
     lines: list[PlottedLine] = field(default_factory=list)
     x_label: str = ""
     y_labels: list[str] = field(default_factory=list)  # one per subplot, in the order of `metrics`
+    y_limits: list[tuple[float | None, float | None]] = field(default_factory=list)  # one per subplot; None: matplotlib's
 
 
 # -- numerical helpers ---------------------------------------------------------------------
@@ -338,9 +350,58 @@ def _x_axis(lines: list[_Line], x: str) -> tuple[str, float]:
     return x_label, x_scale
 
 
-def _draw_line(ax, line: _Line, finite_x: np.ndarray, scale: float, smooth: float, log_y: bool, buckets: int) -> tuple[int, bool]:
-    """The line's curve, raw and faint under its smoothed curve when `smooth`: how many points the
-    top curve has, and whether any can be seen."""
+def _healthy(line: _Line, divergence_steps: list[int], log_y: bool) -> np.ndarray:
+    """The values that may set the y range: those before the run's first divergence, finite (above 0 on a log scale)."""
+    values = line.values[line.steps < divergence_steps[0]] if divergence_steps else line.values
+    usable = np.isfinite(values) & (values > 0) if log_y else np.isfinite(values)
+    return values[usable]
+
+
+def y_limits(steady: list[np.ndarray], diverged: list[np.ndarray], ylim: YLim | None, log_y: bool) -> YLim:
+    """The y range, where `ylim` does not set a limit (None: left to matplotlib): the values of the runs that never
+    diverged, with a margin. A diverged run's values before its divergence may lower the range but not raise it:
+    a loss often climbs for a few steps before the NaN that is noted. With no steady run, those values set it."""
+    given_low, given_high = ylim if ylim is not None else (None, None)
+    steady_pool = np.concatenate(steady) if steady else np.zeros(0)
+    diverged_pool = np.concatenate(diverged) if diverged else np.zeros(0)
+    pool = steady_pool if len(steady_pool) else diverged_pool
+    if not len(pool):
+        return given_low, given_high
+    low, high = float(min(pool.min(), diverged_pool.min() if len(diverged_pool) else np.inf)), float(pool.max())
+    if log_y:
+        a, b = math.log10(low), math.log10(high)
+        pad = (b - a) * Y_MARGIN or 0.05
+        low, high = 10 ** (a - pad), 10 ** (b + pad)
+    else:
+        pad = (high - low) * Y_MARGIN or (abs(high) * Y_MARGIN or 1.0)
+        low, high = low - pad, high + pad
+    # A limit given by hand wins; the other one is kept when it still lies on its side of it.
+    if given_low is not None:
+        return given_low, given_high if given_high is not None else (high if high > given_low else None)
+    if given_high is not None:
+        return (low if low < given_high else None), given_high
+    return low, high
+
+
+def _clipped(ys: np.ndarray, limits: YLim) -> tuple[np.ndarray, int | None, int]:
+    """`ys` held inside the limits, the index of the first point that was outside, and how many were."""
+    low, high = limits
+    outside = np.zeros(len(ys), dtype=bool)
+    if low is not None:
+        outside |= ys < low
+    if high is not None:
+        outside |= ys > high
+    if not outside.any():
+        return ys, None, 0
+    return np.clip(ys, low, high), int(np.argmax(outside)), int(outside.sum())
+
+
+def _draw_line(
+    ax, line: _Line, finite_x: np.ndarray, scale: float, smooth: float, log_y: bool, buckets: int, limits: YLim, label: str
+) -> tuple[int, bool, int]:
+    """The line's curve, raw and faint under its smoothed curve when `smooth`, held inside `limits` with a
+    triangle where it first leaves them: how many points the top curve has, whether any can be seen, and how
+    many of its points were clipped."""
     colour, style = _colour(line.colour_index)
     xs = line.xs[finite_x] / scale
     raw = line.values[finite_x]
@@ -348,20 +409,25 @@ def _draw_line(ax, line: _Line, finite_x: np.ndarray, scale: float, smooth: floa
         raw = np.where(raw > 0, raw, np.nan)
     rx, ry = reduce_for_drawing(xs, raw, buckets)
     visible = bool(np.isfinite(ry).any())
-    if smooth <= 0:
-        ax.plot(rx, ry, color=colour, linestyle=style, linewidth=1.2, label=line.card.name)
-        return len(rx), visible
-    ax.plot(rx, ry, color=colour, linestyle=style, linewidth=0.8, alpha=RAW_ALPHA)
-    smoothed = ema(line.values, smooth)[finite_x]
-    if log_y:
-        smoothed = np.where(smoothed > 0, smoothed, np.nan)
-    sx, sy = reduce_for_drawing(xs, smoothed, buckets)
-    ax.plot(sx, sy, color=colour, linestyle=style, linewidth=1.4, label=line.card.name)
-    return len(sx), visible
+    top_x, top_y = rx, ry
+    if smooth > 0:
+        ax.plot(rx, _clipped(ry, limits)[0], color=colour, linestyle=style, linewidth=0.8, alpha=RAW_ALPHA)
+        smoothed = ema(line.values, smooth)[finite_x]
+        if log_y:
+            smoothed = np.where(smoothed > 0, smoothed, np.nan)
+        top_x, top_y = reduce_for_drawing(xs, smoothed, buckets)
+    shown, first_out, clipped = _clipped(top_y, limits)
+    ax.plot(top_x, shown, color=colour, linestyle=style, linewidth=1.4 if smooth > 0 else 1.2, label=label)
+    if first_out is not None:
+        above = limits[1] is not None and top_y[first_out] > limits[1]
+        ax.plot([top_x[first_out]], [shown[first_out]], marker="^" if above else "v", markersize=8, color=colour,
+                linestyle="none", zorder=5, clip_on=False)
+    return len(top_x), visible, clipped
 
 
 def _mark_events(
-    ax, line: _Line, finite_x: np.ndarray, scale: float, log_y: bool, divergence_steps: list[int], drop_steps: list[int]
+    ax, line: _Line, finite_x: np.ndarray, scale: float, log_y: bool, limits: YLim,
+    divergence_steps: list[int], drop_steps: list[int],
 ) -> tuple[int, int]:
     """A cross where the run diverged, a dotted vertical line where its learning rate dropped: how many of each."""
     colour, _ = _colour(line.colour_index)
@@ -370,6 +436,7 @@ def _mark_events(
         at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, log_y)
         if at is None or value is None:
             continue
+        value = float(_clipped(np.array([value]), limits)[0][0])
         ax.plot([at / scale], [value], marker="x", markersize=9, markeredgewidth=2, color=colour, linestyle="none", zorder=5)
         marked += 1
     drops = 0
@@ -382,13 +449,18 @@ def _mark_events(
     return marked, drops
 
 
-def _label_axes(ax, y_label: str, log_y: bool, has_divergence: bool, has_drop: bool) -> None:
-    """The subplot's y label, grid, scale, and its legend: the cards, and the marks when there are any."""
+def _label_axes(ax, y_label: str, log_y: bool, limits: YLim, has_divergence: bool, has_drop: bool, has_clipped: bool) -> None:
+    """The subplot's y label, grid, scale and range, and its legend: the cards, and the marks when there are any."""
     ax.set_ylabel(y_label)
     ax.grid(True, which="major", alpha=0.3)
     if log_y:
         ax.set_yscale("log")
+    if limits != (None, None):
+        ax.set_ylim(bottom=limits[0], top=limits[1])
     handles, labels = ax.get_legend_handles_labels()
+    if has_clipped:
+        handles.append(Line2D([], [], marker="^", color="0.3", linestyle="none"))
+        labels.append("beyond the y range (clipped)")
     if has_divergence:
         handles.append(Line2D([], [], marker="x", color="0.3", linestyle="none", markeredgewidth=2))
         labels.append("divergence")
@@ -408,10 +480,13 @@ def plot_curves(
     x: str = "step",
     smooth: float = 0.0,
     log_y: bool = False,
+    ylim: YLim | None = None,
     title: str | None = None,
     buckets: int = BUCKETS,
 ) -> PlotResult:
-    """Draw `metrics` (one subplot each) of `cards` (one line each) into `output` (.png, .svg or .pdf)."""
+    """Draw `metrics` (one subplot each) of `cards` (one line each) into `output` (.png, .svg or .pdf).
+
+    `ylim`: (low, high), either None, from `outputs.parse_ylim`; the rest of the range comes from the healthy data."""
     output = Path(output)
     check_plot_options(x, smooth)
     if not cards:
@@ -436,21 +511,28 @@ def plot_curves(
         for ax, metric in zip(axes, metrics, strict=True):
             y_label = definition(definitions, metric).header()
             result.y_labels.append(y_label)
-            has_divergence = has_drop = False
+            has_divergence = has_drop = has_clipped = False
+            for line in by_metric[metric]:
+                if line.run_id not in events:
+                    events[line.run_id] = (_divergence_steps(db, line.run_id), _lr_drop_steps(db, line.run_id))
+            steady = [_healthy(line, [], log_y) for line in by_metric[metric] if not events[line.run_id][0]]
+            diverged = [_healthy(line, events[line.run_id][0], log_y) for line in by_metric[metric] if events[line.run_id][0]]
+            limits = y_limits(steady, diverged, ylim, log_y)
+            result.y_limits.append(limits)
             for line in by_metric[metric]:
                 finite_x = np.isfinite(line.xs)
                 scale = x_scale if line.x == "time" else 1.0
-                drawn, line_visible = _draw_line(ax, line, finite_x, scale, smooth, log_y, buckets)
+                label = line.card.name if line.x == x else f"{line.card.name} (no {x} axis: by step)"
+                drawn, line_visible, clipped = _draw_line(ax, line, finite_x, scale, smooth, log_y, buckets, limits, label)
                 visible = visible or line_visible
-                if line.run_id not in events:
-                    events[line.run_id] = (_divergence_steps(db, line.run_id), _lr_drop_steps(db, line.run_id))
-                marked, drops = _mark_events(ax, line, finite_x, scale, log_y, *events[line.run_id])
+                marked, drops = _mark_events(ax, line, finite_x, scale, log_y, limits, *events[line.run_id])
                 has_divergence |= marked > 0
                 has_drop |= drops > 0
+                has_clipped |= clipped > 0
                 result.lines.append(
-                    PlottedLine(line.card.name, metric, line.run_id, line.x, len(line.values), drawn, marked, drops)
+                    PlottedLine(line.card.name, metric, line.run_id, line.x, len(line.values), drawn, marked, drops, clipped)
                 )
-            _label_axes(ax, y_label, log_y, has_divergence, has_drop)
+            _label_axes(ax, y_label, log_y, limits, has_divergence, has_drop, has_clipped)
             if not by_metric[metric]:
                 ax.text(0.5, 0.5, f"no run has {metric!r}", transform=ax.transAxes, ha="center", va="center", color="0.5")
         if not visible:

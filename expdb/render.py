@@ -5,6 +5,7 @@ lay out, while the plain formats are written line by line.
 """
 
 import csv
+import html
 import json
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -139,11 +140,24 @@ def render_rich(table: ComparisonTable, console: Console, wide: bool = False) ->
         )
 
 
+def markdown_text(text: object) -> str:
+    """User text for a markdown document: on one line, and HTML in it shown as typed, never interpreted."""
+    return html.escape(" ".join(str(text).split()), quote=False)
+
+
 def markdown_table(headers: list[str], rows: list[list[str]], numeric: list[bool] | None = None) -> str:
-    """A markdown table, `numeric` columns right-aligned; each cell on one line, its pipes escaped."""
+    """A markdown table, `numeric` columns right-aligned; each cell on one line, its HTML, backslashes and
+    pipes escaped, so that every row has as many cells as the header."""
+    width = len(headers)
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a markdown row of {len(row)} cells under {width} headers: {row!r}")
+
+    def cell(text: object) -> str:
+        return markdown_text(text).replace("\\", "\\\\").replace("|", "\\|")
 
     def line(texts: list[str]) -> str:
-        return "| " + " | ".join(" ".join(str(text).split()).replace("|", "\\|") for text in texts) + " |\n"
+        return "| " + " | ".join(cell(text) for text in texts) + " |\n"
 
     rule = "|" + "|".join("---:" if right else "---" for right in numeric or [False] * len(headers)) + "|\n"
     return line(headers) + rule + "".join(line(row) for row in rows)

@@ -30,6 +30,7 @@ from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .metrics import PROFILE_COLUMNS, definition, load_definitions
 from .outputs import (
+    YLim,
     beside,
     check_output,
     check_plot_options,
@@ -37,7 +38,7 @@ from .outputs import (
     replace_all,
     staging,
 )
-from .render import markdown_table, write_latex, write_markdown
+from .render import markdown_table, markdown_text, write_latex, write_markdown
 from .table import ComparisonTable, Row, _did_you_mean, build_table, parse_metric
 from .values import format_value, plural, same
 from .views import format_duration, format_time
@@ -123,13 +124,17 @@ def _latest_runs(db: Database, cards: list[Card]) -> dict[int, dict]:
     return runs
 
 
+_UNFINISHED = (RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.CRASHED, RunStatus.INTERRUPTED)
+
+
 def _ended_runs(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
-    """card id -> its runs that ended badly (failed, crashed, interrupted) with their reason."""
+    """card id -> its runs that ended without finishing (diverged, failed, crashed, interrupted) with their reason."""
     found: dict[int, list[tuple]] = {}
     among, ids = db.among("card_id", [card.id for card in cards])
     for card_id, run_id, status, reason in db.query(
-        f"SELECT card_id, id, status, exit_reason FROM run WHERE status IN (?, ?, ?) AND {among} ORDER BY id",
-        [RunStatus.FAILED, RunStatus.CRASHED, RunStatus.INTERRUPTED, *ids],
+        f"SELECT card_id, id, status, exit_reason FROM run WHERE status IN ({', '.join('?' * len(_UNFINISHED))}) "
+        f"AND {among} ORDER BY id",
+        [*_UNFINISHED, *ids],
     ):
         found.setdefault(card_id, []).append((run_id, status, reason))
     return found
@@ -145,8 +150,8 @@ def _section_cards(cards: list[Card], notes: dict[int, list[tuple]], metric_labe
         head = f"- **`{card.name}`**"
         facts = [card.status] + ([f"forked from `{card.parent}`"] if card.parent else [])
         if card.tags:
-            facts.append("tags: " + ", ".join(card.tags))
-        written = [" ".join(text.split()) for text, automatic, *_ in notes[card.id] if not automatic]
+            facts.append("tags: " + markdown_text(", ".join(card.tags)))
+        written = [markdown_text(text) for text, automatic, *_ in notes[card.id] if not automatic]
         line = f"{head} ({'; '.join(facts)})"
         if written:
             line += ": " + " ".join(text if text.endswith((".", "?", "!")) else text + "." for text in written)
@@ -193,7 +198,7 @@ def _section_params(cards: list[Card]) -> str:
         )
     if shared:
         out += ["", ("Shared by all: " if len(cards) > 1 else "Its hyperparameters: ")
-                + ", ".join(f"{key}={format_value(first[key])}" for key in shared) + "."]
+                + ", ".join(markdown_text(f"{key}={format_value(first[key])}") for key in shared) + "."]
     return "\n".join(out) + "\n"
 
 
@@ -202,18 +207,30 @@ def _image_name(stem: str, curve: str) -> str:
 
 
 def _section_problems(cards: list[Card], notes: dict[int, list[tuple]], failed: dict[int, list[tuple]]) -> str:
+    """Every run that did not finish, with its reason, and expdb's own notes (divergences) under their run."""
     out = ["## What went wrong", ""]
     lines = []
     for card in cards:
-        for text, automatic, step, run_id, _ in notes[card.id]:
-            if automatic:
-                where = ", ".join(
-                    part for part in (f"run {run_id}" if run_id else "", f"step {step:,}" if step is not None else "") if part
-                )
-                lines.append(f"- **`{card.name}`**" + (f" ({where})" if where else "") + f": {' '.join(text.split())}")
+        automatic = [(text, step, run_id) for text, is_automatic, step, run_id, _ in notes[card.id] if is_automatic]
+        listed: set[int] = set()
         for run_id, status, reason in failed.get(card.id, []):
-            lines.append(f"- **`{card.name}`** (run {run_id}): {status}" + (f": {' '.join(reason.split())}" if reason else ""))
-    out += lines or ["Nothing: no divergence, crash or failure was recorded."]
+            listed.add(run_id)
+            steps = [step for _, step, note_run in automatic if note_run == run_id and step is not None]
+            where = f"run {run_id}" + (f", step {steps[0]:,}" if steps else "")
+            why = f": {markdown_text(reason)}" if reason else ", no reason recorded"
+            lines.append(f"- **`{card.name}`** ({where}): {status}{why}")
+            lines += [
+                f"  - step {step:,}: {markdown_text(text)}" if step is not None else f"  - {markdown_text(text)}"
+                for text, step, note_run in automatic
+                if note_run == run_id and " ".join(text.split()) != " ".join((reason or "").split())
+            ]
+        for text, step, run_id in automatic:
+            if run_id in listed:
+                continue
+            parts = (f"run {run_id}" if run_id else "", f"step {step:,}" if step is not None else "")
+            where = ", ".join(part for part in parts if part)
+            lines.append(f"- **`{card.name}`**" + (f" ({where})" if where else "") + f": {markdown_text(text)}")
+    out += lines or ["Nothing: every run finished, and expdb noted no divergence."]
     return "\n".join(out) + "\n"
 
 
@@ -231,7 +248,7 @@ def _section_environment(cards: list[Card], runs: dict[int, dict]) -> str:
     for card in cards:
         run = runs.get(card.id)
         if run is None:
-            rows.append([card.name, "-", "never run", *["-"] * (len(headers) - 4)])
+            rows.append([card.name, "-", "never run", *["-"] * (len(headers) - 3)])
             continue
         env = run["env"]
         started, ended = run["started_at"], run["ended_at"]
@@ -262,7 +279,7 @@ def _default_title(cards: list[Card]) -> str:
 
 def _write_markdown_report(
     db: Database, cards: list[Card], output: Path, metrics: list[str], curves: list[str],
-    x: str, smooth: float, baseline: str | None, title: str | None,
+    x: str, smooth: float, log_y: bool, ylim: YLim | None, baseline: str | None, title: str | None,
 ) -> list[Path]:
     from .plot import plot_curves  # matplotlib: only here
 
@@ -286,18 +303,25 @@ def _write_markdown_report(
             image = output.parent / _image_name(output.stem, curve)
             temporary = beside(image, suffix=".png")
             staged.append((temporary, image))
-            result = plot_curves(db, with_curve, [curve], temporary, x=x, smooth=smooth)
+            result = plot_curves(db, with_curve, [curve], temporary, x=x, smooth=smooth, log_y=log_y, ylim=ylim)
             plots += [f"![{curve}]({quote(image.name)})", ""]
             missing = [card.name for card in cards if curve not in have[card.id]]
             if missing:
                 plots += [f"Not drawn, having no `{curve}` curve: {', '.join(f'`{n}`' for n in missing)}.", ""]
             for warning in result.warnings:
                 if "no run with a" not in warning:
-                    plots += [f"Note: {warning}.", ""]
+                    plots += [f"Note: {markdown_text(warning)}.", ""]
+            clipped = sorted({line.card for line in result.lines if line.clipped})
+            if clipped:
+                plots += [
+                    f"The y range is that of the healthy data; {', '.join(f'`{name}`' for name in clipped)} "
+                    f"{'goes' if len(clipped) == 1 else 'go'} beyond it (diverged, or outside --ylim), "
+                    "drawn at its edge from the triangle on.", "",
+                ]
 
         when = format_time(time.time())
         document = [
-            f"# {title or _default_title(cards)}",
+            f"# {markdown_text(title) if title else _default_title(cards)}",
             "",
             f"Written by expdb on {when} from {plural(len(cards), 'card')}.",
             "",
@@ -342,6 +366,8 @@ def write_report(
     curves: Sequence[str] = ("loss",),
     x: str = "step",
     smooth: float = 0.0,
+    log_y: bool = False,
+    ylim: YLim | None = None,
     baseline: str | None = None,
     title: str | None = None,
     format: str = "md",
@@ -369,4 +395,4 @@ def write_report(
     _check_metrics(db, cards, metrics)
     if format == "latex":
         return _write_latex_report(db, cards, output, metrics, baseline, title)
-    return _write_markdown_report(db, cards, output, metrics, curves, x, smooth, baseline, title)
+    return _write_markdown_report(db, cards, output, metrics, curves, x, smooth, log_y, ylim, baseline, title)

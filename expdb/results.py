@@ -63,6 +63,20 @@ class Imported:
     divergences: list[Divergence]
 
 
+def _check_importable(card, spec: str) -> None:
+    """A log goes onto a card trained the same way: not onto one its runner or another command trains."""
+    if card.runner:
+        trained_by = f"runner {card.runner}"
+    elif card.command and (card.parser or "") != spec:
+        trained_by = f"a command whose log is read as {card.parser or 'nothing'}"
+    else:
+        return
+    raise ExpdbError(
+        f"{card.name} is trained by {trained_by}, not by a {spec} log: import onto a card of its own "
+        f"(--name {card.name}_imported --from {card.name})"
+    )
+
+
 def import_log(
     db: Database, path: str, spec: str, card_name: str, parent: str | None = None, diverge: dict[str, float] | None = None
 ) -> Imported:
@@ -77,6 +91,7 @@ def import_log(
         if parent is not None:
             raise ExpdbError(f"{card_name} exists already: --from only applies to a card the import creates")
         card = get_card(db, card_name)
+        _check_importable(card, spec)
     else:
         card = create_card(db, card_name, {}, parent=parent)
     times = [record.timestamp for record in records if record.timestamp is not None]
@@ -84,7 +99,7 @@ def import_log(
     points: list[tuple[int, float | None, int | None, float, dict[str, float]]] = [
         (
             record.step,
-            record.epoch,
+            record.epochs_done if record.epochs_done is not None else record.epoch,
             None,
             record.timestamp - started if record.timestamp is not None and started is not None else 0.0,
             record.values,

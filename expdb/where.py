@@ -78,6 +78,9 @@ def _is_in(actual: object, items: tuple) -> bool:
     return actual is not None and any(_equal(actual, item) for item in items)
 
 
+MAX_DEPTH = 100
+
+
 class _Parser:
     """Scans on demand, because what a token is depends on where it is: `4e-3` is a value, `lr` a key."""
 
@@ -86,6 +89,7 @@ class _Parser:
         self.position = 0
         self.previous: str | None = None  # the last token read, quoted in errors as "after ..."
         self.keys: set[str] = set()
+        self.depth = 0  # parentheses and `not`s open around the current token
 
     def parse(self) -> Predicate:
         if not self.text.strip():
@@ -115,9 +119,19 @@ class _Parser:
             return operands[0]
         return lambda values: all(operand(values) for operand in operands)
 
+    def nested(self) -> None:
+        """One level deeper; Python's stack (and a reader) gives out long before MAX_DEPTH is useful."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpdbError(
+                f"malformed --where: nested more than {MAX_DEPTH} levels deep (parentheses and 'not'); write it flatter"
+            )
+
     def not_expr(self) -> Predicate:
         if self.take_keyword("not"):
+            self.nested()
             operand = self.not_expr()
+            self.depth -= 1
             return lambda values: not operand(values)
         return self.atom()
 
@@ -125,7 +139,9 @@ class _Parser:
         self.skip_space()
         opened_at = self.position + 1
         if self.take("("):
+            self.nested()
             inner = self.or_expr()
+            self.depth -= 1
             if not self.take(")"):
                 raise self.error(f"'and', 'or' or ')' to close the '(' at character {opened_at}", after=False)
             return inner

@@ -73,7 +73,7 @@ def test_markdown_report_has_every_section_and_its_plots(study, workdir):
     assert "Not drawn, having no `lr` curve: `cvt`, `cvt_io_v2_8`, `blowup`." in text
     # the divergence note with its step
     problems = text.split("## What went wrong")[1].split("##")[0]
-    assert re.search(r"\*\*`blowup`\*\* \(run \d+, step 30\): loss became NaN at step 30", problems), problems
+    assert re.search(r"\*\*`blowup`\*\* \(run \d+, step 30\): diverged: loss became NaN at step 30", problems), problems
     # the environment of the latest runs
     environment = text.split("## Environment")[1]
     assert "| card | run | status | started | ended | duration | host | device | torch | CUDA | git commit |" in environment
