@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from . import cards, lifecycle
 from .db import Database
@@ -87,8 +88,8 @@ CardsArgument = Annotated[
 TagOption = Annotated[str | None, typer.Option(help="Only the cards with this tag.")]
 WhereOption = Annotated[
     str | None,
-    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status and runner, e.g. \"N>=5 and "
-                      "shared=true\"."),
+    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status, runner, valid and tag, "
+                      "e.g. \"N>=5 and shared=true\", \"valid=false\", \"tag=bs\"."),
 ]
 DivergeOption = Annotated[
     list[str],
@@ -100,8 +101,23 @@ DivergeOption = Annotated[
 StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
 
 
-def selection_of(names: list[str] | None, tag: str | None, where: str | None, status: str | None) -> cards.Selection:
-    return cards.Selection(tuple(names or ()), tag, where, status)
+def selection_of(
+    names: list[str] | None, tag: str | None, where: str | None, status: str | None, invalid: bool = True
+) -> cards.Selection:
+    return cards.Selection(tuple(names or ()), tag, where, status, invalid)
+
+
+# What `table`, `plot` and `report` add to the selection: invalid cards, folded seeds.
+ShowInvalidOption = Annotated[
+    bool, typer.Option("--all", help="Also the invalid cards, greyed with their reason (never best, never the baseline).")
+]
+OverOption = Annotated[
+    str | None,
+    typer.Option(
+        "--over",
+        help="Fold the cards that differ only in these parameters (comma-separated), e.g. seed, into one row per variant.",
+    ),
+]
 
 
 @contextmanager
@@ -385,6 +401,26 @@ def rm(
     console.print(escape(f"deleted {', '.join(card.name for card in removed)}{lost}"), soft_wrap=True)
 
 
+@app.command(short_help="Mark a card's results as not to be used, and why.")
+def invalidate(
+    name: Annotated[str, typer.Argument(help="The card.")],
+    reason: Annotated[str, typer.Option(help="Why its results must not be used.")],
+    db: DbOption = None,
+) -> None:
+    """Mark a card whose results must not be used: tables, plots and reports leave it out (--all shows it greyed)."""
+    with open_db(db) as database:
+        card = cards.invalidate_card(database, name, reason)
+    console.print(Text(f"{card.name} is invalid: {card.invalid_reason}"), soft_wrap=True)
+
+
+@app.command()
+def validate(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = None) -> None:
+    """Undo `expdb invalidate`: the card's results count again."""
+    with open_db(db) as database:
+        card = cards.validate_card(database, name)
+    console.print(Text(f"{card.name} is valid again"), soft_wrap=True)
+
+
 @app.command()
 def rename(
     old: Annotated[str, typer.Argument(help="The card's current name.")],
@@ -406,8 +442,13 @@ def table(
     names: CardsArgument = None,
     metric: Annotated[
         list[str],
-        typer.Option("--metric", "-m", help="A metric column, KEY or KEY:max/min/last over its curve; repeat for several "
-                                            "[default: every recorded metric]."),
+        typer.Option(
+            "--metric",
+            "-m",
+            help="A metric column: KEY, KEY:max/min/last over its curve, or its convergence: KEY:first>=0.5 (the step where it "
+            "first reaches 0.5; @epoch or @samples after it for those), KEY:first<=0.1, KEY:mean@last10%, KEY:auc; "
+            "repeat for several [default: every recorded metric].",
+        ),
     ] = [],
     where: WhereOption = None,
     sort: Annotated[str | None, typer.Option(help="KEY[:asc|:desc]; metrics sort best first by default.")] = None,
@@ -420,8 +461,14 @@ def table(
                                                     "one row.")
     ] = None,
     agg: Annotated[
-        str | None, typer.Option("--agg", help="With --group-by: mean, std, count, min, max [default: mean,std,count].")
+        str | None, typer.Option("--agg", help="With --group-by or --over: mean, std, count, min, max [default: mean,std,count].")
     ] = None,
+    over: OverOption = None,
+    spread: Annotated[
+        str, typer.Option(help="After a folded row's mean: std, or ci (the half-width of its 95% confidence interval).")
+    ] = "std",
+    show_invalid: ShowInvalidOption = False,
+    invalid_baseline: Annotated[bool, typer.Option("--invalid-baseline", help="Allow an invalid card as the baseline.")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
     limit: Annotated[int, typer.Option(help="The rich format: show the first N rows.", min=1)] = TABLE_ROWS,
     all_rows: Annotated[
@@ -439,8 +486,9 @@ def table(
     with without_gc():
         with open_db(db) as database:
             found = comparison(
-                database, selection_of(names, tag, where, status), metrics, sort=sort, baseline=baseline, params=params,
-                group_by=group_by, aggs=agg, limit=None if all_rows or format != "rich" else limit,
+                database, selection_of(names, tag, where, status, show_invalid), metrics, sort=sort, baseline=baseline,
+                params=params, group_by=group_by, aggs=agg, over=over, spread=spread, invalid_baseline=invalid_baseline,
+                limit=None if all_rows or format != "rich" else limit,
             )
         write_table(found, format, sys.stdout, console, wide=wide)
 
@@ -863,6 +911,11 @@ def plot(
     ylim: YlimOption = None,
     output: Annotated[str, typer.Option("--output", "-o", help="The image: .png, .svg or .pdf.")] = "plot.png",
     title: Annotated[str | None, typer.Option(help="A title above the plot.")] = None,
+    over: OverOption = None,
+    band: Annotated[
+        str, typer.Option(help="With --over, the band around each mean curve: ci (95% CI of the mean) or std.")
+    ] = "ci",
+    show_invalid: ShowInvalidOption = False,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
@@ -873,16 +926,19 @@ def plot(
     metrics = split_options(metric)
     limits = parse_ylim(ylim, log_y)
     with open_db(db) as database:
-        chosen = cards.select_cards(database, selection_of(names, tag, where, status))
-        result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, ylim=limits, title=title)
+        chosen = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
+        result = plot_curves(
+            database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, ylim=limits, title=title, over=over,
+            band=band,
+        )
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, soft_wrap=True)
     console.print(escape(f"wrote {result.path}"), soft_wrap=True)
 
 
 @app.command(
-    short_help="A markdown report of a study, or its LaTeX table.",
-    help="A self-contained markdown report of a study, or its table for an IEEE paper; re-running updates it. "
+    short_help="A markdown or HTML report of a study, or its LaTeX table.",
+    help="A self-contained markdown or HTML report of a study, or its table for an IEEE paper; re-running updates it. "
     f"{SELECTION_HELP}"
 )
 def report(
@@ -890,11 +946,11 @@ def report(
     tag: TagOption = None,
     where: WhereOption = None,
     status: StatusOption = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it) or a .tex "
-                                                               "table.")] = "report.md",
+    output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it), one .html "
+                                                               "file, or a .tex table.")] = "report.md",
     format: Annotated[
-        str | None, typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table) [default: from -o's "
-                                                        "suffix].")
+        str | None, typer.Option("--format", "-f", help="md (a report with plots), html (one file, interactive plots, "
+                                                        "opens offline) or latex (an IEEE table) [default: from -o's suffix].")
     ] = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat [default: every recorded "
                                                                      "metric].")] = [],
@@ -905,6 +961,10 @@ def report(
     ylim: YlimOption = None,
     baseline: Annotated[str | None, typer.Option(help="A card to compare every row with.")] = None,
     title: Annotated[str | None, typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
+    over: OverOption = None,
+    spread: Annotated[str, typer.Option(help="With --over, after each mean: std or ci.")] = "std",
+    show_invalid: ShowInvalidOption = False,
+    invalid_baseline: Annotated[bool, typer.Option("--invalid-baseline", help="Allow an invalid card as the baseline.")] = False,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
@@ -914,14 +974,17 @@ def report(
 
     metrics = split_options(metric)
     limits = parse_ylim(ylim, log_y)
-    suffix_format = "latex" if Path(output).suffix == ".tex" else "md"
-    if format is not None and format != suffix_format and format in ("md", "latex"):
-        raise ExpdbError(f"--format {format} writes a {'.tex' if format == 'latex' else '.md'} file, not {output!r}")
+    suffixes = {".tex": "latex", ".html": "html", ".htm": "html"}
+    suffix_format = suffixes.get(Path(output).suffix, "md")
+    if format is not None and format != suffix_format and format in ("md", "latex", "html"):
+        wanted = {"md": ".md", "latex": ".tex", "html": ".html"}[format]
+        raise ExpdbError(f"--format {format} writes a {wanted} file, not {output!r}")
     with open_db(db) as database:
-        chosen = cards.select_cards(database, selection_of(names, tag, where, status))
+        chosen = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
         written = write_report(
             database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth, log_y=log_y, ylim=limits,
-            baseline=baseline, title=title, format=format or suffix_format,
+            baseline=baseline, title=title, format=format or suffix_format, over=over, spread=spread,
+            invalid_baseline=invalid_baseline,
         )
     for path in written:
         console.print(escape(f"wrote {path}"), soft_wrap=True)
@@ -957,6 +1020,24 @@ def copy_command(
     with open_db(source) as source_db, open_db(target, create=True) as target_db:
         copied = copy_cards(source_db, target_db, selection_of(names, tag, where, status))
     render_copied(copied, console)
+
+
+@app.command(
+    short_help="The study in a browser.",
+    help="The study in a browser: table, cards, curves, parallel coordinates, live runs. Ctrl-C stops it.",
+)
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Anything but loopback prints a token that every request must carry.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    db: DbOption = None,
+) -> None:
+    from .ui.serve import serve
+
+    with open_db(db) as database:  # a missing or too new database stops here, with one line
+        location = database.location
+    serve(location, host, port, console)
 
 
 @db_app.command("current")

@@ -21,7 +21,7 @@ It uses `matplotlib.figure.Figure` directly (no pyplot, no global backend state)
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,9 @@ from .outputs import (
     replace_all,
     staging,
 )
+from .lifecycle import RunStatus
 from .series import NO_SAMPLES, Curve, latest_run_with, read_curve
+from .variants import Variant, fold, split_keys
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 BUCKETS = 2000  # per line: at most about 2 * BUCKETS points are drawn
@@ -54,6 +56,9 @@ Y_MARGIN = 0.05  # of the healthy data's range, above and below it
 LR_DROP = 0.5  # an lr falling below this fraction of its previous logged value is a drop
 MAX_LR_DROPS = 50  # per run: a cyclic schedule does not cover the plot in lines
 _X_LABELS = {"step": "step", "epoch": "epoch", "samples": "samples seen"}
+BANDS = ("ci", "std")  # the shaded band around a variant's mean curve: its 95% CI, or +- one std
+INVALID_COLOUR = "0.65"  # an invalid card's line (with --all), grey
+GRID = 2000  # points of a mean curve when its seeds do not share their x values
 
 
 @dataclass
@@ -72,10 +77,25 @@ class PlottedLine:
 
 
 @dataclass
+class PlottedBand:
+    """A variant's mean curve over its seeds, with its band, as drawn in one subplot."""
+
+    variant: str
+    metric: str
+    cards: list[str]  # the seeds averaged
+    diverged: list[str]  # the seeds drawn on their own: their run diverged or their curve has NaN or inf
+    xs: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray  # the band; equal to the mean with one seed
+    high: np.ndarray
+
+
+@dataclass
 class PlotResult:
     path: Path
     warnings: list[str] = field(default_factory=list)  # "cvt_io_v2_5 has no samples axis; drawn against step"
     lines: list[PlottedLine] = field(default_factory=list)
+    bands: list[PlottedBand] = field(default_factory=list)
     x_label: str = ""
     y_labels: list[str] = field(default_factory=list)  # one per subplot, in the order of `metrics`
     y_limits: list[tuple[float | None, float | None]] = field(default_factory=list)  # one per subplot; None: matplotlib's
@@ -155,8 +175,11 @@ def reduce_for_drawing(xs, ys, buckets: int = BUCKETS) -> tuple[np.ndarray, np.n
     full = n // size
     body = ys[: full * size].reshape(full, size)
     isnan = np.isnan(body)
-    low = np.where(isnan, np.inf, body).argmin(axis=1)
-    high = np.where(isnan, -np.inf, body).argmax(axis=1)
+    if isnan.any():
+        low = np.where(isnan, np.inf, body).argmin(axis=1)
+        high = np.where(isnan, -np.inf, body).argmax(axis=1)
+    else:  # the usual curve: no copies of a million points
+        low, high = body.argmin(axis=1), body.argmax(axis=1)
     offsets = np.arange(full) * size
     picked = [low + offsets, high + offsets]
     if full * size < n:
@@ -403,6 +426,8 @@ def _draw_line(
     triangle where it first leaves them: how many points the top curve has, whether any can be seen, and how
     many of its points were clipped."""
     colour, style = _colour(line.colour_index)
+    if line.card.invalid_reason:  # shown under --all only, greyed, saying why
+        colour, label = INVALID_COLOUR, f"{label} (invalid: {line.card.invalid_reason})"
     xs = line.xs[finite_x] / scale
     raw = line.values[finite_x]
     if log_y:
@@ -471,6 +496,93 @@ def _label_axes(ax, y_label: str, log_y: bool, limits: YLim, has_divergence: boo
         ax.legend(handles, labels, loc="best", fontsize="small", ncols=1 if len(handles) <= 8 else 2)
 
 
+# -- folded seeds: a mean curve and its band per variant -----------------------------------
+
+
+def _diverged(db: Database, line: _Line) -> bool:
+    status = db.query_one("SELECT status FROM run WHERE id = ?", (line.run_id,))
+    return (status is not None and status[0] == RunStatus.DIVERGED) or not bool(np.isfinite(line.values).all())
+
+
+def mean_curve(lines: list[_Line], smooth: float, band: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, mean, band low and band high of `lines` (at least one): on the x values they share, else on a grid
+    over the range they all cover; the band is the 95% CI of the mean (t) or +- one std, none for one line."""
+    from .stats import t_quantile
+
+    curves = []
+    for line in lines:
+        keep = np.isfinite(line.xs)
+        values = ema(line.values, smooth) if smooth > 0 else line.values
+        curves.append((line.xs[keep], values[keep]))
+    first = curves[0][0]
+    if all(len(xs) == len(first) and np.array_equal(xs, first) for xs, _ in curves) and len(first) <= 2 * GRID:
+        grid, stacked = first, np.vstack([values for _, values in curves])
+    else:
+        low, high = max(float(xs.min()) for xs, _ in curves), min(float(xs.max()) for xs, _ in curves)
+        if low > high:
+            raise ExpdbError("the seeds of a variant cover no common x range; plot them without --over")
+        grid = np.linspace(low, high, GRID)
+        stacked = np.vstack([np.interp(grid, xs, values) for xs, values in curves])
+    mean = stacked.mean(axis=0)
+    n = len(curves)
+    if n < 2:
+        return grid, mean, mean, mean
+    spread = stacked.std(axis=0, ddof=1)
+    if band == "ci":
+        spread = spread * t_quantile(0.975, n - 1) / math.sqrt(n)
+    return grid, mean, mean - spread, mean + spread
+
+
+def _draw_variants(
+    db: Database, ax, variants: list[Variant], lines: list[_Line], metric: str, scale: float, smooth: float, band: str,
+    limits: YLim,
+) -> list[PlottedBand]:
+    by_card = {line.card.id: line for line in lines}
+    drawn = []
+    for index, variant in enumerate(variants):
+        present = [by_card[card.id] for card in variant.cards if card.id in by_card]
+        if not present:
+            continue
+        colour, style = _colour(index)
+        if variant.invalid:
+            colour = INVALID_COLOUR
+        healthy = [line for line in present if not _diverged(db, line)]
+        diverged = [line for line in present if line not in healthy]
+        for line in diverged:  # shown, not averaged in
+            finite_x = np.isfinite(line.xs)
+            rx, ry = reduce_for_drawing(line.xs[finite_x] / scale, line.values[finite_x])
+            ax.plot(rx, _clipped(ry, limits)[0], color=colour, linestyle=":", linewidth=0.9, alpha=0.7)
+            marked = replace(line, colour_index=index)
+            _mark_events(ax, marked, finite_x, scale, False, limits, _divergence_steps(db, line.run_id), [])
+        label = f"{variant.name} (n={len(healthy)}" + (f", {len(diverged)} diverged: dotted" if diverged else "") + ")"
+        if not healthy:
+            ax.plot([], [], color=colour, linestyle=":", label=label)
+            continue
+        xs, mean, low, high = mean_curve(healthy, smooth, band)
+        ax.plot(xs / scale, mean, color=colour, linestyle=style, linewidth=1.4, label=label)
+        if len(healthy) > 1:
+            ax.fill_between(xs / scale, low, high, color=colour, alpha=0.2, linewidth=0)
+        drawn.append(
+            PlottedBand(
+                variant.name, metric, [line.card.name for line in healthy], [line.card.name for line in diverged],
+                xs, mean, low, high,
+            )
+        )
+    _fit_to_bands(ax, drawn)
+    return drawn
+
+
+def _fit_to_bands(ax, drawn: list[PlottedBand]) -> None:
+    """A diverged seed may fly far off; the y axis keeps to the mean curves and their bands, the comparison."""
+    if not any(band.diverged for band in drawn):
+        return
+    finite = np.concatenate([values[np.isfinite(values)] for band in drawn for values in (band.low, band.high)])
+    if len(finite):
+        low, high = float(finite.min()), float(finite.max())
+        margin = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
+        ax.set_ylim(low - margin, high + margin)
+
+
 def plot_curves(
     db: Database,
     cards: list[Card],
@@ -483,12 +595,20 @@ def plot_curves(
     ylim: YLim | None = None,
     title: str | None = None,
     buckets: int = BUCKETS,
+    over: str | list[str] | None = None,
+    band: str = "ci",
 ) -> PlotResult:
     """Draw `metrics` (one subplot each) of `cards` (one line each) into `output` (.png, .svg or .pdf).
 
-    `ylim`: (low, high), either None, from `outputs.parse_ylim`; the rest of the range comes from the healthy data."""
+    `ylim`: (low, high), either None, from `outputs.parse_ylim`; the rest of the range comes from the healthy data.
+    `over` (seed): one mean curve per variant instead, on the x values its seeds share (else on a grid
+    over their common range), in a band (`band`: its 95% CI, or +- one std); seeds that diverged are
+    drawn dotted on their own and counted in the legend, not averaged in.
+    """
     output = Path(output)
     check_plot_options(x, smooth)
+    if band not in BANDS:
+        raise ExpdbError(f"unknown --band {band!r}; use one of: {', '.join(BANDS)}")
     if not cards:
         raise ExpdbError("no cards to plot")
     metrics = list(dict.fromkeys(metrics))
@@ -508,6 +628,7 @@ def plot_curves(
     with matplotlib.rc_context(rc):
         figure = Figure(figsize=(ROW_SIZE[0], ROW_SIZE[1] * len(metrics)), dpi=DPI, layout="constrained")
         axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+        variants = fold(cards, split_keys(over)) if over else []
         for ax, metric in zip(axes, metrics, strict=True):
             y_label = definition(definitions, metric).header()
             result.y_labels.append(y_label)
@@ -519,7 +640,15 @@ def plot_curves(
             diverged = [_healthy(line, events[line.run_id][0], log_y) for line in by_metric[metric] if events[line.run_id][0]]
             limits = y_limits(steady, diverged, ylim, log_y)
             result.y_limits.append(limits)
-            for line in by_metric[metric]:
+            if variants:
+                bands = _draw_variants(
+                    db, ax, variants, by_metric[metric], metric, x_scale if x == "time" else 1.0, smooth, band, limits
+                )
+                result.bands += bands
+                visible = visible or any(bool(np.isfinite(drawn.mean).any()) for drawn in bands)
+                what = "95% CI of the mean" if band == "ci" else "+- one std"
+                ax.set_title(f"mean over {', '.join(split_keys(over))}; band: {what}", fontsize="small", color="0.35")
+            for line in by_metric[metric] if not variants else []:
                 finite_x = np.isfinite(line.xs)
                 scale = x_scale if line.x == "time" else 1.0
                 label = line.card.name if line.x == x else f"{line.card.name} (no {x} axis: by step)"

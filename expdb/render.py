@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.text import Text
 
 from .fit import Column as FitColumn
 from .fit import print_table
-from .metrics import format_number
-from .table import Column, ComparisonTable, GroupRow
+from .metrics import format_interval, format_number, format_with_spread
+from .table import SIGNIFICANT, Column, ComparisonTable, GroupRow, footnotes
 from .values import format_value
 
 FORMATS = ("rich", "md", "csv", "json", "latex")
 METRIC_PRIORITY, PARAM_PRIORITY, COST_PRIORITY = 1, 2, 3
-SPREAD = " ± "  # between a group's mean and its standard deviation
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Cell:
     delta: str = ""  # the change from the baseline ("-0.11", "+3.2%"), or ""
     best: bool = False
     parts: tuple[str, ...] = ()  # where a narrow terminal may fold the text ("0.341", "± 0.012"), if anywhere
+    math: bool = False  # `text` is LaTeX already ("$0.308 \\pm 0.008$"), not to be escaped
 
 
 def _number(column: Column, value: float, latex: bool) -> str:
@@ -52,21 +53,71 @@ def _shown_columns(table: ComparisonTable) -> list[Column]:
     return [column for column in table.columns if not (column.agg == "std" and column.key in means)]
 
 
-def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool, spread_shown: bool) -> Cell:
-    """`spread_shown`: the table has this column's std, shown in this cell."""
+def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell:
     value = column.value(row)
     if value is None:
         return Cell("--" if latex else "")
-    parts = [_number(column, value, latex)]
-    if spread_shown:
-        spread = row.number(column.key, "std")
-        if spread is not None:
-            parts.append(SPREAD.lstrip() + _number(column, spread, latex))
+    text = _number(column, value, latex)
+    spread = _spread(table, row, column)
+    if spread:
+        text = format_with_spread(column.metric, value, spread, latex)
     if column.agg == "mean" and table.counted:
         measured = row.number(column.key, "count")
         if measured is not None and measured < row.count:  # the group's n counts cards, not this metric's values
-            parts.append(f"(n={measured:.0f})")
-    return Cell(" ".join(parts), _delta_text(table, row, column), table.is_best(row, column), tuple(parts))
+            text += f" (n={measured:.0f})"
+    delta = "" if table.grouped and column.agg == "mean" else _delta_text(table, row, column)
+    return Cell(text, delta, table.is_best(row, column), math=latex and bool(spread))
+
+
+def _name_cell(table: ComparisonTable, row) -> str:
+    name = row.name + (" (baseline)" if row is table.baseline else "")
+    return f"{name} (invalid)" if row.invalid_reason and not table.grouped else name  # the reason: under the table
+
+
+# -- folded rows: spreads and tests against the baseline -------------------------------------
+
+
+def _spread(table: ComparisonTable, row, column: Column) -> float | None:
+    """What follows a folded row's mean: its std, or its 95% CI half-width (`table.spread`)."""
+    if column.agg != "mean" or not any(c.agg == "std" and c.key == column.key for c in table.columns):
+        return None
+    std = row.number(column.key, "std")
+    if not std:
+        return None
+    if table.spread == "ci":
+        from .stats import ci_half_width
+
+        return ci_half_width(std, int(row.number(column.key, "count")))
+    return std
+
+
+def _tested(table: ComparisonTable) -> list[Column]:
+    """The mean columns that get a column of differences to the baseline."""
+    if table.baseline is None or not table.grouped:
+        return []
+    return [column for column in table.columns if column.agg == "mean" and table.differences and any(
+        table.difference(row, column) for row in table.rows)]
+
+
+def _test_header(table: ComparisonTable) -> str:
+    """Short, as it stands right after the metric's own column."""
+    return f"vs {table.baseline.name}"  # type: ignore[union-attr]
+
+
+def _test_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell:
+    difference = table.difference(row, column)
+    if difference is None:
+        return Cell("")
+    if not difference.tested:
+        number = difference.difference
+        shown = format_number(number, column.metric.format) if latex else column.metric.cell(number)
+        return Cell(f"{'+' if difference.difference >= 0 else ''}{shown} ({difference.reason})")
+    text = format_interval(column.metric, difference.difference, difference.low, difference.high, latex)  # type: ignore[arg-type]
+    if difference.significant:
+        text = text[:-1] + "^\\dagger$" if latex else f"{text} {SIGNIFICANT}"
+    elif not latex:
+        text += "  "  # the marker's room: right-aligned intervals line up
+    return Cell(text, math=latex)
 
 
 @dataclass
@@ -77,25 +128,36 @@ class Layout:
     numeric: list[bool]
     rows: list[list[Cell]]
     priorities: list[int]  # which columns a narrow terminal leaves out first: the highest
+    dimmed: list[bool]  # per row: an invalid card, shown greyed
+    notes: list[str]  # printed under the table
+
+
+def _first_header(table: ComparisonTable, latex: bool) -> str:
+    head = "group" if table.group_keys else "variant" if table.over else "card"
+    return head.capitalize() if latex else head
 
 
 def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
     columns = _shown_columns(table)
+    tested = _tested(table)
     missing = "--" if latex else "-"
-    headers = ["Card" if latex else "card"] if not table.group_keys else ["Group" if latex else "group"]
+    headers = [_first_header(table, latex)]
     headers += [*table.param_keys, *(["n"] if table.counted else [])]
-    headers += [column.header(with_unit=latex) for column in columns]
-    numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
-    # The card, then the metrics asked for, then the differing parameters, then the costs added unasked.
+    # The card, then the metrics asked for (and their tests), then the differing parameters, then the costs added unasked.
     priorities = [0, *[PARAM_PRIORITY] * len(table.param_keys), *([METRIC_PRIORITY] if table.counted else [])]
-    priorities += [METRIC_PRIORITY if column.requested else COST_PRIORITY for column in columns]
-    spreads = {column.key for column in table.columns if column.agg == "std"}
-    shown = [(column, column.agg == "mean" and column.key in spreads) for column in columns]
+    for column in columns:
+        headers.append(column.header(with_unit=latex))
+        priorities.append(METRIC_PRIORITY if column.requested else COST_PRIORITY)
+        if column in tested:
+            headers.append(_test_header(table))
+            priorities.append(METRIC_PRIORITY)
+    numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
     formatted: dict[tuple, Cell] = {}  # parameters take few distinct values: each is formatted once
     rows = []
     for row in table.rows:
-        name = (row.name, "(baseline)") if row is table.baseline else (row.name,)
-        cells = [Cell(" ".join(name), parts=name)]
+        name = _name_cell(table, row)
+        # "cvt (baseline)" may fold between the name and what follows it, never inside the name.
+        cells = [Cell(name, parts=tuple(part if index == 0 else f"({part}" for index, part in enumerate(name.split(" ("))))]
         for key in table.param_keys:
             value = row.params.get(key)
             known = (type(value), value) if not isinstance(value, list) else None
@@ -107,31 +169,45 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
             cells.append(cell)
         if table.counted and isinstance(row, GroupRow):
             cells.append(Cell(str(row.count)))
-        cells += [_metric_cell(table, row, column, latex, spread_shown) for column, spread_shown in shown]
+        for column in columns:
+            cells.append(_metric_cell(table, row, column, latex))
+            if column in tested:
+                cells.append(_test_cell(table, row, column, latex))
         rows.append(cells)
-    return Layout(headers, numeric, rows, priorities)
+    return Layout(headers, numeric, rows, priorities, [bool(row.invalid_reason) for row in table.rows], footnotes(table))
 
 
 def _joined(cell: Cell) -> str:
     return f"{cell.text} ({cell.delta})" if cell.delta else cell.text
 
 
+def _parts(cell: Cell) -> str | tuple[str, ...]:
+    """What a narrow terminal may fold onto lines of their own: a name and "(baseline)", a value and its delta."""
+    if cell.delta:
+        return (*(cell.parts or (cell.text,)), f"({cell.delta})")
+    return cell.parts or cell.text
+
+
 def render_rich(table: ComparisonTable, console: Console, wide: bool = False) -> None:
     """The table fitted to the console (see expdb.fit), then how many rows were left out, if any."""
     layout = _layout(table)
     columns = []
-    for index, (header, numeric, priority) in enumerate(zip(layout.headers, layout.numeric, layout.priorities, strict=True)):
-        cells = [row[index] for row in layout.rows]
+    rows = list(zip(layout.rows, layout.dimmed, strict=True))
+    heads = zip(layout.headers, layout.numeric, layout.priorities, strict=True)
+    for index, (header, numeric, priority) in enumerate(heads):
+        cells = [(row[index], dimmed) for row, dimmed in rows]
         columns.append(
             FitColumn(
                 header,
-                [(*(cell.parts or (cell.text,)), f"({cell.delta})") if cell.delta else cell.parts or cell.text for cell in cells],
+                [_parts(cell) for cell, _ in cells],
                 right=numeric,
                 priority=priority,
-                styles=["bold green" if cell.best else None for cell in cells] if any(cell.best for cell in cells) else None,
+                styles=["bold green" if cell.best else "dim" if dimmed else None for cell, dimmed in cells],
             )
         )
     print_table(console, columns, wide=wide)
+    for note in layout.notes:
+        console.print(Text(note, style="dim"))
     hidden = table.total_rows - len(table.rows)
     if hidden > 0:
         console.print(
@@ -167,6 +243,8 @@ def write_markdown(table: ComparisonTable, file: TextIO) -> None:
     layout = _layout(table)
     rows = [[f"**{_joined(c)}**" if c.best else _joined(c) for c in cells] for cells in layout.rows]
     file.write(markdown_table(layout.headers, rows, layout.numeric))
+    if layout.notes:
+        file.write("\n" + "".join(f"{note}  \n" for note in layout.notes[:-1]) + layout.notes[-1] + "\n")
 
 
 _AS_IS = frozenset({float, int, str})  # what csv writes as it is: most cells
@@ -187,10 +265,13 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
     """The table as raw values, one column per value (`iou50`; for groups `iou50_mean`, `iou50_std`, `n`):
     what csv writes and what a DataFrame holds."""
     with_deltas = table.baseline is not None
-    header = ["group" if table.group_keys else "card", *table.param_keys, *(["n"] if table.counted else [])]
+    header = [_first_header(table, False), *table.param_keys, *(["n"] if table.counted else [])]
     header += [column.name for column in table.columns]
     if with_deltas:
         header += [column.delta_name for column in _ranked(table)]
+    header += [name for column in _means(table) for name in _raw_names(table, column)]
+    shows_invalid = any(row.invalid_reason for row in table.rows)
+    header += ["invalid_reason"] if shows_invalid else []
     values = [(column.key, column.agg) for column in table.columns]  # looked up once, not per row
     rows = []
     for row in table.rows:
@@ -200,8 +281,35 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
         line += [row.number(key, agg) for key, agg in values]
         if with_deltas:
             line += [table.delta(row, column) for column in _ranked(table)]
+        line += [value for column in _means(table) for value in _raw_values(table, row, column)]
+        line += [row.invalid_reason] if shows_invalid else []
         rows.append(line)
     return header, rows
+
+
+def _means(table: ComparisonTable) -> list[Column]:
+    return [column for column in table.columns if column.agg == "mean"] if table.grouped else []
+
+
+def _raw_names(table: ComparisonTable, column: Column) -> list[str]:
+    """Folded rows' raw statistics of a metric: n, the 95% CI of the mean, and against the baseline the
+    CI of the difference, the p-value before and after Holm's correction, and which test."""
+    names = [f"{column.key}_n", f"{column.key}_ci_low", f"{column.key}_ci_high"]
+    if table.baseline is not None:
+        names += [f"{column.key}_{name}" for name in ("delta_ci_low", "delta_ci_high", "p", "p_holm", "test")]
+    return names
+
+
+def _raw_values(table: ComparisonTable, row, column: Column) -> list:
+    from .stats import ci_half_width
+
+    mean, std, n = row.number(column.key, "mean"), row.number(column.key, "std"), row.number(column.key, "count")
+    half = ci_half_width(std, int(n)) if std is not None and n else None
+    values = [int(n) if n is not None else None, *((mean - half, mean + half) if half is not None else (None, None))]
+    if table.baseline is not None:
+        found = table.difference(row, column)
+        values += [found.low, found.high, found.p, found.p_adjusted, found.test] if found else [None] * 5
+    return values
 
 
 def write_csv(table: ComparisonTable, file: TextIO) -> None:
@@ -216,7 +324,7 @@ def write_json(table: ComparisonTable, file: TextIO) -> None:
     for row in table.rows:
         record: dict[str, Any]
         if isinstance(row, GroupRow):
-            record = {"group": row.name, "cards": [member.name for member in row.rows]}
+            record = {_first_header(table, False): row.name, "cards": [member.name for member in row.rows]}
             if table.counted:
                 record["n"] = row.count
         else:
@@ -226,6 +334,14 @@ def write_json(table: ComparisonTable, file: TextIO) -> None:
         if table.baseline is not None:
             record["baseline"] = row is table.baseline
             record["deltas"] = {column.delta_name: table.delta(row, column) for column in _ranked(table)}
+        if _means(table):
+            record["statistics"] = {
+                name: value
+                for column in _means(table)
+                for name, value in zip(_raw_names(table, column), _raw_values(table, row, column), strict=True)
+            }
+        if row.invalid_reason:
+            record["invalid_reason"] = row.invalid_reason
         records.append(record)
     json.dump(records, file, indent=2)
     file.write("\n")
@@ -243,6 +359,8 @@ _LATEX_SPECIALS = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "±": r"$\pm$",
+    "†": r"$^\dagger$",
+    "≥": r"$\geq$",
 }
 
 
@@ -272,10 +390,14 @@ def write_latex(table: ComparisonTable, file: TextIO, caption: str | None = None
     for cells in layout.rows:
         texts = []
         for cell in cells:
-            text = rf"\textbf{{{latex_escape(cell.text)}}}" if cell.best else latex_escape(cell.text)
+            text = cell.text if cell.math else latex_escape(cell.text)
+            if cell.best:  # \textbf does not reach into math
+                text = rf"{{\boldmath {text}}}" if cell.math else rf"\textbf{{{text}}}"
             texts.append(f"{text} ({latex_escape(cell.delta)})" if cell.delta else text)
         lines.append(" & ".join(texts) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\smallskip{{\footnotesize {latex_escape(note)}}}" for note in layout.notes]
+    lines.append(r"\end{table}")
     file.write("\n".join(lines) + "\n")
 
 

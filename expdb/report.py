@@ -7,7 +7,9 @@
   hyperparameters that differ; one PNG per curve beside the document, linked by a relative
   path; what went wrong (expdb's own notes: divergences, crashes, failures); and the
   environment each card's latest run ran in;
-- LaTeX (`format="latex"`): the comparison table alone, booktabs, caption above.
+- LaTeX (`format="latex"`): the comparison table alone, booktabs, caption above;
+- HTML (`format="html"`, in `expdb.report_html`): the markdown report's sections in one file
+  that opens offline, with interactive plots whose data is embedded.
 
 Every file is written beside its destination under a temporary name and moved into place
 only once all of them are ready, so a failure leaves the previous report as it was and no
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from .cards import Card
+from .cards import Card, card_exists
 from .db import Database
 from .errors import ExpdbError
 from .lifecycle import RunStatus
@@ -38,12 +40,14 @@ from .outputs import (
     replace_all,
     staging,
 )
+from .metrics import format_interval, format_number
 from .render import markdown_table, markdown_text, write_latex, write_markdown
-from .table import ComparisonTable, Row, _did_you_mean, build_table, parse_metric
+from .stats import seeds_needed
+from .table import ComparisonTable, GroupRow, _did_you_mean, build_table, parse_metric
 from .values import format_value, plural, same
 from .views import format_duration, format_time
 
-FORMATS = ("md", "latex")
+FORMATS = ("md", "latex", "html")
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
 _NAMES_IN_TITLE = 3
 
@@ -168,13 +172,61 @@ def _section_table(table: ComparisonTable, cards: list[Card]) -> str:
     buffer = io.StringIO()
     write_markdown(table, buffer)
     out += [buffer.getvalue().rstrip("\n"), ""]
-    if any(column.metric.direction for column in table.columns) and len(table.rows) > 1:
+    if any(column.metric.direction for column in table.columns) and len(table.rows) > 1 and not table.grouped:
         out += ["The best value of each metric is in bold.", ""]
-    shown = {row.card.id for row in table.rows if isinstance(row, Row)}
+    shown = {member.card.id for row in table.rows for member in (row.rows if isinstance(row, GroupRow) else [row])}
     left_out = [card.name for card in cards if card.id not in shown]
     if left_out:
         out += [f"Not in the table, having none of these metrics: {', '.join(f'`{n}`' for n in left_out)}.", ""]
     return "\n".join(out)
+
+
+def comparison_sentences(table: ComparisonTable) -> list[str]:
+    """One plain sentence per folded row against the baseline; for a difference the seeds could not tell
+    apart, how many seeds a difference the size of its interval's half-width would need."""
+    sentences = []
+    base = table.baseline
+    for column in [column for column in table.columns if column.agg == "mean"]:
+        for row in table.rows:
+            found = table.difference(row, column)
+            if found is None or base is None:
+                continue
+            counts = {int(row.number(column.key, "count") or 0), int(base.number(column.key, "count") or 0)}
+            seeds = f"{counts.pop()} seeds each" if len(counts) == 1 else f"{' and '.join(map(str, sorted(counts)))} seeds"
+            head = f"{row.name} vs {base.name}:"
+            if not found.tested:
+                difference = format_number(found.difference, column.metric.format)
+                why = "one of them has a single seed" if found.reason == "n < 2" else "the seeds gave identical differences"
+                sentences.append(f"{head} {difference} {column.label}, untested: {why}.")
+                continue
+            interval = format_interval(column.metric, found.difference, found.low, found.high)  # type: ignore[arg-type]
+            shown, bounds = interval.split(" [", 1)
+            test = "paired t-test" if found.test == "paired" else "Welch's t-test"
+            p = f"p = {found.p_adjusted:.2g} after Holm's correction, {test}"
+            if found.significant:
+                sentences.append(f"{head} {shown} {column.label}, 95% CI [{bounds}, distinguishable with {seeds} ({p}).")
+                continue
+            sentence = f"{head} {shown} {column.label}, 95% CI [{bounds}, not distinguishable with {seeds} ({p})."
+            half = (found.high - found.low) / 2  # type: ignore[operator]
+            effect = float(f"{half:.1g}")  # a round difference, the size this study could just about see
+            needed = seeds_needed(effect, found.std, found.test == "paired") if found.std else None  # type: ignore[arg-type]
+            effect_text = format_number(effect, column.metric.format)
+            if needed is None:
+                sentence += f" With this spread, a difference of {effect_text} would need over 1,000 seeds each to be detected."
+            else:
+                sentence += (
+                    f" With this spread, a difference of {effect_text} would need about {needed} seeds each to be detected "
+                    "80% of the time (a rough estimate: the spread itself is measured on few seeds)."
+                )
+            sentences.append(sentence)
+    return sentences
+
+
+def _section_comparisons(table: ComparisonTable) -> str:
+    sentences = comparison_sentences(table)
+    if not sentences:
+        return ""
+    return "\n".join(["## Against the baseline", "", *(f"- {sentence}" for sentence in sentences)]) + "\n"
 
 
 def _section_params(cards: list[Card]) -> str:
@@ -279,11 +331,11 @@ def _default_title(cards: list[Card]) -> str:
 
 def _write_markdown_report(
     db: Database, cards: list[Card], output: Path, metrics: list[str], curves: list[str],
-    x: str, smooth: float, log_y: bool, ylim: YLim | None, baseline: str | None, title: str | None,
+    x: str, smooth: float, log_y: bool, ylim: YLim | None, baseline: str | None, title: str | None, folding: dict,
 ) -> list[Path]:
     from .plot import plot_curves  # matplotlib: only here
 
-    table = build_table(db, cards, metrics, baseline=baseline)
+    table = build_table(db, cards, metrics, baseline=baseline, **folding)
     definitions = load_definitions(db)
     labels = list(dict.fromkeys(definition(definitions, parse_metric(text)[0]).label for text in metrics)) or ["their metrics"]
     notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
@@ -303,7 +355,9 @@ def _write_markdown_report(
             image = output.parent / _image_name(output.stem, curve)
             temporary = beside(image, suffix=".png")
             staged.append((temporary, image))
-            result = plot_curves(db, with_curve, [curve], temporary, x=x, smooth=smooth, log_y=log_y, ylim=ylim)
+            result = plot_curves(
+                db, with_curve, [curve], temporary, x=x, smooth=smooth, log_y=log_y, ylim=ylim, over=folding.get("over")
+            )
             plots += [f"![{curve}]({quote(image.name)})", ""]
             missing = [card.name for card in cards if curve not in have[card.id]]
             if missing:
@@ -327,6 +381,7 @@ def _write_markdown_report(
             "",
             _section_cards(cards, notes, labels, baseline),
             _section_table(table, cards),
+            _section_comparisons(table),
             _section_params(cards),
             "\n".join(plots),
             _section_problems(cards, notes, failed),
@@ -340,9 +395,9 @@ def _write_markdown_report(
 
 
 def _write_latex_report(
-    db: Database, cards: list[Card], output: Path, metrics: list[str], baseline: str | None, title: str | None
+    db: Database, cards: list[Card], output: Path, metrics: list[str], baseline: str | None, title: str | None, folding: dict
 ) -> list[Path]:
-    table = build_table(db, cards, metrics, baseline=baseline)
+    table = build_table(db, cards, metrics, baseline=baseline, **folding)
     if not table.rows:
         raise ExpdbError(f"none of the cards has {', '.join(metrics) or 'a recorded metric'}: nothing to put in a table")
     buffer = io.StringIO()
@@ -371,12 +426,17 @@ def write_report(
     baseline: str | None = None,
     title: str | None = None,
     format: str = "md",
+    over: str | list[str] | None = None,
+    spread: str = "std",
+    invalid_baseline: bool = False,
 ) -> list[Path]:
     """Write a report on `cards` to `output`; returns the files written, the document first.
 
     "md": the document and one `<output stem>_<curve>.png` per curve beside it (a curve no card
     has gets a sentence instead). "latex": the comparison table alone. A baseline that is not
-    among `cards` is added to them. Raises ExpdbError, with nothing written, on bad input.
+    among `cards` is added to them. `over` (seed): folded rows and mean curves, tested against the
+    baseline (a card or a variant's name), with a sentence per comparison. Raises ExpdbError, with
+    nothing written, on bad input.
     """
     if format not in FORMATS:
         raise ExpdbError(f"unknown report format {format!r}; use one of: {', '.join(FORMATS)}")
@@ -388,11 +448,18 @@ def write_report(
     curves = list(dict.fromkeys(curves))
     check_plot_options(x, smooth)  # before matplotlib is imported
     cards = list({card.id: card for card in cards}.values())
-    if baseline is not None and not any(card.name == baseline for card in cards):
+    folding: dict = {"invalid_baseline": invalid_baseline}
+    if over:
+        folding.update(over=over, spread=spread)
+    if baseline is not None and not any(card.name == baseline for card in cards) and (not over or card_exists(db, baseline)):
         from .cards import get_card
 
         cards.insert(0, get_card(db, baseline))
     _check_metrics(db, cards, metrics)
     if format == "latex":
-        return _write_latex_report(db, cards, output, metrics, baseline, title)
-    return _write_markdown_report(db, cards, output, metrics, curves, x, smooth, log_y, ylim, baseline, title)
+        return _write_latex_report(db, cards, output, metrics, baseline, title, folding)
+    if format == "html":
+        from .report_html import write_html_report
+
+        return write_html_report(db, cards, output, metrics, curves, x, smooth, log_y, ylim, baseline, title, folding)
+    return _write_markdown_report(db, cards, output, metrics, curves, x, smooth, log_y, ylim, baseline, title, folding)

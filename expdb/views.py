@@ -105,6 +105,11 @@ def _change_text(change: ParamChange, has_parent: bool) -> tuple[str, str | None
 def render_card(details: CardDetails, definitions: dict[str, MetricDef], console: Console, wide: bool = False) -> None:
     card = details.card
     _print(console, (card.name, "bold"), "  ", status_text(card.status))
+    if card.invalid_reason:
+        _print(
+            console, "  ", (f"invalid: {card.invalid_reason}", "red"),
+            " (left out of tables, plots and reports; `expdb validate` to undo)",
+        )
     facts = [
         ("from", card.parent),
         ("forks", ", ".join(details.children)),

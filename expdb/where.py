@@ -1,7 +1,8 @@
 """The `--where` filter of `expdb table`, e.g. `N>=5 and shared=true`.
 
 A hand-written scanner and recursive-descent parser turn the expression into a predicate;
-nothing is ever evaluated as code or SQL. Grammar (keywords are case-insensitive):
+nothing is ever evaluated as code or SQL. Besides parameters and metrics, a card's `valid`
+(`valid=false`) and its tags (`tag=bs`: one of them is bs) can be tested. Grammar (keywords are case-insensitive):
 
     or_expr  := and_expr ('or' and_expr)*
     and_expr := not_expr ('and' not_expr)*
@@ -59,6 +60,8 @@ def _kind(value: object) -> str:
 
 
 def _equal(actual: object, expected: object) -> bool:
+    if isinstance(actual, frozenset):  # a card's tags: `tag=bs` holds when bs is one of them
+        return any(_equal(item, expected) for item in actual)
     return _kind(actual) == _kind(expected) and actual == expected
 
 
@@ -70,7 +73,7 @@ def _compare(op: str, actual: object, expected: object) -> bool:
         return _equal(actual, expected)
     if op == "!=":
         return not _equal(actual, expected)
-    kind = _kind(actual)
+    kind = _kind(actual)  # a set of tags has no order: `tag<b` is never true
     return kind in ("number", "str") and kind == _kind(expected) and _ORDERINGS[op](actual, expected)
 
 

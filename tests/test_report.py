@@ -128,7 +128,7 @@ def test_bad_input_is_one_line_and_writes_nothing(study, workdir):
         ({"output": workdir / "missing" / "r.md"}, "directory"),
         ({"output": workdir / "missing" / "r.tex", "format": "latex"}, "does not exist"),
         ({"cards": []}, "no cards to report on"),
-        ({"format": "html"}, "use one of: md, latex"),
+        ({"format": "pdf"}, "use one of: md, latex, html"),
         ({"metrics": ["accuracy"]}, "no card of the report has a metric 'accuracy': cvt has iou50, loss;"),
         ({"metrics": ["iou5"]}, "metric 'iou5' (did you mean 'iou50'?)"),
         ({"x": "wall"}, "unknown x axis"),
