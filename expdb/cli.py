@@ -467,13 +467,19 @@ def table(
     spread: Annotated[
         str, typer.Option(help="After a folded row's mean: std, or ci (the half-width of its 95% confidence interval).")
     ] = "std",
-    show_invalid: ShowInvalidOption = False,
+    show_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Everything: every row (the rich format shows the first --limit otherwise), and the invalid cards, "
+            "greyed with their reason (never best, never the baseline).",
+        ),
+    ] = False,
     invalid_baseline: Annotated[bool, typer.Option("--invalid-baseline", help="Allow an invalid card as the baseline.")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
-    limit: Annotated[int, typer.Option(help="The rich format: show the first N rows.", min=1)] = TABLE_ROWS,
-    all_rows: Annotated[
-        bool, typer.Option("--all", help="The rich format: show every row (the other formats always do).")
-    ] = False,
+    limit: Annotated[
+        int, typer.Option(help="The rich format: show the first N rows (the other formats write every row).", min=1)
+    ] = TABLE_ROWS,
     wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
@@ -488,7 +494,7 @@ def table(
             found = comparison(
                 database, selection_of(names, tag, where, status, show_invalid), metrics, sort=sort, baseline=baseline,
                 params=params, group_by=group_by, aggs=agg, over=over, spread=spread, invalid_baseline=invalid_baseline,
-                limit=None if all_rows or format != "rich" else limit,
+                limit=None if show_invalid or format != "rich" else limit,
             )
         write_table(found, format, sys.stdout, console, wide=wide)
 
