@@ -3,6 +3,7 @@
 Heavy libraries are never imported here: everyday commands start in a fraction of a second.
 """
 
+import gc
 import os
 import sys
 import time
@@ -25,25 +26,52 @@ from .values import format_value, parse_key_values, plural
 if TYPE_CHECKING:
     from .launch import Outcome
 
+# Help text is plain text: "[default: ...]" in it is not rich markup.
 app = typer.Typer(
-    help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table.",
+    help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table. "
+    "Shell completion: expdb --install-completion (bash, zsh, fish, PowerShell), then a new shell.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="The database's schema revision: show it, upgrade it.", no_args_is_help=True)
+db_app = typer.Typer(help="The database's schema revision: show it, upgrade it.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 
+
+def show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"expdb {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool | None, typer.Option("--version", help="Print expdb's version and exit.", callback=show_version, is_eager=True)
+    ] = None,
+) -> None:
+    pass
+
+
+TABLE_ROWS = 40  # a screenful of rows in `table`'s terminal view, the rest on request
 PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
 # Piped output is not cut to 80 columns: a table written to a file keeps every digit.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 4096)
-errors = Console(stderr=True, highlight=False, emoji=False)  # an error quotes user text: a:b:c stays a:b:c
+# No emoji codes: user text (":bug:" in a note, "a:b:3" in an error) is printed as typed.
+console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 4096)
+errors = Console(stderr=True, highlight=False, emoji=False)
 
 
 DbOption = Annotated[
     str | None,
     typer.Option("--db", envvar="EXPDB_DB", help="Database: an SQLite file (a path or sqlite:///PATH) or "
                                                  "postgresql+psycopg://USER@HOST/DB [default: ./experiments.db]"),
+]
+
+
+WideOption = Annotated[
+    bool, typer.Option("--wide", help="Lay out every column at full width, even past the terminal's edge (a pipe always does).")
 ]
 
 
@@ -93,6 +121,17 @@ OverOption = Annotated[
 
 
 @contextmanager
+def without_gc() -> Iterator[None]:
+    """For the views over a whole study: building 100,000 rows makes millions of objects and no
+    cycles, and the collector's passes over them cost a quarter of the time."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@contextmanager
 def open_db(location: str | None, create: bool = False, upgrade: str = "auto", ask_slurm: bool = False) -> Iterator[Database]:
     """The database, upgraded if it is older, with runs whose process died marked crashed.
 
@@ -125,6 +164,7 @@ def open_db(location: str | None, create: bool = False, upgrade: str = "auto", a
 
 
 @app.command(
+    short_help="Create a card.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help=f"Create a card. {PARAMS_HELP}",
 )
@@ -165,6 +205,7 @@ def new(
 
 
 @app.command(
+    short_help="Create a card per combination of parameter values.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help="Create a card for each combination of parameter values, as forks of --from named by their values "
     "(NAME_N3_L4) and tagged NAME. Values as --KEY VALUES: a list 3,5,10 or [3,5],[5,5]; a range START:STOP:N; "
@@ -178,6 +219,7 @@ def sweep(
     max_cards: Annotated[int, typer.Option(help="Refuse a sweep of more cards than this.", min=1)] = 1000,
     note: Annotated[str | None, typer.Option(help="A note on every card: why the sweep exists.")] = None,
     tag: Annotated[list[str], typer.Option(help="Another tag for every card; repeat for several.")] = [],
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     from .sweep import create_sweep, expand_grid, plan_sweep
@@ -189,11 +231,12 @@ def sweep(
         plan = plan_sweep(database, grid, parent, tags=tag, note=note)
         if not dry_run:
             create_sweep(database, plan)
-    render_sweep(plan, console, created=not dry_run)
+    render_sweep(plan, console, created=not dry_run, wide=wide)
 
 
 @app.command(
     "list",
+    short_help="Cards, their status, what they change, their results.",
     help="Cards with their status, what they change, their latest results: the last 20 of those selected "
     f"(--all: every one). {SELECTION_HELP}",
 )
@@ -204,23 +247,25 @@ def list_cards(
     status: StatusOption = None,
     limit: Annotated[int, typer.Option(help="Show the last N cards selected.", min=1)] = 20,
     all_cards: Annotated[bool, typer.Option("--all", help="Show every card selected.")] = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     from .metrics import load_definitions
 
-    with open_db(db) as database:
-        selected = cards.selected_ids(database, selection_of(names, tag, where, status))
-        shown = cards.cards_by_id(database, selected if all_cards else selected[-limit:])
-        changed = cards.changed_keys(database, shown)
-        results = cards.latest_values(database, [card.id for card in shown])
-        definitions = load_definitions(database)
-    from .views import render_list
+    with without_gc():
+        with open_db(db) as database:
+            selected = cards.selected_ids(database, selection_of(names, tag, where, status))
+            shown = cards.cards_by_id(database, selected if all_cards else selected[-limit:])
+            changed = cards.changed_keys(database, shown)
+            results = cards.latest_values(database, [card.id for card in shown])
+            definitions = load_definitions(database)
+        from .views import render_list
 
-    render_list(shown, len(selected) - len(shown), changed, results, definitions, console)
+        render_list(shown, len(selected) - len(shown), changed, results, definitions, console, wide=wide)
 
 
-@app.command()
-def show(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = None) -> None:
+@app.command(short_help="A card: parameters, runs, results, notes.")
+def show(name: Annotated[str, typer.Argument(help="The card.")], wide: WideOption = False, db: DbOption = None) -> None:
     """A card: its parameters (and what changed vs its parent), runs, results, notes."""
     from .metrics import load_definitions
     from .views import render_card
@@ -228,14 +273,15 @@ def show(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = 
     with open_db(db) as database:
         details = cards.card_details(database, name)
         definitions = load_definitions(database)
-    render_card(details, definitions, console)
+    render_card(details, definitions, console, wide=wide)
 
 
-@app.command()
+@app.command(short_help="Two cards' differing parameters and results.")
 def diff(
     a: Annotated[str, typer.Argument(help="The first card.")],
     b: Annotated[str, typer.Argument(help="The second card.")],
     all_params: Annotated[bool, typer.Option("--all", help="Show every parameter, not only the differing ones.")] = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """Two cards side by side: the parameters that differ, and both cards' results."""
@@ -245,15 +291,16 @@ def diff(
     with open_db(db) as database:
         difference = cards.diff_cards(database, a, b, all_params=all_params)
         definitions = load_definitions(database)
-    render_diff(difference, definitions, console)
+    render_diff(difference, definitions, console, wide=wide)
 
 
-@app.command()
+@app.command(short_help="Two cards side by side, with their curves.")
 def compare(
     a: Annotated[str, typer.Argument(help="The first card.")],
     b: Annotated[str, typer.Argument(help="The second card.")],
     curve: Annotated[str, typer.Option(help="The curve drawn for both as a sparkline.")] = "loss",
-    width: Annotated[int, typer.Option(help="Characters of each sparkline.", min=8)] = 48,
+    width: Annotated[int, typer.Option(help="Characters of each sparkline at most; fewer in a narrow terminal.", min=8)] = 48,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """Two cards side by side: parameters that differ, metrics and profile with changes, their curves as sparklines."""
@@ -265,7 +312,7 @@ def compare(
         difference = cards.diff_cards(database, a, b)
         definitions = load_definitions(database)
         curves = {card.name: latest_curve(database, card.id, curve) for card in (difference.a, difference.b)}
-    render_diff(difference, definitions, console)
+    render_diff(difference, definitions, console, wide=wide)
     render_curves(curves, curve, width, console)
 
 
@@ -294,7 +341,11 @@ def tag(
     console.print(f"{card.name}: tags {' '.join(card.tags) or '(none)'}")
 
 
-@app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    "set",
+    short_help="Change an unrun card's parameters, or its divergence thresholds.",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
 def set_params(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The card; its parameters only while it has never run.")],
@@ -319,6 +370,7 @@ def set_params(
 
 
 @app.command(
+    short_help="Delete cards with everything recorded of them.",
     help="Delete cards with their runs, notes, metrics and curves; asks first. Cards: the names and globs given, "
     "any of them; --tag, --where and --status narrow them to the cards with all of those. Nothing given is refused "
     "rather than deleting every card."
@@ -349,7 +401,7 @@ def rm(
     console.print(escape(f"deleted {', '.join(card.name for card in removed)}{lost}"), soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Mark a card's results as not to be used, and why.")
 def invalidate(
     name: Annotated[str, typer.Argument(help="The card.")],
     reason: Annotated[str, typer.Option(help="Why its results must not be used.")],
@@ -382,6 +434,7 @@ def rename(
 
 
 @app.command(
+    short_help="The comparison table of the cards' metrics.",
     help="The comparison table: one row per card that has the metrics, only the parameters that differ. "
     f"{SELECTION_HELP} --sort orders the rows otherwise."
 )
@@ -414,27 +467,39 @@ def table(
     spread: Annotated[
         str, typer.Option(help="After a folded row's mean: std, or ci (the half-width of its 95% confidence interval).")
     ] = "std",
-    show_invalid: ShowInvalidOption = False,
+    show_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Everything: every row (the rich format shows the first --limit otherwise), and the invalid cards, "
+            "greyed with their reason (never best, never the baseline).",
+        ),
+    ] = False,
     invalid_baseline: Annotated[bool, typer.Option("--invalid-baseline", help="Allow an invalid card as the baseline.")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
+    limit: Annotated[
+        int, typer.Option(help="The rich format: show the first N rows (the other formats write every row).", min=1)
+    ] = TABLE_ROWS,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     from .render import FORMATS, write_table
-    from .table import build_table
+    from .table import comparison
 
     if format not in FORMATS:
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
     metrics = split_options(metric)
-    with open_db(db) as database:
-        selected = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
-        comparison = build_table(
-            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg,
-            over=over, spread=spread, invalid_baseline=invalid_baseline,
-        )
-    write_table(comparison, format, sys.stdout, console)
+    with without_gc():
+        with open_db(db) as database:
+            found = comparison(
+                database, selection_of(names, tag, where, status, show_invalid), metrics, sort=sort, baseline=baseline,
+                params=params, group_by=group_by, aggs=agg, over=over, spread=spread, invalid_baseline=invalid_baseline,
+                limit=None if show_invalid or format != "rich" else limit,
+            )
+        write_table(found, format, sys.stdout, console, wide=wide)
 
 
-@app.command(context_settings={"allow_extra_args": True})
+@app.command(context_settings={"allow_extra_args": True}, short_help="Train cards and record everything.")
 def run(
     ctx: typer.Context,
     name: Annotated[
@@ -624,7 +689,7 @@ def queue_locally(
         database, queued, slots, run_args, output,
         on_start=lambda entry, slot: console.print(escape(f"{slot.label}: {entry.card.name} (run {entry.run_id}) "
                                                           "started"), soft_wrap=True),
-        on_end=lambda end: console.print(f"{escape(end.slot)}: {outcome_line(end)}", soft_wrap=True),
+        on_end=lambda end: console.print(outcome_line(end, f"{end.slot}: "), soft_wrap=True),
     )
     counts = ", ".join(f"{count} {status}" for status, count in Counter(end.status for end in result.ends).items())
     if result.stopped:
@@ -635,10 +700,11 @@ def queue_locally(
     return 0 if result.all_finished else 1
 
 
-@app.command()
+@app.command(short_help="What is queued and running, where, since when.")
 def queue(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the local queues of this machine: their jobs end "
                                                       "interrupted.")] = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """What is queued and running: where (host, GPU), how it was launched (local queue, Slurm job), since when."""
@@ -650,7 +716,7 @@ def queue(
             stopped = stop_local_queues(database)
             console.print(f"sent SIGTERM to {', '.join(stopped)}" if stopped else "no local queue runs on this machine")
         entries = queue_entries(database)
-    render_queue(entries, time.time(), console)
+    render_queue(entries, time.time(), console, wide=wide)
 
 
 def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> "list[Outcome | None]":
@@ -676,13 +742,16 @@ def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = 
     return outcomes
 
 
-def outcome_line(outcome) -> str:
+def outcome_line(outcome, prefix: str = ""):
+    """How a run ended, as a rich Text: what the run reports is shown as written."""
+    from rich.text import Text
+
     from .views import status_text
 
     results = " ".join(f"{key}={value:.4g}" for key, value in outcome.summary.items())
-    reason = f": {escape(outcome.exit_reason)}" if outcome.exit_reason else ""
-    line = f"{escape(outcome.card)} (run {outcome.run_id}) {status_text(outcome.status)}{reason}"
-    return line + (f"  {results}" if results else "")
+    reason = f": {outcome.exit_reason}" if outcome.exit_reason else ""
+    line = Text.assemble(prefix, f"{outcome.card} (run {outcome.run_id}) ", status_text(outcome.status), reason)
+    return line.append(f"  {results}" if results else "")
 
 
 @contextmanager
@@ -727,7 +796,7 @@ def run_progress(card: cards.Card):
         yield update
 
 
-@app.command("import")
+@app.command("import", short_help="Import a run that happened from its training log.")
 def import_log(
     ctx: typer.Context,
     format: Annotated[str, typer.Argument(metavar="FORMAT", help="The log's format: mmdet, or regex:PATTERN.")],
@@ -754,7 +823,7 @@ def import_log(
         console.print(f"  {escape(divergence.message)}", soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Create, run and show a small demo study.")
 def demo(db: DbOption = None) -> None:
     """Create a small study like the researcher's, run it, print its table and what went wrong."""
     from .demo import DEMO_TAG, create_demo
@@ -779,7 +848,7 @@ def demo(db: DbOption = None) -> None:
     console.print("\nexplore it: expdb list, expdb show cvt_io_blowup, expdb table --metric iou50 --baseline cvt")
 
 
-@app.command()
+@app.command(short_help="Measure a card's model: Params, FLOPs, Cost-Time.")
 def profile(
     name: Annotated[str, typer.Argument(help="The card; its runner builds the model (no training).")],
     batch: Annotated[int | None, typer.Option(help="Batch size [default: the runner's example inputs].", min=1)] = None,
@@ -831,6 +900,7 @@ def split_options(options: list[str]) -> list[str]:
 
 
 @app.command(
+    short_help="Curves of several runs laid over each other.",
     help="Curves of several runs laid over each other, on an axis where they compare (divergences and lr drops marked). "
     f"{SELECTION_HELP}"
 )
@@ -873,6 +943,7 @@ def plot(
 
 
 @app.command(
+    short_help="A markdown or HTML report of a study, or its LaTeX table.",
     help="A self-contained markdown or HTML report of a study, or its table for an IEEE paper; re-running updates it. "
     f"{SELECTION_HELP}"
 )
@@ -927,6 +998,7 @@ def report(
 
 @app.command(
     "copy",
+    short_help="Copy cards to or from another database.",
     help="Copy cards with their runs, curves, profiles and notes to another database or from one; twice copies "
     f"nothing twice. {SELECTION_HELP} The cards are selected in the database copied from.",
 )
@@ -956,7 +1028,10 @@ def copy_command(
     render_copied(copied, console)
 
 
-@app.command(help="The study in a browser: table, cards, curves, parallel coordinates, live runs. Ctrl-C stops it.")
+@app.command(
+    short_help="The study in a browser.",
+    help="The study in a browser: table, cards, curves, parallel coordinates, live runs. Ctrl-C stops it.",
+)
 def ui(
     host: Annotated[
         str, typer.Option(help="Address to listen on. Anything but loopback prints a token that every request must carry.")
@@ -988,6 +1063,22 @@ def db_upgrade(db: DbOption = None) -> None:
     with open_db(db, upgrade="yes") as database:
         if not database.upgraded_from:
             console.print(f"{database.name}: schema {database.revision}, nothing to upgrade")
+
+
+def command():
+    """The click command of `app`, its flags shown without a type: `--all`, not `--all <bool>`."""
+    from typer.core import TyperGroup, TyperOption
+
+    root = typer.main.get_command(app)
+    commands = [root]
+    while commands:
+        current = commands.pop()
+        for param in current.params:
+            if isinstance(param, TyperOption) and param.is_flag:
+                param.metavar = ""
+        if isinstance(current, TyperGroup):
+            commands += current.commands.values()
+    return root
 
 
 def usage_message(error) -> str:
@@ -1026,7 +1117,7 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
-        code = app(standalone_mode=False)  # a typer.Exit inside a command comes back as its code
+        code = command()(standalone_mode=False, prog_name="expdb")  # a typer.Exit inside a command comes back as its code
     except ExpdbError as error:
         errors.print(f"error: {error}", markup=False, soft_wrap=True)
         sys.exit(2)

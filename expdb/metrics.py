@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from .db import Database
 
@@ -53,10 +54,7 @@ def format_number(value: float, spec: str) -> str:
 
     Trailing zeros are dropped (`29.8`, `6.81G`), leading zeros kept (`0.25`).
     """
-    match = _FORMAT.fullmatch(spec)
-    if not match:
-        raise ValueError(f"unknown number format {spec!r}")
-    kind, digits = match.group(1), int(match.group(2))
+    kind, digits = _parsed_format(spec)
     if kind == "g":
         return f"{value:.{digits}g}"
     prefix = ""
@@ -69,6 +67,15 @@ def format_number(value: float, spec: str) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text + prefix
+
+
+@cache
+def _parsed_format(spec: str) -> tuple[str, int]:
+    """`g4` -> ("g", 4); parsed once per spec: a table formats thousands of numbers."""
+    match = _FORMAT.fullmatch(spec)
+    if not match:
+        raise ValueError(f"unknown number format {spec!r}")
+    return match.group(1), int(match.group(2))
 
 
 def _scale(metric: MetricDef, magnitude: float) -> tuple[float, str]:
