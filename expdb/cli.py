@@ -590,26 +590,32 @@ def run_progress(card: cards.Card):
 
 @app.command("import")
 def import_log(
-    ctx: typer.Context,
-    format: Annotated[str, typer.Argument(metavar="FORMAT", help="The log's format: mmdet, or regex:PATTERN.")],
-    logfile: Annotated[str, typer.Argument(help="The training log.")],
-    name: Annotated[str, typer.Option(help="The card the run belongs to; created if it does not exist.")],
-    parent: Annotated[str | None, typer.Option("--from", help="Fork the new card from this one.")] = None,
+    format: Annotated[str, typer.Argument(metavar="FORMAT", help="mmdet (a text log, .log.json, scalars.json or a work_dir), tensorboard, or regex:PATTERN.")],
+    logfile: Annotated[str, typer.Argument(metavar="PATH", help="The training log, work_dir, or folder of TensorBoard event files.")],
+    name: Annotated[str | None, typer.Option(help="The card the runs belong to; created if it does not exist. Default: the file's name.")] = None,
+    parent: Annotated[str | None, typer.Option("--from", help="Fork a card the import creates from this one.")] = None,
+    params: Annotated[str | None, typer.Option(help="Read parameters from each event folder's name: 'lr{lr}_bs{batch}'.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Import a run that already happened from its training log (its curves, and any divergence)."""
-    from .logparse import make_parser
-    from .results import import_log as import_run
+    """Import runs that already happened: their curves, summary metrics (last, and best of validation curves) and
+    any divergence. A file imported before adds nothing; a log holding several launches gives a run for each."""
+    from .results import import_log as import_runs
 
-    make_parser(format)
-    cards.validate_name(name)
+    if name is not None:
+        cards.validate_name(name)
+    if params is not None and format.strip().lower() != "tensorboard":
+        raise ExpdbError("--params reads parameters from TensorBoard event folders' names: use it with `expdb import tensorboard`")
     with open_db(db, create=True) as database:
-        imported = import_run(database, logfile, format, name, parent=parent)
-    console.print(
-        f"imported {imported.points:,} points into {name} (run {imported.run_id}): {imported.status}", soft_wrap=True
-    )
-    for divergence in imported.divergences:
-        console.print(f"  {escape(divergence.message)}", soft_wrap=True)
+        imported = import_runs(database, logfile, format, name, parent=parent, params=params)
+    for line in imported.account:
+        console.print(escape(line), soft_wrap=True)
+    for run in imported.runs:
+        if run.already is not None:
+            console.print(escape(f"already imported as run {run.already[1]} of {run.already[0]}: nothing added"), soft_wrap=True)
+            continue
+        console.print(escape(f"imported {run.points:,} points into {run.card} (run {run.run_id}): {run.status}"), soft_wrap=True)
+        for divergence in run.divergences:
+            console.print(f"  {escape(divergence.message)}", soft_wrap=True)
 
 
 @app.command()

@@ -1,19 +1,23 @@
 """Recording results that exist already: a run's final metrics and profile, or a whole training log."""
 
 import json
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import lifecycle
-from .cards import PROFILE_FIELDS, card_exists, create_card, get_card
+from .cards import PROFILE_FIELDS, card_exists, create_card, get_card, validate_name
 from .db import Database, new_uid, now
-from .divergence import Divergence, detect_all
+from .divergence import Divergence, detect_all, is_loss_key
 from .errors import ExpdbError
-from .lifecycle import RunStatus
-from .logparse import parse_file
-from .metrics import PROFILE_COLUMNS
+from .importers import ReadRun, describe, folder_params, is_validation_key, read_runs
+from .lifecycle import IMPORTED, RunStatus
+from .logparse import Record
+from .metrics import PROFILE_COLUMNS, MetricDef, load_definitions
 from .runs import add_automatic_notes
 from .series import build_chunks, write_chunks
+from .values import format_value, same
 
 
 def record_run(
@@ -54,44 +58,149 @@ def record_run(
 
 
 @dataclass
-class Imported:
-    run_id: int
-    status: str
+class ImportedRun:
+    """One run of an import: written (`run_id`), or found imported before (`already`)."""
+
+    card: str
     points: int
-    divergences: list[Divergence]
+    run_id: int | None = None
+    status: str = ""
+    divergences: list[Divergence] = field(default_factory=list)
+    already: tuple[str, int] | None = None  # (card, run id) it was imported as before: nothing written
 
 
-def import_log(db: Database, path: str, spec: str, card_name: str, parent: str | None = None) -> Imported:
-    """A run that already happened, from its training log: its curves, and divergence notes.
+@dataclass
+class Imported:
+    runs: list[ImportedRun]
+    account: list[str]  # what was read and skipped, for the user
 
-    The card is created (forked from `parent`) if it does not exist, once the log has been
-    read. The run is `diverged` if its curves diverged, else `finished`.
+
+_CARD_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _card_name_for(base: str, folder: str, several: bool) -> str:
+    if not several or not folder:
+        return base
+    return f"{base}_{_CARD_UNSAFE.sub('_', folder).strip('_')}"
+
+
+def default_card_name(location: str) -> str:
+    """The card an import goes to when no --name is given: the file's or folder's name, made a valid card name."""
+    name = Path(location).resolve().name
+    for suffix in (".log.json", ".json", ".log", ".txt"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return _CARD_UNSAFE.sub("_", name).strip("_") or "imported"
+
+
+def import_log(
+    db: Database, path: str, spec: str, card_name: str | None = None, parent: str | None = None, params: str | None = None
+) -> Imported:
+    """Runs that already happened, from a log, a work_dir or TensorBoard event folders (`expdb.importers`):
+    their curves, summary metrics and divergence notes.
+
+    Each run goes to the card `card_name` (default: the file's name), created (forked from `parent`) if it
+    does not exist; several TensorBoard event folders go to a card each, `NAME_FOLDER`, with the
+    parameters that `params` ("lr{lr}_bs{batch}") reads from the folder's name. A run whose file was
+    imported before is not imported again. All or nothing: one transaction.
     """
-    records = parse_file(path, spec)
-    if card_exists(db, card_name):
-        if parent is not None:
-            raise ExpdbError(f"{card_name} exists already: --from only applies to a card the import creates")
-        card = get_card(db, card_name)
-    else:
-        card = create_card(db, card_name, {}, parent=parent)
-    events = detect_all((record.step, record.values) for record in records)
+    reading = read_runs(spec, path)
+    base = card_name if card_name is not None else default_card_name(path)
+    validate_name(base)
+    folders = {run.folder for run in reading.runs}
+    several = len(folders) > 1
+    plans = []
+    for run in reading.runs:
+        name = _card_name_for(base, run.folder, several)
+        validate_name(name)
+        given = folder_params(params, run.folder or run.source) if params else {}
+        plans.append((run, name, given))
+    definitions = load_definitions(db)
+    imported = []
+    with db.transaction() as connection:
+        for run, name, given in plans:
+            before = db.query_one(
+                "SELECT card.name, run.id FROM run JOIN card ON card.id = run.card_id WHERE run.source_hash = ? ORDER BY run.id",
+                (run.source_hash,),
+            )
+            if before is not None:
+                imported.append(ImportedRun(name, run.points, already=(before[0], before[1])))
+                continue
+            card = _card_for_import(db, name, parent, given)
+            imported.append(_write_imported(db, connection, card.id, name, run, spec, definitions))
+    return Imported(imported, describe(reading))
+
+
+def _card_for_import(db: Database, name: str, parent: str | None, params: dict):
+    if not card_exists(db, name):
+        return create_card(db, name, params, parent=parent)
+    if parent is not None:
+        raise ExpdbError(f"{name} exists already: --from only applies to a card the import creates")
+    card = get_card(db, name)
+    differing = [key for key, value in params.items() if key not in card.params or not same(card.params[key], value)]
+    if differing:
+        shown = ", ".join(f"{key}={format_value(params[key])}" for key in differing)
+        raise ExpdbError(
+            f"{name} exists with other parameters than the folder gives ({shown}): import into a new card with --name"
+        )
+    return card
+
+
+def _write_imported(db: Database, connection, card_id: int, name: str, run: ReadRun, spec: str, definitions) -> ImportedRun:
+    records = run.records
+    events = detect_all((record.step, record.values) for record in records if record.mode == "train")
     times = [record.timestamp for record in records if record.timestamp is not None]
-    started = times[0] if times else None
+    started = run.started_at if run.started_at is not None else (min(times) if times else None)
+    origin = started if started is not None else 0.0
     points = [
-        (record.step, record.epoch, None, record.timestamp - started if record.timestamp is not None and started is not None else 0.0, record.values)
+        (record.step, record.epoch, None, record.timestamp - origin if record.timestamp is not None else 0.0, record.values)
         for record in records
     ]
     status = RunStatus.DIVERGED if events else RunStatus.FINISHED
-    source = str(Path(path).resolve())
-    with db.transaction() as connection:
-        run_id = lifecycle.record(
-            db, card.id, status, started_at=started, ended_at=times[-1] if times else None,
-            exit_reason=events[0].message if events else None, command=f"imported from {source}", log_path=source,
-            env=json.dumps({"imported_from": source, "format": spec}),
-        )
-        write_chunks(connection, run_id, build_chunks(points), {})
-        add_automatic_notes(connection, card.id, run_id, [(event.message, event.step) for event in events])
-    return Imported(run_id, status, sum(len(record.values) for record in records), events)
+    run_id = lifecycle.record(
+        db, card_id, status, started_at=started, ended_at=max(times) if times else None,
+        exit_reason=events[0].message if events else None, command=f"imported from {run.source}", log_path=run.source,
+        env=json.dumps({"imported_from": run.source, "format": spec, "launch": run.launch}),
+        origin=IMPORTED, source=run.source, source_hash=run.source_hash,
+    )
+    write_chunks(connection, run_id, build_chunks(points), {})
+    connection.executemany(
+        "INSERT INTO metric (run_id, key, value, step) VALUES (?, ?, ?, ?)",
+        [(run_id, key, value, step) for key, (value, step) in summaries(records, definitions).items()],
+    )
+    add_automatic_notes(connection, card_id, run_id, [(event.message, event.step) for event in events])
+    return ImportedRun(name, run.points, run_id, status, events)
+
+
+def summaries(records: list[Record], definitions: dict[str, MetricDef]) -> dict[str, tuple[float, int]]:
+    """The summary metrics of an imported run: each curve's last finite value with its step, and for
+    validation and test curves also the best, as `KEY.best`.
+
+    Best is the direction of the metric's definition (`expdb metric define`), else lower for a loss
+    or an error (`loss`, `err` in its name) and higher for anything else (accuracy, mAP, IoU).
+    """
+    last: dict[str, tuple[float, int]] = {}
+    best: dict[str, tuple[float, int]] = {}
+    for record in records:
+        evaluation = record.mode != "train"
+        for key, value in record.values.items():
+            if not math.isfinite(value):
+                continue
+            last[key] = (value, record.step)
+            if evaluation or is_validation_key(key):
+                held = best.get(key)
+                if held is None or _better(key, value, held[0], definitions):
+                    best[key] = (value, record.step)
+    return {**last, **{f"{key}.best": found for key, found in best.items()}}
+
+
+def _better(key: str, value: float, than: float, definitions: dict[str, MetricDef]) -> bool:
+    definition = definitions.get(key)
+    if definition is not None and definition.direction is not None:
+        return definition.better(value, than)
+    lowered = key.lower()
+    return value < than if is_loss_key(key) or "err" in lowered or "loss" in lowered else value > than
 
 
 PROFILE_DETAILS = (

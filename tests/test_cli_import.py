@@ -79,12 +79,12 @@ def test_importing_into_an_existing_card_adds_a_run(cli):
 
 BAD_IMPORTS = [
     pytest.param(["json", str(SAMPLE), "--name", "x"], "unknown log format 'json'", id="unknown-format"),
-    pytest.param(["mmdet", "no_training_lines.log", "--name", "x"], "no MMDetection training lines", id="no-training-lines"),
+    pytest.param(["mmdet", "no_training_lines.log", "--name", "x"], "no MMDetection progress lines", id="no-training-lines"),
     pytest.param(["mmdet", "missing.log", "--name", "x"], "no such log file: missing.log", id="missing-file"),
-    pytest.param(["mmdet", ".", "--name", "x"], "is a directory", id="directory"),
+    pytest.param(["mmdet", "empty", "--name", "x"], "no training log in the folder empty", id="folder-without-log"),
     pytest.param(["mmdet", str(SAMPLE), "--name", "bad name"], "invalid card name 'bad name'", id="bad-name"),
     pytest.param(["mmdet", str(SAMPLE), "--name", "x", "--from", "nosuch"], "no card named 'nosuch'", id="unknown-parent"),
-    pytest.param(["regex:loss (?P<loss>\\S+)", str(SAMPLE), "--name", "x"], "step", id="regex-without-step"),
+    pytest.param(["regex:zzz (?P<loss>\\S+)", str(SAMPLE), "--name", "x"], "matches the --parse regex", id="regex-matching-nothing"),
 ]
 
 
@@ -93,6 +93,7 @@ def no_training_lines(workdir):
     (workdir / "no_training_lines.log").write_text(
         "2021-01-25 19:25:22,220 - mmdet - INFO - workflow: [('train', 1)], max: 12 epochs\nhello\n"
     )
+    (workdir / "empty").mkdir()
 
 
 @pytest.mark.parametrize("args, message", BAD_IMPORTS)
