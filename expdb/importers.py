@@ -129,7 +129,9 @@ def _split_launches(records: list[tuple[int, Record]]) -> list[tuple[int, list[R
     return launches
 
 
-def _runs_of(path: Path, file_hash: str, numbered: list[tuple[int, Record]], reading: Reading, started_at: float | None = None) -> list[ReadRun]:
+def _runs_of(
+    path: Path, file_hash: str, numbered: list[tuple[int, Record]], reading: Reading, started_at: float | None = None
+) -> list[ReadRun]:
     launches = _split_launches(numbered)
     if len(launches) > 1:
         starts = ", ".join(f"line {line:,}" for line, _ in launches[1:])
@@ -213,12 +215,14 @@ def _eval_values(mode: str, values: dict[str, float]) -> dict[str, float]:
 
 def _not_a_log(path: Path, why: str) -> ExpdbError:
     return ExpdbError(
-        f"{path} is not a training log: {why} (expected MMDetection's .log.json, with \"mode\" and \"epoch\", "
-        "or MMEngine's scalars.json, with \"step\")"
+        f'{path} is not a training log: {why} (expected MMDetection\'s .log.json, with "mode" and "epoch", '
+        'or MMEngine\'s scalars.json, with "step")'
     )
 
 
-def _read_json(path: Path, reading: Reading, times: dict[int, float] | None = None, started_at: float | None = None) -> list[ReadRun]:
+def _read_json(
+    path: Path, reading: Reading, times: dict[int, float] | None = None, started_at: float | None = None
+) -> list[ReadRun]:
     rows = _json_lines(path, reading)
     if rows and "mode" not in rows[0][1] and "step" not in rows[0][1]:
         rows = rows[1:]  # the header: env_info, config, seed
@@ -230,7 +234,7 @@ def _read_json(path: Path, reading: Reading, times: dict[int, float] | None = No
     elif all("step" in row for _, row in rows):
         numbered = _scalars_json(rows, reading, times or {})
     else:
-        raise _not_a_log(path, f"line {rows[0][0]:,} has neither \"mode\" nor \"step\"")
+        raise _not_a_log(path, f'line {rows[0][0]:,} has neither "mode" nor "step"')
     if not numbered:
         raise _not_a_log(path, "no line holds a number")
     return _runs_of(path, _file_hash(path), numbered, reading, started_at)
@@ -271,7 +275,7 @@ def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> l
             continue
         numbered.append((line, Record(step, float(epoch) if isinstance(epoch, int) else None, values, None, mode)))
     if per_epoch is None and by_epoch:
-        raise _not_a_log(path, "its lines have no \"iter\"")
+        raise _not_a_log(path, 'its lines have no "iter"')
     return numbered
 
 
@@ -339,12 +343,16 @@ def _read_work_dir(folder: Path, reading: Reading) -> list[ReadRun]:
             beside = sorted(run_folder.glob("*.log"))
             times = _text_times(beside[0], started) if beside else {}
             if beside:
-                reading.unread.append(f"{beside[0].name} (the same points as scalars.json, rounded; its dates give the wall times)")
+                reading.unread.append(
+                    f"{beside[0].name} (the same points as scalars.json, rounded; its dates give the wall times)"
+                )
             runs += _read_json(path, reading, times, started)
             reading.read["file"] += 1
         return runs
     if json_logs:
-        reading.unread += [f"{path.name} (the same points as {path.name}.json, rounded)" for path in text_logs if Path(f"{path}.json").exists()]
+        reading.unread += [
+            f"{path.name} (the same points as {path.name}.json, rounded)" for path in text_logs if Path(f"{path}.json").exists()
+        ]
         runs = []
         for path in json_logs:
             runs += _read_json(path, reading, started_at=_stamp_time(path.name))
@@ -418,7 +426,9 @@ def _read_event_file(path: Path, reading: Reading, plugins: dict[str, str]) -> l
     try:
         from tensorboard.compat.proto.event_pb2 import Event
     except ImportError:
-        raise ExpdbError('importing TensorBoard event files needs the tensorboard package: pip install "expdb[tensorboard]"') from None
+        raise ExpdbError(
+            'importing TensorBoard event files needs the tensorboard package: pip install "expdb[tensorboard]"'
+        ) from None
     from google.protobuf.message import DecodeError
 
     data = path.read_bytes()
@@ -494,7 +504,9 @@ def _read_tensorboard(root: Path, reading: Reading) -> list[ReadRun]:
             records += _read_event_file(path, reading, plugins)
             digest.update(_file_hash(path).encode())
         if not records:
-            reading.unread.append(f"{folder.relative_to(base) if folder != base else folder.name}/ (no scalar in its event files)")
+            reading.unread.append(
+                f"{folder.relative_to(base) if folder != base else folder.name}/ (no scalar in its event files)"
+            )
             continue
         # Several event files in one folder (a resumed writer) are one run: in step order, the later file winning.
         records.sort(key=lambda record: record.step)
@@ -569,7 +581,9 @@ def folder_params(pattern: str, folder: str) -> dict[str, Value]:
     name = Path(folder).name
     match = regex.fullmatch(name)
     if not match:
-        raise ExpdbError(f"the folder name {name!r} does not fit --params {pattern!r}: give a pattern that matches every event folder")
+        raise ExpdbError(
+            f"the folder name {name!r} does not fit --params {pattern!r}: give a pattern that matches every event folder"
+        )
     return {key: parse_scalar(match[f"p{index}"]) for index, key in enumerate(names)}
 
 

@@ -12,9 +12,9 @@ from .db import Database, new_uid, now
 from .divergence import Divergence, detect_all, is_loss_key
 from .errors import ExpdbError
 from .importers import ReadRun, describe, folder_params, is_validation_key, read_runs
-from .lifecycle import IMPORTED, RunStatus
+from .lifecycle import BY_HAND, IMPORTED, RunStatus
 from .logparse import Record
-from .metrics import PROFILE_COLUMNS, MetricDef, load_definitions
+from .metrics import PROFILE_COLUMNS, MetricDef, load_definitions, parse_quantity
 from .runs import add_automatic_notes
 from .series import build_chunks, write_chunks
 from .values import format_value, same
@@ -30,9 +30,12 @@ def record_run(
     ended_at: float | None = None,
     flops_counter: str | None = None,
     recorded_at: float | None = None,
+    origin: str | None = None,
+    source: str | None = None,
 ) -> int:
     """An ended run of `card_name` with its final metrics; `params`, `flops` and `cost_time` go to its profile,
-    with `flops_counter` saying who counted the FLOPs, dated `recorded_at` (default: now).
+    with `flops_counter` saying who counted the FLOPs, dated `recorded_at` (default: now). `origin` and
+    `source`: see `lifecycle.record`.
 
     Returns the run's id.
     """
@@ -42,7 +45,9 @@ def record_run(
         profile["flops_counter"] = flops_counter
     summary = {key: float(value) for key, value in metrics.items() if key not in PROFILE_COLUMNS}
     with db.transaction() as connection:
-        run_id = lifecycle.record(db, card.id, status, started_at=started_at, ended_at=ended_at, exit_reason=exit_reason)
+        run_id = lifecycle.record(
+            db, card.id, status, started_at=started_at, ended_at=ended_at, exit_reason=exit_reason, origin=origin, source=source
+        )
         connection.executemany(
             "INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?)",
             [(run_id, key, value) for key, value in summary.items()],
@@ -219,3 +224,30 @@ def store_profile(db: Database, card_id: int, run_id: int | None, measured) -> N
             f"VALUES (?, ?, ?, ?, {', '.join('?' * len(columns))}, ?)",
             (new_uid(), card_id, run_id, now(), *columns.values(), json.dumps(details)),
         )
+
+
+def record_by_hand(
+    db: Database, card_name: str, typed: dict[str, str], source: str, parent: str | None = None
+) -> tuple[int, dict[str, float]]:
+    """A run that happened elsewhere, its final metrics typed as a table prints them (`--top1 81.8
+    --params 86.6M --flops 17.6G --cost_time 34.12ms`; see `expdb.metrics.parse_quantity`).
+
+    The run is marked recorded by hand, with `source` (a paper's table, a colleague); it carries no
+    host, git commit or device of this machine. The card is created (forked from `parent`) if it does
+    not exist. Returns the run's id and the values stored.
+    """
+    if not typed:
+        raise ExpdbError("nothing to record: give the final metrics as --KEY VALUE, e.g. --top1 81.8 --params 86.6M")
+    if not source.strip():
+        raise ExpdbError('--source is empty: say where the numbers come from, e.g. --source "DeiT, Table 1"')
+    definitions = load_definitions(db)
+    values = {key: parse_quantity(text, key, definitions.get(key)) for key, text in typed.items()}
+    validate_name(card_name)
+    with db.transaction():
+        if card_exists(db, card_name):
+            if parent is not None:
+                raise ExpdbError(f"{card_name} exists already: --from only applies to a card that `record` creates")
+        else:
+            create_card(db, card_name, {}, parent=parent)
+        run_id = record_run(db, card_name, RunStatus.FINISHED, values, origin=BY_HAND, source=source.strip())
+    return run_id, values

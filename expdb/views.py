@@ -3,6 +3,7 @@
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 from rich.console import Console
@@ -10,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cards import Card, CardDetails, CardDiff, ParamChange
-from .lifecycle import PLANNED, RunStatus
+from .lifecycle import BY_HAND, IMPORTED, PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
 from .sweep import SweepPlan
 from .values import format_value, plural
@@ -85,7 +86,7 @@ def _change_text(change: ParamChange, has_parent: bool) -> str:
     return f"[yellow]was {escape(format_value(change.parent_value))}[/]"
 
 
-def render_card(details: CardDetails, definitions: dict[str, MetricDef], console: Console) -> None:
+def render_card(details: CardDetails, definitions: dict[str, MetricDef], console: Console, attachments: Sequence = ()) -> None:
     card = details.card
     console.print(f"[bold]{escape(card.name)}[/]  {status_text(card.status)}")
     facts = [
@@ -127,9 +128,25 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
                 escape(run.exit_reason or ""),
             )
         console.print(runs)
+        for run in details.runs:
+            if run.origin == BY_HAND:
+                console.print(f"  run {run.id} recorded by hand; source: {escape(run.source or '')}", soft_wrap=True)
+            elif run.origin == IMPORTED:
+                console.print(f"  run {run.id} imported from {escape(run.source or '')}", soft_wrap=True)
 
     if details.profile:
         render_profile(details.profile, definitions, console)
+
+    if attachments:
+        files = Table(title="attachments", title_justify="left", show_edge=False, header_style="bold")
+        for header in ("file", "size", "run", "sha256", "note"):
+            files.add_column(header, overflow="fold")
+        for attachment in attachments:
+            files.add_row(
+                escape(attachment.name), format_number(attachment.size, "si1") + "B", str(attachment.run_id or ""),
+                attachment.sha256[:12], escape(attachment.note or ""),
+            )
+        console.print(files)
 
     if details.notes:
         console.print("[bold]notes[/]")
@@ -283,3 +300,19 @@ def render_queue(entries: list, moment: float, console: Console) -> None:
     console.print(grid)
     running = sum(entry.status == RunStatus.RUNNING for entry in entries)
     console.print(f"{running} running, {len(entries) - running} queued")
+
+
+def render_metric_definitions(definitions: dict[str, MetricDef], used: dict[str, int], console: Console) -> None:
+    """The defined metrics, then the keys runs recorded without a definition."""
+    table = Table(show_edge=False, header_style="bold")
+    for header in ("key", "label", "unit", "better", "format", "runs"):
+        table.add_column(header, overflow="fold")
+    for key in sorted(definitions):
+        found = definitions[key]
+        table.add_row(escape(key), escape(found.label), escape(found.unit), found.direction or "", found.format, f"{used.get(key, 0):,}")
+    for key in sorted(set(used) - set(definitions)):
+        table.add_row(escape(key), "", "", "", "", f"{used[key]:,}", style="dim")
+    console.print(table)
+    undefined = len(set(used) - set(definitions))
+    if undefined:
+        console.print(f"{plural(undefined, 'metric')} recorded without a definition (dim): `expdb metric define KEY ...`")
