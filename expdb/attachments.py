@@ -122,7 +122,8 @@ def attach(
     size = path.stat().st_size
     if size > max_size:
         raise ExpdbError(
-            f"{path} is {_describe_size(size)}, over the limit of {_describe_size(max_size)}: raise it with --max-size, e.g. --max-size 5G"
+            f"{path} is {_describe_size(size)}, over the limit of {_describe_size(max_size)}: "
+            "raise it with --max-size, e.g. --max-size 5G"
         )
     if run_id is not None and db.query_one("SELECT 1 FROM run WHERE id = ? AND card_id = ?", (run_id, card.id)) is None:
         raise ExpdbError(f"{card.name} has no run {run_id}: `expdb show {card.name}` lists its runs")
@@ -131,13 +132,15 @@ def attach(
     except OSError as error:
         raise ExpdbError(f"cannot store {path}: {error.strerror or error}") from None
     existing = db.query_one(
-        f"SELECT {_COLUMNS} FROM attachment WHERE card_id = ? AND sha256 = ? AND name = ?", (card.id, sha256, path.name)
+        f"SELECT {_COLUMNS} FROM attachment WHERE card_id = ? AND sha256 = ? AND name = ?",
+        (card.id, sha256, path.name),
     )
     if existing is not None:
         return Attachment(*existing), False
     with db.transaction() as connection:
         row = connection.execute(
-            f"INSERT INTO attachment (uid, card_id, run_id, name, size, sha256, note, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO attachment (uid, card_id, run_id, name, size, sha256, note, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             f"RETURNING {_COLUMNS}",
             (new_uid(), card.id, run_id, path.name, size, sha256, note, now()),
         ).fetchone()

@@ -42,7 +42,7 @@ def _literal(node: ast.expr, names: dict[str, object]) -> object:
     if isinstance(node, ast.Dict):
         if any(key is None for key in node.keys):
             raise _NotLiteral  # {**base, ...}
-        return {_literal(key, names): _literal(value, names) for key, value in zip(node.keys, node.values)}  # type: ignore[arg-type]
+        return {_literal(key, names): _literal(value, names) for key, value in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
         if any(keyword.arg is None for keyword in node.keywords):
             raise _NotLiteral  # dict(**base)

@@ -61,7 +61,7 @@ from collections import deque
 from dataclasses import dataclass
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["Divergence", "DivergenceDetector", "detect_all", "is_loss_key", "is_grad_norm_key"]
+__all__ = ["Divergence", "DivergenceDetector", "detect_all", "detect_block", "is_loss_key", "is_grad_norm_key"]
 
 NON_FINITE = "non-finite"
 LOSS_SPIKE = "loss-spike"
@@ -405,4 +405,18 @@ def detect_all(records: Iterable[tuple[int, Mapping[str, float]]], **options: fl
     events: list[Divergence] = []
     for step, values in records:
         events.extend(detector.observe(step, values))
+    return events
+
+
+def detect_block(detector: DivergenceDetector, points: Sequence[tuple], chunks: Mapping) -> list[Divergence]:
+    """Divergence in a block of points, `(step, epoch, samples, wall, {key: value})`, given with their
+    `expdb.series.build_chunks` columns: whole curves at once where nothing can have happened
+    (`DivergenceDetector.absorb`), the others step by step."""
+    stepwise = [key for key, chunk in chunks.items() if not detector.absorb(key, chunk.steps, chunk.values)]
+    events: list[Divergence] = []
+    if stepwise:
+        for step, _epoch, _samples, _wall, scalars in points:
+            watched = {key: scalars[key] for key in stepwise if key in scalars}
+            if watched:
+                events.extend(detector.observe(step, watched))
     return events

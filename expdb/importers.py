@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import re
 import struct
 from collections import Counter
@@ -423,19 +424,23 @@ def _tensor_value(tensor) -> float | None:
 
 
 def _read_event_file(path: Path, reading: Reading, plugins: dict[str, str]) -> list[Record]:
-    try:
-        from tensorboard.compat.proto.event_pb2 import Event
-    except ImportError:
-        raise ExpdbError(
-            'importing TensorBoard event files needs the tensorboard package: pip install "expdb[tensorboard]"'
-        ) from None
-    from google.protobuf.message import DecodeError
+    with path.open("rb") as handle:
+        if path.stat().st_size == 0:
+            reading.read["file"] += 1
+            return []
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:  # pages, not a copy of the file
+            return _read_events(data, path, reading, plugins)
 
-    data = path.read_bytes()
+
+def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str]) -> list[Record]:
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto.event_pb2 import Event
+
     records: list[Record] = []
     position, end, events = 0, len(data), 0
     unpack, parse = struct.unpack_from, Event.FromString
     skipped = reading.skipped
+    modes: dict[tuple, str] = {}  # the tags of an event -> "val" when every one is a validation curve
     while position < end:
         if position + 12 > end:
             skipped["records cut short at the end of a file"] += 1
@@ -470,14 +475,14 @@ def _read_event_file(path: Path, reading: Reading, plugins: dict[str, str]) -> l
                     continue
             skipped[f"{plugins.get(tag) or kind} summaries (not scalars)"] += 1
         if values:
-            records.append(Record(event.step, None, values, event.wall_time, _mode_of_tags(values)))
+            tags = tuple(values)
+            mode = modes.get(tags)
+            if mode is None:
+                mode = modes[tags] = "val" if all(is_validation_key(key) for key in values) else "train"
+            records.append(Record(event.step, None, values, event.wall_time, mode))
     reading.read["event"] += events
     reading.read["file"] += 1
     return records
-
-
-def _mode_of_tags(values: dict[str, float]) -> str:
-    return "val" if all(is_validation_key(key) for key in values) else "train"
 
 
 _VALIDATION_WORDS = re.compile(r"(?:^|[^a-z])(val|valid|validation|eval|evaluation|test)(?:$|[^a-z])", re.IGNORECASE)
@@ -494,6 +499,12 @@ def _read_tensorboard(root: Path, reading: Reading) -> list[ReadRun]:
     folders = _event_folders(root)
     if not folders:
         raise ExpdbError(f"no TensorBoard event file (events.out.tfevents.*) in {root}")
+    try:
+        import tensorboard  # noqa: F401 - its Event protocol buffer decodes the records
+    except ImportError:
+        raise ExpdbError(
+            'importing TensorBoard event files needs the tensorboard package: pip install "expdb[tensorboard]"'
+        ) from None
     base = root if root.is_dir() else root.parent
     runs = []
     for folder, files in folders.items():
@@ -547,7 +558,7 @@ def _starts_with_brace(path: Path) -> bool:
     with _open_text(path) as handle:
         for line in handle:
             if line.strip():
-                return line.lstrip().startswith("{")
+                return line.lstrip()[:1] in ("{", "[")
     return False
 
 

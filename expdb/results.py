@@ -9,7 +9,7 @@ from pathlib import Path
 from . import lifecycle
 from .cards import PROFILE_FIELDS, card_exists, create_card, get_card, validate_name
 from .db import Database, new_uid, now
-from .divergence import Divergence, detect_all, is_loss_key
+from .divergence import Divergence, DivergenceDetector, detect_block, is_loss_key
 from .errors import ExpdbError
 from .importers import ReadRun, describe, folder_params, is_validation_key, read_runs
 from .lifecycle import BY_HAND, IMPORTED, RunStatus
@@ -152,16 +152,23 @@ def _card_for_import(db: Database, name: str, parent: str | None, params: dict):
     return card
 
 
+IMPORT_BLOCK = 20_000  # records written (and checked for divergence) at a time: one chunk per curve each
+
+
 def _write_imported(db: Database, connection, card_id: int, name: str, run: ReadRun, spec: str, definitions) -> ImportedRun:
     records = run.records
-    events = detect_all((record.step, record.values) for record in records if record.mode == "train")
     times = [record.timestamp for record in records if record.timestamp is not None]
     started = run.started_at if run.started_at is not None else (min(times) if times else None)
     origin = started if started is not None else 0.0
-    points = [
-        (record.step, record.epoch, None, record.timestamp - origin if record.timestamp is not None else 0.0, record.values)
-        for record in records
-    ]
+    detector, events, blocks = DivergenceDetector(), [], []
+    for start in range(0, len(records), IMPORT_BLOCK):
+        points = [
+            (record.step, record.epoch, None, record.timestamp - origin if record.timestamp is not None else 0.0, record.values)
+            for record in records[start : start + IMPORT_BLOCK]
+        ]
+        chunks = build_chunks(points)
+        events += detect_block(detector, points, chunks)
+        blocks.append(chunks)
     status = RunStatus.DIVERGED if events else RunStatus.FINISHED
     run_id = lifecycle.record(
         db, card_id, status, started_at=started, ended_at=max(times) if times else None,
@@ -169,7 +176,9 @@ def _write_imported(db: Database, connection, card_id: int, name: str, run: Read
         env=json.dumps({"imported_from": run.source, "format": spec, "launch": run.launch}),
         origin=IMPORTED, source=run.source, source_hash=run.source_hash,
     )
-    write_chunks(connection, run_id, build_chunks(points), {})
+    series_ids: dict[str, int] = {}
+    for chunks in blocks:
+        write_chunks(connection, run_id, chunks, series_ids)
     connection.executemany(
         "INSERT INTO metric (run_id, key, value, step) VALUES (?, ?, ?, ?)",
         [(run_id, key, value, step) for key, (value, step) in summaries(records, definitions).items()],
@@ -187,25 +196,29 @@ def summaries(records: list[Record], definitions: dict[str, MetricDef]) -> dict[
     """
     last: dict[str, tuple[float, int]] = {}
     best: dict[str, tuple[float, int]] = {}
+    facts: dict[str, tuple[bool, bool]] = {}  # key -> (a validation curve, lower is better)
     for record in records:
         evaluation = record.mode != "train"
         for key, value in record.values.items():
             if not math.isfinite(value):
                 continue
             last[key] = (value, record.step)
-            if evaluation or is_validation_key(key):
-                held = best.get(key)
-                if held is None or _better(key, value, held[0], definitions):
-                    best[key] = (value, record.step)
+            known = facts.get(key)
+            if known is None:
+                known = facts[key] = (is_validation_key(key), _lower_is_better(key, definitions))
+            if not (evaluation or known[0]):
+                continue
+            held = best.get(key)
+            if held is None or (value < held[0] if known[1] else value > held[0]):
+                best[key] = (value, record.step)
     return {**last, **{f"{key}.best": found for key, found in best.items()}}
 
 
-def _better(key: str, value: float, than: float, definitions: dict[str, MetricDef]) -> bool:
+def _lower_is_better(key: str, definitions: dict[str, MetricDef]) -> bool:
     definition = definitions.get(key)
     if definition is not None and definition.direction is not None:
-        return definition.better(value, than)
-    lowered = key.lower()
-    return value < than if is_loss_key(key) or "err" in lowered or "loss" in lowered else value > than
+        return definition.direction == "lower"
+    return is_loss_key(key) or "err" in key.lower() or "loss" in key.lower()
 
 
 PROFILE_DETAILS = (

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import cards, lifecycle
 from .db import Database, new_uid, now
-from .divergence import Divergence, DivergenceDetector
+from .divergence import Divergence, DivergenceDetector, detect_block
 from .errors import ExpdbError, last_line
 from .lifecycle import RunRow, RunStatus
 from .series import build_chunks, write_chunks
@@ -242,16 +242,7 @@ class Run:
             self._progress(step, scalars)
 
     def _detect(self, points: list, chunks: dict) -> list[Divergence]:
-        """Divergence in the new points: whole curves at once where nothing can have happened, else step by step."""
-        detector = self._detector
-        stepwise = [key for key, chunk in chunks.items() if not detector.absorb(key, chunk.steps, chunk.values)]
-        events = []
-        if stepwise:
-            for step, _epoch, _samples, _wall, scalars in points:
-                watched = {key: scalars[key] for key in stepwise if key in scalars}
-                if watched:
-                    events.extend(detector.observe(step, watched))
-        return events
+        return detect_block(self._detector, points, chunks)
 
     # -- ending ---------------------------------------------------------------------------
 
