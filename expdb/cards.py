@@ -4,6 +4,7 @@ import difflib
 import json
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import values
@@ -85,7 +86,7 @@ def _among(db: Database, column: str, ids: list[int] | None, keyword: str = "") 
 
 
 def _card_from_row(row: tuple, tags: list[str]) -> Card:
-    return Card(*row[:6], values.loads(row[6]), row[7], row[8] or PLANNED, tags)
+    return Card(row[0], row[1], row[2], row[3], row[4], row[5], values.loads(row[6]), row[7], row[8] or PLANNED, tags)
 
 
 def _tags_of(db: Database, card_ids: list[int] | None) -> dict[int, list[str]]:
@@ -219,7 +220,7 @@ def card_facts(db: Database, keys: list[str]) -> dict[int, dict[str, Value]]:
     return facts
 
 
-def validate_card_input(name: str, tags: list[str] = (), note: str | None = None) -> None:
+def validate_card_input(name: str, tags: Sequence[str] = (), note: str | None = None) -> None:
     """What `create_card` checks before touching the database."""
     validate_name(name)
     for tag in tags:
@@ -242,7 +243,7 @@ def create_card(
     parent: str | None = None,
     runner: str | None = None,
     note: str | None = None,
-    tags: list[str] = (),
+    tags: Sequence[str] = (),
     created_at: float | None = None,
     command: str | None = None,
     parser: str | None = None,
@@ -287,7 +288,7 @@ def _coerced(params: dict[str, Value], current: dict[str, Value], typed: dict[st
 
 
 def run_count(db: Database, card: Card) -> int:
-    return db.query_one("SELECT count(*) FROM run WHERE card_id = ?", (card.id,))[0]
+    return db.query("SELECT count(*) FROM run WHERE card_id = ?", (card.id,))[0][0]
 
 
 def set_params(db: Database, name: str, params: dict[str, Value], typed: dict[str, str] | None = None) -> Card:
@@ -491,7 +492,7 @@ def latest_profile(db: Database, card_id: int) -> dict | None:
         f"SELECT {', '.join(PROFILE_FIELDS)}, details FROM profile WHERE card_id = ? ORDER BY id DESC LIMIT 1",
         (card_id,),
     )
-    return {**dict(zip(PROFILE_FIELDS, row)), "details": json.loads(row[-1])} if row else None
+    return {**dict(zip(PROFILE_FIELDS, row[:-1], strict=True)), "details": json.loads(row[-1])} if row else None
 
 
 def flops_counters(db: Database, card_ids: list[int]) -> dict[int, str | None]:
@@ -519,7 +520,7 @@ def latest_values(db: Database, card_ids: list[int] | None = None) -> dict[int, 
     latest = f"id IN (SELECT max(id) FROM profile GROUP BY card_id){restrict}"
     for card_id, *measured in db.query(f"SELECT card_id, {columns} FROM profile WHERE {latest}", parameters):
         card_values = by_card.setdefault(card_id, {})
-        for key, value in zip(PROFILE_COLUMNS, measured):
+        for key, value in zip(PROFILE_COLUMNS, measured, strict=True):
             if value is not None:
                 card_values[key] = value
     return by_card

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from .errors import ExpdbError, last_line
 from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
 from .values import format_value, parse_key_values, plural
+
+if TYPE_CHECKING:
+    from .launch import Outcome
 
 app = typer.Typer(
     help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table.",
@@ -38,7 +41,8 @@ errors = Console(stderr=True, highlight=False)
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", envvar="EXPDB_DB", help="Database: an SQLite file (a path or sqlite:///PATH) or postgresql+psycopg://USER@HOST/DB [default: ./experiments.db]"),
+    typer.Option("--db", envvar="EXPDB_DB", help="Database: an SQLite file (a path or sqlite:///PATH) or "
+                                                 "postgresql+psycopg://USER@HOST/DB [default: ./experiments.db]"),
 ]
 
 
@@ -55,7 +59,8 @@ CardsArgument = Annotated[
 TagOption = Annotated[str | None, typer.Option(help="Only the cards with this tag.")]
 WhereOption = Annotated[
     str | None,
-    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status and runner, e.g. \"N>=5 and shared=true\"."),
+    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status and runner, e.g. \"N>=5 and "
+                      "shared=true\"."),
 ]
 StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
 
@@ -103,13 +108,18 @@ def new(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The card's name: letters, digits, '_', '-', '.'.")],
     parent: Annotated[str | None, typer.Option("--from", help="Start from this card's parameters and runner.")] = None,
-    runner: Annotated[str | None, typer.Option(help="What trains it: a built-in runner (cvt_io) or package.module:function.")] = None,
-    cmd: Annotated[str | None, typer.Option("--cmd", help="Or a shell command that trains it; {KEY} is replaced by the parameter.")] = None,
+    runner: Annotated[str | None, typer.Option(help="What trains it: a built-in runner (cvt_io) or "
+                                                    "package.module:function.")] = None,
+    cmd: Annotated[str | None, typer.Option("--cmd", help="Or a shell command that trains it; {KEY} is replaced by the "
+                                                          "parameter.")] = None,
     parse: Annotated[str | None, typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN.")] = None,
     note: Annotated[str | None, typer.Option(help="Why this card exists.")] = None,
     tag: Annotated[list[str], typer.Option(help="A tag; repeat for several.")] = [],
     config: Annotated[str | None, typer.Option(help="Attach this training config (.py or .yaml) to the card.")] = None,
-    flatten: Annotated[bool, typer.Option("--flatten", help="Also make the config's values parameters (model.decoder.num_layers); --KEY VALUE wins.")] = False,
+    flatten: Annotated[
+        bool,
+        typer.Option("--flatten", help="Also make the config's values parameters (model.decoder.num_layers); --KEY VALUE wins."),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     params, typed = parse_key_values(ctx.args)
@@ -230,9 +240,9 @@ def diff(
     from .metrics import load_definitions
     from .views import render_diff
 
-    with open_db(db) as db:
-        difference = cards.diff_cards(db, a, b, all_params=all_params)
-        definitions = load_definitions(db)
+    with open_db(db) as database:
+        difference = cards.diff_cards(database, a, b, all_params=all_params)
+        definitions = load_definitions(database)
     render_diff(difference, definitions, console)
 
 
@@ -264,8 +274,8 @@ def note(
     db: DbOption = None,
 ) -> None:
     """Add a timestamped note to a card."""
-    with open_db(db) as db:
-        cards.add_note(db, name, text)
+    with open_db(db) as database:
+        cards.add_note(database, name, text)
     console.print(f"noted on {name}")
 
 
@@ -277,17 +287,21 @@ def tag(
     db: DbOption = None,
 ) -> None:
     """Tag a card (or untag it with --remove)."""
-    with open_db(db) as db:
-        card = cards.tag_card(db, name, tags, remove=remove)
+    with open_db(db) as database:
+        card = cards.tag_card(database, name, tags, remove=remove)
     console.print(f"{card.name}: tags {' '.join(card.tags) or '(none)'}")
 
 
 @app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def set_params(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The card; it must never have run.")], db: DbOption = None) -> None:
+def set_params(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The card; it must never have run.")],
+    db: DbOption = None,
+) -> None:
     """Change parameters of a card that has never run, as --KEY VALUE. A card that has run is forked with `new --from`."""
     params, typed = parse_key_values(ctx.args)
-    with open_db(db) as db:
-        cards.set_params(db, name, params, typed)
+    with open_db(db) as database:
+        cards.set_params(database, name, params, typed)
     console.print(escape(f"{name}: " + " ".join(f"{key}={text}" for key, text in typed.items())), soft_wrap=True)
 
 
@@ -326,8 +340,8 @@ def rename(
     db: DbOption = None,
 ) -> None:
     """Rename a card; its runs, notes and forks follow it."""
-    with open_db(db) as db:
-        cards.rename_card(db, old, new_name)
+    with open_db(db) as database:
+        cards.rename_card(database, old, new_name)
     console.print(f"renamed {old} to {new_name}")
 
 
@@ -339,7 +353,8 @@ def table(
     names: CardsArgument = None,
     metric: Annotated[
         list[str],
-        typer.Option("--metric", "-m", help="A metric column, KEY or KEY:max/min/last over its curve; repeat for several [default: every recorded metric]."),
+        typer.Option("--metric", "-m", help="A metric column, KEY or KEY:max/min/last over its curve; repeat for several "
+                                            "[default: every recorded metric]."),
     ] = [],
     where: WhereOption = None,
     sort: Annotated[str | None, typer.Option(help="KEY[:asc|:desc]; metrics sort best first by default.")] = None,
@@ -348,7 +363,8 @@ def table(
     tag: TagOption = None,
     status: StatusOption = None,
     group_by: Annotated[
-        str | None, typer.Option("--group-by", help="Fold cards with the same values of these parameters (comma-separated) into one row.")
+        str | None, typer.Option("--group-by", help="Fold cards with the same values of these parameters (comma-separated) into "
+                                                    "one row.")
     ] = None,
     agg: Annotated[
         str | None, typer.Option("--agg", help="With --group-by: mean, std, count, min, max [default: mean,std,count].")
@@ -374,28 +390,36 @@ def table(
 def run(
     ctx: typer.Context,
     name: Annotated[
-        str | None, typer.Argument(help="The card to run, or a glob of card names ('cvt_io_v3_*'). After --, a command to run it with.")
+        str | None, typer.Argument(help="The card to run, or a glob of card names ('cvt_io_v3_*'). After --, a command to run "
+                                        "it with.")
     ] = None,
     all_planned: Annotated[bool, typer.Option("--all", help="Run every planned card.")] = False,
     tag: Annotated[str | None, typer.Option(help="Run the planned cards with this tag.")] = None,
     where: Annotated[str | None, typer.Option(help="Run the planned cards matching this filter, as in expdb table.")] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the card's latest run from its last checkpoint; with --all, --tag, --where or a glob, also the interrupted cards.")
+        bool, typer.Option(help="Continue the card's latest run from its last checkpoint; with --all, --tag, --where or a glob, "
+                                "also the interrupted cards.")
     ] = False,
     jobs: Annotated[
-        int | None, typer.Option(help="A local queue: run this many cards at once, each in its own process [default with --gpus: one per GPU].", min=1)
+        int | None, typer.Option(help="A local queue: run this many cards at once, each in its own process [default with "
+                                      "--gpus: one per GPU].", min=1)
     ] = None,
-    gpus: Annotated[str | None, typer.Option(help="Pin each job of the queue to one of these GPUs, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES).")] = None,
-    launcher: Annotated[str, typer.Option(help="local (this machine) or slurm (one cluster job per card, through submitit).")] = "local",
+    gpus: Annotated[str | None, typer.Option(help="Pin each job of the queue to one of these GPUs, e.g. 0,1,2,3 "
+                                                  "(CUDA_VISIBLE_DEVICES).")] = None,
+    launcher: Annotated[str, typer.Option(help="local (this machine) or slurm (one cluster job per card, through "
+                                               "submitit).")] = "local",
     partition: Annotated[str | None, typer.Option(help="Slurm: the partition.", rich_help_panel="Slurm")] = None,
     gpus_per_job: Annotated[int | None, typer.Option(help="Slurm: GPUs of each job.", min=0, rich_help_panel="Slurm")] = None,
-    cpus_per_job: Annotated[int | None, typer.Option(help="Slurm: CPU cores of each job.", min=1, rich_help_panel="Slurm")] = None,
+    cpus_per_job: Annotated[int | None, typer.Option(help="Slurm: CPU cores of each "
+                                                          "job.", min=1, rich_help_panel="Slurm")] = None,
     mem: Annotated[str | None, typer.Option(help="Slurm: memory of each job, e.g. 64G.", rich_help_panel="Slurm")] = None,
     time_limit: Annotated[
-        str | None, typer.Option("--time", help="Slurm: each job's time limit, e.g. 12:00:00 (required).", rich_help_panel="Slurm")
+        str | None, typer.Option("--time", help="Slurm: each job's time limit, e.g. 12:00:00 "
+                                                "(required).", rich_help_panel="Slurm")
     ] = None,
     slurm_folder: Annotated[
-        str | None, typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: slurm/ where the runs keep their files, expdb_runs/DATABASE/].", rich_help_panel="Slurm")
+        str | None, typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: slurm/ where the runs "
+                                      "keep their files, expdb_runs/DATABASE/].", rich_help_panel="Slurm")
     ] = None,
     queued_run: Annotated[int | None, typer.Option(hidden=True, help="The queued run row this job adopts (expdb.queue).")] = None,
     standby: Annotated[
@@ -405,7 +429,8 @@ def run(
     device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
     profile_budget: Annotated[
-        float, typer.Option(help="Seconds of latency timing when the model is profiled before training; 0 skips profiling.", min=0)
+        float, typer.Option(help="Seconds of latency timing when the model is profiled before training; 0 skips "
+                                 "profiling.", min=0)
     ] = PROFILE_BUDGET_S,
     parse: Annotated[
         str | None, typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN [default: the card's].")
@@ -423,7 +448,8 @@ def run(
 
     selection = selection_of([name] if name else None, tag, where, None)
     if all_planned == selection.given:  # --all or a selection: one of the two
-        raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob, --tag or --where)")
+        raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob, --tag or "
+                         "--where)")
     slurm_options = {"--partition": partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
                      "--mem": mem, "--time": time_limit, "--slurm-folder": slurm_folder}
     given = [option for option, value in slurm_options.items() if value is not None]
@@ -442,7 +468,8 @@ def run(
         targets, many = select_to_run(database, selection, resume)
         if (many or queued) and (ctx.args or parse):
             raise ExpdbError(
-                "--parse and a command after -- are for one card run here: name it, without --all, --tag, --where, a glob, --jobs or --launcher"
+                "--parse and a command after -- are for one card run here: name it, without --all, --tag, --where, a glob, "
+                "--jobs or --launcher"
             )
         if not targets:
             console.print("no planned cards to run")
@@ -479,7 +506,9 @@ def slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit):
     return SlurmRequest(parse_time(time_limit), partition, gpus_per_job, cpus_per_job, check_mem(mem) if mem else None)
 
 
-def submit_to_slurm(database: Database, targets: list[cards.Card], request, folder: str | None, run_args: list[str], resume: bool) -> None:
+def submit_to_slurm(
+    database: Database, targets: list[cards.Card], request, folder: str | None, run_args: list[str], resume: bool
+) -> None:
     from pathlib import Path
 
     from .slurm import SLURM_FOLDER, shared_location, slurm_executor, submit_cards
@@ -511,7 +540,8 @@ def queue_locally(database: Database, targets: list[cards.Card], slots: list, ru
     )
     result = run_queue(
         database, queued, slots, run_args, output,
-        on_start=lambda entry, slot: console.print(escape(f"{slot.label}: {entry.card.name} (run {entry.run_id}) started"), soft_wrap=True),
+        on_start=lambda entry, slot: console.print(escape(f"{slot.label}: {entry.card.name} (run {entry.run_id}) "
+                                                          "started"), soft_wrap=True),
         on_end=lambda end: console.print(f"{escape(end.slot)}: {outcome_line(end)}", soft_wrap=True),
     )
     counts = ", ".join(f"{count} {status}" for status, count in Counter(end.status for end in result.ends).items())
@@ -525,7 +555,8 @@ def queue_locally(database: Database, targets: list[cards.Card], slots: list, ru
 
 @app.command()
 def queue(
-    stop: Annotated[bool, typer.Option("--stop", help="Stop the local queues of this machine: their jobs end interrupted.")] = False,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the local queues of this machine: their jobs end "
+                                                      "interrupted.")] = False,
     db: DbOption = None,
 ) -> None:
     """What is queued and running: where (host, GPU), how it was launched (local queue, Slurm job), since when."""
@@ -540,14 +571,14 @@ def queue(
     render_queue(entries, time.time(), console)
 
 
-def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> list:
+def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> "list[Outcome | None]":
     """Run cards one after another, each with its progress bar and a line saying how it ended.
 
     `keep_going`: a card that cannot be run is reported and skipped (its outcome is None).
     """
     from .launch import execute
 
-    outcomes = []
+    outcomes: list[Outcome | None] = []
     for card in targets:
         try:
             with run_progress(card) as progress:
@@ -568,7 +599,8 @@ def outcome_line(outcome) -> str:
 
     results = " ".join(f"{key}={value:.4g}" for key, value in outcome.summary.items())
     reason = f": {escape(outcome.exit_reason)}" if outcome.exit_reason else ""
-    return f"{escape(outcome.card)} (run {outcome.run_id}) {status_text(outcome.status)}{reason}" + (f"  {results}" if results else "")
+    line = f"{escape(outcome.card)} (run {outcome.run_id}) {status_text(outcome.status)}{reason}"
+    return line + (f"  {results}" if results else "")
 
 
 @contextmanager
@@ -582,7 +614,8 @@ def run_progress(card: cards.Card):
         TimeRemainingColumn,
     )
 
-    total = card.params.get("steps") if isinstance(card.params.get("steps"), int) else None
+    steps = card.params.get("steps")
+    total = steps if isinstance(steps, int) else None
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -614,9 +647,18 @@ def run_progress(card: cards.Card):
 
 @app.command("import")
 def import_log(
-    format: Annotated[str, typer.Argument(metavar="FORMAT", help="mmdet (a text log, .log.json, scalars.json or a work_dir), tensorboard, or regex:PATTERN.")],
-    logfile: Annotated[str, typer.Argument(metavar="PATH", help="The training log, work_dir, or folder of TensorBoard event files.")],
-    name: Annotated[str | None, typer.Option(help="The card the runs belong to; created if it does not exist. Default: the file's name.")] = None,
+    format: Annotated[
+        str,
+        typer.Argument(
+            metavar="FORMAT", help="mmdet (a text log, .log.json, scalars.json or a work_dir), tensorboard, or regex:PATTERN."
+        ),
+    ],
+    logfile: Annotated[
+        str, typer.Argument(metavar="PATH", help="The training log, work_dir, or folder of TensorBoard event files.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="The card the runs belong to; created if it does not exist. Default: the file's name.")
+    ] = None,
     parent: Annotated[str | None, typer.Option("--from", help="Fork a card the import creates from this one.")] = None,
     params: Annotated[str | None, typer.Option(help="Read parameters from each event folder's name: 'lr{lr}_bs{batch}'.")] = None,
     db: DbOption = None,
@@ -628,7 +670,9 @@ def import_log(
     if name is not None:
         cards.validate_name(name)
     if params is not None and format.strip().lower() != "tensorboard":
-        raise ExpdbError("--params reads parameters from TensorBoard event folders' names: use it with `expdb import tensorboard`")
+        raise ExpdbError(
+            "--params reads parameters from TensorBoard event folders' names: use it with `expdb import tensorboard`"
+        )
     with open_db(db, create=True) as database:
         imported = import_runs(database, logfile, format, name, parent=parent, params=params)
     for line in imported.account:
@@ -678,7 +722,10 @@ def metric_define(
     key: Annotated[str, typer.Argument(help="The metric, as runs record it: top1, val/bbox_mAP.")],
     label: Annotated[str | None, typer.Option(help='The column head: "Top-1".')] = None,
     unit: Annotated[str | None, typer.Option(help="Its unit: %, ms, img/s; cells carry %, ms and s.")] = None,
-    higher: Annotated[bool | None, typer.Option("--higher-is-better/--lower-is-better", help="Which way is better (bolded as best).", show_default=False)] = None,
+    higher: Annotated[
+        bool | None,
+        typer.Option("--higher-is-better/--lower-is-better", help="Which way is better (bolded as best).", show_default=False),
+    ] = None,
     digits: Annotated[int | None, typer.Option(help="Decimals shown: 1 gives 81.8.")] = None,
     si: Annotated[bool, typer.Option("--si", help="Show with an SI prefix and --digits decimals: 6.93G.")] = False,
     db: DbOption = None,
@@ -725,7 +772,8 @@ def attach(
     with open_db(db) as database:
         attached, new = attach_file(database, name, file, note=note, max_size=limit, run_id=run)
     what = "attached" if new else "already attached, nothing added:"
-    console.print(escape(f"{what} {attached.name} to {name} ({attached.size:,} bytes, sha256 {attached.sha256[:12]})"), soft_wrap=True)
+    line = f"{what} {attached.name} to {name} ({attached.size:,} bytes, sha256 {attached.sha256[:12]})"
+    console.print(escape(line), soft_wrap=True)
 
 
 @app.command()
@@ -759,7 +807,8 @@ def profile(
     dtype: Annotated[str, typer.Option(help="fp32, or fp16 / bf16 through autocast.")] = "fp32",
     warmup: Annotated[int, typer.Option(help="Forward passes before timing.", min=0)] = PROFILE_WARMUP,
     iterations: Annotated[int, typer.Option(help="Timed forward passes at most.", min=5)] = PROFILE_ITERATIONS,
-    budget: Annotated[float, typer.Option(help="Seconds of timing at most (at least 5 passes are timed).", min=0)] = PROFILE_BUDGET_S,
+    budget: Annotated[float, typer.Option(help="Seconds of timing at most (at least 5 passes are "
+                                               "timed).", min=0)] = PROFILE_BUDGET_S,
     threads: Annotated[int | None, typer.Option(help="CPU threads for timing [default: torch's].", min=1)] = None,
     throughput_batch: Annotated[
         int | None, typer.Option(help="Also measure throughput (samples/s) at this larger batch.", min=1)
@@ -779,6 +828,7 @@ def profile(
         )
         measured = cards.latest_profile(database, card.id)
         definitions = load_definitions(database)
+    assert measured is not None  # profile_card has just stored it
     render_profile(measured, definitions, console)
 
 
@@ -798,7 +848,8 @@ def plot(
     status: StatusOption = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="A curve; repeat for one subplot each.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis: step, epoch, samples (seen so far) or time.")] = "step",
-    smooth: Annotated[float, typer.Option(help="EMA weight in [0, 1), computed on every point; the raw curve stays faint.")] = 0.0,
+    smooth: Annotated[float, typer.Option(help="EMA weight in [0, 1), computed on every point; the raw curve stays "
+                                               "faint.")] = 0.0,
     log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")] = False,
     output: Annotated[str, typer.Option("--output", "-o", help="The image: .png, .svg or .pdf.")] = "plot.png",
     title: Annotated[str | None, typer.Option(help="A title above the plot.")] = None,
@@ -826,11 +877,14 @@ def report(
     tag: TagOption = None,
     where: WhereOption = None,
     status: StatusOption = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it) or a .tex table.")] = "report.md",
+    output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it) or a .tex "
+                                                               "table.")] = "report.md",
     format: Annotated[
-        str | None, typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table) [default: from -o's suffix].")
+        str | None, typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table) [default: from -o's "
+                                                        "suffix].")
     ] = None,
-    metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat [default: every recorded metric].")] = [],
+    metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat [default: every recorded "
+                                                                     "metric].")] = [],
     curve: Annotated[list[str], typer.Option(help="A curve to plot; repeat for several.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis of the plots: step, epoch, samples or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight of the plots, in [0, 1).")] = 0.0,
@@ -864,7 +918,8 @@ def report(
 def copy_command(
     names: CardsArgument = None,
     to: Annotated[str | None, typer.Option("--to", help="Copy from this database (--db) to this one: a path or a URL.")] = None,
-    origin: Annotated[str | None, typer.Option("--from", help="Copy from this database, a path or a URL, into this one (--db).")] = None,
+    origin: Annotated[str | None, typer.Option("--from", help="Copy from this database, a path or a URL, into this one "
+                                                              "(--db).")] = None,
     tag: TagOption = None,
     where: WhereOption = None,
     status: StatusOption = None,
@@ -873,10 +928,13 @@ def copy_command(
     from .copy import check_locations, copy_cards, render_copied
     from .db import resolve_location
 
-    if (to is None) == (origin is None):
-        raise ExpdbError("give --to URL (copy this database's cards there) or --from URL (copy its cards here), one of the two")
     here = resolve_location(db)
-    source, target = (here, to) if to is not None else (origin, here)
+    if to is not None and origin is None:
+        source, target = here, to
+    elif origin is not None and to is None:
+        source, target = origin, here
+    else:
+        raise ExpdbError("give --to URL (copy this database's cards there) or --from URL (copy its cards here), one of the two")
     check_locations(source, target)
     with open_db(source) as source_db, open_db(target, create=True) as target_db:
         copied = copy_cards(source_db, target_db, selection_of(names, tag, where, status))
@@ -888,17 +946,18 @@ def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and whether it is the newest."""
     from .db import SCHEMA_HEAD
 
-    with Database(db, upgrade="no") as db:
-        state = "current" if db.revision == SCHEMA_HEAD else f"older than this expdb's {SCHEMA_HEAD}: run `expdb db upgrade`"
-        console.print(f"{db.name}: schema {db.revision} ({state})")
+    with Database(db, upgrade="no") as database:
+        older = f"older than this expdb's {SCHEMA_HEAD}: run `expdb db upgrade`"
+        state = "current" if database.revision == SCHEMA_HEAD else older
+        console.print(f"{database.name}: schema {database.revision} ({state})")
 
 
 @db_app.command("upgrade")
 def db_upgrade(db: DbOption = None) -> None:
     """Bring the database to the newest schema (an SQLite file after a backup copy beside it)."""
-    with open_db(db, upgrade="yes") as db:
-        if not db.upgraded_from:
-            console.print(f"{db.name}: schema {db.revision}, nothing to upgrade")
+    with open_db(db, upgrade="yes") as database:
+        if not database.upgraded_from:
+            console.print(f"{database.name}: schema {database.revision}, nothing to upgrade")
 
 
 def main() -> None:

@@ -118,7 +118,7 @@ def _rows(db: Database, table: str, among: str | None = None, ids=()) -> list[di
     """The rows of `table` (those whose column `among` is one of `ids`) as dicts with their `id`, in id order."""
     clause, parameters = db.among(among, list(ids)) if among else ("TRUE", [])
     found = db.query(f"SELECT id, {', '.join(COLUMNS[table])} FROM {table} WHERE {clause} ORDER BY id", parameters)
-    return [dict(zip(("id", *COLUMNS[table]), row)) for row in found]
+    return [dict(zip(("id", *COLUMNS[table]), row, strict=True)) for row in found]
 
 
 def _marks(columns: tuple) -> str:
@@ -147,7 +147,7 @@ def _present_cards(target: Database, uids: list[str]) -> dict[str, dict]:
     clause, parameters = target.among("uid", uids)
     columns = ("uid", "id", "name", *DEFINITION)
     rows = target.query(f"SELECT {', '.join(columns)} FROM card WHERE {clause}", parameters)
-    return {row[0]: dict(zip(columns, row)) for row in rows}
+    return {row[0]: dict(zip(columns, row, strict=True)) for row in rows}
 
 
 def _with_missing_ancestors(source_cards: dict[int, dict], selected: list[int], present: dict[str, dict]) -> list[int]:
@@ -179,7 +179,8 @@ def _refuse_conflicts(source: Database, target: Database, to_copy: list[dict], p
     ]
     if edited:
         raise ExpdbError(
-            f"{', '.join(edited)} differ{'s' if len(edited) == 1 else ''} between {source.name} and {target.name} in parameters, runner "
+            f"{', '.join(edited)} differ{'s' if len(edited) == 1 else ''} between {source.name} and {target.name} in "
+            "parameters, runner "
             "or command (edited after an earlier copy); nothing copied: make them the same with `expdb set`, "
             "or fork one under a new name"
         )
@@ -187,7 +188,7 @@ def _refuse_conflicts(source: Database, target: Database, to_copy: list[dict], p
 
 def _parents_first(source_cards: dict[int, dict], card_ids: list[int]) -> list[int]:
     """The cards in an order where each parent among them comes before its children."""
-    pending, ordered = set(card_ids), []
+    pending, ordered = set(card_ids), list[int]()
     for card_id in card_ids:
         line = []
         while card_id in pending:
@@ -202,7 +203,8 @@ def _copy_tags(source: Database, connection, card_map: dict[int, int]) -> None:
     clause, parameters = source.among("card_id", list(card_map))
     connection.executemany(
         "INSERT INTO tag (card_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        [(card_map[card_id], name) for card_id, name in source.query(f"SELECT card_id, name FROM tag WHERE {clause}", parameters)],
+        [(card_map[card_id], name) for card_id, name in source.query("SELECT card_id, name FROM tag WHERE "
+                                                                     f"{clause}", parameters)],
     )
 
 
@@ -253,7 +255,8 @@ def _copy_runs(
             copied.updated_runs += 1
         metric_rows += [(target_id, key, value, step) for key, value, step in metrics.get(run["id"], [])]
         copied.points += _copy_curves(source, connection, run["id"], target_id)
-    connection.executemany("INSERT INTO metric (run_id, key, value, step) VALUES (?, ?, ?, ?)", metric_rows)  # all at once: one round trip
+    # All at once: one round trip.
+    connection.executemany("INSERT INTO metric (run_id, key, value, step) VALUES (?, ?, ?, ?)", metric_rows)
     return run_map
 
 
@@ -276,7 +279,8 @@ def _copy_curves(source: Database, connection, source_run_id: int, target_run_id
         last_id, more = 0, True
         while more:
             page = source.query(
-                f"SELECT id, {columns} FROM chunk WHERE series_id = ? AND id > ? ORDER BY id LIMIT ?", (series_id, last_id, CHUNK_PAGE)
+                f"SELECT id, {columns} FROM chunk WHERE series_id = ? AND id > ? ORDER BY id LIMIT "
+                "?", (series_id, last_id, CHUNK_PAGE)
             )
             # In id order: where a resumed run logged a step twice, the later chunk wins, there as here.
             connection.executemany(INSERT_CHUNK, [(target_series, *chunk[1:]) for chunk in page])
@@ -287,7 +291,9 @@ def _copy_curves(source: Database, connection, source_run_id: int, target_run_id
     return points
 
 
-def _copy_owned(source: Database, target: Database, connection, table: str, card_map: dict[int, int], run_map: dict[int, int]) -> int:
+def _copy_owned(
+    source: Database, target: Database, connection, table: str, card_map: dict[int, int], run_map: dict[int, int]
+) -> int:
     """The notes, profiles or attachments of the copied cards that the target lacks; returns how many."""
     rows = _rows(source, table, "card_id", card_map)
     clause, parameters = target.among("uid", [row["uid"] for row in rows])
@@ -310,7 +316,11 @@ def _copy_owned(source: Database, target: Database, connection, table: str, card
 def render_copied(copied: Copied, console: Console) -> None:
     """What was copied, in one line; then the ancestors that came along and the runs still running, if any."""
     counts = (
-        (copied.cards, "card"), (copied.runs, "run"), (copied.points, "point"), (copied.profiles, "profile"), (copied.notes, "note"),
+        (copied.cards, "card"),
+        (copied.runs, "run"),
+        (copied.points, "point"),
+        (copied.profiles, "profile"),
+        (copied.notes, "note"),
         *([(copied.attachments, "attachment")] if copied.attachments else []),
     )
     if not any(number for number, _ in counts) and not copied.updated_runs:
@@ -337,5 +347,6 @@ def _print_counts(copied: Copied, counts: tuple, console: Console) -> None:
     if copied.ancestors:
         named = ", ".join(copied.ancestors[:ANCESTORS_NAMED])
         more = len(copied.ancestors) - ANCESTORS_NAMED
-        line = f"with the ancestors the target lacked, so that lineage holds: {named}" + (f" and {more:,} more" if more > 0 else "")
+        line = f"with the ancestors the target lacked, so that lineage holds: {named}"
+        line += f" and {more:,} more" if more > 0 else ""
         console.print(line, markup=False, soft_wrap=True)

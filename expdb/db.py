@@ -14,6 +14,7 @@ both understand; the few places where the two differ ask the dialect (`among`, `
 SQLAlchemy are imported only when a database is created or upgraded.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import DatabaseError, last_line
@@ -73,7 +75,9 @@ def new_uid() -> str:
 
 
 # What SQLite's json_extract gives as text or a number, by json_type: booleans and nested values decoded.
-_SQLITE_JSON_TYPES = {"true": lambda _: True, "false": lambda _: False, "array": json.loads, "object": json.loads}
+_SQLITE_JSON_TYPES: dict[str, Callable[[Any], Any]] = {
+    "true": lambda _: True, "false": lambda _: False, "array": json.loads, "object": json.loads
+}
 
 
 @lru_cache(maxsize=512)
@@ -240,7 +244,7 @@ class SQLiteDialect:
         def decode(picked: Sequence) -> dict:
             return {
                 key: _SQLITE_JSON_TYPES[kind](value) if kind in _SQLITE_JSON_TYPES else value
-                for key, kind, value in zip(keys, picked[0::2], picked[1::2])
+                for key, kind, value in zip(keys, picked[0::2], picked[1::2], strict=True)
                 if kind is not None and kind != "null"
             }
 
@@ -310,7 +314,7 @@ class PostgresDialect:
     def _settings(self) -> tuple[str, str, str | None, str | None]:
         from psycopg.conninfo import conninfo_to_dict
 
-        settings = conninfo_to_dict(self.conninfo)
+        settings = {key: None if value is None else str(value) for key, value in conninfo_to_dict(self.conninfo).items()}
         return settings.get("host") or "localhost", settings.get("port") or "5432", settings.get("dbname"), settings.get("user")
 
     def open(self, create: bool, migrate: Migrate) -> tuple[_PostgresConnection, bool]:
@@ -334,7 +338,8 @@ class PostgresDialect:
             raise _reading_failed(self.name, error) from None
         if created and not create:
             connection.close()
-            raise DatabaseError(f"{self.name} has no expdb tables yet: a command that writes, such as `expdb new NAME`, creates them")
+            raise DatabaseError(f"{self.name} has no expdb tables yet: a command that writes, such as `expdb new NAME`, creates "
+                                "them")
         return connection, created
 
     def _connection_failure(self, error: Exception) -> DatabaseError:
@@ -395,7 +400,7 @@ class PostgresDialect:
         picks = "".join(f", ({column}::json -> ?)::text" for _ in keys)
 
         def decode(picked: Sequence) -> dict:
-            return {key: json.loads(text) for key, text in zip(keys, picked) if text is not None and text != "null"}
+            return {key: json.loads(text) for key, text in zip(keys, picked, strict=True) if text is not None and text != "null"}
 
         return picks, list(keys), decode
 
@@ -421,6 +426,7 @@ class Database:
         self.upgraded_from: str | None = None
         self.backup_path: Path | None = None
         self._nested = False
+        self.connection: sqlite3.Connection | _PostgresConnection
         self.connection, self.created = self.dialect.open(create, self._migrate)
         self._may_create = create
         try:
@@ -567,10 +573,9 @@ class Database:
             self._nested = False
 
     def _rollback(self) -> None:
-        try:
+        # If the connection itself broke, the server has rolled back already.
+        with contextlib.suppress(self.dialect.errors):
             self.connection.execute("ROLLBACK")
-        except self.dialect.errors:
-            pass  # the connection itself broke: the server has rolled back already
 
 
 def glob_regex(pattern: str) -> str:

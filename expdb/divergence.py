@@ -215,7 +215,7 @@ class _Curve:
         if not values:
             return True
         if self.dead:  # only its last finite value still matters
-            for step, value in zip(reversed(steps), reversed(values)):
+            for step, value in zip(reversed(steps), reversed(values), strict=True):
                 if math.isfinite(value):
                     self.last_value, self.last_step = value, step
                     break
@@ -368,7 +368,7 @@ class DivergenceDetector:
         if curve.last_value is None:
             since = "never finite"
         else:
-            since = f"last finite {format_value(curve.last_value)} at step {format_step(curve.last_step)}"
+            since = f"last finite {format_value(curve.last_value)} at step {format_step(curve.last_step or 0)}"
         message = f"{curve.key} became {format_value(value)} at step {format_step(step)} ({since})"
         return Divergence(NON_FINITE, curve.key, step, message)
 

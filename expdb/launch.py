@@ -125,6 +125,7 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
     watcher = threading.Thread(target=_stop_when_told, args=(run, process), daemon=True)
     watcher.start()
     try:
+        assert process.stdout is not None  # started with stdout=PIPE
         for line in process.stdout:
             echo.write(line)
             run.write_log(line.rstrip("\n"))
@@ -132,7 +133,8 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
                 final_line = line.strip()
             record = plan.parser.parse(line) if plan.parser else None
             if record is not None:
-                run.log(record.step, epoch=record.epoch, **record.values)
+                # A parser names metrics only; epoch is its own field, never a key of values.
+                run.log(record.step, epoch=record.epoch, **record.values)  # type: ignore[arg-type]
     except BaseException:
         _stop(process)
         raise
@@ -263,7 +265,8 @@ def profile_card(
 ) -> None:
     """Build the card's model with its runner (no training), measure it, and keep the profile with the card."""
     if not card.runner:
-        raise ExpdbError(f"{card.name} has no runner, so expdb cannot build its model; profile it from your code with run.profile(model, inputs)")
+        raise ExpdbError(f"{card.name} has no runner, so expdb cannot build its model; profile it from your code with "
+                         "run.profile(model, inputs)")
     runner = resolve_runner(card.runner)
     if runner.build is None:
         raise ExpdbError(f"runner {card.runner!r} has no build(params) function, so expdb cannot build its model")

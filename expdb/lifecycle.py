@@ -16,7 +16,7 @@ Cheap to import, and it never asks a cluster: the reaper runs on the path of eve
 import os
 import socket
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
 from .db import Database, new_uid, now
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .cards import Card
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     QUEUED = "queued"  # waiting for a process (a local queue's job, a Slurm job) to adopt it
     RUNNING = "running"
     FINISHED = "finished"
@@ -203,7 +203,8 @@ def start(db: Database, card: "Card", process: Process, resuming: RunRow | None 
         columns = {"status": RunStatus.RUNNING, "started_at": now(), **_process_columns(process)}
         with db.transaction() as connection:
             run_id = connection.execute(
-                f"INSERT INTO run (uid, card_id, {', '.join(columns)}) VALUES (?, ?, {', '.join('?' * len(columns))}) RETURNING id",
+                f"INSERT INTO run (uid, card_id, {', '.join(columns)}) VALUES (?, ?, {', '.join('?' * len(columns))}) RETURNING "
+                "id",
                 (new_uid(), card.id, *columns.values()),
             ).fetchone()[0]
         return RunRow(run_id, RunStatus.RUNNING, columns["started_at"], None, None)
@@ -233,7 +234,8 @@ def _take_over(db: Database, card: "Card", run: RunRow, process: Process, starte
             f"UPDATE run SET {assignments} WHERE id = ? AND status = ? RETURNING id", (*columns.values(), run.id, run.status)
         ).fetchone()
     if taken is None:
-        raise TransitionRefused(f"run {run.id} of {card.name} changed while it was starting (its queue stopped?): run {card.name} again")
+        raise TransitionRefused(f"run {run.id} of {card.name} changed while it was starting (its queue stopped?): run "
+                                f"{card.name} again")
     return RunRow(run.id, RunStatus.RUNNING, started_at, None, run.checkpoint_dir)
 
 

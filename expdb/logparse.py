@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -282,8 +283,12 @@ def _is_mmcv_eval(fields: dict[str, str]) -> bool:
     return bool(names) and not any("loss" in name for name in names)
 
 
-class _NeverRaises:
+class _NeverRaises(ABC):
     """A parser whose `parse` keeps the LineParser contract: a line it cannot read gives None."""
+
+    @abstractmethod
+    def _parse(self, line: str) -> Record | None:
+        """The line's record; may raise on a line of another shape."""
 
     def parse(self, line: str) -> Record | None:
         try:

@@ -141,7 +141,9 @@ def parse_quantity(text: str, key: str, definition: MetricDef | None) -> float:
     """
     match = _QUANTITY.fullmatch(text)
     if not match:
-        raise ExpdbError(f"cannot read --{key} {text!r}: write a number, with K, M, G or T and the metric's unit if any (670.32K, 34.12ms)")
+        raise ExpdbError(
+            f"cannot read --{key} {text!r}: write a number, with K, M, G or T and the metric's unit if any (670.32K, 34.12ms)"
+        )
     number = float(match[1]) * (_SI_SCALE[match[2]] if match[2] else 1.0)
     unit = match[3]
     if unit:

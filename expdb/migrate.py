@@ -21,7 +21,9 @@ def known_revisions() -> set[str]:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "migrations/versions has no revision"
+    return head
 
 
 def upgrade_to_head(location: str | None, revision: str = "head") -> None:

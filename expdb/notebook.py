@@ -1,5 +1,7 @@
 """`expdb.open(db)`: a study from a notebook, its tables and curves as pandas DataFrames. Imports pandas."""
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from .cards import Selection, get_card, select_cards
@@ -10,7 +12,7 @@ from .series import latest_curve
 from .table import build_table
 
 
-def _selection(names: list[str] | str, tag: str | None, where: str | None, status: str | None) -> Selection:
+def _selection(names: Sequence[str] | str, tag: str | None, where: str | None, status: str | None) -> Selection:
     """A name or glob may be given alone, as a string."""
     return Selection((names,) if isinstance(names, str) else tuple(names), tag, where, status)
 
@@ -23,8 +25,8 @@ class Notebook:
 
     def table(
         self,
-        metrics: list[str] | str = (),
-        names: list[str] | str = (),
+        metrics: Sequence[str] | str = (),
+        names: Sequence[str] | str = (),
         tag: str | None = None,
         where: str | None = None,
         status: str | None = None,
@@ -38,7 +40,7 @@ class Notebook:
         return pd.DataFrame(rows, columns=header).set_index(header[0])
 
     def cards(
-        self, names: list[str] | str = (), tag: str | None = None, where: str | None = None, status: str | None = None
+        self, names: Sequence[str] | str = (), tag: str | None = None, where: str | None = None, status: str | None = None
     ) -> pd.DataFrame:
         """The cards selected as `expdb list` selects them (every card by default) with their status, parent,
         tags and parameters, one row each, indexed by name."""

@@ -54,7 +54,7 @@ def beside(target: Path, suffix: str = ".tmp") -> Path:
     return Path(name)
 
 
-def fill(path: Path, write: Callable[[IO], None], *, binary: bool = False, shown: Path | None = None) -> None:
+def fill(path: Path, write: Callable[[IO], object], *, binary: bool = False, shown: Path | None = None) -> None:
     """Write `path` with `write(handle)` and give it the mode a new file gets under the umask.
     An OSError becomes an ExpdbError naming `shown` (default: `path`)."""
     try:

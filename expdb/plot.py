@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -99,7 +100,7 @@ def _ema_finite(x: np.ndarray, weight: float) -> np.ndarray:
     return within.reshape(-1)[:n]
 
 
-def ema(values: Sequence[float], weight: float) -> np.ndarray:
+def ema(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
     """TensorBoard's smoothing: an exponential moving average debiased by 1 - weight**k after k points.
 
     Non-finite points (NaN, inf) are passed through as they are and skipped by the average, so a
@@ -428,11 +429,11 @@ def plot_curves(
     visible = False  # some line has a point that can be drawn
     definitions = load_definitions(db)
 
-    rc = {"svg.fonttype": "none", "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "expdb"}
+    rc: dict[Any, Any] = {"svg.fonttype": "none", "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "expdb"}
     with matplotlib.rc_context(rc):
         figure = Figure(figsize=(ROW_SIZE[0], ROW_SIZE[1] * len(metrics)), dpi=DPI, layout="constrained")
         axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
-        for ax, metric in zip(axes, metrics):
+        for ax, metric in zip(axes, metrics, strict=True):
             y_label = definition(definitions, metric).header()
             result.y_labels.append(y_label)
             has_divergence = has_drop = False
@@ -453,8 +454,8 @@ def plot_curves(
             if not by_metric[metric]:
                 ax.text(0.5, 0.5, f"no run has {metric!r}", transform=ax.transAxes, ha="center", va="center", color="0.5")
         if not visible:
-            scale = " on a log scale (no value above 0)" if log_y else " (every value is NaN or inf)"
-            raise ExpdbError(f"nothing to draw of {', '.join(metrics)}{scale}; nothing written")
+            why = " on a log scale (no value above 0)" if log_y else " (every value is NaN or inf)"
+            raise ExpdbError(f"nothing to draw of {', '.join(metrics)}{why}; nothing written")
         axes[-1].set_xlabel(x_label)
         if title:
             figure.suptitle(title)

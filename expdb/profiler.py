@@ -374,7 +374,7 @@ class _Positional(nn.Module):
 
     def forward(self, *tensors):
         args, kwargs = list(self._args), dict(self._kwargs)
-        for (kind, i), tensor in zip(self.slots, tensors):
+        for (kind, i), tensor in zip(self.slots, tensors, strict=True):
             if kind == "arg":
                 args[i] = tensor
             else:
@@ -404,7 +404,8 @@ def _count_fvcore(model: nn.Module, args: tuple, kwargs: dict) -> tuple[float, d
     """fvcore's total MACs, the operators it skipped, and the part of the total torch would not count."""
     if kwargs or not all(isinstance(value, torch.Tensor) for value in args):
         wrapper = _Positional(model, args, kwargs)
-        target, traced_inputs = wrapper, wrapper.tensors()
+        target: nn.Module = wrapper
+        traced_inputs = wrapper.tensors()
     else:
         target, traced_inputs = model, args
     analysis = (
@@ -470,9 +471,11 @@ def _count_flops(model: nn.Module, args: tuple, kwargs: dict) -> _Flops:
         if result.torch_total is not None:
             result.flops, result.counter, result.skipped = result.torch_total, "torch", torch_skipped
         else:
-            result.error = f"fvcore could not trace the model ({fvcore_error}); torch's FlopCounterMode failed too ({torch_error})"
+            result.error = (
+                f"fvcore could not trace the model ({fvcore_error}); torch's FlopCounterMode failed too ({torch_error})"
+            )
         return result
-    if result.torch_total is not None:
+    if result.torch_total is not None and result.flops is not None:
         result.disagreement = _disagreement(result.flops, fvcore_only, result.torch_total, result.skipped)
     else:
         result.disagreement = f"not cross-checked: torch's FlopCounterMode failed ({torch_error})"
@@ -607,7 +610,9 @@ def _measured_inputs(inputs) -> tuple[tuple, dict, int, str]:
     return args, kwargs, batch, input_shape
 
 
-def _ready_on(model: nn.Module, target: torch.device, args: tuple, kwargs: dict, batch: int, input_shape: str) -> tuple[tuple, dict]:
+def _ready_on(
+    model: nn.Module, target: torch.device, args: tuple, kwargs: dict, batch: int, input_shape: str
+) -> tuple[tuple, dict]:
     """The model in eval mode on `target`, and its inputs moved there, checked by one forward pass:
     it materialises lazy modules and says, in one line, when the model does not take these inputs."""
     try:
@@ -625,7 +630,15 @@ def _ready_on(model: nn.Module, target: torch.device, args: tuple, kwargs: dict,
 
 
 def _timed(
-    model: nn.Module, args: tuple, kwargs: dict, target: torch.device, dtype: str, warmup: int, iterations: int, minimum: int, budget_s: float
+    model: nn.Module,
+    args: tuple,
+    kwargs: dict,
+    target: torch.device,
+    dtype: str,
+    warmup: int,
+    iterations: int,
+    minimum: int,
+    budget_s: float,
 ) -> list[float]:
     """Milliseconds of each timed forward pass, in inference mode and `dtype`'s autocast."""
     def forward():
@@ -638,7 +651,14 @@ def _timed(
 
 
 def _throughput(
-    model: nn.Module, args: tuple, kwargs: dict, batch: int, throughput_batch: int, target: torch.device, dtype: str, budget_s: float
+    model: nn.Module,
+    args: tuple,
+    kwargs: dict,
+    batch: int,
+    throughput_batch: int,
+    target: torch.device,
+    dtype: str,
+    budget_s: float,
 ) -> float | None:
     """Samples per second with the inputs' batch grown to `throughput_batch`."""
     big_args = tuple(_rebatch(value, batch, throughput_batch) for value in args)

@@ -346,10 +346,12 @@ def _start(db: Database, entry: QueuedRun, index: int, slot: Slot, run_args: lis
 
 def _go(job: _Job, start: bool = True) -> None:
     """Let a standby job begin its run, or (start=False) tell it the queue stopped, so that it exits untouched."""
+    stdin = job.process.stdin
+    assert stdin is not None  # started with stdin=PIPE
     try:
         if start:
-            job.process.stdin.write(b"go\n")
-        job.process.stdin.close()
+            stdin.write(b"go\n")
+        stdin.close()
     except BrokenPipeError:
         pass  # it ended already; how is recorded when it is reaped
 
@@ -426,14 +428,17 @@ def stop_local_queues(db: Database) -> list[str]:
     """SIGTERM to this machine's local queues that have runs queued or running, and to the running jobs of a
     queue that died (they run on without it); what was signalled ("queue 123", "run 7")."""
     host = socket.gethostname()
-    runs = [run for run in lifecycle.active_runs(db) if run.launcher == "local" and run.host == host]
+    # A local queue's runs carry the queue's pid as their job id.
+    runs = [
+        run for run in lifecycle.active_runs(db) if run.launcher == "local" and run.host == host and run.job_id is not None
+    ]
     stopped, alive = [], set()
-    for queue_pid in sorted({int(run.job_id) for run in runs}):
+    for queue_pid in sorted({int(str(run.job_id)) for run in runs}):
         if _terminate(queue_pid):
             stopped.append(f"queue {queue_pid}")
             alive.add(queue_pid)
     for run in runs:
-        if run.status == RunStatus.RUNNING and int(run.job_id) not in alive and _terminate(run.pid):
+        if run.status == RunStatus.RUNNING and int(str(run.job_id)) not in alive and run.pid is not None and _terminate(run.pid):
             stopped.append(f"run {run.id}")
     return stopped
 

@@ -7,7 +7,7 @@ lay out, while the plain formats are written line by line.
 import csv
 import json
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -66,7 +66,7 @@ def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Ce
 
 
 def _name_cell(table: ComparisonTable, row) -> str:
-    return f"{row.name} (baseline)" if row is table.baseline else row.name
+    return row.name + (" (baseline)" if row is table.baseline else "")
 
 
 @dataclass
@@ -91,7 +91,7 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
         for key in table.param_keys:
             value = row.params.get(key)
             cells.append(Cell(missing if value is None and latex else format_value(value)))
-        if table.counted:
+        if table.counted and isinstance(row, GroupRow):
             cells.append(Cell(str(row.count)))
         cells += [_metric_cell(table, row, column, latex) for column in columns]
         rows.append(cells)
@@ -105,7 +105,7 @@ def _joined(cell: Cell) -> str:
 def render_rich(table: ComparisonTable, console: Console) -> None:
     layout = _layout(table)
     grid = Table(show_edge=False, header_style="bold")
-    for header, numeric in zip(layout.headers, layout.numeric):
+    for header, numeric in zip(layout.headers, layout.numeric, strict=True):
         grid.add_column(Text(header), justify="right" if numeric else "left", no_wrap=True)
     for cells in layout.rows:
         # Text cells: shown as written (no markup to parse), and on one line each, which lays out fast.
@@ -151,7 +151,7 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
     rows = []
     for row in table.rows:
         line = [row.name, *(row.params.get(key) for key in table.param_keys)]
-        line += [row.count] if table.counted else []
+        line += [row.count] if table.counted and isinstance(row, GroupRow) else []
         line += [column.value(row) for column in table.columns]
         if with_deltas:
             line += [table.delta(row, column) for column in _ranked(table)]
@@ -169,6 +169,7 @@ def write_csv(table: ComparisonTable, file: TextIO) -> None:
 def write_json(table: ComparisonTable, file: TextIO) -> None:
     records = []
     for row in table.rows:
+        record: dict[str, Any]
         if isinstance(row, GroupRow):
             record = {"group": row.name, "cards": [member.name for member in row.rows]}
             if table.counted:

@@ -38,7 +38,7 @@ from .outputs import (
     staging,
 )
 from .render import markdown_table, write_latex, write_markdown
-from .table import ComparisonTable, _did_you_mean, build_table, parse_metric
+from .table import ComparisonTable, Row, _did_you_mean, build_table, parse_metric
 from .values import format_value, plural, same
 from .views import format_duration, format_time
 
@@ -63,7 +63,7 @@ def _metrics_by_card(db: Database, cards: list[Card]) -> dict[int, set[str]]:
     columns = ", ".join(f"max(CASE WHEN {column} IS NULL THEN 0 ELSE 1 END)" for column in PROFILE_COLUMNS.values())
     among, ids = db.among("card_id", [card.id for card in cards])
     for card_id, *present in db.query(f"SELECT card_id, {columns} FROM profile WHERE {among} GROUP BY card_id", ids):
-        found[card_id].update(key for key, there in zip(PROFILE_COLUMNS, present) if there)
+        found[card_id].update(key for key, there in zip(PROFILE_COLUMNS, present, strict=True) if there)
     return found
 
 
@@ -114,7 +114,7 @@ def _latest_runs(db: Database, cards: list[Card]) -> dict[int, dict]:
     for row in db.query(
         f"SELECT {', '.join(columns)} FROM run WHERE id IN (SELECT max(id) FROM run WHERE {among} GROUP BY card_id)", ids
     ):
-        run = dict(zip(columns, row))
+        run = dict(zip(columns, row, strict=True))
         try:
             run["env"] = json.loads(run["env"] or "{}")
         except ValueError:
@@ -165,7 +165,7 @@ def _section_table(table: ComparisonTable, cards: list[Card]) -> str:
     out += [buffer.getvalue().rstrip("\n"), ""]
     if any(column.metric.direction for column in table.columns) and len(table.rows) > 1:
         out += ["The best value of each metric is in bold.", ""]
-    shown = {row.card.id for row in table.rows}
+    shown = {row.card.id for row in table.rows if isinstance(row, Row)}
     left_out = [card.name for card in cards if card.id not in shown]
     if left_out:
         out += [f"Not in the table, having none of these metrics: {', '.join(f'`{n}`' for n in left_out)}.", ""]
@@ -183,9 +183,14 @@ def _section_params(cards: list[Card]) -> str:
     elif not differing:
         out.append("All cards have the same hyperparameters.")
     else:
-        out.append(f"{plural(len(differing), 'hyperparameter')} {'differs' if len(differing) == 1 else 'differ'} between the cards (- where a card has none).")
+        out.append(f"{plural(len(differing), 'hyperparameter')} {'differs' if len(differing) == 1 else 'differ'} between the "
+                   "cards (- where a card has none).")
         out.append("")
-        out.append(markdown_table(["card", *differing], [[card.name, *(format_value(card.params.get(k)) for k in differing)] for card in cards]).rstrip("\n"))
+        out.append(
+            markdown_table(
+                ["card", *differing], [[card.name, *(format_value(card.params.get(k)) for k in differing)] for card in cards]
+            ).rstrip("\n")
+        )
     if shared:
         out += ["", ("Shared by all: " if len(cards) > 1 else "Its hyperparameters: ")
                 + ", ".join(f"{key}={format_value(first[key])}" for key in shared) + "."]
@@ -202,7 +207,9 @@ def _section_problems(cards: list[Card], notes: dict[int, list[tuple]], failed: 
     for card in cards:
         for text, automatic, step, run_id, _ in notes[card.id]:
             if automatic:
-                where = ", ".join(part for part in (f"run {run_id}" if run_id else "", f"step {step:,}" if step is not None else "") if part)
+                where = ", ".join(
+                    part for part in (f"run {run_id}" if run_id else "", f"step {step:,}" if step is not None else "") if part
+                )
                 lines.append(f"- **`{card.name}`**" + (f" ({where})" if where else "") + f": {' '.join(text.split())}")
         for run_id, status, reason in failed.get(card.id, []):
             lines.append(f"- **`{card.name}`** (run {run_id}): {status}" + (f": {' '.join(reason.split())}" if reason else ""))
@@ -268,7 +275,8 @@ def _write_markdown_report(
     with staging() as staged:  # (temporary, target)
         plots = ["## Curves", ""]
         if smooth > 0:
-            plots += [f"Smoothed with an exponential moving average of weight {smooth:g}; the raw curve is drawn faintly behind.", ""]
+            plots += [f"Smoothed with an exponential moving average of weight {smooth:g}; the raw curve is drawn faintly "
+                      "behind.", ""]
         for curve in curves:
             plots += [f"### {curve}", ""]
             with_curve = [card for card in cards if curve in have[card.id]]
@@ -352,7 +360,9 @@ def _writer_of(source: Path):
     return write
 
 
-def _write_latex_report(db: Database, cards: list[Card], output: Path, metrics: list[str], baseline: str | None, title: str | None) -> list[Path]:
+def _write_latex_report(
+    db: Database, cards: list[Card], output: Path, metrics: list[str], baseline: str | None, title: str | None
+) -> list[Path]:
     table = build_table(db, cards, metrics, baseline=baseline)
     if not table.rows:
         raise ExpdbError(f"none of the cards has {', '.join(metrics) or 'a recorded metric'}: nothing to put in a table")

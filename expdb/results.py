@@ -40,7 +40,9 @@ def record_run(
     Returns the run's id.
     """
     card = get_card(db, card_name)
-    profile = {PROFILE_COLUMNS[key]: value for key, value in metrics.items() if key in PROFILE_COLUMNS}
+    profile: dict[str, float | str | None] = {
+        PROFILE_COLUMNS[key]: value for key, value in metrics.items() if key in PROFILE_COLUMNS
+    }
     if "flops" in profile:
         profile["flops_counter"] = flops_counter
     summary = {key: float(value) for key, value in metrics.items() if key not in PROFILE_COLUMNS}
@@ -162,7 +164,7 @@ def _write_imported(db: Database, connection, card_id: int, name: str, run: Read
     origin = started if started is not None else 0.0
     detector, events, blocks = DivergenceDetector(), [], []
     for start in range(0, len(records), IMPORT_BLOCK):
-        points = [
+        points: list[tuple[int, float | None, int | None, float, dict[str, float]]] = [
             (record.step, record.epoch, None, record.timestamp - origin if record.timestamp is not None else 0.0, record.values)
             for record in records[start : start + IMPORT_BLOCK]
         ]

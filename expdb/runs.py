@@ -150,7 +150,8 @@ class Run:
         self.log_path = plan.log_path
         self.on_diverge = on_diverge
         self.divergences: list[Divergence] = []
-        self.status, self.exit_reason = RunStatus.RUNNING, None
+        self.status: RunStatus = RunStatus.RUNNING
+        self.exit_reason: str | None = None
         self._started_at = started_at
         self._queue: deque = deque()
         self._stop: Exception | None = None  # what log() raises from now on: RunStopped or RecordingFailed
@@ -314,9 +315,10 @@ def check_on_diverge(on_diverge: str) -> str:
 def run_seed(card: cards.Card, seed: int | None) -> int:
     """The seed of a run: the one given, else the card's `seed` parameter, else 0."""
     if seed is None:
-        seed = card.params.get("seed", 0)
-        if type(seed) is not int:
-            raise ExpdbError(f"{card.name} has seed={seed!r}; a seed is an int: expdb set {card.name} --seed 0, or pass --seed")
+        given = card.params.get("seed", 0)
+        if type(given) is not int:
+            raise ExpdbError(f"{card.name} has seed={given!r}; a seed is an int: expdb set {card.name} --seed 0, or pass --seed")
+        seed = given
     if not -(2**63) <= seed < 2**63:
         raise ExpdbError(f"seed {seed} does not fit in 64 bits, as torch and the database keep it; pick a smaller one")
     return seed
@@ -328,7 +330,8 @@ def check_can_start(card: cards.Card, latest: RunRow | None, queued_run: int | N
     if latest is not None and latest.status == RunStatus.RUNNING:
         raise ExpdbError(f"{name} is already running (run {latest.id}); wait for it, or stop it first")
     if latest is not None and latest.status == RunStatus.QUEUED and queued_run is None:
-        raise ExpdbError(f"{name} is queued (run {latest.id}); `expdb queue` shows where, `expdb queue --stop` stops a local queue")
+        raise ExpdbError(f"{name} is queued (run {latest.id}); `expdb queue` shows where, `expdb queue --stop` stops a local "
+                         "queue")
     if queued_run is not None and (latest is None or (latest.id, latest.status) != (queued_run, RunStatus.QUEUED)):
         raise ExpdbError(f"run {queued_run} is not {name}'s queued run (its queue stopped?): run {name} again")
 
@@ -378,6 +381,7 @@ def begin_run(
     process = this_process(device, seed, command)
     with db.transaction() as connection:
         if queued_run is not None:
+            assert latest is not None  # check_can_start: the queued run is the latest
             run = lifecycle.adopt(db, card, latest, process, resume=resume)
         else:
             run = lifecycle.start(db, card, process, resuming=latest if resume else None)
@@ -387,4 +391,5 @@ def begin_run(
                 "UPDATE run SET log_path = ?, checkpoint_dir = ? WHERE id = ?", (str(plan.log_path), str(plan.directory), run.id)
             )
     plan.directory.mkdir(parents=True, exist_ok=True)
+    assert run.started_at is not None  # a started run has its start time
     return Run(db, card, run.id, plan, device, seed, resume, on_diverge, run.started_at, progress)

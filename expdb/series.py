@@ -5,6 +5,7 @@ started), plus epochs and samples when they were logged, each compressed with zl
 a resumed run logs a step again, the later chunk wins.
 """
 
+import itertools
 import math
 import sys
 import zlib
@@ -61,7 +62,7 @@ def _group_columns(group: list) -> Columns:
         array("d", [point[3] for point in group]),
         array("d", [math.nan if epoch is None else epoch for epoch in epochs]) if has_epochs else None,
         array("q", [NO_SAMPLES if count is None else count for count in samples]) if has_samples else None,
-        all(a < b for a, b in zip(steps, steps[1:])),
+        all(a < b for a, b in itertools.pairwise(steps)),
     )
 
 
@@ -97,7 +98,10 @@ class ChunkBuilder:
         columns, values = self.columns, self.values
         if not columns.ordered:
             order = _last_per_step(columns.steps)
-            columns = Columns(*(_pick(c, order) for c in (columns.steps, columns.walls, columns.epochs, columns.samples)), True)
+            columns = Columns(
+                _pick(columns.steps, order), _pick(columns.walls, order),
+                _pick_optional(columns.epochs, order), _pick_optional(columns.samples, order), True,
+            )
             values = _pick(values, order)
             packed = {}  # these arrays are this curve's own
 
@@ -121,7 +125,9 @@ class ChunkBuilder:
         )
 
 
-def _joined(first: array | None, second: array | None, first_count: int, second_count: int, typecode: str, missing) -> array | None:
+def _joined(
+    first: array | None, second: array | None, first_count: int, second_count: int, typecode: str, missing
+) -> array | None:
     if first is None and second is None:
         return None
     return (first if first is not None else array(typecode, [missing] * first_count)) + (
@@ -162,7 +168,8 @@ def build_chunks(points: list[tuple[int, float | None, int | None, float, dict[s
 
 def write_chunks(connection, run_id: int, chunks: dict[str, ChunkBuilder], series_ids: dict[str, int]) -> None:
     """Store the chunks of `build_chunks`, one row per curve; `series_ids` caches the curves' ids across calls."""
-    rows, packed = [], {}  # packed: compressed shared arrays, alive as long as `chunks`
+    rows: list[tuple] = []
+    packed: dict[int, bytes] = {}  # compressed shared arrays, alive as long as `chunks`
     for key, chunk in chunks.items():
         if key not in series_ids:
             connection.execute("INSERT INTO series (run_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING", (run_id, key))
@@ -242,12 +249,18 @@ def _last_per_step(steps: array) -> list[int]:
     return [latest[step] for step in sorted(latest)]
 
 
-def _pick(column: array | None, order: list[int]) -> array | None:
-    return None if column is None else array(column.typecode, (column[i] for i in order))
+def _pick(column: array, order: list[int]) -> array:
+    return array(column.typecode, (column[i] for i in order))
+
+
+def _pick_optional(column: array | None, order: list[int]) -> array | None:
+    return None if column is None else _pick(column, order)
 
 
 def _latest_per_step(curve: Curve) -> Curve:
     """A curve whose steps were logged again (a resumed run), cleaned the same way as a chunk."""
     order = _last_per_step(curve.steps)
-    columns = (curve.steps, curve.values, curve.walls, curve.epochs, curve.samples)
-    return Curve(curve.key, *(_pick(column, order) for column in columns))
+    return Curve(
+        curve.key, _pick(curve.steps, order), _pick(curve.values, order), _pick(curve.walls, order),
+        _pick_optional(curve.epochs, order), _pick_optional(curve.samples, order),
+    )

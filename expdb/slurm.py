@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from . import lifecycle
@@ -109,7 +110,7 @@ def shared_location(db: Database) -> str:
 class Submitted:
     card: str
     run_id: int
-    job: object  # a submitit Job: job_id, result(), wait()
+    job: Any  # a submitit Job: job_id, result(), wait()
 
 
 def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str], *, resume: bool = False) -> list[Submitted]:
@@ -131,9 +132,10 @@ def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str
         raise
     with db.transaction() as connection:
         connection.executemany(
-            "UPDATE run SET job_id = ? WHERE id = ?", [(str(job.job_id), entry.run_id) for entry, job in zip(queued, jobs)]
+            "UPDATE run SET job_id = ? WHERE id = "
+            "?", [(str(job.job_id), entry.run_id) for entry, job in zip(queued, jobs, strict=True)]
         )
-    return [Submitted(entry.card.name, entry.run_id, job) for entry, job in zip(queued, jobs)]
+    return [Submitted(entry.card.name, entry.run_id, job) for entry, job in zip(queued, jobs, strict=True)]
 
 
 def run_on_node(location: str, entry: QueuedRun, run_args: list[str]) -> int:
@@ -173,5 +175,5 @@ def release_ended_jobs(db: Database) -> list[int]:
     ]
     if not queued:
         return []
-    ended = ended_jobs([run.job_id for run in queued])
+    ended = ended_jobs([run.job_id for run in queued if run.job_id is not None])
     return [run.id for run in queued if run.job_id in ended and lifecycle.release_orphan(db, run)]

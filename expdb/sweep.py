@@ -9,7 +9,9 @@ card. Everything is checked before the first card is written.
 import itertools
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from . import cards, values
 from .db import Database
@@ -78,7 +80,7 @@ def split_items(text: str, key: str) -> list[str]:
     return items
 
 
-def _is_number(value: Value) -> bool:
+def _is_number(value: Value) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -176,9 +178,11 @@ def expand_grid(name: str, texts: dict[str, str], max_cards: int) -> Grid:
     fixed = {key: options[0] for key, options in parsed.items() if key not in varying}
     made: dict[str, SweepCard] = {}
     for point in itertools.product(*(parsed[key] for key in varying)):
-        chosen = {**fixed, **dict(zip(varying, point))}
+        chosen = {**fixed, **dict(zip(varying, point, strict=True))}
         card = SweepCard(
-            cards.validate_name(f"{name}_" + "_".join(name_part(key, value) for key, (value, _) in zip(varying, point))),
+            cards.validate_name(
+                f"{name}_" + "_".join(name_part(key, value) for key, (value, _) in zip(varying, point, strict=True))
+            ),
             {key: chosen[key][0] for key in texts},
             {key: chosen[key][1] for key in texts},
         )
@@ -195,7 +199,7 @@ def _varied(card: SweepCard, varying: list[str]) -> str:
     return " ".join(f"{key}={card.typed[key]}" for key in varying)
 
 
-def plan_sweep(db: Database, grid: Grid, base: str, tags: list[str] = (), note: str | None = None) -> SweepPlan:
+def plan_sweep(db: Database, grid: Grid, base: str, tags: Sequence[str] = (), note: str | None = None) -> SweepPlan:
     """The grid's cards as children of `base`: their values typed like the base card's (an int stays an int),
     tagged with the sweep's name and `tags`. Refuses names that exist already."""
     for tag in tags:

@@ -8,6 +8,7 @@ of its curve) and, when rows are grouped (`group_by`), an aggregate over the gro
 import difflib
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from .cards import (
@@ -281,7 +282,7 @@ def cards_where(db: Database, where: str) -> list[int]:
 def build_table(
     db: Database,
     cards: list[Card],
-    metrics: list[str] = (),
+    metrics: Sequence[str] = (),
     sort: str | None = None,
     baseline: str | None = None,
     params: str = "differing",
@@ -308,18 +309,23 @@ def build_table(
             f"no card of the {len(cards)} selected has {' or '.join(key for key, _ in requested) or 'a metric'}"
         )
     columns = _columns(db, rows, requested, definitions)
+    shown: list[Row | GroupRow]
+    shown_base: Row | GroupRow | None
     if group_keys:
-        rows, base_row = _grouped(db, rows, group_keys, base_row)
+        groups, shown_base = _grouped(db, rows, group_keys, base_row)
+        param_keys = _group_param_columns(groups, group_keys, params)
         columns = [replace(column, agg=agg) for column in columns for agg in agg_names if agg != "count"]
+        shown = list(groups)
+    else:
+        param_keys, shown, shown_base = _param_columns(rows, params), list(rows), base_row
     if sort:
-        rows = _sorted(rows, sort, definitions, base_row)
-    param_keys = _group_param_columns(rows, group_keys, params) if group_keys else _param_columns(rows, params)
+        shown = _sorted(shown, sort, definitions, shown_base)
     return ComparisonTable(
         param_keys=param_keys,
         columns=columns,
-        rows=rows,
-        baseline=base_row,
-        best=_best_values(rows, columns),
+        rows=shown,
+        baseline=shown_base,
+        best=_best_values(shown, columns),
         group_keys=group_keys,
         counted="count" in agg_names,
     )
@@ -336,7 +342,9 @@ def _grouping(group_by: str | list[str] | None, aggs: str | list[str] | None) ->
     return group_keys, agg_names or (list(DEFAULT_AGGREGATES) if group_keys else [])
 
 
-def _requested_metrics(db: Database, metrics: list[str], definitions: dict[str, MetricDef]) -> tuple[list[tuple[str, str]], set[str]]:
+def _requested_metrics(
+    db: Database, metrics: Sequence[str], definitions: dict[str, MetricDef]
+) -> tuple[list[tuple[str, str]], set[str]]:
     """The (key, reduction) of each metric column, checked, and the keys logged as curves."""
     specs = list(dict.fromkeys(parse_metric(text) for text in metrics))
     recorded, curve_keys, known = _known_keys(db, definitions)
@@ -422,9 +430,9 @@ def group_rows(name: str, rows: list[Row]) -> GroupRow:
     keys = list(dict.fromkeys(key for row in rows for key in row.card.params))
     first = rows[0].card.params
     shared = {
-        key: first.get(key)
+        key: first[key]
         for key in keys
-        if all(same(row.card.params.get(key), first.get(key)) for row in rows) and first.get(key) is not None
+        if first.get(key) is not None and all(same(row.card.params.get(key), first[key]) for row in rows)
     }
     stats: dict[str, dict[str, float]] = {}
     for key in dict.fromkeys(key for row in rows for key in row.values):
@@ -446,7 +454,8 @@ def _group_param_columns(groups: list[GroupRow], keys: list[str], mode: str) -> 
     constant = [
         key
         for key in every
-        if key not in keys and all(all(same(r.card.params.get(key), g.rows[0].card.params.get(key)) for r in g.rows) for g in groups)
+        if key not in keys
+        and all(all(same(r.card.params.get(key), g.rows[0].card.params.get(key)) for r in g.rows) for g in groups)
     ]
     if mode == "differing":
         first = groups[0].rows[0].card.params if groups else {}

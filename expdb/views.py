@@ -13,6 +13,7 @@ from rich.table import Table
 from .cards import Card, CardDetails, CardDiff, ParamChange
 from .lifecycle import BY_HAND, IMPORTED, PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
+from .series import Curve
 from .sweep import SweepPlan
 from .values import format_value, plural
 
@@ -105,7 +106,7 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
         params.add_column("key")
         params.add_column("value")
         has_parent = card.parent is not None
-        if has_parent:
+        if card.parent is not None:
             params.add_column(f"vs {escape(card.parent)}")
         for change in details.changes:
             cells = [escape(change.key), escape(format_value(change.value))]
@@ -151,7 +152,9 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
     if details.notes:
         console.print("[bold]notes[/]")
         for note in details.notes:
-            origin = f"expdb, step {note.step:,}" if note.automatic and note.step is not None else "expdb" if note.automatic else ""
+            origin = ""
+            if note.automatic:
+                origin = "expdb" if note.step is None else f"expdb, step {note.step:,}"
             prefix = f"[dim]{format_time(note.created_at)}[/]" + (f" [magenta]{origin}[/]" if origin else "")
             console.print(f"  {prefix}  {escape(note.text)}")
 
@@ -248,7 +251,7 @@ def sparkline(values, width: int) -> str:
     return "".join(SPARK_LEVELS[round((mean - low) / span * (len(SPARK_LEVELS) - 1))] for mean in means)
 
 
-def render_curves(curves: dict[str, object], key: str, width: int, console: Console) -> None:
+def render_curves(curves: dict[str, Curve | None], key: str, width: int, console: Console) -> None:
     """One sparkline per card of the curve `key`, with its first, lowest and last values."""
     if not any(curves.values()):
         console.print(f"no {escape(key)} curve to compare")
@@ -309,7 +312,9 @@ def render_metric_definitions(definitions: dict[str, MetricDef], used: dict[str,
         table.add_column(header, overflow="fold")
     for key in sorted(definitions):
         found = definitions[key]
-        table.add_row(escape(key), escape(found.label), escape(found.unit), found.direction or "", found.format, f"{used.get(key, 0):,}")
+        runs = f"{used.get(key, 0):,}"
+        cells = (escape(key), escape(found.label), escape(found.unit), found.direction or "", found.format, runs)
+        table.add_row(*cells)
     for key in sorted(set(used) - set(definitions)):
         table.add_row(escape(key), "", "", "", "", f"{used[key]:,}", style="dim")
     console.print(table)

@@ -13,6 +13,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ExpdbError
 from .values import parse_scalar
@@ -26,7 +27,7 @@ _OPERATORS = ("==", "!=", "<=", ">=", "=", "<", ">")
 _OPERATOR_NAMES = "== != < <= > >= in"
 # A bare value may not start with an operator or bracket, so `N>=>5` or `N=(5)` is an error, not a string.
 _BARE_VALUE = re.compile(r"[^\s()\[\],'\"=!<>][^\s),\]]*")
-_ORDERINGS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 @dataclass(frozen=True)

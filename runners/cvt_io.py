@@ -347,7 +347,7 @@ class TrainStream:
 
     def __init__(self, cfg: dict, seed: int):
         self.cfg, self.seed = cfg, seed
-        self._perm_epoch, self._perm = -1, None
+        self._perm_epoch, self._perm = -1, np.empty(0, dtype=np.int64)
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._perm_epoch:
@@ -445,7 +445,7 @@ class CrossAttention(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         k, v = self.kv(self.norm_kv(context)).chunk(2, dim=-1)
         x = x + self.out(_attend(self.q(self.norm_q(x)), k, v, self.heads))
-        if self.mlp is not None:
+        if self.mlp is not None and self.norm_mlp is not None:
             x = x + self.mlp(self.norm_mlp(x))
         return x
 
@@ -528,8 +528,10 @@ class CvTIO(nn.Module):
         self.head_norm = nn.LayerNorm(dim)
         self.squeeze = nn.Linear(dim, 16)
         self.head = nn.Sequential(nn.GELU(), nn.Linear(16 * grid * grid, 128), nn.GELU(), nn.Linear(128, 4))
-        nn.init.normal_(self.head[-1].weight, std=1e-3)
-        nn.init.zeros_(self.head[-1].bias)
+        last = self.head[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.normal_(last.weight, std=1e-3)
+        nn.init.zeros_(last.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.stage2(self.embed2(self.stage1(self.embed1(images))))
@@ -626,7 +628,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state(device: str) -> dict:
-    np_state = np.random.get_state()
+    np_state: tuple = np.random.get_state(legacy=True)  # type: ignore[assignment]  # the tuple form, with legacy=True
     state = {
         "python": random.getstate(),
         "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
@@ -705,9 +707,9 @@ def run(params: dict, ctx) -> None:
             _set_rng_state(state["rng"], device)
             start = int(state["step"])
             if state.get("seed", seed) != seed:
-                warnings.warn(f"cvt_io: checkpoint was trained with seed {state['seed']}, resuming with {seed}")
+                warnings.warn(f"cvt_io: checkpoint was trained with seed {state['seed']}, resuming with {seed}", stacklevel=2)
         else:
-            warnings.warn(f"cvt_io: no checkpoint at {path}; starting from step 0")
+            warnings.warn(f"cvt_io: no checkpoint at {path}; starting from step 0", stacklevel=2)
 
     stream = TrainStream(cfg, seed)
     eval_images, eval_boxes = make_images(cfg["data_seed"], 2, range(cfg["eval_size"]), cfg["image"])

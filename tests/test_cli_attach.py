@@ -26,7 +26,9 @@ def test_attach_stores_the_file_by_its_hash_and_show_lists_it(cli, figure):
 
     assert (name, size, note) == ("loss_explosion.png", figure.stat().st_size, "the curve before it exploded")
     assert sha256 == hashlib.sha256(figure.read_bytes()).hexdigest()
-    stored = next(Path(".").glob(f"expdb_files/*/{sha256[:2]}/{sha256}"), None) or next(Path("expdb_files").glob(f"*/{sha256[:2]}/{sha256}"))
+    stored = next(Path(".").glob(f"expdb_files/*/{sha256[:2]}/{sha256}"), None) or next(
+        Path("expdb_files").glob(f"*/{sha256[:2]}/{sha256}")
+    )
     assert stored.read_bytes() == figure.read_bytes()
     shown = cli("show", "cvt_io_v2_3").out
     assert "attachments" in shown and "loss_explosion.png" in shown and sha256[:12] in shown
@@ -65,8 +67,18 @@ def test_new_with_a_config_attaches_it_and_flattens_it_into_parameters(cli):
     result = cli("new", "detr_a", "--config", str(CONFIGS / "detr_r50_8xb2-150e_coco.py"), "--flatten")
     assert result.code == 0, result.err
     assert "attached" in result.out
-    assert cli("new", "detr_b", "--config", str(CONFIGS / "detr_r50_8xb2-150e_coco.py"), "--flatten",
-               "--model.decoder.num_layers", "3").code == 0
+    assert (
+        cli(
+            "new",
+            "detr_b",
+            "--config",
+            str(CONFIGS / "detr_r50_8xb2-150e_coco.py"),
+            "--flatten",
+            "--model.decoder.num_layers",
+            "3",
+        ).code
+        == 0
+    )
     diff = cli("diff", "detr_a", "detr_b").out
     assert "model.decoder.num_layers" in diff and "6" in diff and "3" in diff
     assert query("SELECT name FROM attachment ORDER BY id") == [("detr_r50_8xb2-150e_coco.py",), ("detr_r50_8xb2-150e_coco.py",)]
@@ -80,9 +92,14 @@ def test_python_configs_are_read_without_running_them(tmp_path):
     assert values.params["optim_wrapper.optimizer.lr"] == 0.0001
     evil = tmp_path / "evil.py"
     marker = tmp_path / "ran"
-    evil.write_text(f"import os\nos.system('touch {marker}')\nlr = 0.1\nsteps = [i for i in range(3)]\nroot = 'data/'\nann = root + 'a.json'\n")
+    evil.write_text(
+        f"import os\nos.system('touch {marker}')\nlr = 0.1\nsteps = [i for i in range(3)]\n"
+        "root = 'data/'\nann = root + 'a.json'\n"
+    )
     read = read_config(evil)
-    assert not marker.exists() and read.params == {"lr": 0.1, "root": "data/", "ann": "data/a.json"} and read.left_out == ["steps"]
+    assert (
+        not marker.exists() and read.params == {"lr": 0.1, "root": "data/", "ann": "data/a.json"} and read.left_out == ["steps"]
+    )
     yaml_config = tmp_path / "cfg.yaml"
     yaml_config.write_text("model:\n  decoder:\n    num_layers: 6\n  dropout: 0.1\nseed: null\n")
     assert read_config(yaml_config).params == {"model.decoder.num_layers": 6, "model.dropout": 0.1}

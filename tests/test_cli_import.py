@@ -84,7 +84,9 @@ BAD_IMPORTS = [
     pytest.param(["mmdet", "empty", "--name", "x"], "no training log in the folder empty", id="folder-without-log"),
     pytest.param(["mmdet", str(SAMPLE), "--name", "bad name"], "invalid card name 'bad name'", id="bad-name"),
     pytest.param(["mmdet", str(SAMPLE), "--name", "x", "--from", "nosuch"], "no card named 'nosuch'", id="unknown-parent"),
-    pytest.param(["regex:zzz (?P<loss>\\S+)", str(SAMPLE), "--name", "x"], "matches the --parse regex", id="regex-matching-nothing"),
+    pytest.param(
+        ["regex:zzz (?P<loss>\\S+)", str(SAMPLE), "--name", "x"], "matches the --parse regex", id="regex-matching-nothing"
+    ),
 ]
 
 
@@ -130,7 +132,11 @@ EVAL_FIELDS = {"lr", "eta", "time", "data_time", "memory"}
 
 
 def imported_points(out: str) -> list[int]:
-    return [int(line.split("imported ")[1].split(" points")[0].replace(",", "")) for line in out.splitlines() if line.startswith("imported ")]
+    return [
+        int(line.split("imported ")[1].split(" points")[0].replace(",", ""))
+        for line in out.splitlines()
+        if line.startswith("imported ")
+    ]
 
 
 def numbers_in_json_log(path: Path) -> int:
@@ -213,11 +219,13 @@ def test_importing_the_same_file_twice_adds_nothing(cli):
 
 def test_a_log_of_validation_lines_only_is_imported(cli, workdir):
     log = workdir / "val.log"
-    log.write_text("".join(
-        f"2024-04-07 10:{epoch // 60:02d}:{epoch % 60:02d},000 - mmaction - INFO - Epoch(val) [{epoch}][30/30]    "
-        f"acc/top1: 0.{500 + epoch}  acc/top5: 0.9000\n"
-        for epoch in range(1, 101)
-    ))
+    log.write_text(
+        "".join(
+            f"2024-04-07 10:{epoch // 60:02d}:{epoch % 60:02d},000 - mmaction - INFO - Epoch(val) [{epoch}][30/30]    "
+            f"acc/top1: 0.{500 + epoch}  acc/top5: 0.9000\n"
+            for epoch in range(1, 101)
+        )
+    )
     result = cli("import", "mmdet", str(log), "--name", "val_only")
     assert result.code == 0, result.err
     assert imported_points(result.out) == [200]
@@ -233,7 +241,9 @@ def test_a_log_with_two_launches_gives_two_runs_and_says_so(cli, workdir):
     assert result.code == 0, result.err
     assert "relaunched.log holds 2 launches (a new one from line 11)" in result.out
     assert [run[1] for run in runs_of("twice")] == ["diverged", "finished"]
-    assert sum(imported_points(result.out)) == 136 + sum(imported_points(cli("import", "mmdet", str(MMENGINE), "--name", "e").out))
+    assert sum(imported_points(result.out)) == 136 + sum(
+        imported_points(cli("import", "mmdet", str(MMENGINE), "--name", "e").out)
+    )
     with Database() as db:
         assert len(read_curve(db, 1, "loss")) == 8 and len(read_curve(db, 2, "loss")) == 19
 
@@ -281,11 +291,16 @@ def test_tensorboard_folders_become_a_card_each_with_parameters_from_their_names
 
 def test_regex_import_of_a_log_whose_step_restarts_every_epoch(cli, workdir):
     log = workdir / "mnist.log"
-    log.write_text("".join(
-        f"Train Epoch: {epoch} [{seen}/60000 ({seen // 600}%)]\tLoss: {1.0 / (epoch * 100 + seen / 600):.6f}\n"
-        for epoch in (1, 2) for seen in range(0, 60000, 640 * 10)
-    ))
-    result = cli("import", r"regex:Train Epoch: (?P<epoch>\d+) \[(?P<step>\d+)/\d+.*Loss: (?P<loss>\S+)", str(log), "--name", "mnist")
+    log.write_text(
+        "".join(
+            f"Train Epoch: {epoch} [{seen}/60000 ({seen // 600}%)]\tLoss: {1.0 / (epoch * 100 + seen / 600):.6f}\n"
+            for epoch in (1, 2)
+            for seen in range(0, 60000, 640 * 10)
+        )
+    )
+    result = cli(
+        "import", r"regex:Train Epoch: (?P<epoch>\d+) \[(?P<step>\d+)/\d+.*Loss: (?P<loss>\S+)", str(log), "--name", "mnist"
+    )
     assert result.code == 0, result.err
     with Database() as db:
         loss = read_curve(db, 1, "loss")

@@ -8,7 +8,9 @@ def test_define_gives_a_label_unit_direction_and_digits(cli):
     result = cli("metric", "define", "top1", "--label", "Top-1", "--unit", "%", "--higher-is-better", "--digits", "1")
     assert result.code == 0, result.err
     assert "top1: 'Top-1', unit %, higher is better, format f1" in result.out
-    assert query("SELECT key, label, unit, direction, format FROM metric_def WHERE key = 'top1'") == [("top1", "Top-1", "%", "higher", "f1")]
+    assert query("SELECT key, label, unit, direction, format FROM metric_def WHERE key = 'top1'") == [
+        ("top1", "Top-1", "%", "higher", "f1")
+    ]
 
 
 def test_the_better_run_is_bolded_once_a_direction_is_defined(cli):
@@ -22,7 +24,9 @@ def test_the_better_run_is_bolded_once_a_direction_is_defined(cli):
 def test_redefining_keeps_what_is_not_given(cli):
     assert cli("metric", "define", "latency", "--label", "Latency", "--unit", "ms", "--lower-is-better").code == 0
     assert cli("metric", "define", "latency", "--digits", "2").code == 0
-    assert query("SELECT label, unit, direction, format FROM metric_def WHERE key = 'latency'") == [("Latency", "ms", "lower", "f2")]
+    assert query("SELECT label, unit, direction, format FROM metric_def WHERE key = 'latency'") == [
+        ("Latency", "ms", "lower", "f2")
+    ]
     assert cli("metric", "define", "flops", "--digits", "2", "--si").code == 0
     assert query("SELECT format FROM metric_def WHERE key = 'flops'") == [("si2",)]
 

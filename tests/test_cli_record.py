@@ -6,8 +6,20 @@ from conftest import query, refused, runs_of
 
 def test_record_reads_units_as_the_table_prints_them(cli):
     assert cli("metric", "define", "top1", "--label", "Top-1", "--unit", "%", "--higher-is-better", "--digits", "1").code == 0
-    result = cli("record", "vit_base_paper", "--top1", "81.8%", "--params", "86.6M", "--flops", "17.6G",
-                 "--cost_time", "34.12ms", "--source", "DeiT, Table 1")
+    result = cli(
+        "record",
+        "vit_base_paper",
+        "--top1",
+        "81.8%",
+        "--params",
+        "86.6M",
+        "--flops",
+        "17.6G",
+        "--cost_time",
+        "34.12ms",
+        "--source",
+        "DeiT, Table 1",
+    )
     assert result.code == 0, result.err
     assert "recorded run 1 of vit_base_paper by hand: top1=81.8% params=86.6M flops=17.6G cost_time=34.12ms" in result.out
     assert query("SELECT key, value FROM metric") == [("top1", 81.8)]
@@ -36,14 +48,18 @@ def test_record_into_an_existing_card_adds_a_run(cli):
 @pytest.mark.parametrize(
     "args, message",
     [
-        pytest.param(["x", "--top1", "81.8ms", "--source", "s"], "--top1 '81.8ms' is in 'ms', but top1 is in '%'", id="wrong-unit"),
+        pytest.param(
+            ["x", "--top1", "81.8ms", "--source", "s"], "--top1 '81.8ms' is in 'ms', but top1 is in '%'", id="wrong-unit"
+        ),
         pytest.param(["x", "--acc", "81.8%", "--source", "s"], "but acc has no unit", id="unit-the-metric-lacks"),
         pytest.param(["x", "--top1", "eighty", "--source", "s"], "cannot read --top1 'eighty'", id="not-a-number"),
         pytest.param(["x", "--source", "s"], "nothing to record", id="no-metric"),
         pytest.param(["x", "--top1", "81.8", "--source", " "], "--source is empty", id="empty-source"),
         pytest.param(["x", "--top1", "81.8"], "Missing option '--source'", id="no-source"),
         pytest.param(["bad name", "--top1", "81.8", "--source", "s"], "invalid card name", id="bad-name"),
-        pytest.param(["existing", "--top1", "81.8", "--source", "s", "--from", "existing"], "--from only applies", id="from-existing"),
+        pytest.param(
+            ["existing", "--top1", "81.8", "--source", "s", "--from", "existing"], "--from only applies", id="from-existing"
+        ),
     ],
 )
 def test_bad_records_change_nothing(cli, args, message):

@@ -231,7 +231,10 @@ def test_two_databases_in_one_folder_never_share_a_run_folder(cli, new, workdir,
     with Database() as first, Database(other) as second:
         first_dir, second_dir = (db.query_one("SELECT checkpoint_dir FROM run WHERE id = 1")[0] for db in (first, second))
         if backend == "sqlite":
-            assert (first_dir, second_dir) == (str(workdir / "expdb_runs" / "experiments.db" / "run-1"), str(workdir / "expdb_runs" / "other.db" / "run-1"))
+            assert (first_dir, second_dir) == (
+                str(workdir / "expdb_runs" / "experiments.db" / "run-1"),
+                str(workdir / "expdb_runs" / "other.db" / "run-1"),
+            )
     assert first_dir != second_dir and Path(first_dir, "checkpoint.pt").is_file()
     refused_resume = cli("run", "res", "--resume", "--db", other)
     assert refused_resume.code == 2 and f"res has no checkpoint at {Path(second_dir, 'checkpoint.pt')}" in refused_resume.err

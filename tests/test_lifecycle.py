@@ -259,4 +259,5 @@ def test_reads_give_named_rows(db, card):
     assert (latest.id, latest.status, latest.exit_reason) == (run_id, RunStatus.RUNNING, None)
     assert type(latest.status) is RunStatus
     (active,) = lifecycle.active_runs(db)
-    assert (active.id, active.status, active.host, active.pid, active.launcher) == (run_id, RunStatus.RUNNING, "gpubox", 4242, None)
+    expected = (run_id, RunStatus.RUNNING, "gpubox", 4242, None)
+    assert (active.id, active.status, active.host, active.pid, active.launcher) == expected

@@ -4,6 +4,7 @@ These need the test server (EXPDB_TEST_POSTGRES, which .ci/run sets); everything
 about storage runs against PostgreSQL through the `backend` parametrization in conftest.
 """
 
+import os
 import subprocess
 import sys
 
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.skipif(not POSTGRES_ADMIN_URL, reason="needs a PostgreS
 @pytest.fixture
 def empty_database(workdir):
     """A PostgreSQL database with no tables at all, dropped afterwards."""
-    name = f"expdb_empty_{workdir.name.lower().replace('-', '_')}"[:60]
+    # The pid keeps concurrent test sessions on one server apart.
+    name = f"expdb_empty_{os.getpid()}_{workdir.name.lower().replace('-', '_')}"[:60]
     postgres_admin(f"DROP DATABASE IF EXISTS {name}")
     postgres_admin(f"CREATE DATABASE {name}")
     yield postgres_url(name)

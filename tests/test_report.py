@@ -77,7 +77,9 @@ def test_markdown_report_has_every_section_and_its_plots(study, workdir):
     # the environment of the latest runs
     environment = text.split("## Environment")[1]
     assert "| card | run | status | started | ended | duration | host | device | torch | CUDA | git commit |" in environment
-    assert re.search(r"\| blowup \| \d+ \| diverged \| \d{4}-\d\d-\d\d \d\d:\d\d \| \d{4}-\d\d-\d\d \d\d:\d\d \| 0m0\ds \|", environment)
+    assert re.search(
+        r"\| blowup \| \d+ \| diverged \| \d{4}-\d\d-\d\d \d\d:\d\d \| \d{4}-\d\d-\d\d \d\d:\d\d \| 0m0\ds \|", environment
+    )
     # reads as prose, not Python
     for raw in ("None", "True", "False", "{'", "[]", "nan |"):
         assert raw not in text, raw
@@ -109,7 +111,10 @@ def test_latex_report_is_one_booktabs_table(study, workdir):
     output = workdir / "table.tex"
     written = write_report(study, cards, output, metrics=["iou50"], format="latex", title="IOU of latent arrays")
     assert written == [output]
-    assert sorted(path.name for path in workdir.iterdir() if not path.name.startswith("experiments.db")) == ["expdb_runs", "table.tex"]
+    assert sorted(path.name for path in workdir.iterdir() if not path.name.startswith("experiments.db")) == [
+        "expdb_runs",
+        "table.tex",
+    ]
     text = output.read_text()
     assert text.index(r"\caption{IOU of latent arrays}") < text.index(r"\begin{tabular}") < text.index(r"\toprule")
     assert r"\bottomrule" in text and "cvt\\_io\\_v2\\_9" in text and "unrelated" not in text

@@ -269,7 +269,12 @@ def test_create_makes_children_of_the_base_like_new_from(study):
     assert card.params == {"N": 5, "L": 4, "lr": 2e-3, "shape": "bdhw", "shared": True, "ks": [3, 3]}
     assert card.tags == ["latent", "t"]
     assert [note.text for note in cards.card_details(study, "t_N5_L4").notes] == ["grid over N, L"]
-    assert [card.name for card in cards.select_cards(study, cards.Selection(tag="t"))] == ["t_N3_L4", "t_N3_L6", "t_N5_L4", "t_N5_L6"]
+    assert [card.name for card in cards.select_cards(study, cards.Selection(tag="t"))] == [
+        "t_N3_L4",
+        "t_N3_L6",
+        "t_N5_L4",
+        "t_N5_L6",
+    ]
 
 
 def test_create_is_all_or_nothing(study, monkeypatch):

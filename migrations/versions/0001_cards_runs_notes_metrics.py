@@ -108,7 +108,7 @@ def upgrade() -> None:
     )
     op.bulk_insert(
         metric_def,
-        [dict(zip(("key", "label", "unit", "direction", "format"), row)) for row in BUILTIN_METRICS],
+        [dict(zip(("key", "label", "unit", "direction", "format"), row, strict=True)) for row in BUILTIN_METRICS],
     )
 
 
