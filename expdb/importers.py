@@ -45,6 +45,7 @@ import mmap
 import re
 import struct
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,7 +62,7 @@ _HASH_BLOCK = 1 << 20
 
 @dataclass
 class ReadRun:
-    """One run found in the input: its records in order, and where they came from."""
+    """One run found in the input: its records in order (or a stream of them), and where they came from."""
 
     records: list[Record]
     source: str  # the file or folder, resolved
@@ -69,10 +70,16 @@ class ReadRun:
     folder: str = ""  # tensorboard: the event folder, relative to the path given ("" for the path itself)
     launch: int = 1  # which launch of the file this is
     started_at: float | None = None  # when the log's name or first line says the run began
+    # TensorBoard: the records are read block by block while they are stored, never all held at once.
+    stream: Callable[[int], Iterator[list[Record]]] | None = None
 
-    @property
-    def points(self) -> int:
-        return sum(len(record.values) for record in self.records)
+    def blocks(self, size: int) -> Iterator[list[Record]]:
+        """The records, `size` at a time (a stream's blocks are about that size)."""
+        if self.stream is not None:
+            yield from self.stream(size)
+            return
+        for start in range(0, len(self.records), size):
+            yield self.records[start : start + size]
 
 
 @dataclass
@@ -423,24 +430,33 @@ def _tensor_value(tensor) -> float | None:
     return None
 
 
-def _read_event_file(path: Path, reading: Reading, plugins: dict[str, str]) -> list[Record]:
-    with path.open("rb") as handle:
+def _event_blocks(files: list[Path], reading: Reading, size: int) -> Iterator[list[Record]]:
+    """The scalar records of event files, in file order, `size` or so at a time."""
+    plugins: dict[str, str] = {}  # tag -> plugin: TF2 names it on a tag's first summary only
+    modes: dict[tuple, str] = {}  # the tags of an event -> "val" when every one is a validation curve
+    block: list[Record] = []
+    for path in files:
+        reading.read["file"] += 1
         if path.stat().st_size == 0:
-            reading.read["file"] += 1
-            return []
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:  # pages, not a copy of the file
-            return _read_events(data, path, reading, plugins)
+            continue
+        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for record in _read_events(data, path, reading, plugins, modes):
+                block.append(record)
+                if len(block) >= size:
+                    yield block
+                    block = []
+    if block:
+        yield block
 
 
-def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str]) -> list[Record]:
+def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str], modes: dict[tuple, str]) -> Iterator[Record]:
+    """The records of one event file's bytes (an mmap: pages, not a copy of the file)."""
     from google.protobuf.message import DecodeError
     from tensorboard.compat.proto.event_pb2 import Event
 
-    records: list[Record] = []
-    position, end, events = 0, len(data), 0
+    position, end = 0, len(data)
     unpack, parse = struct.unpack_from, Event.FromString
-    skipped = reading.skipped
-    modes: dict[tuple, str] = {}  # the tags of an event -> "val" when every one is a validation curve
+    skipped, read = reading.skipped, reading.read
     while position < end:
         if position + 12 > end:
             skipped["records cut short at the end of a file"] += 1
@@ -456,7 +472,7 @@ def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str]) ->
         except DecodeError:
             raise ExpdbError(f"{path} is not a TensorBoard event file: its record at byte {position:,} does not decode") from None
         position = stop + 4
-        events += 1
+        read["event"] += 1
         if not event.HasField("summary"):
             continue
         values: dict[str, float] = {}
@@ -479,10 +495,7 @@ def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str]) ->
             mode = modes.get(tags)
             if mode is None:
                 mode = modes[tags] = "val" if all(is_validation_key(key) for key in values) else "train"
-            records.append(Record(event.step, None, values, event.wall_time, mode))
-    reading.read["event"] += events
-    reading.read["file"] += 1
-    return records
+            yield Record(event.step, None, values, event.wall_time, mode)
 
 
 _VALIDATION_WORDS = re.compile(r"(?:^|[^a-z])(val|valid|validation|eval|evaluation|test)(?:$|[^a-z])", re.IGNORECASE)
@@ -508,24 +521,22 @@ def _read_tensorboard(root: Path, reading: Reading) -> list[ReadRun]:
     base = root if root.is_dir() else root.parent
     runs = []
     for folder, files in folders.items():
-        plugins: dict[str, str] = {}
-        records: list[Record] = []
         digest = hashlib.sha256()
         for path in files:
-            records += _read_event_file(path, reading, plugins)
             digest.update(_file_hash(path).encode())
-        if not records:
-            reading.unread.append(
-                f"{folder.relative_to(base) if folder != base else folder.name}/ (no scalar in its event files)"
-            )
-            continue
-        # Several event files in one folder (a resumed writer) are one run: in step order, the later file winning.
-        records.sort(key=lambda record: record.step)
         relative = "" if folder == base else str(folder.relative_to(base))
-        runs.append(ReadRun(records, str(folder.resolve()), digest.hexdigest(), folder=relative, started_at=records[0].timestamp))
-    if not runs:
-        raise ExpdbError(f"no scalar in the TensorBoard event files under {root}")
+        # Several event files in one folder (a resumed writer) are one run, in name (time) order: where they
+        # hold a step twice, the later file wins, as a resumed run's later points do.
+        stream = _streamer(files, reading)
+        runs.append(ReadRun([], str(folder.resolve()), digest.hexdigest(), folder=relative, stream=stream))
     return runs
+
+
+def _streamer(files: list[Path], reading: Reading) -> Callable[[int], Iterator[list[Record]]]:
+    def stream(size: int) -> Iterator[list[Record]]:
+        return _event_blocks(files, reading, size)
+
+    return stream
 
 
 # ---------------------------------------------------------------- entry point
@@ -598,10 +609,9 @@ def folder_params(pattern: str, folder: str) -> dict[str, Value]:
     return {key: parse_scalar(match[f"p{index}"]) for index, key in enumerate(names)}
 
 
-def describe(reading: Reading) -> list[str]:
-    """What was read and skipped, as lines for the user."""
+def describe(reading: Reading, points: int) -> list[str]:
+    """What was read (`points` kept from it) and skipped, as lines for the user."""
     read = ", ".join(plural(count, noun) for noun, count in reading.read.items() if count)
-    points = sum(run.points for run in reading.runs)
     lines = [f"read {read}: {plural(points, 'point')} in {plural(len(reading.runs), 'run')}"]
     skipped = [f"{count:,} {reason}" for reason, count in reading.skipped.items() if count]
     if skipped:

@@ -3,7 +3,9 @@
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from . import lifecycle
@@ -132,16 +134,23 @@ def import_log(
                 (run.source_hash,),
             )
             if before is not None:
-                imported.append(ImportedRun(name, run.points, already=(before[0], before[1])))
+                points = sum(len(record.values) for record in run.records)  # a stream is not read again
+                imported.append(ImportedRun(name, points, already=(before[0], before[1])))
                 continue
-            card = _card_for_import(db, name, parent, given)
-            imported.append(_write_imported(db, connection, card.id, name, run, spec, definitions))
-    return Imported(imported, describe(reading))
+            written = _write_imported(db, connection, partial(_card_for_import, db, name, parent, given), name, run, spec, definitions)
+            if written is None:
+                reading.unread.append(f"{run.folder or run.source} (no scalar in its event files)")
+            else:
+                imported.append(written)
+        if not imported:
+            raise ExpdbError(f"no scalar in the TensorBoard event files under {path}")
+    return Imported(imported, describe(reading, sum(run.points for run in imported)))
 
 
-def _card_for_import(db: Database, name: str, parent: str | None, params: dict):
+def _card_for_import(db: Database, name: str, parent: str | None, params: dict) -> int:
+    """The id of the card an import writes to, created if need be."""
     if not card_exists(db, name):
-        return create_card(db, name, params, parent=parent)
+        return create_card(db, name, params, parent=parent).id
     if parent is not None:
         raise ExpdbError(f"{name} exists already: --from only applies to a card the import creates")
     card = get_card(db, name)
@@ -151,29 +160,44 @@ def _card_for_import(db: Database, name: str, parent: str | None, params: dict):
         raise ExpdbError(
             f"{name} exists with other parameters than the folder gives ({shown}): import into a new card with --name"
         )
-    return card
+    return card.id
 
 
-IMPORT_BLOCK = 20_000  # records written (and checked for divergence) at a time: one chunk per curve each
+IMPORT_BLOCK = 20_000  # records checked for divergence and packed at a time: one chunk per curve each
 
 
-def _write_imported(db: Database, connection, card_id: int, name: str, run: ReadRun, spec: str, definitions) -> ImportedRun:
-    records = run.records
-    times = [record.timestamp for record in records if record.timestamp is not None]
-    started = run.started_at if run.started_at is not None else (min(times) if times else None)
-    origin = started if started is not None else 0.0
+def _write_imported(
+    db: Database, connection, card_for: Callable[[], int], name: str, run: ReadRun, spec: str, definitions
+) -> ImportedRun | None:
+    """Store one run, read block by block; None (nothing written, no card made) when it holds no point."""
+    started = run.started_at
+    first = last = None  # the earliest and latest time of a point
     detector, events, blocks = DivergenceDetector(), [], []
-    for start in range(0, len(records), IMPORT_BLOCK):
+    summary = Summaries(definitions)
+    points_read = 0
+    for records in run.blocks(IMPORT_BLOCK):
+        times = [record.timestamp for record in records if record.timestamp is not None]
+        if times:
+            first = min(times) if first is None else min(first, *times)
+            last = max(times) if last is None else max(last, *times)
+            if started is None:
+                started = times[0]
+        origin = started if started is not None else 0.0
         points: list[tuple[int, float | None, int | None, float, dict[str, float]]] = [
             (record.step, record.epoch, None, record.timestamp - origin if record.timestamp is not None else 0.0, record.values)
-            for record in records[start : start + IMPORT_BLOCK]
+            for record in records
         ]
         chunks = build_chunks(points)
         events += detect_block(detector, points, chunks)
         blocks.append(chunks)
+        summary.add(records)
+        points_read += sum(len(record.values) for record in records)
+    if not points_read:
+        return None
     status = RunStatus.DIVERGED if events else RunStatus.FINISHED
+    card_id = card_for()
     run_id = lifecycle.record(
-        db, card_id, status, started_at=started, ended_at=max(times) if times else None,
+        db, card_id, status, started_at=started, ended_at=last,
         exit_reason=events[0].message if events else None, command=f"imported from {run.source}", log_path=run.source,
         env=json.dumps({"imported_from": run.source, "format": spec, "launch": run.launch}),
         origin=IMPORTED, source=run.source, source_hash=run.source_hash,
@@ -183,37 +207,45 @@ def _write_imported(db: Database, connection, card_id: int, name: str, run: Read
         write_chunks(connection, run_id, chunks, series_ids)
     connection.executemany(
         "INSERT INTO metric (run_id, key, value, step) VALUES (?, ?, ?, ?)",
-        [(run_id, key, value, step) for key, (value, step) in summaries(records, definitions).items()],
+        [(run_id, key, value, step) for key, (value, step) in summary.metrics().items()],
     )
     add_automatic_notes(connection, card_id, run_id, [(event.message, event.step) for event in events])
-    return ImportedRun(name, run.points, run_id, status, events)
+    return ImportedRun(name, points_read, run_id, status, events)
 
 
-def summaries(records: list[Record], definitions: dict[str, MetricDef]) -> dict[str, tuple[float, int]]:
-    """The summary metrics of an imported run: each curve's last finite value with its step, and for
-    validation and test curves also the best, as `KEY.best`.
+class Summaries:
+    """The summary metrics of an imported run, gathered block by block: each curve's last finite value with
+    its step, and for validation and test curves also the best, as `KEY.best`.
 
     Best is the direction of the metric's definition (`expdb metric define`), else lower for a loss
     or an error (`loss`, `err` in its name) and higher for anything else (accuracy, mAP, IoU).
     """
-    last: dict[str, tuple[float, int]] = {}
-    best: dict[str, tuple[float, int]] = {}
-    facts: dict[str, tuple[bool, bool]] = {}  # key -> (a validation curve, lower is better)
-    for record in records:
-        evaluation = record.mode != "train"
-        for key, value in record.values.items():
-            if not math.isfinite(value):
-                continue
-            last[key] = (value, record.step)
-            known = facts.get(key)
-            if known is None:
-                known = facts[key] = (is_validation_key(key), _lower_is_better(key, definitions))
-            if not (evaluation or known[0]):
-                continue
-            held = best.get(key)
-            if held is None or (value < held[0] if known[1] else value > held[0]):
-                best[key] = (value, record.step)
-    return {**last, **{f"{key}.best": found for key, found in best.items()}}
+
+    def __init__(self, definitions: dict[str, MetricDef]):
+        self.definitions = definitions
+        self.last: dict[str, tuple[float, int]] = {}
+        self.best: dict[str, tuple[float, int]] = {}
+        self.facts: dict[str, tuple[bool, bool]] = {}  # key -> (a validation curve, lower is better)
+
+    def add(self, records: list[Record]) -> None:
+        last, best, facts = self.last, self.best, self.facts
+        for record in records:
+            evaluation = record.mode != "train"
+            for key, value in record.values.items():
+                if not math.isfinite(value):
+                    continue
+                last[key] = (value, record.step)
+                known = facts.get(key)
+                if known is None:
+                    known = facts[key] = (is_validation_key(key), _lower_is_better(key, self.definitions))
+                if not (evaluation or known[0]):
+                    continue
+                held = best.get(key)
+                if held is None or (value < held[0] if known[1] else value > held[0]):
+                    best[key] = (value, record.step)
+
+    def metrics(self) -> dict[str, tuple[float, int]]:
+        return {**self.last, **{f"{key}.best": found for key, found in self.best.items()}}
 
 
 def _lower_is_better(key: str, definitions: dict[str, MetricDef]) -> bool:

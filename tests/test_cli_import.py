@@ -341,3 +341,17 @@ def test_bad_inputs_of_the_new_importers_change_nothing(cli, workdir, args, mess
     (workdir / "list.json").write_text("[1, 2, 3]\n")
     assert cli("new", "existing").code == 0
     refused(cli, ["import", *args], message)
+
+
+TIMM = DATA / "real-logs" / "timm-resnet50-hpu.log"
+TIMM_PATTERN = r"regex:^Train: (?P<epoch>\d+) \[\s*(?P<step>\d+)/(?P<total>\d+).*Loss: (?P<loss>\S+) .*LR: (?P<lr>\S+)"
+
+
+def test_a_real_timm_log_whose_batch_counter_restarts_every_epoch(cli):
+    result = cli("import", TIMM_PATTERN, str(TIMM), "--name", "resnet50_timm")
+    assert result.code == 0, result.err
+    train_lines = [line for line in TIMM.read_text().splitlines() if line.startswith("Train:")]
+    assert imported_points(result.out) == [2 * len(train_lines)]  # loss and lr of every training line
+    with Database() as db:
+        loss = read_curve(db, 1, "loss")
+    assert list(loss.steps) == [0, 50, 73, 123] and list(loss.values) == [6.86, 6.77, 6.69, 3.23]
