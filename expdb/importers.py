@@ -27,7 +27,9 @@ from, and what was read and skipped, before anything is written. Formats:
     Records are read by their length framing and decoded with the `tensorboard` package's
     `Event` protocol buffer; the CRCs are not checked (the package's pure-Python check costs
     ten times the decoding). A record cut short at the end of a file (a run still writing) is
-    skipped and counted. Text, image and histogram summaries are skipped and counted.
+    skipped and counted. Text, image and histogram summaries are skipped and counted. The files
+    are read block by block while the run is stored (`ReadRun.stream`), so a 1 GB folder is never
+    held in memory as records; several files of one folder are one run, in name (time) order.
 
 ``regex:PATTERN``
     A text log read line by line with `expdb.logparse.RegexParser`.

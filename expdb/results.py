@@ -137,7 +137,8 @@ def import_log(
                 points = sum(len(record.values) for record in run.records)  # a stream is not read again
                 imported.append(ImportedRun(name, points, already=(before[0], before[1])))
                 continue
-            written = _write_imported(db, connection, partial(_card_for_import, db, name, parent, given), name, run, spec, definitions)
+            card_for = partial(_card_for_import, db, name, parent, given)
+            written = _write_imported(db, connection, card_for, name, run, spec, definitions)
             if written is None:
                 reading.unread.append(f"{run.folder or run.source} (no scalar in its event files)")
             else:
