@@ -7,6 +7,7 @@ from . import cards, lifecycle
 from .cards import validate_name
 from .db import Database
 from .devices import choose_device
+from .divergence import check_settings
 from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .runs import Run, RunStopped, begin_run, check_on_diverge, sigterm_as_interrupt
@@ -39,21 +40,28 @@ def start(
     resume: bool = False,
     on_diverge: str = "stop",
     seed: int | None = None,
+    diverge: dict[str, float] | None = None,
     **params: Value,
 ) -> Iterator[Run]:
     """Record a run of the card `name` (created with `params` if it does not exist).
+
+    `diverge`: divergence thresholds of this run over the card's, e.g. {"rise_factor": 1.5}
+    (the keys of `expdb.divergence.DEFAULTS`, as `--diverge KEY=VALUE` on the command line).
 
     The run ends `finished` when the block ends, `diverged` when expdb stopped it (the
     exception it raised to stop your loop is absorbed), `interrupted` on Ctrl-C or SIGTERM,
     `failed` on any other exception, which propagates.
     """
     check_on_diverge(on_diverge)
+    settings = check_settings(diverge or {}, "expdb.start(diverge=...)")
     validate_name(name)
     database = Database(db, create=True)
     try:
         ensure_card(database, name, params)
         lifecycle.reap(database)  # a run of the card whose process died would seem to run still
-        run = begin_run(database, name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge)
+        run = begin_run(
+            database, name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge, diverge=settings
+        )
         with sigterm_as_interrupt():
             try:
                 yield run

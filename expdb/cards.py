@@ -30,6 +30,7 @@ class Card:
     created_at: float
     status: str
     tags: list[str] = field(default_factory=list)
+    diverge: dict[str, float] = field(default_factory=dict)  # its divergence settings (expdb.divergence.DEFAULTS)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def missing_card_error(db: Database, name: str) -> ExpdbError:
 
 _STATUS = f"(SELECT status FROM run WHERE run.id = {_LATEST_RUN})"  # its latest run's; NULL for a planned card
 _CARD_COLUMNS = f"""card.id, card.name, parent.name, card.runner, card.command, card.parser, card.params,
-    card.created_at, {_STATUS}"""
+    card.created_at, {_STATUS}, card.diverge"""
 _CARD_FROM = "card LEFT JOIN card AS parent ON parent.id = card.parent_id"
 
 
@@ -86,7 +87,8 @@ def _among(db: Database, column: str, ids: list[int] | None, keyword: str = "") 
 
 
 def _card_from_row(row: tuple, tags: list[str]) -> Card:
-    return Card(row[0], row[1], row[2], row[3], row[4], row[5], values.loads(row[6]), row[7], row[8] or PLANNED, tags)
+    diverge = json.loads(row[9]) if row[9] else {}
+    return Card(row[0], row[1], row[2], row[3], row[4], row[5], values.loads(row[6]), row[7], row[8] or PLANNED, tags, diverge)
 
 
 def _tags_of(db: Database, card_ids: list[int] | None) -> dict[int, list[str]]:
@@ -247,8 +249,10 @@ def create_card(
     created_at: float | None = None,
     command: str | None = None,
     parser: str | None = None,
+    diverge: dict[str, float] | None = None,
 ) -> Card:
-    """A new card; with `parent`, it starts from the parent's parameters, runner or command, and parser."""
+    """A new card; with `parent`, it starts from the parent's parameters, runner or command, parser and
+    divergence settings (`diverge` overrides them key by key)."""
     validate_card_input(name, tags, note)
     if card_exists(db, name):
         raise ExpdbError(f"a card named {name!r} exists already; pick another name, or fork it with --from {name}")
@@ -261,13 +265,15 @@ def create_card(
             runner, command = base.runner, base.command
         parser = parser if parser is not None else base.parser
         merged = dict(base.params)
+        diverge = {**base.diverge, **(diverge or {})}
     merged.update(_coerced(params, merged, typed))
     created = created_at if created_at is not None else now()
     with db.transaction() as connection:
         card_id = connection.execute(
-            "INSERT INTO card (uid, name, parent_id, runner, command, parser, params, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (new_uid(), name, parent_id, runner, command, parser, values.dumps(merged), created),
+            "INSERT INTO card (uid, name, parent_id, runner, command, parser, params, created_at, diverge) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (new_uid(), name, parent_id, runner, command, parser, values.dumps(merged), created,
+             json.dumps(diverge) if diverge else None),
         ).fetchone()[0]
         connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", [(card_id, t) for t in set(tags)])
         if note:
@@ -306,6 +312,14 @@ def set_params(db: Database, name: str, params: dict[str, Value], typed: dict[st
     with db.transaction() as connection:
         connection.execute("UPDATE card SET params = ? WHERE id = ?", (values.dumps(merged), card.id))
         connection.execute("DELETE FROM profile WHERE card_id = ?", (card.id,))  # it measured the old model
+    return get_card(db, name)
+
+
+def set_diverge(db: Database, name: str, settings: dict[str, float]) -> Card:
+    """Set some of a card's divergence thresholds (expdb.divergence.DEFAULTS) for its runs to come."""
+    card = get_card(db, name)
+    with db.transaction() as connection:
+        connection.execute("UPDATE card SET diverge = ? WHERE id = ?", (json.dumps({**card.diverge, **settings}), card.id))
     return get_card(db, name)
 
 
@@ -432,6 +446,7 @@ class NoteRecord:
     text: str
     automatic: bool
     step: int | None
+    settings: dict[str, float]  # the thresholds behind an automatic note
 
 
 @dataclass
@@ -447,9 +462,10 @@ class CardDetails:
 def card_details(db: Database, name: str) -> CardDetails:
     card = get_card(db, name)
     notes = [
-        NoteRecord(*row)
-        for row in db.query(
-            "SELECT created_at, text, automatic, step FROM note WHERE card_id = ? ORDER BY created_at, id", (card.id,)
+        NoteRecord(created_at, text, bool(automatic), step, json.loads(settings) if settings else {})
+        for created_at, text, automatic, step, settings in db.query(
+            "SELECT created_at, text, automatic, step, settings FROM note WHERE card_id = ? ORDER BY created_at, id",
+            (card.id,),
         )
     ]
     metrics: dict[int, dict[str, float]] = {}

@@ -62,6 +62,13 @@ WhereOption = Annotated[
     typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status and runner, e.g. \"N>=5 and "
                       "shared=true\"."),
 ]
+DivergeOption = Annotated[
+    list[str],
+    typer.Option(
+        "--diverge", metavar="KEY=VALUE",
+        help="A divergence threshold, e.g. rise_factor=1.5; repeat for several (README: Training trouble).",
+    ),
+]
 StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
 
 
@@ -120,10 +127,14 @@ def new(
         bool,
         typer.Option("--flatten", help="Also make the config's values parameters (model.decoder.num_layers); --KEY VALUE wins."),
     ] = False,
+    diverge: DivergeOption = [],
     db: DbOption = None,
 ) -> None:
+    from .divergence import parse_settings
+
     params, typed = parse_key_values(ctx.args)
     cards.validate_card_input(name, tag, note)
+    settings = parse_settings(diverge)
     if runner and cmd:
         raise ExpdbError("give --runner or --cmd, not both: a card is trained by one of them")
     if flatten and config is None:
@@ -141,7 +152,8 @@ def new(
             params, left_out = {**read.params, **params}, read.left_out
     with open_db(db, create=True) as database, database.transaction():
         card = cards.create_card(
-            database, name, params, typed, parent=parent, runner=runner, note=note, tags=tag, command=cmd, parser=parse
+            database, name, params, typed, parent=parent, runner=runner, note=note, tags=tag, command=cmd, parser=parse,
+            diverge=settings,
         )
         if config is not None:
             from .attachments import attach
@@ -295,14 +307,25 @@ def tag(
 @app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def set_params(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The card; it must never have run.")],
+    name: Annotated[str, typer.Argument(help="The card; its parameters only while it has never run.")],
+    diverge: DivergeOption = [],
     db: DbOption = None,
 ) -> None:
-    """Change parameters of a card that has never run, as --KEY VALUE. A card that has run is forked with `new --from`."""
+    """Change parameters of a card that has never run, as --KEY VALUE (a card that has run is forked with
+    `new --from`), or its divergence thresholds for the runs to come, as --diverge KEY=VALUE."""
+    from .divergence import parse_settings
+
     params, typed = parse_key_values(ctx.args)
-    with open_db(db) as database:
-        cards.set_params(database, name, params, typed)
-    console.print(escape(f"{name}: " + " ".join(f"{key}={text}" for key, text in typed.items())), soft_wrap=True)
+    settings = parse_settings(diverge)
+    if not params and not settings:
+        raise ExpdbError("nothing to set: give parameters as --KEY VALUE, or thresholds as --diverge KEY=VALUE")
+    with open_db(db) as database, database.transaction():
+        if params:
+            cards.set_params(database, name, params, typed)
+        if settings:
+            cards.set_diverge(database, name, settings)
+    changed = [f"{key}={text}" for key, text in typed.items()] + [f"{key}={value:g}" for key, value in settings.items()]
+    console.print(escape(f"{name}: " + " ".join(changed)), soft_wrap=True)
 
 
 @app.command(
@@ -426,6 +449,7 @@ def run(
         bool, typer.Option(hidden=True, help="Get ready, then start when a line arrives on stdin (a queue's next job on a GPU).")
     ] = False,
     on_diverge: Annotated[str, typer.Option(help="stop: end a diverging run; note: only note it.")] = "stop",
+    diverge: DivergeOption = [],
     device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
     seed: Annotated[int | None, typer.Option(help="The seed [default: the card's seed parameter, else 0].")] = None,
     profile_budget: Annotated[
@@ -444,8 +468,10 @@ def run(
     run, and with --resume the interrupted ones too. Several cards run one after another, or in a local
     queue (--jobs, --gpus), or as Slurm jobs (--launcher slurm).
     """
+    from .divergence import parse_settings
     from .queue import local_slots, run_arguments, select_to_run
 
+    settings = parse_settings(diverge)
     selection = selection_of([name] if name else None, tag, where, None)
     if all_planned == selection.given:  # --all or a selection: one of the two
         raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob, --tag or "
@@ -460,7 +486,10 @@ def run(
     if launcher == "slurm" and (jobs or gpus):
         raise ExpdbError("--jobs and --gpus are for the local queue; Slurm jobs ask for GPUs with --gpus-per-job")
     queued = launcher == "slurm" or jobs is not None or gpus is not None
-    run_args = run_arguments(device=device, on_diverge=on_diverge, profile_budget=profile_budget, seed=seed) if queued else []
+    run_args = (
+        run_arguments(device=device, on_diverge=on_diverge, profile_budget=profile_budget, seed=seed, diverge=diverge)
+        if queued else []
+    )
     request = slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit) if launcher == "slurm" else None
     slots = local_slots(jobs, gpus) if queued and launcher == "local" else []
     # A queue's job (--queued-run) starts at once: the user's own `run` and `queue` ask Slurm.
@@ -484,7 +513,7 @@ def run(
             for outcome in run_cards(
                 database, [card], command=ctx.args or None, parser=parse, resume=resume and (not many or card.status != PLANNED),
                 on_diverge=on_diverge, device=device, seed=seed, profile_budget=profile_budget, keep_going=many,
-                queued_run=queued_run, ready=wait_for_the_queue if standby else None,
+                queued_run=queued_run, ready=wait_for_the_queue if standby else None, diverge=settings,
             )
         ]
     raise typer.Exit(0 if all(outcome is not None and outcome.status == RunStatus.FINISHED for outcome in outcomes) else 1)
@@ -661,12 +690,15 @@ def import_log(
     ] = None,
     parent: Annotated[str | None, typer.Option("--from", help="Fork a card the import creates from this one.")] = None,
     params: Annotated[str | None, typer.Option(help="Read parameters from each event folder's name: 'lr{lr}_bs{batch}'.")] = None,
+    diverge: DivergeOption = [],
     db: DbOption = None,
 ) -> None:
     """Import runs that already happened: their curves, summary metrics (last, and best of validation curves) and
     any divergence. A file imported before adds nothing; a log holding several launches gives a run for each."""
+    from .divergence import parse_settings
     from .results import import_log as import_runs
 
+    settings = parse_settings(diverge)
     if name is not None:
         cards.validate_name(name)
     if params is not None and format.strip().lower() != "tensorboard":
@@ -674,7 +706,7 @@ def import_log(
             "--params reads parameters from TensorBoard event folders' names: use it with `expdb import tensorboard`"
         )
     with open_db(db, create=True) as database:
-        imported = import_runs(database, logfile, format, name, parent=parent, params=params)
+        imported = import_runs(database, logfile, format, name, parent=parent, params=params, diverge=settings)
     for line in imported.account:
         console.print(escape(line), soft_wrap=True)
     for run in imported.runs:

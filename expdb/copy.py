@@ -22,13 +22,13 @@ from .values import plural
 
 # The columns copied: all but `id`, since ids mean nothing in another database (*_id columns are re-mapped).
 COLUMNS = {
-    "card": ("uid", "name", "parent_id", "runner", "command", "parser", "params", "created_at"),
+    "card": ("uid", "name", "parent_id", "runner", "command", "parser", "params", "created_at", "diverge"),
     "run": (
         "uid", "card_id", "status", "started_at", "ended_at", "heartbeat_at", "exit_reason", "command", "log_path",
         "checkpoint_dir", "host", "pid", "device", "seed", "env", "queued_at", "launcher", "job_id", "origin", "source",
         "source_hash",
     ),
-    "note": ("uid", "card_id", "run_id", "created_at", "text", "automatic", "step"),
+    "note": ("uid", "card_id", "run_id", "created_at", "text", "automatic", "step", "settings"),
     "profile": ("uid", "card_id", "run_id", "created_at", *PROFILE_FIELDS, "details"),
     "attachment": ("uid", "card_id", "run_id", "name", "size", "sha256", "note", "created_at"),
     "metric_def": ("key", "label", "unit", "direction", "format"),

@@ -200,6 +200,7 @@ def execute(
     profile_budget: float = PROFILE_BUDGET_S,
     queued_run: int | None = None,
     ready: Callable[[], None] | None = None,
+    diverge: dict[str, float] | None = None,
 ) -> Outcome:
     """Run one card to its end and record it. Everything that can be refused is refused before the run exists.
 
@@ -233,7 +234,7 @@ def execute(
         ready()
     run = begin_run(
         db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
-        command=template, progress=progress, queued_run=queued_run,
+        command=template, progress=progress, queued_run=queued_run, diverge=diverge,
     )
     with sigterm_as_interrupt():
         try:
@@ -246,7 +247,8 @@ def execute(
                 raise
         else:
             run.end(RunStatus.FINISHED)
-    return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, [d.message for d in run.divergences])
+    noted = [event.message for event in run.divergences + run.trends]
+    return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, noted)
 
 
 def profile_card(

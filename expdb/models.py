@@ -26,6 +26,7 @@ class Card(SQLModel, table=True):
     parser: str | None = Field(default=None, max_length=1024)  # how to read its log: mmdet, regex:...
     params: str = Field(default="{}", sa_type=Text)  # JSON object: key -> typed value
     created_at: float
+    diverge: str | None = Field(default=None, sa_type=Text)  # JSON object: its --diverge settings
 
 
 class Tag(SQLModel, table=True):
@@ -71,6 +72,7 @@ class Note(SQLModel, table=True):
     text: str = Field(sa_type=Text)
     automatic: bool = False
     step: int | None = Field(default=None, sa_type=BigInteger)
+    settings: str | None = Field(default=None, sa_type=Text)  # JSON: the thresholds behind an automatic note
 
 
 class Metric(SQLModel, table=True):

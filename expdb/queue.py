@@ -118,7 +118,9 @@ def local_slots(jobs: int | None, gpus: str | None) -> list[Slot]:
     return gpu_slots(visible_gpu_ids(numbers), jobs)
 
 
-def run_arguments(*, device: str, on_diverge: str, profile_budget: float, seed: int | None) -> list[str]:
+def run_arguments(
+    *, device: str, on_diverge: str, profile_budget: float, seed: int | None, diverge: list[str] | None = None
+) -> list[str]:
     """The options every job's `expdb run` gets, checked here so that a bad one is refused before anything is queued."""
     from .devices import check_device
     from .runs import check_on_diverge
@@ -126,6 +128,7 @@ def run_arguments(*, device: str, on_diverge: str, profile_budget: float, seed: 
     check_device(device)
     check_on_diverge(on_diverge)
     arguments = ["--device", device, "--on-diverge", on_diverge, "--profile-budget", repr(profile_budget)]
+    arguments += [part for pair in diverge or [] for part in ("--diverge", pair)]
     return arguments + (["--seed", str(seed)] if seed is not None else [])
 
 

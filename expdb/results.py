@@ -1,5 +1,6 @@
 """Recording results that exist already: a run's final metrics and profile, or a whole training log."""
 
+import itertools
 import json
 import math
 import re
@@ -9,15 +10,15 @@ from functools import partial
 from pathlib import Path
 
 from . import lifecycle
-from .cards import PROFILE_FIELDS, card_exists, create_card, get_card, validate_name
+from .cards import PROFILE_FIELDS, Card, card_exists, create_card, get_card, validate_name
 from .db import Database, new_uid, now
-from .divergence import Divergence, DivergenceDetector, detect_block, is_loss_key
+from .divergence import DEFAULTS, Divergence, DivergenceDetector, is_loss_key
 from .errors import ExpdbError
 from .importers import ReadRun, describe, folder_params, is_validation_key, read_runs
 from .lifecycle import BY_HAND, IMPORTED, RunStatus
 from .logparse import Record
 from .metrics import PROFILE_COLUMNS, MetricDef, load_definitions, parse_quantity
-from .runs import add_automatic_notes
+from .runs import add_divergence_notes
 from .series import build_chunks, write_chunks
 from .values import format_value, same
 
@@ -104,7 +105,13 @@ def default_card_name(location: str) -> str:
 
 
 def import_log(
-    db: Database, path: str, spec: str, card_name: str | None = None, parent: str | None = None, params: str | None = None
+    db: Database,
+    path: str,
+    spec: str,
+    card_name: str | None = None,
+    parent: str | None = None,
+    params: str | None = None,
+    diverge: dict[str, float] | None = None,
 ) -> Imported:
     """Runs that already happened, from a log, a work_dir or TensorBoard event folders (`expdb.importers`):
     their curves, summary metrics and divergence notes.
@@ -112,7 +119,8 @@ def import_log(
     Each run goes to the card `card_name` (default: the file's name), created (forked from `parent`) if it
     does not exist; several TensorBoard event folders go to a card each, `NAME_FOLDER`, with the
     parameters that `params` ("lr{lr}_bs{batch}") reads from the folder's name. A run whose file was
-    imported before is not imported again. All or nothing: one transaction.
+    imported before is not imported again. A run is `diverged` if a divergence stops it, else `finished`;
+    trends are only noted. `diverge`: divergence settings over the card's. All or nothing: one transaction.
     """
     reading = read_runs(spec, path)
     base = card_name if card_name is not None else default_card_name(path)
@@ -138,7 +146,7 @@ def import_log(
                 imported.append(ImportedRun(name, points, already=(before[0], before[1])))
                 continue
             card_for = partial(_card_for_import, db, name, parent, given)
-            written = _write_imported(db, connection, card_for, name, run, spec, definitions)
+            written = _write_imported(db, connection, card_for, name, run, spec, definitions, diverge or {})
             if written is None:
                 reading.unread.append(f"{run.folder or run.source} (no scalar in its event files)")
             else:
@@ -148,10 +156,10 @@ def import_log(
     return Imported(imported, describe(reading, sum(run.points for run in imported)))
 
 
-def _card_for_import(db: Database, name: str, parent: str | None, params: dict) -> int:
-    """The id of the card an import writes to, created if need be."""
+def _card_for_import(db: Database, name: str, parent: str | None, params: dict) -> Card:
+    """The card an import writes to, created if need be."""
     if not card_exists(db, name):
-        return create_card(db, name, params, parent=parent).id
+        return create_card(db, name, params, parent=parent)
     if parent is not None:
         raise ExpdbError(f"{name} exists already: --from only applies to a card the import creates")
     card = get_card(db, name)
@@ -161,25 +169,32 @@ def _card_for_import(db: Database, name: str, parent: str | None, params: dict) 
         raise ExpdbError(
             f"{name} exists with other parameters than the folder gives ({shown}): import into a new card with --name"
         )
-    return card.id
+    return card
 
 
 IMPORT_BLOCK = 20_000  # records checked for divergence and packed at a time: one chunk per curve each
 
 
 def _write_imported(
-    db: Database, connection, card_for: Callable[[], int], name: str, run: ReadRun, spec: str, definitions
+    db: Database, connection, card_for: Callable[[], Card], name: str, run: ReadRun, spec: str, definitions, diverge: dict
 ) -> ImportedRun | None:
     """Store one run, read block by block; None (nothing written, no card made) when it holds no point."""
-    started = run.started_at
-    first = last = None  # the earliest and latest time of a point
-    detector, events, blocks = DivergenceDetector(), [], []
+    blocks_read = run.blocks(IMPORT_BLOCK)
+    first_block = next(blocks_read, None)
+    if first_block is None:
+        return None
+    card = card_for()
+    steps = card.params.get("steps")
+    settings = {**DEFAULTS, **card.diverge, **diverge}
+    detector = DivergenceDetector(steps if type(steps) is int else None, **settings)
+    started, last = run.started_at, None
+    events: list[Divergence] = []
+    packed = []
     summary = Summaries(definitions)
     points_read = 0
-    for records in run.blocks(IMPORT_BLOCK):
+    for records in itertools.chain([first_block], blocks_read):
         times = [record.timestamp for record in records if record.timestamp is not None]
         if times:
-            first = min(times) if first is None else min(first, *times)
             last = max(times) if last is None else max(last, *times)
             if started is None:
                 started = times[0]
@@ -189,28 +204,27 @@ def _write_imported(
             for record in records
         ]
         chunks = build_chunks(points)
-        events += detect_block(detector, points, chunks)
-        blocks.append(chunks)
+        events += detector.feed({key: chunk.in_step_order() for key, chunk in chunks.items()})
+        packed.append(chunks)
         summary.add(records)
         points_read += sum(len(record.values) for record in records)
-    if not points_read:
-        return None
-    status = RunStatus.DIVERGED if events else RunStatus.FINISHED
-    card_id = card_for()
+    events += detector.trend_events(final=True)
+    stopping = [event for event in events if event.stops]
+    status = RunStatus.DIVERGED if stopping else RunStatus.FINISHED
     run_id = lifecycle.record(
-        db, card_id, status, started_at=started, ended_at=last,
-        exit_reason=events[0].message if events else None, command=f"imported from {run.source}", log_path=run.source,
+        db, card.id, status, started_at=started, ended_at=last,
+        exit_reason=stopping[0].message if stopping else None, command=f"imported from {run.source}", log_path=run.source,
         env=json.dumps({"imported_from": run.source, "format": spec, "launch": run.launch}),
         origin=IMPORTED, source=run.source, source_hash=run.source_hash,
     )
     series_ids: dict[str, int] = {}
-    for chunks in blocks:
+    for chunks in packed:
         write_chunks(connection, run_id, chunks, series_ids)
     connection.executemany(
         "INSERT INTO metric (run_id, key, value, step) VALUES (?, ?, ?, ?)",
         [(run_id, key, value, step) for key, (value, step) in summary.metrics().items()],
     )
-    add_automatic_notes(connection, card_id, run_id, [(event.message, event.step) for event in events])
+    add_divergence_notes(connection, card.id, run_id, events, settings)
     return ImportedRun(name, points_read, run_id, status, events)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import cards, lifecycle
 from .db import Database, new_uid, now
-from .divergence import Divergence, DivergenceDetector, detect_block
+from .divergence import SETTINGS_OF, Divergence, DivergenceDetector
 from .errors import ExpdbError, last_line
 from .lifecycle import RunRow, RunStatus
 from .series import build_chunks, write_chunks
@@ -74,11 +74,26 @@ class RunPlan:
         return self.directory / LOG_FILE
 
 
-def add_automatic_notes(connection, card_id: int, run_id: int, notes: list[tuple[str, int | None]]) -> None:
-    """Notes expdb writes itself on a card, from a run: (text, step) each."""
+def add_automatic_notes(
+    connection, card_id: int, run_id: int, notes: list[tuple[str, int | None]], settings: list[dict | None] | None = None
+) -> None:
+    """Notes expdb writes itself on a card, from a run: (text, step) each, with the thresholds behind each."""
+    behind = settings or [None] * len(notes)
     connection.executemany(
-        "INSERT INTO note (uid, card_id, run_id, created_at, text, automatic, step) VALUES (?, ?, ?, ?, ?, TRUE, ?)",
-        [(new_uid(), card_id, run_id, now(), text, step) for text, step in notes],
+        "INSERT INTO note (uid, card_id, run_id, created_at, text, automatic, step, settings) "
+        "VALUES (?, ?, ?, ?, ?, TRUE, ?, ?)",
+        [
+            (new_uid(), card_id, run_id, now(), text, step, json.dumps(used) if used else None)
+            for (text, step), used in zip(notes, behind, strict=True)
+        ],
+    )
+
+
+def add_divergence_notes(connection, card_id: int, run_id: int, events: list[Divergence], settings: dict) -> None:
+    """The detectors' events as automatic notes, each with the settings of its kind."""
+    add_automatic_notes(
+        connection, card_id, run_id, [(event.message, event.step) for event in events],
+        [{key: settings[key] for key in SETTINGS_OF[event.kind]} for event in events],
     )
 
 
@@ -138,6 +153,7 @@ class Run:
         on_diverge: str,
         started_at: float,
         progress: ProgressCallback | None = None,
+        diverge: dict[str, float] | None = None,
     ):
         self.db = db
         self.card = card
@@ -149,7 +165,8 @@ class Run:
         self.checkpoint_path = plan.checkpoint_path
         self.log_path = plan.log_path
         self.on_diverge = on_diverge
-        self.divergences: list[Divergence] = []
+        self.divergences: list[Divergence] = []  # what stops a run (--on-diverge stop)
+        self.trends: list[Divergence] = []  # noted only: a loss rising, not learning
         self.status: RunStatus = RunStatus.RUNNING
         self.exit_reason: str | None = None
         self._started_at = started_at
@@ -157,7 +174,9 @@ class Run:
         self._stop: Exception | None = None  # what log() raises from now on: RunStopped or RecordingFailed
         self.summary_metrics: dict[str, float] = {}
         self._progress = progress
-        self._detector = DivergenceDetector()
+        # The card's divergence settings, then this run's (`--diverge`, `expdb.start(diverge=)`).
+        steps = card.params.get("steps")
+        self._detector = DivergenceDetector(steps if type(steps) is int else None, **{**card.diverge, **(diverge or {})})
         self._log_file = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by end()
         self._flusher_error: BaseException | None = None
         self._stop_flusher = threading.Event()
@@ -219,31 +238,33 @@ class Run:
                 series_ids: dict[str, int] = {}
                 while not self._stop_flusher.wait(FLUSH_INTERVAL_S):
                     self._flush(db, series_ids)
-                self._flush(db, series_ids)
+                self._flush(db, series_ids, final=True)
         except BaseException as error:  # noqa: BLE001 - reported by end(), the training thread must not die silently
             self._flusher_error = error
             self._stop = RecordingFailed(f"expdb could not record run {self.id}: {error} (log() takes numbers)")
 
-    def _flush(self, db: Database, series_ids: dict[str, int]) -> None:
+    def _flush(self, db: Database, series_ids: dict[str, int], final: bool = False) -> None:
         queue = self._queue
         points = [queue.popleft() for _ in range(len(queue))]
         chunks = build_chunks(points)
-        events = self._detect(points, chunks)
+        detector = self._detector
+        events = detector.feed({key: chunk.in_step_order() for key, chunk in chunks.items()})
+        events += detector.trend_events(final)
         with db.transaction() as connection:
             write_chunks(connection, self.id, chunks, series_ids)
             lifecycle.heartbeat(db, self.id)
-            add_automatic_notes(connection, self.card.id, self.id, [(event.message, event.step) for event in events])
+            add_divergence_notes(connection, self.card.id, self.id, events, detector.settings)
         for event in events:
-            self.divergences.append(event)
             self.write_log(event.message)
+            if not event.stops:
+                self.trends.append(event)
+                continue
+            self.divergences.append(event)
             if self.on_diverge == "stop" and self._stop is None:
                 self._stop = RunStopped(event.message)
         if points and self._progress is not None:
             step, _epoch, _samples, _wall, scalars = points[-1]
             self._progress(step, scalars)
-
-    def _detect(self, points: list, chunks: dict) -> list[Divergence]:
-        return detect_block(self._detector, points, chunks)
 
     # -- ending ---------------------------------------------------------------------------
 
@@ -366,8 +387,11 @@ def begin_run(
     command: str | None = None,
     progress: ProgressCallback | None = None,
     queued_run: int | None = None,
+    diverge: dict[str, float] | None = None,
 ) -> Run:
     """Start recording a run of card `name` (or continue its latest run with `resume`).
+
+    `diverge`: divergence settings of this run, over the card's (see `expdb.divergence.DEFAULTS`).
 
     `queued_run`: the card's run row a queue or a cluster launcher made `queued`; this process adopts it.
     Runs whose process died are the caller's to reap first (`lifecycle.reap`): their cards would seem running.
@@ -392,4 +416,4 @@ def begin_run(
             )
     plan.directory.mkdir(parents=True, exist_ok=True)
     assert run.started_at is not None  # a started run has its start time
-    return Run(db, card, run.id, plan, device, seed, resume, on_diverge, run.started_at, progress)
+    return Run(db, card, run.id, plan, device, seed, resume, on_diverge, run.started_at, progress, diverge)

@@ -90,6 +90,13 @@ class ChunkBuilder:
     def steps(self) -> array:
         return self.columns.steps
 
+    def in_step_order(self) -> tuple[array, array]:
+        """(steps, values), steps strictly ascending: a step logged again keeps its last value, as stored."""
+        if self.columns.ordered:
+            return self.columns.steps, self.values
+        order = _last_per_step(self.columns.steps)
+        return _pick(self.columns.steps, order), _pick(self.values, order)
+
     def row(self, series_id: int, packed: dict[int, bytes]) -> tuple:
         """The values of a `chunk` row, in the column order of INSERT_CHUNK; its steps sorted and unique.
 

@@ -96,6 +96,7 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
         ("runner", card.runner),
         ("tags", " ".join(card.tags)),
         ("created", format_time(card.created_at)),
+        ("diverge", ", ".join(f"{key}={value:g}" for key, value in card.diverge.items())),
     ]
     for label, value in facts:
         if value:
@@ -157,6 +158,9 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
                 origin = "expdb" if note.step is None else f"expdb, step {note.step:,}"
             prefix = f"[dim]{format_time(note.created_at)}[/]" + (f" [magenta]{origin}[/]" if origin else "")
             console.print(f"  {prefix}  {escape(note.text)}")
+            if note.settings:
+                used = ", ".join(f"{key}={value:g}" for key, value in note.settings.items())
+                console.print(f"    [dim]with {escape(used)}[/]")
 
 
 def render_profile(profile: dict, definitions: dict[str, MetricDef], console: Console) -> None:

@@ -8,14 +8,14 @@ name the step it was taken at (the last value, or the best of a validation curve
 content-addressed store outside the database.
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
