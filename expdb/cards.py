@@ -13,6 +13,7 @@ from .errors import ExpdbError
 from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS
 from .values import Value
+from .where import parse_where
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 _LATEST_RUN = "(SELECT max(id) FROM run WHERE run.card_id = card.id)"
@@ -31,6 +32,11 @@ class Card:
     status: str
     tags: list[str] = field(default_factory=list)
     diverge: dict[str, float] = field(default_factory=dict)  # its divergence settings (expdb.divergence.DEFAULTS)
+    invalid_reason: str | None = None  # set by `expdb invalidate`: its results must not be used
+
+    @property
+    def valid(self) -> bool:
+        return self.invalid_reason is None
 
 
 @dataclass
@@ -74,7 +80,7 @@ def missing_card_error(db: Database, name: str) -> ExpdbError:
 
 _STATUS = f"(SELECT status FROM run WHERE run.id = {_LATEST_RUN})"  # its latest run's; NULL for a planned card
 _CARD_COLUMNS = f"""card.id, card.name, parent.name, card.runner, card.command, card.parser, card.params,
-    card.created_at, {_STATUS}, card.diverge"""
+    card.created_at, {_STATUS}, card.diverge, card.invalid_reason"""
 _CARD_FROM = "card LEFT JOIN card AS parent ON parent.id = card.parent_id"
 
 
@@ -87,8 +93,11 @@ def _among(db: Database, column: str, ids: list[int] | None, keyword: str = "") 
 
 
 def _card_from_row(row: tuple, tags: list[str]) -> Card:
-    diverge = json.loads(row[9]) if row[9] else {}
-    return Card(row[0], row[1], row[2], row[3], row[4], row[5], values.loads(row[6]), row[7], row[8] or PLANNED, tags, diverge)
+    card_id, name, parent, runner, command, parser, params, created_at, status, diverge, invalid_reason = row
+    return Card(
+        card_id, name, parent, runner, command, parser, values.loads(params), created_at, status or PLANNED, tags,
+        json.loads(diverge) if diverge else {}, invalid_reason,
+    )
 
 
 def _tags_of(db: Database, card_ids: list[int] | None) -> dict[int, list[str]]:
@@ -118,6 +127,8 @@ class Selection:
     tag: str | None = None
     where: str | None = None  # the filter of `expdb table --where`
     status: str | None = None
+    # Invalid cards too: `table`, `plot` and `report` leave them out unless --all or --where tests `valid`.
+    invalid: bool = True
 
     @property
     def given(self) -> bool:
@@ -187,6 +198,12 @@ def selected_ids(db: Database, selection: Selection) -> list[int]:
 
         kept = set(cards_where(db, selection.where))
         ids = [card_id for card_id in ids if card_id in kept]
+    if not selection.invalid and not (selection.where and "valid" in parse_where(selection.where).keys):
+        invalid = dict(db.query("SELECT id, name FROM card WHERE invalid_reason IS NOT NULL"))
+        if ids and all(card_id in invalid for card_id in ids):
+            names = ", ".join(invalid[card_id] for card_id in ids[:5]) + (" ..." if len(ids) > 5 else "")
+            raise ExpdbError(f"every card selected is invalid ({names}); give --all to include invalid cards")
+        ids = [card_id for card_id in ids if card_id not in invalid]
     if not ids:
         if not selection.given:
             raise ExpdbError(f"no cards in {db.name} yet: create one with `expdb new NAME --KEY VALUE`")
@@ -207,18 +224,22 @@ def select_cards(db: Database, selection: Selection = Selection()) -> list[Card]
     return cards_by_id(db, selected_ids(db, selection))
 
 
-def card_facts(db: Database, keys: list[str]) -> dict[int, dict[str, Value]]:
-    """Every card's name, status, runner and parameters `keys` (absent ones left out).
+def card_facts(db: Database, keys: list[str], tags: bool = False) -> dict[int, dict[str, Value | frozenset]]:
+    """Every card's name, status, runner, validity, tags (a frozenset, which `--where tag=bs` tests for
+    membership) and parameters `keys` (absent ones left out).
 
     The database's JSON functions pick the keys out, so a filter over thousands of cards does not
     decode every card's parameters in Python.
     """
     picks, bound, decode = db.json_values("card.params", keys)
-    facts = {}
-    for card_id, name, runner, status, *picked in db.query(
-        f"SELECT card.id, card.name, card.runner, {_STATUS}{picks} FROM card", bound
+    facts: dict[int, dict[str, Value | frozenset]] = {}
+    tags_of = _tags_of(db, None) if tags else {}
+    for card_id, name, runner, status, reason, *picked in db.query(
+        f"SELECT card.id, card.name, card.runner, {_STATUS}, card.invalid_reason{picks} FROM card", bound
     ):
-        facts[card_id] = {"name": name, "runner": runner, "status": status or PLANNED, **decode(picked)}
+        facts[card_id] = {"name": name, "runner": runner, "status": status or PLANNED, "valid": reason is None, **decode(picked)}
+        if tags:
+            facts[card_id]["tag"] = frozenset(tags_of.get(card_id, ()))
     return facts
 
 
@@ -267,20 +288,33 @@ def create_card(
         merged = dict(base.params)
         diverge = {**base.diverge, **(diverge or {})}
     merged.update(_coerced(params, merged, typed))
+    if runner:
+        from .launch import check_runner
+
+        check_runner(runner, merged)
     created = created_at if created_at is not None else now()
-    with db.transaction() as connection:
-        card_id = connection.execute(
-            "INSERT INTO card (uid, name, parent_id, runner, command, parser, params, created_at, diverge) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (new_uid(), name, parent_id, runner, command, parser, values.dumps(merged), created,
-             json.dumps(diverge) if diverge else None),
-        ).fetchone()[0]
-        connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", [(card_id, t) for t in set(tags)])
-        if note:
-            connection.execute(
-                "INSERT INTO note (uid, card_id, created_at, text, automatic) VALUES (?, ?, ?, ?, FALSE)",
-                (new_uid(), card_id, created, note),
-            )
+    lost_race: tuple[type[BaseException], ...] = (ExpdbError, *db.driver_errors)
+    try:
+        with db.transaction() as connection:
+            card_id = connection.execute(
+                "INSERT INTO card (uid, name, parent_id, runner, command, parser, params, created_at, diverge) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (new_uid(), name, parent_id, runner, command, parser, values.dumps(merged), created,
+                 json.dumps(diverge) if diverge else None),
+            ).fetchone()[0]
+            connection.executemany("INSERT INTO tag (card_id, name) VALUES (?, ?)", [(card_id, t) for t in set(tags)])
+            if note:
+                connection.execute(
+                    "INSERT INTO note (uid, card_id, created_at, text, automatic) VALUES (?, ?, ?, ?, FALSE)",
+                    (new_uid(), card_id, created, note),
+                )
+    except lost_race as error:
+        # Another process made a card of this name since it was looked for: its unique name is what failed.
+        # Within a caller's transaction the database cannot be asked again (PostgreSQL refuses until it ends).
+        taken = "unique" in str(error).lower() if db.in_transaction else card_exists(db, name)
+        if taken:
+            raise ExpdbError(f"a card named {name!r} was just created by someone else; pick another name") from None
+        raise
     return get_card(db, name)
 
 
@@ -309,6 +343,10 @@ def set_params(db: Database, name: str, params: dict[str, Value], typed: dict[st
         raise ExpdbError("nothing to set: give parameters as --KEY VALUE")
     merged = dict(card.params)
     merged.update(_coerced(params, merged, typed))
+    if card.runner:
+        from .launch import check_runner
+
+        check_runner(card.runner, merged)
     with db.transaction() as connection:
         connection.execute("UPDATE card SET params = ? WHERE id = ?", (values.dumps(merged), card.id))
         connection.execute("DELETE FROM profile WHERE card_id = ?", (card.id,))  # it measured the old model
@@ -390,6 +428,28 @@ def tag_card(db: Database, name: str, tags: list[str], remove: bool = False) -> 
     return get_card(db, name)
 
 
+def invalidate_card(db: Database, name: str, reason: str) -> Card:
+    """Mark a card whose results must not be used (left out of tables, plots and reports; never best)."""
+    if not reason.strip():
+        raise ExpdbError(f'say why {name} is invalid: expdb invalidate {name} --reason "L = 1 was a mistake"')
+    card = get_card(db, name)
+    with db.transaction() as connection:
+        connection.execute(
+            "UPDATE card SET invalid_reason = ?, invalidated_at = ? WHERE id = ?", (" ".join(reason.split()), now(), card.id)
+        )
+    return get_card(db, name)
+
+
+def validate_card(db: Database, name: str) -> Card:
+    """Undo `invalidate_card`."""
+    card = get_card(db, name)
+    if card.valid:
+        raise ExpdbError(f"{name} is not invalid; nothing to undo")
+    with db.transaction() as connection:
+        connection.execute("UPDATE card SET invalid_reason = NULL, invalidated_at = NULL WHERE id = ?", (card.id,))
+    return get_card(db, name)
+
+
 def rename_card(db: Database, old: str, new: str) -> Card:
     card = get_card(db, old)
     validate_name(new)
@@ -404,16 +464,46 @@ def children(db: Database, card: Card) -> list[str]:
     return [row[0] for row in db.query("SELECT name FROM card WHERE parent_id = ? ORDER BY id", (card.id,))]
 
 
+def typed_like(card: Card, params: dict[str, Value]) -> dict[str, Value]:
+    """`params` with the types the card's parameters have (an int given for a float parameter is a float)."""
+    return _coerced(params, card.params, None)
+
+
+def agrees(card: Card, params: dict[str, Value]) -> bool:
+    """Every one of `params` is the card's value (same type too)."""
+    return all(values.same(card.params.get(key), value) for key, value in params.items())
+
+
+def fork_for(db: Database, card: Card, params: dict[str, Value]) -> Card:
+    """The fork of `card` that has `params`: its existing `NAME.K` child that agrees, else a new one with
+    the next free K from 2 (`detr3d_bs8.2`), forked from `card` with `params` over its parameters."""
+    prefix = f"{card.name}."
+    for name in children(db, card):
+        if name.startswith(prefix) and name[len(prefix):].isdigit() and agrees(fork := get_card(db, name), params):
+            return fork
+    number = 2
+    while card_exists(db, f"{prefix}{number}"):
+        number += 1
+    return create_card(db, f"{prefix}{number}", params, parent=card.name)
+
+
 def removal_summary(db: Database, card_ids: list[int]) -> str:
     """What removing these cards deletes, for the question asked first: "2 cards (a, b) with 1 run; ..."."""
     targets = cards_by_id(db, card_ids)
     names = [card.name for card in targets]
     runs = sum(run_count(db, card) for card in targets)
-    forks = [child for card in targets for child in children(db, card) if child not in names]
+    forks = orphaned_forks(db, card_ids)
     what = f"{values.plural(len(targets), 'card')} ({', '.join(names)}) with {values.plural(runs, 'run')}"
     if forks:
         what += f"; {', '.join(forks)} will keep {'their' if len(forks) > 1 else 'its'} parameters but lose the parent link"
     return what
+
+
+def orphaned_forks(db: Database, card_ids: list[int]) -> list[str]:
+    """The forks of these cards that are not among them: removing the cards leaves them without a parent."""
+    targets = cards_by_id(db, card_ids)
+    names = {card.name for card in targets}
+    return list(dict.fromkeys(child for card in targets for child in children(db, card) if child not in names))
 
 
 def remove_cards(db: Database, card_ids: list[int]) -> list[Card]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from . import cards, lifecycle
 from .db import Database
@@ -36,7 +37,7 @@ app.add_typer(db_app, name="db")
 PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
 # Piped output is not cut to 80 columns: a table written to a file keeps every digit.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 4096)
-errors = Console(stderr=True, highlight=False)
+errors = Console(stderr=True, highlight=False, emoji=False)  # an error quotes user text: a:b:c stays a:b:c
 
 
 DbOption = Annotated[
@@ -59,8 +60,8 @@ CardsArgument = Annotated[
 TagOption = Annotated[str | None, typer.Option(help="Only the cards with this tag.")]
 WhereOption = Annotated[
     str | None,
-    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status and runner, e.g. \"N>=5 and "
-                      "shared=true\"."),
+    typer.Option(help="Only the cards matching this filter over parameters, metrics, name, status, runner, valid and tag, "
+                      "e.g. \"N>=5 and shared=true\", \"valid=false\", \"tag=bs\"."),
 ]
 DivergeOption = Annotated[
     list[str],
@@ -72,8 +73,23 @@ DivergeOption = Annotated[
 StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
 
 
-def selection_of(names: list[str] | None, tag: str | None, where: str | None, status: str | None) -> cards.Selection:
-    return cards.Selection(tuple(names or ()), tag, where, status)
+def selection_of(
+    names: list[str] | None, tag: str | None, where: str | None, status: str | None, invalid: bool = True
+) -> cards.Selection:
+    return cards.Selection(tuple(names or ()), tag, where, status, invalid)
+
+
+# What `table`, `plot` and `report` add to the selection: invalid cards, folded seeds.
+ShowInvalidOption = Annotated[
+    bool, typer.Option("--all", help="Also the invalid cards, greyed with their reason (never best, never the baseline).")
+]
+OverOption = Annotated[
+    str | None,
+    typer.Option(
+        "--over",
+        help="Fold the cards that differ only in these parameters (comma-separated), e.g. seed, into one row per variant.",
+    ),
+]
 
 
 @contextmanager
@@ -93,7 +109,8 @@ def open_db(location: str | None, create: bool = False, upgrade: str = "auto", a
             soft_wrap=True,
         )
     try:
-        lifecycle.reap(database)
+        if not database.read_only:  # marking dead runs crashed is a write; it waits for someone who may write
+            lifecycle.reap(database)
         if ask_slurm:
             from .slurm import release_ended_jobs
 
@@ -351,9 +368,32 @@ def rm(
             if not sys.stdin.isatty():
                 raise ExpdbError(f"rm would delete {what}: confirm with --yes")
             if not typer.confirm(f"Delete {what}?", default=False):
-                raise ExpdbError("nothing deleted")
+                console.print("nothing deleted")  # a choice, not an error: exit 0
+                return
+        orphans = cards.orphaned_forks(database, selected)
         removed = cards.remove_cards(database, selected)
-    console.print(escape(f"deleted {', '.join(card.name for card in removed)}"))
+    lost = f"; {', '.join(orphans)} no longer {'have a parent' if len(orphans) > 1 else 'has a parent'}" if orphans else ""
+    console.print(escape(f"deleted {', '.join(card.name for card in removed)}{lost}"), soft_wrap=True)
+
+
+@app.command()
+def invalidate(
+    name: Annotated[str, typer.Argument(help="The card.")],
+    reason: Annotated[str, typer.Option(help="Why its results must not be used.")],
+    db: DbOption = None,
+) -> None:
+    """Mark a card whose results must not be used: tables, plots and reports leave it out (--all shows it greyed)."""
+    with open_db(db) as database:
+        card = cards.invalidate_card(database, name, reason)
+    console.print(Text(f"{card.name} is invalid: {card.invalid_reason}"), soft_wrap=True)
+
+
+@app.command()
+def validate(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = None) -> None:
+    """Undo `expdb invalidate`: the card's results count again."""
+    with open_db(db) as database:
+        card = cards.validate_card(database, name)
+    console.print(Text(f"{card.name} is valid again"), soft_wrap=True)
 
 
 @app.command()
@@ -376,8 +416,13 @@ def table(
     names: CardsArgument = None,
     metric: Annotated[
         list[str],
-        typer.Option("--metric", "-m", help="A metric column, KEY or KEY:max/min/last over its curve; repeat for several "
-                                            "[default: every recorded metric]."),
+        typer.Option(
+            "--metric",
+            "-m",
+            help="A metric column: KEY, KEY:max/min/last over its curve, or its convergence: KEY:first>=0.5 (the step where it "
+            "first reaches 0.5; @epoch or @samples after it for those), KEY:first<=0.1, KEY:mean@last10%, KEY:auc; "
+            "repeat for several [default: every recorded metric].",
+        ),
     ] = [],
     where: WhereOption = None,
     sort: Annotated[str | None, typer.Option(help="KEY[:asc|:desc]; metrics sort best first by default.")] = None,
@@ -390,8 +435,14 @@ def table(
                                                     "one row.")
     ] = None,
     agg: Annotated[
-        str | None, typer.Option("--agg", help="With --group-by: mean, std, count, min, max [default: mean,std,count].")
+        str | None, typer.Option("--agg", help="With --group-by or --over: mean, std, count, min, max [default: mean,std,count].")
     ] = None,
+    over: OverOption = None,
+    spread: Annotated[
+        str, typer.Option(help="After a folded row's mean: std, or ci (the half-width of its 95% confidence interval).")
+    ] = "std",
+    show_invalid: ShowInvalidOption = False,
+    invalid_baseline: Annotated[bool, typer.Option("--invalid-baseline", help="Allow an invalid card as the baseline.")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
     db: DbOption = None,
 ) -> None:
@@ -402,9 +453,10 @@ def table(
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
     metrics = split_options(metric)
     with open_db(db) as database:
-        selected = cards.select_cards(database, selection_of(names, tag, where, status))
+        selected = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
         comparison = build_table(
-            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg
+            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg,
+            over=over, spread=spread, invalid_baseline=invalid_baseline,
         )
     write_table(comparison, format, sys.stdout, console)
 
@@ -491,7 +543,11 @@ def run(
         if queued else []
     )
     request = slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit) if launcher == "slurm" else None
-    slots = local_slots(jobs, gpus) if queued and launcher == "local" else []
+    from .cpus import thread_budget
+
+    # Measured once, before anything trains: a training of ours would count as load afterwards.
+    budget = thread_budget(jobs or 1)
+    slots = local_slots(jobs, gpus, budget) if queued and launcher == "local" else []
     # A queue's job (--queued-run) starts at once: the user's own `run` and `queue` ask Slurm.
     with open_db(db, ask_slurm=queued_run is None) as database:
         targets, many = select_to_run(database, selection, resume)
@@ -506,7 +562,8 @@ def run(
             submit_to_slurm(database, targets, request, slurm_folder, run_args, resume)
             return
         elif queued:
-            raise typer.Exit(queue_locally(database, targets, slots, run_args, resume))
+            raise typer.Exit(queue_locally(database, targets, slots, run_args, resume, budget if gpus is None else None))
+        announce = threads_announcer(budget)
         outcomes = [
             outcome
             for card in targets
@@ -514,9 +571,26 @@ def run(
                 database, [card], command=ctx.args or None, parser=parse, resume=resume and (not many or card.status != PLANNED),
                 on_diverge=on_diverge, device=device, seed=seed, profile_budget=profile_budget, keep_going=many,
                 queued_run=queued_run, ready=wait_for_the_queue if standby else None, diverge=settings,
+                started=announce,
             )
         ]
     raise typer.Exit(0 if all(outcome is not None and outcome.status == RunStatus.FINISHED for outcome in outcomes) else 1)
+
+
+def threads_announcer(budget):
+    """What gives this process's trainings the free cores (expdb.cpus) and says how many, once, as the first
+    run begins (a refused run prints its error alone)."""
+    from .cpus import use_threads
+
+    said = []
+
+    def announce() -> None:
+        if not said:
+            said.append(True)
+            use_threads(budget)
+            errors.print(budget.describe(), markup=False, soft_wrap=True)
+
+    return announce
 
 
 def wait_for_the_queue() -> None:
@@ -554,13 +628,19 @@ def submit_to_slurm(
         console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"), soft_wrap=True)
 
 
-def queue_locally(database: Database, targets: list[cards.Card], slots: list, run_args: list[str], resume: bool) -> int:
-    """Run the cards in a local queue, a line as each job starts and ends; the exit status (130 when stopped)."""
+def queue_locally(
+    database: Database, targets: list[cards.Card], slots: list, run_args: list[str], resume: bool, budget=None
+) -> int:
+    """Run the cards in a local queue, a line as each job starts and ends; the exit status (130 when stopped).
+
+    `budget`: the CPU threads of the jobs (expdb.cpus), said once the cards are queued."""
     from collections import Counter
 
     from .queue import output_directory, queue_runs, run_queue
 
     queued = queue_runs(database, targets, resume=resume, launcher="local")
+    if budget is not None:
+        errors.print(budget.describe(), markup=False, soft_wrap=True)
     output = output_directory(database)
     console.print(
         escape(f"queued {plural(len(queued), 'card')} on {', '.join(slot.label for slot in slots)}; "
@@ -815,10 +895,13 @@ def demo(db: DbOption = None) -> None:
     from .render import render_rich
     from .table import build_table
 
+    from .cpus import thread_budget
+
+    budget = thread_budget()  # before the first card trains, whose own load would count
     with open_db(db, create=True) as database:
         names = create_demo(database)
         console.print(f"created {len(names)} cards in {database.name}: {', '.join(names)}", soft_wrap=True)
-        run_cards(database, [cards.get_card(database, name) for name in names])
+        run_cards(database, [cards.get_card(database, name) for name in names], started=threads_announcer(budget))
         console.print()
         demo_cards = cards.select_cards(database, cards.Selection(tag=DEMO_TAG))
         render_rich(build_table(database, demo_cards, ["iou50"], baseline="cvt"), console)
@@ -864,6 +947,18 @@ def profile(
     render_profile(measured, definitions, console)
 
 
+LogYOption = Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")]
+YlimOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ylim",
+        metavar="LOW:HIGH",
+        help="The y range, e.g. 0:5, or :5 for the top only; points outside are clipped and marked. "
+        "Default: the healthy data (a diverged run's points past its divergence do not set it).",
+    ),
+]
+
+
 def split_options(options: list[str]) -> list[str]:
     """`-m a -m b,c` -> [a, b, c]."""
     return [item.strip() for option in options for item in option.split(",") if item.strip()]
@@ -882,26 +977,37 @@ def plot(
     x: Annotated[str, typer.Option(help="x axis: step, epoch, samples (seen so far) or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight in [0, 1), computed on every point; the raw curve stays "
                                                "faint.")] = 0.0,
-    log_y: Annotated[bool, typer.Option("--log-y", help="Logarithmic y axis.")] = False,
+    log_y: LogYOption = False,
+    ylim: YlimOption = None,
     output: Annotated[str, typer.Option("--output", "-o", help="The image: .png, .svg or .pdf.")] = "plot.png",
     title: Annotated[str | None, typer.Option(help="A title above the plot.")] = None,
+    over: OverOption = None,
+    band: Annotated[
+        str, typer.Option(help="With --over, the band around each mean curve: ci (95% CI of the mean) or std.")
+    ] = "ci",
+    show_invalid: ShowInvalidOption = False,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
 
+    from .outputs import parse_ylim
     from .plot import plot_curves
 
     metrics = split_options(metric)
+    limits = parse_ylim(ylim, log_y)
     with open_db(db) as database:
-        chosen = cards.select_cards(database, selection_of(names, tag, where, status))
-        result = plot_curves(database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, title=title)
+        chosen = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
+        result = plot_curves(
+            database, chosen, metrics, Path(output), x=x, smooth=smooth, log_y=log_y, ylim=limits, title=title, over=over,
+            band=band,
+        )
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, soft_wrap=True)
     console.print(escape(f"wrote {result.path}"), soft_wrap=True)
 
 
 @app.command(
-    help="A self-contained markdown report of a study, or its table for an IEEE paper; re-running updates it. "
+    help="A self-contained markdown or HTML report of a study, or its table for an IEEE paper; re-running updates it. "
     f"{SELECTION_HELP}"
 )
 def report(
@@ -909,34 +1015,45 @@ def report(
     tag: TagOption = None,
     where: WhereOption = None,
     status: StatusOption = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it) or a .tex "
-                                                               "table.")] = "report.md",
+    output: Annotated[str, typer.Option("--output", "-o", help="The report: a .md file (PNGs beside it), one .html "
+                                                               "file, or a .tex table.")] = "report.md",
     format: Annotated[
-        str | None, typer.Option("--format", "-f", help="md (a report with plots) or latex (an IEEE table) [default: from -o's "
-                                                        "suffix].")
+        str | None, typer.Option("--format", "-f", help="md (a report with plots), html (one file, interactive plots, "
+                                                        "opens offline) or latex (an IEEE table) [default: from -o's suffix].")
     ] = None,
     metric: Annotated[list[str], typer.Option("--metric", "-m", help="A metric column; repeat [default: every recorded "
                                                                      "metric].")] = [],
     curve: Annotated[list[str], typer.Option(help="A curve to plot; repeat for several.")] = ["loss"],
     x: Annotated[str, typer.Option(help="x axis of the plots: step, epoch, samples or time.")] = "step",
     smooth: Annotated[float, typer.Option(help="EMA weight of the plots, in [0, 1).")] = 0.0,
+    log_y: LogYOption = False,
+    ylim: YlimOption = None,
     baseline: Annotated[str | None, typer.Option(help="A card to compare every row with.")] = None,
     title: Annotated[str | None, typer.Option(help="The report's title (the table's caption in LaTeX).")] = None,
+    over: OverOption = None,
+    spread: Annotated[str, typer.Option(help="With --over, after each mean: std or ci.")] = "std",
+    show_invalid: ShowInvalidOption = False,
+    invalid_baseline: Annotated[bool, typer.Option("--invalid-baseline", help="Allow an invalid card as the baseline.")] = False,
     db: DbOption = None,
 ) -> None:
     from pathlib import Path
 
+    from .outputs import parse_ylim
     from .report import write_report
 
     metrics = split_options(metric)
-    suffix_format = "latex" if Path(output).suffix == ".tex" else "md"
-    if format is not None and format != suffix_format and format in ("md", "latex"):
-        raise ExpdbError(f"--format {format} writes a {'.tex' if format == 'latex' else '.md'} file, not {output!r}")
+    limits = parse_ylim(ylim, log_y)
+    suffixes = {".tex": "latex", ".html": "html", ".htm": "html"}
+    suffix_format = suffixes.get(Path(output).suffix, "md")
+    if format is not None and format != suffix_format and format in ("md", "latex", "html"):
+        wanted = {"md": ".md", "latex": ".tex", "html": ".html"}[format]
+        raise ExpdbError(f"--format {format} writes a {wanted} file, not {output!r}")
     with open_db(db) as database:
-        chosen = cards.select_cards(database, selection_of(names, tag, where, status))
+        chosen = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
         written = write_report(
-            database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth,
-            baseline=baseline, title=title, format=format or suffix_format,
+            database, chosen, Path(output), metrics=metrics, curves=curve, x=x, smooth=smooth, log_y=log_y, ylim=limits,
+            baseline=baseline, title=title, format=format or suffix_format, over=over, spread=spread,
+            invalid_baseline=invalid_baseline,
         )
     for path in written:
         console.print(escape(f"wrote {path}"), soft_wrap=True)
@@ -973,6 +1090,21 @@ def copy_command(
     render_copied(copied, console)
 
 
+@app.command(help="The study in a browser: table, cards, curves, parallel coordinates, live runs. Ctrl-C stops it.")
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Anything but loopback prints a token that every request must carry.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    db: DbOption = None,
+) -> None:
+    from .ui.serve import serve
+
+    with open_db(db) as database:  # a missing or too new database stops here, with one line
+        location = database.location
+    serve(location, host, port, console)
+
+
 @db_app.command("current")
 def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and whether it is the newest."""
@@ -992,6 +1124,37 @@ def db_upgrade(db: DbOption = None) -> None:
             console.print(f"{database.name}: schema {database.revision}, nothing to upgrade")
 
 
+def usage_message(error) -> str:
+    """Click's usage errors in expdb's words: what was wrong and what would be right, on one line."""
+    import difflib
+
+    from typer._click.exceptions import MissingParameter, NoSuchOption
+
+    ctx = getattr(error, "ctx", None)
+    names: list[str] = []
+    level = ctx
+    while level is not None:
+        names.insert(0, level.info_name or "")
+        level = level.parent
+    path = " ".join(["expdb", *names[1:]])  # "expdb", however it was started (python -m expdb)
+    where = f"`{path}`"
+    if isinstance(error, MissingParameter) and error.param is not None and ctx is not None:
+        def shown(param) -> str:
+            if param.param_type_name == "argument":
+                return (param.metavar or param.name or "").strip("{}").upper()
+            return f"{param.opts[0]} {(param.name or '').upper()}"
+
+        required = [shown(param) for param in ctx.command.params if param.required]
+        about = getattr(error.param, "help", None)
+        said = f" ({about[0].lower()}{about[1:].rstrip('.')})" if about else ""
+        return f"{where} needs {shown(error.param)}{said}: {path} {' '.join(required)}"
+    if isinstance(error, NoSuchOption):
+        close = difflib.get_close_matches(error.option_name, list(error.possibilities or ()), n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; `{path} --help` lists its options"
+        return f"{where} has no option {error.option_name}{hint}"
+    return f"{error.format_message()} (see --help)"
+
+
 def main() -> None:
     """The console script: user errors become one line on stderr and exit status 2."""
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -1005,7 +1168,7 @@ def main() -> None:
         help_page.show()
         sys.exit(2)
     except ClickException as error:
-        errors.print(f"error: {error.format_message()} (see --help)", markup=False, soft_wrap=True)
+        errors.print(f"error: {usage_message(error)}", markup=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)

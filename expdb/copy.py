@@ -22,7 +22,10 @@ from .values import plural
 
 # The columns copied: all but `id`, since ids mean nothing in another database (*_id columns are re-mapped).
 COLUMNS = {
-    "card": ("uid", "name", "parent_id", "runner", "command", "parser", "params", "created_at", "diverge"),
+    "card": (
+        "uid", "name", "parent_id", "runner", "command", "parser", "params", "created_at", "diverge", "invalid_reason",
+        "invalidated_at",
+    ),
     "run": (
         "uid", "card_id", "status", "started_at", "ended_at", "heartbeat_at", "exit_reason", "command", "log_path",
         "checkpoint_dir", "host", "pid", "device", "seed", "env", "queued_at", "launcher", "job_id", "origin", "source",

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .errors import DatabaseError, last_line
 
@@ -108,6 +108,7 @@ class SQLiteDialect:
     # None: a new file's schema is written to a file of its own; an upgrade's transaction holds the write lock.
     migration_lock = None
     one_machine = True  # its locks are unreliable over a network file system
+    read_only = False  # opened without write access (a file in a folder this user cannot write)
 
     def __init__(self, location: str):
         # A path, or an SQLAlchemy `sqlite:///PATH` URL.
@@ -151,6 +152,13 @@ class SQLiteDialect:
             raise DatabaseError(f"cannot create {self.path}: directory {self.path.parent} does not exist")
         if self.path.is_dir():
             raise DatabaseError(f"{self.path} is a directory; --db takes a database file")
+        if self._existed and not self.path.is_file():
+            raise DatabaseError(f"{self.path} is not a regular file (a device or a pipe); --db takes a database file")
+        folder = self.path.parent
+        if created and create and not os.access(folder, os.W_OK | os.X_OK):
+            raise DatabaseError(f"cannot create {self.path}: the folder {folder} is not writable; pick a folder you can write to")
+        if not created and not os.access(folder, os.W_OK | os.X_OK):
+            return self._connect_read_only(create), False
         if created and not create:
             raise DatabaseError(
                 f"no expdb database at {self.name}: create one with `expdb new NAME`, "
@@ -183,6 +191,32 @@ class SQLiteDialect:
             for suffix in ("", "-wal", "-shm"):
                 building.with_name(building.name + suffix).unlink(missing_ok=True)
 
+    def _connect_read_only(self, create: bool) -> sqlite3.Connection:
+        """A database in a folder this user cannot write: SQLite in WAL mode keeps its shared-memory file beside
+        the database, so a reader needs the folder writable, unless nothing is being written (no WAL file), when
+        the file is read as it is."""
+        folder = self.path.parent
+        wal = self.path.with_name(self.path.name + "-wal")
+        if create:
+            raise DatabaseError(
+                f"cannot write to {self.path}: the folder {folder} is not writable (SQLite writes its journal beside the file)"
+            )
+        if wal.exists() and wal.stat().st_size:
+            raise DatabaseError(
+                f"cannot read {self.path}: its folder {folder} is not writable, and an unfinished write (its -wal file) "
+                "can only be read by someone who may write there; make the folder writable, or copy the database elsewhere"
+            )
+        self.read_only = True
+        uri = "file:" + quote(str(self.path.resolve())) + "?mode=ro&immutable=1"
+        try:
+            connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as error:
+            raise DatabaseError(f"cannot open {self.path}: {error}") from None
+        except sqlite3.DatabaseError as error:
+            raise DatabaseError(f"{self.path} is not an expdb database ({error})") from None
+        return connection
+
     def _connect(self) -> sqlite3.Connection:
         try:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -201,6 +235,8 @@ class SQLiteDialect:
     def tune(self, connection) -> None:
         """WAL, so that readers never wait for a writer. Only once the file is known to be expdb's:
         setting the journal mode rewrites the file's header."""
+        if self.read_only:
+            return
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
 
@@ -280,6 +316,7 @@ class PostgresDialect:
     # An advisory lock ("expd"): one process at a time creates or upgrades the schema.
     migration_lock = f"SELECT pg_advisory_xact_lock({0x65787064})"
     one_machine = False
+    read_only = False
 
     def __init__(self, location: str):
         self.location = location
@@ -441,6 +478,21 @@ class Database:
         return self.dialect.path
 
     @property
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        """What the driver raises inside a transaction block, before `transaction` turns it into an ExpdbError."""
+        return (self.dialect.errors,)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Inside a `transaction` block (whose failure rolls back everything the block wrote)."""
+        return self._nested
+
+    @property
+    def read_only(self) -> bool:
+        """Opened for reading only: an SQLite file in a folder this user cannot write."""
+        return self.dialect.read_only
+
+    @property
     def runs_directory(self) -> Path:
         """The directory that this database's runs keep their logs and checkpoints under."""
         return self.dialect.runs_directory
@@ -555,6 +607,11 @@ class Database:
         if self._nested:
             yield self.connection
             return
+        if self.read_only:
+            raise DatabaseError(
+                f"cannot write to {self.name}: the folder {self.path.parent if self.path else '.'} is not writable "
+                "(SQLite writes its journal beside the file)"
+            )
         try:
             self.connection.execute(self.dialect.begin)
         except self.dialect.errors as error:

@@ -4,6 +4,7 @@ Everyday commands never import torch: these checks ask torch only once something
 imported it (a runner), or import it inside the one function that measures on a device.
 """
 
+import os
 import sys
 
 from .errors import ExpdbError
@@ -47,3 +48,17 @@ def torch_device(device: str):
             raise ExpdbError(f"device {device!r}: there are only {torch.cuda.device_count()} CUDA GPU(s) here")
         resolved = torch.device("cuda", index)
     return resolved
+
+
+# Where the launchers put a process's rank: torchrun (RANK), srun (SLURM_PROCID); a local launcher
+# that sets only LOCAL_RANK (Lightning's) still tells a rank 0 from the others on a node.
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
+
+
+def process_rank() -> int:
+    """This process's rank in a distributed job, from the first of RANK_VARIABLES set to a number; 0 alone."""
+    for variable in RANK_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 0

@@ -53,7 +53,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import ExpdbError
-from .logparse import MMDetParser, Record, RegexParser, make_parser, no_records_message, parse_number
+from .logparse import MMDetParser, Record, RegexParser, make_parser, no_records_message, parse_number, year_of_log
 from .values import Value, parse_scalar, plural
 
 FORMATS = "mmdet, tensorboard, regex:PATTERN"
@@ -157,7 +157,7 @@ def _runs_of(
 
 
 def _read_text(path: Path, spec: str, reading: Reading, year: int | None = None) -> list[ReadRun]:
-    parser = make_parser(spec, year=year)
+    parser = make_parser(spec, year=year if year is not None else year_of_log(path))
     numbered: list[tuple[int, Record]] = []
     lines = 0
     with _open_text(path) as handle:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -32,6 +33,34 @@ def builtin_runners() -> list[str]:
         for entry in files("expdb.runners").iterdir()
         if entry.name.endswith(".py") and not entry.name.startswith("_")
     )
+
+
+def check_runner(spec: str, params: dict) -> None:
+    """What can be known of a card's runner without importing it (which may import torch): a built-in
+    runner exists and takes these parameters (through its torch-free `_NAME_params.config`); a
+    `module:function` is written so. ExpdbError (one line) otherwise."""
+    if ":" in spec:
+        module_name, _, function_name = spec.partition(":")
+        if not (all(part.isidentifier() for part in module_name.split(".")) and function_name.isidentifier()):
+            raise ExpdbError(
+                f"runner {spec!r} is not package.module:function; or use a built-in runner: {', '.join(builtin_runners())}"
+            )
+        return
+    if spec not in builtin_runners():
+        raise ExpdbError(
+            f"unknown runner {spec!r}; built-in runners: {', '.join(builtin_runners())}, "
+            "or give your own as package.module:function"
+        )
+    try:
+        checker = importlib.import_module(f"expdb.runners._{spec}_params")
+    except ModuleNotFoundError:
+        return  # a built-in runner without a torch-free check: its parameters are checked when it runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unknown keys: the runner says so when it runs
+        try:
+            checker.config(dict(params))
+        except (ValueError, TypeError) as error:
+            raise ExpdbError(f"{' '.join(str(error).split())}; the card cannot run as it is") from None
 
 
 @dataclass
@@ -134,7 +163,8 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
             record = plan.parser.parse(line) if plan.parser else None
             if record is not None:
                 # A parser names metrics only; epoch is its own field, never a key of values.
-                run.log(record.step, epoch=record.epoch, **record.values)  # type: ignore[arg-type]
+                epoch = record.epochs_done if record.epochs_done is not None else record.epoch
+                run.log(record.step, epoch=epoch, **record.values)  # type: ignore[arg-type]
     except BaseException:
         _stop(process)
         raise
@@ -201,12 +231,14 @@ def execute(
     queued_run: int | None = None,
     ready: Callable[[], None] | None = None,
     diverge: dict[str, float] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run one card to its end and record it. Everything that can be refused is refused before the run exists.
 
     `queued_run`: the card's queued run row to adopt (see expdb.queue) rather than a new one.
     `ready`: called once the runner is imported and the device chosen, right before the run
-    begins: a queue's next job waits there, warm, for its GPU to be free.
+    begins: a queue's next job waits there, warm, for its GPU to be free. `started`: called once the run
+    exists, everything checked, before it trains.
 
     KeyboardInterrupt (Ctrl-C, SIGTERM) propagates after the run is marked interrupted.
     """
@@ -236,6 +268,8 @@ def execute(
         db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
         command=template, progress=progress, queued_run=queued_run, diverge=diverge,
     )
+    if started is not None:
+        started()
     with sigterm_as_interrupt():
         try:
             train(run)

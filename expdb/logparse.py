@@ -46,8 +46,10 @@ Specs (`make_parser`):
     Timestamps: a date with a year (`2021-01-25 19:25:44,459`, `2023/06/16 12:09:59`) is read
     as local time of this machine (logging writes local time and does not say which zone).
     MMEngine's console date has no year (`07/03 13:04:17`): the timestamp is None unless the
-    parser was made with ``year=`` (`expdb run`, which parses a run as it happens, can pass
-    the current year; an imported old log cannot know it).
+    parser was made with ``year=`` (`expdb run`, which parses a run as it happens, passes the
+    current year; `parse_file` takes it from the log's name, MMEngine's `20230703_130417.log`
+    or its folder, else from the file's modification time). A date that goes back by more
+    than half a year (December to January) moves on to the next year.
 
 ``regex:PATTERN``
     A Python regular expression with named groups, searched in each line (use ``^`` to
@@ -111,6 +113,9 @@ class Record:
     values: dict[str, float] = field(hash=False)  # every numeric field; NaN/inf as floats
     timestamp: float | None  # seconds since the epoch if the line has a date, else None
     mode: str = "train"  # "train", or "val"/"test" for evaluation lines (their names are prefixed)
+    # Epochs done as a fraction (iteration / iterations per epoch), for an x axis without steps in
+    # it: `epoch` alone would put a whole epoch's points at one x.
+    epochs_done: float | None = None
 
 
 class LineParser(Protocol):
@@ -177,6 +182,9 @@ _COMMA_SPLIT = re.compile(r", (?=[^,:\s][^,:]*: )")
 # MMEngine separates fields with two spaces; learning rates of several groups with one.
 _WIDE_SPLIT = re.compile(r"\t+| {2,}")
 _SPACED_NAME = re.compile(r"(?:^|(?<= ))([^\s:]+): ")
+
+_HALF_YEAR_S = 183 * 86400
+_YEAR_IN_NAME = re.compile(r"(?<!\d)((?:19|20)\d\d)(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])(?!\d)")
 
 _NOT_A_VALUE = {"eta"}
 _EVAL_BOOKKEEPING = {"lr", "eta", "time", "data_time", "memory"}
@@ -310,6 +318,7 @@ class MMDetParser(_NeverRaises):
         self.last_step: int | None = None
         self.last_epoch: int | None = None
         self.eval_lines = 0  # evaluation lines seen before any training line
+        self.last_time: float | None = None
 
     def _parse(self, line: str) -> Record | None:
         if isinstance(line, bytes):
@@ -324,6 +333,12 @@ class MMDetParser(_NeverRaises):
         if not fields:
             return None
         timestamp = _timestamp(line[: header.start()], self.year)
+        went_back = self.last_time is not None and timestamp is not None and timestamp < self.last_time - _HALF_YEAR_S
+        if went_back and self.year is not None:
+            self.year += 1  # the log went on past new year
+            timestamp = _timestamp(line[: header.start()], self.year)
+        if timestamp is not None:
+            self.last_time = timestamp
         mode = (header["mode"] or "").lower()
         if mode == "":
             mode = "val" if header["kind"] == "Epoch" and _is_mmcv_eval(fields) else "train"
@@ -353,7 +368,7 @@ class MMDetParser(_NeverRaises):
         if per_epoch is not None:
             self.iters_per_epoch = per_epoch
         self.last_step, self.last_epoch = step, epoch
-        return Record(step, epoch, values, timestamp, "train")
+        return Record(step, epoch, values, timestamp, "train", step / per_epoch if per_epoch else None)
 
     def _eval(self, mode: str, header: re.Match, fields: dict[str, str], timestamp: float | None) -> Record | None:
         if "eta" in fields:
@@ -386,7 +401,10 @@ class MMDetParser(_NeverRaises):
         }
         if not values:
             return None
-        return Record(step, epoch, values, timestamp, mode)
+        done = float(epoch) if header["kind"] == "Epoch" and epoch is not None else None
+        if self.iters_per_epoch:
+            done = step / self.iters_per_epoch
+        return Record(step, epoch, values, timestamp, mode, done)
 
 
 # ---------------------------------------------------------------- regex
@@ -494,14 +512,28 @@ def parse_lines(lines: Iterable[str], spec: str | LineParser, *, year: int | Non
     return records
 
 
+def year_of_log(path: Path) -> int | None:
+    """The year a log was written: from a YYYYMMDD date in its name or its folder's (MMEngine names
+    both `20230703_130417`), else from its modification time; None if the file cannot be read."""
+    for name in (path.name, path.parent.name):
+        found = _YEAR_IN_NAME.search(name)
+        if found:
+            return int(found[1])
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime).year
+    except (OSError, ValueError, OverflowError):
+        return None
+
+
 def parse_file(path: str | Path, spec: str, *, year: int | None = None) -> list[Record]:
     """The records of the log at `path`, in file order (a resumed run may repeat steps).
 
-    ExpdbError (one line) if the spec is bad, the file cannot be read, or no line of it is
-    a progress line of that format. A log of validation lines only is a log: see MMDetParser.
+    `year`: of MMEngine's dates without one [default: `year_of_log`]. ExpdbError (one line) if
+    the spec is bad, the file cannot be read, or no line of it is a progress line of that format. A log of
+    validation lines only is a log: see MMDetParser.
     """
-    parser = make_parser(spec, year=year)
     path = Path(path)
+    parser = make_parser(spec, year=year if year is not None else year_of_log(path))
     try:
         with path.open(encoding="utf-8", errors="replace") as handle:
             records = parse_lines(handle, parser)

@@ -72,6 +72,55 @@ def format_number(value: float, spec: str) -> str:
     return text + prefix
 
 
+def _scale(metric: MetricDef, magnitude: float) -> tuple[float, str]:
+    """What an SI-formatted metric is divided by, and the prefix that says so, for numbers of this size."""
+    if metric.format.startswith("si"):
+        for scale, letter in _SI_PREFIXES:
+            if magnitude >= scale:
+                return scale, letter
+    return 1.0, ""
+
+
+def _unit_text(metric: MetricDef, prefix: str, latex: bool) -> str:
+    """The prefix and unit written after each number: "K", "ms" (LaTeX: prefix only, the head has the unit)."""
+    if latex:
+        return rf"\,\mathrm{{{prefix}}}" if prefix else ""
+    return prefix + (metric.unit if metric.unit in CELL_SUFFIX_UNITS else "")
+
+
+def format_with_spread(metric: MetricDef, mean: float, spread: float, latex: bool = False) -> str:
+    """`0.308 ± 0.008`, `264K ± 12K`, `46.7ms ± 1.2ms`; LaTeX `$0.308 \\pm 0.008$`: the spread with 1 or 2
+    significant digits, the mean to the same decimal place, both in one unit."""
+    from .stats import with_spread
+
+    scale, prefix = _scale(metric, max(abs(mean), spread))
+    shown_mean, shown_spread = with_spread(mean / scale, spread / scale)
+    unit = _unit_text(metric, prefix, latex)
+    if latex:
+        return f"${shown_mean}{unit} \\pm {shown_spread}{unit}$"
+    return f"{shown_mean}{unit} ± {shown_spread}{unit}"
+
+
+def format_interval(metric: MetricDef, difference: float, low: float, high: float, latex: bool = False) -> str:
+    """A difference with its confidence interval, `-0.005 [-0.031, 0.021]`, rounded as `format_with_spread`
+    rounds a mean by the interval's half-width."""
+    from .stats import round_to, spread_exponent
+
+    scale, prefix = _scale(metric, max(abs(low), abs(high)))
+    half = (high - low) / 2 / scale
+    exponent = spread_exponent(half) if half > 0 else -3
+    unit = _unit_text(metric, prefix, latex)
+
+    def shown(value: float, signed: bool = False) -> str:
+        text = round_to(value / scale, exponent)
+        zero = not text.strip("-0.")
+        return ("+" + text if signed and not text.startswith("-") and not zero else text) + unit
+
+    if latex:
+        return f"${shown(difference, True)}\\ [{shown(low)}, {shown(high)}]$"
+    return f"{shown(difference, True)} [{shown(low)}, {shown(high)}]"
+
+
 def load_definitions(db: Database) -> dict[str, MetricDef]:
     rows = db.query("SELECT key, label, unit, direction, format FROM metric_def")
     return {row[0]: MetricDef(*row) for row in rows}

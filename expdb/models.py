@@ -27,6 +27,8 @@ class Card(SQLModel, table=True):
     params: str = Field(default="{}", sa_type=Text)  # JSON object: key -> typed value
     created_at: float
     diverge: str | None = Field(default=None, sa_type=Text)  # JSON object: its --diverge settings
+    invalid_reason: str | None = Field(default=None, sa_type=Text)  # set: the card's results must not be used
+    invalidated_at: float | None = None
 
 
 class Tag(SQLModel, table=True):

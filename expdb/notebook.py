@@ -1,6 +1,7 @@
 """`expdb.open(db)`: a study from a notebook, its tables and curves as pandas DataFrames. Imports pandas."""
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pandas as pd
 
@@ -30,11 +31,13 @@ class Notebook:
         tag: str | None = None,
         where: str | None = None,
         status: str | None = None,
+        invalid: bool = False,
         **options,
     ) -> pd.DataFrame:
         """The comparison table of `expdb table` (same options: names and globs, tag, where, status, sort,
-        baseline, params, group_by, aggs) with raw numbers, one row per card (or group), indexed by its name."""
-        selected = select_cards(self.db, _selection(names, tag, where, status))
+        baseline, params, group_by, aggs, over, spread; `invalid`: also the invalid cards, as --all) with raw
+        numbers, one row per card (or variant, or group), indexed by its name."""
+        selected = select_cards(self.db, replace(_selection(names, tag, where, status), invalid=invalid))
         comparison = build_table(self.db, selected, [metrics] if isinstance(metrics, str) else list(metrics), **options)
         header, rows = flat_rows(comparison)
         return pd.DataFrame(rows, columns=header).set_index(header[0])

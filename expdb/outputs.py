@@ -8,6 +8,7 @@ plot options that must run before matplotlib is imported.
 Imports neither torch nor matplotlib.
 """
 
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,38 @@ def check_plot_options(x: str, smooth: float) -> None:
         raise ExpdbError(f"unknown x axis {x!r}; use one of: {', '.join(X_AXES)}")
     if not 0.0 <= smooth < 1.0:
         raise ExpdbError(f"--smooth must be in [0, 1), not {smooth}")
+
+
+YLim = tuple[float | None, float | None]
+
+
+def parse_ylim(text: str | None, log_y: bool = False) -> YLim | None:
+    """`--ylim LOW:HIGH` (either side may be left out: `:5`, `0:`) as (low, high); None when not given."""
+    if text is None:
+        return None
+    low_text, sep, high_text = text.partition(":")
+    if not sep or ":" in high_text:
+        raise ExpdbError(f"--ylim {text!r} is not LOW:HIGH; write e.g. 0:5, or :5 for the top only")
+    bounds: list[float | None] = []
+    for part in (low_text, high_text):
+        if not part.strip():
+            bounds.append(None)
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ExpdbError(f"--ylim {text!r}: {part!r} is not a number; write e.g. 0:5") from None
+        if not math.isfinite(value):
+            raise ExpdbError(f"--ylim {text!r}: the limits must be finite numbers")
+        bounds.append(value)
+    low, high = bounds
+    if low is None and high is None:
+        raise ExpdbError(f"--ylim {text!r} sets no limit; write e.g. 0:5")
+    if low is not None and high is not None and not low < high:
+        raise ExpdbError(f"--ylim {text!r}: the lower limit must be below the upper one")
+    if log_y and any(bound is not None and bound <= 0 for bound in bounds):
+        raise ExpdbError(f"--ylim {text!r} with --log-y: the limits must be above 0")
+    return low, high
 
 
 def _cannot_write(path: Path, error: OSError) -> ExpdbError:

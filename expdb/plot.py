@@ -7,13 +7,21 @@ about 2,000 min/max buckets, which keeps each spike and dip while drawing a few 
 points instead of millions. The figure is written beside its destination and moved into
 place, so a failure never leaves half a file.
 
+The y range of a subplot is chosen from the healthy data: the runs that never diverged (a
+diverged run's points before its divergence may only lower it, since a loss often climbs for a
+few steps before the NaN is noted; with no steady run, they set it). A diverged run's values
+(1e12, inf) would otherwise squash every other curve flat at 0; they are clipped to the edge
+of the range instead, and the point where a line leaves the range is marked (a triangle,
+"beyond the y range" in the legend). `ylim` sets
+either limit by hand; points outside it are clipped and marked the same way.
+
 This module imports numpy and matplotlib at the top: the CLI imports it only for `plot`.
 It uses `matplotlib.figure.Figure` directly (no pyplot, no global backend state).
 """
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +37,28 @@ from .metrics import definition, load_definitions
 from .outputs import (
     beside,
     check_output,
+    YLim,
     check_plot_options,
     fill,
     replace_all,
     staging,
 )
+from .lifecycle import RunStatus
 from .series import NO_SAMPLES, Curve, latest_run_with, read_curve
+from .variants import Variant, fold, split_keys
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 BUCKETS = 2000  # per line: at most about 2 * BUCKETS points are drawn
 ROW_SIZE = (8.0, 4.5)  # inches per subplot row
 DPI = 120
 RAW_ALPHA = 0.25
+Y_MARGIN = 0.05  # of the healthy data's range, above and below it
 LR_DROP = 0.5  # an lr falling below this fraction of its previous logged value is a drop
 MAX_LR_DROPS = 50  # per run: a cyclic schedule does not cover the plot in lines
 _X_LABELS = {"step": "step", "epoch": "epoch", "samples": "samples seen"}
+BANDS = ("ci", "std")  # the shaded band around a variant's mean curve: its 95% CI, or +- one std
+INVALID_COLOUR = "0.65"  # an invalid card's line (with --all), grey
+GRID = 2000  # points of a mean curve when its seeds do not share their x values
 
 
 @dataclass
@@ -58,6 +73,21 @@ class PlottedLine:
     drawn: int  # points of the drawn line after reduction
     divergences: int = 0
     lr_drops: int = 0
+    clipped: int = 0  # drawn points outside the y range, drawn at its edge
+
+
+@dataclass
+class PlottedBand:
+    """A variant's mean curve over its seeds, with its band, as drawn in one subplot."""
+
+    variant: str
+    metric: str
+    cards: list[str]  # the seeds averaged
+    diverged: list[str]  # the seeds drawn on their own: their run diverged or their curve has NaN or inf
+    xs: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray  # the band; equal to the mean with one seed
+    high: np.ndarray
 
 
 @dataclass
@@ -65,8 +95,10 @@ class PlotResult:
     path: Path
     warnings: list[str] = field(default_factory=list)  # "cvt_io_v2_5 has no samples axis; drawn against step"
     lines: list[PlottedLine] = field(default_factory=list)
+    bands: list[PlottedBand] = field(default_factory=list)
     x_label: str = ""
     y_labels: list[str] = field(default_factory=list)  # one per subplot, in the order of `metrics`
+    y_limits: list[tuple[float | None, float | None]] = field(default_factory=list)  # one per subplot; None: matplotlib's
 
 
 # -- numerical helpers ---------------------------------------------------------------------
@@ -143,8 +175,11 @@ def reduce_for_drawing(xs, ys, buckets: int = BUCKETS) -> tuple[np.ndarray, np.n
     full = n // size
     body = ys[: full * size].reshape(full, size)
     isnan = np.isnan(body)
-    low = np.where(isnan, np.inf, body).argmin(axis=1)
-    high = np.where(isnan, -np.inf, body).argmax(axis=1)
+    if isnan.any():
+        low = np.where(isnan, np.inf, body).argmin(axis=1)
+        high = np.where(isnan, -np.inf, body).argmax(axis=1)
+    else:  # the usual curve: no copies of a million points
+        low, high = body.argmin(axis=1), body.argmax(axis=1)
     offsets = np.arange(full) * size
     picked = [low + offsets, high + offsets]
     if full * size < n:
@@ -338,30 +373,86 @@ def _x_axis(lines: list[_Line], x: str) -> tuple[str, float]:
     return x_label, x_scale
 
 
-def _draw_line(ax, line: _Line, finite_x: np.ndarray, scale: float, smooth: float, log_y: bool, buckets: int) -> tuple[int, bool]:
-    """The line's curve, raw and faint under its smoothed curve when `smooth`: how many points the
-    top curve has, and whether any can be seen."""
+def _healthy(line: _Line, divergence_steps: list[int], log_y: bool) -> np.ndarray:
+    """The values that may set the y range: those before the run's first divergence, finite (above 0 on a log scale)."""
+    values = line.values[line.steps < divergence_steps[0]] if divergence_steps else line.values
+    usable = np.isfinite(values) & (values > 0) if log_y else np.isfinite(values)
+    return values[usable]
+
+
+def y_limits(steady: list[np.ndarray], diverged: list[np.ndarray], ylim: YLim | None, log_y: bool) -> YLim:
+    """The y range, where `ylim` does not set a limit (None: left to matplotlib): the values of the runs that never
+    diverged, with a margin. A diverged run's values before its divergence may lower the range but not raise it:
+    a loss often climbs for a few steps before the NaN that is noted. With no steady run, those values set it."""
+    given_low, given_high = ylim if ylim is not None else (None, None)
+    steady_pool = np.concatenate(steady) if steady else np.zeros(0)
+    diverged_pool = np.concatenate(diverged) if diverged else np.zeros(0)
+    pool = steady_pool if len(steady_pool) else diverged_pool
+    if not len(pool):
+        return given_low, given_high
+    low, high = float(min(pool.min(), diverged_pool.min() if len(diverged_pool) else np.inf)), float(pool.max())
+    if log_y:
+        a, b = math.log10(low), math.log10(high)
+        pad = (b - a) * Y_MARGIN or 0.05
+        low, high = 10 ** (a - pad), 10 ** (b + pad)
+    else:
+        pad = (high - low) * Y_MARGIN or (abs(high) * Y_MARGIN or 1.0)
+        low, high = low - pad, high + pad
+    # A limit given by hand wins; the other one is kept when it still lies on its side of it.
+    if given_low is not None:
+        return given_low, given_high if given_high is not None else (high if high > given_low else None)
+    if given_high is not None:
+        return (low if low < given_high else None), given_high
+    return low, high
+
+
+def _clipped(ys: np.ndarray, limits: YLim) -> tuple[np.ndarray, int | None, int]:
+    """`ys` held inside the limits, the index of the first point that was outside, and how many were."""
+    low, high = limits
+    outside = np.zeros(len(ys), dtype=bool)
+    if low is not None:
+        outside |= ys < low
+    if high is not None:
+        outside |= ys > high
+    if not outside.any():
+        return ys, None, 0
+    return np.clip(ys, low, high), int(np.argmax(outside)), int(outside.sum())
+
+
+def _draw_line(
+    ax, line: _Line, finite_x: np.ndarray, scale: float, smooth: float, log_y: bool, buckets: int, limits: YLim, label: str
+) -> tuple[int, bool, int]:
+    """The line's curve, raw and faint under its smoothed curve when `smooth`, held inside `limits` with a
+    triangle where it first leaves them: how many points the top curve has, whether any can be seen, and how
+    many of its points were clipped."""
     colour, style = _colour(line.colour_index)
+    if line.card.invalid_reason:  # shown under --all only, greyed, saying why
+        colour, label = INVALID_COLOUR, f"{label} (invalid: {line.card.invalid_reason})"
     xs = line.xs[finite_x] / scale
     raw = line.values[finite_x]
     if log_y:
         raw = np.where(raw > 0, raw, np.nan)
     rx, ry = reduce_for_drawing(xs, raw, buckets)
     visible = bool(np.isfinite(ry).any())
-    if smooth <= 0:
-        ax.plot(rx, ry, color=colour, linestyle=style, linewidth=1.2, label=line.card.name)
-        return len(rx), visible
-    ax.plot(rx, ry, color=colour, linestyle=style, linewidth=0.8, alpha=RAW_ALPHA)
-    smoothed = ema(line.values, smooth)[finite_x]
-    if log_y:
-        smoothed = np.where(smoothed > 0, smoothed, np.nan)
-    sx, sy = reduce_for_drawing(xs, smoothed, buckets)
-    ax.plot(sx, sy, color=colour, linestyle=style, linewidth=1.4, label=line.card.name)
-    return len(sx), visible
+    top_x, top_y = rx, ry
+    if smooth > 0:
+        ax.plot(rx, _clipped(ry, limits)[0], color=colour, linestyle=style, linewidth=0.8, alpha=RAW_ALPHA)
+        smoothed = ema(line.values, smooth)[finite_x]
+        if log_y:
+            smoothed = np.where(smoothed > 0, smoothed, np.nan)
+        top_x, top_y = reduce_for_drawing(xs, smoothed, buckets)
+    shown, first_out, clipped = _clipped(top_y, limits)
+    ax.plot(top_x, shown, color=colour, linestyle=style, linewidth=1.4 if smooth > 0 else 1.2, label=label)
+    if first_out is not None:
+        above = limits[1] is not None and top_y[first_out] > limits[1]
+        ax.plot([top_x[first_out]], [shown[first_out]], marker="^" if above else "v", markersize=8, color=colour,
+                linestyle="none", zorder=5, clip_on=False)
+    return len(top_x), visible, clipped
 
 
 def _mark_events(
-    ax, line: _Line, finite_x: np.ndarray, scale: float, log_y: bool, divergence_steps: list[int], drop_steps: list[int]
+    ax, line: _Line, finite_x: np.ndarray, scale: float, log_y: bool, limits: YLim,
+    divergence_steps: list[int], drop_steps: list[int],
 ) -> tuple[int, int]:
     """A cross where the run diverged, a dotted vertical line where its learning rate dropped: how many of each."""
     colour, _ = _colour(line.colour_index)
@@ -370,6 +461,7 @@ def _mark_events(
         at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, log_y)
         if at is None or value is None:
             continue
+        value = float(_clipped(np.array([value]), limits)[0][0])
         ax.plot([at / scale], [value], marker="x", markersize=9, markeredgewidth=2, color=colour, linestyle="none", zorder=5)
         marked += 1
     drops = 0
@@ -382,13 +474,18 @@ def _mark_events(
     return marked, drops
 
 
-def _label_axes(ax, y_label: str, log_y: bool, has_divergence: bool, has_drop: bool) -> None:
-    """The subplot's y label, grid, scale, and its legend: the cards, and the marks when there are any."""
+def _label_axes(ax, y_label: str, log_y: bool, limits: YLim, has_divergence: bool, has_drop: bool, has_clipped: bool) -> None:
+    """The subplot's y label, grid, scale and range, and its legend: the cards, and the marks when there are any."""
     ax.set_ylabel(y_label)
     ax.grid(True, which="major", alpha=0.3)
     if log_y:
         ax.set_yscale("log")
+    if limits != (None, None):
+        ax.set_ylim(bottom=limits[0], top=limits[1])
     handles, labels = ax.get_legend_handles_labels()
+    if has_clipped:
+        handles.append(Line2D([], [], marker="^", color="0.3", linestyle="none"))
+        labels.append("beyond the y range (clipped)")
     if has_divergence:
         handles.append(Line2D([], [], marker="x", color="0.3", linestyle="none", markeredgewidth=2))
         labels.append("divergence")
@@ -397,6 +494,93 @@ def _label_axes(ax, y_label: str, log_y: bool, has_divergence: bool, has_drop: b
         labels.append("lr drop")
     if handles:
         ax.legend(handles, labels, loc="best", fontsize="small", ncols=1 if len(handles) <= 8 else 2)
+
+
+# -- folded seeds: a mean curve and its band per variant -----------------------------------
+
+
+def _diverged(db: Database, line: _Line) -> bool:
+    status = db.query_one("SELECT status FROM run WHERE id = ?", (line.run_id,))
+    return (status is not None and status[0] == RunStatus.DIVERGED) or not bool(np.isfinite(line.values).all())
+
+
+def mean_curve(lines: list[_Line], smooth: float, band: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x, mean, band low and band high of `lines` (at least one): on the x values they share, else on a grid
+    over the range they all cover; the band is the 95% CI of the mean (t) or +- one std, none for one line."""
+    from .stats import t_quantile
+
+    curves = []
+    for line in lines:
+        keep = np.isfinite(line.xs)
+        values = ema(line.values, smooth) if smooth > 0 else line.values
+        curves.append((line.xs[keep], values[keep]))
+    first = curves[0][0]
+    if all(len(xs) == len(first) and np.array_equal(xs, first) for xs, _ in curves) and len(first) <= 2 * GRID:
+        grid, stacked = first, np.vstack([values for _, values in curves])
+    else:
+        low, high = max(float(xs.min()) for xs, _ in curves), min(float(xs.max()) for xs, _ in curves)
+        if low > high:
+            raise ExpdbError("the seeds of a variant cover no common x range; plot them without --over")
+        grid = np.linspace(low, high, GRID)
+        stacked = np.vstack([np.interp(grid, xs, values) for xs, values in curves])
+    mean = stacked.mean(axis=0)
+    n = len(curves)
+    if n < 2:
+        return grid, mean, mean, mean
+    spread = stacked.std(axis=0, ddof=1)
+    if band == "ci":
+        spread = spread * t_quantile(0.975, n - 1) / math.sqrt(n)
+    return grid, mean, mean - spread, mean + spread
+
+
+def _draw_variants(
+    db: Database, ax, variants: list[Variant], lines: list[_Line], metric: str, scale: float, smooth: float, band: str,
+    limits: YLim,
+) -> list[PlottedBand]:
+    by_card = {line.card.id: line for line in lines}
+    drawn = []
+    for index, variant in enumerate(variants):
+        present = [by_card[card.id] for card in variant.cards if card.id in by_card]
+        if not present:
+            continue
+        colour, style = _colour(index)
+        if variant.invalid:
+            colour = INVALID_COLOUR
+        healthy = [line for line in present if not _diverged(db, line)]
+        diverged = [line for line in present if line not in healthy]
+        for line in diverged:  # shown, not averaged in
+            finite_x = np.isfinite(line.xs)
+            rx, ry = reduce_for_drawing(line.xs[finite_x] / scale, line.values[finite_x])
+            ax.plot(rx, _clipped(ry, limits)[0], color=colour, linestyle=":", linewidth=0.9, alpha=0.7)
+            marked = replace(line, colour_index=index)
+            _mark_events(ax, marked, finite_x, scale, False, limits, _divergence_steps(db, line.run_id), [])
+        label = f"{variant.name} (n={len(healthy)}" + (f", {len(diverged)} diverged: dotted" if diverged else "") + ")"
+        if not healthy:
+            ax.plot([], [], color=colour, linestyle=":", label=label)
+            continue
+        xs, mean, low, high = mean_curve(healthy, smooth, band)
+        ax.plot(xs / scale, mean, color=colour, linestyle=style, linewidth=1.4, label=label)
+        if len(healthy) > 1:
+            ax.fill_between(xs / scale, low, high, color=colour, alpha=0.2, linewidth=0)
+        drawn.append(
+            PlottedBand(
+                variant.name, metric, [line.card.name for line in healthy], [line.card.name for line in diverged],
+                xs, mean, low, high,
+            )
+        )
+    _fit_to_bands(ax, drawn)
+    return drawn
+
+
+def _fit_to_bands(ax, drawn: list[PlottedBand]) -> None:
+    """A diverged seed may fly far off; the y axis keeps to the mean curves and their bands, the comparison."""
+    if not any(band.diverged for band in drawn):
+        return
+    finite = np.concatenate([values[np.isfinite(values)] for band in drawn for values in (band.low, band.high)])
+    if len(finite):
+        low, high = float(finite.min()), float(finite.max())
+        margin = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
+        ax.set_ylim(low - margin, high + margin)
 
 
 def plot_curves(
@@ -408,12 +592,23 @@ def plot_curves(
     x: str = "step",
     smooth: float = 0.0,
     log_y: bool = False,
+    ylim: YLim | None = None,
     title: str | None = None,
     buckets: int = BUCKETS,
+    over: str | list[str] | None = None,
+    band: str = "ci",
 ) -> PlotResult:
-    """Draw `metrics` (one subplot each) of `cards` (one line each) into `output` (.png, .svg or .pdf)."""
+    """Draw `metrics` (one subplot each) of `cards` (one line each) into `output` (.png, .svg or .pdf).
+
+    `ylim`: (low, high), either None, from `outputs.parse_ylim`; the rest of the range comes from the healthy data.
+    `over` (seed): one mean curve per variant instead, on the x values its seeds share (else on a grid
+    over their common range), in a band (`band`: its 95% CI, or +- one std); seeds that diverged are
+    drawn dotted on their own and counted in the legend, not averaged in.
+    """
     output = Path(output)
     check_plot_options(x, smooth)
+    if band not in BANDS:
+        raise ExpdbError(f"unknown --band {band!r}; use one of: {', '.join(BANDS)}")
     if not cards:
         raise ExpdbError("no cards to plot")
     metrics = list(dict.fromkeys(metrics))
@@ -433,24 +628,40 @@ def plot_curves(
     with matplotlib.rc_context(rc):
         figure = Figure(figsize=(ROW_SIZE[0], ROW_SIZE[1] * len(metrics)), dpi=DPI, layout="constrained")
         axes = figure.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+        variants = fold(cards, split_keys(over)) if over else []
         for ax, metric in zip(axes, metrics, strict=True):
             y_label = definition(definitions, metric).header()
             result.y_labels.append(y_label)
-            has_divergence = has_drop = False
+            has_divergence = has_drop = has_clipped = False
             for line in by_metric[metric]:
-                finite_x = np.isfinite(line.xs)
-                scale = x_scale if line.x == "time" else 1.0
-                drawn, line_visible = _draw_line(ax, line, finite_x, scale, smooth, log_y, buckets)
-                visible = visible or line_visible
                 if line.run_id not in events:
                     events[line.run_id] = (_divergence_steps(db, line.run_id), _lr_drop_steps(db, line.run_id))
-                marked, drops = _mark_events(ax, line, finite_x, scale, log_y, *events[line.run_id])
+            steady = [_healthy(line, [], log_y) for line in by_metric[metric] if not events[line.run_id][0]]
+            diverged = [_healthy(line, events[line.run_id][0], log_y) for line in by_metric[metric] if events[line.run_id][0]]
+            limits = y_limits(steady, diverged, ylim, log_y)
+            result.y_limits.append(limits)
+            if variants:
+                bands = _draw_variants(
+                    db, ax, variants, by_metric[metric], metric, x_scale if x == "time" else 1.0, smooth, band, limits
+                )
+                result.bands += bands
+                visible = visible or any(bool(np.isfinite(drawn.mean).any()) for drawn in bands)
+                what = "95% CI of the mean" if band == "ci" else "+- one std"
+                ax.set_title(f"mean over {', '.join(split_keys(over))}; band: {what}", fontsize="small", color="0.35")
+            for line in by_metric[metric] if not variants else []:
+                finite_x = np.isfinite(line.xs)
+                scale = x_scale if line.x == "time" else 1.0
+                label = line.card.name if line.x == x else f"{line.card.name} (no {x} axis: by step)"
+                drawn, line_visible, clipped = _draw_line(ax, line, finite_x, scale, smooth, log_y, buckets, limits, label)
+                visible = visible or line_visible
+                marked, drops = _mark_events(ax, line, finite_x, scale, log_y, limits, *events[line.run_id])
                 has_divergence |= marked > 0
                 has_drop |= drops > 0
+                has_clipped |= clipped > 0
                 result.lines.append(
-                    PlottedLine(line.card.name, metric, line.run_id, line.x, len(line.values), drawn, marked, drops)
+                    PlottedLine(line.card.name, metric, line.run_id, line.x, len(line.values), drawn, marked, drops, clipped)
                 )
-            _label_axes(ax, y_label, log_y, has_divergence, has_drop)
+            _label_axes(ax, y_label, log_y, limits, has_divergence, has_drop, has_clipped)
             if not by_metric[metric]:
                 ax.text(0.5, 0.5, f"no run has {metric!r}", transform=ax.transAxes, ha="center", va="center", color="0.5")
         if not visible:

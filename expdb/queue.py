@@ -1,7 +1,7 @@
 """The local queue: planned cards run in parallel as child `expdb run` processes, one per slot.
 
-A slot is a GPU (the job's CUDA_VISIBLE_DEVICES) or a share of the CPU cores (the job's
-OMP_NUM_THREADS and MKL_NUM_THREADS, which torch takes as its thread count). The scheduler
+A slot is a GPU (the job's CUDA_VISIBLE_DEVICES) or a share of the free CPU cores (the job's
+OMP_NUM_THREADS and MKL_NUM_THREADS, which torch takes as its thread count; expdb.cpus). The scheduler
 takes its slots as data, so that GPU pinning is exercised on machines without a GPU.
 
 What the database holds: when the queue starts, each card gets a run row with status
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from . import cards, lifecycle
 from .cards import Card, Selection
 from .db import Database
+from .cpus import THREAD_VARIABLES, ThreadBudget, thread_budget
 from .errors import ExpdbError
 from .lifecycle import PLANNED, QueuedRun, RunStatus
 
@@ -53,17 +54,11 @@ def gpu_slots(gpus: list[str], jobs: int | None = None) -> list[Slot]:
     return [Slot(f"GPU {gpus[i % len(gpus)]}", {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]}) for i in range(count)]
 
 
-def cpu_count() -> int:
-    """The cores this process may use (a Slurm allocation or taskset may give it fewer than the machine has)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def cpu_slots(jobs: int, cores: int | None = None) -> list[Slot]:
-    """`jobs` slots that share the cores: each job's thread budget is cores // jobs, so they do not oversubscribe."""
-    threads = str(max(1, (cores or cpu_count()) // jobs))
-    return [Slot(f"CPU {i + 1}", {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}) for i in range(jobs)]
+def cpu_slots(jobs: int, budget: ThreadBudget | None = None) -> list[Slot]:
+    """`jobs` slots that share the free cores (expdb.cpus): each job's threads are the free cores // jobs, so that
+    they do not oversubscribe the machine."""
+    threads = str((budget or thread_budget(jobs)).threads)
+    return [Slot(f"CPU {i + 1}", dict.fromkeys(THREAD_VARIABLES, threads)) for i in range(jobs)]
 
 
 def parse_gpus(text: str) -> list[int]:
@@ -104,10 +99,11 @@ def local_gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def local_slots(jobs: int | None, gpus: str | None) -> list[Slot]:
-    """The slots of `--jobs N` (CPU) or `--gpus 0,1,2,3` (one job per GPU, or --jobs of them sharing the GPUs)."""
+def local_slots(jobs: int | None, gpus: str | None, budget: ThreadBudget | None = None) -> list[Slot]:
+    """The slots of `--jobs N` (CPU, sharing `budget`'s free cores) or `--gpus 0,1,2,3` (one job per GPU, or --jobs of
+    them sharing the GPUs)."""
     if gpus is None:
-        return cpu_slots(jobs or 1)
+        return cpu_slots(jobs or 1, budget)
     numbers = parse_gpus(gpus)
     if jobs is not None and jobs < len(numbers):
         raise ExpdbError(

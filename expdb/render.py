@@ -5,6 +5,7 @@ lay out, while the plain formats are written line by line.
 """
 
 import csv
+import html
 import json
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -13,12 +14,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .metrics import format_number
-from .table import Column, ComparisonTable, GroupRow
+from .metrics import format_interval, format_number, format_with_spread
+from .table import SIGNIFICANT, Column, ComparisonTable, GroupRow, footnotes
 from .values import format_value
 
 FORMATS = ("rich", "md", "csv", "json", "latex")
-SPREAD = " ± "  # between a group's mean and its standard deviation
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Cell:
     text: str  # the value as shown ("0.341 ± 0.012"), unescaped
     delta: str = ""  # the change from the baseline ("-0.11", "+3.2%"), or ""
     best: bool = False
+    math: bool = False  # `text` is LaTeX already ("$0.308 \\pm 0.008$"), not to be escaped
 
 
 def _number(column: Column, value: float, latex: bool) -> str:
@@ -54,19 +55,66 @@ def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Ce
     if value is None:
         return Cell("--" if latex else "")
     text = _number(column, value, latex)
-    if column.agg == "mean" and any(c.agg == "std" and c.key == column.key for c in table.columns):
-        spread = row.number(column.key, "std")
-        if spread is not None:
-            text += SPREAD + _number(column, spread, latex)
+    spread = _spread(table, row, column)
+    if spread:
+        text = format_with_spread(column.metric, value, spread, latex)
     if column.agg == "mean" and table.counted:
         measured = row.number(column.key, "count")
         if measured is not None and measured < row.count:  # the group's n counts cards, not this metric's values
             text += f" (n={measured:.0f})"
-    return Cell(text, _delta_text(table, row, column), table.is_best(row, column))
+    delta = "" if table.grouped and column.agg == "mean" else _delta_text(table, row, column)
+    return Cell(text, delta, table.is_best(row, column), math=latex and bool(spread))
 
 
 def _name_cell(table: ComparisonTable, row) -> str:
-    return row.name + (" (baseline)" if row is table.baseline else "")
+    name = row.name + (" (baseline)" if row is table.baseline else "")
+    return f"{name} (invalid)" if row.invalid_reason and not table.grouped else name  # the reason: under the table
+
+
+# -- folded rows: spreads and tests against the baseline -------------------------------------
+
+
+def _spread(table: ComparisonTable, row, column: Column) -> float | None:
+    """What follows a folded row's mean: its std, or its 95% CI half-width (`table.spread`)."""
+    if column.agg != "mean" or not any(c.agg == "std" and c.key == column.key for c in table.columns):
+        return None
+    std = row.number(column.key, "std")
+    if not std:
+        return None
+    if table.spread == "ci":
+        from .stats import ci_half_width
+
+        return ci_half_width(std, int(row.number(column.key, "count")))
+    return std
+
+
+def _tested(table: ComparisonTable) -> list[Column]:
+    """The mean columns that get a column of differences to the baseline."""
+    if table.baseline is None or not table.grouped:
+        return []
+    return [column for column in table.columns if column.agg == "mean" and table.differences and any(
+        table.difference(row, column) for row in table.rows)]
+
+
+def _test_header(table: ComparisonTable) -> str:
+    """Short, as it stands right after the metric's own column."""
+    return f"vs {table.baseline.name}"  # type: ignore[union-attr]
+
+
+def _test_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell:
+    difference = table.difference(row, column)
+    if difference is None:
+        return Cell("")
+    if not difference.tested:
+        number = difference.difference
+        shown = format_number(number, column.metric.format) if latex else column.metric.cell(number)
+        return Cell(f"{'+' if difference.difference >= 0 else ''}{shown} ({difference.reason})")
+    text = format_interval(column.metric, difference.difference, difference.low, difference.high, latex)  # type: ignore[arg-type]
+    if difference.significant:
+        text = text[:-1] + "^\\dagger$" if latex else f"{text} {SIGNIFICANT}"
+    elif not latex:
+        text += "  "  # the marker's room: right-aligned intervals line up
+    return Cell(text, math=latex)
 
 
 @dataclass
@@ -76,14 +124,25 @@ class Layout:
     headers: list[str]
     numeric: list[bool]
     rows: list[list[Cell]]
+    dimmed: list[bool]  # per row: an invalid card, shown greyed
+    notes: list[str]  # printed under the table
+
+
+def _first_header(table: ComparisonTable, latex: bool) -> str:
+    head = "group" if table.group_keys else "variant" if table.over else "card"
+    return head.capitalize() if latex else head
 
 
 def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
     columns = _shown_columns(table)
+    tested = _tested(table)
     missing = "--" if latex else "-"
-    headers = ["Card" if latex else "card"] if not table.group_keys else ["Group" if latex else "group"]
+    headers = [_first_header(table, latex)]
     headers += [*table.param_keys, *(["n"] if table.counted else [])]
-    headers += [column.header(with_unit=latex) for column in columns]
+    for column in columns:
+        headers.append(column.header(with_unit=latex))
+        if column in tested:
+            headers.append(_test_header(table))
     numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
     rows = []
     for row in table.rows:
@@ -93,9 +152,12 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
             cells.append(Cell(missing if value is None and latex else format_value(value)))
         if table.counted and isinstance(row, GroupRow):
             cells.append(Cell(str(row.count)))
-        cells += [_metric_cell(table, row, column, latex) for column in columns]
+        for column in columns:
+            cells.append(_metric_cell(table, row, column, latex))
+            if column in tested:
+                cells.append(_test_cell(table, row, column, latex))
         rows.append(cells)
-    return Layout(headers, numeric, rows)
+    return Layout(headers, numeric, rows, [bool(row.invalid_reason) for row in table.rows], footnotes(table))
 
 
 def _joined(cell: Cell) -> str:
@@ -107,19 +169,35 @@ def render_rich(table: ComparisonTable, console: Console) -> None:
     grid = Table(show_edge=False, header_style="bold")
     for header, numeric in zip(layout.headers, layout.numeric, strict=True):
         grid.add_column(Text(header), justify="right" if numeric else "left", no_wrap=True)
-    for cells in layout.rows:
+    for cells, dimmed in zip(layout.rows, layout.dimmed, strict=True):
         # Text cells: shown as written (no markup to parse), and on one line each, which lays out fast.
-        grid.add_row(*(Text(_joined(cell), style="bold green" if cell.best else "") for cell in cells))
+        texts = (Text(_joined(cell), style="bold green" if cell.best else "") for cell in cells)
+        grid.add_row(*texts, style="dim" if dimmed else None)
     console.print(grid)
+    for note in layout.notes:
+        console.print(Text(note, style="dim"))
     if not table.rows:
         console.print("no card has these metrics yet")
 
 
+def markdown_text(text: object) -> str:
+    """User text for a markdown document: on one line, and HTML in it shown as typed, never interpreted."""
+    return html.escape(" ".join(str(text).split()), quote=False)
+
+
 def markdown_table(headers: list[str], rows: list[list[str]], numeric: list[bool] | None = None) -> str:
-    """A markdown table, `numeric` columns right-aligned; each cell on one line, its pipes escaped."""
+    """A markdown table, `numeric` columns right-aligned; each cell on one line, its HTML, backslashes and
+    pipes escaped, so that every row has as many cells as the header."""
+    width = len(headers)
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a markdown row of {len(row)} cells under {width} headers: {row!r}")
+
+    def cell(text: object) -> str:
+        return markdown_text(text).replace("\\", "\\\\").replace("|", "\\|")
 
     def line(texts: list[str]) -> str:
-        return "| " + " | ".join(" ".join(str(text).split()).replace("|", "\\|") for text in texts) + " |\n"
+        return "| " + " | ".join(cell(text) for text in texts) + " |\n"
 
     rule = "|" + "|".join("---:" if right else "---" for right in numeric or [False] * len(headers)) + "|\n"
     return line(headers) + rule + "".join(line(row) for row in rows)
@@ -129,6 +207,8 @@ def write_markdown(table: ComparisonTable, file: TextIO) -> None:
     layout = _layout(table)
     rows = [[f"**{_joined(c)}**" if c.best else _joined(c) for c in cells] for cells in layout.rows]
     file.write(markdown_table(layout.headers, rows, layout.numeric))
+    if layout.notes:
+        file.write("\n" + "".join(f"{note}  \n" for note in layout.notes[:-1]) + layout.notes[-1] + "\n")
 
 
 def _plain(value) -> object:
@@ -144,10 +224,13 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
     """The table as raw values, one column per value (`iou50`; for groups `iou50_mean`, `iou50_std`, `n`):
     what csv writes and what a DataFrame holds."""
     with_deltas = table.baseline is not None
-    header = ["group" if table.group_keys else "card", *table.param_keys, *(["n"] if table.counted else [])]
+    header = [_first_header(table, False), *table.param_keys, *(["n"] if table.counted else [])]
     header += [column.name for column in table.columns]
     if with_deltas:
         header += [column.delta_name for column in _ranked(table)]
+    header += [name for column in _means(table) for name in _raw_names(table, column)]
+    shows_invalid = any(row.invalid_reason for row in table.rows)
+    header += ["invalid_reason"] if shows_invalid else []
     rows = []
     for row in table.rows:
         line = [row.name, *(row.params.get(key) for key in table.param_keys)]
@@ -155,8 +238,35 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
         line += [column.value(row) for column in table.columns]
         if with_deltas:
             line += [table.delta(row, column) for column in _ranked(table)]
+        line += [value for column in _means(table) for value in _raw_values(table, row, column)]
+        line += [row.invalid_reason] if shows_invalid else []
         rows.append(line)
     return header, rows
+
+
+def _means(table: ComparisonTable) -> list[Column]:
+    return [column for column in table.columns if column.agg == "mean"] if table.grouped else []
+
+
+def _raw_names(table: ComparisonTable, column: Column) -> list[str]:
+    """Folded rows' raw statistics of a metric: n, the 95% CI of the mean, and against the baseline the
+    CI of the difference, the p-value before and after Holm's correction, and which test."""
+    names = [f"{column.key}_n", f"{column.key}_ci_low", f"{column.key}_ci_high"]
+    if table.baseline is not None:
+        names += [f"{column.key}_{name}" for name in ("delta_ci_low", "delta_ci_high", "p", "p_holm", "test")]
+    return names
+
+
+def _raw_values(table: ComparisonTable, row, column: Column) -> list:
+    from .stats import ci_half_width
+
+    mean, std, n = row.number(column.key, "mean"), row.number(column.key, "std"), row.number(column.key, "count")
+    half = ci_half_width(std, int(n)) if std is not None and n else None
+    values = [int(n) if n is not None else None, *((mean - half, mean + half) if half is not None else (None, None))]
+    if table.baseline is not None:
+        found = table.difference(row, column)
+        values += [found.low, found.high, found.p, found.p_adjusted, found.test] if found else [None] * 5
+    return values
 
 
 def write_csv(table: ComparisonTable, file: TextIO) -> None:
@@ -171,7 +281,7 @@ def write_json(table: ComparisonTable, file: TextIO) -> None:
     for row in table.rows:
         record: dict[str, Any]
         if isinstance(row, GroupRow):
-            record = {"group": row.name, "cards": [member.name for member in row.rows]}
+            record = {_first_header(table, False): row.name, "cards": [member.name for member in row.rows]}
             if table.counted:
                 record["n"] = row.count
         else:
@@ -181,6 +291,14 @@ def write_json(table: ComparisonTable, file: TextIO) -> None:
         if table.baseline is not None:
             record["baseline"] = row is table.baseline
             record["deltas"] = {column.delta_name: table.delta(row, column) for column in _ranked(table)}
+        if _means(table):
+            record["statistics"] = {
+                name: value
+                for column in _means(table)
+                for name, value in zip(_raw_names(table, column), _raw_values(table, row, column), strict=True)
+            }
+        if row.invalid_reason:
+            record["invalid_reason"] = row.invalid_reason
         records.append(record)
     json.dump(records, file, indent=2)
     file.write("\n")
@@ -198,6 +316,8 @@ _LATEX_SPECIALS = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "±": r"$\pm$",
+    "†": r"$^\dagger$",
+    "≥": r"$\geq$",
 }
 
 
@@ -227,10 +347,14 @@ def write_latex(table: ComparisonTable, file: TextIO, caption: str | None = None
     for cells in layout.rows:
         texts = []
         for cell in cells:
-            text = rf"\textbf{{{latex_escape(cell.text)}}}" if cell.best else latex_escape(cell.text)
+            text = cell.text if cell.math else latex_escape(cell.text)
+            if cell.best:  # \textbf does not reach into math
+                text = rf"{{\boldmath {text}}}" if cell.math else rf"\textbf{{{text}}}"
             texts.append(f"{text} ({latex_escape(cell.delta)})" if cell.delta else text)
         lines.append(" & ".join(texts) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\smallskip{{\footnotesize {latex_escape(note)}}}" for note in layout.notes]
+    lines.append(r"\end{table}")
     file.write("\n".join(lines) + "\n")
 
 

@@ -7,7 +7,9 @@
   hyperparameters that differ; one PNG per curve beside the document, linked by a relative
   path; what went wrong (expdb's own notes: divergences, crashes, failures); and the
   environment each card's latest run ran in;
-- LaTeX (`format="latex"`): the comparison table alone, booktabs, caption above.
+- LaTeX (`format="latex"`): the comparison table alone, booktabs, caption above;
+- HTML (`format="html"`, in `expdb.report_html`): the markdown report's sections in one file
+  that opens offline, with interactive plots whose data is embedded.
 
 Every file is written beside its destination under a temporary name and moved into place
 only once all of them are ready, so a failure leaves the previous report as it was and no
@@ -24,12 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from .cards import Card
+from .cards import Card, card_exists
 from .db import Database
 from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .metrics import PROFILE_COLUMNS, definition, load_definitions
 from .outputs import (
+    YLim,
     beside,
     check_output,
     check_plot_options,
@@ -37,12 +40,14 @@ from .outputs import (
     replace_all,
     staging,
 )
-from .render import markdown_table, write_latex, write_markdown
-from .table import ComparisonTable, Row, _did_you_mean, build_table, parse_metric
+from .metrics import format_interval, format_number
+from .render import markdown_table, markdown_text, write_latex, write_markdown
+from .stats import seeds_needed
+from .table import ComparisonTable, GroupRow, _did_you_mean, build_table, parse_metric
 from .values import format_value, plural, same
 from .views import format_duration, format_time
 
-FORMATS = ("md", "latex")
+FORMATS = ("md", "latex", "html")
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9_.\-]+")
 _NAMES_IN_TITLE = 3
 
@@ -123,13 +128,17 @@ def _latest_runs(db: Database, cards: list[Card]) -> dict[int, dict]:
     return runs
 
 
+_UNFINISHED = (RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.CRASHED, RunStatus.INTERRUPTED)
+
+
 def _ended_runs(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:
-    """card id -> its runs that ended badly (failed, crashed, interrupted) with their reason."""
+    """card id -> its runs that ended without finishing (diverged, failed, crashed, interrupted) with their reason."""
     found: dict[int, list[tuple]] = {}
     among, ids = db.among("card_id", [card.id for card in cards])
     for card_id, run_id, status, reason in db.query(
-        f"SELECT card_id, id, status, exit_reason FROM run WHERE status IN (?, ?, ?) AND {among} ORDER BY id",
-        [RunStatus.FAILED, RunStatus.CRASHED, RunStatus.INTERRUPTED, *ids],
+        f"SELECT card_id, id, status, exit_reason FROM run WHERE status IN ({', '.join('?' * len(_UNFINISHED))}) "
+        f"AND {among} ORDER BY id",
+        [*_UNFINISHED, *ids],
     ):
         found.setdefault(card_id, []).append((run_id, status, reason))
     return found
@@ -145,8 +154,8 @@ def _section_cards(cards: list[Card], notes: dict[int, list[tuple]], metric_labe
         head = f"- **`{card.name}`**"
         facts = [card.status] + ([f"forked from `{card.parent}`"] if card.parent else [])
         if card.tags:
-            facts.append("tags: " + ", ".join(card.tags))
-        written = [" ".join(text.split()) for text, automatic, *_ in notes[card.id] if not automatic]
+            facts.append("tags: " + markdown_text(", ".join(card.tags)))
+        written = [markdown_text(text) for text, automatic, *_ in notes[card.id] if not automatic]
         line = f"{head} ({'; '.join(facts)})"
         if written:
             line += ": " + " ".join(text if text.endswith((".", "?", "!")) else text + "." for text in written)
@@ -163,13 +172,61 @@ def _section_table(table: ComparisonTable, cards: list[Card]) -> str:
     buffer = io.StringIO()
     write_markdown(table, buffer)
     out += [buffer.getvalue().rstrip("\n"), ""]
-    if any(column.metric.direction for column in table.columns) and len(table.rows) > 1:
+    if any(column.metric.direction for column in table.columns) and len(table.rows) > 1 and not table.grouped:
         out += ["The best value of each metric is in bold.", ""]
-    shown = {row.card.id for row in table.rows if isinstance(row, Row)}
+    shown = {member.card.id for row in table.rows for member in (row.rows if isinstance(row, GroupRow) else [row])}
     left_out = [card.name for card in cards if card.id not in shown]
     if left_out:
         out += [f"Not in the table, having none of these metrics: {', '.join(f'`{n}`' for n in left_out)}.", ""]
     return "\n".join(out)
+
+
+def comparison_sentences(table: ComparisonTable) -> list[str]:
+    """One plain sentence per folded row against the baseline; for a difference the seeds could not tell
+    apart, how many seeds a difference the size of its interval's half-width would need."""
+    sentences = []
+    base = table.baseline
+    for column in [column for column in table.columns if column.agg == "mean"]:
+        for row in table.rows:
+            found = table.difference(row, column)
+            if found is None or base is None:
+                continue
+            counts = {int(row.number(column.key, "count") or 0), int(base.number(column.key, "count") or 0)}
+            seeds = f"{counts.pop()} seeds each" if len(counts) == 1 else f"{' and '.join(map(str, sorted(counts)))} seeds"
+            head = f"{row.name} vs {base.name}:"
+            if not found.tested:
+                difference = format_number(found.difference, column.metric.format)
+                why = "one of them has a single seed" if found.reason == "n < 2" else "the seeds gave identical differences"
+                sentences.append(f"{head} {difference} {column.label}, untested: {why}.")
+                continue
+            interval = format_interval(column.metric, found.difference, found.low, found.high)  # type: ignore[arg-type]
+            shown, bounds = interval.split(" [", 1)
+            test = "paired t-test" if found.test == "paired" else "Welch's t-test"
+            p = f"p = {found.p_adjusted:.2g} after Holm's correction, {test}"
+            if found.significant:
+                sentences.append(f"{head} {shown} {column.label}, 95% CI [{bounds}, distinguishable with {seeds} ({p}).")
+                continue
+            sentence = f"{head} {shown} {column.label}, 95% CI [{bounds}, not distinguishable with {seeds} ({p})."
+            half = (found.high - found.low) / 2  # type: ignore[operator]
+            effect = float(f"{half:.1g}")  # a round difference, the size this study could just about see
+            needed = seeds_needed(effect, found.std, found.test == "paired") if found.std else None  # type: ignore[arg-type]
+            effect_text = format_number(effect, column.metric.format)
+            if needed is None:
+                sentence += f" With this spread, a difference of {effect_text} would need over 1,000 seeds each to be detected."
+            else:
+                sentence += (
+                    f" With this spread, a difference of {effect_text} would need about {needed} seeds each to be detected "
+                    "80% of the time (a rough estimate: the spread itself is measured on few seeds)."
+                )
+            sentences.append(sentence)
+    return sentences
+
+
+def _section_comparisons(table: ComparisonTable) -> str:
+    sentences = comparison_sentences(table)
+    if not sentences:
+        return ""
+    return "\n".join(["## Against the baseline", "", *(f"- {sentence}" for sentence in sentences)]) + "\n"
 
 
 def _section_params(cards: list[Card]) -> str:
@@ -193,7 +250,7 @@ def _section_params(cards: list[Card]) -> str:
         )
     if shared:
         out += ["", ("Shared by all: " if len(cards) > 1 else "Its hyperparameters: ")
-                + ", ".join(f"{key}={format_value(first[key])}" for key in shared) + "."]
+                + ", ".join(markdown_text(f"{key}={format_value(first[key])}") for key in shared) + "."]
     return "\n".join(out) + "\n"
 
 
@@ -202,18 +259,30 @@ def _image_name(stem: str, curve: str) -> str:
 
 
 def _section_problems(cards: list[Card], notes: dict[int, list[tuple]], failed: dict[int, list[tuple]]) -> str:
+    """Every run that did not finish, with its reason, and expdb's own notes (divergences) under their run."""
     out = ["## What went wrong", ""]
     lines = []
     for card in cards:
-        for text, automatic, step, run_id, _ in notes[card.id]:
-            if automatic:
-                where = ", ".join(
-                    part for part in (f"run {run_id}" if run_id else "", f"step {step:,}" if step is not None else "") if part
-                )
-                lines.append(f"- **`{card.name}`**" + (f" ({where})" if where else "") + f": {' '.join(text.split())}")
+        automatic = [(text, step, run_id) for text, is_automatic, step, run_id, _ in notes[card.id] if is_automatic]
+        listed: set[int] = set()
         for run_id, status, reason in failed.get(card.id, []):
-            lines.append(f"- **`{card.name}`** (run {run_id}): {status}" + (f": {' '.join(reason.split())}" if reason else ""))
-    out += lines or ["Nothing: no divergence, crash or failure was recorded."]
+            listed.add(run_id)
+            steps = [step for _, step, note_run in automatic if note_run == run_id and step is not None]
+            where = f"run {run_id}" + (f", step {steps[0]:,}" if steps else "")
+            why = f": {markdown_text(reason)}" if reason else ", no reason recorded"
+            lines.append(f"- **`{card.name}`** ({where}): {status}{why}")
+            lines += [
+                f"  - step {step:,}: {markdown_text(text)}" if step is not None else f"  - {markdown_text(text)}"
+                for text, step, note_run in automatic
+                if note_run == run_id and " ".join(text.split()) != " ".join((reason or "").split())
+            ]
+        for text, step, run_id in automatic:
+            if run_id in listed:
+                continue
+            parts = (f"run {run_id}" if run_id else "", f"step {step:,}" if step is not None else "")
+            where = ", ".join(part for part in parts if part)
+            lines.append(f"- **`{card.name}`**" + (f" ({where})" if where else "") + f": {markdown_text(text)}")
+    out += lines or ["Nothing: every run finished, and expdb noted no divergence."]
     return "\n".join(out) + "\n"
 
 
@@ -231,7 +300,7 @@ def _section_environment(cards: list[Card], runs: dict[int, dict]) -> str:
     for card in cards:
         run = runs.get(card.id)
         if run is None:
-            rows.append([card.name, "-", "never run", *["-"] * (len(headers) - 4)])
+            rows.append([card.name, "-", "never run", *["-"] * (len(headers) - 3)])
             continue
         env = run["env"]
         started, ended = run["started_at"], run["ended_at"]
@@ -262,11 +331,11 @@ def _default_title(cards: list[Card]) -> str:
 
 def _write_markdown_report(
     db: Database, cards: list[Card], output: Path, metrics: list[str], curves: list[str],
-    x: str, smooth: float, baseline: str | None, title: str | None,
+    x: str, smooth: float, log_y: bool, ylim: YLim | None, baseline: str | None, title: str | None, folding: dict,
 ) -> list[Path]:
     from .plot import plot_curves  # matplotlib: only here
 
-    table = build_table(db, cards, metrics, baseline=baseline)
+    table = build_table(db, cards, metrics, baseline=baseline, **folding)
     definitions = load_definitions(db)
     labels = list(dict.fromkeys(definition(definitions, parse_metric(text)[0]).label for text in metrics)) or ["their metrics"]
     notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
@@ -286,24 +355,34 @@ def _write_markdown_report(
             image = output.parent / _image_name(output.stem, curve)
             temporary = beside(image, suffix=".png")
             staged.append((temporary, image))
-            result = plot_curves(db, with_curve, [curve], temporary, x=x, smooth=smooth)
+            result = plot_curves(
+                db, with_curve, [curve], temporary, x=x, smooth=smooth, log_y=log_y, ylim=ylim, over=folding.get("over")
+            )
             plots += [f"![{curve}]({quote(image.name)})", ""]
             missing = [card.name for card in cards if curve not in have[card.id]]
             if missing:
                 plots += [f"Not drawn, having no `{curve}` curve: {', '.join(f'`{n}`' for n in missing)}.", ""]
             for warning in result.warnings:
                 if "no run with a" not in warning:
-                    plots += [f"Note: {warning}.", ""]
+                    plots += [f"Note: {markdown_text(warning)}.", ""]
+            clipped = sorted({line.card for line in result.lines if line.clipped})
+            if clipped:
+                plots += [
+                    f"The y range is that of the healthy data; {', '.join(f'`{name}`' for name in clipped)} "
+                    f"{'goes' if len(clipped) == 1 else 'go'} beyond it (diverged, or outside --ylim), "
+                    "drawn at its edge from the triangle on.", "",
+                ]
 
         files = _section_attachments(db, cards, output, staged)
         when = format_time(time.time())
         document = [
-            f"# {title or _default_title(cards)}",
+            f"# {markdown_text(title) if title else _default_title(cards)}",
             "",
             f"Written by expdb on {when} from {plural(len(cards), 'card')}.",
             "",
             _section_cards(cards, notes, labels, baseline),
             _section_table(table, cards),
+            _section_comparisons(table),
             _section_params(cards),
             "\n".join(plots),
             _section_problems(cards, notes, failed),
@@ -361,9 +440,9 @@ def _writer_of(source: Path):
 
 
 def _write_latex_report(
-    db: Database, cards: list[Card], output: Path, metrics: list[str], baseline: str | None, title: str | None
+    db: Database, cards: list[Card], output: Path, metrics: list[str], baseline: str | None, title: str | None, folding: dict
 ) -> list[Path]:
-    table = build_table(db, cards, metrics, baseline=baseline)
+    table = build_table(db, cards, metrics, baseline=baseline, **folding)
     if not table.rows:
         raise ExpdbError(f"none of the cards has {', '.join(metrics) or 'a recorded metric'}: nothing to put in a table")
     buffer = io.StringIO()
@@ -387,15 +466,22 @@ def write_report(
     curves: Sequence[str] = ("loss",),
     x: str = "step",
     smooth: float = 0.0,
+    log_y: bool = False,
+    ylim: YLim | None = None,
     baseline: str | None = None,
     title: str | None = None,
     format: str = "md",
+    over: str | list[str] | None = None,
+    spread: str = "std",
+    invalid_baseline: bool = False,
 ) -> list[Path]:
     """Write a report on `cards` to `output`; returns the files written, the document first.
 
     "md": the document and one `<output stem>_<curve>.png` per curve beside it (a curve no card
     has gets a sentence instead). "latex": the comparison table alone. A baseline that is not
-    among `cards` is added to them. Raises ExpdbError, with nothing written, on bad input.
+    among `cards` is added to them. `over` (seed): folded rows and mean curves, tested against the
+    baseline (a card or a variant's name), with a sentence per comparison. Raises ExpdbError, with
+    nothing written, on bad input.
     """
     if format not in FORMATS:
         raise ExpdbError(f"unknown report format {format!r}; use one of: {', '.join(FORMATS)}")
@@ -407,11 +493,18 @@ def write_report(
     curves = list(dict.fromkeys(curves))
     check_plot_options(x, smooth)  # before matplotlib is imported
     cards = list({card.id: card for card in cards}.values())
-    if baseline is not None and not any(card.name == baseline for card in cards):
+    folding: dict = {"invalid_baseline": invalid_baseline}
+    if over:
+        folding.update(over=over, spread=spread)
+    if baseline is not None and not any(card.name == baseline for card in cards) and (not over or card_exists(db, baseline)):
         from .cards import get_card
 
         cards.insert(0, get_card(db, baseline))
     _check_metrics(db, cards, metrics)
     if format == "latex":
-        return _write_latex_report(db, cards, output, metrics, baseline, title)
-    return _write_markdown_report(db, cards, output, metrics, curves, x, smooth, baseline, title)
+        return _write_latex_report(db, cards, output, metrics, baseline, title, folding)
+    if format == "html":
+        from .report_html import write_html_report
+
+        return write_html_report(db, cards, output, metrics, curves, x, smooth, log_y, ylim, baseline, title, folding)
+    return _write_markdown_report(db, cards, output, metrics, curves, x, smooth, log_y, ylim, baseline, title, folding)

@@ -104,6 +104,20 @@ def default_card_name(location: str) -> str:
     return _CARD_UNSAFE.sub("_", name).strip("_") or "imported"
 
 
+def _check_importable(card, spec: str) -> None:
+    """A log goes onto a card trained the same way: not onto one its runner or another command trains."""
+    if card.runner:
+        trained_by = f"runner {card.runner}"
+    elif card.command and (card.parser or "") != spec:
+        trained_by = f"a command whose log is read as {card.parser or 'nothing'}"
+    else:
+        return
+    raise ExpdbError(
+        f"{card.name} is trained by {trained_by}, not by a {spec} log: import onto a card of its own "
+        f"(--name {card.name}_imported --from {card.name})"
+    )
+
+
 def import_log(
     db: Database,
     path: str,
@@ -145,7 +159,7 @@ def import_log(
                 points = sum(len(record.values) for record in run.records)  # a stream is not read again
                 imported.append(ImportedRun(name, points, already=(before[0], before[1])))
                 continue
-            card_for = partial(_card_for_import, db, name, parent, given)
+            card_for = partial(_card_for_import, db, name, parent, given, spec)
             written = _write_imported(db, connection, card_for, name, run, spec, definitions, diverge or {})
             if written is None:
                 reading.unread.append(f"{run.folder or run.source} (no scalar in its event files)")
@@ -156,13 +170,14 @@ def import_log(
     return Imported(imported, describe(reading, sum(run.points for run in imported)))
 
 
-def _card_for_import(db: Database, name: str, parent: str | None, params: dict) -> Card:
+def _card_for_import(db: Database, name: str, parent: str | None, params: dict, spec: str) -> Card:
     """The card an import writes to, created if need be."""
     if not card_exists(db, name):
         return create_card(db, name, params, parent=parent)
     if parent is not None:
         raise ExpdbError(f"{name} exists already: --from only applies to a card the import creates")
     card = get_card(db, name)
+    _check_importable(card, spec)
     differing = [key for key, value in params.items() if key not in card.params or not same(card.params[key], value)]
     if differing:
         shown = ", ".join(f"{key}={format_value(params[key])}" for key in differing)
@@ -200,7 +215,13 @@ def _write_imported(
                 started = times[0]
         origin = started if started is not None else 0.0
         points: list[tuple[int, float | None, int | None, float, dict[str, float]]] = [
-            (record.step, record.epoch, None, record.timestamp - origin if record.timestamp is not None else 0.0, record.values)
+            (
+                record.step,
+                record.epochs_done if record.epochs_done is not None else record.epoch,
+                None,
+                record.timestamp - origin if record.timestamp is not None else 0.0,
+                record.values,
+            )
             for record in records
         ]
         chunks = build_chunks(points)

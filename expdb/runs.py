@@ -8,6 +8,7 @@ the queue first, so nothing logged is lost. A run whose process died without end
 run row's status is the lifecycle module's.
 """
 
+import errno
 import json
 import os
 import platform
@@ -43,6 +44,16 @@ class RunStopped(Exception):
 
 class RecordingFailed(ExpdbError):
     """Raised by `Run.log` once the run's points can no longer be stored (say, a value that is not a number)."""
+
+
+def recording_error(error: BaseException) -> str:
+    """Why the points could not be stored, with what would help: a value that is no number, a full disk."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (TypeError, ValueError)):
+        return f"{text} (log() takes numbers)"
+    if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "disk is full" in text or "No space left" in text:
+        return f"{text}: the disk is full; free some space, then continue the run with `expdb run CARD --resume`"
+    return text
 
 
 class Terminated(KeyboardInterrupt):
@@ -241,7 +252,7 @@ class Run:
                 self._flush(db, series_ids, final=True)
         except BaseException as error:  # noqa: BLE001 - reported by end(), the training thread must not die silently
             self._flusher_error = error
-            self._stop = RecordingFailed(f"expdb could not record run {self.id}: {error} (log() takes numbers)")
+            self._stop = RecordingFailed(f"expdb could not record run {self.id}: {recording_error(error)}")
 
     def _flush(self, db: Database, series_ids: dict[str, int], final: bool = False) -> None:
         queue = self._queue

@@ -10,6 +10,7 @@ import math
 import sys
 import zlib
 from array import array
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from .db import Database
@@ -221,7 +222,13 @@ def series_keys(db: Database, run_id: int) -> list[str]:
     return [key for (key,) in db.query("SELECT key FROM series WHERE run_id = ? ORDER BY id", (run_id,))]
 
 
-def read_curve(db: Database, run_id: int, key: str) -> Curve:
+OPTIONAL_AXES = ("time", "epoch", "samples")
+
+
+def read_curve(db: Database, run_id: int, key: str, axes: Collection[str] = OPTIONAL_AXES) -> Curve:
+    """The curve `key` of the run. `axes`: which of wall time, epochs and samples to read; the others
+    come back empty (walls) or None, and are not decompressed (a million-point curve drawn against
+    its steps skips two thirds of the work)."""
     row = db.query_one("SELECT id FROM series WHERE run_id = ? AND key = ?", (run_id, key))
     if row is None:
         keys = series_keys(db, run_id)
@@ -232,8 +239,9 @@ def read_curve(db: Database, run_id: int, key: str) -> Curve:
         (row[0],),
     )
     steps, values, walls = array("q"), array("d"), array("d")
-    epochs = array("d") if any(chunk[6] is not None for chunk in chunks) else None
-    samples = array("q") if any(chunk[7] is not None for chunk in chunks) else None
+    epochs = array("d") if "epoch" in axes and any(chunk[6] is not None for chunk in chunks) else None
+    samples = array("q") if "samples" in axes and any(chunk[7] is not None for chunk in chunks) else None
+    with_walls = "time" in axes
     in_order, last = True, None
     for first_step, last_step, count, step_data, value_data, wall_data, epoch_data, samples_data in chunks:
         # Each chunk's steps are sorted and unique; the curve is in order unless chunks overlap.
@@ -241,7 +249,8 @@ def read_curve(db: Database, run_id: int, key: str) -> Curve:
         last = last_step if last is None else max(last, last_step)
         steps.extend(_unpack("q", step_data))
         values.extend(_unpack("d", value_data))
-        walls.extend(_unpack("d", wall_data))
+        if with_walls:
+            walls.extend(_unpack("d", wall_data))
         if epochs is not None:
             epochs.extend(_unpack("d", epoch_data) if epoch_data is not None else array("d", [math.nan] * count))
         if samples is not None:
@@ -268,6 +277,7 @@ def _latest_per_step(curve: Curve) -> Curve:
     """A curve whose steps were logged again (a resumed run), cleaned the same way as a chunk."""
     order = _last_per_step(curve.steps)
     return Curve(
-        curve.key, _pick(curve.steps, order), _pick(curve.values, order), _pick(curve.walls, order),
+        curve.key, _pick(curve.steps, order), _pick(curve.values, order),
+        _pick(curve.walls, order) if len(curve.walls) else curve.walls,  # wall times not read stay so
         _pick_optional(curve.epochs, order), _pick_optional(curve.samples, order),
     )

@@ -84,19 +84,39 @@ def _is_number(value: Value) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _number_or_none(text: str) -> Value | None:
+    """What an end of a range is: a number; a word such as nan or inf (which is no end); None for other text."""
+    try:
+        value = values.parse_scalar(text)
+    except ExpdbError:
+        return text  # nan, inf: meant as a number, but none a range can end at
+    return value if _is_number(value) or isinstance(value, bool) else None
+
+
 def parse_range(text: str, key: str, max_points: int) -> list[int | float] | None:
     """`1:10:4` -> [1, 4, 7, 10]; `1e-4:1e-2:log5` -> [1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2]; None when `text` is no range.
 
-    A range is what starts with two numbers separated by ':'. Its ends are kept exactly; the
+    A range is what starts with two numbers separated by ':'; an A:B:C with a number (or nan,
+    inf, true) at one end or a count N after the second colon is a malformed range, refused rather
+    than taken for a string (`nan:1:3`, `1:inf:3`, `x:1:5`). Its ends are kept exactly; the
     points between are rounded to 3 significant digits (of the step, for an even range). Its
     points are ints when both ends are ints and every point is whole.
     """
     parts = text.split(":")
-    if len(parts) < 2:
-        return None
-    start, stop = values.parse_scalar(parts[0]), values.parse_scalar(parts[1])
-    if not (_is_number(start) and _is_number(stop)):
-        return None
+    if len(parts) < 2 or text.strip()[:1] in ("'", '"', "["):
+        return None  # no colon, a quoted string, a list
+    ends = [_number_or_none(part) for part in parts[:2]]
+    start, stop = ends
+    if start is None or stop is None or not (_is_number(start) and _is_number(stop)):
+        meant_as_range = len(parts) == 3 and (
+            any(end is not None for end in ends) or _RANGE_COUNT.fullmatch(parts[2].strip()) is not None
+        )
+        if not meant_as_range:
+            return None  # a string with colons in it: 'regex:x:y', 'bdhw:x'
+        raise ExpdbError(
+            f"--{key} {text!r} is not a range: START and STOP must be finite numbers, as in 1e-4:1e-2:log5 or 1:10:4; "
+            f"a string with colons goes in quotes, --{key} '\"{text}\"'"
+        )
     match = _RANGE_COUNT.fullmatch(parts[2].strip()) if len(parts) == 3 else None
     if match is None:
         raise ExpdbError(
@@ -165,6 +185,13 @@ def expand_grid(name: str, texts: dict[str, str], max_cards: int) -> Grid:
     parsed = {key: parse_values(key, text, max_cards) for key, text in texts.items()}
     varying = [key for key, options in parsed.items() if len(options) > 1]
     if not varying:
+        colons = [(key, text) for key, text in texts.items() if text.count(":") == 2 and text.strip()[:1] not in "'\"["]
+        if colons:
+            key, text = colons[0]
+            raise ExpdbError(
+                f"--{key} {text!r} is not a range (START:STOP:N, with numbers: 1e-4:1e-2:log5), so sweep {name} varies "
+                f"nothing; a string with colons goes in quotes, --{key} '\"{text}\"', beside a parameter with several values"
+            )
         raise ExpdbError(
             f"sweep {name} varies nothing: give a parameter several values, as --N 3,5,10 or --lr 1e-4:1e-2:log5"
         )

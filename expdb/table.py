@@ -7,6 +7,7 @@ of its curve) and, when rows are grouped (`group_by`), an aggregate over the gro
 
 import difflib
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -21,14 +22,23 @@ from .cards import (
 from .db import Database
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, load_definitions
-from .series import _unpack, read_curve
-from .values import Value, format_value, same
+from .series import NO_SAMPLES, Curve, _unpack, read_curve
+from .stats import ALPHA, Difference, Summary, compare, holm, sample_std
+from .values import Value, same
+from .variants import fold, split_keys
 from .where import Where, parse_where
 
 PARAM_MODES = ("differing", "all", "none")
 CARD_FIELDS = ("name", "status", "runner")
+FILTER_FIELDS = (*CARD_FIELDS, "valid", "tag")  # what --where can test besides parameters and metrics
 COST_KEYS = frozenset(PROFILE_COLUMNS)  # deltas of costs are shown relative to the baseline
 REDUCTIONS = ("last", "min", "max")  # which value of a run: `loss:min`
+# Convergence, read from the curve: where it first crosses a threshold (on step, epoch or samples),
+# its mean over the last part, its area.
+CURVE_REDUCTIONS = ("first>=X", "first<=X", "first>=X@epoch", "mean@last10%", "auc")
+_FIRST = re.compile(r"first(>=|<=)([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:@(step|epoch|samples))?")
+_TAIL = re.compile(r"mean@last(\d+(?:\.\d+)?)%")
+SPREADS = ("std", "ci")  # what follows a folded row's mean: its standard deviation or its 95% CI half-width
 AGGREGATES = ("mean", "std", "count", "min", "max")  # how a group of cards folds: `--agg mean,std,count`
 DEFAULT_AGGREGATES = ("mean", "std", "count")
 
@@ -45,6 +55,10 @@ class Row:
     @property
     def params(self) -> dict[str, Value]:
         return self.card.params
+
+    @property
+    def invalid_reason(self) -> str | None:
+        return self.card.invalid_reason
 
     def number(self, key: str, agg: str = "") -> float | None:
         return self.values.get(key)
@@ -66,6 +80,8 @@ class GroupRow:
     params: dict[str, Value]  # the grouping values and every parameter its cards share
     rows: list[Row]
     stats: dict[str, dict[str, float]]  # value key -> aggregate -> number; std only from two values on
+    seeds: dict[int, object] = field(default_factory=dict)  # card id -> its seed, which pairs it with the baseline's
+    invalid: bool = False  # folded invalid cards (shown only under --all)
     values: dict[str, float] = field(init=False)  # value key -> mean: what sorting, best and deltas go by
 
     def __post_init__(self) -> None:
@@ -74,6 +90,21 @@ class GroupRow:
     @property
     def count(self) -> int:
         return len(self.rows)
+
+    @property
+    def invalid_reason(self) -> str | None:
+        reasons = dict.fromkeys(row.card.invalid_reason for row in self.rows if row.card.invalid_reason)
+        return "; ".join(reasons) if self.invalid else None  # type: ignore[arg-type]
+
+    def summary(self, key: str) -> Summary:
+        """The values of `key`, one per card that has it, keyed by the card's seed."""
+        return Summary(
+            {
+                self.seeds.get(row.card.id, row.card.id): row.values[key]
+                for row in self.rows
+                if key in row.values and not math.isnan(row.values[key])
+            }
+        )
 
     def number(self, key: str, agg: str = "") -> float | None:
         return self.stats.get(key, {}).get(agg or "mean")
@@ -89,13 +120,13 @@ class Column:
     """One column of numbers: a metric, reduced over each run, aggregated over each group."""
 
     metric: MetricDef
-    reduction: str = ""  # "" (the recorded value, else the curve's last point), "last", "min" or "max"
+    reduction: str = ""  # "" (the recorded value, else the curve's last point), "last", "min", "max", or one of CURVE_REDUCTIONS
     agg: str = ""  # "" for ungrouped rows, else "mean", "std", "min" or "max"
 
     @property
     def key(self) -> str:
-        """The key of a row's value: `iou50`, `iou50_max`."""
-        return f"{self.metric.key}_{self.reduction}" if self.reduction else self.metric.key
+        """The key of a row's value: `iou50`, `iou50_max`, `iou50_first_ge_0.5`, `loss_mean_last10pct`."""
+        return value_key(self.metric.key, self.reduction)
 
     @property
     def name(self) -> str:
@@ -140,6 +171,25 @@ class ComparisonTable:
     best: dict[str, float] = field(default_factory=dict)  # column name -> best value, for columns with a direction
     group_keys: list[str] = field(default_factory=list)  # rows are GroupRows, grouped by these parameters
     counted: bool = False  # grouped rows show their number of cards, `n`
+    over: list[str] = field(default_factory=list)  # rows are GroupRows, folded over these parameters (seed)
+    spread: str = "std"  # after a folded row's mean: "std", or "ci" (the 95% CI half-width)
+    # (id(row), column key) -> the folded row's difference to the baseline, tested, Holm-corrected
+    differences: dict[tuple[int, str], Difference] = field(default_factory=dict)
+    _bold: dict[str, set[int]] | None = None  # folded: column name -> id() of its rows not worse than the best
+
+    @property
+    def bold(self) -> dict[str, set[int]]:
+        """Worked out when first asked, by a format that marks the best."""
+        if self._bold is None:
+            self._bold = not_worse_than_best(self) if self.grouped else {}
+        return self._bold
+
+    @property
+    def grouped(self) -> bool:
+        return bool(self.group_keys or self.over)
+
+    def difference(self, row: "Row | GroupRow", column: "Column") -> Difference | None:
+        return self.differences.get((id(row), column.key))
 
     def delta(self, row: Row | GroupRow, column: "Column") -> float | None:
         """Row minus baseline; for costs, the relative change in percent."""
@@ -153,16 +203,104 @@ class ComparisonTable:
         return value - base
 
     def is_best(self, row: Row | GroupRow, column: Column) -> bool:
+        """The best value; among folded rows, every row not significantly worse than the best. Never an invalid row."""
+        if row.invalid_reason:
+            return False
+        if column.name in self.bold:
+            return id(row) in self.bold[column.name]
         value = column.value(row)
         return value is not None and self.best.get(column.name) == value and len(self.rows) > 1
 
 
+SIGNIFICANT = "†"  # marks a difference to the baseline with p < ALPHA after Holm's correction
+
+
+def footnotes(table: ComparisonTable) -> list[str]:
+    """What the table's marks and spreads mean, and why a test is missing: printed under it in every format."""
+    notes: list[str] = []
+    invalid = [f"{row.name}: invalid, {row.invalid_reason}; never marked best." for row in table.rows if row.invalid_reason]
+    if not table.grouped:
+        return invalid
+    means = [column for column in table.columns if column.agg == "mean"]
+    if any(c.key == m.key and c.agg == "std" for m in means for c in table.columns):
+        notes.append(
+            "± is the half-width of the 95% confidence interval of the mean (t distribution)."
+            if table.spread == "ci"
+            else "± is the standard deviation over the folded cards (n - 1)."
+        )
+    found = list(table.differences.values())
+    if found:
+        count = sum(1 for difference in found if difference.tested)
+        tests = sorted({difference.test for difference in found if difference.test})
+        how = {"paired": "a paired t-test on matching seeds", "welch": "Welch's t-test"}
+        notes.append(
+            f"vs {table.baseline.name}: difference of means [95% CI], by {' or '.join(how[t] for t in tests) or 'no test'}; "  # type: ignore[union-attr]
+            f"p-values Holm-corrected over the {count} comparisons of the table. "
+            f"{SIGNIFICANT} p < {ALPHA:g} after correction."
+        )
+        if any(difference.reason == "n < 2" for difference in found):
+            notes.append("n < 2: one value on a side has no spread, so no test is possible; only the difference is shown.")
+        if any(difference.reason == "no spread" for difference in found):
+            notes.append("no spread: the values (or their per-seed differences) are all equal, so no test is possible.")
+    if table.bold and len(table.rows) > 1:
+        notes.append(f"Bold: the best mean, and every mean not significantly worse than it (p ≥ {ALPHA:g}, Holm-corrected).")
+    return notes + [note.replace("never marked best", "left out of every comparison") for note in invalid]
+
+
 def parse_metric(text: str) -> tuple[str, str]:
-    """`iou50` -> ("iou50", ""), `loss:min` -> ("loss", "min")."""
+    """`iou50` -> ("iou50", ""), `loss:min` -> ("loss", "min"), `iou50:first>=0.5` -> ("iou50", "first>=0.5")."""
     key, colon, reduction = text.partition(":")
-    if colon and reduction not in REDUCTIONS:
-        raise ExpdbError(f"--metric {text!r}: unknown reduction {reduction!r}; use one of: {', '.join(REDUCTIONS)}")
+    tail = _TAIL.fullmatch(reduction)
+    if (colon and not _is_reduction(reduction)) or (tail and not 0 < float(tail.group(1)) <= 100):
+        raise ExpdbError(
+            f"--metric {text!r}: unknown reduction {reduction!r}; use one of: {', '.join(REDUCTIONS + CURVE_REDUCTIONS)}"
+        )
     return key, reduction
+
+
+def _is_reduction(text: str) -> bool:
+    return text in REDUCTIONS or text == "auc" or bool(_FIRST.fullmatch(text) or _TAIL.fullmatch(text))
+
+
+def value_key(key: str, reduction: str) -> str:
+    """The key a reduced value is kept under, also its column's name: `iou50_first_ge_0.5_epoch`."""
+    if not reduction:
+        return key
+    slug = reduction.replace(">=", "_ge_").replace("<=", "_le_").replace("@", "_").replace("%", "pct")
+    return f"{key}_{slug}"
+
+
+def reduce_curve(curve: Curve, reduction: str) -> float | None:
+    """A curve reduced to one number (NaN points left out): where it first reaches a threshold (its step,
+    epoch or samples), its mean over the last part of its steps, or its area over steps (trapezoids)."""
+    pairs = enumerate(zip(curve.steps, curve.values, strict=True))
+    points = [(step, value, index) for index, (step, value) in pairs if not math.isnan(value)]
+    if not points:
+        return None
+    first = _FIRST.fullmatch(reduction)
+    if first:
+        op, threshold, axis = first.group(1), float(first.group(2)), first.group(3) or "step"
+        for step, value, index in points:
+            if (value >= threshold) if op == ">=" else (value <= threshold):
+                return _position(curve, step, index, axis)
+        return None  # never reached
+    if reduction == "auc":
+        return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(points, points[1:], strict=False))
+    tail = _TAIL.fullmatch(reduction)
+    if tail:
+        start = points[-1][0] - (points[-1][0] - points[0][0]) * float(tail.group(1)) / 100
+        return statistics.fmean(value for step, value, _ in points if step >= start)
+    raise ValueError(f"not a curve reduction: {reduction!r}")
+
+
+def _position(curve: Curve, step: int, index: int, axis: str) -> float | None:
+    if axis == "step":
+        return step
+    column = curve.epochs if axis == "epoch" else curve.samples
+    if column is None:
+        return None
+    found = column[index]
+    return None if (axis == "epoch" and math.isnan(found)) or found == NO_SAMPLES else found
 
 
 def _split(value: str | list[str] | tuple | None) -> list[str]:
@@ -217,9 +355,16 @@ def _fill_values(db: Database, rows: list[Row], key: str, reduction: str, curve_
     """Set each row's value of `key` reduced by `reduction`, stored under Column(key, reduction).key.
 
     "" and "last": the recorded summary value, else (only for cards without one) the curve's last
-    point; "min" and "max": over the curve, else the summary value.
+    point; "min" and "max": over the curve, else the summary value; the others (`reduce_curve`) from the curve.
     """
-    target = f"{key}_{reduction}" if reduction else key
+    by_id = {row.card.id: row for row in rows}
+    target = value_key(key, reduction)
+    if reduction and reduction not in REDUCTIONS:  # convergence: from the curve alone
+        for card_id, (_, run_id) in (_curve_ids(db, key, [row.card.id for row in rows]) if key in curve_keys else {}).items():
+            value = reduce_curve(read_curve(db, run_id, key), reduction)
+            if value is not None:
+                by_id[card_id].values[target] = value
+        return
     if reduction in ("min", "max"):
         extremes = _extremes(db, key, [row.card.id for row in rows], reduction) if key in curve_keys else {}
         for row in rows:
@@ -237,12 +382,12 @@ def _fill_values(db: Database, rows: list[Row], key: str, reduction: str, curve_
 
 def _matching_ids(db: Database, predicate: Where, metric_keys: set[str], curve_keys: set[str]) -> list[int]:
     """The cards that satisfy `--where`; a key must be a card field, a metric, or some card's parameter."""
-    keys = sorted(predicate.keys - set(CARD_FIELDS))
-    facts = card_facts(db, keys)
+    keys = sorted(predicate.keys - set(FILTER_FIELDS))
+    facts = card_facts(db, keys, tags="tag" in predicate.keys)
     have_param = {key for found in facts.values() for key in found}
     unknown = [key for key in keys if key not in have_param and key not in metric_keys]
     if unknown:
-        candidates = sorted(set(CARD_FIELDS) | metric_keys | {key for (key,) in db.query(db.json_keys("card", "params"))})
+        candidates = sorted(set(FILTER_FIELDS) | metric_keys | {key for (key,) in db.query(db.json_keys("card", "params"))})
         hint = _did_you_mean(unknown[0], candidates)
         raise ExpdbError(
             f"--where mentions {unknown[0]!r}, which no card has as a parameter or metric"
@@ -288,58 +433,129 @@ def build_table(
     params: str = "differing",
     group_by: str | list[str] | None = None,
     aggs: str | list[str] | None = None,
+    over: str | list[str] | None = None,
+    spread: str = "std",
+    invalid_baseline: bool = False,
 ) -> ComparisonTable:
     """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
     (default: every recorded metric), sorted by `sort` if given.
 
-    `metrics`: keys, each optionally `KEY:last|min|max`; a card without a recorded value of
-    KEY shows its curve's last point. `group_by`: parameter keys ("N,L" or a list) whose
-    values fold cards into one row each; `aggs`: what each group shows (default mean, std,
-    count). Profile columns (Params, FLOPs, Cost-Time) follow whenever a shown card has a profile.
-    `baseline` is shown on top, selected or not.
+    `metrics`: keys, each optionally `KEY:last|min|max` or a convergence reduction (`KEY:first>=0.5`,
+    `KEY:mean@last10%`, `KEY:auc`); a card without a recorded value of KEY shows its curve's last
+    point. `over`: parameters (seed) whose cards fold into one row per variant, the cards that
+    differ only in them; `group_by`: parameter keys ("N,L" or a list) whose values fold cards into
+    one row each, refused when a group's cards differ in anything but those and `over` (default
+    seed); `aggs`: what each folded row shows (default mean, std, count); `spread`: "std" or "ci"
+    after the mean. Folded rows are tested against the baseline (a card, whose variant it is, or a
+    variant's name) and the best. Profile columns (Params, FLOPs, Cost-Time) follow whenever a shown
+    card has a profile. `baseline` is shown on top, selected or not; an invalid one only with
+    `invalid_baseline`.
     """
-    group_keys, agg_names = _grouping(group_by, aggs)
+    group_keys, agg_names = _grouping(group_by, aggs, over)
+    over_keys = split_keys(over)
     if params not in PARAM_MODES:
         raise ExpdbError(f"unknown --params {params!r}; use one of: {', '.join(PARAM_MODES)}")
+    if spread not in SPREADS:
+        raise ExpdbError(f"unknown --spread {spread!r}; use one of: {', '.join(SPREADS)}")
+    folded = bool(group_keys or over_keys)
     definitions = load_definitions(db)
     requested, curve_keys = _requested_metrics(db, metrics, definitions)
-    rows, base_row = _card_rows(db, cards, requested, curve_keys, baseline, definitions)
-    if not rows:
+    base_card = baseline if baseline is not None and (not folded or _is_card(db, baseline)) else None
+    card_rows, base_card_row = _card_rows(db, cards, requested, curve_keys, base_card, definitions)
+    if not card_rows:
         raise ExpdbError(
             f"no card of the {len(cards)} selected has {' or '.join(key for key, _ in requested) or 'a metric'}"
         )
-    columns = _columns(db, rows, requested, definitions)
-    shown: list[Row | GroupRow]
-    shown_base: Row | GroupRow | None
-    if group_keys:
-        groups, shown_base = _grouped(db, rows, group_keys, base_row)
-        param_keys = _group_param_columns(groups, group_keys, params)
+    columns = _columns(db, card_rows, requested, definitions)
+    rows: list[Row | GroupRow] = list(card_rows)
+    base_row: Row | GroupRow | None = base_card_row
+    if folded:
+        groups, base_row = _grouped(db, card_rows, group_keys, over_keys, base_card_row, baseline)
+        rows = list(groups)
         columns = [replace(column, agg=agg) for column in columns for agg in agg_names if agg != "count"]
-        shown = list(groups)
-    else:
-        param_keys, shown, shown_base = _param_columns(rows, params), list(rows), base_row
+    if base_row is not None and base_row.invalid_reason and not invalid_baseline:
+        raise ExpdbError(
+            f"the baseline {baseline} is invalid ({base_row.invalid_reason}); compare with a valid card, "
+            "or give --invalid-baseline to compare with it anyway"
+        )
     if sort:
-        shown = _sorted(shown, sort, definitions, shown_base)
-    return ComparisonTable(
+        rows = _sorted(rows, sort, definitions, base_row)
+    if folded:  # in their shown order
+        param_keys = _group_param_columns([row for row in rows if isinstance(row, GroupRow)], group_keys, params)
+    else:
+        param_keys = _param_columns([row for row in rows if isinstance(row, Row)], params)
+    table = ComparisonTable(
         param_keys=param_keys,
         columns=columns,
-        rows=shown,
-        baseline=shown_base,
-        best=_best_values(shown, columns),
+        rows=rows,
+        baseline=base_row,
+        best=_best_values(rows, columns),
         group_keys=group_keys,
         counted="count" in agg_names,
+        over=over_keys,
+        spread=spread,
     )
+    if folded:
+        _test(table)
+    return table
 
 
-def _grouping(group_by: str | list[str] | None, aggs: str | list[str] | None) -> tuple[list[str], list[str]]:
-    """The keys rows are grouped by and the aggregates each group shows, checked."""
+def _is_card(db: Database, name: str) -> bool:
+    return db.query_one("SELECT 1 FROM card WHERE name = ?", (name,)) is not None
+
+
+def _test(table: ComparisonTable) -> None:
+    """Each folded row's difference to the baseline, tested, Holm-corrected over the table."""
+    tested = [column for column in table.columns if column.agg == "mean"]
+    if table.baseline is not None:
+        base = table.baseline
+        found = {
+            (id(row), column.key): compare(row.summary(column.key), base.summary(column.key))  # type: ignore[union-attr]
+            for column in tested
+            for row in table.rows
+            if row is not base and column.key in row.values and column.key in base.values and not row.invalid_reason
+        }
+        adjusted = holm([difference.p for difference in found.values()])
+        table.differences = {key: replace(d, p_adjusted=p) for (key, d), p in zip(found.items(), adjusted, strict=True)}
+
+
+def not_worse_than_best(table: ComparisonTable) -> dict[str, set[int]]:
+    """Column name -> id() of the folded rows not significantly worse than the column's best (Holm-corrected over
+    each column). Asked for by the formats that mark the best, only: csv and json carry the p-values instead."""
+    found: dict[str, set[int]] = {}
+    for column in [column for column in table.columns if column.agg == "mean"]:
+        if not column.metric.direction:
+            continue
+        candidates = [row for row in table.rows if column.key in row.values and not row.invalid_reason]
+        if len(candidates) < 2:
+            continue
+        sign = 1 if column.metric.direction == "higher" else -1
+        best = max(candidates, key=lambda row: sign * row.values[column.key])
+        others = [row for row in candidates if row is not best]
+        tests = [compare(row.summary(column.key), best.summary(column.key)) for row in others]  # type: ignore[union-attr]
+        adjusted = holm([test.p for test in tests])
+        found[column.name] = {id(best)} | {
+            id(row)
+            for row, test, p in zip(others, tests, adjusted, strict=True)
+            if (p is not None and p >= ALPHA) or test.difference == 0
+        }
+    return found
+
+
+def _grouping(
+    group_by: str | list[str] | None, aggs: str | list[str] | None, over: str | list[str] | None
+) -> tuple[list[str], list[str]]:
+    """The keys rows are grouped by and the aggregates each folded row shows, checked."""
     group_keys, agg_names = _split(group_by), _split(aggs)
-    if agg_names and not group_keys:
-        raise ExpdbError("--agg folds groups of cards; give the parameters to group by with --group-by, as in --group-by N")
+    folded = bool(group_keys or _split(over))
+    if agg_names and not folded:
+        raise ExpdbError(
+            "--agg folds groups of cards; give the parameters to group by with --group-by, as in --group-by N, or --over seed"
+        )
     for name in agg_names:
         if name not in AGGREGATES:
             raise ExpdbError(f"unknown --agg {name!r}; use one of: {', '.join(AGGREGATES)}")
-    return group_keys, agg_names or (list(DEFAULT_AGGREGATES) if group_keys else [])
+    return group_keys, agg_names or (list(DEFAULT_AGGREGATES) if folded else [])
 
 
 def _requested_metrics(
@@ -391,7 +607,7 @@ def _card_rows(
 
 def _columns(db: Database, rows: list[Row], requested: list[tuple[str, str]], definitions: dict[str, MetricDef]) -> list[Column]:
     """The requested metrics, then the profile columns some row has; FLOPs say their counter when all rows share it."""
-    columns = [Column(definition(definitions, key), reduction) for key, reduction in requested]
+    columns = [Column(_reduced_metric(definition(definitions, key), reduction), reduction) for key, reduction in requested]
     columns += [
         Column(definition(definitions, key))
         for key in PROFILE_COLUMNS
@@ -405,35 +621,64 @@ def _columns(db: Database, rows: list[Row], requested: list[tuple[str, str]], de
     return columns
 
 
-def _grouped(db: Database, rows: list[Row], keys: list[str], base_row: Row | None) -> tuple[list[GroupRow], GroupRow | None]:
-    """Rows folded by the values of parameters `keys`, in the order their first card comes; and the baseline's group."""
+def _reduced_metric(metric: MetricDef, reduction: str) -> MetricDef:
+    """What a convergence reduction measures: the first crossing is a position on the x axis, and earlier is better."""
+    first = _FIRST.fullmatch(reduction)
+    if first:
+        return replace(metric, direction="lower", unit=first.group(3) or "step", format="g6")
+    return replace(metric, format="g4") if reduction == "auc" else metric
+
+
+def _grouped(
+    db: Database, rows: list[Row], keys: list[str], over: list[str], base_row: Row | None, baseline: str | None
+) -> tuple[list[GroupRow], GroupRow | None]:
+    """Rows folded into variants (see `variants.fold`); and the baseline's: the variant of the baseline card,
+    or the variant named `baseline`."""
     present = {key for row in rows for key in row.card.params}
-    for key in keys:
+    for option, key in [*(("--group-by", key) for key in keys), *(("--over", key) for key in over)]:
         if key not in present:
             everywhere = sorted({key for (key,) in db.query(db.json_keys("card", "params"))})
             raise ExpdbError(
-                f"--group-by {key!r}: no shown card has a parameter {key!r}; "
+                f"{option} {key!r}: no shown card has a parameter {key!r}; "
                 + (_did_you_mean(key, sorted(present)) or _did_you_mean(key, everywhere))
                 + f"parameters: {', '.join(sorted(present)) or 'none'}"
             )
-    members: dict[str, list[Row]] = {}
-    for row in rows:
-        name = ", ".join(f"{key}={format_value(row.card.params.get(key))}" for key in keys)
-        members.setdefault(name, []).append(row)
-    groups = [group_rows(name, found) for name, found in members.items()]
+    by_id = {row.card.id: row for row in rows}
+    groups = [
+        group_rows(variant.name, [by_id[card.id] for card in variant.cards], variant.seeds, variant.invalid, variant.params)
+        for variant in fold([row.card for row in rows], over, keys)
+    ]
     base_group = next((group for group in groups if base_row in group.rows), None)
+    if baseline is not None and base_group is None:
+        base_group = next((group for group in groups if group.name == baseline), None)
+        if base_group is None:
+            names = [group.name for group in groups]
+            hint = _did_you_mean(baseline, names)
+            raise ExpdbError(
+                f"--baseline {baseline!r} is neither a card nor a variant of the table; {hint}variants: {', '.join(names[:10])}"
+            )
+    if base_group is not None:  # on top, as the rows are read against it
+        groups.remove(base_group)
+        groups.insert(0, base_group)
     return groups, base_group
 
 
-def group_rows(name: str, rows: list[Row]) -> GroupRow:
-    """One row for `rows`: the parameters they share, and for each value key its mean, std, count, min and max."""
-    keys = list(dict.fromkeys(key for row in rows for key in row.card.params))
-    first = rows[0].card.params
-    shared = {
-        key: first[key]
-        for key in keys
-        if first.get(key) is not None and all(same(row.card.params.get(key), first[key]) for row in rows)
-    }
+def group_rows(
+    name: str,
+    rows: list[Row],
+    seeds: dict[int, object] | None = None,
+    invalid: bool = False,
+    shared: dict[str, Value] | None = None,
+) -> GroupRow:
+    """One row for `rows`: the parameters they share (`shared`, when known already), and for each value key its
+    mean, std, count, min and max."""
+    if shared is None:
+        first = rows[0].card.params
+        shared = {
+            key: value
+            for key, value in first.items()
+            if value is not None and all(same(row.card.params.get(key), value) for row in rows)
+        }
     stats: dict[str, dict[str, float]] = {}
     for key in dict.fromkeys(key for row in rows for key in row.values):
         numbers = [row.values[key] for row in rows if key in row.values and not math.isnan(row.values[key])]
@@ -441,9 +686,9 @@ def group_rows(name: str, rows: list[Row]) -> GroupRow:
             continue
         found = {"mean": statistics.fmean(numbers), "count": len(numbers), "min": min(numbers), "max": max(numbers)}
         if len(numbers) > 1:
-            found["std"] = statistics.stdev(numbers)
+            found["std"] = sample_std(numbers)
         stats[key] = found
-    return GroupRow(name, shared, rows, stats)
+    return GroupRow(name, shared, rows, stats, seeds or {}, invalid)
 
 
 def _group_param_columns(groups: list[GroupRow], keys: list[str], mode: str) -> list[str]:
@@ -451,15 +696,15 @@ def _group_param_columns(groups: list[GroupRow], keys: list[str], mode: str) -> 
     if mode == "none":
         return []
     every = list(dict.fromkeys(key for group in groups for row in group.rows for key in row.card.params))
+    # A group's `params` are those all its cards share: a key is constant within it when there, or when none has it.
     constant = [
         key
         for key in every
-        if key not in keys
-        and all(all(same(r.card.params.get(key), g.rows[0].card.params.get(key)) for r in g.rows) for g in groups)
+        if key not in keys and all(key in g.params or all(key not in r.card.params for r in g.rows) for g in groups)
     ]
     if mode == "differing":
-        first = groups[0].rows[0].card.params if groups else {}
-        constant = [key for key in constant if any(not same(g.rows[0].card.params.get(key), first.get(key)) for g in groups)]
+        first = groups[0].params if groups else {}
+        constant = [key for key in constant if any(not same(g.params.get(key), first.get(key)) for g in groups)]
     return keys + constant
 
 
@@ -476,26 +721,28 @@ def _param_columns(rows: list[Row], mode: str) -> list[str]:
 def _best_values(rows: list[Row | GroupRow], columns: list[Column]) -> dict[str, float]:
     best: dict[str, float] = {}
     for column in columns:
-        present = [value for row in rows if (value := column.value(row)) is not None]
+        present = [value for row in rows if (value := column.value(row)) is not None and not row.invalid_reason]
         if column.metric.direction and column.ranked and present:
             best[column.name] = max(present) if column.metric.direction == "higher" else min(present)
     return best
 
 
 def _sorted(rows: list, sort: str, definitions: dict[str, MetricDef], base_row) -> list:
-    """`--sort KEY[:asc|:desc]`, KEY a parameter or a metric column (`iou50`, `iou50:max`); a metric sorts
-    best first by default, anything else ascending. Rows without the key go last; the baseline stays on top.
+    """`--sort KEY[:asc|:desc]`, KEY a parameter or a metric column (`iou50`, `iou50:max`, `iou50:first>=0.5`);
+    a metric sorts best first by default, anything else ascending. Rows without the key go last; the baseline
+    stays on top.
     """
     parts = sort.split(":")
     order = parts.pop() if len(parts) > 1 and parts[-1] in ("asc", "desc") else ""
-    if len(parts) > 2 or (len(parts) == 2 and parts[1] not in REDUCTIONS):
+    if len(parts) > 2 or (len(parts) == 2 and not _is_reduction(parts[1])):
         raise ExpdbError(f"--sort {sort!r}: the order is :asc or :desc, as in --sort {parts[0]}:desc")
-    metric_key = parts[0]
-    key = "_".join(parts)
+    metric_key, reduction = parts[0], parts[1] if len(parts) == 2 else ""
+    key = value_key(metric_key, reduction)
     if rows and not any(row.value(key) is not None for row in rows):
         raise ExpdbError(f"--sort {':'.join(parts)!r}: no shown card has a parameter or metric named {':'.join(parts)!r}")
     if not order:
-        order = "desc" if definition(definitions, metric_key).direction == "higher" else "asc"
+        direction = _reduced_metric(definition(definitions, metric_key), reduction).direction
+        order = "desc" if direction == "higher" else "asc"
     body = [row for row in rows if row is not base_row]
 
     def sort_key(row) -> tuple:

@@ -14,6 +14,8 @@ Value = int | float | bool | str | list
 
 _INT = re.compile(r"[-+]?\d+")
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_NOT_FINITE = {"nan", "inf", "infinity"}
+INT_BITS = 64  # an int parameter is stored and used (a seed, a step count) as a signed 64-bit integer
 _TRUE = {"true", "yes"}
 _FALSE = {"false", "no"}
 _EXPONENT_PADDING = re.compile(r"e([-+]?)0*(?=\d)")
@@ -24,13 +26,23 @@ def parse_scalar(text: str) -> int | float | bool | str:
     """`5` -> 5, `4e-3` -> 0.004, `true`/`yes` -> True, anything else stays a string."""
     stripped = text.strip()
     lowered = stripped.lower()
+    if not stripped:
+        raise ExpdbError("an empty value is no parameter: give a value, or '\"\"' for an empty string")
+    if lowered.lstrip("+-") in _NOT_FINITE:
+        raise ExpdbError(
+            f"{text!r} is not a finite number: a parameter is stored as JSON, which has no NaN or infinity; "
+            f"for the word, quote it: '\"{stripped}\"'"
+        )
     if _INT.fullmatch(stripped):
-        return int(stripped)
-    if _FLOAT.fullmatch(stripped):
-        number = float(stripped)
-        if math.isinf(number):
-            raise ExpdbError(f"{text!r} is too large for a number; write a value below 1e308")
+        number = int(stripped)
+        if not -(2 ** (INT_BITS - 1)) <= number < 2 ** (INT_BITS - 1):
+            raise ExpdbError(f"{text!r} does not fit in {INT_BITS} bits; an integer parameter lies within +-9.2e18")
         return number
+    if _FLOAT.fullmatch(stripped):
+        real = float(stripped)
+        if math.isinf(real):
+            raise ExpdbError(f"{text!r} is too large for a number; write a value below 1e308")
+        return real
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
@@ -121,7 +133,16 @@ def loads(text: str) -> dict[str, Value]:
 def parse_key_values(args: list[str]) -> tuple[dict[str, Value], dict[str, str]]:
     """`--N 5 --lr=4e-3` -> ({'N': 5, 'lr': 0.004}, {'N': '5', 'lr': '4e-3'}): values and what was typed."""
     typed = split_key_values(args)
-    return {key: parse_value(text, key) for key, text in typed.items()}, typed
+    return {key: parse_value_of(key, text) for key, text in typed.items()}, typed
+
+
+def parse_value_of(key: str, text: str) -> Value:
+    """`parse_value`, its errors naming the parameter: "--lr: 'inf' is not a finite number..."."""
+    try:
+        return parse_value(text, key)
+    except ExpdbError as error:
+        message = str(error)
+        raise ExpdbError(message if f"--{key}" in message else f"--{key}: {message}") from None
 
 
 def split_key_values(args: list[str]) -> dict[str, str]:

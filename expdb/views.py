@@ -90,6 +90,10 @@ def _change_text(change: ParamChange, has_parent: bool) -> str:
 def render_card(details: CardDetails, definitions: dict[str, MetricDef], console: Console, attachments: Sequence = ()) -> None:
     card = details.card
     console.print(f"[bold]{escape(card.name)}[/]  {status_text(card.status)}")
+    if card.invalid_reason:
+        console.print(
+            f"  [red]invalid: {escape(card.invalid_reason)}[/] (left out of tables, plots and reports; `expdb validate` to undo)"
+        )
     facts = [
         ("from", card.parent),
         ("forks", ", ".join(details.children)),

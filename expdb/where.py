@@ -1,7 +1,8 @@
 """The `--where` filter of `expdb table`, e.g. `N>=5 and shared=true`.
 
 A hand-written scanner and recursive-descent parser turn the expression into a predicate;
-nothing is ever evaluated as code or SQL. Grammar (keywords are case-insensitive):
+nothing is ever evaluated as code or SQL. Besides parameters and metrics, a card's `valid`
+(`valid=false`) and its tags (`tag=bs`: one of them is bs) can be tested. Grammar (keywords are case-insensitive):
 
     or_expr  := and_expr ('or' and_expr)*
     and_expr := not_expr ('and' not_expr)*
@@ -59,6 +60,8 @@ def _kind(value: object) -> str:
 
 
 def _equal(actual: object, expected: object) -> bool:
+    if isinstance(actual, frozenset):  # a card's tags: `tag=bs` holds when bs is one of them
+        return any(_equal(item, expected) for item in actual)
     return _kind(actual) == _kind(expected) and actual == expected
 
 
@@ -70,12 +73,15 @@ def _compare(op: str, actual: object, expected: object) -> bool:
         return _equal(actual, expected)
     if op == "!=":
         return not _equal(actual, expected)
-    kind = _kind(actual)
+    kind = _kind(actual)  # a set of tags has no order: `tag<b` is never true
     return kind in ("number", "str") and kind == _kind(expected) and _ORDERINGS[op](actual, expected)
 
 
 def _is_in(actual: object, items: tuple) -> bool:
     return actual is not None and any(_equal(actual, item) for item in items)
+
+
+MAX_DEPTH = 100
 
 
 class _Parser:
@@ -86,6 +92,7 @@ class _Parser:
         self.position = 0
         self.previous: str | None = None  # the last token read, quoted in errors as "after ..."
         self.keys: set[str] = set()
+        self.depth = 0  # parentheses and `not`s open around the current token
 
     def parse(self) -> Predicate:
         if not self.text.strip():
@@ -115,9 +122,19 @@ class _Parser:
             return operands[0]
         return lambda values: all(operand(values) for operand in operands)
 
+    def nested(self) -> None:
+        """One level deeper; Python's stack (and a reader) gives out long before MAX_DEPTH is useful."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpdbError(
+                f"malformed --where: nested more than {MAX_DEPTH} levels deep (parentheses and 'not'); write it flatter"
+            )
+
     def not_expr(self) -> Predicate:
         if self.take_keyword("not"):
+            self.nested()
             operand = self.not_expr()
+            self.depth -= 1
             return lambda values: not operand(values)
         return self.atom()
 
@@ -125,7 +142,9 @@ class _Parser:
         self.skip_space()
         opened_at = self.position + 1
         if self.take("("):
+            self.nested()
             inner = self.or_expr()
+            self.depth -= 1
             if not self.take(")"):
                 raise self.error(f"'and', 'or' or ')' to close the '(' at character {opened_at}", after=False)
             return inner

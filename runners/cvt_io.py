@@ -96,6 +96,9 @@ Cost: the defaults (the cvt baseline, 180K parameters, 5.8M MACs per image) trai
 40 s on 2 CPU cores (iou50 0.57 with seed 0, 0.63 with seed 1); N = 10, L = 6 takes about
 70 s. Checkpoints load with torch.load(weights_only=True).
 
+``EXPDB_MAX_STEPS=N`` in the environment trains at most N steps (a note on the card says so): the
+README's docs test (tests/test_readme.py) runs its tour that way.
+
 Determinism: same seed, params and device give the same curve. On CUDA the runner sets
 ``torch.backends.cudnn.deterministic = True`` and ``benchmark = False``.
 """
@@ -105,126 +108,15 @@ from __future__ import annotations
 import math
 import os
 import random
-import re
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEFAULTS: dict[str, Any] = {
-    "N": 0,
-    "L": 6,
-    "shape": "bdhw",
-    "shared": True,
-    "latent_hw": 2,
-    "lr": 4e-3,
-    "wd": 1e-7,
-    "warmup": 50,
-    "steps": 600,
-    "batch": 32,
-    "clip": 0.0,
-    "dim": 64,
-    "depth": 2,
-    "heads": 2,
-    "image": 48,
-    "train_size": 8192,
-    "eval_size": 512,
-    "data_seed": 0,
-    "ckpt_every": 100,
-    "stop_on_nonfinite": True,
-    "seed": None,
-}
-
-_INT_KEYS = ("N", "L", "latent_hw", "warmup", "steps", "batch", "dim", "depth", "heads", "image",
-             "train_size", "eval_size", "data_seed", "ckpt_every")
-_FLOAT_KEYS = ("lr", "wd", "clip")
-_BOOL_KEYS = ("shared", "stop_on_nonfinite")
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"):
-        return False
-    raise ValueError(f"cvt_io: {key} must be true or false, not {value!r}")
-
-
-def _as_int(key: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"cvt_io: {key} must be an integer, not {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return _as_int(key, float(value))
-        except ValueError:
-            pass
-    raise ValueError(f"cvt_io: {key} must be an integer, not {value!r}")
-
-
-def _as_float(key: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"cvt_io: {key} must be a number, not {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"cvt_io: {key} must be a number, not {value!r}") from None
-
-
-def _as_shape(value: Any) -> str:
-    letters = re.sub(r"[^a-z]", "", str(value).lower())
-    if letters in ("bdhw", "bndhw"):
-        return letters
-    raise ValueError(f'cvt_io: shape must be "bdhw" ([b, d, H, W]) or "bndhw" ([b, n, d, H, W]), not {value!r}')
-
-
-def config(params: dict | None) -> dict[str, Any]:
-    """The full configuration: ``params`` over DEFAULTS, checked and converted to the right types.
-
-    A key whose value is None takes its default (the baseline card has no N, L, shape...).
-    Unknown keys are ignored with a warning.
-    """
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        warnings.warn(f"cvt_io: ignoring unknown parameters {', '.join(unknown)}", stacklevel=3)
-    cfg = dict(DEFAULTS)
-    cfg.update({k: v for k, v in params.items() if k in DEFAULTS and v is not None})
-    for key in _INT_KEYS:
-        cfg[key] = _as_int(key, cfg[key])
-    for key in _FLOAT_KEYS:
-        cfg[key] = _as_float(key, cfg[key])
-    for key in _BOOL_KEYS:
-        cfg[key] = _as_bool(key, cfg[key])
-    cfg["shape"] = _as_shape(cfg["shape"])
-    if cfg["seed"] is not None:
-        cfg["seed"] = _as_int("seed", cfg["seed"])
-    for key in ("N", "L", "warmup", "steps", "clip", "wd", "data_seed"):
-        if cfg[key] < 0:
-            raise ValueError(f"cvt_io: {key} must be >= 0, not {cfg[key]!r}")
-    for key in ("latent_hw", "batch", "dim", "depth", "heads", "train_size", "eval_size", "ckpt_every"):
-        if cfg[key] < 1:
-            raise ValueError(f"cvt_io: {key} must be >= 1, not {cfg[key]!r}")
-    if cfg["image"] < 16 or cfg["image"] % 8:
-        raise ValueError(f"cvt_io: image must be a multiple of 8 and at least 16, not {cfg['image']!r}")
-    if cfg["dim"] % cfg["heads"] or (cfg["dim"] // 2) % max(1, cfg["heads"] // 2):
-        raise ValueError(f"cvt_io: dim ({cfg['dim']}) and dim // 2 must be divisible by the heads")
-    if not cfg["lr"] > 0:
-        raise ValueError(f"cvt_io: lr must be > 0, not {cfg['lr']!r}")
-    return cfg
+from ._cvt_io_params import config, max_steps
 
 
 # --------------------------------------------------------------------------- data
@@ -680,6 +572,10 @@ def _load(path: Path) -> dict:
 def run(params: dict, ctx) -> None:
     """Train the model for ``params`` and report through ``ctx`` (see the module docstring)."""
     cfg = config(params)
+    cap = max_steps(os.environ)
+    if cap is not None and cap < cfg["steps"]:
+        ctx.note(f"trained {cap} of its {cfg['steps']} steps: EXPDB_MAX_STEPS={cap}")
+        cfg["steps"] = cap
     device = str(getattr(ctx, "device", "cpu") or "cpu")
     ctx_seed = getattr(ctx, "seed", None)
     seed = int(ctx_seed) if ctx_seed is not None else (cfg["seed"] if cfg["seed"] is not None else 0)

@@ -1,5 +1,6 @@
 """`expdb import FORMAT LOGFILE --name NAME [--from BASE]`: runs that already happened, from real training logs."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,26 @@ def test_bad_import_is_one_error_line_exit_2_and_writes_nothing(cli, no_training
 def test_refused_first_import_leaves_no_database(cli, workdir, no_training_lines, args):
     assert cli("import", *args).code == 2
     assert not (workdir / "experiments.db").exists()
+
+
+def test_a_log_is_not_imported_onto_a_card_another_runner_trains(cli):
+    assert cli("new", "cvt", "--runner", "cvt_io").code == 0
+    regex = "regex:step (?P<step>\\d+) loss (?P<loss>\\S+)"
+    assert cli("new", "scripted", "--cmd", "python train.py", "--parse", regex).code == 0
+    refused(cli, ["import", "mmdet", str(SAMPLE), "--name", "cvt"], "cvt is trained by runner cvt_io, not by a mmdet log")
+    refused(cli, ["import", "mmdet", str(SAMPLE), "--name", "scripted"], "scripted is trained by a command")
+
+
+def test_imported_mmengine_run_has_fractional_epochs_and_a_duration(cli, workdir):
+    log = workdir / "20230703_130417.log"
+    log.write_text(MMENGINE.read_text())
+    assert cli("import", "mmdet", str(log), "--name", "engine").code == 0
+    loss = curve(1)
+    assert list(loss.epochs) == pytest.approx([step / 196 for step in range(10, 191, 10)])
+    started, ended = query("SELECT started_at, ended_at FROM run WHERE id = 1")[0]
+    assert ended - started == 36.0  # 13:04:17 to 13:04:53
+    assert time.localtime(started).tm_year == 2023
+    assert list(loss.walls)[-1] == 36.0
 
 
 # ---------------------------------------------------------------- JSON logs, work_dirs, TensorBoard, regex

@@ -46,7 +46,7 @@ def test_bad_report_input_is_one_line_and_writes_nothing(cli, workdir):
     files = sorted(path.name for path in workdir.iterdir())
     for args, message in [
         (["--tag", "study", "-o", "missing/r.md"], "does not exist"),
-        (["--tag", "study", "--format", "html"], "unknown report format 'html'"),
+        (["--tag", "study", "--format", "pdf"], "unknown report format 'pdf'"),
         (["--tag", "study", "--format", "latex", "-o", "r.md"], "--format latex writes a .tex file, not 'r.md'"),
         (["--tag", "nobody"], "matches --tag nobody"),
         (["base", "-m", "iou5"], "did you mean 'iou50'?"),

@@ -138,7 +138,7 @@ BAD_INPUT = [
     ([*SWEEP, "--N", "3,5", "--tag", "bad tag"], "invalid tag 'bad tag'"),
     ([*SWEEP, "--N", "3,5", "--note", " "], "the note is empty"),
     (["sweep", "bad/name", "--from", "cvt_io_v2_1", "--N", "3,5"], "invalid card name 'bad/name'"),
-    (["sweep", "s", "--N", "3,5"], "Missing option '--from'"),
+    (["sweep", "s", "--N", "3,5"], "`expdb sweep` needs --from PARENT"),
     ([*SWEEP, "--N", "3,5", "stray"], "unexpected argument 'stray'"),
     ([*SWEEP, "--N", "3,5", "--max-cards", "0"], "--max-cards"),
 ]

@@ -1,4 +1,4 @@
-"""Everyday commands start fast: they never import torch, fvcore, matplotlib or pandas."""
+"""Everyday commands start fast: they never import torch, fvcore, matplotlib, pandas or scipy."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import EXAMPLE_DB
 
-HEAVY = {"torch", "fvcore", "matplotlib", "pandas"}
+HEAVY = {"torch", "fvcore", "matplotlib", "pandas", "scipy"}
 # Runs the CLI in a fresh interpreter, then reports which top-level modules it imported.
 PROBE = """
 import json, sys

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -88,6 +89,7 @@ def test_cascade_first_record_exactly():
         },
         timestamp=local(2021, 1, 25, 19, 25, 44, 459000),
         mode="train",
+        epochs_done=50 / 5455,
     )
     assert list(first.values)[:4] == ["lr", "time", "data_time", "memory"]  # log order, no eta
 
@@ -107,11 +109,37 @@ def test_mmengine_log():
         step=10,
         epoch=1,
         values={"lr": 3.3333e-04, "time": 0.4073, "data_time": 0.0335, "memory": 970.0, "loss": 6.1887},
-        timestamp=None,  # "07/03 13:04:17" has no year
+        timestamp=local(YEAR_OF_MMENGINE, 7, 3, 13, 4, 17),  # "07/03 13:04:17": the year of the file
         mode="train",
+        epochs_done=10 / 196,
     )
     assert records[-1].values["loss"] == 1.7523
     assert records[9].step == 100 and records[9].values["loss"] == 2.0891
+
+
+YEAR_OF_MMENGINE = datetime.fromtimestamp(MMENGINE.stat().st_mtime).year
+
+
+def test_epochs_are_fractional_iteration_over_iterations_per_epoch():
+    records = parse_file(MMENGINE, "mmdet")
+    assert [r.epochs_done for r in records] == pytest.approx([step / 196 for step in range(10, 191, 10)])
+    assert all(r.epoch == 1 for r in records)
+
+
+def test_a_date_without_a_year_takes_it_from_the_file_name_else_its_mtime(tmp_path):
+    named = tmp_path / "20191231_235950" / "20191231_235950.log"
+    named.parent.mkdir()
+    lines = MMENGINE.read_text().splitlines()[:2]
+    # across new year: 12/31 23:59:50, then 01/01 00:00:10 of the next year
+    december, january = lines[0].replace("07/03 13:04:17", "12/31 23:59:50"), lines[1].replace("07/03 13:04:19", "01/01 00:00:10")
+    named.write_text(f"{december}\n{january}\n")
+    first, second = parse_file(named, "mmdet")
+    assert first.timestamp == local(2019, 12, 31, 23, 59, 50)
+    assert second.timestamp == local(2020, 1, 1, 0, 0, 10)
+    unnamed = tmp_path / "train.log"
+    unnamed.write_text(lines[0] + "\n")
+    os.utime(unnamed, (local(2022, 8, 1, 0, 0, 0), local(2022, 8, 1, 0, 0, 0)))
+    assert parse_file(unnamed, "mmdet")[0].timestamp == local(2022, 7, 3, 13, 4, 17)
 
 
 def test_mmengine_dates_use_the_year_given():
@@ -177,7 +205,7 @@ def test_mmengine_colour_codes_are_ignored():
         "\x1b[32m07/03 13:04:17\x1b[0m - mmengine - \x1b[4m\x1b[97mINFO\x1b[0m - "
         "Epoch(train)  [1][ 10/196]  lr: 3.3333e-04  eta: 0:13:14  time: 0.4073  data_time: 0.0335  memory: 970  loss: 6.1887"
     )
-    assert make_parser("mmdet").parse(coloured) == parse_file(MMENGINE, "mmdet")[0]
+    assert make_parser("mmdet", year=YEAR_OF_MMENGINE).parse(coloured) == parse_file(MMENGINE, "mmdet")[0]
 
 
 def test_mmengine_iteration_based_training():
@@ -235,6 +263,7 @@ def test_mmdet2_val_line_lands_at_the_end_of_its_epoch():
         values={"val/bbox_mAP": 0.38, "val/bbox_mAP_50": 0.421, "val/bbox_mAP_s": -1.0, "val/segm_mAP": 0.367},
         timestamp=local(2021, 1, 25, 20, 3, 28, 939000),
         mode="val",
+        epochs_done=1.0,
     )
     # The next epoch's training lines still count from the start.
     later = parser.parse("2021-01-25 21:00:00,000 - mmdet - INFO - Epoch [2][50/5455]\tlr: 2.000e-02, time: 0.4, loss: 0.4")
@@ -283,6 +312,7 @@ def test_mmengine_val_progress_is_skipped_and_its_result_kept():
         values={"val/coco/bbox_mAP": 0.001, "val/coco/bbox_mAP_50": 0.004},
         timestamp=local(2023, 7, 3, 13, 6, 0),
         mode="val",
+        epochs_done=1.0,
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import query, records
 
 from expdb import cards
+from expdb.cpus import thread_budget
 from expdb.errors import ExpdbError
 from expdb.lifecycle import reap
 from expdb.queue import (
@@ -91,7 +92,7 @@ def test_a_slots_next_job_is_ready_before_the_slot_is_free(db):
 
 def test_cpu_jobs_share_the_cores_through_their_thread_budget(db):
     queued = queue_runs(db, make_cards(db, ["a", "b"]), resume=False, launcher="local")
-    result = run_queue(db, queued, cpu_slots(2, cores=8), RUN_ARGS, Path("out"))
+    result = run_queue(db, queued, cpu_slots(2, thread_budget(2, cores=8, load=0.0, environ={})), RUN_ARGS, Path("out"))
     assert result.all_finished
     for card in ("a", "b"):
         assert pinned(card) == {"CUDA_VISIBLE_DEVICES": None, "OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
@@ -101,12 +102,14 @@ def test_what_a_job_prints_is_kept_in_its_file(db):
     queued = queue_runs(db, make_cards(db, ["talks"]), resume=False, launcher="local")
     assert run_queue(db, queued, cpu_slots(1), RUN_ARGS, Path("out")).all_finished
     printed = Path("out/run-1-talks.log").read_text().splitlines()
-    assert printed == ["training talks", "talks (run 1) finished  iou50=0.5"]
+    assert printed[0].startswith("CPU threads: ") and printed[0].endswith(", as OMP_NUM_THREADS says")  # the slot's
+    assert printed[1:] == ["training talks", "talks (run 1) finished  iou50=0.5"]
 
 
 def test_slots_as_the_options_make_them():
-    assert [slot.env["OMP_NUM_THREADS"] for slot in cpu_slots(3, cores=2)] == ["1", "1", "1"]
-    assert [slot.label for slot in cpu_slots(2, cores=2)] == ["CPU 1", "CPU 2"]
+    three = cpu_slots(3, thread_budget(3, cores=2, load=0.0, environ={}))
+    assert [slot.env["OMP_NUM_THREADS"] for slot in three] == ["1", "1", "1"]
+    assert [slot.label for slot in cpu_slots(2, thread_budget(2, cores=2, load=0.0, environ={}))] == ["CPU 1", "CPU 2"]
     assert [slot.label for slot in gpu_slots(["0", "1"], jobs=4)] == ["GPU 0", "GPU 1", "GPU 0", "GPU 1"]
     assert [slot.env for slot in gpu_slots(["3"])] == [{"CUDA_VISIBLE_DEVICES": "3"}]
 

@@ -73,7 +73,7 @@ def test_markdown_report_has_every_section_and_its_plots(study, workdir):
     assert "Not drawn, having no `lr` curve: `cvt`, `cvt_io_v2_8`, `blowup`." in text
     # the divergence note with its step
     problems = text.split("## What went wrong")[1].split("##")[0]
-    assert re.search(r"\*\*`blowup`\*\* \(run \d+, step 30\): loss became NaN at step 30", problems), problems
+    assert re.search(r"\*\*`blowup`\*\* \(run \d+, step 30\): diverged: loss became NaN at step 30", problems), problems
     # the environment of the latest runs
     environment = text.split("## Environment")[1]
     assert "| card | run | status | started | ended | duration | host | device | torch | CUDA | git commit |" in environment
@@ -128,7 +128,7 @@ def test_bad_input_is_one_line_and_writes_nothing(study, workdir):
         ({"output": workdir / "missing" / "r.md"}, "directory"),
         ({"output": workdir / "missing" / "r.tex", "format": "latex"}, "does not exist"),
         ({"cards": []}, "no cards to report on"),
-        ({"format": "html"}, "use one of: md, latex"),
+        ({"format": "pdf"}, "use one of: md, latex, html"),
         ({"metrics": ["accuracy"]}, "no card of the report has a metric 'accuracy': cvt has iou50, loss;"),
         ({"metrics": ["iou5"]}, "metric 'iou5' (did you mean 'iou50'?)"),
         ({"x": "wall"}, "unknown x axis"),

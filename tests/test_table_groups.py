@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+from scipy import stats
 
 from expdb.cards import Selection, create_card, select_cards
 from expdb.errors import ExpdbError
@@ -52,7 +53,8 @@ def seeds(db):
 def md(table) -> list[list[str]]:
     out = io.StringIO()
     write_markdown(table, out)
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in out.getvalue().splitlines()]
+    table_lines = out.getvalue().split("\n\n")[0].splitlines()  # the notes follow a blank line
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in table_lines]
 
 
 def csv_rows(table) -> list[dict]:
@@ -130,9 +132,10 @@ def test_seeds_of_a_variant_fold_into_one_row_with_mean_std_and_n(seeds):
     # N groups; wd is constant within each group and differs between them; lr is the same everywhere, seed differs within.
     assert header == ["group", "N", "wd", "n", "IOU@0.50"]
     assert rule == ["---", "---", "---", "---:", "---:"]
-    assert rows == [["N=5", "5", "0.1", "3", "0.32 ± 0.02"], ["N=10", "10", "0.2", "3", "**0.42 ± 0.02**"]]
+    assert rows == [["N=5", "5", "0.1", "3", "0.320 ± 0.020"], ["N=10", "10", "0.2", "3", "**0.420 ± 0.020**"]]
     records = csv_rows(table)
-    assert list(records[0]) == ["group", "N", "wd", "n", "iou50_mean", "iou50_std"]
+    assert list(records[0]) == ["group", "N", "wd", "n", "iou50_mean", "iou50_std", "iou50_n", "iou50_ci_low", "iou50_ci_high"]
+    assert float(records[1]["iou50_ci_low"]) == pytest.approx(0.42 - stats.t.ppf(0.975, 2) * 0.02 / 3**0.5)
     assert float(records[1]["iou50_mean"]) == pytest.approx(0.42)
     assert float(records[1]["iou50_std"]) == pytest.approx(0.02)
     assert records[1]["n"] == "3"
@@ -147,7 +150,9 @@ def test_a_group_of_one_has_no_std(seeds):
     record_run(seeds, "v20_s0", "finished", {"iou50": 0.5})
     table = comparison(seeds, ["iou50"], group_by=["N"], params="none")
     assert md(table)[-1] == ["N=20", "1", "**0.5**"]
-    assert csv_rows(table)[-1] == {"group": "N=20", "n": "1", "iou50_mean": "0.5", "iou50_std": ""}
+    assert csv_rows(table)[-1] == {
+        "group": "N=20", "n": "1", "iou50_mean": "0.5", "iou50_std": "", "iou50_n": "1", "iou50_ci_low": "", "iou50_ci_high": ""
+    }
 
 
 def test_chosen_aggregates_and_several_group_keys(seeds):
@@ -160,7 +165,7 @@ def test_chosen_aggregates_and_several_group_keys(seeds):
 
 def test_baseline_deltas_are_to_the_baseline_cards_group_mean(seeds):
     table = comparison(seeds, ["iou50"], group_by="N", baseline="v5_s1", params="none")
-    assert md(table)[2:] == [["N=5 (baseline)", "3", "0.32 ± 0.02"], ["N=10", "3", "**0.42 ± 0.02 (+0.1)**"]]
+    assert md(table)[2:] == [["N=5 (baseline)", "3", "0.320 ± 0.020", ""], ["N=10", "3", "**0.420 ± 0.020**", "+0.1 (no spread)"]]
     records = json_rows(table)
     assert [record["baseline"] for record in records] == [True, False]
     assert records[1]["deltas"] == {"iou50_mean_delta": pytest.approx(0.1)}
@@ -177,7 +182,7 @@ def test_latex_shows_mean_plus_minus_std(seeds):
     out = io.StringIO()
     write_latex(table, out)
     assert r"Group & n & IOU@0.50 \\" in out.getvalue()
-    assert r"N=10 & 3 & \textbf{0.42 $\pm$ 0.02} \\" in out.getvalue()
+    assert r"N=10 & 3 & {\boldmath $0.420 \pm 0.020$} \\" in out.getvalue()
 
 
 # -- bad input ------------------------------------------------------------------------------
@@ -207,9 +212,9 @@ def test_a_mean_over_fewer_cards_than_the_group_says_how_many(example_db):
     from expdb.db import Database
 
     with Database(str(example_db)) as db:
-        table = comparison(db, ["iou50"], group_by="shape", params="none")
+        table = comparison(db, ["iou50"], group_by="shape", over="N,L,lr", params="none")
         out = io.StringIO()
         write_markdown(table, out)
-    lines = {line.split("|")[1].strip(): line for line in out.getvalue().splitlines()[2:]}
+    lines = {line.split("|")[1].strip(): line for line in out.getvalue().split("\n\n")[0].splitlines()[2:]}
     # shape=bdhw holds 5 cards with IOU@0.50, 3 of them with a measured Cost-Time.
     assert "| 5 |" in lines["shape=bdhw"] and "(n=3)" in lines["shape=bdhw"]

@@ -8,14 +8,14 @@ name the step it was taken at (the last value, or the best of a validation curve
 content-addressed store outside the database.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,103 @@
+"""`--over seed` in table, plot and report, on a study with a known mean and spread at every step."""
+
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import refused
+from scipy import stats
+
+from expdb.cards import Selection, create_card, select_cards
+from expdb.db import Database
+from expdb.plot import plot_curves
+from expdb.runs import begin_run
+
+OFFSETS = (-0.1, 0.0, 0.1)  # per seed: loss = 1 / (1 + step) + offset, so the mean is 1 / (1 + step) and the std 0.1
+IOU = {"v_N5": (0.50, 0.52, 0.55), "v_N10": (0.60, 0.63, 0.61)}
+
+
+@pytest.fixture
+def seeds(workdir):
+    with Database(create=True) as db:  # iou50 is defined by default: IOU@0.50, higher is better
+        for variant, values in IOU.items():
+            for seed, (offset, iou) in enumerate(zip(OFFSETS, values, strict=True)):
+                name = f"{variant}_seed{seed}"
+                create_card(db, name, {"N": int(variant[3:]), "seed": seed}, tags=["v"])
+                run = begin_run(db, name, device="cpu")
+                for step in range(0, 50, 5):
+                    run.log(step, loss=1 / (1 + step) + offset)
+                run.summary(iou50=iou)
+                run.end("finished")
+        create_card(db, "v_N10_seed3", {"N": 10, "seed": 3}, tags=["v"])  # diverged: shown apart, not averaged
+        run = begin_run(db, "v_N10_seed3", device="cpu")
+        for step in range(0, 50, 5):
+            run.log(step, loss=math.nan if step > 20 else 5.0)
+        run.end("diverged")
+    return workdir
+
+
+def test_table_over_seed_against_a_variant(cli, seeds):
+    result = cli("table", "--tag", "v", "-m", "iou50", "--over", "seed", "--baseline", "v_N10", "--format", "md")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0] == "| variant | N | n | IOU@0.50 | vs v_N10 |"
+    assert lines[2].startswith("| v_N10 (baseline) | 10 | 3 | **0.613 ± 0.015** |")
+    # paired on seeds 0-2: differences -0.10, -0.11, -0.06
+    expected = stats.ttest_rel(IOU["v_N5"], IOU["v_N10"])
+    half = stats.t.ppf(0.975, 2) * stats.sem(np.subtract(IOU["v_N5"], IOU["v_N10"]))
+    assert half == pytest.approx(0.066, abs=0.001) and expected.pvalue < 0.05
+    assert lines[3] == "| v_N5 | 5 | 3 | 0.523 ± 0.025 | -0.09 [-0.16, -0.02] † |"
+
+
+def test_table_refuses_a_mixed_group(cli, seeds):
+    refused(cli, ["table", "--tag", "v", "-m", "iou50", "--group-by", "seed"], "the group seed=0 mixes cards that differ in N")
+
+
+def test_plot_over_seed_draws_the_mean_in_its_band_and_counts_the_diverged_seed(seeds):
+    with Database() as db:
+        cards = select_cards(db, Selection(tag="v"))
+        result = plot_curves(db, cards, ["loss"], seeds / "v.png", over="seed")
+        std_band = plot_curves(db, cards, ["loss"], seeds / "std.png", over="seed", band="std")
+    assert (seeds / "v.png").stat().st_size > 0
+    n10 = next(band for band in result.bands if band.variant == "v_N10")
+    assert n10.cards == ["v_N10_seed0", "v_N10_seed1", "v_N10_seed2"] and n10.diverged == ["v_N10_seed3"]
+    steps = np.arange(0, 50, 5)
+    assert np.array_equal(n10.xs, steps)
+    assert n10.mean == pytest.approx(1 / (1 + steps))
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
+    assert n10.high - n10.mean == pytest.approx(np.full(10, half))
+    assert n10.mean - n10.low == pytest.approx(np.full(10, half))
+    n10_std = next(band for band in std_band.bands if band.variant == "v_N10")
+    assert n10_std.high - n10_std.mean == pytest.approx(np.full(10, 0.1))
+
+
+def test_plot_over_seed_from_the_command_line(cli, seeds):
+    result = cli("plot", "--tag", "v", "-m", "loss", "--over", "seed", "--band", "std", "-o", "v.png")
+    assert result.code == 0, result.err
+    refused(cli, ["plot", "--tag", "v", "--over", "seed", "--band", "sem", "-o", "v.png"], "unknown --band 'sem'")
+
+
+def test_report_over_seed_says_each_comparison_in_a_sentence(cli, seeds):
+    result = cli("report", "--tag", "v", "-m", "iou50", "--over", "seed", "--baseline", "v_N10", "-o", "v.md")
+    assert result.code == 0, result.err
+    text = (seeds / "v.md").read_text()
+    assert "- v_N5 vs v_N10: -0.09 IOU@0.50, 95% CI [-0.16, -0.02], distinguishable with 3 seeds each" in text
+    assert "![loss](v_loss.png)" in text
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs a TeX installation (pdflatex)")
+def test_the_folded_latex_table_compiles_without_siunitx(cli, seeds):
+    result = cli("report", "--tag", "v", "-m", "iou50", "--over", "seed", "--baseline", "v_N10", "-o", "table.tex")
+    assert result.code == 0, result.err
+    table = (seeds / "table.tex").read_text()
+    assert r"{\boldmath $0.613 \pm 0.015$}" in table and r"^\dagger$" in table
+    (seeds / "paper.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n\\input{table.tex}\n\\end{document}\n"
+    )
+    compiled = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+        cwd=seeds, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert compiled.returncode == 0, compiled.stdout[-2000:]
