@@ -55,7 +55,7 @@ def test_record_into_an_existing_card_adds_a_run(cli):
         pytest.param(["x", "--top1", "eighty", "--source", "s"], "cannot read --top1 'eighty'", id="not-a-number"),
         pytest.param(["x", "--source", "s"], "nothing to record", id="no-metric"),
         pytest.param(["x", "--top1", "81.8", "--source", " "], "--source is empty", id="empty-source"),
-        pytest.param(["x", "--top1", "81.8"], "Missing option '--source'", id="no-source"),
+        pytest.param(["x", "--top1", "81.8"], "needs --source SOURCE", id="no-source"),
         pytest.param(["bad name", "--top1", "81.8", "--source", "s"], "invalid card name", id="bad-name"),
         pytest.param(
             ["existing", "--top1", "81.8", "--source", "s", "--from", "existing"], "--from only applies", id="from-existing"
