@@ -179,6 +179,11 @@ def new(
     parse: Annotated[str | None, typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN.")] = None,
     note: Annotated[str | None, typer.Option(help="Why this card exists.")] = None,
     tag: Annotated[list[str], typer.Option(help="A tag; repeat for several.")] = [],
+    config: Annotated[str | None, typer.Option(help="Attach this training config (.py or .yaml) to the card.")] = None,
+    flatten: Annotated[
+        bool,
+        typer.Option("--flatten", help="Also make the config's values parameters (model.decoder.num_layers); --KEY VALUE wins."),
+    ] = False,
     diverge: DivergeOption = [],
     db: DbOption = None,
 ) -> None:
@@ -189,19 +194,38 @@ def new(
     settings = parse_settings(diverge)
     if runner and cmd:
         raise ExpdbError("give --runner or --cmd, not both: a card is trained by one of them")
+    if flatten and config is None:
+        raise ExpdbError("--flatten reads the parameters of a config: give it with --config cfg.py")
     if parse:
         from .logparse import make_parser
 
         make_parser(parse)
-    with open_db(db, create=True) as database:
+    left_out: list[str] = []
+    if config is not None:
+        from .configs import read_config
+
+        read = read_config(config)
+        if flatten:
+            params, left_out = {**read.params, **params}, read.left_out
+    with open_db(db, create=True) as database, database.transaction():
         card = cards.create_card(
             database, name, params, typed, parent=parent, runner=runner, note=note, tags=tag, command=cmd, parser=parse,
             diverge=settings,
         )
+        if config is not None:
+            from .attachments import attach
+
+            attach(database, card.name, config, note="the training config")
         changes = [change for change in cards.param_changes(database, card) if not change.inherited]
     summary = " ".join(f"{change.key}={format_value(change.value)}" for change in changes)
     origin = f" from {card.parent}" if card.parent else ""
+    if flatten:
+        summary = f"{plural(len(changes), 'parameter')} from the config and --KEY VALUE"
     console.print(escape(f"created {card.name}{origin}" + (f": {summary}" if summary else "")), soft_wrap=True)
+    if config is not None:
+        console.print(escape(f"attached {config}"), soft_wrap=True)
+    if left_out:
+        console.print(escape(f"not parameters (not literal values, or None): {', '.join(left_out)}"), soft_wrap=True)
 
 
 @app.command(
@@ -267,13 +291,15 @@ def list_cards(
 @app.command(short_help="A card: parameters, runs, results, notes.")
 def show(name: Annotated[str, typer.Argument(help="The card.")], wide: WideOption = False, db: DbOption = None) -> None:
     """A card: its parameters (and what changed vs its parent), runs, results, notes."""
+    from .attachments import attachments_of
     from .metrics import load_definitions
     from .views import render_card
 
     with open_db(db) as database:
         details = cards.card_details(database, name)
         definitions = load_definitions(database)
-    render_card(details, definitions, console, wide=wide)
+        files = attachments_of(database, [details.card.id]).get(details.card.id, [])
+    render_card(details, definitions, console, files, wide=wide)
 
 
 @app.command(short_help="Two cards' differing parameters and results.")
@@ -798,29 +824,136 @@ def run_progress(card: cards.Card):
 
 @app.command("import", short_help="Import a run that happened from its training log.")
 def import_log(
-    ctx: typer.Context,
-    format: Annotated[str, typer.Argument(metavar="FORMAT", help="The log's format: mmdet, or regex:PATTERN.")],
-    logfile: Annotated[str, typer.Argument(help="The training log.")],
-    name: Annotated[str, typer.Option(help="The card the run belongs to; created if it does not exist.")],
-    parent: Annotated[str | None, typer.Option("--from", help="Fork the new card from this one.")] = None,
+    format: Annotated[
+        str,
+        typer.Argument(
+            metavar="FORMAT", help="mmdet (a text log, .log.json, scalars.json or a work_dir), tensorboard, or regex:PATTERN."
+        ),
+    ],
+    logfile: Annotated[
+        str, typer.Argument(metavar="PATH", help="The training log, work_dir, or folder of TensorBoard event files.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="The card the runs belong to; created if it does not exist. Default: the file's name.")
+    ] = None,
+    parent: Annotated[str | None, typer.Option("--from", help="Fork a card the import creates from this one.")] = None,
+    params: Annotated[str | None, typer.Option(help="Read parameters from each event folder's name: 'lr{lr}_bs{batch}'.")] = None,
     diverge: DivergeOption = [],
     db: DbOption = None,
 ) -> None:
-    """Import a run that already happened from its training log (its curves, and any divergence)."""
+    """Import runs that already happened: their curves, summary metrics (last, and best of validation curves) and
+    any divergence. A file imported before adds nothing; a log holding several launches gives a run for each."""
     from .divergence import parse_settings
-    from .logparse import make_parser
-    from .results import import_log as import_run
+    from .results import import_log as import_runs
 
-    make_parser(format)
     settings = parse_settings(diverge)
+    if name is not None:
+        cards.validate_name(name)
+    if params is not None and format.strip().lower() != "tensorboard":
+        raise ExpdbError(
+            "--params reads parameters from TensorBoard event folders' names: use it with `expdb import tensorboard`"
+        )
+    with open_db(db, create=True) as database:
+        imported = import_runs(database, logfile, format, name, parent=parent, params=params, diverge=settings)
+    for line in imported.account:
+        console.print(escape(line), soft_wrap=True)
+    for run in imported.runs:
+        if run.already is not None:
+            console.print(escape(f"already imported as run {run.already[1]} of {run.already[0]}: nothing added"), soft_wrap=True)
+            continue
+        console.print(escape(f"imported {run.points:,} points into {run.card} (run {run.run_id}): {run.status}"), soft_wrap=True)
+        for divergence in run.divergences:
+            console.print(f"  {escape(divergence.message)}", soft_wrap=True)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Record the final metrics of a run that happened elsewhere (a paper's table, a colleague's number), as "
+    "--KEY VALUE written as the table prints them: 81.8, 670.32K, 6.934G, 34.12ms, 81.8%. A unit must be the metric's "
+    "own (`expdb metric define`). params, flops and cost_time go to the card's profile. The run is marked recorded by "
+    "hand, with its source, and has no host, git commit or device. The card is created if it does not exist.",
+)
+def record(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The card.")],
+    source: Annotated[str, typer.Option(help='Where the numbers come from: "DeiT, Table 1".')],
+    parent: Annotated[str | None, typer.Option("--from", help="Fork a card that `record` creates from this one.")] = None,
+    db: DbOption = None,
+) -> None:
+    from .metrics import definition, load_definitions
+    from .results import record_by_hand
+    from .values import split_key_values
+
+    typed = split_key_values(ctx.args)
     cards.validate_name(name)
     with open_db(db, create=True) as database:
-        imported = import_run(database, logfile, format, name, parent=parent, diverge=settings)
-    console.print(
-        f"imported {imported.points:,} points into {name} (run {imported.run_id}): {imported.status}", soft_wrap=True
-    )
-    for divergence in imported.divergences:
-        console.print(f"  {escape(divergence.message)}", soft_wrap=True)
+        run_id, values = record_by_hand(database, name, typed, source, parent=parent)
+        definitions = load_definitions(database)
+    shown = " ".join(f"{key}={definition(definitions, key).cell(value)}" for key, value in values.items())
+    console.print(escape(f"recorded run {run_id} of {name} by hand: {shown}"), soft_wrap=True)
+
+
+metric_app = typer.Typer(help="How metrics are shown: label, unit, better direction, digits.", no_args_is_help=True)
+app.add_typer(metric_app, name="metric")
+
+
+@metric_app.command("define")
+def metric_define(
+    key: Annotated[str, typer.Argument(help="The metric, as runs record it: top1, val/bbox_mAP.")],
+    label: Annotated[str | None, typer.Option(help='The column head: "Top-1".')] = None,
+    unit: Annotated[str | None, typer.Option(help="Its unit: %, ms, img/s; cells carry %, ms and s.")] = None,
+    higher: Annotated[
+        bool | None,
+        typer.Option("--higher-is-better/--lower-is-better", help="Which way is better (bolded as best).", show_default=False),
+    ] = None,
+    digits: Annotated[int | None, typer.Option(help="Decimals shown: 1 gives 81.8.")] = None,
+    si: Annotated[bool, typer.Option("--si", help="Show with an SI prefix and --digits decimals: 6.93G.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Define, or change, how a metric is shown; what is not given is kept."""
+    from .metrics import define_metric
+
+    direction = None if higher is None else "higher" if higher else "lower"
+    with open_db(db, create=True) as database:
+        defined = define_metric(database, key, label, unit, direction, digits, si)
+    better = f", {defined.direction} is better" if defined.direction else ", no better direction"
+    unit_text = f", unit {defined.unit}" if defined.unit else ""
+    console.print(escape(f"{defined.key}: {defined.label!r}{unit_text}{better}, format {defined.format}"), soft_wrap=True)
+
+
+@metric_app.command("list")
+def metric_list(db: DbOption = None) -> None:
+    """The metric definitions, and the metrics runs recorded that have none."""
+    from .metrics import load_definitions, metric_keys_in_use
+    from .views import render_metric_definitions
+
+    with open_db(db) as database:
+        definitions = load_definitions(database)
+        used = metric_keys_in_use(database)
+    render_metric_definitions(definitions, used, console)
+
+
+@app.command()
+def attach(
+    name: Annotated[str, typer.Argument(help="The card.")],
+    file: Annotated[str, typer.Argument(help="The file: a figure, a config, a checkpoint.")],
+    note: Annotated[str | None, typer.Option(help="What it is.")] = None,
+    run: Annotated[int | None, typer.Option(help="The card's run it belongs to (a run id from `expdb show`).")] = None,
+    max_size: Annotated[str, typer.Option("--max-size", help="Refuse files larger than this: bytes, or 500M, 1G.")] = "1G",
+    db: DbOption = None,
+) -> None:
+    """Keep a file with a card, content-addressed beside the database (or in $EXPDB_ATTACHMENTS)."""
+    from .attachments import attach as attach_file
+    from .attachments import parse_size
+
+    limit = parse_size(max_size)
+    if note is not None:
+        cards.validate_note(note)
+    with open_db(db) as database:
+        attached, new = attach_file(database, name, file, note=note, max_size=limit, run_id=run)
+    what = "attached" if new else "already attached, nothing added:"
+    line = f"{what} {attached.name} to {name} ({attached.size:,} bytes, sha256 {attached.sha256[:12]})"
+    console.print(escape(line), soft_wrap=True)
 
 
 @app.command(short_help="Create, run and show a small demo study.")

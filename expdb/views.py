@@ -3,6 +3,7 @@
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 from rich.cells import cell_len
@@ -11,7 +12,7 @@ from rich.text import Text
 
 from .cards import Card, CardDetails, CardDiff, ParamChange
 from .fit import Column, print_table
-from .lifecycle import PLANNED, RunStatus
+from .lifecycle import BY_HAND, IMPORTED, PLANNED, RunStatus
 from .metrics import PROFILE_COLUMNS, MetricDef, definition, format_number
 from .series import Curve
 from .sweep import SweepPlan
@@ -102,7 +103,9 @@ def _change_text(change: ParamChange, has_parent: bool) -> tuple[str, str | None
     return f"was {format_value(change.parent_value)}", "yellow"
 
 
-def render_card(details: CardDetails, definitions: dict[str, MetricDef], console: Console, wide: bool = False) -> None:
+def render_card(
+    details: CardDetails, definitions: dict[str, MetricDef], console: Console, attachments: Sequence = (), wide: bool = False
+) -> None:
     card = details.card
     _print(console, (card.name, "bold"), "  ", status_text(card.status))
     if card.invalid_reason:
@@ -152,9 +155,28 @@ def render_card(details: CardDetails, definitions: dict[str, MetricDef], console
             wide=wide,
             title="runs",
         )
+        for run in details.runs:
+            if run.origin == BY_HAND:
+                _print(console, f"  run {run.id} recorded by hand; source: {run.source or ''}")
+            elif run.origin == IMPORTED:
+                _print(console, f"  run {run.id} imported from {run.source or ''}")
 
     if details.profile:
         render_profile(details.profile, definitions, console)
+
+    if attachments:
+        print_table(
+            console,
+            [
+                Column("file", [attachment.name for attachment in attachments]),
+                Column("size", [format_number(attachment.size, "si1") + "B" for attachment in attachments], right=True),
+                Column("run", [str(attachment.run_id or "") for attachment in attachments], priority=2),
+                Column("sha256", [attachment.sha256[:12] for attachment in attachments], priority=3),
+                Column("note", [attachment.note or "" for attachment in attachments], priority=1, prose=True),
+            ],
+            wide=wide,
+            title="attachments",
+        )
 
     if details.notes:
         _print(console, ("notes", "bold"))
@@ -346,3 +368,23 @@ def render_queue(entries: list, moment: float, console: Console, wide: bool = Fa
     )
     running = sum(entry.status == RunStatus.RUNNING for entry in entries)
     _print(console, f"{running} running, {len(entries) - running} queued")
+
+
+def render_metric_definitions(definitions: dict[str, MetricDef], used: dict[str, int], console: Console) -> None:
+    """The defined metrics, then the keys runs recorded without a definition."""
+    keys = sorted(definitions) + sorted(set(used) - set(definitions))
+    defined = [definitions.get(key) for key in keys]
+    print_table(
+        console,
+        [
+            Column("key", keys, styles=[None if found else "dim" for found in defined]),
+            Column("label", [found.label if found else "" for found in defined], priority=1),
+            Column("unit", [found.unit if found else "" for found in defined], priority=2),
+            Column("better", [(found.direction or "") if found else "" for found in defined], priority=1),
+            Column("format", [found.format if found else "" for found in defined], priority=3),
+            Column("runs", [f"{used.get(key, 0):,}" for key in keys], right=True),
+        ],
+    )
+    undefined = len(set(used) - set(definitions))
+    if undefined:
+        _print(console, f"{plural(undefined, 'metric')} recorded without a definition (dim): `expdb metric define KEY ...`")
