@@ -1,7 +1,13 @@
-"""The Python API for your own training scripts: `with expdb.start("name", lr=4e-3) as run: run.log(...)`."""
+"""The Python API for your own training scripts: `with expdb.start("name", lr=4e-3) as run: run.log(...)`.
+
+A card's parameters are fixed once it has run. A run started with other values for them is
+recorded on a fork, `NAME.2` (then `NAME.3`, ...), whose parent is `NAME`; a later start with
+the same values finds that fork again. The framework integrations start their runs here too.
+"""
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,25 +21,92 @@ from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .ranks import IdleRun, launch_group, process_rank
 from .runs import Run, RunStopped, attach_run, begin_run, check_on_diverge, sigterm_as_interrupt
-from .values import Value, format_value, same
+from .values import Value, format_value
 
 
 def ensure_card(db: Database, name: str, params: dict[str, Value]) -> cards.Card:
-    """The card `name` with these parameters: created if missing, completed while it has never run."""
+    """The card to record a run of `name` with these parameters: `name`, created if missing and completed while
+    it has never run; once it has run, a fork of it with these parameters (`NAME.2`)."""
     try:
         card = cards.get_card(db, name)
     except ExpdbError:
         return cards.create_card(db, name, params)
-    changed = {key: value for key, value in params.items() if not same(card.params.get(key), value)}
-    if not changed:
+    params = cards.typed_like(card, params)
+    if cards.agrees(card, params):
         return card
-    if cards.run_count(db, card):
-        key, value = next(iter(changed.items()))
-        raise ExpdbError(
-            f"{name} has run with {key}={format_value(card.params.get(key))}, not {format_value(value)}; "
-            "its results belong to its parameters: start a new card name for new parameters"
+    if not cards.run_count(db, card):
+        return cards.set_params(db, name, params)
+    return cards.fork_for(db, card, params)
+
+
+def forked_line(card: cards.Card, fork: cards.Card, params: dict[str, Value]) -> str:
+    """What a user is told when the run goes to a fork: which values differ, and where the run is."""
+    changed = ", ".join(
+        f"{key}={format_value(value)} (not {format_value(card.params.get(key))})"
+        for key, value in params.items()
+        if not cards.agrees(card, {key: value})
+    )
+    return (
+        f"expdb: {card.name} has run with other parameters; this run, with {changed}, is recorded on {fork.name}, forked from it"
+    )
+
+
+def begin(
+    name: str,
+    params: dict[str, Value],
+    *,
+    db: str | None = None,
+    resume: bool = False,
+    on_diverge: str = "stop",
+    seed: int | None = None,
+    diverge: dict[str, float] | None = None,
+    all_ranks: bool = False,
+    system_metrics: bool = True,
+) -> Run | IdleRun:
+    """Start recording a run of the card `name` (or of its fork, see the module) in a database of its own:
+    end it with `end`. `diverge`, `all_ranks`, `system_metrics`: as `start`'s.
+
+    Rank 0 of a launch (torchrun, srun) owns the run; another rank gets an IdleRun whose calls do nothing,
+    or with `all_ranks` adds its curves to rank 0's run under `rankN/`. Inside `expdb run --cmd`
+    (EXPDB_RUN_ID), the script records into that run."""
+    check_on_diverge(on_diverge)
+    settings = check_settings(diverge or {}, "expdb.start(diverge=...)")
+    validate_name(name)
+    rank = process_rank()
+    if rank != 0 and not all_ranks:
+        return IdleRun(name, params, choose_device("auto"), seed, resume, rank)
+    outer = os.environ.get("EXPDB_RUN_ID")
+    prefix = f"rank{rank}/" if rank else ""
+    database = Database(db, create=True)
+    try:
+        if outer is not None:
+            return attach_run(
+                database, name, outer_run(name, outer), key_prefix=prefix, on_diverge=on_diverge, diverge=settings
+            )
+        if rank:
+            return attach_run(database, name, rank_zero_run(database, name), key_prefix=prefix, on_diverge=on_diverge)
+        card = ensure_card(database, name, params)
+        lifecycle.reap(database)  # a run of the card whose process died would seem to run still
+        run = begin_run(
+            database, card.name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge,
+            system_metrics=system_metrics, diverge=settings,
         )
-    return cards.set_params(db, name, changed)
+    except BaseException:
+        database.close()
+        raise
+    if card.name != name:
+        line = forked_line(cards.get_card(database, name), card, params)
+        print(line, file=sys.stderr)
+        run.write_log(line)
+    return run
+
+
+def end(run: Run, error: BaseException | None) -> RunStatus:
+    """End a run from `begin` by how its training ended (`Run.end_from_exception`) and close its database."""
+    try:
+        return run.end_from_exception(error)
+    finally:
+        run.db.close()
 
 
 @contextmanager
@@ -44,12 +117,13 @@ def start(
     resume: bool = False,
     on_diverge: str = "stop",
     seed: int | None = None,
+    diverge: dict[str, float] | None = None,
     all_ranks: bool = False,
     system_metrics: bool = True,
-    diverge: dict[str, float] | None = None,
     **params: Value,
 ) -> Iterator[Run | IdleRun]:
-    """Record a run of the card `name` (created with `params` if it does not exist).
+    """Record a run of the card `name` (created with `params` if it does not exist; forked as `NAME.2` when
+    it has run with other values of them).
 
     `diverge`: divergence thresholds of this run over the card's, e.g. {"rise_factor": 1.5}
     (the keys of `expdb.divergence.DEFAULTS`, as `--diverge KEY=VALUE` on the command line).
@@ -64,42 +138,23 @@ def start(
     attaches to that run: `expdb run` owns its status, the script adds curves, metrics, profiles.
     `system_metrics`: sample CPU, memory and GPU use as `sys/` curves (see expdb.sysmetrics).
     """
-    check_on_diverge(on_diverge)
-    settings = check_settings(diverge or {}, "expdb.start(diverge=...)")
-    validate_name(name)
-    rank = process_rank()
-    outer = os.environ.get("EXPDB_RUN_ID")
-    if rank != 0 and not all_ranks:
-        yield IdleRun(name, params, choose_device("auto"), seed, resume, rank)
+    run = begin(
+        name, params, db=db, resume=resume, on_diverge=on_diverge, seed=seed, diverge=diverge, all_ranks=all_ranks,
+        system_metrics=system_metrics,
+    )
+    if isinstance(run, IdleRun):
+        yield run
         return
-    database = Database(db, create=True)
-    try:
-        prefix = f"rank{rank}/" if rank else ""
-        if outer is not None:
-            run = attach_run(
-                database, name, outer_run(name, outer), key_prefix=prefix, on_diverge=on_diverge, diverge=settings
-            )
-        elif rank:
-            run = attach_run(database, name, rank_zero_run(database, name), key_prefix=prefix, on_diverge=on_diverge)
+    with sigterm_as_interrupt(run):
+        try:
+            yield run
+        except RunStopped as stopped:
+            end(run, stopped)
+        except BaseException as error:
+            end(run, error)
+            raise
         else:
-            ensure_card(database, name, params)
-            lifecycle.reap(database)  # a run of the card whose process died would seem to run still
-            run = begin_run(
-                database, name, device=choose_device("auto"), seed=seed, resume=resume, on_diverge=on_diverge,
-                system_metrics=system_metrics, diverge=settings,
-            )
-        with sigterm_as_interrupt(run):
-            try:
-                yield run
-            except RunStopped:
-                run.end(RunStatus.DIVERGED)
-            except BaseException as error:
-                run.end_from_exception(error)
-                raise
-            else:
-                run.end(RunStatus.FINISHED)
-    finally:
-        database.close()
+            end(run, None)
 
 
 def outer_run(name: str, run_id: str) -> int:

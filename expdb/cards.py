@@ -464,6 +464,29 @@ def children(db: Database, card: Card) -> list[str]:
     return [row[0] for row in db.query("SELECT name FROM card WHERE parent_id = ? ORDER BY id", (card.id,))]
 
 
+def typed_like(card: Card, params: dict[str, Value]) -> dict[str, Value]:
+    """`params` with the types the card's parameters have (an int given for a float parameter is a float)."""
+    return _coerced(params, card.params, None)
+
+
+def agrees(card: Card, params: dict[str, Value]) -> bool:
+    """Every one of `params` is the card's value (same type too)."""
+    return all(values.same(card.params.get(key), value) for key, value in params.items())
+
+
+def fork_for(db: Database, card: Card, params: dict[str, Value]) -> Card:
+    """The fork of `card` that has `params`: its existing `NAME.K` child that agrees, else a new one with
+    the next free K from 2 (`detr3d_bs8.2`), forked from `card` with `params` over its parameters."""
+    prefix = f"{card.name}."
+    for name in children(db, card):
+        if name.startswith(prefix) and name[len(prefix):].isdigit() and agrees(fork := get_card(db, name), params):
+            return fork
+    number = 2
+    while card_exists(db, f"{prefix}{number}"):
+        number += 1
+    return create_card(db, f"{prefix}{number}", params, parent=card.name)
+
+
 def removal_summary(db: Database, card_ids: list[int]) -> str:
     """What removing these cards deletes, for the question asked first: "2 cards (a, b) with 1 run; ..."."""
     targets = cards_by_id(db, card_ids)
@@ -503,6 +526,8 @@ class RunSummary:
     exit_reason: str | None
     env: dict
     metrics: dict[str, float]
+    origin: str | None = None  # imported, by-hand, or None for a run made here
+    source: str | None = None  # the file imported, or where numbers typed by hand come from
 
 
 @dataclass
@@ -541,9 +566,9 @@ def card_details(db: Database, name: str) -> CardDetails:
     ):
         metrics.setdefault(run_id, {})[key] = value
     runs = [
-        RunSummary(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), metrics.get(row[0], {}))
+        RunSummary(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), metrics.get(row[0], {}), row[6], row[7])
         for row in db.query(
-            "SELECT id, status, started_at, ended_at, exit_reason, env FROM run WHERE card_id = ? ORDER BY id",
+            "SELECT id, status, started_at, ended_at, exit_reason, env, origin, source FROM run WHERE card_id = ? ORDER BY id",
             (card.id,),
         )
     ]

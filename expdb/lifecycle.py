@@ -44,6 +44,10 @@ PLANNED = "planned"  # the status of a card that has no run; never a run's
 CARD_STATUSES = (PLANNED, *(status.value for status in RunStatus))
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)  # not ended: nothing else may start or queue its card
 ENDED = tuple(status for status in RunStatus if status not in ACTIVE)
+# Where a run that did not happen here came from: read from its log, or typed in by hand (a paper's table).
+IMPORTED = "imported"
+BY_HAND = "by-hand"
+ORIGINS = (None, IMPORTED, BY_HAND)
 # A run taken for crashed (its heartbeat late) that turns out alive still beats and ends as it ends.
 _ALIVE = (RunStatus.RUNNING, RunStatus.CRASHED)
 STALE_HEARTBEAT_S = 60.0  # a run on another host is crashed once its heartbeat is this old
@@ -360,15 +364,26 @@ def record(
     command: str | None = None,
     log_path: str | None = None,
     env: str = "{}",
+    origin: str | None = None,
+    source: str | None = None,
+    source_hash: str | None = None,
 ) -> int:
-    """A run that happened elsewhere (typed in, read from its log), stored as it ended. Returns its id."""
+    """A run that happened elsewhere (typed in, read from its log), stored as it ended. Returns its id.
+
+    `origin`: IMPORTED or BY_HAND; `source`: the file, or a citation; `source_hash`: the file's sha256.
+    """
     if status not in ENDED:
         raise TransitionRefused(f"unknown run status {status!r}; use one of: {', '.join(ENDED)}")
+    if origin not in ORIGINS:
+        raise TransitionRefused(f"unknown run origin {origin!r}; use one of: {', '.join(map(str, ORIGINS))}")
     with db.transaction() as connection:
         return connection.execute(
-            "INSERT INTO run (uid, card_id, status, started_at, ended_at, exit_reason, command, log_path, env) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (new_uid(), card_id, RunStatus(status), started_at, ended_at, exit_reason, command, log_path, env),
+            "INSERT INTO run (uid, card_id, status, started_at, ended_at, exit_reason, command, log_path, env, origin, source, "
+            "source_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                new_uid(), card_id, RunStatus(status), started_at, ended_at, exit_reason, command, log_path, env, origin, source,
+                source_hash,
+            ),
         ).fetchone()[0]
 
 

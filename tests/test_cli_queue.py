@@ -223,10 +223,10 @@ def test_queue_view_shows_where_each_run_is_and_since_when():
     console = Console(file=io.StringIO(), width=120, color_system=None)
     render_queue(entries, 4600.0, console)
     assert console.file.getvalue().splitlines() == [
-        " card         ┃ run ┃ status  ┃ host    ┃ where ┃ launcher ┃ job     ┃ queued    ┃ started   ",
+        " card         ┃ run ┃ status  ┃ host    ┃ where ┃ launcher ┃ job     ┃ queued    ┃ started",
         "━━━━━━━━━━━━━━╇━━━━━╇━━━━━━━━━╇━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━",
-        " cvt_io_v3_N3 │  11 │ running │ node07  │ GPU 1 │ slurm    │ 98765_1 │ 1h01m ago │ 1h01m ago ",
-        " cvt_io_v3_N5 │  12 │ queued  │ gpu-box │       │ local    │ 4242    │ 1h00m ago │           ",
+        " cvt_io_v3_N3 │  11 │ running │ node07  │ GPU 1 │ slurm    │ 98765_1 │ 1h01m ago │ 1h01m ago",
+        " cvt_io_v3_N5 │  12 │ queued  │ gpu-box │       │ local    │ 4242    │ 1h00m ago │",
         "1 running, 1 queued",
     ]
 

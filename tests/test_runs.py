@@ -273,16 +273,42 @@ def test_resume_continues_the_same_run_from_its_checkpoint(path):
 # -- cards and parameters ------------------------------------------------------------------
 
 
-def test_a_card_that_has_run_refuses_different_parameter_values(path):
-    with expdb.start("fixed", db=path, batch=8) as run:
+def test_a_card_that_has_run_forks_for_other_parameter_values_and_says_so(path, capsys):
+    with expdb.start("fixed", db=path, batch=8, lr=0.1) as run:
         pass
-    with pytest.raises(ExpdbError, match="fixed has run with batch=8, not 16"):
-        with expdb.start("fixed", db=path, batch=16):
-            pass
+    with expdb.start("fixed", db=path, batch=16) as forked:
+        pass
+    assert capsys.readouterr().err.splitlines() == [
+        "expdb: fixed has run with other parameters; this run, with batch=16 (not 8), is recorded on fixed.2, forked from it"
+    ]
+    with Database(path) as db:
+        fork = cards.get_card(db, "fixed.2")
+        assert (fork.parent, fork.params) == ("fixed", {"batch": 16, "lr": 0.1})
+        assert cards.get_card(db, "fixed").params == {"batch": 8, "lr": 0.1}
+    assert forked.card.name == "fixed.2" and forked.params == {"batch": 16, "lr": 0.1}
+    assert "is recorded on fixed.2" in Path(forked.log_path).read_text()
     with expdb.start("fixed", db=path, batch=8) as again:
         pass
-    assert again.id != run.id
-    assert query(path, "SELECT count(*) FROM run")[0][0] == 2
+    assert again.card.name == "fixed" and again.id != run.id
+
+
+def test_the_same_other_values_find_their_fork_again_and_new_ones_make_the_next(path):
+    for batch in (8, 16, 16, 32):
+        with expdb.start("grown", db=path, batch=batch) as run:
+            pass
+    assert run.card.name == "grown.3"
+    with Database(path) as db:
+        runs = dict(db.query("SELECT card.name, count(*) FROM run JOIN card ON card.id = run.card_id GROUP BY card.name"))
+        assert runs == {"grown": 1, "grown.2": 2, "grown.3": 1}
+        assert cards.get_card(db, "grown.3").parent == "grown"
+
+
+def test_an_int_for_a_float_parameter_is_the_same_value_not_a_fork(path):
+    with expdb.start("typed", db=path, lr=1.0) as run:
+        pass
+    with expdb.start("typed", db=path, lr=1) as again:
+        pass
+    assert again.card.name == "typed" and again.id != run.id
 
 
 def test_a_card_that_never_ran_takes_the_new_parameter_values(path):
