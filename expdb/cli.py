@@ -682,7 +682,7 @@ def run(
     raise typer.Exit(0 if all(outcome is not None and outcome.status == RunStatus.FINISHED for outcome in outcomes) else 1)
 
 
-@app.command()
+@app.command(short_help="Run a card again as its latest run ran.")
 def rerun(
     name: Annotated[str, typer.Argument(help="The card; it must have run.")],
     device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
@@ -950,6 +950,7 @@ def import_log(
     "--KEY VALUE written as the table prints them: 81.8, 670.32K, 6.934G, 34.12ms, 81.8%. A unit must be the metric's "
     "own (`expdb metric define`). params, flops and cost_time go to the card's profile. The run is marked recorded by "
     "hand, with its source, and has no host, git commit or device. The card is created if it does not exist.",
+    short_help="Record the final metrics of a run that happened elsewhere.",
 )
 def record(
     ctx: typer.Context,
@@ -971,7 +972,9 @@ def record(
     console.print(escape(f"recorded run {run_id} of {name} by hand: {shown}"), soft_wrap=True)
 
 
-metric_app = typer.Typer(help="How metrics are shown: label, unit, better direction, digits.", no_args_is_help=True)
+metric_app = typer.Typer(
+    help="How metrics are shown: label, unit, better direction, digits.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(metric_app, name="metric")
 
 
@@ -1011,7 +1014,7 @@ def metric_list(db: DbOption = None) -> None:
     render_metric_definitions(definitions, used, console)
 
 
-@app.command()
+@app.command(short_help="Keep a file with a card or a run.")
 def attach(
     name: Annotated[str, typer.Argument(help="The card.")],
     file: Annotated[str, typer.Argument(help="The file: a figure, a config, a checkpoint.")],

@@ -7,12 +7,13 @@ import sys
 
 import pytest
 
-from expdb.cli import app, db_app
+from expdb.cli import app, db_app, metric_app
 
 
 def command_paths() -> list[list[str]]:
     paths = [[command.name or command.callback.__name__] for command in app.registered_commands]
     paths += [["db", command.name] for command in db_app.registered_commands]
+    paths += [["metric", command.name] for command in metric_app.registered_commands]
     return paths
 
 

@@ -107,7 +107,6 @@ def test_expdb_profile_measures_any_model():
         (["--runner", "tinymodel:run"], ["--input", "3xbanana"], "3xbanana"),
         (["--runner", "tinymodel:run"], ["--input", "3x4"], "the model rejects inputs of shape 3x4"),
         (["--runner", "brokenmodel:run"], [], "cannot build the model of x: RuntimeError: no such checkpoint"),
-        (["--runner", "nosuch"], [], "unknown runner 'nosuch'"),
         (["--cmd", "python train.py"], [], "x has no runner, so expdb cannot build its model"),
         (["--runner", "tinyrunners:finish"], [], "has no build(params) function"),
     ],
