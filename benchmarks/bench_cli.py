@@ -1,44 +1,55 @@
-"""Wall-clock time of everyday `expdb` commands on a 10,000-card database, as whole processes.
+"""Wall-clock time of everyday `expdb` commands on databases of 10,000 and 100,000 cards, as whole processes.
 
-It builds a database once with benchmarks/large_db.py in a temporary directory, then runs
+It builds the databases once with benchmarks/large_db.py in a temporary directory, then runs
 each command as a new process (the `expdb` console script next to sys.executable, or
-`python -m expdb` when there is none), `--repeat` times (default 7) after one untimed
-warm-up run, and prints min / median / max wall seconds against the targets of the issue:
+`python -m expdb` when there is none), `--repeat` times (default 5) after one untimed
+warm-up run, and prints min / median / max wall seconds, and the median CPU seconds the
+process used (user + system: on a loaded machine the wall time waits for a core, the CPU time
+much less), against the targets of the issues:
 
-    expdb list                          (default view)            < 0.5 s
-    expdb table --where "N=a and L=b"   (~0.5 % of the cards)     < 0.5 s
-    expdb table --format csv            (every card, to /dev/null) < 1.5 s
+    expdb list                          (default view, in an 80x40 terminal)   < 0.5 s  10k and 100k cards
+    expdb table                         (default view, in an 80x40 terminal)   < 0.5 s  10k and 100k cards
+    expdb table --all                   (every row, in an 80x40 terminal)      < 2 s    10k cards
+    expdb table --where "N=a and L=b"   (~0.5 % of the cards, piped)           < 0.5 s  10k cards
+    expdb table --format csv            (every card, to /dev/null)             < 2 s    100k cards (1.5 s: 10k)
     python -c pass, expdb --help        (for reference, no target)
 
-PASS/FAIL is judged on the median; "close" marks a median above 80 % of its target. The
-commands are interleaved (one round runs each command once) so that a burst of load on a
-shared machine hits them all alike. Then each command is run once with
-PYTHONPROFILEIMPORTTIME=1 to check that it imports none of torch, fvcore, matplotlib or
-pandas (and to show which heavy libraries it does import). With --profile, the slowest
-command (or the one named) is run once more under -X importtime and once under cProfile,
-and the biggest imports and functions are printed.
+"In a terminal" is a pseudo-terminal of 80 columns and 40 lines that this script reads, as a
+terminal would: the fitting to its width is in the times. PASS/FAIL is judged on the median
+wall time; "close" marks a median above 80 % of its target. The commands are interleaved
+(one round runs each command once) so that a burst of load on a shared machine hits them all
+alike. Then each command is run once with PYTHONPROFILEIMPORTTIME=1 to check that it imports
+none of torch, fvcore, matplotlib or pandas (and to show which heavy libraries it does import).
+With --profile LABEL, the command whose label contains LABEL (default: the slowest against its
+target) is run once more under -X importtime and once under cProfile, and the biggest imports
+and functions are printed.
 
 Run it from the repository root:
 
-    .venv/bin/python benchmarks/bench_cli.py [--cards N] [--repeat R] [--keep DIR]
-           [--profile [slowest|list|where|csv|all]] [--top K]
+    .venv/bin/python benchmarks/bench_cli.py [--sizes 10000,100000] [--repeat R] [--keep DIR]
+           [--profile [LABEL]] [--top K]
 
 Exit status: 0 when every target passes and nothing forbidden is imported, 1 otherwise.
 """
 
 import argparse
+import fcntl
 import os
+import pty
+import resource
 import shutil
 import statistics
 import subprocess
+import struct
 import sys
 import tempfile
+import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from large_db import DEFAULT_CARDS, build_database, build_seeded_database  # noqa: E402
+from large_db import build_database, build_seeded_database  # noqa: E402
 
 FORBIDDEN = ("torch", "fvcore", "matplotlib", "pandas")
 HEAVY = ("sqlalchemy", "alembic", "sqlmodel", "pydantic", "pydantic_core", "numpy", "typer", "click", "rich")  # reported, allowed
@@ -51,7 +62,9 @@ class Command:
     argv: list[str]
     target: float | None  # seconds, or None for a reference figure
     is_expdb: bool = True
+    terminal: bool = False  # run in an 80x40 pseudo-terminal, else piped to /dev/null
     times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
 
 def expdb_prefix() -> list[str]:
@@ -66,6 +79,11 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_once(
     argv: list[str], env: dict[str, str] | None = None, stdout=subprocess.DEVNULL
 ) -> tuple[float, subprocess.CompletedProcess]:
@@ -75,6 +93,39 @@ def run_once(
     if process.returncode != 0:
         raise SystemExit(f"`{' '.join(argv)}` failed with status {process.returncode}:\n{process.stderr}")
     return elapsed, process
+
+
+def run_in_terminal(argv: list[str], columns: int = 80, lines: int = 40) -> tuple[float, str]:
+    """Wall seconds of `argv` writing to a pseudo-terminal of this size, read here as a terminal would; its output."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    env = {key: value for key, value in clean_env(TERM="xterm-256color").items() if key not in ("COLUMNS", "LINES")}
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, env=env)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 1 << 16)
+        except OSError:  # the terminal closed: the process has ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    status = process.wait()
+    elapsed = time.perf_counter() - started
+    os.close(controller)
+    output = b"".join(chunks).decode(errors="replace")
+    if status != 0:
+        raise SystemExit(f"`{' '.join(argv)}` failed with status {status}:\n{output[-2000:]}")
+    return elapsed, output
+
+
+def timed(command: Command) -> None:
+    before = _children_cpu()
+    elapsed = run_in_terminal(command.argv)[0] if command.terminal else run_once(command.argv)[0]
+    command.times.append(elapsed)
+    command.cpu.append(_children_cpu() - before)
 
 
 def imported_modules(argv: list[str]) -> dict[str, float]:
@@ -114,12 +165,13 @@ def verdict(command: Command) -> str:
 
 def print_table(commands: list[Command]) -> None:
     width = max(len(command.label) for command in commands)
-    print(f"{'command':<{width}}  {'min':>7}  {'median':>7}  {'max':>7}  {'target':>8}  result")
-    print("-" * (width + 50))
+    print(f"{'command':<{width}}  {'min':>7}  {'median':>7}  {'max':>7}  {'cpu':>7}  {'target':>8}  result")
+    print("-" * (width + 59))
     for command in commands:
         low, mid, high = min(command.times), statistics.median(command.times), max(command.times)
         target = f"< {command.target:.1f} s" if command.target is not None else "-"
-        print(f"{command.label:<{width}}  {low:7.3f}  {mid:7.3f}  {high:7.3f}  {target:>8}  {verdict(command)}")
+        cpu = statistics.median(command.cpu)
+        print(f"{command.label:<{width}}  {low:7.3f}  {mid:7.3f}  {high:7.3f}  {cpu:7.3f}  {target:>8}  {verdict(command)}")
 
 
 def print_profile(command: Command, workdir: Path, top: int) -> None:
@@ -171,7 +223,7 @@ def bench_over_seed(workdir: Path, repeat: int) -> bool:
         run_once(command.argv)
     for _ in range(repeat):
         for command in commands:
-            command.times.append(run_once(command.argv)[0])
+            timed(command)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"wall seconds over {repeat} runs (after one warm-up run), load average {load}:")
     print_table(commands)
@@ -180,20 +232,19 @@ def bench_over_seed(workdir: Path, repeat: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cards", type=int, default=DEFAULT_CARDS, help=f"cards in the database [{DEFAULT_CARDS}]")
-    parser.add_argument("--repeat", type=int, default=7, help="timed runs of each command [7]")
+    parser.add_argument("--sizes", default="10000,100000", help="cards in each database, comma-separated [10000,100000]")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each command [5]")
     parser.add_argument(
-        "--profile",
-        nargs="?",
-        const="slowest",
-        choices=("slowest", "list", "where", "csv", "all"),
-        help="profile a command with -X importtime and cProfile [the slowest against its target]",
+        "--profile", nargs="?", const="", metavar="LABEL",
+        help="profile the command whose label contains LABEL with -X importtime and cProfile [the slowest against its target]",
     )
     parser.add_argument("--top", type=int, default=25, help="lines of each profile listing [25]")
-    parser.add_argument("--keep", metavar="DIR", help="build the database in DIR and keep it (default: a temp dir)")
+    parser.add_argument("--keep", metavar="DIR", help="build the databases in DIR and keep them (default: a temp dir)")
     args = parser.parse_args(argv)
-    if args.cards < 1 or args.repeat < 1:
-        parser.error("--cards and --repeat must be at least 1")
+    sizes = [int(size) for size in args.sizes.split(",")]
+    if min(sizes) < 1 or args.repeat < 1:
+        parser.error("--sizes and --repeat must be at least 1")
+    args.sizes = sizes
 
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="expdb-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -204,37 +255,58 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _bench(args: argparse.Namespace, workdir: Path) -> int:
-    path = workdir / "large.db"
-    summary = build_database(path, cards=args.cards, overwrite=True)
-    print(
-        f"database: {summary['cards']:,} cards ({summary['forks']:,} forks), {summary['runs']:,} runs, "
-        f"{summary['metrics']:,} metrics, {summary['profiles']:,} profiles; {summary['bytes'] / 1e6:.1f} MB, "
-        f"built in {summary['seconds_total']:.2f} s"
-    )
-    expdb = expdb_prefix()
-    db = ["--db", str(path)]
-    where = summary["rare_where"]
-    selected = count_csv_rows([*expdb, "table", "--where", where, "--format", "csv", *db])
-    all_rows = count_csv_rows([*expdb, "table", "--format", "csv", *db])
-    print(f"--where {where!r} selects {selected} of {summary['cards']:,} cards; the csv table has {all_rows:,} rows")
-    print(f"running: {' '.join(expdb)}  ({sys.version.split()[0]}, {os.cpu_count()} cores, "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+def _size(cards: int) -> str:
+    return f"{cards // 1000}k" if cards % 1000 == 0 else str(cards)
 
+
+def _commands(expdb: list[str], cards: int, path: Path, rare_where: str) -> list[Command]:
+    """The commands timed on a database of `cards` cards, with the targets of the issues."""
+    db = ["--db", str(path)]
+    size = _size(cards)
+    commands = [
+        Command(f"expdb list, 80x40 terminal ({size})", [*expdb, "list", *db], 0.5, terminal=True),
+        Command(f"expdb table, 80x40 terminal ({size})", [*expdb, "table", *db], 0.5, terminal=True),
+        Command(f"expdb table --format csv > /dev/null ({size})", [*expdb, "table", "--format", "csv", *db],
+                2.0 if cards > 10_000 else 1.5),
+    ]
+    if cards <= 10_000:
+        commands += [
+            Command(f"expdb table --all, 80x40 terminal ({size})", [*expdb, "table", "--all", *db], 2.0, terminal=True),
+            Command(f'expdb table --where "{rare_where}" ({size})', [*expdb, "table", "--where", rare_where, *db], 0.5),
+        ]
+    return commands
+
+
+def _bench(args: argparse.Namespace, workdir: Path) -> int:
+    expdb = expdb_prefix()
     commands = [
         Command("python -c pass", [sys.executable, "-c", "pass"], None, is_expdb=False),
         Command("expdb --help", [*expdb, "--help"], None),
-        Command("expdb list", [*expdb, "list", *db], 0.5),
-        Command(f'expdb table --where "{where}"', [*expdb, "table", "--where", where, *db], 0.5),
-        Command("expdb table --format csv > /dev/null", [*expdb, "table", "--format", "csv", *db], 1.5),
     ]
+    for cards in args.sizes:
+        path = workdir / f"large_{cards}.db"
+        summary = build_database(path, cards=cards, overwrite=True)
+        print(
+            f"database: {summary['cards']:,} cards ({summary['forks']:,} forks), {summary['runs']:,} runs, "
+            f"{summary['metrics']:,} metrics, {summary['profiles']:,} profiles; {summary['bytes'] / 1e6:.1f} MB, "
+            f"built in {summary['seconds_total']:.2f} s"
+        )
+        where = summary["rare_where"]
+        selected = count_csv_rows([*expdb, "table", "--where", where, "--format", "csv", "--db", str(path)])
+        print(f"  --where {where!r} selects {selected} of {summary['cards']:,} cards")
+        commands += _commands(expdb, cards, path, where)
+    print(f"running: {' '.join(expdb)}  ({sys.version.split()[0]}, {os.cpu_count()} cores, "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+
     for command in commands:  # warm-up: page cache, .pyc files
-        run_once(command.argv)
+        timed(command)
+        command.times.clear()
+        command.cpu.clear()
     for _ in range(args.repeat):
         for command in commands:
-            command.times.append(run_once(command.argv)[0])
+            timed(command)
 
-    print(f"\nwall seconds over {args.repeat} runs (after one warm-up run):")
+    print(f"\nseconds over {args.repeat} runs (after one warm-up run): wall min, median, max; median CPU (user + system):")
     print_table(commands)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
@@ -252,12 +324,12 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         print(f"  {command.label}: {status}")
         print(f"      all imports {total:.3f} s; of which {', '.join(heavy) or 'no heavy libraries'}")
 
-    if args.profile:
-        targeted = {"list": commands[2], "where": commands[3], "csv": commands[4]}
-        if args.profile == "slowest":
-            chosen = [max(targeted.values(), key=lambda c: statistics.median(c.times) / c.target)]
+    if args.profile is not None:
+        targeted = [command for command in commands if command.target is not None]
+        if args.profile:
+            chosen = [command for command in targeted if args.profile in command.label]
         else:
-            chosen = list(targeted.values()) if args.profile == "all" else [targeted[args.profile]]
+            chosen = [max(targeted, key=lambda c: statistics.median(c.times) / c.target)]
         for command in chosen:
             print_profile(command, workdir, args.top)
 

@@ -5,7 +5,10 @@ recorded on a fork, `NAME.2` (then `NAME.3`, ...), whose parent is `NAME`; a lat
 the same values finds that fork again. The framework integrations start their runs here too.
 """
 
+import json
+import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,7 +19,8 @@ from .devices import device_in_use
 from .divergence import check_settings
 from .errors import ExpdbError
 from .lifecycle import RunStatus
-from .runs import Run, RunStopped, begin_run, check_on_diverge, sigterm_as_interrupt
+from .ranks import IdleRun, launch_group, process_rank
+from .runs import Run, RunStopped, attach_run, begin_run, check_on_diverge, sigterm_as_interrupt
 from .values import Value, format_value
 
 
@@ -56,18 +60,36 @@ def begin(
     on_diverge: str = "stop",
     seed: int | None = None,
     diverge: dict[str, float] | None = None,
-) -> Run:
+    all_ranks: bool = False,
+    system_metrics: bool = True,
+) -> Run | IdleRun:
     """Start recording a run of the card `name` (or of its fork, see the module) in a database of its own:
-    end it with `end`. `diverge`: as `start`'s."""
+    end it with `end`. `diverge`, `all_ranks`, `system_metrics`: as `start`'s.
+
+    Rank 0 of a launch (torchrun, srun) owns the run; another rank gets an IdleRun whose calls do nothing,
+    or with `all_ranks` adds its curves to rank 0's run under `rankN/`. Inside `expdb run --cmd`
+    (EXPDB_RUN_ID), the script records into that run."""
     check_on_diverge(on_diverge)
     settings = check_settings(diverge or {}, "expdb.start(diverge=...)")
     validate_name(name)
+    rank = process_rank()
+    if rank != 0 and not all_ranks:
+        return IdleRun(name, params, device_in_use(), seed, resume, rank)
+    outer = os.environ.get("EXPDB_RUN_ID")
+    prefix = f"rank{rank}/" if rank else ""
     database = Database(db, create=True)
     try:
+        if outer is not None:
+            return attach_run(
+                database, name, outer_run(name, outer), key_prefix=prefix, on_diverge=on_diverge, diverge=settings
+            )
+        if rank:
+            return attach_run(database, name, rank_zero_run(database, name), key_prefix=prefix, on_diverge=on_diverge)
         card = ensure_card(database, name, params)
         lifecycle.reap(database)  # a run of the card whose process died would seem to run still
         run = begin_run(
-            database, card.name, device=device_in_use(), seed=seed, resume=resume, on_diverge=on_diverge, diverge=settings
+            database, card.name, device=device_in_use(), seed=seed, resume=resume, on_diverge=on_diverge,
+            system_metrics=system_metrics, diverge=settings,
         )
     except BaseException:
         database.close()
@@ -96,8 +118,10 @@ def start(
     on_diverge: str = "stop",
     seed: int | None = None,
     diverge: dict[str, float] | None = None,
+    all_ranks: bool = False,
+    system_metrics: bool = True,
     **params: Value,
-) -> Iterator[Run]:
+) -> Iterator[Run | IdleRun]:
     """Record a run of the card `name` (created with `params` if it does not exist; forked as `NAME.2` when
     it has run with other values of them).
 
@@ -107,9 +131,21 @@ def start(
     The run ends `finished` when the block ends, `diverged` when expdb stopped it (the
     exception it raised to stop your loop is absorbed), `interrupted` on Ctrl-C or SIGTERM,
     `failed` on any other exception, which propagates.
+
+    In a distributed launch (torchrun, srun), rank 0 records the run; the other ranks get an
+    `IdleRun` whose calls do nothing, or, with `all_ranks`, add their curves and summary to rank
+    0's run as `rankN/KEY`. Inside `expdb run CARD --cmd ...` (EXPDB_RUN_ID is set), the script
+    attaches to that run: `expdb run` owns its status, the script adds curves, metrics, profiles.
+    `system_metrics`: sample CPU, memory and GPU use as `sys/` curves (see expdb.sysmetrics).
     """
-    run = begin(name, params, db=db, resume=resume, on_diverge=on_diverge, seed=seed, diverge=diverge)
-    with sigterm_as_interrupt():
+    run = begin(
+        name, params, db=db, resume=resume, on_diverge=on_diverge, seed=seed, diverge=diverge, all_ranks=all_ranks,
+        system_metrics=system_metrics,
+    )
+    if isinstance(run, IdleRun):
+        yield run
+        return
+    with sigterm_as_interrupt(run):
         try:
             yield run
         except RunStopped as stopped:
@@ -119,3 +155,42 @@ def start(
             raise
         else:
             end(run, None)
+
+
+def outer_run(name: str, run_id: str) -> int:
+    """The run of `expdb run CARD --cmd ...` this script runs inside (EXPDB_RUN_ID), which must be of card `name`."""
+    card = os.environ.get("EXPDB_CARD")
+    if card is not None and card != name:
+        raise ExpdbError(
+            f"this script runs inside `expdb run {card}` (run {run_id}), so it records into {card}, "
+            f"not {name}: call expdb.start({card!r})"
+        )
+    try:
+        return int(run_id)
+    except ValueError:
+        raise ExpdbError(f"EXPDB_RUN_ID={run_id!r} is not a run id; it is set by `expdb run --cmd`, unset it") from None
+
+
+RANK_ZERO_WAIT_S = 300.0  # rank 0 may still be importing torch, or waiting for the database
+
+
+def rank_zero_run(db: Database, name: str) -> int:
+    """The run rank 0 of this launch started for card `name`, waited for."""
+    group = launch_group()
+    if group is None:
+        raise ExpdbError(
+            f"rank {process_rank()}: all_ranks=True needs a launcher that says which processes belong together "
+            "(torchrun or srun); none is set"
+        )
+    deadline = time.monotonic() + RANK_ZERO_WAIT_S
+    while True:
+        for run_id, env in db.query(
+            "SELECT run.id, run.env FROM run JOIN card ON card.id = run.card_id WHERE card.name = ? AND run.status = ? "
+            "ORDER BY run.id DESC",
+            (name, RunStatus.RUNNING),
+        ):
+            if json.loads(env or "{}").get("launch_group") == group:
+                return run_id
+        if time.monotonic() > deadline:
+            raise ExpdbError(f"rank {process_rank()}: rank 0 started no run of {name} within {RANK_ZERO_WAIT_S:.0f} s")
+        time.sleep(0.2)

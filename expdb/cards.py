@@ -527,6 +527,8 @@ class RunSummary:
     exit_reason: str | None
     env: dict
     metrics: dict[str, float]
+    origin: str | None = None  # imported, by-hand, or None for a run made here
+    source: str | None = None  # the file imported, or where numbers typed by hand come from
 
 
 @dataclass
@@ -565,9 +567,9 @@ def card_details(db: Database, name: str) -> CardDetails:
     ):
         metrics.setdefault(run_id, {})[key] = value
     runs = [
-        RunSummary(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), metrics.get(row[0], {}))
+        RunSummary(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), metrics.get(row[0], {}), row[6], row[7])
         for row in db.query(
-            "SELECT id, status, started_at, ended_at, exit_reason, env FROM run WHERE card_id = ? ORDER BY id",
+            "SELECT id, status, started_at, ended_at, exit_reason, env, origin, source FROM run WHERE card_id = ? ORDER BY id",
             (card.id,),
         )
     ]

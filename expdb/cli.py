@@ -3,6 +3,7 @@
 Heavy libraries are never imported here: everyday commands start in a fraction of a second.
 """
 
+import gc
 import os
 import sys
 import time
@@ -25,25 +26,52 @@ from .values import format_value, parse_key_values, plural
 if TYPE_CHECKING:
     from .launch import Outcome
 
+# Help text is plain text: "[default: ...]" in it is not rich markup.
 app = typer.Typer(
-    help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table.",
+    help="expdb: an experiment notebook that runs. Cards, runs, metrics and the comparison table. "
+    "Shell completion: expdb --install-completion (bash, zsh, fish, PowerShell), then a new shell.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="The database's schema revision: show it, upgrade it.", no_args_is_help=True)
+db_app = typer.Typer(help="The database's schema revision: show it, upgrade it.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 
+
+def show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"expdb {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool | None, typer.Option("--version", help="Print expdb's version and exit.", callback=show_version, is_eager=True)
+    ] = None,
+) -> None:
+    pass
+
+
+TABLE_ROWS = 40  # a screenful of rows in `table`'s terminal view, the rest on request
 PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
 # Piped output is not cut to 80 columns: a table written to a file keeps every digit.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 4096)
-errors = Console(stderr=True, highlight=False, emoji=False)  # an error quotes user text: a:b:c stays a:b:c
+# No emoji codes: user text (":bug:" in a note, "a:b:3" in an error) is printed as typed.
+console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 4096)
+errors = Console(stderr=True, highlight=False, emoji=False)
 
 
 DbOption = Annotated[
     str | None,
     typer.Option("--db", envvar="EXPDB_DB", help="Database: an SQLite file (a path or sqlite:///PATH) or "
                                                  "postgresql+psycopg://USER@HOST/DB [default: ./experiments.db]"),
+]
+
+
+WideOption = Annotated[
+    bool, typer.Option("--wide", help="Lay out every column at full width, even past the terminal's edge (a pipe always does).")
 ]
 
 
@@ -73,6 +101,15 @@ DivergeOption = Annotated[
 StatusOption = Annotated[str | None, typer.Option(help=f"Only the cards with this status: {', '.join(CARD_STATUSES)}.")]
 
 
+StalledOption = Annotated[
+    float,
+    typer.Option(
+        "--stalled-after", envvar="EXPDB_STALLED_AFTER", min=0, metavar="MINUTES",
+        help="Say when a running run has logged no step for this many minutes (hung in CUDA or NCCL?).",
+    ),
+]
+
+
 def selection_of(
     names: list[str] | None, tag: str | None, where: str | None, status: str | None, invalid: bool = True
 ) -> cards.Selection:
@@ -90,6 +127,17 @@ OverOption = Annotated[
         help="Fold the cards that differ only in these parameters (comma-separated), e.g. seed, into one row per variant.",
     ),
 ]
+
+
+@contextmanager
+def without_gc() -> Iterator[None]:
+    """For the views over a whole study: building 100,000 rows makes millions of objects and no
+    cycles, and the collector's passes over them cost a quarter of the time."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @contextmanager
@@ -125,6 +173,7 @@ def open_db(location: str | None, create: bool = False, upgrade: str = "auto", a
 
 
 @app.command(
+    short_help="Create a card.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help=f"Create a card. {PARAMS_HELP}",
 )
@@ -139,6 +188,11 @@ def new(
     parse: Annotated[str | None, typer.Option("--parse", help="How to read the command's log: mmdet or regex:PATTERN.")] = None,
     note: Annotated[str | None, typer.Option(help="Why this card exists.")] = None,
     tag: Annotated[list[str], typer.Option(help="A tag; repeat for several.")] = [],
+    config: Annotated[str | None, typer.Option(help="Attach this training config (.py or .yaml) to the card.")] = None,
+    flatten: Annotated[
+        bool,
+        typer.Option("--flatten", help="Also make the config's values parameters (model.decoder.num_layers); --KEY VALUE wins."),
+    ] = False,
     diverge: DivergeOption = [],
     db: DbOption = None,
 ) -> None:
@@ -149,22 +203,42 @@ def new(
     settings = parse_settings(diverge)
     if runner and cmd:
         raise ExpdbError("give --runner or --cmd, not both: a card is trained by one of them")
+    if flatten and config is None:
+        raise ExpdbError("--flatten reads the parameters of a config: give it with --config cfg.py")
     if parse:
         from .logparse import make_parser
 
         make_parser(parse)
-    with open_db(db, create=True) as database:
+    left_out: list[str] = []
+    if config is not None:
+        from .configs import read_config
+
+        read = read_config(config)
+        if flatten:
+            params, left_out = {**read.params, **params}, read.left_out
+    with open_db(db, create=True) as database, database.transaction():
         card = cards.create_card(
             database, name, params, typed, parent=parent, runner=runner, note=note, tags=tag, command=cmd, parser=parse,
             diverge=settings,
         )
+        if config is not None:
+            from .attachments import attach
+
+            attach(database, card.name, config, note="the training config")
         changes = [change for change in cards.param_changes(database, card) if not change.inherited]
     summary = " ".join(f"{change.key}={format_value(change.value)}" for change in changes)
     origin = f" from {card.parent}" if card.parent else ""
+    if flatten:
+        summary = f"{plural(len(changes), 'parameter')} from the config and --KEY VALUE"
     console.print(escape(f"created {card.name}{origin}" + (f": {summary}" if summary else "")), soft_wrap=True)
+    if config is not None:
+        console.print(escape(f"attached {config}"), soft_wrap=True)
+    if left_out:
+        console.print(escape(f"not parameters (not literal values, or None): {', '.join(left_out)}"), soft_wrap=True)
 
 
 @app.command(
+    short_help="Create a card per combination of parameter values.",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     help="Create a card for each combination of parameter values, as forks of --from named by their values "
     "(NAME_N3_L4) and tagged NAME. Values as --KEY VALUES: a list 3,5,10 or [3,5],[5,5]; a range START:STOP:N; "
@@ -178,6 +252,7 @@ def sweep(
     max_cards: Annotated[int, typer.Option(help="Refuse a sweep of more cards than this.", min=1)] = 1000,
     note: Annotated[str | None, typer.Option(help="A note on every card: why the sweep exists.")] = None,
     tag: Annotated[list[str], typer.Option(help="Another tag for every card; repeat for several.")] = [],
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     from .sweep import create_sweep, expand_grid, plan_sweep
@@ -189,11 +264,12 @@ def sweep(
         plan = plan_sweep(database, grid, parent, tags=tag, note=note)
         if not dry_run:
             create_sweep(database, plan)
-    render_sweep(plan, console, created=not dry_run)
+    render_sweep(plan, console, created=not dry_run, wide=wide)
 
 
 @app.command(
     "list",
+    short_help="Cards, their status, what they change, their results.",
     help="Cards with their status, what they change, their latest results: the last 20 of those selected "
     f"(--all: every one). {SELECTION_HELP}",
 )
@@ -204,38 +280,71 @@ def list_cards(
     status: StatusOption = None,
     limit: Annotated[int, typer.Option(help="Show the last N cards selected.", min=1)] = 20,
     all_cards: Annotated[bool, typer.Option("--all", help="Show every card selected.")] = False,
+    stalled_after: StalledOption = lifecycle.STALLED_AFTER_S / 60,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     from .metrics import load_definitions
 
-    with open_db(db) as database:
-        selected = cards.selected_ids(database, selection_of(names, tag, where, status))
-        shown = cards.cards_by_id(database, selected if all_cards else selected[-limit:])
-        changed = cards.changed_keys(database, shown)
-        results = cards.latest_values(database, [card.id for card in shown])
-        definitions = load_definitions(database)
-    from .views import render_list
+    with without_gc():
+        with open_db(db) as database:
+            selected = cards.selected_ids(database, selection_of(names, tag, where, status))
+            shown = cards.cards_by_id(database, selected if all_cards else selected[-limit:])
+            changed = cards.changed_keys(database, shown)
+            results = cards.latest_values(database, [card.id for card in shown])
+            definitions = load_definitions(database)
+            stalls = lifecycle.stalls(database, stalled_after * 60)
+        from .views import render_list, render_stalls
 
-    render_list(shown, len(selected) - len(shown), changed, results, definitions, console)
+        shown_ids = {card.id for card in shown}
+        stalled = {stall.card_id for stall in stalls}
+        render_list(shown, len(selected) - len(shown), changed, results, definitions, console, stalled, wide=wide)
+        render_stalls([stall for stall in stalls if stall.card_id in shown_ids], time.time(), console)
 
 
-@app.command()
-def show(name: Annotated[str, typer.Argument(help="The card.")], db: DbOption = None) -> None:
+@app.command(short_help="A card: parameters, runs, results, notes.")
+def show(
+    name: Annotated[str | None, typer.Argument(help="The card.")] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", metavar="RUN",
+            help="Instead, what a run recorded to re-run it (a run id, or a card for its latest run): "
+            "command, seed, git commit and uncommitted diff, variables, packages.",
+        ),
+    ] = None,
+    wide: WideOption = False,
+    db: DbOption = None,
+) -> None:
     """A card: its parameters (and what changed vs its parent), runs, results, notes."""
+    from .attachments import attachments_of
     from .metrics import load_definitions
     from .views import render_card
 
+    if (name is None) == (env is None):
+        raise ExpdbError("name a card (expdb show CARD), or a run with --env (expdb show --env RUN), one of the two")
+    if env is not None:
+        from .rerun import run_environment
+        from .views import render_environment
+
+        with open_db(db) as database:
+            recorded = run_environment(database, env)
+        render_environment(recorded, console)
+        return
+    assert name is not None
     with open_db(db) as database:
         details = cards.card_details(database, name)
         definitions = load_definitions(database)
-    render_card(details, definitions, console)
+        files = attachments_of(database, [details.card.id]).get(details.card.id, [])
+    render_card(details, definitions, console, files, wide=wide)
 
 
-@app.command()
+@app.command(short_help="Two cards' differing parameters and results.")
 def diff(
     a: Annotated[str, typer.Argument(help="The first card.")],
     b: Annotated[str, typer.Argument(help="The second card.")],
     all_params: Annotated[bool, typer.Option("--all", help="Show every parameter, not only the differing ones.")] = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """Two cards side by side: the parameters that differ, and both cards' results."""
@@ -245,15 +354,16 @@ def diff(
     with open_db(db) as database:
         difference = cards.diff_cards(database, a, b, all_params=all_params)
         definitions = load_definitions(database)
-    render_diff(difference, definitions, console)
+    render_diff(difference, definitions, console, wide=wide)
 
 
-@app.command()
+@app.command(short_help="Two cards side by side, with their curves.")
 def compare(
     a: Annotated[str, typer.Argument(help="The first card.")],
     b: Annotated[str, typer.Argument(help="The second card.")],
     curve: Annotated[str, typer.Option(help="The curve drawn for both as a sparkline.")] = "loss",
-    width: Annotated[int, typer.Option(help="Characters of each sparkline.", min=8)] = 48,
+    width: Annotated[int, typer.Option(help="Characters of each sparkline at most; fewer in a narrow terminal.", min=8)] = 48,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """Two cards side by side: parameters that differ, metrics and profile with changes, their curves as sparklines."""
@@ -265,7 +375,7 @@ def compare(
         difference = cards.diff_cards(database, a, b)
         definitions = load_definitions(database)
         curves = {card.name: latest_curve(database, card.id, curve) for card in (difference.a, difference.b)}
-    render_diff(difference, definitions, console)
+    render_diff(difference, definitions, console, wide=wide)
     render_curves(curves, curve, width, console)
 
 
@@ -294,7 +404,11 @@ def tag(
     console.print(f"{card.name}: tags {' '.join(card.tags) or '(none)'}")
 
 
-@app.command("set", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    "set",
+    short_help="Change an unrun card's parameters, or its divergence thresholds.",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
 def set_params(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The card; its parameters only while it has never run.")],
@@ -319,6 +433,7 @@ def set_params(
 
 
 @app.command(
+    short_help="Delete cards with everything recorded of them.",
     help="Delete cards with their runs, notes, metrics and curves; asks first. Cards: the names and globs given, "
     "any of them; --tag, --where and --status narrow them to the cards with all of those. Nothing given is refused "
     "rather than deleting every card."
@@ -349,7 +464,7 @@ def rm(
     console.print(escape(f"deleted {', '.join(card.name for card in removed)}{lost}"), soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Mark a card's results as not to be used, and why.")
 def invalidate(
     name: Annotated[str, typer.Argument(help="The card.")],
     reason: Annotated[str, typer.Option(help="Why its results must not be used.")],
@@ -382,6 +497,7 @@ def rename(
 
 
 @app.command(
+    short_help="The comparison table of the cards' metrics.",
     help="The comparison table: one row per card that has the metrics, only the parameters that differ. "
     f"{SELECTION_HELP} --sort orders the rows otherwise."
 )
@@ -414,7 +530,14 @@ def table(
     spread: Annotated[
         str, typer.Option(help="After a folded row's mean: std, or ci (the half-width of its 95% confidence interval).")
     ] = "std",
-    show_invalid: ShowInvalidOption = False,
+    show_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Everything: every row (the rich format shows the first --limit otherwise), and the invalid cards, "
+            "greyed with their reason (never best, never the baseline).",
+        ),
+    ] = False,
     invalid_baseline: Annotated[bool, typer.Option("--invalid-baseline", help="Allow an invalid card as the baseline.")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="rich, md, csv, json or latex.")] = "rich",
     conditions: Annotated[
@@ -422,24 +545,29 @@ def table(
         typer.Option(help="The profiles the Params/FLOPs/Cost-Time columns show, e.g. dtype=fp16,batch=8 (keys: device, "
                           "dtype, batch, input, flags, threads) [default: those most cards have]."),
     ] = None,
+    limit: Annotated[
+        int, typer.Option(help="The rich format: show the first N rows (the other formats write every row).", min=1)
+    ] = TABLE_ROWS,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     from .render import FORMATS, write_table
-    from .table import build_table
+    from .table import comparison
 
     if format not in FORMATS:
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
     metrics = split_options(metric)
-    with open_db(db) as database:
-        selected = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
-        comparison = build_table(
-            database, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=agg,
-            over=over, spread=spread, invalid_baseline=invalid_baseline, conditions=conditions,
-        )
-    write_table(comparison, format, sys.stdout, console)
+    with without_gc():
+        with open_db(db) as database:
+            found = comparison(
+                database, selection_of(names, tag, where, status, show_invalid), metrics, sort=sort, baseline=baseline,
+                params=params, group_by=group_by, aggs=agg, over=over, spread=spread, invalid_baseline=invalid_baseline,
+                limit=None if show_invalid or format != "rich" else limit, conditions=conditions,
+            )
+        write_table(found, format, sys.stdout, console, wide=wide)
 
 
-@app.command(context_settings={"allow_extra_args": True})
+@app.command(context_settings={"allow_extra_args": True}, short_help="Train cards and record everything.")
 def run(
     ctx: typer.Context,
     name: Annotated[
@@ -474,6 +602,10 @@ def run(
         str | None, typer.Option(help="Slurm: where submitit keeps the jobs' scripts and output [default: slurm/ where the runs "
                                       "keep their files, expdb_runs/DATABASE/].", rich_help_panel="Slurm")
     ] = None,
+    requeue: Annotated[
+        bool,
+        typer.Option(help="Slurm: a job stopped by its time limit checkpoints, is requeued, resumes.", rich_help_panel="Slurm"),
+    ] = False,
     queued_run: Annotated[int | None, typer.Option(hidden=True, help="The queued run row this job adopts (expdb.queue).")] = None,
     standby: Annotated[
         bool, typer.Option(hidden=True, help="Get ready, then start when a line arrives on stdin (a queue's next job on a GPU).")
@@ -507,7 +639,7 @@ def run(
         raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob, --tag or "
                          "--where)")
     slurm_options = {"--partition": partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
-                     "--mem": mem, "--time": time_limit, "--slurm-folder": slurm_folder}
+                     "--mem": mem, "--time": time_limit, "--slurm-folder": slurm_folder, "--requeue": requeue or None}
     given = [option for option, value in slurm_options.items() if value is not None]
     if launcher not in ("local", "slurm"):
         raise ExpdbError(f"unknown --launcher {launcher!r}; use local or slurm")
@@ -537,7 +669,7 @@ def run(
         if not targets:
             console.print("no planned cards to run")
         elif launcher == "slurm":
-            submit_to_slurm(database, targets, request, slurm_folder, run_args, resume)
+            submit_to_slurm(database, targets, request, slurm_folder, run_args, resume, requeue)
             return
         elif queued:
             raise typer.Exit(queue_locally(database, targets, slots, run_args, resume, budget if gpus is None else None))
@@ -553,6 +685,38 @@ def run(
             )
         ]
     raise typer.Exit(0 if all(outcome is not None and outcome.status == RunStatus.FINISHED for outcome in outcomes) else 1)
+
+
+@app.command(short_help="Run a card again as its latest run ran.")
+def rerun(
+    name: Annotated[str, typer.Argument(help="The card; it must have run.")],
+    device: Annotated[str, typer.Option(help="auto (CUDA when there is a GPU), cpu or cuda.")] = "auto",
+    profile_budget: Annotated[
+        float, typer.Option(help="Seconds of latency timing when the model is profiled before training; 0 skips it.", min=0)
+    ] = PROFILE_BUDGET_S,
+    db: DbOption = None,
+) -> None:
+    """Run a card again as its latest run ran: its parameters and seed (and its command), after saying how this
+    environment differs from the one recorded (commit, uncommitted changes, packages, variables)."""
+    from .rerun import plan_rerun
+
+    with open_db(db, ask_slurm=True) as database:
+        plan = plan_rerun(database, name)
+        what = f"{plan.card.name} as run {plan.recorded.run_id} ran (seed {plan.seed})"
+        if plan.differences:
+            console.print(escape(f"re-running {what}; this environment differs from the recorded one:"), soft_wrap=True)
+            for line in plan.differences:
+                console.print(escape(f"  {line}"), soft_wrap=True)
+        else:
+            console.print(escape(f"re-running {what}; the environment is as recorded"), soft_wrap=True)
+        from .cpus import thread_budget
+
+        outcomes = run_cards(
+            database, [plan.card], command=plan.command, seed=plan.seed, device=device, profile_budget=profile_budget,
+            started=threads_announcer(thread_budget()),
+        )
+    outcome = outcomes[0]
+    raise typer.Exit(0 if outcome is not None and outcome.status == RunStatus.FINISHED else 1)
 
 
 def threads_announcer(budget):
@@ -588,7 +752,8 @@ def slurm_request(partition, gpus_per_job, cpus_per_job, mem, time_limit):
 
 
 def submit_to_slurm(
-    database: Database, targets: list[cards.Card], request, folder: str | None, run_args: list[str], resume: bool
+    database: Database, targets: list[cards.Card], request, folder: str | None, run_args: list[str], resume: bool,
+    requeue: bool,
 ) -> None:
     from pathlib import Path
 
@@ -602,7 +767,7 @@ def submit_to_slurm(
             markup=False, soft_wrap=True,
         )
     executor = slurm_executor(Path(folder).resolve() if folder else database.runs_directory / SLURM_FOLDER, request)
-    for submitted in submit_cards(database, targets, executor, run_args, resume=resume):
+    for submitted in submit_cards(database, targets, executor, run_args, resume=resume, requeue=requeue):
         console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"), soft_wrap=True)
 
 
@@ -629,7 +794,7 @@ def queue_locally(
         database, queued, slots, run_args, output,
         on_start=lambda entry, slot: console.print(escape(f"{slot.label}: {entry.card.name} (run {entry.run_id}) "
                                                           "started"), soft_wrap=True),
-        on_end=lambda end: console.print(f"{escape(end.slot)}: {outcome_line(end)}", soft_wrap=True),
+        on_end=lambda end: console.print(outcome_line(end, f"{end.slot}: "), soft_wrap=True),
     )
     counts = ", ".join(f"{count} {status}" for status, count in Counter(end.status for end in result.ends).items())
     if result.stopped:
@@ -640,22 +805,27 @@ def queue_locally(
     return 0 if result.all_finished else 1
 
 
-@app.command()
+@app.command(short_help="What is queued and running, where, since when.")
 def queue(
     stop: Annotated[bool, typer.Option("--stop", help="Stop the local queues of this machine: their jobs end "
                                                       "interrupted.")] = False,
+    stalled_after: StalledOption = lifecycle.STALLED_AFTER_S / 60,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
-    """What is queued and running: where (host, GPU), how it was launched (local queue, Slurm job), since when."""
+    """What is queued and running: where (host, GPU), how it was launched (local queue, Slurm job), since when,
+    and which running runs have made no progress for long."""
     from .queue import queue_entries, stop_local_queues
-    from .views import render_queue
+    from .views import render_queue, render_stalls
 
     with open_db(db, ask_slurm=True) as database:
         if stop:
             stopped = stop_local_queues(database)
             console.print(f"sent SIGTERM to {', '.join(stopped)}" if stopped else "no local queue runs on this machine")
         entries = queue_entries(database)
-    render_queue(entries, time.time(), console)
+        stalls = lifecycle.stalls(database, stalled_after * 60)
+    render_queue(entries, time.time(), console, {stall.run_id for stall in stalls}, wide=wide)
+    render_stalls(stalls, time.time(), console)
 
 
 def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = False, **options) -> "list[Outcome | None]":
@@ -681,13 +851,16 @@ def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = 
     return outcomes
 
 
-def outcome_line(outcome) -> str:
+def outcome_line(outcome, prefix: str = ""):
+    """How a run ended, as a rich Text: what the run reports is shown as written."""
+    from rich.text import Text
+
     from .views import status_text
 
     results = " ".join(f"{key}={value:.4g}" for key, value in outcome.summary.items())
-    reason = f": {escape(outcome.exit_reason)}" if outcome.exit_reason else ""
-    line = f"{escape(outcome.card)} (run {outcome.run_id}) {status_text(outcome.status)}{reason}"
-    return line + (f"  {results}" if results else "")
+    reason = f": {outcome.exit_reason}" if outcome.exit_reason else ""
+    line = Text.assemble(prefix, f"{outcome.card} (run {outcome.run_id}) ", status_text(outcome.status), reason)
+    return line.append(f"  {results}" if results else "")
 
 
 @contextmanager
@@ -732,34 +905,144 @@ def run_progress(card: cards.Card):
         yield update
 
 
-@app.command("import")
+@app.command("import", short_help="Import a run that happened from its training log.")
 def import_log(
-    ctx: typer.Context,
-    format: Annotated[str, typer.Argument(metavar="FORMAT", help="The log's format: mmdet, or regex:PATTERN.")],
-    logfile: Annotated[str, typer.Argument(help="The training log.")],
-    name: Annotated[str, typer.Option(help="The card the run belongs to; created if it does not exist.")],
-    parent: Annotated[str | None, typer.Option("--from", help="Fork the new card from this one.")] = None,
+    format: Annotated[
+        str,
+        typer.Argument(
+            metavar="FORMAT", help="mmdet (a text log, .log.json, scalars.json or a work_dir), tensorboard, or regex:PATTERN."
+        ),
+    ],
+    logfile: Annotated[
+        str, typer.Argument(metavar="PATH", help="The training log, work_dir, or folder of TensorBoard event files.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="The card the runs belong to; created if it does not exist. Default: the file's name.")
+    ] = None,
+    parent: Annotated[str | None, typer.Option("--from", help="Fork a card the import creates from this one.")] = None,
+    params: Annotated[str | None, typer.Option(help="Read parameters from each event folder's name: 'lr{lr}_bs{batch}'.")] = None,
     diverge: DivergeOption = [],
     db: DbOption = None,
 ) -> None:
-    """Import a run that already happened from its training log (its curves, and any divergence)."""
+    """Import runs that already happened: their curves, summary metrics (last, and best of validation curves) and
+    any divergence. A file imported before adds nothing; a log holding several launches gives a run for each."""
     from .divergence import parse_settings
-    from .logparse import make_parser
-    from .results import import_log as import_run
+    from .results import import_log as import_runs
 
-    make_parser(format)
     settings = parse_settings(diverge)
+    if name is not None:
+        cards.validate_name(name)
+    if params is not None and format.strip().lower() != "tensorboard":
+        raise ExpdbError(
+            "--params reads parameters from TensorBoard event folders' names: use it with `expdb import tensorboard`"
+        )
+    with open_db(db, create=True) as database:
+        imported = import_runs(database, logfile, format, name, parent=parent, params=params, diverge=settings)
+    for line in imported.account:
+        console.print(escape(line), soft_wrap=True)
+    for run in imported.runs:
+        if run.already is not None:
+            console.print(escape(f"already imported as run {run.already[1]} of {run.already[0]}: nothing added"), soft_wrap=True)
+            continue
+        console.print(escape(f"imported {run.points:,} points into {run.card} (run {run.run_id}): {run.status}"), soft_wrap=True)
+        for divergence in run.divergences:
+            console.print(f"  {escape(divergence.message)}", soft_wrap=True)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Record the final metrics of a run that happened elsewhere (a paper's table, a colleague's number), as "
+    "--KEY VALUE written as the table prints them: 81.8, 670.32K, 6.934G, 34.12ms, 81.8%. A unit must be the metric's "
+    "own (`expdb metric define`). params, flops and cost_time go to the card's profile. The run is marked recorded by "
+    "hand, with its source, and has no host, git commit or device. The card is created if it does not exist.",
+    short_help="Record the final metrics of a run that happened elsewhere.",
+)
+def record(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The card.")],
+    source: Annotated[str, typer.Option(help='Where the numbers come from: "DeiT, Table 1".')],
+    parent: Annotated[str | None, typer.Option("--from", help="Fork a card that `record` creates from this one.")] = None,
+    db: DbOption = None,
+) -> None:
+    from .metrics import definition, load_definitions
+    from .results import record_by_hand
+    from .values import split_key_values
+
+    typed = split_key_values(ctx.args)
     cards.validate_name(name)
     with open_db(db, create=True) as database:
-        imported = import_run(database, logfile, format, name, parent=parent, diverge=settings)
-    console.print(
-        f"imported {imported.points:,} points into {name} (run {imported.run_id}): {imported.status}", soft_wrap=True
-    )
-    for divergence in imported.divergences:
-        console.print(f"  {escape(divergence.message)}", soft_wrap=True)
+        run_id, values = record_by_hand(database, name, typed, source, parent=parent)
+        definitions = load_definitions(database)
+    shown = " ".join(f"{key}={definition(definitions, key).cell(value)}" for key, value in values.items())
+    console.print(escape(f"recorded run {run_id} of {name} by hand: {shown}"), soft_wrap=True)
 
 
-@app.command()
+metric_app = typer.Typer(
+    help="How metrics are shown: label, unit, better direction, digits.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(metric_app, name="metric")
+
+
+@metric_app.command("define")
+def metric_define(
+    key: Annotated[str, typer.Argument(help="The metric, as runs record it: top1, val/bbox_mAP.")],
+    label: Annotated[str | None, typer.Option(help='The column head: "Top-1".')] = None,
+    unit: Annotated[str | None, typer.Option(help="Its unit: %, ms, img/s; cells carry %, ms and s.")] = None,
+    higher: Annotated[
+        bool | None,
+        typer.Option("--higher-is-better/--lower-is-better", help="Which way is better (bolded as best).", show_default=False),
+    ] = None,
+    digits: Annotated[int | None, typer.Option(help="Decimals shown: 1 gives 81.8.")] = None,
+    si: Annotated[bool, typer.Option("--si", help="Show with an SI prefix and --digits decimals: 6.93G.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Define, or change, how a metric is shown; what is not given is kept."""
+    from .metrics import define_metric
+
+    direction = None if higher is None else "higher" if higher else "lower"
+    with open_db(db, create=True) as database:
+        defined = define_metric(database, key, label, unit, direction, digits, si)
+    better = f", {defined.direction} is better" if defined.direction else ", no better direction"
+    unit_text = f", unit {defined.unit}" if defined.unit else ""
+    console.print(escape(f"{defined.key}: {defined.label!r}{unit_text}{better}, format {defined.format}"), soft_wrap=True)
+
+
+@metric_app.command("list")
+def metric_list(db: DbOption = None) -> None:
+    """The metric definitions, and the metrics runs recorded that have none."""
+    from .metrics import load_definitions, metric_keys_in_use
+    from .views import render_metric_definitions
+
+    with open_db(db) as database:
+        definitions = load_definitions(database)
+        used = metric_keys_in_use(database)
+    render_metric_definitions(definitions, used, console)
+
+
+@app.command(short_help="Keep a file with a card or a run.")
+def attach(
+    name: Annotated[str, typer.Argument(help="The card.")],
+    file: Annotated[str, typer.Argument(help="The file: a figure, a config, a checkpoint.")],
+    note: Annotated[str | None, typer.Option(help="What it is.")] = None,
+    run: Annotated[int | None, typer.Option(help="The card's run it belongs to (a run id from `expdb show`).")] = None,
+    max_size: Annotated[str, typer.Option("--max-size", help="Refuse files larger than this: bytes, or 500M, 1G.")] = "1G",
+    db: DbOption = None,
+) -> None:
+    """Keep a file with a card, content-addressed beside the database (or in $EXPDB_ATTACHMENTS)."""
+    from .attachments import attach as attach_file
+    from .attachments import parse_size
+
+    limit = parse_size(max_size)
+    if note is not None:
+        cards.validate_note(note)
+    with open_db(db) as database:
+        attached, new = attach_file(database, name, file, note=note, max_size=limit, run_id=run)
+    what = "attached" if new else "already attached, nothing added:"
+    line = f"{what} {attached.name} to {name} ({attached.size:,} bytes, sha256 {attached.sha256[:12]})"
+    console.print(escape(line), soft_wrap=True)
+
+
+@app.command(short_help="Create, run and show a small demo study.")
 def demo(db: DbOption = None) -> None:
     """Create a small study like the researcher's, run it, print its table and what went wrong."""
     from .demo import DEMO_TAG, create_demo
@@ -784,7 +1067,7 @@ def demo(db: DbOption = None) -> None:
     console.print("\nexplore it: expdb list, expdb show cvt_io_blowup, expdb table --metric iou50 --baseline cvt")
 
 
-@app.command()
+@app.command(short_help="Measure a card's model: Params, FLOPs, Cost-Time.")
 def profile(
     name: Annotated[str, typer.Argument(help="The card; its runner builds the model (no training).")],
     batch: Annotated[int | None, typer.Option(help="Batch size [default: the runner's example inputs].", min=1)] = None,
@@ -846,6 +1129,7 @@ def split_options(options: list[str]) -> list[str]:
 
 
 @app.command(
+    short_help="Curves of several runs laid over each other.",
     help="Curves of several runs laid over each other, on an axis where they compare (divergences and lr drops marked). "
     f"{SELECTION_HELP}"
 )
@@ -888,6 +1172,7 @@ def plot(
 
 
 @app.command(
+    short_help="A markdown or HTML report of a study, or its LaTeX table.",
     help="A self-contained markdown or HTML report of a study, or its table for an IEEE paper; re-running updates it. "
     f"{SELECTION_HELP}"
 )
@@ -942,6 +1227,7 @@ def report(
 
 @app.command(
     "copy",
+    short_help="Copy cards to or from another database.",
     help="Copy cards with their runs, curves, profiles and notes to another database or from one; twice copies "
     f"nothing twice. {SELECTION_HELP} The cards are selected in the database copied from.",
 )
@@ -971,7 +1257,10 @@ def copy_command(
     render_copied(copied, console)
 
 
-@app.command(help="The study in a browser: table, cards, curves, parallel coordinates, live runs. Ctrl-C stops it.")
+@app.command(
+    short_help="The study in a browser.",
+    help="The study in a browser: table, cards, curves, parallel coordinates, live runs. Ctrl-C stops it.",
+)
 def ui(
     host: Annotated[
         str, typer.Option(help="Address to listen on. Anything but loopback prints a token that every request must carry.")
@@ -1003,6 +1292,22 @@ def db_upgrade(db: DbOption = None) -> None:
     with open_db(db, upgrade="yes") as database:
         if not database.upgraded_from:
             console.print(f"{database.name}: schema {database.revision}, nothing to upgrade")
+
+
+def command():
+    """The click command of `app`, its flags shown without a type: `--all`, not `--all <bool>`."""
+    from typer.core import TyperGroup, TyperOption
+
+    root = typer.main.get_command(app)
+    commands = [root]
+    while commands:
+        current = commands.pop()
+        for param in current.params:
+            if isinstance(param, TyperOption) and param.is_flag:
+                param.metavar = ""
+        if isinstance(current, TyperGroup):
+            commands += current.commands.values()
+    return root
 
 
 def usage_message(error) -> str:
@@ -1041,7 +1346,7 @@ def main() -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
-        code = app(standalone_mode=False)  # a typer.Exit inside a command comes back as its code
+        code = command()(standalone_mode=False, prog_name="expdb")  # a typer.Exit inside a command comes back as its code
     except ExpdbError as error:
         errors.print(f"error: {error}", markup=False, soft_wrap=True)
         sys.exit(2)

@@ -1,4 +1,4 @@
-"""`expdb copy`: cards with their tags, runs, metrics, curves, profiles and notes, from one database to another.
+"""`expdb copy`: cards with their tags, runs, metrics, curves, profiles, notes and attachments, from one database to another.
 
 Cards, runs, profiles and notes are matched by `uid`, tags by (card, name), so a copy done
 twice copies nothing twice, and a run that has gone on since it was copied is brought up to
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .attachments import copy_content
 from .cards import PROFILE_FIELDS, Selection, selected_ids
 from .db import Database, dialect_for, display_name
 from .errors import ExpdbError
@@ -27,10 +28,12 @@ COLUMNS = {
     ),
     "run": (
         "uid", "card_id", "status", "started_at", "ended_at", "heartbeat_at", "exit_reason", "command", "log_path",
-        "checkpoint_dir", "host", "pid", "device", "seed", "env", "queued_at", "launcher", "job_id",
+        "checkpoint_dir", "host", "pid", "device", "seed", "env", "queued_at", "launcher", "job_id", "origin", "source",
+        "source_hash", "progress_step", "progress_at",
     ),
     "note": ("uid", "card_id", "run_id", "created_at", "text", "automatic", "step", "settings"),
     "profile": ("uid", "card_id", "run_id", "created_at", *PROFILE_FIELDS, "details"),
+    "attachment": ("uid", "card_id", "run_id", "name", "size", "sha256", "note", "created_at"),
     "metric_def": ("key", "label", "unit", "direction", "format"),
     "chunk": ("first_step", "last_step", "count", "step_data", "value_data", "wall_data", "epoch_data", "samples_data"),
 }
@@ -53,6 +56,7 @@ class Copied:
     points: int = 0  # curve points the target gained
     profiles: int = 0
     notes: int = 0
+    attachments: int = 0
     running: list[str] = field(default_factory=list)  # cards whose runs were left out because they had not ended
 
 
@@ -102,6 +106,9 @@ def copy_cards(source: Database, target: Database, selection: Selection = Select
         run_map = _copy_runs(source, target, connection, card_map, source_cards, copied)
         copied.notes = _copy_owned(source, target, connection, "note", card_map, run_map)
         copied.profiles = _copy_owned(source, target, connection, "profile", card_map, run_map)
+        copied.attachments = _copy_owned(source, target, connection, "attachment", card_map, run_map)
+        # The files' content before the commit: a copy that fails here leaves the target as it was.
+        copy_content(source, target, {row["sha256"] for row in _rows(source, "attachment", "card_id", card_map)})
         columns = COLUMNS["metric_def"]
         connection.executemany(
             f"INSERT INTO metric_def ({', '.join(columns)}) VALUES ({_marks(columns)}) ON CONFLICT DO NOTHING",
@@ -225,8 +232,8 @@ def _copy_runs(
     there = {run["uid"]: run for run in _rows(target, "run", "uid", [run["uid"] for run in runs])}
     clause, parameters = source.among("run_id", [run["id"] for run in runs])
     metrics: dict[int, list[tuple]] = {}
-    for run_id, key, value in source.query(f"SELECT run_id, key, value FROM metric WHERE {clause}", parameters):
-        metrics.setdefault(run_id, []).append((key, value))
+    for run_id, key, value, step in source.query(f"SELECT run_id, key, value, step FROM metric WHERE {clause}", parameters):
+        metrics.setdefault(run_id, []).append((key, value, step))
 
     run_map, metric_rows = {}, []
     for run in runs:
@@ -249,9 +256,10 @@ def _copy_runs(
             connection.execute("DELETE FROM metric WHERE run_id = ?", (target_id,))
             copied.points -= _delete_curves(connection, target_id)
             copied.updated_runs += 1
-        metric_rows += [(target_id, key, value) for key, value in metrics.get(run["id"], [])]
+        metric_rows += [(target_id, key, value, step) for key, value, step in metrics.get(run["id"], [])]
         copied.points += _copy_curves(source, connection, run["id"], target_id)
-    connection.executemany("INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?)", metric_rows)  # all at once: one round trip
+    # All at once: one round trip.
+    connection.executemany("INSERT INTO metric (run_id, key, value, step) VALUES (?, ?, ?, ?)", metric_rows)
     return run_map
 
 
@@ -289,7 +297,7 @@ def _copy_curves(source: Database, connection, source_run_id: int, target_run_id
 def _copy_owned(
     source: Database, target: Database, connection, table: str, card_map: dict[int, int], run_map: dict[int, int]
 ) -> int:
-    """The notes or profiles of the copied cards that the target lacks; returns how many."""
+    """The notes, profiles or attachments of the copied cards that the target lacks; returns how many."""
     rows = _rows(source, table, "card_id", card_map)
     clause, parameters = target.among("uid", [row["uid"] for row in rows])
     there = {uid for (uid,) in target.query(f"SELECT uid FROM {table} WHERE {clause}", parameters)}
@@ -316,6 +324,7 @@ def render_copied(copied: Copied, console: Console) -> None:
         (copied.points, "point"),
         (copied.profiles, "profile"),
         (copied.notes, "note"),
+        *([(copied.attachments, "attachment")] if copied.attachments else []),
     )
     if not any(number for number, _ in counts) and not copied.updated_runs:
         line = f"nothing new to copy: {plural(copied.already, 'card')} already in {copied.target}" + (

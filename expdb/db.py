@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from .errors import DatabaseError, last_line
 
-SCHEMA_HEAD = "0006"  # the newest revision in migrations/versions; a test keeps the two in step
+SCHEMA_HEAD = "0008"  # the newest revision in migrations/versions; a test keeps the two in step
 DEFAULT_LOCATION = "experiments.db"
 BUSY_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10
@@ -137,6 +137,11 @@ class SQLiteDialect:
     def runs_directory(self) -> Path:
         """Beside the file, a folder per file: two studies in one folder never share a run's files."""
         return self.path.resolve().parent / "expdb_runs" / self.path.name
+
+    @property
+    def attachments_directory(self) -> Path:
+        """Beside the file, a folder per file, as for runs."""
+        return self.path.resolve().parent / "expdb_files" / self.path.name
 
     def open(self, create: bool, migrate: Migrate) -> tuple[sqlite3.Connection, bool]:
         """The connection, and whether this open made the database (a reader never makes one)."""
@@ -336,6 +341,12 @@ class PostgresDialect:
         """Where expdb was started, a folder per server and database: `expdb_runs/HOST_PORT_DB`."""
         host, port, database, user = self._settings()
         return Path.cwd() / "expdb_runs" / re.sub(r"[^\w.-]+", "_", f"{host}_{port}_{database or user}")
+
+    @property
+    def attachments_directory(self) -> Path:
+        """Where expdb was started, a folder per server and database; a team sets $EXPDB_ATTACHMENTS to a shared one."""
+        host, port, database, user = self._settings()
+        return Path.cwd() / "expdb_files" / re.sub(r"[^\w.-]+", "_", f"{host}_{port}_{database or user}")
 
     def _settings(self) -> tuple[str, str, str | None, str | None]:
         from psycopg.conninfo import conninfo_to_dict

@@ -5,7 +5,6 @@ device imports torch (only `expdb run` of a runner and `expdb profile` do), so t
 never depends on whether a runner happened to import torch first.
 """
 
-import os
 import re
 import sys
 from contextlib import contextmanager
@@ -147,17 +146,3 @@ def restored_torch_settings():
     finally:
         if before is not None:
             _apply(before)
-
-
-# Where the launchers put a process's rank: torchrun (RANK), srun (SLURM_PROCID); a local launcher
-# that sets only LOCAL_RANK (Lightning's) still tells a rank 0 from the others on a node.
-RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
-
-
-def process_rank() -> int:
-    """This process's rank in a distributed job, from the first of RANK_VARIABLES set to a number; 0 alone."""
-    for variable in RANK_VARIABLES:
-        value = os.environ.get(variable, "").strip()
-        if value.isdigit():
-            return int(value)
-    return 0

@@ -147,7 +147,8 @@ def run_command(run: Run, plan: CommandPlan, echo: TextIO) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
-        env={**os.environ, "EXPDB_RUN_ID": str(run.id), "EXPDB_CARD": run.card.name},
+        # A script inside attaches to this run (expdb.start); EXPDB_RESUME tells it to continue from the checkpoint.
+        env={**os.environ, "EXPDB_RUN_ID": str(run.id), "EXPDB_CARD": run.card.name, "EXPDB_RESUME": "1" if run.resume else "0"},
     )
     final_line = ""
     # A command can go quiet once it has diverged: stop it without waiting for its next line.
@@ -184,6 +185,7 @@ def _stop_when_told(run: Run, process: subprocess.Popen) -> None:
 
 
 def _stop(process: subprocess.Popen) -> None:
+    # The command stays in this process's group: a queue that stops this job stops its whole group.
     if process.poll() is None:
         process.terminate()
         try:
@@ -191,9 +193,6 @@ def _stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-
 
 
 def profile_before_training(run: Run, build: Callable[[dict], tuple], budget_s: float) -> None:
@@ -271,7 +270,7 @@ def execute(
     )
     if started is not None:
         started()
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(run):
         try:
             train(run)
         except CommandFailed as failure:

@@ -4,6 +4,7 @@
     (none)  --start------------------------>  running  --crash (the reaper: its process is gone)-->  crashed
     ended   --queue (to resume)--> queued;   ended --start (resuming)--> running
     queued  --release--> (none), or back to its status before it was queued to resume
+    interrupted  --requeue (its cluster job is requeued after its time limit)-->  queued
 
 A run's own process changes its row with start, adopt, heartbeat and the endings; they raise
 `TransitionRefused` when the row is not in the state they need. The reaper and the queues change
@@ -43,9 +44,14 @@ PLANNED = "planned"  # the status of a card that has no run; never a run's
 CARD_STATUSES = (PLANNED, *(status.value for status in RunStatus))
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)  # not ended: nothing else may start or queue its card
 ENDED = tuple(status for status in RunStatus if status not in ACTIVE)
+# Where a run that did not happen here came from: read from its log, or typed in by hand (a paper's table).
+IMPORTED = "imported"
+BY_HAND = "by-hand"
+ORIGINS = (None, IMPORTED, BY_HAND)
 # A run taken for crashed (its heartbeat late) that turns out alive still beats and ends as it ends.
 _ALIVE = (RunStatus.RUNNING, RunStatus.CRASHED)
 STALE_HEARTBEAT_S = 60.0  # a run on another host is crashed once its heartbeat is this old
+STALLED_AFTER_S = 1800.0  # a running run that logged no step for this long is reported stalled
 CRASH_REASON = (
     "the process stopped without ending the run (killed, or its machine went down); "
     "everything logged until its last heartbeat is kept"
@@ -132,6 +138,26 @@ def active_runs(db: Database) -> list[ActiveRun]:
     return [ActiveRun(row[0], RunStatus(row[1]), *row[2:]) for row in rows]
 
 
+class Stall(NamedTuple):
+    """A running run that beats but has logged no step since `progress_at` (hung in CUDA or NCCL, or a deadlock)."""
+
+    card_id: int
+    card: str
+    run_id: int
+    step: int | None  # the last step it logged; None if it logged none
+    progress_at: float
+
+
+def stalls(db: Database, after_s: float = STALLED_AFTER_S) -> list[Stall]:
+    """The running runs that made no progress (started, or logged a step) for `after_s` seconds."""
+    rows = db.query(
+        "SELECT card.id, card.name, run.id, run.progress_step, run.progress_at FROM run JOIN card ON card.id = run.card_id "
+        "WHERE run.status = ? AND run.progress_at < ? ORDER BY run.id",
+        (RunStatus.RUNNING, now() - after_s),
+    )
+    return [Stall(*row) for row in rows]
+
+
 # -- queued ------------------------------------------------------------------------------------
 
 
@@ -162,6 +188,19 @@ def queue(db: Database, card: "Card", *, launcher: str, resume: bool) -> QueuedR
     return QueuedRun(card, run_id, None)
 
 
+def requeue(db: Database, run_id: int, submitted_from: str | None) -> bool:
+    """An interrupted run of a cluster job that is requeued: queued again, for the requeued job to adopt and resume.
+    `submitted_from`: the host the job was submitted from, which asks the cluster about it. False if it did not stop
+    interrupted (it finished, failed, diverged: nothing to resume)."""
+    with db.transaction() as connection:
+        queued = connection.execute(
+            "UPDATE run SET status = ?, queued_at = ?, host = coalesce(?, host), pid = NULL WHERE id = ? AND status = ? "
+            "RETURNING id",
+            (RunStatus.QUEUED, now(), submitted_from, run_id, RunStatus.INTERRUPTED),
+        ).fetchone()
+    return queued is not None
+
+
 def release(db: Database, run_id: int, resumed_from: RunStatus | None) -> bool:
     """A queued run that will never start: removed if it was new (its card is planned again), else given back
     `resumed_from`, its status before it was queued to resume. False if a process adopted it meanwhile."""
@@ -187,8 +226,10 @@ def release_orphan(db: Database, run: ActiveRun) -> bool:
 
 
 def _process_columns(process: Process) -> dict:
+    moment = now()
     return {
-        "heartbeat_at": now(), "host": process.host, "pid": process.pid, "device": process.device,
+        # Starting counts as progress: a run that logs nothing for long after it (re)started is stalled.
+        "heartbeat_at": moment, "progress_at": moment, "host": process.host, "pid": process.pid, "device": process.device,
         "seed": process.seed, "command": process.command, "env": process.env,
     }
 
@@ -196,7 +237,8 @@ def _process_columns(process: Process) -> dict:
 def start(db: Database, card: "Card", process: Process, resuming: RunRow | None = None) -> RunRow:
     """This process runs `card`: a new run row, or (`resuming`) the card's ended latest run again, from its start time."""
     if resuming is None:
-        columns = {"status": RunStatus.RUNNING, "started_at": now(), **_process_columns(process)}
+        columns = _process_columns(process)
+        columns = {"status": RunStatus.RUNNING, "started_at": columns["progress_at"], **columns}
         with db.transaction() as connection:
             run_id = connection.execute(
                 f"INSERT INTO run (uid, card_id, {', '.join(columns)}) VALUES (?, ?, {', '.join('?' * len(columns))}) RETURNING "
@@ -235,15 +277,28 @@ def _take_over(db: Database, card: "Card", run: RunRow, process: Process, starte
     return RunRow(run.id, RunStatus.RUNNING, started_at, None, run.checkpoint_dir)
 
 
-def heartbeat(db: Database, run_id: int) -> None:
-    """The run's process is alive: the reaper of another host leaves its run running."""
+def heartbeat(db: Database, run_id: int, progress: tuple[int, float] | None = None) -> None:
+    """The run's process is alive: the reaper of another host leaves its run running. `progress`: the last step
+    it logged and when; a process alive without progress (hung in CUDA or NCCL) is reported as stalled."""
     clause, statuses = _in(_ALIVE)
+    progressed = ", progress_step = ?, progress_at = ?" if progress is not None else ""
     with db.transaction() as connection:
         beat = connection.execute(
-            f"UPDATE run SET heartbeat_at = ? WHERE id = ? AND {clause} RETURNING id", (now(), run_id, *statuses)
+            f"UPDATE run SET heartbeat_at = ?{progressed} WHERE id = ? AND {clause} RETURNING id",
+            (now(), *(progress or ()), run_id, *statuses),
         ).fetchone()
     if beat is None:
         raise TransitionRefused(f"run {run_id} is not running (it ended, or it was removed)")
+
+
+def progress(db: Database, run_id: int, step: int, at: float) -> bool:
+    """The last step a process attached to the run (a script inside `expdb run --cmd`) logged; False once the run ended."""
+    with db.transaction() as connection:
+        moved = connection.execute(
+            "UPDATE run SET progress_step = ?, progress_at = ? WHERE id = ? AND status = ? RETURNING id",
+            (step, at, run_id, RunStatus.RUNNING),
+        ).fetchone()
+    return moved is not None
 
 
 # -- ended -------------------------------------------------------------------------------------
@@ -263,6 +318,27 @@ def fail(db: Database, run_id: int, reason: str | None) -> None:
 
 def interrupt(db: Database, run_id: int, reason: str | None) -> None:
     _end(db, run_id, RunStatus.INTERRUPTED, reason)
+
+
+def end(db: Database, run_id: int, status: RunStatus, reason: str | None) -> tuple[RunStatus, str | None]:
+    """End the run its process ran with `status`, unless a script attached to it ended it first (it diverged: only
+    the script knew); the status and reason it has now."""
+    try:
+        if status == RunStatus.FINISHED:
+            finish(db, run_id)
+        elif status == RunStatus.DIVERGED:
+            diverge(db, run_id, reason)
+        elif status == RunStatus.INTERRUPTED:
+            interrupt(db, run_id, reason)
+        else:
+            status = RunStatus.FAILED
+            fail(db, run_id, reason)
+    except TransitionRefused:
+        row = get_run(db, run_id)
+        if row is None or row.status not in ENDED or row.status == RunStatus.CRASHED:
+            raise
+        return row.status, row.exit_reason
+    return status, reason
 
 
 def _end(db: Database, run_id: int, status: RunStatus, reason: str | None) -> None:
@@ -288,15 +364,26 @@ def record(
     command: str | None = None,
     log_path: str | None = None,
     env: str = "{}",
+    origin: str | None = None,
+    source: str | None = None,
+    source_hash: str | None = None,
 ) -> int:
-    """A run that happened elsewhere (typed in, read from its log), stored as it ended. Returns its id."""
+    """A run that happened elsewhere (typed in, read from its log), stored as it ended. Returns its id.
+
+    `origin`: IMPORTED or BY_HAND; `source`: the file, or a citation; `source_hash`: the file's sha256.
+    """
     if status not in ENDED:
         raise TransitionRefused(f"unknown run status {status!r}; use one of: {', '.join(ENDED)}")
+    if origin not in ORIGINS:
+        raise TransitionRefused(f"unknown run origin {origin!r}; use one of: {', '.join(map(str, ORIGINS))}")
     with db.transaction() as connection:
         return connection.execute(
-            "INSERT INTO run (uid, card_id, status, started_at, ended_at, exit_reason, command, log_path, env) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (new_uid(), card_id, RunStatus(status), started_at, ended_at, exit_reason, command, log_path, env),
+            "INSERT INTO run (uid, card_id, status, started_at, ended_at, exit_reason, command, log_path, env, origin, source, "
+            "source_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                new_uid(), card_id, RunStatus(status), started_at, ended_at, exit_reason, command, log_path, env, origin, source,
+                source_hash,
+            ),
         ).fetchone()[0]
 
 

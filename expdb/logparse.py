@@ -38,9 +38,10 @@ Specs (`make_parser`):
     - `Iter(val) [t][k]` (two counters): the training iteration ``t``;
     - any other val/test line: the last training step seen.
 
-    When no step can be given (no training line came before) the line gives None, and so do
-    the progress lines of the evaluation loop (those with an `eta`) and val/test lines that
-    carry no metric. The parser keeps this state, so use one parser per log.
+    In a log of evaluation lines only (no training line came before), the step of a line is
+    the epoch it names (`Epoch(val) [e][...]`), else the count of such lines so far (1, 2, ...).
+    The progress lines of the evaluation loop (those with an `eta`) and val/test lines that
+    carry no metric give None. The parser keeps this state, so use one parser per log.
 
     Timestamps: a date with a year (`2021-01-25 19:25:44,459`, `2023/06/16 12:09:59`) is read
     as local time of this machine (logging writes local time and does not say which zone).
@@ -52,11 +53,23 @@ Specs (`make_parser`):
 
 ``regex:PATTERN``
     A Python regular expression with named groups, searched in each line (use ``^`` to
-    anchor). The group ``step`` (or ``iter``) is required and must match an integer;
-    ``epoch`` is optional; every other named group is a metric read as a float (a value that
-    is not a number is skipped; a line with no numeric metric gives None). Example::
+    anchor). Every named group other than ``step`` (or ``iter``), ``epoch`` and ``total`` is a
+    metric read as a float (a value that is not a number is skipped; a line with no numeric
+    metric gives None). Example::
 
         regex:step (?P<step>\\d+) loss (?P<loss>\\S+)
+
+    The step of a line:
+
+    - with ``step``, ``epoch`` and ``total`` (the steps of an epoch, as timm and
+      pytorch/examples print `[ 50/1251]`): ``epoch * total + step``;
+    - with ``step`` alone: the step, and when it goes back (a log whose count restarts every
+      epoch) the count goes on: the first line after the restart is one step after the last
+      line before it, and the lines after it keep their distance from it;
+    - without ``step`` (the HF Trainer's `{'loss': 0.3, ..., 'epoch': 0.27}` lines): the count
+      of lines matched so far, 1, 2, 3, ...
+
+    ``epoch`` may be fractional (`0.27`).
 
 Numbers are decimal floats as Python writes them (`1.2e-04`, `-3`, `.5`), `nan` and `inf`
 (any case, with a sign); `float('nan')` and `float('inf')` come out. A line that is not a
@@ -65,6 +78,7 @@ progress line gives None; `parse` never raises.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -95,7 +109,7 @@ class Record:
     """One logged point: the values of a training (or evaluation) line at a global step."""
 
     step: int  # the global iteration; for epoch-based logs (epoch-1)*iters_per_epoch + iter
-    epoch: int | None
+    epoch: float | None  # fractional for the HF Trainer's `'epoch': 0.27`
     values: dict[str, float] = field(hash=False)  # every numeric field; NaN/inf as floats
     timestamp: float | None  # seconds since the epoch if the line has a date, else None
     mode: str = "train"  # "train", or "val"/"test" for evaluation lines (their names are prefixed)
@@ -204,7 +218,30 @@ def _fields(text: str) -> dict[str, str]:
                 name = match.group(1) if index else piece[: match.end(1)]
                 end = names[index + 1].start() if index + 1 < len(names) else len(piece)
                 pairs.append((name.strip(), piece[match.end() : end].strip()))
-    return {name: value for name, value in pairs if name}
+    return {name: value for name, value in _unglued(pairs) if name}
+
+
+# A value glued to the next field's name by a missing separator: "0.9000data_time" (MMAction2's docs print
+# `acc/mean1: 0.9000data_time: 1.27`). The name must start with a letter, so "1e-4" stays a number.
+_GLUED_NAME = re.compile(r"((?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?))([A-Za-z_][^\s:]*)")
+_GLUED_VALUE = re.compile(_GLUED_NAME.pattern + r": (.*)")
+
+
+def _unglued(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The fields with every glued value given back to its own field."""
+    result: list[tuple[str, str]] = []
+    for name, value in pairs:
+        glued = _GLUED_NAME.fullmatch(name)
+        if glued and result and not result[-1][1]:
+            # "acc/mean1: 0.9000data_time: 1.27" split between spaces: the number closes the field before.
+            result[-1] = (result[-1][0], glued[1])
+            name = glued[2]
+        while (inner := _GLUED_VALUE.fullmatch(value)) is not None:
+            # "acc: 0.9000data_time: 1.27" split at commas: the value holds the next field.
+            result.append((name, inner[1]))
+            name, value = inner[2], inner[3]
+        result.append((name, value))
+    return result
 
 
 def _numeric(fields: dict[str, str]) -> dict[str, float]:
@@ -280,6 +317,7 @@ class MMDetParser(_NeverRaises):
         self.iters_per_epoch: int | None = None
         self.last_step: int | None = None
         self.last_epoch: int | None = None
+        self.eval_lines = 0  # evaluation lines seen before any training line
         self.last_time: float | None = None
 
     def _parse(self, line: str) -> Record | None:
@@ -349,6 +387,10 @@ class MMDetParser(_NeverRaises):
         else:
             step = self.last_step
             epoch = self.last_epoch
+        if step is None and self.last_step is None:
+            # A log of evaluation lines only: the epoch they name, else their count.
+            self.eval_lines += 1
+            step = epoch if epoch is not None else self.eval_lines
         if step is None:
             return None
         prefix = f"{mode}/"
@@ -377,21 +419,22 @@ class RegexParser(_NeverRaises):
         except (re.error, RecursionError, OverflowError, ValueError) as error:
             raise ExpdbError(f"bad --parse regex {pattern!r}: {_one_line(str(error))}") from None
         groups = set(self.regex.groupindex)
-        if "step" in groups:
-            self.step_group = "step"
-        elif "iter" in groups:
-            self.step_group = "iter"
-        else:
+        self.step_group = "step" if "step" in groups else "iter" if "iter" in groups else None
+        if "total" in groups and (self.step_group is None or "epoch" not in groups):
             raise ExpdbError(
-                f"bad --parse regex {pattern!r}: it needs a named group for the step, "
-                "(?P<step>\\d+) or (?P<iter>\\d+)"
+                f"bad --parse regex {pattern!r}: (?P<total>...) is the steps of an epoch; it needs (?P<epoch>\\d+) "
+                "and (?P<step>\\d+) beside it"
             )
-        self.metric_groups = [name for name in self.regex.groupindex if name not in {"step", "iter", "epoch"}]
+        self.metric_groups = [name for name in self.regex.groupindex if name not in {"step", "iter", "epoch", "total"}]
         if not self.metric_groups:
             raise ExpdbError(
                 f"bad --parse regex {pattern!r}: it has no named group for a metric, such as (?P<loss>\\S+)"
             )
         self.pattern = pattern
+        self.matched = 0  # lines with a metric so far: the step of a log that prints none
+        self.offset = 0  # added to a step that restarts every epoch
+        self.last_local: int | None = None
+        self.last_step: int | None = None
 
     def _parse(self, line: str) -> Record | None:
         if isinstance(line, bytes):
@@ -401,10 +444,10 @@ class RegexParser(_NeverRaises):
         match = self.regex.search(line.rstrip("\r\n"))
         if not match:
             return None
-        step = _parse_int(match[self.step_group])
-        if step is None:
+        epoch = _parse_epoch(match["epoch"]) if "epoch" in self.regex.groupindex else None
+        local = _parse_int(match[self.step_group]) if self.step_group else None
+        if self.step_group and local is None:
             return None
-        epoch = _parse_int(match["epoch"]) if "epoch" in self.regex.groupindex else None
         values = {}
         for name in self.metric_groups:
             text = match[name]
@@ -413,7 +456,25 @@ class RegexParser(_NeverRaises):
                 values[name] = number
         if not values:
             return None
+        self.matched += 1
+        step = self._step(local, epoch, _parse_int(match["total"]) if "total" in self.regex.groupindex else None)
         return Record(step, epoch, values, None, "train")
+
+    def _step(self, local: int | None, epoch: float | None, total: int | None) -> int:
+        """The global step: see `make_parser`'s rules for steps that restart and for logs without one."""
+        if local is None:
+            return self.matched
+        if total is not None and epoch is not None:
+            return int(epoch) * total + local
+        if self.last_local is not None and self.last_step is not None and local < self.last_local:
+            self.offset = self.last_step + 1 - local  # an epoch began again: go on after the last step
+        self.last_local, self.last_step = local, self.offset + local
+        return self.last_step
+
+
+def _parse_epoch(text: str | None) -> float | None:
+    number = parse_number(text) if text is not None else None
+    return number if number is not None and math.isfinite(number) else None
 
 
 # ---------------------------------------------------------------- entry points
@@ -468,7 +529,8 @@ def parse_file(path: str | Path, spec: str, *, year: int | None = None) -> list[
     """The records of the log at `path`, in file order (a resumed run may repeat steps).
 
     `year`: of MMEngine's dates without one [default: `year_of_log`]. ExpdbError (one line) if
-    the spec is bad, the file cannot be read, or no line of it is a progress line of that format.
+    the spec is bad, the file cannot be read, or no line of it is a progress line of that format. A log of
+    validation lines only is a log: see MMDetParser.
     """
     path = Path(path)
     parser = make_parser(spec, year=year if year is not None else year_of_log(path))
@@ -481,13 +543,17 @@ def parse_file(path: str | Path, spec: str, *, year: int | None = None) -> list[
         raise ExpdbError(f"{path} is a directory, not a log file") from None
     except OSError as error:
         raise ExpdbError(f"cannot read log file {path}: {_one_line(error.strerror or str(error))}") from None
-    if not any(record.mode == "train" for record in records):
-        if isinstance(parser, RegexParser):
-            raise ExpdbError(f"no line of {path} matches the --parse regex {parser.pattern!r} with a numeric metric")
-        raise ExpdbError(
-            f"no MMDetection training lines in {path}: expected lines like "
-            "'Epoch [1][50/5455]<TAB>lr: ..., loss: ...' (MMDetection 2.x) or "
-            "'Epoch(train) [1][10/196]  lr: ...  loss: ...' (MMEngine)"
-        )
+    if not records:
+        raise ExpdbError(no_records_message(path, parser))
     return records
 
+
+def no_records_message(path: Path, parser: LineParser) -> str:
+    """Why a log gave nothing, and what lines were expected."""
+    if isinstance(parser, RegexParser):
+        return f"no line of {path} matches the --parse regex {parser.pattern!r} with a numeric metric"
+    return (
+        f"no MMDetection progress lines in {path}: expected lines like "
+        "'Epoch [1][50/5455]<TAB>lr: ..., loss: ...' (MMDetection 2.x) or "
+        "'Epoch(train) [1][10/196]  lr: ...  loss: ...' (MMEngine), or a .log.json / scalars.json"
+    )

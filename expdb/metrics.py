@@ -2,8 +2,10 @@
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from .db import Database
+from .errors import ExpdbError
 
 # Columns filled from a run's profile rather than from its metrics, keyed like metrics.
 PROFILE_COLUMNS = {"params": "params_total", "flops": "flops", "cost_time": "cost_time_ms", "peak_mem": "peak_mem_bytes"}
@@ -55,10 +57,7 @@ def format_number(value: float, spec: str) -> str:
 
     Trailing zeros are dropped (`29.8`, `6.81G`), leading zeros kept (`0.25`).
     """
-    match = _FORMAT.fullmatch(spec)
-    if not match:
-        raise ValueError(f"unknown number format {spec!r}")
-    kind, digits = match.group(1), int(match.group(2))
+    kind, digits = _parsed_format(spec)
     if kind == "g":
         return f"{value:.{digits}g}"
     prefix = ""
@@ -71,6 +70,15 @@ def format_number(value: float, spec: str) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text + prefix
+
+
+@cache
+def _parsed_format(spec: str) -> tuple[str, int]:
+    """`g4` -> ("g", 4); parsed once per spec: a table formats thousands of numbers."""
+    match = _FORMAT.fullmatch(spec)
+    if not match:
+        raise ValueError(f"unknown number format {spec!r}")
+    return match.group(1), int(match.group(2))
 
 
 def _scale(metric: MetricDef, magnitude: float) -> tuple[float, str]:
@@ -130,3 +138,78 @@ def load_definitions(db: Database) -> dict[str, MetricDef]:
 def definition(definitions: dict[str, MetricDef], key: str) -> MetricDef:
     """The definition of `key`, or a plain one for a metric nobody defined."""
     return definitions.get(key) or MetricDef(key=key, label=key)
+
+
+DIRECTIONS = ("higher", "lower")
+_METRIC_KEY = re.compile(r"[A-Za-z_][^\s]{0,127}")
+_UNIT = re.compile(r"[^\s\d.+-][^\s]{0,31}")
+
+
+def define_metric(
+    db: Database, key: str, label: str | None = None, unit: str | None = None, direction: str | None = None,
+    digits: int | None = None, si: bool = False,
+) -> MetricDef:
+    """Create or change how `key` is shown; what is not given is kept (a new one: its key, no unit, no direction, g4).
+
+    `digits`: decimals ("f2"), or with `si` decimals after an SI prefix ("si2": 6.93G). Returns the definition.
+    """
+    if not _METRIC_KEY.fullmatch(key):
+        raise ExpdbError(f"invalid metric key {key!r}: start with a letter or '_', no spaces, at most 128 characters")
+    if unit is not None and unit != "" and not _UNIT.fullmatch(unit):
+        raise ExpdbError(f"invalid unit {unit!r}: a word such as %, ms or img/s, without spaces, not starting with a digit")
+    if direction is not None and direction not in DIRECTIONS:
+        raise ExpdbError(f"unknown direction {direction!r}: higher or lower")
+    if digits is not None and not 0 <= digits <= 9:
+        raise ExpdbError(f"--digits {digits} is out of range: 0 to 9")
+    if si and digits is None:
+        raise ExpdbError("--si needs --digits: the decimals shown after the prefix, e.g. --digits 2 for 6.93G")
+    if label is not None and not label.strip():
+        raise ExpdbError("--label is empty: give the column head, e.g. --label 'Top-1'")
+    current = load_definitions(db).get(key) or MetricDef(key=key, label=key)
+    updated = MetricDef(
+        key,
+        label if label is not None else current.label,
+        unit if unit is not None else current.unit,
+        direction if direction is not None else current.direction,
+        (f"si{digits}" if si else f"f{digits}") if digits is not None else current.format,
+    )
+    with db.transaction() as connection:
+        connection.execute(
+            "INSERT INTO metric_def (key, label, unit, direction, format) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET label = excluded.label, unit = excluded.unit, direction = excluded.direction, format = excluded.format",
+            (updated.key, updated.label, updated.unit, updated.direction, updated.format),
+        )
+    return updated
+
+
+def metric_keys_in_use(db: Database) -> dict[str, int]:
+    """Every summary metric key the runs have, with how many runs have it."""
+    return dict(db.query("SELECT key, count(*) FROM metric GROUP BY key ORDER BY key"))
+
+
+_SI_SCALE = {"K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_QUANTITY = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([KkMGT](?![a-z]))?\s*(\S*)\s*")
+
+
+def parse_quantity(text: str, key: str, definition: MetricDef | None) -> float:
+    """A value as a table prints it: `670.32K`, `6.934G`, `34.12ms`, `81.8%`, `0.328`.
+
+    K, M, G and T multiply (10^3 .. 10^12); a unit after the number must be the metric's own
+    (`expdb metric define KEY --unit ms`): the value is kept in that unit, never converted.
+    """
+    match = _QUANTITY.fullmatch(text)
+    if not match:
+        raise ExpdbError(
+            f"cannot read --{key} {text!r}: write a number, with K, M, G or T and the metric's unit if any (670.32K, 34.12ms)"
+        )
+    number = float(match[1]) * (_SI_SCALE[match[2]] if match[2] else 1.0)
+    unit = match[3]
+    if unit:
+        has = definition.unit if definition is not None else ""
+        if unit != has:
+            why = f"is in {has!r}" if has else "has no unit"
+            raise ExpdbError(
+                f"--{key} {text!r} is in {unit!r}, but {key} {why}: write the value in {has or 'plain numbers'}"
+                + ("" if has else f", or define the unit with `expdb metric define {key} --unit {unit}`")
+            )
+    return number

@@ -58,6 +58,11 @@ class Run(SQLModel, table=True):
     queued_at: float | None = None  # set when a queue or a cluster launcher planned this run
     launcher: str | None = Field(default=None, max_length=16)  # local, slurm; None for a run started by hand
     job_id: str | None = Field(default=None, max_length=64)  # the cluster's job id
+    progress_step: int | None = Field(default=None, sa_type=BigInteger)  # the last step the run logged
+    progress_at: float | None = None  # when it was logged: a run whose progress stops while it beats is hung
+    origin: str | None = Field(default=None, max_length=16)  # "imported" from a log, "by-hand"; None: run here
+    source: str | None = Field(default=None, sa_type=Text)  # the file imported, or a citation ("DeiT, Table 1")
+    source_hash: str | None = Field(default=None, max_length=64, index=True)  # sha256 of the file(s) imported
 
 
 class Note(SQLModel, table=True):
@@ -80,6 +85,7 @@ class Metric(SQLModel, table=True):
     run_id: int = Field(foreign_key="run.id", ondelete="CASCADE", primary_key=True)
     key: str = Field(max_length=128, primary_key=True)
     value: float
+    step: int | None = Field(default=None, sa_type=BigInteger)  # where it was taken: the last or best point
 
 
 class MetricDef(SQLModel, table=True):
@@ -153,3 +159,17 @@ class Chunk(SQLModel, table=True):
     wall_data: bytes = Field(sa_type=LargeBinary)  # float64 seconds since the run started, zlib
     epoch_data: bytes | None = Field(default=None, sa_type=LargeBinary)  # float64, NaN where not given
     samples_data: bytes | None = Field(default=None, sa_type=LargeBinary)  # int64, -1 where not given
+
+
+class Attachment(SQLModel, table=True):
+    """A file kept with a card (and the run it belongs to, if any); its content is stored by its hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(max_length=32, unique=True, index=True)  # the same row in every database it is copied to
+    card_id: int = Field(foreign_key="card.id", ondelete="CASCADE", index=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id", ondelete="SET NULL")
+    name: str = Field(max_length=255)  # the file's name when it was attached
+    size: int = Field(sa_type=BigInteger)
+    sha256: str = Field(max_length=64)
+    note: str | None = Field(default=None, sa_type=Text)
+    created_at: float

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
@@ -48,11 +48,18 @@ class Slot:
     env: dict[str, str]
 
 
-def gpu_slots(gpus: list[str], jobs: int | None = None) -> list[Slot]:
-    """One slot per GPU id (as CUDA_VISIBLE_DEVICES names it); `jobs` more than GPUs share them in turn."""
+def gpu_slots(gpus: list[str], jobs: int | None = None, budget: ThreadBudget | None = None) -> list[Slot]:
+    """One slot per GPU id (as CUDA_VISIBLE_DEVICES names it); `jobs` more than GPUs share them in turn.
+
+    Each job also gets its share of the free cores as its thread budget (expdb.cpus): the CPU side of several
+    trainings at once (data, the optimizer's bookkeeping) would otherwise oversubscribe the cores."""
     count = jobs or len(gpus)
+    threads = dict.fromkeys(THREAD_VARIABLES, str((budget or thread_budget(count)).threads))
     shared = {"EXPDB_SHARED_SLOT": "1"} if count > len(gpus) else {}  # its profiles say another job used the GPU
-    return [Slot(f"GPU {gpus[i % len(gpus)]}", {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], **shared}) for i in range(count)]
+    return [
+        Slot(f"GPU {gpus[i % len(gpus)]}", {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)], **threads, **shared})
+        for i in range(count)
+    ]
 
 
 def cpu_slots(jobs: int, budget: ThreadBudget | None = None) -> list[Slot]:
@@ -113,7 +120,7 @@ def local_slots(jobs: int | None, gpus: str | None, budget: ThreadBudget | None 
             f"(--gpus {','.join(map(str, numbers[:jobs]))}), or leave out --jobs for one job per GPU"
         )
     check_gpus(numbers, local_gpu_count())
-    return gpu_slots(visible_gpu_ids(numbers), jobs)
+    return gpu_slots(visible_gpu_ids(numbers), jobs)  # its own budget: as many jobs as slots
 
 
 def run_arguments(
@@ -273,6 +280,7 @@ class _Scheduler:
         database). Whether any job ended."""
         ended = [job for job in self.running if job.process.poll() is not None]
         for job in ended:
+            _signal_group(job.process.pid, signal.SIGKILL)  # a worker the job left behind would keep the slot's GPU
             self.running.remove(job)
             self.free.append(job.slot_index)
         self._start_free_slots(stop)
@@ -311,14 +319,13 @@ class _Scheduler:
             _go(job, start=False)
         for job in self.running:
             if job.process.poll() is None:
-                job.process.terminate()
+                _signal_group(job.process.pid, signal.SIGTERM)  # the job's --cmd command and its workers too
         deadline = time.monotonic() + STOP_GRACE_S
         for job in [*self.running, *self.standby.values()]:
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 job.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                job.process.kill()
-                job.process.wait()
+            _signal_group(job.process.pid, signal.SIGKILL)  # whatever of it is left would keep its GPU
+            job.process.wait()
         for job in self.running:
             self.ends.append(_finish(self.db, job, self.on_end))
         self.pending.extendleft(reversed([job.entry for job in self.standby.values()]))
@@ -439,7 +446,8 @@ def stop_local_queues(db: Database) -> list[str]:
             stopped.append(f"queue {queue_pid}")
             alive.add(queue_pid)
     for run in runs:
-        if run.status == RunStatus.RUNNING and int(str(run.job_id)) not in alive and run.pid is not None and _terminate(run.pid):
+        alone = run.status == RunStatus.RUNNING and int(str(run.job_id)) not in alive  # its queue died
+        if alone and run.pid is not None and _terminate_job(run.pid):
             stopped.append(f"run {run.id}")
     return stopped
 
@@ -448,5 +456,23 @@ def _terminate(pid: int) -> bool:
     try:
         os.kill(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):  # gone, or the pid is someone else's process now
+        return False
+    return True
+
+
+def _terminate_job(pid: int) -> bool:
+    """SIGTERM to a queue's job: to its process group, which it leads (its own session), else to it alone."""
+    try:
+        leads = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+    return _signal_group(pid, signal.SIGTERM) if leads else _terminate(pid)
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """`signum` to every process of group `group` (a job started in a session of its own: its pid)."""
+    try:
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):  # the group is empty
         return False
     return True

@@ -11,15 +11,17 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from .conditions import MARK_NAMES
+from .fit import Column as FitColumn
+from .fit import print_table
 from .metrics import format_interval, format_number, format_with_spread
 from .table import SIGNIFICANT, Column, ComparisonTable, GroupRow, footnotes
 from .values import format_value
 
 FORMATS = ("rich", "md", "csv", "json", "latex")
+METRIC_PRIORITY, PARAM_PRIORITY, COST_PRIORITY = 1, 2, 3
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Cell:
     text: str  # the value as shown ("0.341 ± 0.012"), unescaped
     delta: str = ""  # the change from the baseline ("-0.11", "+3.2%"), or ""
     best: bool = False
+    parts: tuple[str, ...] = ()  # where a narrow terminal may fold the text ("0.341", "± 0.012"), if anywhere
     math: bool = False  # `text` is LaTeX already ("$0.308 \\pm 0.008$"), not to be escaped
 
 
@@ -129,6 +132,7 @@ class Layout:
     headers: list[str]
     numeric: list[bool]
     rows: list[list[Cell]]
+    priorities: list[int]  # which columns a narrow terminal leaves out first: the highest
     dimmed: list[bool]  # per row: an invalid card, shown greyed
     notes: list[str]  # printed under the table
 
@@ -144,17 +148,30 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
     missing = "--" if latex else "-"
     headers = [_first_header(table, latex)]
     headers += [*table.param_keys, *(["n"] if table.counted else [])]
+    # The card, then the metrics asked for (and their tests), then the differing parameters, then the costs added unasked.
+    priorities = [0, *[PARAM_PRIORITY] * len(table.param_keys), *([METRIC_PRIORITY] if table.counted else [])]
     for column in columns:
         headers.append(column.header(with_unit=latex))
+        priorities.append(METRIC_PRIORITY if column.requested else COST_PRIORITY)
         if column in tested:
             headers.append(_test_header(table))
+            priorities.append(METRIC_PRIORITY)
     numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
+    formatted: dict[tuple, Cell] = {}  # parameters take few distinct values: each is formatted once
     rows = []
     for row in table.rows:
-        cells = [Cell(_name_cell(table, row))]
+        name = _name_cell(table, row)
+        # "cvt (baseline)" may fold between the name and what follows it, never inside the name.
+        cells = [Cell(name, parts=tuple(part if index == 0 else f"({part}" for index, part in enumerate(name.split(" ("))))]
         for key in table.param_keys:
             value = row.params.get(key)
-            cells.append(Cell(missing if value is None and latex else format_value(value)))
+            known = (type(value), value) if not isinstance(value, list) else None
+            cell = formatted.get(known) if known else None
+            if cell is None:
+                cell = Cell(missing if value is None and latex else format_value(value))
+                if known:
+                    formatted[known] = cell
+            cells.append(cell)
         if table.counted and isinstance(row, GroupRow):
             cells.append(Cell(str(row.count)))
         for column in columns:
@@ -162,28 +179,46 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
             if column in tested:
                 cells.append(_test_cell(table, row, column, latex))
         rows.append(cells)
-    return Layout(headers, numeric, rows, [bool(row.invalid_reason) for row in table.rows], footnotes(table))
+    return Layout(headers, numeric, rows, priorities, [bool(row.invalid_reason) for row in table.rows], footnotes(table))
 
 
 def _joined(cell: Cell) -> str:
     return f"{cell.text} ({cell.delta})" if cell.delta else cell.text
 
 
-def render_rich(table: ComparisonTable, console: Console) -> None:
+def _parts(cell: Cell) -> str | tuple[str, ...]:
+    """What a narrow terminal may fold onto lines of their own: a name and "(baseline)", a value and its delta."""
+    if cell.delta:
+        return (*(cell.parts or (cell.text,)), f"({cell.delta})")
+    return cell.parts or cell.text
+
+
+def render_rich(table: ComparisonTable, console: Console, wide: bool = False) -> None:
+    """The table fitted to the console (see expdb.fit), then how many rows were left out, if any."""
     layout = _layout(table)
-    grid = Table(show_edge=False, header_style="bold")
-    for header, numeric in zip(layout.headers, layout.numeric, strict=True):
-        # What a head says in parentheses goes on a second line: "Cost-Time\n(A100, fp16, bs 1)" fits 80 columns.
-        grid.add_column(Text(header.replace(" (", "\n(", 1)), justify="right" if numeric else "left", no_wrap=True)
-    for cells, dimmed in zip(layout.rows, layout.dimmed, strict=True):
-        # Text cells: shown as written (no markup to parse), and on one line each, which lays out fast.
-        texts = (Text(_joined(cell), style="bold green" if cell.best else "") for cell in cells)
-        grid.add_row(*texts, style="dim" if dimmed else None)
-    console.print(grid)
+    columns = []
+    rows = list(zip(layout.rows, layout.dimmed, strict=True))
+    heads = zip(layout.headers, layout.numeric, layout.priorities, strict=True)
+    for index, (header, numeric, priority) in enumerate(heads):
+        cells = [(row[index], dimmed) for row, dimmed in rows]
+        columns.append(
+            FitColumn(
+                header,
+                [_parts(cell) for cell, _ in cells],
+                right=numeric,
+                priority=priority,
+                styles=["bold green" if cell.best else "dim" if dimmed else None for cell, dimmed in cells],
+            )
+        )
+    print_table(console, columns, wide=wide)
     for note in layout.notes:
         console.print(Text(note, style="dim"))
-    if not table.rows:
-        console.print("no card has these metrics yet")
+    hidden = table.total_rows - len(table.rows)
+    if hidden > 0:
+        console.print(
+            f"… {hidden:,} more {'row' if hidden == 1 else 'rows'} not shown (--all shows every row, --limit N the first N)",
+            style="dim", markup=False, highlight=False, emoji=False,
+        )
 
 
 def markdown_text(text: object) -> str:
@@ -217,8 +252,13 @@ def write_markdown(table: ComparisonTable, file: TextIO) -> None:
         file.write("\n" + "".join(f"{note}  \n" for note in layout.notes[:-1]) + layout.notes[-1] + "\n")
 
 
-def _plain(value) -> object:
-    return "" if value is None else json.dumps(value) if isinstance(value, (list, bool)) else value
+_AS_IS = frozenset({float, int, str})  # what csv writes as it is: most cells
+
+
+def _plain(value: object) -> object:
+    if value is None:
+        return ""
+    return ("true" if value else "false") if type(value) is bool else json.dumps(value)
 
 
 def _ranked(table: ComparisonTable) -> list[Column]:
@@ -237,11 +277,13 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
     header += [name for column in _means(table) for name in _raw_names(table, column)]
     shows_invalid = any(row.invalid_reason for row in table.rows)
     header += ["invalid_reason"] if shows_invalid else []
+    values = [(column.key, column.agg) for column in table.columns]  # looked up once, not per row
     rows = []
     for row in table.rows:
-        line = [row.name, *(row.params.get(key) for key in table.param_keys)]
+        params = row.params
+        line = [row.name, *[params.get(key) for key in table.param_keys]]
         line += [row.count] if table.counted and isinstance(row, GroupRow) else []
-        line += [column.value(row) for column in table.columns]
+        line += [row.number(key, agg) for key, agg in values]
         if with_deltas:
             line += [table.delta(row, column) for column in _ranked(table)]
         line += [value for column in _means(table) for value in _raw_values(table, row, column)]
@@ -279,7 +321,7 @@ def write_csv(table: ComparisonTable, file: TextIO) -> None:
     writer = csv.writer(file, lineterminator="\n")
     header, rows = flat_rows(table)
     writer.writerow(header)
-    writer.writerows([_plain(value) for value in row] for row in rows)
+    writer.writerows([value if value.__class__ in _AS_IS else _plain(value) for value in row] for row in rows)
 
 
 def write_json(table: ComparisonTable, file: TextIO) -> None:
@@ -368,9 +410,9 @@ def write_latex(table: ComparisonTable, file: TextIO, caption: str | None = None
     file.write("\n".join(lines) + "\n")
 
 
-def write_table(table: ComparisonTable, format: str, file: TextIO, console: Console | None = None) -> None:
+def write_table(table: ComparisonTable, format: str, file: TextIO, console: Console | None = None, wide: bool = False) -> None:
     if format == "rich":
-        render_rich(table, console or Console(file=file))
+        render_rich(table, console or Console(file=file), wide=wide)
     elif format == "md":
         write_markdown(table, file)
     elif format == "csv":

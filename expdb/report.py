@@ -373,6 +373,7 @@ def _write_markdown_report(
                     "drawn at its edge from the triangle on.", "",
                 ]
 
+        files = _section_attachments(db, cards, output, staged)
         when = format_time(time.time())
         document = [
             f"# {markdown_text(title) if title else _default_title(cards)}",
@@ -385,6 +386,7 @@ def _write_markdown_report(
             _section_params(cards),
             "\n".join(plots),
             _section_problems(cards, notes, failed),
+            files,
             _section_environment(cards, runs),
         ]
         temporary = beside(output)
@@ -392,6 +394,49 @@ def _write_markdown_report(
         fill(temporary, lambda handle: handle.write("\n".join(document).rstrip("\n") + "\n"))
         replace_all(staged)
     return [output] + [target for _, target in staged if target != output]
+
+
+def _section_attachments(db: Database, cards: list[Card], output: Path, staged: list[tuple[Path, Path]]) -> str:
+    """Images shown, other files linked, each copied to `<output stem>_files/<card>/` beside the report."""
+    from .attachments import attachments_of, content_path, store_directory
+
+    found = attachments_of(db, [card.id for card in cards])
+    if not found:
+        return ""
+    store = store_directory(db)
+    lines = ["## Attachments", ""]
+    for card in cards:
+        if card.id not in found:
+            continue
+        lines += [f"### {card.name}", ""]
+        folder = output.parent / f"{output.stem}_files" / card.name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ExpdbError(f"cannot write {folder}: {error.strerror or error}") from None
+        for attachment in found[card.id]:
+            target = folder / attachment.name
+            temporary = beside(target, suffix=Path(attachment.name).suffix)
+            staged.append((temporary, target))
+            source = content_path(store, attachment.sha256)
+            if not source.is_file():
+                raise ExpdbError(f"the content of {card.name}'s attachment {attachment.name} is missing from {store}")
+            fill(temporary, _writer_of(source), binary=True, shown=target)
+            link = quote(f"{output.stem}_files/{card.name}/{attachment.name}")
+            note = f": {attachment.note}" if attachment.note else ""
+            if attachment.is_image:
+                lines += [f"![{attachment.name}]({link})", "", f"*{attachment.name}*{note}", ""]
+            else:
+                lines += [f"- [{attachment.name}]({link}) ({attachment.size:,} bytes){note}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _writer_of(source: Path):
+    def write(handle) -> None:
+        handle.write(source.read_bytes())
+
+    return write
 
 
 def _write_latex_report(

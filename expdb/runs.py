@@ -14,7 +14,6 @@ import os
 import platform
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -25,10 +24,14 @@ from pathlib import Path
 
 from . import cards, lifecycle
 from .db import Database, new_uid, now
+from .devices import choose_device
 from .divergence import SETTINGS_OF, Divergence, DivergenceDetector
 from .errors import ExpdbError, last_line
 from .lifecycle import RunRow, RunStatus
+from .provenance import capture
+from .ranks import launch_group, world_size
 from .series import build_chunks, write_chunks
+from .sysmetrics import SAMPLE_INTERVAL_S, SystemSampler
 
 FLUSH_INTERVAL_S = 0.5
 ON_DIVERGE = ("stop", "note")
@@ -108,21 +111,6 @@ def add_divergence_notes(connection, card_id: int, run_id: int, events: list[Div
     )
 
 
-def git_state(directory: Path) -> dict:
-    """The commit and dirty flag of the git work tree around `directory`, if any."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=directory, capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"git_commit": commit, "git_dirty": bool(dirty)}
-
-
 def cpu_name() -> str:
     """The processor's model name ("AMD EPYC 7B13"), as precise as this system says."""
     try:
@@ -136,7 +124,10 @@ def cpu_name() -> str:
 
 def environment() -> dict:
     """What a run ran on: Python, the processor or GPU, and torch/CUDA when the process has imported torch."""
-    env = {"python": sys.version.split()[0], "argv": sys.argv, "cwd": os.getcwd(), **git_state(Path.cwd())}
+    env = {"python": sys.version.split()[0], "argv": sys.argv, "cwd": os.getcwd(), **capture(Path.cwd())}
+    group = launch_group()
+    if group is not None and world_size() > 1:  # the other ranks find this run by it (expdb.start(all_ranks=True))
+        env.update(launch_group=group, world_size=world_size())
     env["device_name"] = cpu_name()
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -165,6 +156,10 @@ class Run:
         started_at: float,
         progress: ProgressCallback | None = None,
         diverge: dict[str, float] | None = None,
+        *,
+        owner: bool = True,
+        key_prefix: str = "",
+        system_metrics: bool = True,
     ):
         self.db = db
         self.card = card
@@ -180,6 +175,7 @@ class Run:
         self.trends: list[Divergence] = []  # noted only: a loss rising, not learning
         self.status: RunStatus = RunStatus.RUNNING
         self.exit_reason: str | None = None
+        self.stop_requested: str | None = None  # why, once asked to stop (request_stop)
         self._started_at = started_at
         self._queue: deque = deque()
         self._stop: Exception | None = None  # what log() raises from now on: RunStopped or RecordingFailed
@@ -189,6 +185,11 @@ class Run:
         steps = card.params.get("steps")
         self._detector = DivergenceDetector(steps if type(steps) is int else None, **{**card.diverge, **(diverge or {})})
         self._log_file = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed by end()
+        # The process that started the run owns its status and beats its heartbeat; a script inside `expdb run
+        # --cmd` and the other ranks of a torchrun attach to it: they add points, and only their own.
+        self._owner = owner
+        self._key_prefix = key_prefix
+        self._system_metrics = system_metrics
         self._flusher_error: BaseException | None = None
         self._first_point: tuple | None = None  # (step, epoch, samples, wall, scalars): the training speed's ends
         self._last_point: tuple | None = None
@@ -197,7 +198,10 @@ class Run:
         self._stop_flusher = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name=f"expdb-run-{run_id}", daemon=True)
         self._flusher.start()
-        self.write_log(f"run {run_id} of {card.name} started on {device}, seed {seed}")
+        if owner:
+            self.write_log(f"run {run_id} of {card.name} started on {device}, seed {seed}")
+        else:
+            self.write_log(f"process {os.getpid()}{f' ({key_prefix[:-1]})' if key_prefix else ''} attached to run {run_id}")
 
     # -- the runner's side ---------------------------------------------------------------
 
@@ -240,7 +244,14 @@ class Run:
 
     @property
     def should_stop(self) -> bool:
-        return self._stop is not None
+        """True once the run must stop: it diverged, or it was asked to (`request_stop`); checkpoint and return."""
+        return self._stop is not None or self.stop_requested is not None
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the training to stop at its next check of `should_stop`; the run then ends interrupted, for `reason`."""
+        # Called from a signal handler: nothing here may write the log file, which the interrupted code may be writing.
+        if self.stop_requested is None:
+            self.stop_requested = reason
 
     def write_log(self, line: str) -> None:
         self._log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
@@ -250,29 +261,55 @@ class Run:
 
     def _flush_loop(self) -> None:
         # sqlite3 connections belong to the thread that made them: the flusher has its own.
+        sampler = None
         try:
+            if self._system_metrics:
+                sampler = SystemSampler(gpus=self.device != "cpu")
+                sampler.sample()  # CPU use is measured between two samples: this is the first
+            next_sample = time.monotonic() + SAMPLE_INTERVAL_S
             with Database(self.db.location) as db:
                 series_ids: dict[str, int] = {}
                 while not self._stop_flusher.wait(FLUSH_INTERVAL_S):
-                    self._flush(db, series_ids)
+                    system = None
+                    if sampler is not None and time.monotonic() >= next_sample:
+                        next_sample = time.monotonic() + SAMPLE_INTERVAL_S
+                        system = sampler.sample()
+                    self._flush(db, series_ids, system)
                 self._flush(db, series_ids, final=True)
         except BaseException as error:  # noqa: BLE001 - reported by end(), the training thread must not die silently
             self._flusher_error = error
             self._stop = RecordingFailed(f"expdb could not record run {self.id}: {recording_error(error)}")
+        finally:
+            if sampler is not None:
+                sampler.close()
 
-    def _flush(self, db: Database, series_ids: dict[str, int], final: bool = False) -> None:
+    def _flush(
+        self, db: Database, series_ids: dict[str, int], system: dict[str, float] | None = None, final: bool = False
+    ) -> None:
         queue = self._queue
         points = [queue.popleft() for _ in range(len(queue))]
         if points:
             self._first_point = self._first_point or points[0]
             self._last_point = points[-1]
         chunks = build_chunks(points)
+        prefix = self._key_prefix
         detector = self._detector
-        events = detector.feed({key: chunk.in_step_order() for key, chunk in chunks.items()})
-        events += detector.trend_events(final)
+        events = []
+        if not prefix:  # rank 0's curves are watched; another rank's copies of them are only kept
+            events = detector.feed({key: chunk.in_step_order() for key, chunk in chunks.items()})
+            events += detector.trend_events(final)
+        else:
+            chunks = {prefix + key: chunk for key, chunk in chunks.items()}
+        if system:
+            wall = time.time() - self._started_at
+            chunks.update(build_chunks([(int(wall), None, None, wall, system)]))  # a second of the run each: see sysmetrics
+        progress = (points[-1][0], self._started_at + points[-1][3]) if points and not prefix else None
         with db.transaction() as connection:
             write_chunks(connection, self.id, chunks, series_ids)
-            lifecycle.heartbeat(db, self.id)
+            if self._owner:
+                lifecycle.heartbeat(db, self.id, progress)
+            elif progress is not None:
+                lifecycle.progress(db, self.id, *progress)
             add_divergence_notes(connection, self.card.id, self.id, events, detector.settings)
         for event in events:
             self.write_log(event.message)
@@ -296,6 +333,9 @@ class Run:
             status, exit_reason = RunStatus.FAILED, f"recording failed: {self._flusher_error}"
         if status == RunStatus.FINISHED and self.on_diverge == "stop" and self.divergences:
             status = RunStatus.DIVERGED
+        elif status in (RunStatus.FINISHED, RunStatus.FAILED) and self.stop_requested and self._flusher_error is None:
+            # It stopped because it was asked to (a command asked to stop exits with an error): it can resume.
+            status, exit_reason = RunStatus.INTERRUPTED, self.stop_requested
         if status == RunStatus.DIVERGED and exit_reason is None and self.divergences:
             exit_reason = self.divergences[0].message
         recorded = {**self._training_costs(), **self.summary_metrics}  # the runner's own figures win
@@ -303,17 +343,17 @@ class Run:
             connection.executemany(
                 "INSERT INTO metric (run_id, key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
-                [(self.id, key, value) for key, value in recorded.items()],
+                [(self.id, self._key_prefix + key, value) for key, value in recorded.items()],
             )
-            if status == RunStatus.FINISHED:
-                lifecycle.finish(self.db, self.id)
-            elif status == RunStatus.DIVERGED:
+            if self._owner:
+                status, exit_reason = lifecycle.end(self.db, self.id, status, exit_reason)
+            elif status == RunStatus.DIVERGED and not self._key_prefix:
+                # Only the script knows it diverged: `expdb run` around it sees a command that exited.
                 lifecycle.diverge(self.db, self.id, exit_reason)
-            elif status == RunStatus.INTERRUPTED:
-                lifecycle.interrupt(self.db, self.id, exit_reason)
-            else:
-                lifecycle.fail(self.db, self.id, exit_reason)
-        self.write_log(f"run {self.id} {status}" + (f": {exit_reason}" if exit_reason else ""))
+        if self._owner:
+            self.write_log(f"run {self.id} {status}" + (f": {exit_reason}" if exit_reason else ""))
+        else:
+            self.write_log(f"process {os.getpid()} detached from run {self.id}")
         self._log_file.close()
         self.status, self.exit_reason = status, exit_reason
         return status
@@ -367,18 +407,30 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
-class sigterm_as_interrupt:
-    """While a run trains in the main thread, SIGTERM ends it like Ctrl-C."""
+TIME_LIMIT_SIGNAL = signal.SIGUSR2  # what submitit has Slurm send before a job's time limit (--signal=USR2@90)
 
-    def __enter__(self):
-        self._previous = None
+
+class sigterm_as_interrupt:
+    """While a run trains in the main thread, SIGTERM ends it like Ctrl-C; SIGUSR2, a cluster's warning that the
+    time limit is near, asks `run` to stop (`should_stop`): a runner checkpoints and returns, the run ends interrupted."""
+
+    def __init__(self, run: "Run | None" = None):
+        self.run = run
+
+    def __enter__(self) -> "sigterm_as_interrupt":
+        self._previous: dict = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, _raise_terminated)
+            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_terminated)
+            if self.run is not None:
+                run = self.run
+                self._previous[TIME_LIMIT_SIGNAL] = signal.signal(
+                    TIME_LIMIT_SIGNAL, lambda signum, frame: run.request_stop("the cluster's time limit is near (SIGUSR2)")
+                )
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def check_on_diverge(on_diverge: str) -> str:
@@ -430,6 +482,8 @@ def this_process(device: str | None, seed: int, command: str | None) -> lifecycl
     name = device_name(device)
     if name is not None:  # the device the run uses, not whichever GPU the machine has
         env["device_name"] = name
+    if command is not None:
+        env["shell_command"] = True  # `expdb rerun` runs it again; otherwise a runner or the user's script ran
     if os.environ.get("CUDA_VISIBLE_DEVICES"):
         env["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]  # the GPU "cuda" is: a queue pins each job to one
     return lifecycle.Process(socket.gethostname(), os.getpid(), device, seed, command or " ".join(sys.argv), json.dumps(env))
@@ -446,6 +500,7 @@ def begin_run(
     command: str | None = None,
     progress: ProgressCallback | None = None,
     queued_run: int | None = None,
+    system_metrics: bool = True,
     diverge: dict[str, float] | None = None,
 ) -> Run:
     """Start recording a run of card `name` (or continue its latest run with `resume`).
@@ -475,4 +530,32 @@ def begin_run(
             )
     plan.directory.mkdir(parents=True, exist_ok=True)
     assert run.started_at is not None  # a started run has its start time
-    return Run(db, card, run.id, plan, device, seed, resume, on_diverge, run.started_at, progress, diverge)
+    return Run(
+        db, card, run.id, plan, device, seed, resume, on_diverge, run.started_at, progress, diverge,
+        system_metrics=system_metrics,
+    )
+
+
+def attach_run(
+    db: Database, name: str, run_id: int, *, key_prefix: str = "", on_diverge: str = "stop",
+    diverge: dict[str, float] | None = None,
+) -> Run:
+    """This process adds to run `run_id` of card `name`, which another process started and owns: a script inside
+    `expdb run --cmd` (EXPDB_RUN_ID), or a rank of torchrun other than 0 (its keys prefixed `rankN/`)."""
+    check_on_diverge(on_diverge)
+    card = cards.get_card(db, name)
+    row = db.query_one(
+        "SELECT card_id, status, started_at, checkpoint_dir, device, seed FROM run WHERE id = ?", (run_id,)
+    )
+    if row is None or row[0] != card.id:
+        raise ExpdbError(f"run {run_id} is not a run of {name} (EXPDB_RUN_ID names the run to attach to)")
+    _card_id, status, started_at, checkpoint_dir, device, seed = row
+    if status != RunStatus.RUNNING:
+        raise ExpdbError(f"run {run_id} of {name} is {status}, not running: there is nothing to attach to")
+    resume = os.environ.get("EXPDB_RESUME") == "1"
+    plan = RunPlan(Path(checkpoint_dir)) if checkpoint_dir else RunPlan.for_run(db, run_id)
+    plan.directory.mkdir(parents=True, exist_ok=True)
+    return Run(
+        db, card, run_id, plan, device or choose_device("auto"), seed or 0, resume, on_diverge, started_at or now(),
+        None, diverge, owner=False, key_prefix=key_prefix, system_metrics=False,  # the owner samples the process tree
+    )

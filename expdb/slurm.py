@@ -8,6 +8,7 @@ it began is found in Slurm's accounting by `release_ended_jobs`, which only `exp
 and `expdb queue` call: sacct may take long, and reading the database never waits for it.
 """
 
+import os
 import re
 import shutil
 import socket
@@ -22,11 +23,13 @@ from .db import Database
 from .errors import ExpdbError, last_line
 from .lifecycle import QueuedRun, RunStatus
 from .queue import job_command, queue_runs, release
+from .runs import TIME_LIMIT_SIGNAL
 
 SLURM_FOLDER = "slurm"  # in the database's runs directory: submitit's scripts and the jobs' stdout/stderr, one file per job
 _TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
 _MEM = re.compile(r"\d+[KMGT]?")
 SACCT_TIMEOUT_S = 30
+CHECKPOINT_WAIT_S = 80.0  # after the time-limit warning (90 s before it), how long `expdb run` may take to checkpoint
 ENDED_STATES = {  # sacct's states of a job that will not run (again)
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "TIMEOUT",
 }
@@ -113,9 +116,12 @@ class Submitted:
     job: Any  # a submitit Job: job_id, result(), wait()
 
 
-def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str], *, resume: bool = False) -> list[Submitted]:
+def submit_cards(
+    db: Database, targets: list[Card], executor, run_args: list[str], *, resume: bool = False, requeue: bool = False
+) -> list[Submitted]:
     """Queue a run for each card and submit one job per card through `executor`, in one batch; record the job ids.
 
+    `requeue`: a job stopped by its time limit is requeued and resumes its run from its checkpoint (see NodeJob).
     Any submitit executor works: Slurm's on a cluster, submitit.LocalExecutor to try it here.
     If the submission fails, the queued runs are released and nothing stays queued.
     """
@@ -123,7 +129,7 @@ def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str
     location = shared_location(db)
     try:
         with executor.batch():
-            jobs = [executor.submit(run_on_node, location, entry, run_args) for entry in queued]
+            jobs = [executor.submit(NodeJob(location, entry, run_args, requeue)) for entry in queued]
     except Exception as error:  # noqa: BLE001 - sbatch refusing, a folder not writable: one line
         release(db, queued)
         raise ExpdbError(f"submitting to Slurm failed: {last_line(error)}") from None
@@ -138,12 +144,46 @@ def submit_cards(db: Database, targets: list[Card], executor, run_args: list[str
     return [Submitted(entry.card.name, entry.run_id, job) for entry, job in zip(queued, jobs, strict=True)]
 
 
-def run_on_node(location: str, entry: QueuedRun, run_args: list[str]) -> int:
-    """The job on the compute node: `expdb run CARD` adopting its queued run; returns expdb's exit status.
+class NodeJob:
+    """The job on the compute node: `expdb run CARD` adopting its queued run, as a child process; returns its exit status.
 
-    A child process, so that Slurm's SIGTERM at the time limit reaches `expdb run`, which ends the run `interrupted`.
+    Before the time limit, Slurm sends SIGUSR2 (submitit's --signal=USR2@90) and submitit calls `checkpoint` in this
+    process. It forwards the signal to `expdb run`, whose runner checkpoints and returns (the run ends `interrupted`),
+    and waits for it. With `requeue`, the run is queued again and submitit requeues the job, which resumes the run
+    from its checkpoint; without, the job ends there. SIGTERM (scancel, the limit itself) reaches `expdb run` from
+    Slurm directly: the run ends `interrupted` too.
     """
-    return subprocess.run(job_command(location, entry, run_args), check=False).returncode
+
+    def __init__(self, location: str, entry: QueuedRun, run_args: list[str], requeue: bool = False):
+        self.location, self.entry, self.run_args, self.requeue = location, entry, run_args, requeue
+        self._process: subprocess.Popen | None = None
+
+    def __getstate__(self) -> dict:  # pickled by submitit: the child process stays here
+        return {**self.__dict__, "_process": None}
+
+    def __call__(self) -> int:
+        self._process = subprocess.Popen(job_command(self.location, self.entry, self.run_args))
+        return self._process.wait()
+
+    def checkpoint(self):
+        """submitit's hook on the time-limit signal: stop the run with a checkpoint; the job to requeue, or None."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(TIME_LIMIT_SIGNAL)
+            try:
+                process.wait(timeout=CHECKPOINT_WAIT_S)
+            except subprocess.TimeoutExpired:  # the runner never looks at should_stop: end it as Slurm would
+                process.terminate()
+                process.wait()
+        if not self.requeue:
+            return None
+        with Database(self.location) as db:
+            if not lifecycle.requeue(db, self.entry.run_id, os.environ.get("SLURM_SUBMIT_HOST")):
+                return None  # it finished, failed or diverged meanwhile: nothing to resume
+        import submitit
+
+        resumed = QueuedRun(self.entry.card, self.entry.run_id, RunStatus.INTERRUPTED)
+        return submitit.helpers.DelayedSubmission(NodeJob(self.location, resumed, self.run_args, self.requeue))
 
 
 def ended_jobs(job_ids: list[str]) -> set[str]:

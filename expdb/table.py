@@ -15,10 +15,13 @@ from dataclasses import dataclass, field, replace
 from . import conditions as profile_conditions
 from .cards import (
     Card,
+    Selection,
     card_facts,
+    cards_by_id,
     flops_counters,
     get_card,
     latest_values,
+    selected_ids,
 )
 from .db import Database
 from .errors import ExpdbError
@@ -130,6 +133,7 @@ class Column:
     metric: MetricDef
     reduction: str = ""  # "" (the recorded value, else the curve's last point), "last", "min", "max", or one of CURVE_REDUCTIONS
     agg: str = ""  # "" for ungrouped rows, else "mean", "std", "min" or "max"
+    requested: bool = True  # False for a cost column shown because a card has a profile
 
     @property
     def key(self) -> str:
@@ -180,6 +184,7 @@ class ComparisonTable:
     group_keys: list[str] = field(default_factory=list)  # rows are GroupRows, grouped by these parameters
     counted: bool = False  # grouped rows show their number of cards, `n`
     condition_notes: list[str] = field(default_factory=list)  # said under the table: the profiles' conditions, marks
+    total_rows: int = 0  # rows before `limit` kept the first ones (the baseline's not counted twice)
     over: list[str] = field(default_factory=list)  # rows are GroupRows, folded over these parameters (seed)
     spread: str = "std"  # after a folded row's mean: "std", or "ci" (the 95% CI half-width)
     # (id(row), column key) -> the folded row's difference to the baseline, tested, Holm-corrected
@@ -383,7 +388,7 @@ def _fill_values(db: Database, rows: list[Row], key: str, reduction: str, curve_
         return
     lacking = [row for row in rows if key not in row.values]
     last = _last_points(db, key, [row.card.id for row in lacking]) if lacking and key in curve_keys else {}
-    for row in rows:
+    for row in lacking if target == key else rows:  # a recorded value is its own target already
         value = row.values.get(key, last.get(row.card.id))
         if value is not None:
             row.values[target] = value
@@ -446,6 +451,7 @@ def build_table(
     spread: str = "std",
     invalid_baseline: bool = False,
     conditions: str | None = None,
+    limit: int | None = None,
 ) -> ComparisonTable:
     """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
     (default: every recorded metric), sorted by `sort` if given.
@@ -461,7 +467,9 @@ def build_table(
     card has a profile. `baseline` is shown on top, selected or not; an invalid one only with
     `invalid_baseline`. Profile columns come from each card's profile under one set of conditions:
     `conditions` ("dtype=fp16,batch=8"), else the one most cards have (expdb.conditions); a folded
-    row's Cost-Time is marked when any of its cards' is.
+    row's Cost-Time is marked when any of its cards' is. `limit`: only the first rows (the baseline's
+    kept on top), of which the parameter columns and the best marks are taken; `total_rows` says how
+    many there were.
     """
     group_keys, agg_names = _grouping(group_by, aggs, over)
     over_keys = split_keys(over)
@@ -493,6 +501,12 @@ def build_table(
         )
     if sort:
         rows = _sorted(rows, sort, definitions, base_row)
+    total_rows = len(rows)
+    if limit is not None and len(rows) > limit:
+        kept = rows[:limit]
+        if base_row is not None and not any(row is base_row for row in kept):
+            kept.insert(0, base_row)
+        rows = kept
     if folded:  # in their shown order
         param_keys = _group_param_columns([row for row in rows if isinstance(row, GroupRow)], group_keys, params)
     else:
@@ -506,6 +520,7 @@ def build_table(
         group_keys=group_keys,
         counted="count" in agg_names,
         condition_notes=notes,
+        total_rows=total_rows,
         over=over_keys,
         spread=spread,
     )
@@ -556,10 +571,64 @@ def not_worse_than_best(table: ComparisonTable) -> dict[str, set[int]]:
     return found
 
 
+def comparison(
+    db: Database,
+    selection: Selection,
+    metrics: Sequence[str] = (),
+    sort: str | None = None,
+    baseline: str | None = None,
+    params: str = "differing",
+    group_by: str | list[str] | None = None,
+    aggs: str | list[str] | None = None,
+    over: str | list[str] | None = None,
+    spread: str = "std",
+    invalid_baseline: bool = False,
+    limit: int | None = None,
+    conditions: str | None = None,
+) -> ComparisonTable:
+    """`build_table` of the cards `selection` picks. With `limit` and neither `sort` nor `group_by`, only
+    the cards of the first rows are read: a screenful of a study of 100,000 cards is quick."""
+    ids = selected_ids(db, selection)
+    having: list[int] = []
+    if limit is not None and not sort and not group_by and not over:
+        requested, curve_keys = _requested_metrics(db, metrics, load_definitions(db))
+        having = _ids_having(db, ids, requested, curve_keys)
+        ids = having[:limit] or ids  # none has them: every card, for the error saying so
+    table = build_table(
+        db, cards_by_id(db, ids), metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=aggs,
+        over=over, spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions,
+    )
+    if having:
+        unselected_baseline = isinstance(table.baseline, Row) and table.baseline.card.id not in set(having)
+        table.total_rows = len(having) + unselected_baseline
+    return table
+
+
+def _ids_having(db: Database, ids: list[int], requested: list[tuple[str, str]], curve_keys: set[str]) -> list[int]:
+    """Of `ids`, in order, the cards that have a value of a requested metric: recorded, logged as a curve,
+    or (for a cost) in the card's latest profile; as `_card_rows` finds them."""
+    keys = sorted({key for key, _ in requested})
+    among, bound = db.among("metric.key", keys)
+    sources = [f"SELECT DISTINCT run.card_id FROM metric JOIN run ON run.id = metric.run_id WHERE {among}"]
+    curves = [key for key in keys if key in curve_keys]
+    if curves:
+        among, more = db.among("series.key", curves)
+        sources.append(f"SELECT DISTINCT run.card_id FROM series JOIN run ON run.id = series.run_id WHERE {among}")
+        bound += more
+    costs = [PROFILE_COLUMNS[key] for key in keys if key in COST_KEYS]
+    if costs:
+        present = " OR ".join(f"{column} IS NOT NULL" for column in costs)
+        sources.append(f"SELECT card_id FROM profile WHERE id IN (SELECT max(id) FROM profile GROUP BY card_id) AND ({present})")
+    found = {card_id for (card_id,) in db.query(" UNION ".join(sources), bound)}  # UNION: each card once
+    return [card_id for card_id in ids if card_id in found]
+
+
 def _grouping(
     group_by: str | list[str] | None, aggs: str | list[str] | None, over: str | list[str] | None
 ) -> tuple[list[str], list[str]]:
     """The keys rows are grouped by and the aggregates each folded row shows, checked."""
+
+
     group_keys, agg_names = _split(group_by), _split(aggs)
     folded = bool(group_keys or _split(over))
     if agg_names and not folded:
@@ -626,7 +695,7 @@ def _columns(db: Database, rows: list[Row], requested: list[tuple[str, str]], de
     """The requested metrics, then the profile columns some row has; FLOPs say their counter when all rows share it."""
     columns = [Column(_reduced_metric(definition(definitions, key), reduction), reduction) for key, reduction in requested]
     columns += [
-        Column(definition(definitions, key))
+        Column(definition(definitions, key), requested=False)
         for key in PROFILE_COLUMNS
         if key in DEFAULT_PROFILE_KEYS and (key, "") not in requested and any(key in row.values for row in rows)
     ]

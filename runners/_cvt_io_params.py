@@ -27,12 +27,15 @@ DEFAULTS: dict[str, Any] = {
     "eval_size": 512,
     "data_seed": 0,
     "ckpt_every": 100,
+    "amp": "off",
+    "prefetch": 2,
     "stop_on_nonfinite": True,
     "seed": None,
 }
 
 _INT_KEYS = ("N", "L", "latent_hw", "warmup", "steps", "batch", "dim", "depth", "heads", "image",
-             "train_size", "eval_size", "data_seed", "ckpt_every")
+             "train_size", "eval_size", "data_seed", "ckpt_every", "prefetch")
+AMP_MODES = ("off", "fp16", "bf16")  # fp32, autocast to fp16 (with a GradScaler), autocast to bf16
 _FLOAT_KEYS = ("lr", "wd", "clip")
 _BOOL_KEYS = ("shared", "stop_on_nonfinite")
 
@@ -102,9 +105,14 @@ def config(params: dict | None) -> dict[str, Any]:
     for key in _BOOL_KEYS:
         cfg[key] = _as_bool(key, cfg[key])
     cfg["shape"] = _as_shape(cfg["shape"])
+    cfg["amp"] = str(cfg["amp"]).lower()
+    if cfg["amp"] in ("false", "0", "none", "fp32"):
+        cfg["amp"] = "off"
+    if cfg["amp"] not in AMP_MODES:
+        raise ValueError(f'cvt_io: amp must be "off", "fp16" or "bf16", not {cfg["amp"]!r}')
     if cfg["seed"] is not None:
         cfg["seed"] = _as_int("seed", cfg["seed"])
-    for key in ("N", "L", "warmup", "steps", "clip", "wd", "data_seed"):
+    for key in ("N", "L", "warmup", "steps", "clip", "wd", "data_seed", "prefetch"):
         if cfg[key] < 0:
             raise ValueError(f"cvt_io: {key} must be >= 0, not {cfg[key]!r}")
     for key in ("latent_hw", "batch", "dim", "depth", "heads", "train_size", "eval_size", "ckpt_every"):

@@ -71,6 +71,11 @@ train_size: 8192     training images (epoch = samples / train_size)
 eval_size: 512       held-out images
 data_seed: 0         seed of the training and held-out images
 ckpt_every: 100      steps between checkpoints
+amp: "off"           mixed precision: "fp16" (autocast, with a GradScaler against underflow) or
+                     "bf16" (autocast, no scaler needed); bf16 on the CPU too, fp16 where the
+                     device runs it (CUDA; the CPU is slow at it)
+prefetch: 2          batches generated ahead of time by a background thread (0: in the training
+                     loop), so that a GPU does not wait for the CPU to draw images
 stop_on_nonfinite: true   stop training at the first non-finite loss (the curve ends with
                      it; the run still evaluates and reports, usually iou50 = 0)
 seed: -              used only when ctx.seed is None; otherwise ctx.seed seeds the run
@@ -84,13 +89,15 @@ step, grad_norm = total grad norm before clipping (may be inf/NaN on divergence)
 end: ``ctx.summary(iou50=..., miou=...)`` on the held-out set (a NaN prediction counts as
 IoU 0).
 
-Checkpoints (model, optimizer, scheduler, step, RNG states, params) go to
+Checkpoints (model, optimizer, scheduler, GradScaler, step, RNG states, params) go to
 ``ctx.checkpoint_path`` every ``ckpt_every`` steps, when ``ctx.should_stop`` turns True
 (then ``run`` returns without a summary) and when training ends; each is written to a
 temporary file beside it and moved into place with os.replace. With ``ctx.resume``, the
 run restores the checkpoint and continues from its step: the rest of the curve equals an
 uninterrupted run's (the batch of a step depends only on the step and the seed). A
-missing checkpoint with ``ctx.resume`` starts from step 0, with a warning.
+missing checkpoint with ``ctx.resume`` starts from step 0, with a warning. The RNG states kept
+are the CPU's and, on CUDA, those of the one GPU trained on: a run resumes where fewer GPUs are
+visible (``cuda`` is then another physical GPU, which continues its random stream).
 
 Cost: the defaults (the cvt baseline, 180K parameters, 5.8M MACs per image) train in about
 40 s on 2 CPU cores (iou50 0.57 with seed 0, 0.63 with seed 1); N = 10, L = 6 takes about
@@ -107,9 +114,12 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import random
+import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,6 +127,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._cvt_io_params import config, max_steps
+
+AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # _cvt_io_params.AMP_MODES
 
 
 # --------------------------------------------------------------------------- data
@@ -526,8 +538,10 @@ def _rng_state(device: str) -> dict:
         "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
         "torch": torch.get_rng_state(),
     }
-    if device.startswith("cuda"):
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.device(device).type == "cuda":
+        # Only the GPU trained on: a resume may see fewer GPUs (another CUDA_VISIBLE_DEVICES), and the
+        # other GPUs' states were never used.
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
     return state
 
 
@@ -536,17 +550,18 @@ def _set_rng_state(state: dict, device: str) -> None:
     name, keys, *rest = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
-    if device.startswith("cuda") and "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if torch.device(device).type == "cuda" and "cuda_device" in state:
+        torch.cuda.set_rng_state(state["cuda_device"], device)
 
 
-def _save(path: Path, model, optimizer, scheduler, step: int, cfg: dict, seed: int, device: str) -> None:
+def _save(path: Path, model, optimizer, scheduler, scaler, step: int, cfg: dict, seed: int, device: str) -> None:
     state = {
         "format": "expdb.cvt_io/1",
         "step": step,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
         "rng": _rng_state(device),
         "config": cfg,
         "seed": seed,
@@ -569,6 +584,48 @@ def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+class Prefetcher:
+    """The batches of steps `start`, `start + 1`, ... drawn by a background thread, `depth` ahead of the training loop,
+    so that a GPU does not wait while the CPU draws images (numpy releases the GIL for much of it). On CUDA they
+    arrive in pinned memory, for an asynchronous copy."""
+
+    def __init__(self, stream: TrainStream, start: int, depth: int, pin: bool):
+        self._stream, self._pin = stream, pin
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(start,), name="cvt_io-data", daemon=True)
+        self._thread.start()
+
+    def _fill(self, step: int) -> None:
+        while not self._closed.is_set():
+            try:
+                images, boxes = self._stream.batch(step)
+                if self._pin:
+                    images, boxes = images.pin_memory(), boxes.pin_memory()
+                item: Any = (images, boxes)
+            except BaseException as error:  # noqa: BLE001 - raised in the training loop, where it can be seen
+                item = error
+            while not self._closed.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+            step += 1
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join()
+
+
 def run(params: dict, ctx) -> None:
     """Train the model for ``params`` and report through ``ctx`` (see the module docstring)."""
     cfg = config(params)
@@ -577,11 +634,13 @@ def run(params: dict, ctx) -> None:
         ctx.note(f"trained {cap} of its {cfg['steps']} steps: EXPDB_MAX_STEPS={cap}")
         cfg["steps"] = cap
     device = str(getattr(ctx, "device", "cpu") or "cpu")
+    device_type = torch.device(device).type
     ctx_seed = getattr(ctx, "seed", None)
     seed = int(ctx_seed) if ctx_seed is not None else (cfg["seed"] if cfg["seed"] is not None else 0)
-    if device.startswith("cuda"):
+    if device_type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    amp_dtype = AMP_DTYPES[cfg["amp"]]
 
     _seed_everything(seed)
     model = _make_model(cfg).to(device).train()
@@ -591,6 +650,8 @@ def run(params: dict, ctx) -> None:
         [{"params": decay, "weight_decay": cfg["wd"]}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"]
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(cfg))
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none. Disabled, it is a no-op.
+    scaler = torch.amp.GradScaler(device_type, enabled=cfg["amp"] == "fp16")
 
     path = Path(ctx.checkpoint_path)
     start = 0
@@ -600,6 +661,8 @@ def run(params: dict, ctx) -> None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
             _set_rng_state(state["rng"], device)
             start = int(state["step"])
             if state.get("seed", seed) != seed:
@@ -611,32 +674,46 @@ def run(params: dict, ctx) -> None:
     eval_images, eval_boxes = make_images(cfg["data_seed"], 2, range(cfg["eval_size"]), cfg["image"])
     batch, steps = cfg["batch"], cfg["steps"]
     params_list = [p for group in optimizer.param_groups for p in group["params"]]
+    pinned = device_type == "cuda"
+    prefetcher = Prefetcher(stream, start, cfg["prefetch"], pinned) if cfg["prefetch"] and start < steps else None
 
     def save(step: int) -> None:
-        _save(path, model, optimizer, scheduler, step, cfg, seed, device)
+        _save(path, model, optimizer, scheduler, scaler, step, cfg, seed, device)
 
     step = start
-    while step < steps:
-        if ctx.should_stop:
-            save(step)
-            return
-        images, boxes = stream.batch(step)
-        images, boxes = images.to(device), boxes.to(device)
-        lr = optimizer.param_groups[0]["lr"]
-        loss = box_loss(model(images), boxes)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params_list, cfg["clip"] if cfg["clip"] > 0 else float("inf"))
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        loss_value, grad_value = torch.stack([loss.detach().float(), grad_norm.float()]).tolist()
-        ctx.log(step, epoch=step * batch / cfg["train_size"], samples=step * batch,
-                loss=loss_value, lr=lr, grad_norm=grad_value)
-        if cfg["stop_on_nonfinite"] and not math.isfinite(loss_value):
-            break
-        if step % cfg["ckpt_every"] == 0 and step < steps:
-            save(step)
+    try:
+        while step < steps:
+            if ctx.should_stop:
+                save(step)
+                return
+            images, boxes = prefetcher.next() if prefetcher is not None else stream.batch(step)
+            images, boxes = images.to(device, non_blocking=pinned), boxes.to(device, non_blocking=pinned)
+            lr = optimizer.param_groups[0]["lr"]
+            with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = box_loss(model(images), boxes)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # the norm and the clipping are of the true gradients
+            grad_norm = torch.nn.utils.clip_grad_norm_(params_list, cfg["clip"] if cfg["clip"] > 0 else float("inf"))
+            scale = scaler.get_scale()
+            scaler.step(optimizer)  # skipped when fp16 gradients overflowed; the scale then shrinks
+            scaler.update()
+            if scaler.get_scale() >= scale:  # as HF's Trainer: the schedule follows the steps the optimizer took
+                scheduler.step()
+            step += 1
+            loss_value, grad_value = torch.stack([loss.detach().float(), grad_norm.float()]).tolist()
+            extra: dict[str, float] = {"grad_norm": grad_value}
+            if scaler.is_enabled():
+                # An overflowed fp16 step is skipped, not diverged: its inf gradient norm is left out of the curve.
+                extra = {"loss_scale": scaler.get_scale(), **({"grad_norm": grad_value} if math.isfinite(grad_value) else {})}
+            ctx.log(step, epoch=step * batch / cfg["train_size"], samples=step * batch, loss=loss_value, lr=lr, **extra)
+            if cfg["stop_on_nonfinite"] and not math.isfinite(loss_value):
+                break
+            if step % cfg["ckpt_every"] == 0 and step < steps:
+                save(step)
+    finally:
+        if prefetcher is not None:
+            prefetcher.close()
     save(step)
     iou50, miou = evaluate(model, eval_images, eval_boxes, device)
     ctx.summary(iou50=iou50, miou=miou)

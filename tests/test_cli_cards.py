@@ -327,7 +327,7 @@ BAD_INPUT = [
     (["rm", "cvt_io_v2_1"], "with 1 run: confirm with --yes"),
     # missing arguments and other usage errors
     (["new"], "`expdb new` needs NAME"),
-    (["show"], "`expdb show` needs NAME (the card): expdb show NAME"),
+    (["show"], "name a card (expdb show CARD), or a run with --env (expdb show --env RUN), one of the two"),
     (["diff", "cvt"], "`expdb diff` needs B (the second card): expdb diff A B"),
     (["note", "cvt_io_v2_9"], "`expdb note` needs TEXT"),
     (["tag", "cvt"], "`expdb tag` needs TAGS"),

@@ -1,16 +1,19 @@
 """Every command explains itself, and the package runs as `python -m expdb`."""
 
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from expdb.cli import app, db_app
+from expdb.cli import app, db_app, metric_app
 
 
 def command_paths() -> list[list[str]]:
     paths = [[command.name or command.callback.__name__] for command in app.registered_commands]
     paths += [["db", command.name] for command in db_app.registered_commands]
+    paths += [["metric", command.name] for command in metric_app.registered_commands]
     return paths
 
 
@@ -55,3 +58,49 @@ def test_an_internal_error_is_one_line_and_exit_1(cli, monkeypatch):
     assert result.code == 1
     assert result.err.count("\n") == 1
     assert result.err.startswith("internal error: RuntimeError: something expdb did not expect with a second line")
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("path", command_paths(), ids=" ".join)
+def test_help_shows_every_sentence_whole_at_80_columns(cli, monkeypatch, path):
+    """Each command's and each option's help, `[default: ...]` asides and all, is in its --help
+    complete: nothing eaten as markup, nothing cut with an ellipsis."""
+    from typer.main import get_command
+
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli(*path, "--help")
+    command = get_command(app)
+    for name in path:
+        command = command.commands[name]
+    shown = re.sub(r"(\w)- (\w)", r"\1-\2", words(result.out))  # "half-" / "width": one word again
+    assert words(command.help.split("\f")[0]) in shown
+    for param in command.params:
+        if getattr(param, "help", None) and not getattr(param, "hidden", False):
+            assert words(param.help) in shown, param.name
+    assert "…" not in result.out and "<bool>" not in result.out
+    assert all(len(line) <= 80 for line in result.out.splitlines())
+
+
+def test_the_command_list_has_whole_summaries(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    summaries = [line.split(None, 1)[1] for line in cli("--help").out.split("Commands:")[1].splitlines() if line.strip()]
+    assert len(summaries) == len({name for (name, *_) in command_paths()})
+    assert all(summary.endswith(".") and not summary.endswith("...") for summary in summaries), summaries
+
+
+def test_version(cli):
+    import expdb
+
+    result = cli("--version")
+    assert result.code == 0 and result.out == f"expdb {expdb.__version__}\n"
+
+
+def test_shell_completion_completes_commands(tmp_path):
+    """What the script `expdb --install-completion` installs asks: the completions of what is typed."""
+    env = {**os.environ, "_EXPDB_COMPLETE": "complete_bash", "COMP_WORDS": "expdb ta", "COMP_CWORD": "1"}
+    result = subprocess.run([sys.executable, "-m", "expdb"], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    assert result.returncode == 0
+    assert result.stdout.split() == ["tag", "table"]

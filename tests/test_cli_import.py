@@ -80,12 +80,14 @@ def test_importing_into_an_existing_card_adds_a_run(cli):
 
 BAD_IMPORTS = [
     pytest.param(["json", str(SAMPLE), "--name", "x"], "unknown log format 'json'", id="unknown-format"),
-    pytest.param(["mmdet", "no_training_lines.log", "--name", "x"], "no MMDetection training lines", id="no-training-lines"),
+    pytest.param(["mmdet", "no_training_lines.log", "--name", "x"], "no MMDetection progress lines", id="no-training-lines"),
     pytest.param(["mmdet", "missing.log", "--name", "x"], "no such log file: missing.log", id="missing-file"),
-    pytest.param(["mmdet", ".", "--name", "x"], "is a directory", id="directory"),
+    pytest.param(["mmdet", "empty", "--name", "x"], "no training log in the folder empty", id="folder-without-log"),
     pytest.param(["mmdet", str(SAMPLE), "--name", "bad name"], "invalid card name 'bad name'", id="bad-name"),
     pytest.param(["mmdet", str(SAMPLE), "--name", "x", "--from", "nosuch"], "no card named 'nosuch'", id="unknown-parent"),
-    pytest.param(["regex:loss (?P<loss>\\S+)", str(SAMPLE), "--name", "x"], "step", id="regex-without-step"),
+    pytest.param(
+        ["regex:zzz (?P<loss>\\S+)", str(SAMPLE), "--name", "x"], "matches the --parse regex", id="regex-matching-nothing"
+    ),
 ]
 
 
@@ -94,6 +96,7 @@ def no_training_lines(workdir):
     (workdir / "no_training_lines.log").write_text(
         "2021-01-25 19:25:22,220 - mmdet - INFO - workflow: [('train', 1)], max: 12 epochs\nhello\n"
     )
+    (workdir / "empty").mkdir()
 
 
 @pytest.mark.parametrize("args, message", BAD_IMPORTS)
@@ -139,3 +142,237 @@ def test_imported_mmengine_run_has_fractional_epochs_and_a_duration(cli, workdir
     assert ended - started == 36.0  # 13:04:17 to 13:04:53
     assert time.localtime(started).tm_year == 2023
     assert list(loss.walls)[-1] == 36.0
+
+
+# ---------------------------------------------------------------- JSON logs, work_dirs, TensorBoard, regex
+
+YOLOF_JSON = DATA / "real-logs" / "mmdet2-yolof-epoch1.log.json"
+SCALARS = DATA / "real-logs" / "mmpretrain-scalars.json"
+TENSORBOARD = DATA / "real-logs" / "tensorboard-unet"
+EVAL_FIELDS = {"lr", "eta", "time", "data_time", "memory"}
+
+
+def imported_points(out: str) -> list[int]:
+    return [
+        int(line.split("imported ")[1].split(" points")[0].replace(",", ""))
+        for line in out.splitlines()
+        if line.startswith("imported ")
+    ]
+
+
+def numbers_in_json_log(path: Path) -> int:
+    """Counted independently of expdb: every number of a line, less the counters, less the loop's fields of evaluation lines."""
+    import json
+
+    total = 0
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        evaluation = row.get("mode", "train") != "train" if "mode" in row else not ({"lr", "loss", "epoch"} & set(row))
+        for key, value in row.items():
+            if key in {"mode", "epoch", "iter", "step"} or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if evaluation and key in EVAL_FIELDS:
+                continue
+            total += 1
+    return total
+
+
+def test_mmdetection_json_log_keeps_every_number_of_every_line(cli):
+    result = cli("import", "mmdet", str(YOLOF_JSON), "--name", "yolof")
+    assert result.code == 0, result.err
+    assert "read 361 lines" in result.out
+    assert imported_points(result.out) == [numbers_in_json_log(YOLOF_JSON)]
+    with Database() as db:
+        loss = read_curve(db, 1, "loss")
+        mapped = read_curve(db, 1, "val/mAP")
+    # 360 training lines (iter 1..1601 of epoch 1, every few iterations) and the validation line after them.
+    assert len(loss) == 360 and loss.steps[0] == 1 and loss.values[0] == 2.93434
+    assert list(mapped.steps) == [1601] and list(mapped.values) == [0.59059]
+    metrics = dict((key, (value, step)) for key, value, step in query("SELECT key, value, step FROM metric"))
+    assert metrics["val/mAP"] == (0.59059, 1601) and metrics["val/mAP.best"] == (0.59059, 1601)
+    assert metrics["loss"][1] == loss.steps[-1]
+
+
+def test_scalars_json_holds_training_and_validation_in_one_run(cli):
+    result = cli("import", "mmdet", str(SCALARS), "--name", "fruit")
+    assert result.code == 0, result.err
+    assert imported_points(result.out) == [numbers_in_json_log(SCALARS)]
+    assert runs_of("fruit") == [(1, "finished", None)]
+    with Database() as db:
+        top1 = read_curve(db, 1, "val/accuracy/top1")
+        loss = read_curve(db, 1, "loss")
+    # 100 epochs of 96 iterations: a training line per epoch, validated after it at its last iteration.
+    assert len(top1) == 100 and len(loss) == 100
+    assert list(top1.steps[:3]) == [96, 192, 288] and list(top1.epochs[:3]) == [1.0, 2.0, 3.0]
+    assert top1.values[0] == 24.375
+    best = query("SELECT value, step FROM metric WHERE key = 'val/accuracy/top1.best'")[0]
+    assert best == (max(top1.values), top1.steps[list(top1.values).index(max(top1.values))])
+    assert "val/accuracy/top1" in cli("list").out
+
+
+def test_a_work_dir_is_found_its_scalars_read_and_its_text_log_dates_kept(cli, workdir):
+    run = workdir / "work_dirs" / "fruit" / "20230604_120745"
+    (run / "vis_data").mkdir(parents=True)
+    (run / "vis_data" / "scalars.json").write_bytes(SCALARS.read_bytes())
+    (run / "20230604_120745.log").write_text(
+        "06/04 12:08:10 - mmengine - INFO - Epoch(train)   [1][96/96]  lr: 8.0000e-02  eta: 0:10:00  time: 0.0734  "
+        "data_time: 0.0003  memory: 2965  loss: 2.8006\n"
+    )
+    result = cli("import", "mmdet", str(run), "--name", "fruit_run")
+    assert result.code == 0, result.err
+    assert "not read: 20230604_120745.log" in result.out
+    started, ended = query("SELECT started_at, ended_at FROM run")[0]
+    from datetime import datetime
+
+    assert started == datetime(2023, 6, 4, 12, 7, 45).timestamp() and ended == datetime(2023, 6, 4, 12, 8, 10).timestamp()
+    with Database() as db:
+        assert read_curve(db, 1, "loss").walls[0] == 25.0  # 12:08:10, 25 s after the run's folder was made
+
+
+def test_importing_the_same_file_twice_adds_nothing(cli):
+    assert cli("import", "mmdet", str(SCALARS), "--name", "fruit").code == 0
+    before = dump()
+    result = cli("import", "mmdet", str(SCALARS), "--name", "other")
+    assert result.code == 0, result.err
+    assert "already imported as run 1 of fruit: nothing added" in result.out
+    assert dump() == before
+
+
+def test_a_log_of_validation_lines_only_is_imported(cli, workdir):
+    log = workdir / "val.log"
+    log.write_text(
+        "".join(
+            f"2024-04-07 10:{epoch // 60:02d}:{epoch % 60:02d},000 - mmaction - INFO - Epoch(val) [{epoch}][30/30]    "
+            f"acc/top1: 0.{500 + epoch}  acc/top5: 0.9000\n"
+            for epoch in range(1, 101)
+        )
+    )
+    result = cli("import", "mmdet", str(log), "--name", "val_only")
+    assert result.code == 0, result.err
+    assert imported_points(result.out) == [200]
+    with Database() as db:
+        assert len(read_curve(db, 1, "val/acc/top1")) == 100
+    assert query("SELECT value, step FROM metric WHERE key = 'val/acc/top1.best'") == [(0.6, 100)]
+
+
+def test_a_log_with_two_launches_gives_two_runs_and_says_so(cli, workdir):
+    log = workdir / "relaunched.log"
+    log.write_text(CASCADE.read_text() + MMENGINE.read_text().replace("07/03", "2023/07/03"))
+    result = cli("import", "mmdet", str(log), "--name", "twice")
+    assert result.code == 0, result.err
+    assert "relaunched.log holds 2 launches (a new one from line 11)" in result.out
+    assert [run[1] for run in runs_of("twice")] == ["diverged", "finished"]
+    assert sum(imported_points(result.out)) == 136 + sum(
+        imported_points(cli("import", "mmdet", str(MMENGINE), "--name", "e").out)
+    )
+    with Database() as db:
+        assert len(read_curve(db, 1, "loss")) == 8 and len(read_curve(db, 2, "loss")) == 19
+
+
+def test_a_value_glued_to_the_next_field_does_not_become_a_metric(cli, workdir):
+    log = workdir / "mmaction.log"
+    log.write_text(
+        "2023/05/08 10:00:00 - mmengine - INFO - Epoch(train) [1][20/20]  lr: 1.0000e-02  eta: 0:00:00  time: 1.5000  "
+        "data_time: 0.2000  memory: 1000  loss: 0.9000\n"
+        "2023/05/08 10:01:00 - mmengine - INFO - Epoch(val) [1][5/5]    acc/top1: 0.8000  acc/top5: 0.9500  "
+        "acc/mean1: 0.9000data_time: 1.2700  time: 1.5000\n"
+    )
+    assert cli("import", "mmdet", str(log), "--name", "glued").code == 0
+    keys = {key for (key,) in query("SELECT key FROM series")}
+    assert keys >= {"val/acc/mean1", "val/acc/top1"} and not any("0.9000" in key for key in keys)
+    with Database() as db:
+        assert list(read_curve(db, 1, "val/acc/mean1").values) == [0.9]
+
+
+def scalars_in_event_files(folder: Path) -> int:
+    """Counted with TensorBoard's own loader, independently of expdb's reader."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    count = 0
+    for path in folder.glob("*tfevents*"):
+        for event in EventFileLoader(str(path)).Load():
+            count += sum(1 for value in event.summary.value if value.metadata.plugin_data.plugin_name == "scalars")
+    return count
+
+
+def test_tensorboard_folders_become_a_card_each_with_parameters_from_their_names(cli):
+    result = cli("import", "tensorboard", str(TENSORBOARD), "--name", "unet", "--params", "UNet_dr{dropout}_bs{batch}_lr{lr}")
+    assert result.code == 0, result.err
+    folders = sorted(path for path in TENSORBOARD.iterdir())
+    assert imported_points(result.out) == [scalars_in_event_files(folder) for folder in folders]
+    assert "skipped 47 text summaries (not scalars)" in result.out
+    assert [name for (name,) in query("SELECT name FROM card ORDER BY name")] == [f"unet_{folder.name}" for folder in folders]
+    shown = cli("show", "unet_UNet_dr01_bs16_lr2e_4").out
+    assert "batch" in shown and "16" in shown
+    with Database() as db:
+        iou = read_curve(db, 2, "IoU (avg on test)")
+    assert len(iou) == 34 and iou.steps[0] == 230 and iou.walls[0] > 0
+    assert query("SELECT count(*) FROM metric WHERE key = 'IoU (avg on test).best'")[0][0] == 3
+
+
+def test_regex_import_of_a_log_whose_step_restarts_every_epoch(cli, workdir):
+    log = workdir / "mnist.log"
+    log.write_text(
+        "".join(
+            f"Train Epoch: {epoch} [{seen}/60000 ({seen // 600}%)]\tLoss: {1.0 / (epoch * 100 + seen / 600):.6f}\n"
+            for epoch in (1, 2)
+            for seen in range(0, 60000, 640 * 10)
+        )
+    )
+    result = cli(
+        "import", r"regex:Train Epoch: (?P<epoch>\d+) \[(?P<step>\d+)/\d+.*Loss: (?P<loss>\S+)", str(log), "--name", "mnist"
+    )
+    assert result.code == 0, result.err
+    with Database() as db:
+        loss = read_curve(db, 1, "loss")
+    assert len(loss) == 20 and list(loss.steps) == sorted(set(loss.steps))  # the second epoch did not overwrite the first
+
+
+def test_regex_import_of_hf_trainer_lines_without_a_step(cli, workdir):
+    log = workdir / "trainer.log"
+    log.write_text(
+        "{'loss': 0.6931, 'learning_rate': 4.8e-05, 'epoch': 0.27}\n"
+        "{'eval_loss': 0.52, 'eval_runtime': 1.2, 'epoch': 1.0}\n"
+        "{'loss': 0.5312, 'learning_rate': 4.6e-05, 'epoch': 0.53}\n"
+    )
+    pattern = r"regex:'loss': (?P<loss>[^,]+), 'learning_rate': (?P<lr>[^,]+), 'epoch': (?P<epoch>[\d.]+)"
+    result = cli("import", pattern, str(log), "--name", "bert")
+    assert result.code == 0, result.err
+    assert "skipped 1 lines that are not progress lines" in result.out
+    with Database() as db:
+        loss = read_curve(db, 1, "loss")
+    assert list(loss.steps) == [1, 2] and list(loss.epochs) == [0.27, 0.53]
+
+
+MORE_BAD_IMPORTS = [
+    pytest.param(["tensorboard", "empty"], "no TensorBoard event file (events.out.tfevents.*) in empty", id="no-event-file"),
+    pytest.param(["mmdet", "coco.json"], "coco.json is not a training log", id="json-not-a-log"),
+    pytest.param(["mmdet", "cut.log.json"], "line 2 of cut.log.json is not complete JSON", id="truncated-json"),
+    pytest.param(["mmdet", "list.json"], "line 1 of list.json is not a JSON object", id="json-list"),
+    pytest.param(["tensorboard", str(TENSORBOARD), "--params", "lr{lr}"], "does not fit --params", id="params-not-fitting"),
+    pytest.param(["mmdet", str(SCALARS), "--params", "lr{lr}"], "--params reads parameters from TensorBoard", id="params-not-tb"),
+]
+
+
+@pytest.mark.parametrize("args, message", MORE_BAD_IMPORTS)
+def test_bad_inputs_of_the_new_importers_change_nothing(cli, workdir, args, message):
+    (workdir / "empty").mkdir()
+    (workdir / "coco.json").write_text('{"images": [], "annotations": [], "categories": []}\n')
+    (workdir / "cut.log.json").write_text('{"mode": "train", "epoch": 1, "iter": 50, "loss": 1.0}\n{"mode": "train", "epo')
+    (workdir / "list.json").write_text("[1, 2, 3]\n")
+    assert cli("new", "existing").code == 0
+    refused(cli, ["import", *args], message)
+
+
+TIMM = DATA / "real-logs" / "timm-resnet50-hpu.log"
+TIMM_PATTERN = r"regex:^Train: (?P<epoch>\d+) \[\s*(?P<step>\d+)/(?P<total>\d+).*Loss: (?P<loss>\S+) .*LR: (?P<lr>\S+)"
+
+
+def test_a_real_timm_log_whose_batch_counter_restarts_every_epoch(cli):
+    result = cli("import", TIMM_PATTERN, str(TIMM), "--name", "resnet50_timm")
+    assert result.code == 0, result.err
+    train_lines = [line for line in TIMM.read_text().splitlines() if line.startswith("Train:")]
+    assert imported_points(result.out) == [2 * len(train_lines)]  # loss and lr of every training line
+    with Database() as db:
+        loss = read_curve(db, 1, "loss")
+    assert list(loss.steps) == [0, 50, 73, 123] and list(loss.values) == [6.86, 6.77, 6.69, 3.23]

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -222,10 +223,10 @@ def test_queue_view_shows_where_each_run_is_and_since_when():
     console = Console(file=io.StringIO(), width=120, color_system=None)
     render_queue(entries, 4600.0, console)
     assert console.file.getvalue().splitlines() == [
-        " card         ┃ run ┃ status  ┃ host    ┃ where ┃ launcher ┃ job     ┃ queued    ┃ started   ",
+        " card         ┃ run ┃ status  ┃ host    ┃ where ┃ launcher ┃ job     ┃ queued    ┃ started",
         "━━━━━━━━━━━━━━╇━━━━━╇━━━━━━━━━╇━━━━━━━━━╇━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━━━╇━━━━━━━━━━━",
-        " cvt_io_v3_N3 │  11 │ running │ node07  │ GPU 1 │ slurm    │ 98765_1 │ 1h01m ago │ 1h01m ago ",
-        " cvt_io_v3_N5 │  12 │ queued  │ gpu-box │       │ local    │ 4242    │ 1h00m ago │           ",
+        " cvt_io_v3_N3 │  11 │ running │ node07  │ GPU 1 │ slurm    │ 98765_1 │ 1h01m ago │ 1h01m ago",
+        " cvt_io_v3_N5 │  12 │ queued  │ gpu-box │       │ local    │ 4242    │ 1h00m ago │",
         "1 running, 1 queued",
     ]
 
@@ -280,3 +281,53 @@ def test_bad_queue_input_is_one_error_line_exit_2_and_changes_nothing(cli, new, 
             with db.transaction() as connection:
                 connection.execute("UPDATE run SET status = 'running'")
     refused(cli, args, message)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, ended but not yet reaped by its parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_stopping_a_queue_stops_what_each_job_started(new, workdir):
+    # The command leaves a worker of its own, as torchrun or a data loader does: it must not keep its GPU.
+    new("spawner", "--cmd", "sh -c 'sleep 300 & echo $! > worker.pid; wait'")
+    queue = start_queue(workdir, "spawner", "--jobs", "1")
+    deadline = time.monotonic() + DEADLINE_S
+    while not (workdir / "worker.pid").exists() or not (workdir / "worker.pid").read_text().strip():
+        assert queue.poll() is None and time.monotonic() < deadline, queue.communicate()
+        time.sleep(0.05)
+    worker = int((workdir / "worker.pid").read_text())
+    assert alive(worker)
+    queue.send_signal(signal.SIGINT)
+    queue.communicate(timeout=DEADLINE_S)
+    assert queue.returncode == 130
+    assert not alive(worker)
+    (run,) = runs_of("spawner")
+    assert run["status"] == "interrupted"
+
+
+def test_a_running_run_without_progress_is_said_stalled(cli, workdir):
+    import expdb
+
+    with expdb.start("hung") as run:
+        run.log(41, loss=1.0)
+        run.log(42, loss=0.9)
+        run.raise_if_stopped()
+        deadline = time.monotonic() + DEADLINE_S
+        while query("SELECT progress_step FROM run WHERE id = ?", (run.id,)) != [(42,)]:  # flushed: its progress
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert "stalled" not in cli("list").out + cli("queue").out
+        with Database() as database, database.transaction() as connection:  # ten minutes later, nothing more logged
+            connection.execute("UPDATE run SET progress_at = progress_at - 600 WHERE id = ?", (run.id,))
+        assert "stalled" not in cli("list").out  # within the default 30 minutes
+        said = re.compile(rf"hung \(run {run.id}\) is stalled: no step logged for 10m0\ds \(the last was step 42\), "
+                          "though its process is alive")
+        listed = cli("list", "--stalled-after", "5")
+        assert "│ stalled │" in listed.out and said.search(listed.out)
+        queued = cli("queue", "--stalled-after", "5")
+        assert "│ stalled │" in queued.out and said.search(queued.out)

@@ -177,3 +177,31 @@ def test_cells_are_shown_as_written_not_as_markup(cli):
         record_run(db, "b", "finished", {"iou50": 0.4})
     result = cli("table", "-m", "iou50")
     assert "[bold]" in result.out and "[red]" in result.out
+
+
+def test_the_terminal_view_shows_a_screenful_and_says_how_many_more(cli, workdir):
+    from expdb.cards import create_card
+    from expdb.db import Database
+    from expdb.runs import begin_run
+
+    with Database(create=True) as database:
+        create_card(database, "unrun", {"N": -1})  # no metric: no row, and not counted
+        for index in range(45):
+            create_card(database, f"c_{index:02d}", {"N": index})
+            run = begin_run(database, f"c_{index:02d}", device="cpu")
+            run.summary(iou50=index / 100)
+            run.end("finished")
+
+    def names(result) -> list[str]:
+        return [line.split("│")[0].strip() for line in result.out.splitlines() if "│" in line]
+
+    shown = cli("table")
+    assert names(shown) == [f"c_{index:02d}" for index in range(40)]  # the order asked: oldest first
+    assert shown.out.splitlines()[-1] == "… 5 more rows not shown (--all shows every row, --limit N the first N)"
+    best = cli("table", "--sort", "iou50", "--limit", "3")
+    assert names(best) == ["c_44", "c_43", "c_42"]
+    assert "… 42 more rows not shown" in best.out
+    with_baseline = cli("table", "--baseline", "c_44", "--limit", "2")
+    assert names(with_baseline) == ["c_44 (baseline)", "c_00"] and "… 43 more rows" in with_baseline.out
+    assert len(names(cli("table", "--all"))) == 45 and "more rows" not in cli("table", "--all").out
+    assert len(cli("table", "--format", "csv").out.splitlines()) == 46  # files get every row

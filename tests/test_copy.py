@@ -16,7 +16,7 @@ from expdb.errors import ExpdbError
 from expdb.results import PROFILE_DETAILS, record_run, store_profile
 from expdb.series import read_curve, series_keys
 
-TABLES = ("card", "tag", "run", "metric", "metric_def", "series", "chunk", "profile", "note")
+TABLES = ("card", "tag", "run", "metric", "metric_def", "series", "chunk", "profile", "note", "attachment")
 
 
 @pytest.fixture
@@ -377,6 +377,6 @@ def test_every_column_of_the_schema_is_copied():
         assert set(tables[table].columns.keys()) - not_copied == set(columns), table
     # The tables copied by hand in expdb.copy, column by column.
     assert set(tables["tag"].columns.keys()) == {"card_id", "name"}
-    assert set(tables["metric"].columns.keys()) == {"run_id", "key", "value"}
+    assert set(tables["metric"].columns.keys()) == {"run_id", "key", "value", "step"}
     assert set(tables["series"].columns.keys()) == {"id", "run_id", "key"}
     assert set(tables) == set(TABLES), "a new table: should expdb copy copy it?"

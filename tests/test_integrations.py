@@ -8,7 +8,7 @@ import pytest
 
 from expdb import cards
 from expdb.db import Database
-from expdb.devices import process_rank
+from expdb.ranks import process_rank
 from expdb.errors import ExpdbError
 from expdb.integrations import Recorder, hyperparameters
 from expdb.lifecycle import latest_run

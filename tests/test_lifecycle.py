@@ -261,3 +261,47 @@ def test_reads_give_named_rows(db, card):
     (active,) = lifecycle.active_runs(db)
     expected = (run_id, RunStatus.RUNNING, "gpubox", 4242, None)
     assert (active.id, active.status, active.host, active.pid, active.launcher) == expected
+
+
+# -- progress, stalls, requeue, an ending an attached script made first ----------------------------
+
+
+def test_a_heartbeat_with_progress_records_the_last_step_and_stalls_are_runs_without_it(db, card):
+    run_id = running(db, card)
+    started = row(run_id)
+    assert started["progress_at"] == started["started_at"] and started["progress_step"] is None  # starting is progress
+    lifecycle.heartbeat(db, run_id, (120, started["started_at"] + 0.001))
+    assert (row(run_id)["progress_step"], row(run_id)["progress_at"]) == (120, started["started_at"] + 0.001)
+    assert lifecycle.stalls(db, after_s=3600) == []
+    (stall,) = lifecycle.stalls(db, after_s=0)
+    assert (stall.card, stall.run_id, stall.step) == ("x", run_id, 120)
+    lifecycle.heartbeat(db, run_id)  # alive, without progress: the step stays
+    assert row(run_id)["progress_step"] == 120
+    assert lifecycle.progress(db, run_id, 121, started["started_at"] + 0.002)  # from a script attached to the run
+    lifecycle.finish(db, run_id)
+    assert not lifecycle.progress(db, run_id, 122, started["started_at"] + 0.003)
+    assert lifecycle.stalls(db, after_s=0) == []  # only running runs stall
+
+
+def test_requeue_queues_an_interrupted_cluster_run_again_and_nothing_else(db, card):
+    (queued,) = [lifecycle.queue(db, card, launcher="slurm", resume=False)]
+    run = lifecycle.get_run(db, queued.run_id)
+    lifecycle.adopt(db, card, run, PROCESS, resume=False)
+    lifecycle.interrupt(db, queued.run_id, "the cluster's time limit is near (SIGUSR2)")
+    assert lifecycle.requeue(db, queued.run_id, "login1")
+    again = row(queued.run_id)
+    assert (again["status"], again["launcher"], again["host"], again["pid"]) == ("queued", "slurm", "login1", None)
+    assert not lifecycle.requeue(db, queued.run_id, "login1")  # queued, not interrupted
+    finished = running(db, cards.create_card(db, "y", {}))
+    lifecycle.finish(db, finished)
+    assert not lifecycle.requeue(db, finished, None)
+
+
+def test_end_keeps_the_ending_an_attached_script_made_first(db, card):
+    run_id = running(db, card)
+    lifecycle.diverge(db, run_id, "loss became NaN at step 5")  # the script inside `expdb run -- ...`
+    assert lifecycle.end(db, run_id, RunStatus.FINISHED, None) == (RunStatus.DIVERGED, "loss became NaN at step 5")
+    other = running(db, cards.create_card(db, "y", {}))
+    assert lifecycle.end(db, other, RunStatus.FAILED, "boom") == (RunStatus.FAILED, "boom")
+    with pytest.raises(TransitionRefused):
+        lifecycle.end(db, 999, RunStatus.FINISHED, None)

@@ -332,22 +332,32 @@ def test_iteration_based_val_and_test_take_the_last_training_step():
     assert (two_counters.step, two_counters.values) == (5000, {"val/bbox_mAP": 0.2})
 
 
-def test_val_lines_without_a_known_step_or_metrics_give_none():
+def test_val_lines_before_any_training_line_take_their_epoch_or_count_as_step():
     parser = make_parser("mmdet")
-    val = "07/03 13:06:00 - mmengine - INFO - Epoch(val) [1][625/625]    coco/bbox_mAP: 0.0010  time: 0.0297"
-    assert parser.parse(val) is None
-    assert parser.parse("2021-01-01 00:00:00,000 - mmdet - INFO - Iter(val) [625]\tbbox_mAP: 0.2000") is None
+    val = "07/03 13:06:00 - mmengine - INFO - Epoch(val) [3][625/625]    coco/bbox_mAP: 0.0010  time: 0.0297"
+    assert (parser.parse(val).step, parser.parse(val).epoch) == (3, 3)
+    test = parser.parse("2021-01-01 00:00:00,000 - mmdet - INFO - Epoch(test) [625/625]\tbbox_mAP: 0.2000")
+    assert (test.step, test.values) == (3, {"test/bbox_mAP": 0.2})  # no epoch: the third evaluation line
     parser.parse(ENGINE_TRAIN)
     assert parser.parse("07/03 13:06:00 - mmengine - INFO - Epoch(val) [1][625/625]    data_time: 0.0019  time: 0.0297") is None
     assert parser.parse("07/03 13:06:00 - mmengine - INFO - Epoch(predict) [1][625/625]    acc: 0.5") is None
 
 
-def test_val_only_file_has_no_training_lines(tmp_path):
+def test_a_file_of_validation_lines_only_is_a_log(tmp_path):
     log = tmp_path / "val.log"
-    log.write_text("2021-10-27 22:03:28,939 - mmdet - INFO - Epoch(val) [9][464]    bbox_mAP: 0.3800, bbox_mAP_50: 0.4210\n")
+    log.write_text(
+        "".join(
+            f"2021-10-27 22:03:28,939 - mmdet - INFO - Epoch(val) [{epoch}][464]    bbox_mAP: 0.{epoch}800, bbox_mAP_50: 0.4210\n"
+            for epoch in range(1, 101)
+        )
+    )
+    records = parse_file(log, "mmdet")
+    assert len(records) == 100 and [record.step for record in records] == list(range(1, 101))
+    assert records[-1].values == {"val/bbox_mAP": 0.1008, "val/bbox_mAP_50": 0.421}
+    log.write_text("2021-10-27 22:03:28,939 - mmdet - INFO - Environment info\n")
     with pytest.raises(ExpdbError) as excinfo:
         parse_file(log, "mmdet")
-    assert_one_line_error(excinfo, f"no MMDetection training lines in {log}: ")
+    assert_one_line_error(excinfo, f"no MMDetection progress lines in {log}: ")
 
 
 def test_parse_file_keeps_val_records_in_order(tmp_path):
@@ -495,13 +505,28 @@ def test_regex_that_does_not_compile():
     assert_one_line_error(excinfo, "unterminated character set")
 
 
-def test_regex_without_a_step_group():
+def test_regex_without_a_step_counts_the_lines_it_matched():
+    parser = make_parser(r"regex:'loss': (?P<loss>[^,]+), 'learning_rate': (?P<lr>[^,]+), 'epoch': (?P<epoch>[\d.]+)")
+    first = parser.parse("{'loss': 0.6931, 'learning_rate': 4.8e-05, 'epoch': 0.27}")
+    assert parser.parse("{'eval_loss': 0.41, 'epoch': 1.0}") is None
+    second = parser.parse("{'loss': 0.5312, 'learning_rate': 4.6e-05, 'epoch': 0.53}")
+    assert (first.step, first.epoch, first.values) == (1, 0.27, {"loss": 0.6931, "lr": 4.8e-05})
+    assert (second.step, second.epoch) == (2, 0.53)
+
+
+def test_regex_step_that_restarts_every_epoch_goes_on():
+    # pytorch/examples' MNIST: the offset within the epoch, in samples.
+    parser = make_parser(r"regex:Train Epoch: (?P<epoch>\d+) \[(?P<step>\d+)/\d+.*Loss: (?P<loss>\S+)")
+    lines = ["Train Epoch: 1 [0/60000 (0%)]\tLoss: 2.30", "Train Epoch: 1 [59520/60000 (99%)]\tLoss: 0.31",
+             "Train Epoch: 2 [0/60000 (0%)]\tLoss: 0.29", "Train Epoch: 2 [640/60000 (1%)]\tLoss: 0.20"]
+    assert [parser.parse(line).step for line in lines] == [0, 59520, 59521, 60161]
+    # timm: the batch within the epoch and the epoch's length give the global step exactly.
+    parser = make_parser(r"regex:Train: (?P<epoch>\d+) \[\s*(?P<step>\d+)/(?P<total>\d+).*Loss: (?P<loss>\S+)")
+    assert parser.parse("Train: 0 [1250/1251 (100%)]  Loss: 6.81 (6.90)").step == 1250
+    assert parser.parse("Train: 1 [   0/1251 (  0%)]  Loss: 6.75 (6.75)").step == 1251
     with pytest.raises(ExpdbError) as excinfo:
-        make_parser(r"regex:epoch (?P<epoch>\d+) loss (?P<loss>\S+)")
-    assert_one_line_error(excinfo, "(?P<step>", "(?P<iter>")
-    with pytest.raises(ExpdbError) as excinfo:
-        make_parser(r"regex:step (\d+) loss (\S+)")  # unnamed groups do not count
-    assert_one_line_error(excinfo, "(?P<step>")
+        make_parser(r"regex:(?P<total>\d+) loss (?P<loss>\S+)")
+    assert_one_line_error(excinfo, "(?P<epoch>")
 
 
 def test_regex_without_a_metric_group():
@@ -534,7 +559,7 @@ def test_file_of_noise_has_no_training_lines(tmp_path):
     log.write_text("hello\n2021-01-25 19:25:22,220 - mmdet - INFO - workflow: [('train', 1)], max: 12 epochs\n\n")
     with pytest.raises(ExpdbError) as excinfo:
         parse_file(log, "mmdet")
-    assert_one_line_error(excinfo, f"no MMDetection training lines in {log}: ")
+    assert_one_line_error(excinfo, f"no MMDetection progress lines in {log}: ")
 
 
 def test_bad_spec_is_reported_before_the_file(tmp_path):

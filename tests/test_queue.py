@@ -111,7 +111,11 @@ def test_slots_as_the_options_make_them():
     assert [slot.env["OMP_NUM_THREADS"] for slot in three] == ["1", "1", "1"]
     assert [slot.label for slot in cpu_slots(2, thread_budget(2, cores=2, load=0.0, environ={}))] == ["CPU 1", "CPU 2"]
     assert [slot.label for slot in gpu_slots(["0", "1"], jobs=4)] == ["GPU 0", "GPU 1", "GPU 0", "GPU 1"]
-    assert [slot.env for slot in gpu_slots(["3"])] == [{"CUDA_VISIBLE_DEVICES": "3"}]
+    assert [slot.env for slot in gpu_slots(["3"], budget=thread_budget(1, cores=8, load=0.0, environ={}))] == [
+        {"CUDA_VISIBLE_DEVICES": "3", "OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8"}
+    ]
+    four = thread_budget(4, cores=8, load=0.0, environ={})
+    assert [slot.env["OMP_NUM_THREADS"] for slot in gpu_slots(["0", "1"], jobs=4, budget=four)] == ["2"] * 4
 
 
 def test_slots_that_share_a_device_say_so_to_their_profiles():

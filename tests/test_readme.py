@@ -113,3 +113,14 @@ def test_every_command_of_the_readme_runs_as_written(tmp_path, shim):
             f"README.md line {command.line}: `{command.text}` exited {done.returncode}, not {command.expected}\n"
             f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}"
         )
+
+
+def test_every_command_of_the_readme_is_in_a_block_this_test_sees():
+    """A command shown as an indented block would be shown but never run."""
+    text, outside, fenced = README.read_text(encoding="utf-8"), [], False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r" {4}(expdb|python|pip) ", line):
+            outside.append(f"README.md line {number}: {line.strip()}")
+    assert outside == []

@@ -162,3 +162,36 @@ def test_periodic_checkpoint_survives_an_exception_from_log(tmp_path):
     assert torch.load(tmp_path / "crash.pt", weights_only=False)["step"] == 8
     resumed = train(tmp_path, name="crash.pt", ckpt_every=4, resume=True)
     assert resumed.points == full.points[8:]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_resumes_like_an_uninterrupted_run(tmp_path, amp):
+    full = train(tmp_path, name="full.pt", amp=amp)
+    assert full.points != train(tmp_path, name="fp32.pt").points  # autocast really ran in lower precision
+    assert all(math.isfinite(p["loss"]) for p in full.points)
+    if amp == "fp16":  # the GradScaler's scale is logged, and kept in the checkpoint
+        assert all(p["loss_scale"] > 1 for p in full.points)
+        assert "scaler" in torch.load(tmp_path / "full.pt", weights_only=False)
+    stopped = train(tmp_path, name="part.pt", amp=amp, stop_after=5)
+    resumed = train(tmp_path, name="part.pt", amp=amp, resume=True)
+    assert stopped.points + resumed.points == full.points
+    assert resumed.summaries == full.summaries
+
+
+def test_unknown_mixed_precision_is_refused():
+    with pytest.raises(ValueError, match='amp must be "off", "fp16" or "bf16"'):
+        cvt_io.config({"amp": "fp8"})
+
+
+def test_batches_drawn_ahead_are_those_of_their_steps(tmp_path):
+    inline = train(tmp_path, name="inline.pt", prefetch=0)
+    ahead = train(tmp_path, name="ahead.pt", prefetch=3)
+    assert ahead.points == inline.points
+    stopped = train(tmp_path, name="part.pt", prefetch=3, stop_after=4)  # the thread stops with the run
+    assert stopped.points == inline.points[:4]
+
+
+def test_a_cpu_run_keeps_no_gpu_random_state(tmp_path):
+    train(tmp_path, steps=2)
+    rng = torch.load(tmp_path / "ckpt.pt", weights_only=False)["rng"]
+    assert set(rng) == {"python", "numpy", "torch"}

@@ -1,12 +1,15 @@
 """Slurm through submitit: jobs run for real by submitit's LocalExecutor; the CLI's refusals and its Slurm options."""
 
+import json
 import os
+import pickle
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import submitit
-from conftest import dump, records
+from conftest import dump, records, wait_until
 
 from expdb import cards, lifecycle
 from expdb.db import Database
@@ -14,6 +17,7 @@ from expdb.errors import ExpdbError
 from expdb.queue import queue_runs, run_arguments
 from expdb.series import read_curve
 from expdb.slurm import (
+    NodeJob,
     SlurmRequest,
     check_mem,
     parse_time,
@@ -230,3 +234,52 @@ def test_expdb_run_reaps_once(cli, planned, monkeypatch):
     result = cli("run", "v3_a", "--profile-budget", "0")
     assert result.code == 0, result.err
     assert len(reaped) == 1
+
+
+def running_with_points(db, run_id: int) -> bool:
+    return bool(db.query(
+        "SELECT 1 FROM run JOIN series ON series.run_id = run.id JOIN chunk ON chunk.series_id = series.id "
+        "WHERE run.id = ? AND run.status = 'running'", (run_id,)
+    ))
+
+
+def start_job(db, requeue: bool):
+    """A job of card `long` as submitit runs it on a node (NodeJob in a thread here), once its run trains."""
+    card = cards.create_card(db, "long", {}, runner="queuerunners:until_asked")
+    (entry,) = queue_runs(db, [card], resume=False, launcher="slurm")
+    job = NodeJob(shared_location(db), entry, RUN_ARGS, requeue)
+    pickle.dumps(job)  # submitit pickles it to the node
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(job()))
+    thread.start()
+    wait_until(lambda: running_with_points(db, entry.run_id), "the job's run to train")
+    return job, thread, codes, entry.run_id
+
+
+def test_the_time_limit_signal_ends_the_run_interrupted_with_a_checkpoint(db, workdir):
+    job, thread, codes, run_id = start_job(db, requeue=False)
+    assert job.checkpoint() is None  # what submitit calls on SIGUSR2; not requeued
+    thread.join()
+    (run,) = records("SELECT * FROM run WHERE id = ?", (run_id,))
+    assert (run["status"], run["exit_reason"]) == ("interrupted", "the cluster's time limit is near (SIGUSR2)")
+    assert (Path(run["checkpoint_dir"]) / "checkpoint.pt").exists()
+    assert codes == [1]
+
+
+def test_a_requeued_job_resumes_its_run_from_the_checkpoint(db, workdir):
+    job, thread, codes, run_id = start_job(db, requeue=True)
+    requeued = job.checkpoint()
+    thread.join()
+    (run,) = records("SELECT * FROM run WHERE id = ?", (run_id,))
+    assert (run["status"], run["launcher"]) == ("queued", "slurm")  # for the requeued job to adopt
+    checkpoint = json.loads((Path(run["checkpoint_dir"]) / "checkpoint.pt").read_text())["step"]
+    assert isinstance(requeued, submitit.helpers.DelayedSubmission)
+    pickle.dumps(requeued)
+    assert requeued.function() == 0  # the requeued job, on its node
+    (resumed,) = records("SELECT * FROM run WHERE id = ?", (run_id,))
+    assert (resumed["status"], resumed["started_at"]) == ("finished", run["started_at"])
+    assert list(read_curve(db, run_id, "loss").steps)[-6:] == list(range(checkpoint, checkpoint + 6))
+
+
+def test_requeue_outside_slurm_is_refused(cli, planned):
+    assert refused(cli, "run", "--all", "--requeue") == "--requeue is for Slurm jobs: add --launcher slurm"

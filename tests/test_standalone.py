@@ -81,7 +81,7 @@ def test_the_source_tree_runs_without_an_install():
         [sys.executable, "-S", "-m", "expdb", "--help"], cwd=REPO, env=without_expdb(), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    assert "Usage: python -m expdb" in result.stdout
+    assert "Usage: expdb " in result.stdout  # the program's name, however it was started
 
 
 def test_the_wheel_holds_the_runners_and_the_migrations_inside_the_package(tmp_path):

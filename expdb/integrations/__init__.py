@@ -17,7 +17,7 @@ from typing import Any
 
 from expdb import api
 from expdb.cards import typed_like, validate_name
-from expdb.devices import process_rank
+from expdb.ranks import process_rank
 from expdb.errors import ExpdbError
 from expdb.lifecycle import RunStatus
 from expdb.runs import Run, check_on_diverge
@@ -98,7 +98,9 @@ class Recorder:
 
     def started(self) -> Run:
         if self.run is None:
-            self.run = api.begin(self.card, self.params, db=self.db, on_diverge=self.on_diverge)
+            run = api.begin(self.card, self.params, db=self.db, on_diverge=self.on_diverge)
+            assert isinstance(run, Run)  # an integration records on rank 0 only (rank_zero)
+            self.run = run
             self._previous_hook, sys.excepthook = sys.excepthook, self._uncaught
         return self.run
 

@@ -25,7 +25,7 @@ from mmengine.registry import VISBACKENDS
 from mmengine.visualization.vis_backend import BaseVisBackend, force_init_env
 
 from . import Recorder
-from expdb.devices import process_rank
+from expdb.ranks import process_rank
 from expdb.errors import ExpdbError
 from expdb.runs import Run
 
