@@ -11,7 +11,7 @@ def test_the_gpu_check_dry_run_passes_on_the_cpu():
     result = subprocess.run([sys.executable, str(SCRIPT), "--cpu"], capture_output=True, text=True, timeout=600)
     lines = result.stdout.splitlines()
     assert result.returncode == 0, result.stdout + result.stderr
-    verdicts = [line.split()[0] for line in lines[1:-1]]
+    verdicts = [line.split()[0] for line in lines[1:-1] if not line.startswith("INFO")]  # INFO: timings, not judged on a CPU
     assert verdicts and set(verdicts) == {"PASS"}, result.stdout
     for item in ("profile bf16 against torch.utils.benchmark.Timer", "model state restored", "process-wide settings restored",
                  "built-in runner resumes to the same losses", "2-job queue on one device finishes",
