@@ -55,6 +55,7 @@ def test_a_config_names_the_backend_and_training_is_recorded_with_iterations_epo
     mse = study.curve("mm_tiny", "mse")
     assert list(mse.value) == pytest.approx([entry["mse"] for entry in local if "mse" in entry])
     assert list(mse.step) == [4, 8] and list(mse.epoch) == [1, 2]  # after the iteration and epoch it closed
+    assert final.pop("train_steps_per_s") > 0  # expdb's own measure of every run
     assert final == {"mse": pytest.approx(mse.value.iloc[-1])}
 
 

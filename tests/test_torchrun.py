@@ -23,8 +23,13 @@ def curves(run_id: int) -> list[str]:
     return sorted(key for (key,) in query("SELECT key FROM series WHERE run_id = ?", (run_id,)))
 
 
+TRAINING_COSTS = ("throughput", "train_steps_per_s", "train_peak_mem")  # what expdb measures of every run
+
+
 def metrics(run_id: int) -> dict[str, float]:
-    return dict(query("SELECT key, value FROM metric WHERE run_id = ?", (run_id,)))
+    """The run's final metrics, less the training costs expdb records of every run."""
+    found = dict(query("SELECT key, value FROM metric WHERE run_id = ?", (run_id,)))
+    return {key: value for key, value in found.items() if key.rsplit("/", 1)[-1] not in TRAINING_COSTS}
 
 
 def test_rank_zero_owns_the_run_and_the_other_ranks_record_nothing(workdir):
