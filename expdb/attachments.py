@@ -166,14 +166,15 @@ def export(db: Database, attachment: Attachment, folder: Path) -> Path:
         raise ExpdbError(f"the content of {attachment.name} ({attachment.sha256[:12]}) is missing from {store_directory(db)}")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / attachment.name
-    if target.exists() and _hash_of(target) != attachment.sha256:
+    if target.exists() and file_sha256(target) != attachment.sha256:
         target = folder / f"{attachment.sha256[:8]}_{attachment.name}"
     if not target.exists():
         shutil.copyfile(source, target)
     return target
 
 
-def _hash_of(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, read a block at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(_BLOCK):

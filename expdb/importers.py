@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .attachments import file_sha256
 from .errors import ExpdbError
 from .logparse import MMDetParser, Record, RegexParser, make_parser, no_records_message, parse_number, year_of_log
 from .values import Value, parse_scalar, plural
@@ -59,7 +60,6 @@ from .values import Value, parse_scalar, plural
 FORMATS = "mmdet, tensorboard, regex:PATTERN"
 _EVAL_BOOKKEEPING = {"lr", "eta", "time", "data_time", "memory"}
 _JSON_COUNTERS = {"mode", "epoch", "iter", "step"}  # where a point is, not what was measured
-_HASH_BLOCK = 1 << 20
 
 
 @dataclass
@@ -96,14 +96,6 @@ class Reading:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _launch_hash(file_hash: str, launch: int) -> str:
@@ -171,8 +163,8 @@ def _read_text(path: Path, spec: str, reading: Reading, year: int | None = None)
         raise ExpdbError(no_records_message(path, parser))
     # A regex log's step may restart every epoch (the parser continues the count): one launch.
     if isinstance(parser, RegexParser):
-        return [ReadRun([record for _, record in numbered], str(path.resolve()), _file_hash(path))]
-    return _runs_of(path, _file_hash(path), numbered, reading)
+        return [ReadRun([record for _, record in numbered], str(path.resolve()), file_sha256(path))]
+    return _runs_of(path, file_sha256(path), numbered, reading)
 
 
 # ---------------------------------------------------------------- JSON logs
@@ -247,7 +239,7 @@ def _read_json(
         raise _not_a_log(path, f'line {rows[0][0]:,} has neither "mode" nor "step"')
     if not numbered:
         raise _not_a_log(path, "no line holds a number")
-    return _runs_of(path, _file_hash(path), numbered, reading, started_at)
+    return _runs_of(path, file_sha256(path), numbered, reading, started_at)
 
 
 def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> list[tuple[int, Record]]:
@@ -525,7 +517,7 @@ def _read_tensorboard(root: Path, reading: Reading) -> list[ReadRun]:
     for folder, files in folders.items():
         digest = hashlib.sha256()
         for path in files:
-            digest.update(_file_hash(path).encode())
+            digest.update(file_sha256(path).encode())
         relative = "" if folder == base else str(folder.relative_to(base))
         # Several event files in one folder (a resumed writer) are one run, in name (time) order: where they
         # hold a step twice, the later file wins, as a resumed run's later points do.
