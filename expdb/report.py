@@ -329,17 +329,23 @@ def _default_title(cards: list[Card]) -> str:
     return f"Comparison of {_listed([card.name for card in cards])}"
 
 
+def report_inputs(db: Database, cards: list[Card], metrics: list[str], baseline: str | None, folding: dict) -> tuple:
+    """What the markdown and HTML reports are written from: the comparison table, the metric definitions,
+    the metrics' labels, the cards' notes, latest and ended runs, and which metrics each card has."""
+    table = build_table(db, cards, metrics, baseline=baseline, **folding)
+    definitions = load_definitions(db)
+    labels = list(dict.fromkeys(definition(definitions, parse_metric(text)[0]).label for text in metrics)) or ["their metrics"]
+    notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
+    return table, definitions, labels, notes, runs, failed, _metrics_by_card(db, cards)
+
+
 def _write_markdown_report(
     db: Database, cards: list[Card], output: Path, metrics: list[str], curves: list[str],
     x: str, smooth: float, log_y: bool, ylim: YLim | None, baseline: str | None, title: str | None, folding: dict,
 ) -> list[Path]:
     from .plot import plot_curves  # matplotlib: only here
 
-    table = build_table(db, cards, metrics, baseline=baseline, **folding)
-    definitions = load_definitions(db)
-    labels = list(dict.fromkeys(definition(definitions, parse_metric(text)[0]).label for text in metrics)) or ["their metrics"]
-    notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
-    have = _metrics_by_card(db, cards)
+    table, definitions, labels, notes, runs, failed, have = report_inputs(db, cards, metrics, baseline, folding)
 
     with staging() as staged:  # (temporary, target)
         plots = ["## Curves", ""]

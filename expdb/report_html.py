@@ -15,22 +15,17 @@ from pathlib import Path
 
 from .cards import Card
 from .db import Database
-from .metrics import definition, load_definitions
 from .outputs import YLim, beside, fill, replace_all, staging
 from .report import (
     _default_title,
-    _ended_runs,
-    _latest_runs,
-    _metrics_by_card,
-    _notes,
     _section_cards,
     _section_comparisons,
     _section_environment,
     _section_params,
     _section_problems,
     _section_table,
+    report_inputs,
 )
-from .table import build_table, parse_metric
 from .values import plural
 from .views import format_time
 
@@ -132,11 +127,7 @@ def write_html_report(
 ) -> list[Path]:
     from .ui.data import curves as curve_data  # numpy: only here
 
-    table = build_table(db, cards, metrics, baseline=baseline, **folding)
-    definitions = load_definitions(db)
-    labels = list(dict.fromkeys(definition(definitions, parse_metric(text)[0]).label for text in metrics)) or ["their metrics"]
-    notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
-    have = _metrics_by_card(db, cards)
+    table, definitions, labels, notes, runs, failed, have = report_inputs(db, cards, metrics, baseline, folding)
 
     plots: list[str] = ["<h2>Curves</h2>"]
     payloads: list[dict] = []
