@@ -1,3 +1,4 @@
+import importlib.util
 import itertools
 import os
 import shutil
@@ -93,6 +94,11 @@ class Result:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: about SQLite files; not run against PostgreSQL")
+    # mmengine imports yapf, whose first import caches a grammar pickle that it renames into
+    # place before flushing it: two test workers importing it at once on a fresh machine can
+    # read it half-written (EOFError). The controller builds the cache before workers start.
+    if not hasattr(config, "workerinput") and importlib.util.find_spec("yapf") is not None:
+        import yapf  # noqa: F401
 
 
 def pytest_generate_tests(metafunc):
