@@ -135,6 +135,9 @@ class Layout:
     priorities: list[int]  # which columns a narrow terminal leaves out first: the highest
     dimmed: list[bool]  # per row: an invalid card, shown greyed
     notes: list[str]  # printed under the table
+    # per head: the metric column it shows, and whether it holds that column's test against the baseline;
+    # None for the name, parameters and n (what the UI sorts each head by)
+    sources: list[tuple[Column, bool] | None]
 
 
 def _first_header(table: ComparisonTable, latex: bool) -> str:
@@ -150,12 +153,15 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
     headers += [*table.param_keys, *(["n"] if table.counted else [])]
     # The card, then the metrics asked for (and their tests), then the differing parameters, then the costs added unasked.
     priorities = [0, *[PARAM_PRIORITY] * len(table.param_keys), *([METRIC_PRIORITY] if table.counted else [])]
+    sources: list[tuple[Column, bool] | None] = [None] * len(headers)
     for column in columns:
         headers.append(column.header(with_unit=latex))
         priorities.append(METRIC_PRIORITY if column.requested else COST_PRIORITY)
+        sources.append((column, False))
         if column in tested:
             headers.append(_test_header(table))
             priorities.append(METRIC_PRIORITY)
+            sources.append((column, True))
     numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
     formatted: dict[tuple, Cell] = {}  # parameters take few distinct values: each is formatted once
     rows = []
@@ -179,7 +185,9 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
             if column in tested:
                 cells.append(_test_cell(table, row, column, latex))
         rows.append(cells)
-    return Layout(headers, numeric, rows, priorities, [bool(row.invalid_reason) for row in table.rows], footnotes(table))
+    return Layout(
+        headers, numeric, rows, priorities, [bool(row.invalid_reason) for row in table.rows], footnotes(table), sources
+    )
 
 
 def _joined(cell: Cell) -> str:
