@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
-from ui_study import build_seed_study, build_study
+from ui_study import EVIL, build_seed_study, build_study
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -379,3 +379,44 @@ def test_curve_page_draws_seed_bands_when_folded(page, seed_server, screenshots)
     page.uncheck("#fold")
     wait_for(page, "document.getElementById('panels').dataset.draws === '2'")
     assert page.get_attribute(".panel", "data-series") == "6" and page.get_attribute(".panel", "data-bands") == "0"
+
+
+def test_markup_in_parameters_curve_keys_and_metrics_is_shown_as_text(page, seed_server, screenshots):
+    from urllib.parse import quote
+
+    visits = [
+        ("/", "#study", [EVIL["param"], EVIL["metric"]]),
+        ("/card/evil_strings", "main", [EVIL["param"], EVIL["curve"], EVIL["metric"]]),
+        (f"/curves?cards=evil_strings&metric={quote(EVIL['curve'])}", "#panels", [EVIL["curve"]]),
+        (f"/parallel?tag=evil&metric={quote(EVIL['metric'])}", "#chart", [EVIL["metric"]]),
+    ]
+    for path, holder, texts in visits:
+        page.goto(seed_server + path)
+        wait_for(page, f"document.querySelector('{holder}').textContent.includes('onerror') || "
+                       f"document.querySelector('{holder}').textContent.includes('<script>')")
+        shown = page.eval_on_selector(holder, "node => node.textContent")
+        for text in texts:
+            assert text in shown, (path, text)
+        assert page.locator(f"{holder} img, {holder} script").count() == 0
+        assert page.evaluate("window.pwned") is None
+    page.goto(seed_server + "/card/evil_strings")
+    page.wait_for_selector("#params td")
+    page.screenshot(path=screenshots / "card-markup.png", full_page=True)
+
+
+def test_parallel_coordinates_of_the_cards_picked_in_the_table(page, server, screenshots):
+    page.goto(server + "/")
+    wait_loaded(page, 1)
+    for name in ("cvt_io_v2_1", "cvt_io_v2_5", "cvt_io_v2_8"):
+        page.check(f"#study tbody tr[data-card='{name}'] input[type=checkbox]")
+    page.click("#parallel")
+    page.wait_for_selector("svg polyline", state="attached")
+    page.screenshot(path=screenshots / "parallel-picked.png", full_page=True)
+    assert "cards=cvt_io_v2_1%2Ccvt_io_v2_5%2Ccvt_io_v2_8" in page.url
+    assert page.get_attribute("svg", "data-lines") == "3"
+
+
+def test_an_invalid_cards_page_says_so(page, seed_server):
+    page.goto(seed_server + "/card/fold_bad")
+    page.wait_for_selector("#invalid")
+    assert page.inner_text("#invalid").startswith("invalid: the <b>eval</b> set leaked into training")

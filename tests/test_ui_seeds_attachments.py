@@ -46,6 +46,8 @@ def test_invalid_cards_are_hidden_until_asked_for_and_then_carry_their_reason(cl
     assert bad["invalid"] == REASON and not any(cell["best"] for cell in bad["cells"])  # its 0.9 is never best
     assert f"fold_bad: invalid, {REASON}; never marked best." in shown["notes"]
     assert all(row["invalid"] == "" for row in shown["rows"] if row["card"] != "fold_bad")
+    assert client.get("/api/card/fold_bad").json()["invalid"] == REASON
+    assert client.get("/api/card/fold_lr1_seed0").json()["invalid"] == ""
     # The curve page and parallel coordinates take the same toggle.
     curves = client.get("/api/curves", params={"tag": "seeds", "metric": "loss"}).json()
     assert "fold_bad" not in [series["card"] for series in curves["panels"][0]["series"]]
@@ -54,7 +56,8 @@ def test_invalid_cards_are_hidden_until_asked_for_and_then_carry_their_reason(cl
 
 
 def test_folded_rows_have_n_mean_spread_and_tests_against_the_baseline(client):
-    page = client.get("/api/table", params={"tag": "seeds", "over": "seed", "baseline": "fold_lr1", "spread": "ci"}).json()
+    asked = {"tag": "seeds", "metric": "iou50", "over": "seed", "baseline": "fold_lr1", "spread": "ci"}
+    page = client.get("/api/table", params=asked).json()
     assert page["folded"] and page["total"] == 2
     heads = [(column["header"], column["sort"]) for column in page["columns"]]
     assert heads == [("variant", None), ("lr", "lr"), ("n", None), ("IOU@0.50", "iou50"), ("vs fold_lr1", None)]
@@ -66,12 +69,12 @@ def test_folded_rows_have_n_mean_spread_and_tests_against_the_baseline(client):
     assert other["cells"][3]["best"] and not base["cells"][3]["best"]  # fold_lr1 is significantly worse
     assert any("paired t-test on matching seeds" in note for note in page["notes"])
     assert "± is the half-width of the 95% confidence interval of the mean (t distribution)." in page["notes"]
-    std = client.get("/api/table", params={"tag": "seeds", "over": "seed"}).json()
+    std = client.get("/api/table", params={"tag": "seeds", "metric": "iou50", "over": "seed"}).json()
     assert [row["cells"][3]["text"] for row in std["rows"]] == ["0.3230 ± 0.0030", "0.347 ± 0.004"]
 
 
 def test_a_page_of_one_folded_row_is_marked_best_as_in_the_whole_table(client):
-    asked = {"tag": "seeds", "over": "seed", "baseline": "fold_lr1", "limit": 1}
+    asked = {"tag": "seeds", "metric": "iou50", "over": "seed", "baseline": "fold_lr1", "limit": 1}
     first = client.get("/api/table", params=asked).json()["rows"][0]
     second = client.get("/api/table", params={**asked, "offset": 1}).json()["rows"][0]
     assert (first["variant"], first["cells"][3]["best"]) == ("fold_lr1", False)

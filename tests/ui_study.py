@@ -42,6 +42,12 @@ EVIL_SVG = (
     b'<rect width="40" height="20" fill="#2a7"/></svg>'
 )
 
+EVIL = {
+    "param": "<img src=x onerror=window.pwned=6>",
+    "curve": "<img src=x onerror=window.pwned=7>",
+    "metric": "acc<script>window.pwned=8</script>",
+}
+
 
 def tiny_png(width: int = 48, height: int = 24) -> bytes:
     """A PNG of two colours, written by hand (no imaging library needed)."""
@@ -56,7 +62,8 @@ def tiny_png(width: int = 48, height: int = 24) -> bytes:
 
 def build_seed_study(path: Path) -> Path:
     """`build_study`, plus two variants of three seeds each (tag `seeds`; fold_lr2 is better), an invalid
-    card among them, and attachments on fold_lr1_seed0: a PNG, an SVG holding a script, an HTML file, a config."""
+    card among them, attachments on fold_lr1_seed0: a PNG, an SVG holding a script, an HTML file, a config;
+    and a card `evil_strings` (tag `evil`) with markup in a parameter value, a curve key and a metric key."""
     build_study(path)
     with Database(str(path)) as db:
         for variant, lr in SEED_VARIANTS.items():
@@ -73,6 +80,12 @@ def build_seed_study(path: Path) -> Path:
     with expdb.start("fold_bad", db=str(path), system_metrics=False) as run:
         run.log(0, loss=9.0)
         run.summary(iou50=0.9)
+    # Markup in every place a user writes it (a card name cannot hold any): a parameter value, a curve key
+    # as an imported log may bring it, a metric key.
+    with expdb.start("evil_strings", db=str(path), system_metrics=False, act=EVIL["param"]) as run:
+        for step in range(3):
+            run.log(step, **{EVIL["curve"]: 1.0 / (step + 1)})
+        run.summary(**{EVIL["metric"]: 0.5})
     files = path.parent / "attached"
     files.mkdir(exist_ok=True)
     (files / "curve.png").write_bytes(tiny_png())
@@ -81,6 +94,7 @@ def build_seed_study(path: Path) -> Path:
     (files / "config.py").write_text("lr = 1e-3\n")
     with Database(str(path)) as db:
         cards.tag_card(db, "fold_bad", ["seeds"])
+        cards.tag_card(db, "evil_strings", ["evil"])
         for variant in SEED_VARIANTS:
             for seed in range(3):
                 cards.tag_card(db, f"{variant}_seed{seed}", ["seeds"])

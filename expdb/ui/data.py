@@ -287,6 +287,7 @@ def card_page(db: Database, name: str) -> dict:
         "name": card.name,
         "parent": card.parent,
         "status": card.status,
+        "invalid": card.invalid_reason or "",
         "runner": card.runner or card.command or "",
         "tags": card.tags,
         "created": format_time(card.created_at),

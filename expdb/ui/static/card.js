@@ -23,6 +23,10 @@
     const summary = clear(document.getElementById("summary"));
     summary.append(`created ${card.created}`, card.runner ? ` · runner ${card.runner}` : "");
     if (card.parent) summary.append(" · forked from ", cardLink(card.parent));
+    if (card.invalid) {  // as `expdb show` says it
+      summary.append(el("div", { class: "invalid-reason", id: "invalid" }, `invalid: ${card.invalid}`,
+        el("span", { class: "muted", text: " (left out of tables, plots and reports; `expdb validate` to undo)" })));
+    }
 
     const tags = clear(document.getElementById("tags"));
     for (const tag of card.tags) {

@@ -211,10 +211,11 @@
   document.getElementById("plot").addEventListener("click", () => {
     const cards = selected.size ? [...selected].join(",") : "";
     const folding = { over: state.over, all: state.all };
-    location.href = "/curves?" + query(cards ? { cards, over: state.over } : { tag: state.tag, where: state.where, ...folding });
+    location.href = "/curves?" + query(cards ? { cards, ...folding } : { tag: state.tag, where: state.where, ...folding });
   });
   document.getElementById("parallel").addEventListener("click", () => {
-    location.href = "/parallel?" + query({ tag: state.tag, where: state.where });
+    const cards = selected.size ? [...selected].join(",") : "";
+    location.href = "/parallel?" + query(cards ? { cards, all: state.all } : { tag: state.tag, where: state.where, all: state.all });
   });
   chips();
   load();
