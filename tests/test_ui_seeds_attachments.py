@@ -195,6 +195,7 @@ def test_folded_curves_are_means_in_their_band(client, study):
     series = payload["panels"][0]["series"]
     assert [item["label"] for item in series] == ["fold_lr1 (n=3)", "fold_lr2 (n=3)"]
     lr1 = series[0]
+    assert len(lr1["runs"]) == 3 and lr1["run"] is None  # the page watches its seeds' runs while they run
     values = seed_values(study, "fold_lr1")
     assert lr1["x"] == list(range(SEED_POINTS)) and lr1["y"] == pytest.approx(values.mean(axis=0).tolist())
     half = values.std(axis=0, ddof=1) * t_quantile(0.975, 2) / np.sqrt(3)

@@ -674,6 +674,7 @@ def _variant_series(
         "cards": [healthy[number][0].name for number in kept],
         "index": index,
         "run": None,
+        "runs": [healthy[number][1].line.run_id for number in kept],  # watched while they run
         "x_axis": healthy[0][1].line.x,
         "points": sum(len(healthy[number][1].line.values) for number in kept),
         "shown": sum(len(raw[number].values) for number in kept),

@@ -65,7 +65,7 @@
     }
     if (mine !== generation) return;  // a later request is on its way
     field("error").textContent = "";
-    shownRuns = new Set(payload.panels.flatMap((panel) => panel.series.map((series) => series.run)));
+    shownRuns = new Set(payload.panels.flatMap((panel) => panel.series.flatMap((series) => series.runs || [series.run])));
     plots = expdbChart.draw(panels, payload, {
       width, x0: state.x0, x1: state.x1, mark: state.mark,
       onZoom: (x0, x1) => zoom(x0, x1),
