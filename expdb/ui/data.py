@@ -2,8 +2,10 @@
 
 Every figure comes from the functions the CLI uses: the cards from `cards.select_cards`, the
 table from `table.build_table` laid out by `render` (so "copy as markdown" is byte for byte
-`expdb table --format md`), the curves from `series.read_curve` on the axes of `expdb plot`,
-smoothed by its EMA on every point and cut to min/max buckets by its `reduce_for_drawing`.
+`expdb table --format md`; folded over seeds, its rows are tested by `expdb.stats`), the curves
+from `series.read_curve` on the axes of `expdb plot`, smoothed by its EMA on every point and cut
+to min/max buckets by its `reduce_for_drawing`; folded, the variants of `variants.fold` drawn as
+the mean curves in bands of `plot.mean_curve`.
 
 This module imports numpy (through `expdb.plot`, which also brings matplotlib): only the UI
 server and the HTML report load it.
