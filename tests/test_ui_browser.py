@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
-from ui_study import EVIL, build_seed_study, build_study
+from ui_study import EVIL, build_markup_study, build_seed_study, build_study
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -381,17 +381,23 @@ def test_curve_page_draws_seed_bands_when_folded(page, seed_server, screenshots)
     assert page.get_attribute(".panel", "data-series") == "6" and page.get_attribute(".panel", "data-bands") == "0"
 
 
-def test_markup_in_parameters_curve_keys_and_metrics_is_shown_as_text(page, seed_server, screenshots):
+@pytest.fixture(scope="module")
+def markup_server(tmp_path_factory):
+    with serving(build_markup_study(tmp_path_factory.mktemp("browser-markup") / "study.db")) as base:
+        yield base
+
+
+def test_markup_in_parameters_curve_keys_and_metrics_is_shown_as_text(page, markup_server, screenshots):
     from urllib.parse import quote
 
     visits = [
         ("/", "#study", [EVIL["param"], EVIL["metric"]]),
         ("/card/evil_strings", "main", [EVIL["param"], EVIL["curve"], EVIL["metric"]]),
         (f"/curves?cards=evil_strings&metric={quote(EVIL['curve'])}", "#panels", [EVIL["curve"]]),
-        (f"/parallel?tag=evil&metric={quote(EVIL['metric'])}", "#chart", [EVIL["metric"]]),
+        (f"/parallel?metric={quote(EVIL['metric'])}", "#chart", [EVIL["param"], EVIL["metric"]]),
     ]
     for path, holder, texts in visits:
-        page.goto(seed_server + path)
+        page.goto(markup_server + path)
         wait_for(page, f"document.querySelector('{holder}').textContent.includes('onerror') || "
                        f"document.querySelector('{holder}').textContent.includes('<script>')")
         shown = page.eval_on_selector(holder, "node => node.textContent")
@@ -399,7 +405,7 @@ def test_markup_in_parameters_curve_keys_and_metrics_is_shown_as_text(page, seed
             assert text in shown, (path, text)
         assert page.locator(f"{holder} img, {holder} script").count() == 0
         assert page.evaluate("window.pwned") is None
-    page.goto(seed_server + "/card/evil_strings")
+    page.goto(markup_server + "/card/evil_strings")
     page.wait_for_selector("#params td")
     page.screenshot(path=screenshots / "card-markup.png", full_page=True)
 

@@ -62,8 +62,7 @@ def tiny_png(width: int = 48, height: int = 24) -> bytes:
 
 def build_seed_study(path: Path) -> Path:
     """`build_study`, plus two variants of three seeds each (tag `seeds`; fold_lr2 is better), an invalid
-    card among them, attachments on fold_lr1_seed0: a PNG, an SVG holding a script, an HTML file, a config;
-    and a card `evil_strings` (tag `evil`) with markup in a parameter value, a curve key and a metric key."""
+    card among them, and attachments on fold_lr1_seed0: a PNG, an SVG holding a script, an HTML file, a config."""
     build_study(path)
     with Database(str(path)) as db:
         for variant, lr in SEED_VARIANTS.items():
@@ -80,12 +79,6 @@ def build_seed_study(path: Path) -> Path:
     with expdb.start("fold_bad", db=str(path), system_metrics=False) as run:
         run.log(0, loss=9.0)
         run.summary(iou50=0.9)
-    # Markup in every place a user writes it (a card name cannot hold any): a parameter value, a curve key
-    # as an imported log may bring it, a metric key.
-    with expdb.start("evil_strings", db=str(path), system_metrics=False, act=EVIL["param"]) as run:
-        for step in range(3):
-            run.log(step, **{EVIL["curve"]: 1.0 / (step + 1)})
-        run.summary(**{EVIL["metric"]: 0.5})
     files = path.parent / "attached"
     files.mkdir(exist_ok=True)
     (files / "curve.png").write_bytes(tiny_png())
@@ -94,7 +87,6 @@ def build_seed_study(path: Path) -> Path:
     (files / "config.py").write_text("lr = 1e-3\n")
     with Database(str(path)) as db:
         cards.tag_card(db, "fold_bad", ["seeds"])
-        cards.tag_card(db, "evil_strings", ["evil"])
         for variant in SEED_VARIANTS:
             for seed in range(3):
                 cards.tag_card(db, f"{variant}_seed{seed}", ["seeds"])
@@ -103,4 +95,20 @@ def build_seed_study(path: Path) -> Path:
         attach(db, "fold_lr1_seed0", files / "drawing.svg", note="an SVG with a script")
         attach(db, "fold_lr1_seed0", files / "page.html")
         attach(db, "fold_lr1_seed0", files / "config.py", note="the training config")
+    return path
+
+
+def build_markup_study(path: Path) -> Path:
+    """Two cards, `evil_strings` (tag `evil`) with markup in every place a user writes it (a card name cannot
+    hold any): a parameter value, a curve key as an imported log may bring it, a metric key; and `plain`."""
+    with Database(str(path), create=True) as db:
+        cards.create_card(db, "plain", {"act": "relu"})
+    with expdb.start("evil_strings", db=str(path), system_metrics=False, act=EVIL["param"]) as run:
+        for step in range(3):
+            run.log(step, **{EVIL["curve"]: 1.0 / (step + 1)})
+        run.summary(**{EVIL["metric"]: 0.5})
+    with expdb.start("plain", db=str(path), system_metrics=False) as run:
+        run.summary(**{EVIL["metric"]: 0.25})
+    with Database(str(path)) as db:
+        cards.tag_card(db, "evil_strings", ["evil"])
     return path
