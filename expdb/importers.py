@@ -24,6 +24,8 @@ from, and what was read and skipped, before anything is written. Formats:
 ``tensorboard``
     Event files (`events.out.tfevents.*`) under a folder: one run per folder that holds event
     files, its scalars (TF1 `simple_value`, TF2 scalar tensors) with their steps and wall times.
+    Consecutive events at one step (`SummaryWriter.add_scalar` writes an event per scalar) are one
+    record, at the wall time of its first event; a tag written again at its step is a point of its own.
     Records are read by their length framing and decoded with the `tensorboard` package's
     `Event` protocol buffer; the CRCs are not checked (the package's pure-Python check costs
     ten times the decoding). A record cut short at the end of a file (a run still writing) is
@@ -448,48 +450,72 @@ def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str], mo
     from google.protobuf.message import DecodeError
     from tensorboard.compat.proto.event_pb2 import Event
 
-    position, end = 0, len(data)
+    position, end, events = 0, len(data), 0
     unpack, parse = struct.unpack_from, Event.FromString
-    skipped, read = reading.skipped, reading.read
-    while position < end:
-        if position + 12 > end:
-            skipped["records cut short at the end of a file"] += 1
-            break
-        (length,) = unpack("<Q", data, position)
-        start = position + 12  # length (8), its CRC (4)
-        stop = start + length
-        if stop + 4 > end:
-            skipped["records cut short at the end of a file"] += 1
-            break
-        try:
-            event = parse(data[start:stop])
-        except DecodeError:
-            raise ExpdbError(f"{path} is not a TensorBoard event file: its record at byte {position:,} does not decode") from None
-        position = stop + 4
-        read["event"] += 1
-        if not event.HasField("summary"):
-            continue
-        values: dict[str, float] = {}
-        for value in event.summary.value:
-            kind = value.WhichOneof("value")
-            tag = value.tag
-            if value.metadata.plugin_data.plugin_name:
-                plugins[tag] = value.metadata.plugin_data.plugin_name
-            if kind == "simple_value":
-                values[tag] = value.simple_value
+    skipped = reading.skipped
+    # A writer's add_scalar makes an event per scalar: the scalars of one step, in a row, are one record
+    # (at the wall time of the first). This loop runs once per scalar: it touches each field once.
+    step, wall, values = -1, 0.0, {}
+    try:
+        while position < end:
+            if position + 12 > end:
+                skipped["records cut short at the end of a file"] += 1
+                break
+            (length,) = unpack("<Q", data, position)
+            start = position + 12  # length (8), its CRC (4)
+            stop = start + length
+            if stop + 4 > end:
+                skipped["records cut short at the end of a file"] += 1
+                break
+            try:
+                event = parse(data[start:stop])
+            except DecodeError:
+                raise ExpdbError(
+                    f"{path} is not a TensorBoard event file: its record at byte {position:,} does not decode"
+                ) from None
+            position = stop + 4
+            events += 1
+            summary_values = event.summary.value  # empty for the file's version, a graph, a session log
+            if not summary_values:
                 continue
-            if kind == "tensor" and plugins.get(tag, "scalars") == "scalars":
-                number = _tensor_value(value.tensor)
-                if number is not None:
-                    values[tag] = number
+            if values:
+                if event.step != step:
+                    yield _event_record(step, wall, values, modes)
+                    values = {}
+                else:
+                    for value in summary_values:
+                        if value.tag in values:  # a step logged again: a point of its own, as in the file
+                            yield _event_record(step, wall, values, modes)
+                            values = {}
+                            break
+            if not values:
+                step, wall = event.step, event.wall_time
+            for value in summary_values:
+                tag = value.tag
+                kind = value.WhichOneof("value")
+                if kind == "simple_value":
+                    values[tag] = value.simple_value
                     continue
-            skipped[f"{plugins.get(tag) or kind} summaries (not scalars)"] += 1
+                if value.HasField("metadata") and (plugin := value.metadata.plugin_data.plugin_name):
+                    plugins[tag] = plugin  # TF2 names a tag's plugin on its first summary only
+                if kind == "tensor" and plugins.get(tag, "scalars") == "scalars":
+                    number = _tensor_value(value.tensor)
+                    if number is not None:
+                        values[tag] = number
+                        continue
+                skipped[f"{plugins.get(tag) or kind} summaries (not scalars)"] += 1
         if values:
-            tags = tuple(values)
-            mode = modes.get(tags)
-            if mode is None:
-                mode = modes[tags] = "val" if all(is_validation_key(key) for key in values) else "train"
-            yield Record(event.step, None, values, event.wall_time, mode)
+            yield _event_record(step, wall, values, modes)
+    finally:
+        reading.read["event"] += events
+
+
+def _event_record(step: int, wall: float, values: dict[str, float], modes: dict[tuple, str]) -> Record:
+    tags = tuple(values)
+    mode = modes.get(tags)
+    if mode is None:
+        mode = modes[tags] = "val" if all(is_validation_key(key) for key in values) else "train"
+    return Record(step, None, values, wall, mode)
 
 
 _VALIDATION_WORDS = re.compile(r"(?:^|[^a-z])(val|valid|validation|eval|evaluation|test)(?:$|[^a-z])", re.IGNORECASE)
