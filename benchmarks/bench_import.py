@@ -75,7 +75,8 @@ def write_event_folder(folder: Path, megabytes: float, seed: int = 0) -> int:
         scalars = (loss, 1e-3, 5.0 + rng.random(), rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.8))
         wall = start + step * 0.1
         for tag, value in zip(tags, scalars, strict=True):
-            writer.add_event(Event(wall_time=wall, step=step, summary=Summary(value=[Summary.Value(tag=tag, simple_value=value)])))
+            summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)])
+            writer.add_event(Event(wall_time=wall, step=step, summary=summary))
         if step % 20_000 == 0:
             writer.flush()
             if sum(path.stat().st_size for path in folder.iterdir()) >= limit:

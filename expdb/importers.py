@@ -1,4 +1,4 @@
-"""Reading runs that happened elsewhere: training logs, OpenMMLab JSON logs, TensorBoard event files.
+"""Reading runs that happened elsewhere: training logs, OpenMMLab JSON logs, TensorBoard event files, HF Trainer states.
 
 `read_runs(format, path)` gives the runs a path holds, each a list of `Record`s with where it came
 from, and what was read and skipped, before anything is written. Formats:
@@ -33,6 +33,13 @@ from, and what was read and skipped, before anything is written. Formats:
     are read block by block while the run is stored (`ReadRun.stream`), so a 1 GB folder is never
     held in memory as records; several files of one folder are one run, in name (time) order.
 
+``hf``
+    A HuggingFace Trainer's `trainer_state.json` (the file, the Trainer's output_dir holding it, or
+    an output_dir whose state is in its `checkpoint-N` folders: the last one's): one run, a record
+    per entry of its `log_history` at the entry's global `step` with its fractional `epoch`, every
+    other number a point (`loss`, `learning_rate`, `grad_norm`, the evaluations' `eval_*`, and the
+    closing `train_runtime`, `train_loss`, ...). The Trainer writes no wall time there.
+
 ``regex:PATTERN``
     A text log read line by line with `expdb.logparse.RegexParser`.
 
@@ -59,7 +66,7 @@ from .errors import ExpdbError
 from .logparse import MMDetParser, Record, RegexParser, make_parser, no_records_message, parse_number, year_of_log
 from .values import Value, parse_scalar, plural
 
-FORMATS = "mmdet, tensorboard, regex:PATTERN"
+FORMATS = "mmdet, tensorboard, hf, regex:PATTERN"
 _EVAL_BOOKKEEPING = {"lr", "eta", "time", "data_time", "memory"}
 _JSON_COUNTERS = {"mode", "epoch", "iter", "step"}  # where a point is, not what was measured
 
@@ -319,6 +326,65 @@ def _scalars_json(rows: list[tuple[int, dict]], reading: Reading, times: dict[in
     return numbered
 
 
+# ---------------------------------------------------------------- HuggingFace Trainer state
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def _trainer_state_file(path: Path) -> Path:
+    """The trainer_state.json that `path` means: itself, the one in the folder, or that of its last checkpoint."""
+    if not path.is_dir():
+        return path
+    if (path / "trainer_state.json").is_file():
+        return path / "trainer_state.json"
+    checkpoints = [
+        (int(match[1]), state)
+        for state in path.glob("checkpoint-*/trainer_state.json")
+        if (match := _CHECKPOINT.fullmatch(state.parent.name))
+    ]
+    if not checkpoints:
+        raise ExpdbError(
+            f"no trainer_state.json in the folder {path}: give the Trainer's output_dir, one of its checkpoint-N "
+            "folders, or the file"
+        )
+    return max(checkpoints)[1]
+
+
+def _read_trainer_state(path: Path, reading: Reading) -> list[ReadRun]:
+    state_file = _trainer_state_file(path)
+    with _open_text(state_file) as handle:
+        text = handle.read()
+    try:
+        state = json.loads(text)
+    except ValueError as error:
+        raise ExpdbError(f"{state_file} is not complete JSON: {error.args[0].split(':')[0]}") from None
+    history = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(history, list):
+        raise ExpdbError(
+            f'{state_file} is not a HuggingFace Trainer state: it has no "log_history" (expected the trainer_state.json '
+            "that the Trainer writes into its output_dir and each checkpoint)"
+        )
+    reading.read["log_history item"] += len(history)
+    records = []
+    for entry in history:
+        step = entry.get("step") if isinstance(entry, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool):
+            reading.skipped["log entries without a step"] += 1
+            continue
+        values = _numbers(entry, {"step", "epoch"})
+        if not values:
+            reading.skipped["log entries without a number"] += 1
+            continue
+        epoch = entry.get("epoch")
+        epoch = float(epoch) if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else None
+        mode = "val" if all(is_validation_key(key) for key in values) else "train"
+        records.append(Record(step, epoch, values, None, mode))
+    if not records:
+        raise ExpdbError(f"{state_file} holds no logged number: its log_history is empty (had training begun?)")
+    # One run: a resumed Trainer carries its log_history on, and the closing summary repeats the last step.
+    return [ReadRun(records, str(state_file.resolve()), file_sha256(state_file))]
+
+
 # ---------------------------------------------------------------- work_dir folders
 
 _RUN_STAMP = re.compile(r"(\d{8})_(\d{6})")
@@ -570,6 +636,10 @@ def read_runs(spec: str, location: str | Path) -> Reading:
     kind = spec.strip().lower() if isinstance(spec, str) else ""
     if kind == "tensorboard":
         reading.runs = _read_tensorboard(path, reading)
+        return reading
+    if kind == "hf":
+        reading.runs = _read_trainer_state(path, reading)
+        reading.read["file"] += 1
         return reading
     if kind != "mmdet" and not (isinstance(spec, str) and spec.startswith("regex:")):
         raise ExpdbError(f"unknown log format {' '.join(str(spec).split())!r}: use one of {FORMATS}")

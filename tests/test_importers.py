@@ -60,7 +60,10 @@ def test_an_event_file_cut_short_keeps_its_whole_records_and_counts_the_cut(tmp_
 
 def test_scalars_written_an_event_each_are_one_record_per_step(tmp_path):
     # SummaryWriter.add_scalar writes an event per scalar; a tag logged again at its step stays a point of its own.
-    events = [(1, {"loss": 2.0}), (1, {"lr": 0.125}), (2, {"loss": 1.5}), (2, {"lr": 0.125}), (2, {"loss": 1.25}), (3, {"val/acc": 0.5})]
+    events = [
+        (1, {"loss": 2.0}), (1, {"lr": 0.125}), (2, {"loss": 1.5}), (2, {"lr": 0.125}), (2, {"loss": 1.25}),
+        (3, {"val/acc": 0.5}),
+    ]
     event_file(tmp_path, events)
     reading = read_runs("tensorboard", tmp_path)
     (run,) = reading.runs
