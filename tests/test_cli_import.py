@@ -147,7 +147,7 @@ def test_imported_mmengine_run_has_fractional_epochs_and_a_duration(cli, workdir
 # ---------------------------------------------------------------- JSON logs, work_dirs, TensorBoard, regex
 
 YOLOF_JSON = DATA / "real-logs" / "mmdet2-yolof-epoch1.log.json"
-SCALARS = DATA / "real-logs" / "mmpretrain-scalars.json"
+SCALARS = DATA / "real-logs" / "mmengine-detection-scalars.json"
 EVAL_FIELDS = {"lr", "eta", "time", "data_time", "memory"}
 
 
@@ -193,31 +193,38 @@ def test_mmdetection_json_log_keeps_every_number_of_every_line(cli):
 
 
 def test_scalars_json_holds_training_and_validation_in_one_run(cli):
-    result = cli("import", "mmdet", str(SCALARS), "--name", "fruit")
+    import json
+
+    result = cli("import", "mmdet", str(SCALARS), "--name", "detection")
     assert result.code == 0, result.err
     assert imported_points(result.out) == [numbers_in_json_log(SCALARS)]
-    assert runs_of("fruit") == [(1, "finished", None)]
+    assert runs_of("detection") == [(1, "finished", None)]
+    rows = [json.loads(line) for line in SCALARS.read_text().splitlines()]
+    training = [row for row in rows if "loss" in row]
+    validation = [row for row in rows if "loss" not in row]
+    last_of_epoch = {row["epoch"]: row["step"] for row in training}
     with Database() as db:
-        top1 = read_curve(db, 1, "val/accuracy/top1")
+        recall = read_curve(db, 1, "val/AR@100")
         loss = read_curve(db, 1, "loss")
-    # 100 epochs of 96 iterations: a training line per epoch, validated after it at its last iteration.
-    assert len(top1) == 100 and len(loss) == 100
-    assert list(top1.steps[:3]) == [96, 192, 288] and list(top1.epochs[:3]) == [1.0, 2.0, 3.0]
-    assert top1.values[0] == 24.375
-    best = query("SELECT value, step FROM metric WHERE key = 'val/accuracy/top1.best'")[0]
-    assert best == (max(top1.values), top1.steps[list(top1.values).index(max(top1.values))])
-    assert "val/accuracy/top1" in cli("list").out
+    # 10 epochs of 70 iterations, a training line every 10; each epoch validated after it, at its last iteration.
+    assert len(loss) == len(training) and list(loss.steps) == [row["step"] for row in training]
+    assert list(recall.steps) == [last_of_epoch[row["step"]] for row in validation] == [70 * epoch for epoch in range(1, 11)]
+    assert list(recall.epochs) == [float(row["step"]) for row in validation]
+    assert list(recall.values) == [row["AR@100"] for row in validation]
+    best = query("SELECT value, step FROM metric WHERE key = 'val/AR@100.best'")[0]
+    assert best == (max(recall.values), recall.steps[list(recall.values).index(max(recall.values))])
+    assert "val/AR@100" in cli("list").out
 
 
 def test_a_work_dir_is_found_its_scalars_read_and_its_text_log_dates_kept(cli, workdir):
-    run = workdir / "work_dirs" / "fruit" / "20230604_120745"
+    run = workdir / "work_dirs" / "detection" / "20230604_120745"
     (run / "vis_data").mkdir(parents=True)
     (run / "vis_data" / "scalars.json").write_bytes(SCALARS.read_bytes())
     (run / "20230604_120745.log").write_text(
-        "06/04 12:08:10 - mmengine - INFO - Epoch(train)   [1][96/96]  lr: 8.0000e-02  eta: 0:10:00  time: 0.0734  "
-        "data_time: 0.0003  memory: 2965  loss: 2.8006\n"
+        "06/04 12:08:10 - mmengine - INFO - Epoch(train)   [1][10/70]  lr: 5.0000e-03  eta: 0:10:00  time: 0.3778  "
+        "data_time: 0.0125  memory: 1223  loss: 0.8063\n"
     )
-    result = cli("import", "mmdet", str(run), "--name", "fruit_run")
+    result = cli("import", "mmdet", str(run), "--name", "detection_run")
     assert result.code == 0, result.err
     assert "not read: 20230604_120745.log" in result.out
     started, ended = query("SELECT started_at, ended_at FROM run")[0]
@@ -229,11 +236,11 @@ def test_a_work_dir_is_found_its_scalars_read_and_its_text_log_dates_kept(cli, w
 
 
 def test_importing_the_same_file_twice_adds_nothing(cli):
-    assert cli("import", "mmdet", str(SCALARS), "--name", "fruit").code == 0
+    assert cli("import", "mmdet", str(SCALARS), "--name", "detection").code == 0
     before = dump()
     result = cli("import", "mmdet", str(SCALARS), "--name", "other")
     assert result.code == 0, result.err
-    assert "already imported as run 1 of fruit: nothing added" in result.out
+    assert "already imported as run 1 of detection: nothing added" in result.out
     assert dump() == before
 
 
