@@ -521,7 +521,8 @@ def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str], mo
     skipped = reading.skipped
     # A writer's add_scalar makes an event per scalar: the scalars of one step, in a row, are one record
     # (at the wall time of the first). This loop runs once per scalar: it touches each field once.
-    step, wall, values = -1, 0.0, {}
+    step, wall = -1, 0.0
+    values: dict[str, float] = {}
     try:
         while position < end:
             if position + 12 > end:
