@@ -10,7 +10,10 @@ from, and what was read and skipped, before anything is written. Formats:
       7330, "bbox_mAP": ...}` after an epoch. Its `iter` counts within the epoch, so the step is
       ``(epoch - 1) * iters_per_epoch + iter``, iters_per_epoch being the `iter` of the validation
       lines (mmcv writes the last training iteration of the epoch there), else the largest
-      training `iter`. A first line without `mode` (`env_info`, `config`) is the run's header;
+      training `iter`. An iteration-based run (mmcv's IterBasedRunner) writes the global iteration
+      in `iter`, which then grows on where `epoch` changes: it is the step, and an evaluation line
+      (whose `iter` counts its own batches) is placed at the training line before it. A first line
+      without `mode` (`env_info`, `config`) is the run's header;
     - an MMEngine `vis_data/scalars.json`: training lines carry `step` (the iteration) and
       `epoch`; validation lines carry only metrics and `step`, which is the epoch in an
       epoch-based run (placed at the last training step of that epoch) and the iteration
@@ -255,6 +258,10 @@ def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> l
     evaluated = [row["iter"] for _, row in rows if row.get("mode") in ("val", "test") and isinstance(row.get("iter"), int)]
     trained = [row["iter"] for _, row in rows if row.get("mode") == "train" and isinstance(row.get("iter"), int)]
     by_epoch = any(isinstance(row.get("epoch"), int) for _, row in rows if row.get("mode") == "train")
+    global_iter = by_epoch and _iter_is_global(rows)
+    if global_iter:
+        by_epoch = False  # the iteration is the step; an evaluation is placed at the training line before it
+        evaluated = []
     per_epoch = max(evaluated) if evaluated else max(trained) if trained else None
     numbered: list[tuple[int, Record]] = []
     last_step: int | None = None
@@ -270,8 +277,8 @@ def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> l
         elif mode in ("val", "test"):
             if by_epoch and isinstance(epoch, int) and per_epoch:
                 step = epoch * per_epoch
-            elif isinstance(inner, int):
-                step = inner
+            elif isinstance(inner, int) and not (global_iter and last_step is not None):
+                step = inner  # (an IterBasedRunner's evaluation line counts its own batches in `iter`)
             elif last_step is not None:
                 step = last_step
             else:
@@ -288,6 +295,20 @@ def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> l
     if per_epoch is None and by_epoch:
         raise _not_a_log(path, 'its lines have no "iter"')
     return numbered
+
+
+def _iter_is_global(rows: list[tuple[int, dict]]) -> bool:
+    """Whether a JSON log's `iter` counts on across epochs (mmcv's IterBasedRunner logs the global iteration with
+    its data loader's epoch) instead of restarting: at some change of epoch it grows on."""
+    previous: tuple[int, int] | None = None
+    for _, row in rows:
+        epoch, inner = row.get("epoch"), row.get("iter")
+        if row.get("mode") != "train" or not isinstance(epoch, int) or not isinstance(inner, int):
+            continue
+        if previous is not None and epoch > previous[0] and inner > previous[1]:
+            return True
+        previous = (epoch, inner)
+    return False
 
 
 def _scalars_json(rows: list[tuple[int, dict]], reading: Reading, times: dict[int, float]) -> list[tuple[int, Record]]:

@@ -164,8 +164,10 @@ def numbers_in_json_log(path: Path) -> int:
     import json
 
     total = 0
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines()):
         row = json.loads(line)
+        if number == 0 and "mode" not in row and "step" not in row:
+            continue  # mmcv's header line: env_info, config, seed
         evaluation = row.get("mode", "train") != "train" if "mode" in row else not ({"lr", "loss", "epoch"} & set(row))
         for key, value in row.items():
             if key in {"mode", "epoch", "iter", "step"} or isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -190,6 +192,28 @@ def test_mmdetection_json_log_keeps_every_number_of_every_line(cli):
     metrics = dict((key, (value, step)) for key, value, step in query("SELECT key, value, step FROM metric"))
     assert metrics["val/mAP"] == (0.59059, 1601) and metrics["val/mAP.best"] == (0.59059, 1601)
     assert metrics["loss"][1] == loss.steps[-1]
+
+
+VIT_JSON = DATA / "real-logs" / "mmseg-vit-adapter-20240213_151202.log.json"
+
+
+def test_an_iteration_based_json_log_keeps_its_global_iteration_as_the_step(cli):
+    import json
+
+    # mmcv's IterBasedRunner writes the global iteration with its data loader's epoch, and counts an evaluation's own
+    # batches in the evaluation line's `iter`.
+    rows = [json.loads(line) for line in VIT_JSON.read_text().splitlines()]
+    result = cli("import", "mmdet", str(VIT_JSON), "--name", "vit_adapter")
+    assert result.code == 0, result.err
+    assert imported_points(result.out) == [numbers_in_json_log(VIT_JSON)]
+    training = [row for row in rows if row.get("mode") == "train"]
+    validated_at = [rows[index - 1]["iter"] for index, row in enumerate(rows) if row.get("mode") == "val"]
+    with Database() as db:
+        loss = read_curve(db, 1, "loss")
+        miou = read_curve(db, 1, "val/mIoU")
+    assert list(loss.steps) == [row["iter"] for row in training] and list(loss.values) == [row["loss"] for row in training]
+    assert list(miou.steps) == validated_at == list(range(200, 2601, 200))  # its config: evaluation every 200 iterations
+    assert list(miou.values) == [row["mIoU"] for row in rows if row.get("mode") == "val"]
 
 
 def test_scalars_json_holds_training_and_validation_in_one_run(cli):
