@@ -11,6 +11,7 @@ import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from . import conditions as profile_conditions
 from .cards import (
@@ -180,7 +181,6 @@ class ComparisonTable:
     columns: list[Column]
     rows: list[Row | GroupRow]
     baseline: Row | GroupRow | None = None
-    best: dict[str, float] = field(default_factory=dict)  # column name -> best value, for columns with a direction
     group_keys: list[str] = field(default_factory=list)  # rows are GroupRows, grouped by these parameters
     counted: bool = False  # grouped rows show their number of cards, `n`
     condition_notes: list[str] = field(default_factory=list)  # said under the table: the profiles' conditions, marks
@@ -189,7 +189,15 @@ class ComparisonTable:
     spread: str = "std"  # after a folded row's mean: "std", or "ci" (the 95% CI half-width)
     # (id(row), column key) -> the folded row's difference to the baseline, tested, Holm-corrected
     differences: dict[tuple[int, str], Difference] = field(default_factory=dict)
+    _best: dict[str, float] | None = None  # column name -> best value, for columns with a direction
     _bold: dict[str, set[int]] | None = None  # folded: column name -> id() of its rows not worse than the best
+
+    @property
+    def best(self) -> dict[str, float]:
+        """Worked out when first asked, by a format that marks the best (csv and json do not)."""
+        if self._best is None:
+            self._best = _best_values(self.rows, self.columns)
+        return self._best
 
     @property
     def bold(self) -> dict[str, set[int]]:
@@ -452,6 +460,7 @@ def build_table(
     invalid_baseline: bool = False,
     conditions: str | None = None,
     limit: int | None = None,
+    checked: "Requested | None" = None,
 ) -> ComparisonTable:
     """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
     (default: every recorded metric), sorted by `sort` if given.
@@ -469,7 +478,7 @@ def build_table(
     `conditions` ("dtype=fp16,batch=8"), else the one most cards have (expdb.conditions); a folded
     row's Cost-Time is marked when any of its cards' is. `limit`: only the first rows (the baseline's
     kept on top), of which the parameter columns and the best marks are taken; `total_rows` says how
-    many there were.
+    many there were. `checked`: `metrics` as `requested_metrics` checked them already (not read again).
     """
     group_keys, agg_names = _grouping(group_by, aggs, over)
     over_keys = split_keys(over)
@@ -478,8 +487,7 @@ def build_table(
     if spread not in SPREADS:
         raise ExpdbError(f"unknown --spread {spread!r}; use one of: {', '.join(SPREADS)}")
     folded = bool(group_keys or over_keys)
-    definitions = load_definitions(db)
-    requested, curve_keys = _requested_metrics(db, metrics, definitions)
+    requested, curve_keys, definitions = checked or requested_metrics(db, metrics)
     base_card = baseline if baseline is not None and (not folded or _is_card(db, baseline)) else None
     card_rows, base_card_row, choice = _card_rows(db, cards, requested, curve_keys, base_card, definitions, conditions)
     if not card_rows:
@@ -516,7 +524,6 @@ def build_table(
         columns=columns,
         rows=rows,
         baseline=base_row,
-        best=_best_values(rows, columns),
         group_keys=group_keys,
         counted="count" in agg_names,
         condition_notes=notes,
@@ -590,13 +597,13 @@ def comparison(
     the cards of the first rows are read: a screenful of a study of 100,000 cards is quick."""
     ids = selected_ids(db, selection)
     having: list[int] = []
+    checked = requested_metrics(db, metrics)
     if limit is not None and not sort and not group_by and not over:
-        requested, curve_keys = _requested_metrics(db, metrics, load_definitions(db))
-        having = _ids_having(db, ids, requested, curve_keys)
+        having = _ids_having(db, ids, checked.columns, checked.curve_keys)
         ids = having[:limit] or ids  # none has them: every card, for the error saying so
     table = build_table(
         db, cards_by_id(db, ids), metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=aggs,
-        over=over, spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions,
+        over=over, spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions, checked=checked,
     )
     if having:
         unselected_baseline = isinstance(table.baseline, Row) and table.baseline.card.id not in set(having)
@@ -641,10 +648,15 @@ def _grouping(
     return group_keys, agg_names or (list(DEFAULT_AGGREGATES) if folded else [])
 
 
-def _requested_metrics(
-    db: Database, metrics: Sequence[str], definitions: dict[str, MetricDef]
-) -> tuple[list[tuple[str, str]], set[str]]:
-    """The (key, reduction) of each metric column, checked, and the keys logged as curves."""
+class Requested(NamedTuple):
+    columns: list[tuple[str, str]]  # (key, reduction) of each metric column
+    curve_keys: set[str]  # the keys logged as curves
+    definitions: dict[str, MetricDef]
+
+
+def requested_metrics(db: Database, metrics: Sequence[str]) -> Requested:
+    """The metric columns `metrics` asks for (every recorded metric when none), checked against what the database holds."""
+    definitions = load_definitions(db)
     specs = list(dict.fromkeys(parse_metric(text) for text in metrics))
     recorded, curve_keys, known = _known_keys(db, definitions)
     logged = sorted(recorded | curve_keys)
@@ -658,7 +670,7 @@ def _requested_metrics(
             raise ExpdbError(f"--metric {key}:{reduction}: {key} is measured once per profile; use --metric {key}")
     # By default every recorded summary metric; a study that only logged curves shows their last points.
     shown = recorded - set(TRAINING_COST_KEYS) or curve_keys  # what training cost: a column when asked for
-    return specs or [(key, "") for key in sorted(shown)], curve_keys
+    return Requested(specs or [(key, "") for key in sorted(shown)], curve_keys, definitions)
 
 
 def _card_rows(
