@@ -654,7 +654,10 @@ def latest_values(db: Database, card_ids: list[int] | None = None, profiles: boo
         "ORDER BY run.id",
         parameters,
     ):
-        by_card.setdefault(card_id, {})[key] = value
+        found = by_card.get(card_id)
+        if found is None:  # not setdefault: it would make a dict for each of 500,000 metrics
+            found = by_card[card_id] = {}
+        found[key] = value
     if not profiles:
         return by_card
     columns = ", ".join(PROFILE_COLUMNS.values())
