@@ -756,7 +756,7 @@ def _grouped(
 ) -> tuple[list[GroupRow], GroupRow | None]:
     """Rows folded into variants (see `variants.fold`); and the baseline's: the variant of the baseline card,
     or the variant named `baseline`."""
-    present = {key for row in rows for key in row.card.params}
+    present = set(_keys_in_order(row.card.params for row in rows))
     for option, key in [*(("--group-by", key) for key in keys), *(("--over", key) for key in over)]:
         if key not in present:
             everywhere = sorted({key for (key,) in db.query(db.json_keys("card", "params"))})
