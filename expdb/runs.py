@@ -12,7 +12,6 @@ import errno
 import json
 import os
 import platform
-import signal
 import socket
 import sys
 import threading
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cards, lifecycle
+from . import cards, interrupts, lifecycle
 from .db import Database, new_uid, now
 from .devices import choose_device
 from .divergence import SETTINGS_OF, Divergence, DivergenceDetector
@@ -57,10 +56,6 @@ def recording_error(error: BaseException) -> str:
     if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "disk is full" in text or "No space left" in text:
         return f"{text}: the disk is full; free some space, then continue the run with `expdb run CARD --resume`"
     return text
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: flush, mark the run interrupted."""
 
 
 @dataclass(frozen=True)
@@ -325,8 +320,18 @@ class Run:
 
     # -- ending ---------------------------------------------------------------------------
 
+    @property
+    def ended(self) -> bool:
+        return self.status != RunStatus.RUNNING
+
     def end(self, status: RunStatus, exit_reason: str | None = None) -> RunStatus:
-        """Drain the queue, store the summary, set the final status. Returns the status stored."""
+        """Drain the queue, store the summary, set the final status. Returns the status stored.
+
+        A signal that comes meanwhile acts once the run has ended (see expdb.interrupts)."""
+        with interrupts.held():
+            return self._end(status, exit_reason)
+
+    def _end(self, status: RunStatus, exit_reason: str | None) -> RunStatus:
         self._stop_flusher.set()
         self._flusher.join()
         if self._flusher_error is not None and status != RunStatus.INTERRUPTED:
@@ -398,39 +403,9 @@ class Run:
         if isinstance(error, RunStopped):
             return self.end(RunStatus.DIVERGED)
         if isinstance(error, KeyboardInterrupt):
-            reason = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted (Ctrl-C)"
+            reason = "terminated (SIGTERM)" if isinstance(error, interrupts.Terminated) else "interrupted (Ctrl-C)"
             return self.end(RunStatus.INTERRUPTED, reason)
         return self.end(RunStatus.FAILED, last_line(error))
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-TIME_LIMIT_SIGNAL = signal.SIGUSR2  # what submitit has Slurm send before a job's time limit (--signal=USR2@90)
-
-
-class sigterm_as_interrupt:
-    """While a run trains in the main thread, SIGTERM ends it like Ctrl-C; SIGUSR2, a cluster's warning that the
-    time limit is near, asks `run` to stop (`should_stop`): a runner checkpoints and returns, the run ends interrupted."""
-
-    def __init__(self, run: "Run | None" = None):
-        self.run = run
-
-    def __enter__(self) -> "sigterm_as_interrupt":
-        self._previous: dict = {}
-        if threading.current_thread() is threading.main_thread():
-            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_terminated)
-            if self.run is not None:
-                run = self.run
-                self._previous[TIME_LIMIT_SIGNAL] = signal.signal(
-                    TIME_LIMIT_SIGNAL, lambda signum, frame: run.request_stop("the cluster's time limit is near (SIGUSR2)")
-                )
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def check_on_diverge(on_diverge: str) -> str:
