@@ -335,6 +335,19 @@ def test_command_after_double_dash_runs_the_card(cli, new):
     assert len(curve(run["id"])) == 5
 
 
+@pytest.mark.parametrize("profiled", [True, False], ids=["profiled", "silent"])
+def test_cmd_records_the_device_its_script_shows_and_no_guess_otherwise(cli, new, profiled):
+    from expdb.runs import cpu_name
+
+    script = shlex.quote(str(SCRIPTS / "attach_device.py"))
+    new("x", "--cmd", f"{PY} {script}" + (" --profile" if profiled else ""))
+    result = cli("run", "x")
+    assert result.code == 0, result.err
+    run = only_run("x")
+    wanted = ("cpu", cpu_name()) if profiled else (None, None)  # expdb run itself cannot know what the command uses
+    assert (run["device"], json.loads(run["env"]).get("device_name")) == wanted
+
+
 # -- Ctrl-C and SIGTERM in a real process ----------------------------------------------------
 
 
