@@ -1,6 +1,6 @@
 """What recording system metrics (sys/ curves) costs a training, measured so that 1% shows on a loaded machine.
 
-    .venv/bin/python benchmarks/bench_sysmetrics.py [--steps 40] [--pairs 30] [--segment 1.0]
+    .venv/bin/python benchmarks/bench_sysmetrics.py [--steps 40] [--pairs 24] [--segment 1.0]
 
 Target (issue 12): at most 1% of the training's time. Two measurements:
 
@@ -148,6 +148,8 @@ def ab_pairs(pairs: int, seconds: float) -> None:
             off = segment(step, seconds, False)
         wall_diffs.append((on[0] - off[0]) / off[0] * 100)
         cpu_diffs.append((on[1] - off[1]) / off[1] * 100)
+        print(f"   pair {pair + 1}: per step on {on[0]:.3f} s wall {on[1]:.3f} s CPU, off {off[0]:.3f} s wall "
+              f"{off[1]:.3f} s CPU: {wall_diffs[-1]:+.1f}% wall {cpu_diffs[-1]:+.1f}% CPU", flush=True)
     for name, diffs in (("wall", wall_diffs), ("CPU", cpu_diffs)):
         low, high = interval95(diffs)
         median = statistics.median(diffs)
@@ -160,7 +162,7 @@ def ab_pairs(pairs: int, seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="steps of the recorded training (1)")
-    parser.add_argument("--pairs", type=int, default=30, help="A/B pairs (2)")
+    parser.add_argument("--pairs", type=int, default=24, help="A/B pairs (2)")
     parser.add_argument("--segment", type=float, default=1.0, help="seconds of each A/B segment (2)")
     args = parser.parse_args()
     print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; {load()}")
