@@ -2,6 +2,8 @@
 tensors it logs, and records nothing rather than a guess (a CPU script on a GPU machine is not a GPU run)."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,3 +64,13 @@ def test_a_script_on_a_machine_without_a_gpu_trains_on_the_cpu(path):
     with expdb.start("no_gpu", db=path) as run:
         run.log(0, loss=0.5)
     assert recorded(path, run.id) == ("cpu", cpu_name(), [])
+
+
+def test_a_runner_run_on_the_cpu_of_a_gpu_machine_records_the_cpu(cli, monkeypatch, gpu_machine, path):
+    monkeypatch.setattr(sys, "path", [str(Path(__file__).resolve().parent / "scripts"), *sys.path])
+    assert cli("new", "r", "--runner", "tinyrunners:finish").code == 0
+    result = cli("run", "r", "--device", "cpu", "--profile-budget", "0")
+    assert result.code == 0, result.err
+    with Database(path) as db:
+        (run_id,) = db.query_one("SELECT max(id) FROM run")
+    assert recorded(path, run_id)[:2] == ("cpu", cpu_name())
