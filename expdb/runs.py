@@ -211,7 +211,7 @@ class Run:
     def profile(self, model, inputs, **options):
         """Measure Params, FLOPs and Cost-Time of `model` on `inputs` (see `expdb.profiler.profile`) and keep
         them with this run. Imports torch and fvcore."""
-        from .devices import device_of
+        from .devices import device_of, torch_device
         from .profiler import profile
         from .results import store_profile
 
@@ -220,7 +220,7 @@ class Run:
         self._cuda_peak = max(self._cuda_peak, self._cuda_peak_now() or 0)  # profiling resets the count
         measured = profile(model, inputs, device=device, **options)
         if self.device is None:
-            self._learn_device(self.db, device)
+            self._learn_device(self.db, str(torch_device(device)))  # "cuda" as "cuda:0"
         store_profile(self.db, self.card.id, self.id, measured)
         self.write_log(
             f"profile: {measured.params_total:,} params, {measured.flops} FLOPs ({measured.flops_counter}), "
