@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from . import cards, lifecycle
+from . import cards, interrupts, lifecycle
 from .db import Database
 from .errors import ExpdbError, last_line
 from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
@@ -910,11 +910,16 @@ def import_log(
     format: Annotated[
         str,
         typer.Argument(
-            metavar="FORMAT", help="mmdet (a text log, .log.json, scalars.json or a work_dir), tensorboard, or regex:PATTERN."
+            metavar="FORMAT",
+            help="mmdet (a text log, .log.json, scalars.json or a work_dir), tensorboard, "
+            "hf (a trainer_state.json or output_dir), or regex:PATTERN.",
         ),
     ],
     logfile: Annotated[
-        str, typer.Argument(metavar="PATH", help="The training log, work_dir, or folder of TensorBoard event files.")
+        str,
+        typer.Argument(
+            metavar="PATH", help="The training log, work_dir, folder of TensorBoard event files, or trainer_state.json."
+        ),
     ],
     name: Annotated[
         str | None, typer.Option(help="The card the runs belong to; created if it does not exist. Default: the file's name.")
@@ -1369,7 +1374,8 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(1)
-    if code == 130:
-        errors.print("interrupted", markup=False)
+    if code == 130:  # Ctrl-C; or SIGTERM, a cluster's SIGUSR2: then it says which (expdb.interrupts)
+        why = interrupts.why_stopped()
+        errors.print(f"interrupted: {why}" if why else "interrupted", markup=False, soft_wrap=True)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -413,7 +413,8 @@ def render_environment(recorded, console: Console) -> None:
         ("command", recorded.command),
         ("cwd", env.get("cwd")),
         ("seed", None if recorded.seed is None else str(recorded.seed)),
-        ("device", " ".join(part for part in (recorded.device, env.get("device_name") and f"({env['device_name']})") if part)),
+        ("device", " ".join(part for part in (recorded.device, env.get("device_name") and f"({env['device_name']})") if part)
+         or "unknown"),
         ("host", recorded.host),
         ("started", format_time(recorded.started_at) if recorded.started_at else None),
         ("python", env.get("python")),
