@@ -176,18 +176,6 @@ def stored_file(db: Database, attachment: Attachment) -> Path:
     return source
 
 
-def export(db: Database, attachment: Attachment, folder: Path) -> Path:
-    """A copy of the attachment's content in `folder`, under its name (prefixed by its hash when names collide)."""
-    source = stored_file(db, attachment)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / attachment.name
-    if target.exists() and file_sha256(target) != attachment.sha256:
-        target = folder / f"{attachment.sha256[:8]}_{attachment.name}"
-    if not target.exists():
-        shutil.copyfile(source, target)
-    return target
-
-
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file's content, read a block at a time."""
     digest = hashlib.sha256()
