@@ -55,7 +55,7 @@ def _shown_columns(table: ComparisonTable) -> list[Column]:
     return [column for column in table.columns if not (column.agg == "std" and column.key in means)]
 
 
-def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Cell:
+def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool, marks_best: bool = True) -> Cell:
     value = column.value(row)
     if value is None:
         return Cell("--" if latex else "")
@@ -72,7 +72,7 @@ def _metric_cell(table: ComparisonTable, row, column: Column, latex: bool) -> Ce
         marks = row.marks.get(column.key, "")
         text += latex_escape(marks) if math else marks
     delta = "" if table.grouped and column.agg == "mean" else _delta_text(table, row, column)
-    return Cell(text, delta, table.is_best(row, column), math=math)
+    return Cell(text, delta, marks_best and table.is_best(row, column), math=math)
 
 
 def _name_cell(table: ComparisonTable, row) -> str:
@@ -146,7 +146,8 @@ def _first_header(table: ComparisonTable, latex: bool) -> str:
     return head.capitalize() if latex else head
 
 
-def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
+def _layout(table: ComparisonTable, latex: bool = False, marks_best: bool = True) -> Layout:
+    """`marks_best`: False leaves every cell unmarked, without the tests that find the best of folded rows."""
     columns = _shown_columns(table)
     tested = _tested(table)
     missing = "--" if latex else "-"
@@ -182,7 +183,7 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
         if table.counted and isinstance(row, GroupRow):
             cells.append(Cell(str(row.count)))
         for column in columns:
-            cells.append(_metric_cell(table, row, column, latex))
+            cells.append(_metric_cell(table, row, column, latex, marks_best))
             if column in tested:
                 cells.append(_test_cell(table, row, column, latex))
         rows.append(cells)
@@ -204,7 +205,8 @@ def _parts(cell: Cell) -> str | tuple[str, ...]:
 
 def render_rich(table: ComparisonTable, console: Console, wide: bool = False) -> None:
     """The table fitted to the console (see expdb.fit), then how many rows were left out, if any."""
-    layout = _layout(table)
+    # Without a color system (piped) rich writes no style: the best need not be worked out (scipy's tests, folded).
+    layout = _layout(table, marks_best=console.color_system is not None or console.record)
     columns = []
     rows = list(zip(layout.rows, layout.dimmed, strict=True))
     heads = zip(layout.headers, layout.numeric, layout.priorities, strict=True)

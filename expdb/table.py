@@ -9,7 +9,7 @@ import difflib
 import math
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -28,7 +28,7 @@ from .db import Database
 from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, TRAINING_COST_KEYS, MetricDef, definition, load_definitions
 from .series import NO_SAMPLES, Curve, _unpack, read_curve
-from .stats import ALPHA, Difference, Summary, compare, holm, sample_std
+from .stats import ALPHA, Difference, Summary, compare_many, holm, sample_std
 from .values import Value, same
 from .variants import fold, split_keys
 from .where import Where, parse_where
@@ -91,8 +91,10 @@ class GroupRow:
     invalid: bool = False  # folded invalid cards (shown only under --all)
     values: dict[str, float] = field(init=False)  # value key -> mean: what sorting, best and deltas go by
     marks: dict[str, str] = field(init=False)
+    _summaries: dict[str, Summary] = field(init=False, repr=False, compare=False)  # the tests ask for each more than once
 
     def __post_init__(self) -> None:
+        self._summaries = {}
         self.values = {key: found["mean"] for key, found in self.stats.items()}
         self.marks = {}  # a member's mark marks the group
         for row in self.rows:
@@ -105,18 +107,26 @@ class GroupRow:
 
     @property
     def invalid_reason(self) -> str | None:
-        reasons = dict.fromkeys(row.card.invalid_reason for row in self.rows if row.card.invalid_reason)
-        return "; ".join(reasons) if self.invalid else None  # type: ignore[arg-type]
+        if not self.invalid:
+            return None
+        return "; ".join(dict.fromkeys(row.card.invalid_reason for row in self.rows if row.card.invalid_reason))  # type: ignore[arg-type]
 
     def summary(self, key: str) -> Summary:
         """The values of `key`, one per card that has it, keyed by the card's seed."""
-        return Summary(
-            {
-                self.seeds.get(row.card.id, row.card.id): row.values[key]
-                for row in self.rows
-                if key in row.values and not math.isnan(row.values[key])
-            }
-        )
+        found = self._summaries.get(key)
+        if found is None:
+            seeds, rows = self.seeds, self.rows
+            if len(rows) == 1:  # most variants of a study without repeats: no loop
+                card_id, value = rows[0].card.id, rows[0].values.get(key)
+                values = {seeds.get(card_id, card_id): value} if value is not None and not math.isnan(value) else {}
+            else:
+                values = {
+                    seeds.get(row.card.id, row.card.id): value
+                    for row in rows
+                    if (value := row.values.get(key)) is not None and not math.isnan(value)
+                }
+            found = self._summaries[key] = Summary(values)
+        return found
 
     def number(self, key: str, agg: str = "") -> float | None:
         return self.stats.get(key, {}).get(agg or "mean")
@@ -207,6 +217,11 @@ class ComparisonTable:
         return self._bold
 
     @property
+    def marks_bold(self) -> bool:
+        """Whether some folded rows are bold as not worse than the best: known without the tests `bold` runs."""
+        return bool(self._bold) if self._bold is not None else self.grouped and any(_bold_candidates(self))
+
+    @property
     def grouped(self) -> bool:
         return bool(self.group_keys or self.over)
 
@@ -264,7 +279,7 @@ def footnotes(table: ComparisonTable) -> list[str]:
             notes.append("n < 2: one value on a side has no spread, so no test is possible; only the difference is shown.")
         if any(difference.reason == "no spread" for difference in found):
             notes.append("no spread: the values (or their per-seed differences) are all equal, so no test is possible.")
-    if table.bold and len(table.rows) > 1:
+    if table.marks_bold and len(table.rows) > 1:
         notes.append(f"Bold: the best mean, and every mean not significantly worse than it (p ≥ {ALPHA:g}, Holm-corrected).")
     return notes + [note.replace("never marked best", "left out of every comparison") for note in invalid]
 
@@ -549,30 +564,31 @@ def _test(table: ComparisonTable) -> None:
     tested = [column for column in table.columns if column.agg == "mean"]
     if table.baseline is not None:
         base = table.baseline
-        found = {
-            (id(row), column.key): compare(row.summary(column.key), base.summary(column.key))  # type: ignore[union-attr]
-            for column in tested
-            for row in table.rows
-            if row is not base and column.key in row.values and column.key in base.values and not row.invalid_reason
-        }
-        adjusted = holm([difference.p for difference in found.values()])
-        table.differences = {key: replace(d, p_adjusted=p) for (key, d), p in zip(found.items(), adjusted, strict=True)}
+        keys, pairs = [], []
+        for column in tested:
+            key = column.key
+            if key not in base.values:
+                continue
+            base_summary = base.summary(key)  # type: ignore[union-attr]
+            for row in table.rows:
+                if row is not base and key in row.values and not row.invalid_reason:
+                    keys.append((id(row), key))
+                    pairs.append((row.summary(key), base_summary))  # type: ignore[union-attr]
+        found = compare_many(pairs)
+        adjusted = holm([difference.p for difference in found])
+        table.differences = {key: replace(d, p_adjusted=p) for key, d, p in zip(keys, found, adjusted, strict=True)}
 
 
 def not_worse_than_best(table: ComparisonTable) -> dict[str, set[int]]:
     """Column name -> id() of the folded rows not significantly worse than the column's best (Holm-corrected over
     each column). Asked for by the formats that mark the best, only: csv and json carry the p-values instead."""
     found: dict[str, set[int]] = {}
-    for column in [column for column in table.columns if column.agg == "mean"]:
-        if not column.metric.direction:
-            continue
-        candidates = [row for row in table.rows if column.key in row.values and not row.invalid_reason]
-        if len(candidates) < 2:
-            continue
-        sign = 1 if column.metric.direction == "higher" else -1
-        best = max(candidates, key=lambda row: sign * row.values[column.key])
+    for column, candidates in _bold_candidates(table):
+        sign, key = 1 if column.metric.direction == "higher" else -1, column.key
+        best = max(candidates, key=lambda row: sign * row.values[key])
         others = [row for row in candidates if row is not best]
-        tests = [compare(row.summary(column.key), best.summary(column.key)) for row in others]  # type: ignore[union-attr]
+        best_summary = best.summary(key)  # type: ignore[union-attr]
+        tests = compare_many([(row.summary(key), best_summary) for row in others])  # type: ignore[union-attr]
         adjusted = holm([test.p for test in tests])
         found[column.name] = {id(best)} | {
             id(row)
@@ -580,6 +596,16 @@ def not_worse_than_best(table: ComparisonTable) -> dict[str, set[int]]:
             if (p is not None and p >= ALPHA) or test.difference == 0
         }
     return found
+
+
+def _bold_candidates(table: ComparisonTable) -> Iterator[tuple[Column, list[Row | GroupRow]]]:
+    """The folded mean columns with a direction, each with its valid rows that have a value: two at least."""
+    for column in table.columns:
+        if column.agg == "mean" and column.metric.direction:
+            key = column.key
+            candidates = [row for row in table.rows if key in row.values and not row.invalid_reason]
+            if len(candidates) >= 2:
+                yield column, candidates
 
 
 def comparison(
@@ -802,6 +828,13 @@ def group_rows(
             if value is not None and all(same(row.card.params.get(key), value) for row in rows)
         }
     stats: dict[str, dict[str, float]] = {}
+    if len(rows) == 1:  # a variant of one card (a study without repeats: most of them); the sums as below
+        stats = {
+            key: {"mean": math.fsum((value,)) / 1, "count": 1, "min": value, "max": value}
+            for key, value in rows[0].values.items()
+            if value is not None and value == value
+        }
+        return GroupRow(name, shared, rows, stats, seeds or {}, invalid)
     for key in _keys_in_order(row.values for row in rows):
         numbers = [value for row in rows if (value := row.values.get(key)) is not None and value == value]  # not NaN
         if not numbers:
