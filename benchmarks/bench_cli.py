@@ -13,7 +13,7 @@ much less), against the targets of the issues:
     expdb table --all                   (every row, in an 80x40 terminal)      < 2 s    10k cards
     expdb table --where "N=a and L=b"   (~0.5 % of the cards, piped)           < 0.5 s  10k cards
     expdb table --format csv            (every card, to /dev/null)             < 2 s    100k cards (1.5 s: 10k)
-    expdb table -m iou50 --over seed    (piped; and with --baseline, as csv)   < 1 s    10k cards (2,000 variants x 5 seeds)
+    expdb table -m iou50 --over seed    (piped, in a terminal; with --baseline, as csv)  < 1 s  10k cards (2,000 variants x 5 seeds)
     python -c pass, expdb --help        (for reference, no target)
 
 "In a terminal" is a pseudo-terminal of 80 columns and 40 lines that this script reads, as a
@@ -268,15 +268,18 @@ def bench_over_seed(workdir: Path, repeat: int, before: str | None = None) -> bo
     print(f"\nseeded study: {summary['cards']:,} cards, {summary['variants']:,} variants x {summary['seeds']} seeds, "
           f"built in {summary['seconds_total']:.2f} s")
     first = "v00001"
+    folded = [*expdb, "table", "-m", "iou50", "--over", "seed", "--db", str(path)]
     commands = [
-        Command("expdb table -m iou50 --over seed", [*expdb, "table", "-m", "iou50", "--over", "seed", "--db", str(path)], 1.0),
+        Command("expdb table -m iou50 --over seed", folded, 1.0),
+        # In a terminal the rows not worse than the best are bold: their tests need scipy, piped they are not worked out.
+        Command("expdb table -m iou50 --over seed, 80x40 terminal", folded, 1.0, terminal=True),
         Command(
             f"expdb table -m iou50 --over seed --baseline {first} --format csv",
             [*expdb, "table", "-m", "iou50", "--over", "seed", "--baseline", first, "--format", "csv", "--db", str(path)],
             1.0,
         ),
     ]
-    rows = count_csv_rows(commands[1].argv)
+    rows = count_csv_rows(commands[2].argv)
     print(f"the folded table has {rows:,} rows")
     commands = with_before(commands, before)
     for command in commands:

@@ -3,7 +3,6 @@
 Heavy libraries are never imported here: everyday commands start in a fraction of a second.
 """
 
-import gc
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from . import cards, interrupts, lifecycle
+from .cards import without_gc
 from .db import Database
 from .errors import ExpdbError, last_line
 from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
@@ -127,17 +127,6 @@ OverOption = Annotated[
         help="Fold the cards that differ only in these parameters (comma-separated), e.g. seed, into one row per variant.",
     ),
 ]
-
-
-@contextmanager
-def without_gc() -> Iterator[None]:
-    """For the views over a whole study: building 100,000 rows makes millions of objects and no
-    cycles, and the collector's passes over them cost a quarter of the time."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @contextmanager

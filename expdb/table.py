@@ -23,6 +23,7 @@ from .cards import (
     get_card,
     latest_values,
     selected_ids,
+    without_gc,
 )
 from .db import Database
 from .errors import ExpdbError
@@ -465,6 +466,7 @@ def cards_where(db: Database, where: str) -> list[int]:
     return _matching_ids(db, parse_where(where), set(known), curve_keys)
 
 
+@without_gc()
 def build_table(
     db: Database,
     cards: list[Card],
@@ -579,6 +581,7 @@ def _test(table: ComparisonTable) -> None:
         table.differences = {key: replace(d, p_adjusted=p) for key, d, p in zip(keys, found, adjusted, strict=True)}
 
 
+@without_gc()
 def not_worse_than_best(table: ComparisonTable) -> dict[str, set[int]]:
     """Column name -> id() of the folded rows not significantly worse than the column's best (Holm-corrected over
     each column). Asked for by the formats that mark the best, only: csv and json carry the p-values instead."""
