@@ -9,6 +9,7 @@ This module imports numpy (through `expdb.plot`, which also brings matplotlib): 
 server and the HTML report load it.
 """
 
+import gc
 import io
 import math
 import threading
@@ -96,23 +97,41 @@ class TableCache:
         self.size = size
         self._tables: OrderedDict[tuple, tuple[tuple | None, ComparisonTable]] = OrderedDict()
         self._lock = threading.Lock()
+        self._building = threading.Lock()
 
-    def table(self, db: Database, query: TableQuery) -> ComparisonTable:
-        key = (db.location, query)
-        token = db.query_one(_CHANGES)
+    def _cached(self, key: tuple, token: tuple | None) -> ComparisonTable | None:
         with self._lock:
             found = self._tables.get(key)
             if found is not None and found[0] == token:
                 self._tables.move_to_end(key)
                 return found[1]
-        built = build_table(
-            db,
-            select_cards(db, query.selection),
-            list(query.metrics),
-            sort=query.sort,
-            baseline=query.baseline,
-            params=query.params,
-        )
+        return None
+
+    def table(self, db: Database, query: TableQuery) -> ComparisonTable:
+        key = (db.location, query)
+        token = db.query_one(_CHANGES)
+        found = self._cached(key, token)
+        if found is not None:
+            return found
+        # One build at a time: the page's request for the table its page started building (see app.py)
+        # waits for it rather than building it again.
+        with self._building:
+            found = self._cached(key, token)
+            return found if found is not None else self._build(db, query, key, token)
+
+    def _build(self, db: Database, query: TableQuery, key: tuple, token: tuple | None) -> ComparisonTable:
+        gc.disable()  # as the CLI's views: millions of objects and no cycles; the collector's passes cost a quarter
+        try:
+            built = build_table(
+                db,
+                select_cards(db, query.selection),
+                list(query.metrics),
+                sort=query.sort,
+                baseline=query.baseline,
+                params=query.params,
+            )
+        finally:
+            gc.enable()
         with self._lock:
             self._tables[key] = (token, built)
             while len(self._tables) > self.size:
@@ -299,7 +318,7 @@ def _entry(db: Database, line: _Line) -> _Entry:
             divergences.append({"step": step, "x": at, "y": value})
             steps.append(step)
     drops = [at for step in _lr_drop_steps(db, line.run_id) if (at := _x_at_step(line, step, finite_x)) is not None]
-    ordered = bool(finite_x.all()) and bool((np.diff(line.xs) >= 0).all())
+    ordered = bool(finite_x.all()) and bool((line.xs[1:] >= line.xs[:-1]).all())  # no copy of the differences
     return _Entry(line, ordered, divergences, min(steps, default=None), drops)
 
 
@@ -313,6 +332,7 @@ class CurveCache:
         self.limit = limit
         self._entries: OrderedDict[tuple, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._reading = threading.Lock()
 
     def entries(self, db: Database, cards: list[Card], metrics: list[str], x: str) -> dict[str, list[tuple[int, Card, _Entry]]]:
         """metric -> (colour index, card, curve) of each card that logged it; the curves not in memory are
@@ -336,14 +356,20 @@ class CurveCache:
                 return _entry(own, line) if line is not None else None
 
         if missing:
-            with ThreadPoolExecutor(max_workers=min(READERS, len(missing))) as pool:
-                made = list(pool.map(read, missing))
-            with self._lock:
-                for (key, _), entry in zip(missing, made, strict=True):
-                    if entry is not None:
-                        found[key] = self._entries[key] = entry
-                while sum(entry.nbytes for entry in self._entries.values()) > self.limit and len(self._entries) > 1:
-                    self._entries.popitem(last=False)
+            # One batch of reads at a time: a request for curves being read (by its page's early read, see
+            # app.py) waits for them rather than reading them again, which would also hold them twice.
+            with self._reading:
+                with self._lock:
+                    found.update({key: self._entries[key] for key, _ in missing if key in self._entries})
+                missing = [item for item in missing if item[0] not in found]
+                with ThreadPoolExecutor(max_workers=max(1, min(READERS, len(missing)))) as pool:
+                    made = list(pool.map(read, missing))
+                with self._lock:
+                    for (key, _), entry in zip(missing, made, strict=True):
+                        if entry is not None:
+                            found[key] = self._entries[key] = entry
+                    while sum(entry.nbytes for entry in self._entries.values()) > self.limit and len(self._entries) > 1:
+                        self._entries.popitem(last=False)
         by_metric: dict[str, list[tuple[int, Card, _Entry]]] = {metric: [] for metric in metrics}
         for metric, index, card, _, key in wanted:
             if key in found:
