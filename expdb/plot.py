@@ -120,7 +120,9 @@ def _ema_finite(x: np.ndarray, weight: float) -> np.ndarray:
     padded[:n] = x
     grid = padded.reshape(blocks, block)
     j = np.arange(block, dtype=np.float64)
-    within = np.cumsum(grid * weight ** -j, axis=1) * ((1.0 - weight) * weight**j)
+    within = grid * weight ** -j
+    np.cumsum(within, axis=1, out=within)  # in place: a million-point curve makes no more copies of itself
+    within *= (1.0 - weight) * weight**j
     if blocks > 1:
         ends = within[:, -1]
         carry = np.empty(blocks)
@@ -141,17 +143,18 @@ def ema(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
     if not 0.0 <= weight < 1.0 or math.isnan(weight):
         raise ExpdbError(f"smoothing must be in [0, 1), not {weight}")
     raw = np.asarray(values, dtype=np.float64)
-    out = raw.copy()
     finite = np.isfinite(raw)
     if weight == 0.0 or not finite.any():
-        return out
-    kept = raw[finite]
+        return raw.copy()
+    whole = bool(finite.all())
+    kept = raw if whole else raw[finite]  # a curve without gaps is not copied first
     averaged = _ema_finite(kept, weight)
     # Debias by 1 - weight**k; past the point where weight**k < 1e-17 the factor is exactly 1.
     biased = min(len(kept), int(40.0 / -math.log(weight)) + 1)
     averaged[:biased] /= 1.0 - weight ** np.arange(1, biased + 1, dtype=np.float64)
-    if finite.all():
+    if whole:
         return averaged
+    out = raw.copy()
     out[finite] = averaged
     return out
 

@@ -50,6 +50,7 @@ PAGE_ROWS = 100  # rows of the study table sent at once: a 10,000-card study pag
 MAX_BUCKETS = 4000  # per curve: a plot is never wider than this many pixels
 X_AXES = ("step", "epoch", "samples", "time")
 CACHE_BYTES = 256 * 2**20  # full-resolution curves kept for zooming, at most
+WHOLE_KEPT = 4  # reductions of a whole curve kept (per width, log axis, smoothing): a reset zoom is not reduced again
 READERS = 2  # curves read at once: this many decompress in parallel, each holding its chunks
 
 
@@ -295,7 +296,7 @@ class _Entry:
     divergences: list[dict]  # {"step", "x", "y"}: where the run diverged, on this axis, at its unscaled x
     divergence_step: int | None  # the first; later values do not set the y scale
     lr_drops: list[float]
-    whole: dict = field(default_factory=dict)  # (buckets, log_y) -> the whole curve reduced: drawn without a zoom
+    whole: dict = field(default_factory=dict)  # (buckets, log_y, smooth) -> the whole curve reduced: drawn without a zoom
     smoothed: tuple[float, np.ndarray] | None = None  # the last EMA asked for, on every point: zooms reuse it
 
     @property
@@ -460,7 +461,7 @@ def _series(
     """One card's curve as the page draws it."""
     line = entry.line
     scale = x_scale if line.x == "time" else 1.0
-    memo = (buckets, log_y) if x0 is None and x1 is None and not smooth else None
+    memo = (buckets, log_y, smooth) if x0 is None and x1 is None else None
     if memo in entry.whole:
         return {**entry.whole[memo], "card": card.name, "index": index}
     picked = _visible(entry, None if x0 is None else x0 * scale, None if x1 is None else x1 * scale)
@@ -491,6 +492,9 @@ def _series(
         sx, sy = reduce_for_drawing(xs, smoothed, buckets)
         item["smooth"] = {"x": _json_numbers(sx), "y": _json_numbers(sy)}
     if memo is not None:
+        # The oldest go: a smoothing slider must not keep one of each of its positions.
+        for stale in list(entry.whole)[: max(0, len(entry.whole) + 1 - WHOLE_KEPT)]:
+            entry.whole.pop(stale, None)
         entry.whole[memo] = item
     return item
 
