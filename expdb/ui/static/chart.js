@@ -13,6 +13,25 @@ const expdbChart = (() => {
     return made;
   }
 
+  // A curve's numbers come as base64 of little-endian float64s (nothing to print or parse); NaN and
+  // infinities are gaps, which uPlot draws for null.
+  function unpack(text) {
+    const bytes = atob(text);
+    const view = new DataView(new ArrayBuffer(bytes.length));
+    for (let i = 0; i < bytes.length; i++) view.setUint8(i, bytes.charCodeAt(i));
+    const out = new Array(bytes.length / 8);
+    for (let i = 0; i < out.length; i++) {
+      const value = view.getFloat64(8 * i, true);
+      out[i] = Number.isFinite(value) ? value : null;
+    }
+    return out;
+  }
+
+  function unpackSeries(item) {
+    item.x = unpack(item.x); item.y = unpack(item.y);
+    if (item.smooth !== null) { item.smooth.x = unpack(item.smooth.x); item.smooth.y = unpack(item.smooth.y); }
+  }
+
   function colour(index) { return COLOURS[index % 10]; }
   function dash(index) { return DASHES[Math.floor(index / 10) % 4]; }
 
@@ -113,6 +132,7 @@ const expdbChart = (() => {
     const plots = [];
     while (container.firstChild) container.removeChild(container.firstChild);
     for (const panel of payload.panels) {
+      panel.series.forEach(unpackSeries);
       const box = node("div", "panel");
       box.dataset.metric = panel.metric;
       box.dataset.series = String(panel.series.length);
