@@ -910,11 +910,16 @@ def import_log(
     format: Annotated[
         str,
         typer.Argument(
-            metavar="FORMAT", help="mmdet (a text log, .log.json, scalars.json or a work_dir), tensorboard, or regex:PATTERN."
+            metavar="FORMAT",
+            help="mmdet (a text log, .log.json, scalars.json or a work_dir), tensorboard, "
+            "hf (a trainer_state.json or output_dir), or regex:PATTERN.",
         ),
     ],
     logfile: Annotated[
-        str, typer.Argument(metavar="PATH", help="The training log, work_dir, or folder of TensorBoard event files.")
+        str,
+        typer.Argument(
+            metavar="PATH", help="The training log, work_dir, folder of TensorBoard event files, or trainer_state.json."
+        ),
     ],
     name: Annotated[
         str | None, typer.Option(help="The card the runs belong to; created if it does not exist. Default: the file's name.")

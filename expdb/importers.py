@@ -1,4 +1,4 @@
-"""Reading runs that happened elsewhere: training logs, OpenMMLab JSON logs, TensorBoard event files.
+"""Reading runs that happened elsewhere: training logs, OpenMMLab JSON logs, TensorBoard event files, HF Trainer states.
 
 `read_runs(format, path)` gives the runs a path holds, each a list of `Record`s with where it came
 from, and what was read and skipped, before anything is written. Formats:
@@ -10,7 +10,10 @@ from, and what was read and skipped, before anything is written. Formats:
       7330, "bbox_mAP": ...}` after an epoch. Its `iter` counts within the epoch, so the step is
       ``(epoch - 1) * iters_per_epoch + iter``, iters_per_epoch being the `iter` of the validation
       lines (mmcv writes the last training iteration of the epoch there), else the largest
-      training `iter`. A first line without `mode` (`env_info`, `config`) is the run's header;
+      training `iter`. An iteration-based run (mmcv's IterBasedRunner) writes the global iteration
+      in `iter`, which then grows on where `epoch` changes: it is the step, and an evaluation line
+      (whose `iter` counts its own batches) is placed at the training line before it. A first line
+      without `mode` (`env_info`, `config`) is the run's header;
     - an MMEngine `vis_data/scalars.json`: training lines carry `step` (the iteration) and
       `epoch`; validation lines carry only metrics and `step`, which is the epoch in an
       epoch-based run (placed at the last training step of that epoch) and the iteration
@@ -24,12 +27,21 @@ from, and what was read and skipped, before anything is written. Formats:
 ``tensorboard``
     Event files (`events.out.tfevents.*`) under a folder: one run per folder that holds event
     files, its scalars (TF1 `simple_value`, TF2 scalar tensors) with their steps and wall times.
+    Consecutive events at one step (`SummaryWriter.add_scalar` writes an event per scalar) are one
+    record, at the wall time of its first event; a tag written again at its step is a point of its own.
     Records are read by their length framing and decoded with the `tensorboard` package's
     `Event` protocol buffer; the CRCs are not checked (the package's pure-Python check costs
     ten times the decoding). A record cut short at the end of a file (a run still writing) is
     skipped and counted. Text, image and histogram summaries are skipped and counted. The files
     are read block by block while the run is stored (`ReadRun.stream`), so a 1 GB folder is never
     held in memory as records; several files of one folder are one run, in name (time) order.
+
+``hf``
+    A HuggingFace Trainer's `trainer_state.json` (the file, the Trainer's output_dir holding it, or
+    an output_dir whose state is in its `checkpoint-N` folders: the last one's): one run, a record
+    per entry of its `log_history` at the entry's global `step` with its fractional `epoch`, every
+    other number a point (`loss`, `learning_rate`, `grad_norm`, the evaluations' `eval_*`, and the
+    closing `train_runtime`, `train_loss`, ...). The Trainer writes no wall time there.
 
 ``regex:PATTERN``
     A text log read line by line with `expdb.logparse.RegexParser`.
@@ -57,7 +69,7 @@ from .errors import ExpdbError
 from .logparse import MMDetParser, Record, RegexParser, make_parser, no_records_message, parse_number, year_of_log
 from .values import Value, parse_scalar, plural
 
-FORMATS = "mmdet, tensorboard, regex:PATTERN"
+FORMATS = "mmdet, tensorboard, hf, regex:PATTERN"
 _EVAL_BOOKKEEPING = {"lr", "eta", "time", "data_time", "memory"}
 _JSON_COUNTERS = {"mode", "epoch", "iter", "step"}  # where a point is, not what was measured
 
@@ -246,6 +258,10 @@ def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> l
     evaluated = [row["iter"] for _, row in rows if row.get("mode") in ("val", "test") and isinstance(row.get("iter"), int)]
     trained = [row["iter"] for _, row in rows if row.get("mode") == "train" and isinstance(row.get("iter"), int)]
     by_epoch = any(isinstance(row.get("epoch"), int) for _, row in rows if row.get("mode") == "train")
+    global_iter = by_epoch and _iter_is_global(rows)
+    if global_iter:
+        by_epoch = False  # the iteration is the step; an evaluation is placed at the training line before it
+        evaluated = []
     per_epoch = max(evaluated) if evaluated else max(trained) if trained else None
     numbered: list[tuple[int, Record]] = []
     last_step: int | None = None
@@ -261,8 +277,8 @@ def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> l
         elif mode in ("val", "test"):
             if by_epoch and isinstance(epoch, int) and per_epoch:
                 step = epoch * per_epoch
-            elif isinstance(inner, int):
-                step = inner
+            elif isinstance(inner, int) and not (global_iter and last_step is not None):
+                step = inner  # (an IterBasedRunner's evaluation line counts its own batches in `iter`)
             elif last_step is not None:
                 step = last_step
             else:
@@ -279,6 +295,20 @@ def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> l
     if per_epoch is None and by_epoch:
         raise _not_a_log(path, 'its lines have no "iter"')
     return numbered
+
+
+def _iter_is_global(rows: list[tuple[int, dict]]) -> bool:
+    """Whether a JSON log's `iter` counts on across epochs (mmcv's IterBasedRunner logs the global iteration with
+    its data loader's epoch) instead of restarting: at some change of epoch it grows on."""
+    previous: tuple[int, int] | None = None
+    for _, row in rows:
+        epoch, inner = row.get("epoch"), row.get("iter")
+        if row.get("mode") != "train" or not isinstance(epoch, int) or not isinstance(inner, int):
+            continue
+        if previous is not None and epoch > previous[0] and inner > previous[1]:
+            return True
+        previous = (epoch, inner)
+    return False
 
 
 def _scalars_json(rows: list[tuple[int, dict]], reading: Reading, times: dict[int, float]) -> list[tuple[int, Record]]:
@@ -315,6 +345,65 @@ def _scalars_json(rows: list[tuple[int, dict]], reading: Reading, times: dict[in
             continue
         numbered.append((line, Record(step, record_epoch, values, times.get(step), mode)))
     return numbered
+
+
+# ---------------------------------------------------------------- HuggingFace Trainer state
+
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def _trainer_state_file(path: Path) -> Path:
+    """The trainer_state.json that `path` means: itself, the one in the folder, or that of its last checkpoint."""
+    if not path.is_dir():
+        return path
+    if (path / "trainer_state.json").is_file():
+        return path / "trainer_state.json"
+    checkpoints = [
+        (int(match[1]), state)
+        for state in path.glob("checkpoint-*/trainer_state.json")
+        if (match := _CHECKPOINT.fullmatch(state.parent.name))
+    ]
+    if not checkpoints:
+        raise ExpdbError(
+            f"no trainer_state.json in the folder {path}: give the Trainer's output_dir, one of its checkpoint-N "
+            "folders, or the file"
+        )
+    return max(checkpoints)[1]
+
+
+def _read_trainer_state(path: Path, reading: Reading) -> list[ReadRun]:
+    state_file = _trainer_state_file(path)
+    with _open_text(state_file) as handle:
+        text = handle.read()
+    try:
+        state = json.loads(text)
+    except ValueError as error:
+        raise ExpdbError(f"{state_file} is not complete JSON: {error.args[0].split(':')[0]}") from None
+    history = state.get("log_history") if isinstance(state, dict) else None
+    if not isinstance(history, list):
+        raise ExpdbError(
+            f'{state_file} is not a HuggingFace Trainer state: it has no "log_history" (expected the trainer_state.json '
+            "that the Trainer writes into its output_dir and each checkpoint)"
+        )
+    reading.read["log_history item"] += len(history)
+    records = []
+    for entry in history:
+        step = entry.get("step") if isinstance(entry, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool):
+            reading.skipped["log entries without a step"] += 1
+            continue
+        values = _numbers(entry, {"step", "epoch"})
+        if not values:
+            reading.skipped["log entries without a number"] += 1
+            continue
+        epoch = entry.get("epoch")
+        epoch = float(epoch) if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else None
+        mode = "val" if all(is_validation_key(key) for key in values) else "train"
+        records.append(Record(step, epoch, values, None, mode))
+    if not records:
+        raise ExpdbError(f"{state_file} holds no logged number: its log_history is empty (had training begun?)")
+    # One run: a resumed Trainer carries its log_history on, and the closing summary repeats the last step.
+    return [ReadRun(records, str(state_file.resolve()), file_sha256(state_file))]
 
 
 # ---------------------------------------------------------------- work_dir folders
@@ -448,48 +537,73 @@ def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str], mo
     from google.protobuf.message import DecodeError
     from tensorboard.compat.proto.event_pb2 import Event
 
-    position, end = 0, len(data)
+    position, end, events = 0, len(data), 0
     unpack, parse = struct.unpack_from, Event.FromString
-    skipped, read = reading.skipped, reading.read
-    while position < end:
-        if position + 12 > end:
-            skipped["records cut short at the end of a file"] += 1
-            break
-        (length,) = unpack("<Q", data, position)
-        start = position + 12  # length (8), its CRC (4)
-        stop = start + length
-        if stop + 4 > end:
-            skipped["records cut short at the end of a file"] += 1
-            break
-        try:
-            event = parse(data[start:stop])
-        except DecodeError:
-            raise ExpdbError(f"{path} is not a TensorBoard event file: its record at byte {position:,} does not decode") from None
-        position = stop + 4
-        read["event"] += 1
-        if not event.HasField("summary"):
-            continue
-        values: dict[str, float] = {}
-        for value in event.summary.value:
-            kind = value.WhichOneof("value")
-            tag = value.tag
-            if value.metadata.plugin_data.plugin_name:
-                plugins[tag] = value.metadata.plugin_data.plugin_name
-            if kind == "simple_value":
-                values[tag] = value.simple_value
+    skipped = reading.skipped
+    # A writer's add_scalar makes an event per scalar: the scalars of one step, in a row, are one record
+    # (at the wall time of the first). This loop runs once per scalar: it touches each field once.
+    step, wall = -1, 0.0
+    values: dict[str, float] = {}
+    try:
+        while position < end:
+            if position + 12 > end:
+                skipped["records cut short at the end of a file"] += 1
+                break
+            (length,) = unpack("<Q", data, position)
+            start = position + 12  # length (8), its CRC (4)
+            stop = start + length
+            if stop + 4 > end:
+                skipped["records cut short at the end of a file"] += 1
+                break
+            try:
+                event = parse(data[start:stop])
+            except DecodeError:
+                raise ExpdbError(
+                    f"{path} is not a TensorBoard event file: its record at byte {position:,} does not decode"
+                ) from None
+            position = stop + 4
+            events += 1
+            summary_values = event.summary.value  # empty for the file's version, a graph, a session log
+            if not summary_values:
                 continue
-            if kind == "tensor" and plugins.get(tag, "scalars") == "scalars":
-                number = _tensor_value(value.tensor)
-                if number is not None:
-                    values[tag] = number
+            if values:
+                if event.step != step:
+                    yield _event_record(step, wall, values, modes)
+                    values = {}
+                else:
+                    for value in summary_values:
+                        if value.tag in values:  # a step logged again: a point of its own, as in the file
+                            yield _event_record(step, wall, values, modes)
+                            values = {}
+                            break
+            if not values:
+                step, wall = event.step, event.wall_time
+            for value in summary_values:
+                tag = value.tag
+                kind = value.WhichOneof("value")
+                if kind == "simple_value":
+                    values[tag] = value.simple_value
                     continue
-            skipped[f"{plugins.get(tag) or kind} summaries (not scalars)"] += 1
+                if value.HasField("metadata") and (plugin := value.metadata.plugin_data.plugin_name):
+                    plugins[tag] = plugin  # TF2 names a tag's plugin on its first summary only
+                if kind == "tensor" and plugins.get(tag, "scalars") == "scalars":
+                    number = _tensor_value(value.tensor)
+                    if number is not None:
+                        values[tag] = number
+                        continue
+                skipped[f"{plugins.get(tag) or kind} summaries (not scalars)"] += 1
         if values:
-            tags = tuple(values)
-            mode = modes.get(tags)
-            if mode is None:
-                mode = modes[tags] = "val" if all(is_validation_key(key) for key in values) else "train"
-            yield Record(event.step, None, values, event.wall_time, mode)
+            yield _event_record(step, wall, values, modes)
+    finally:
+        reading.read["event"] += events
+
+
+def _event_record(step: int, wall: float, values: dict[str, float], modes: dict[tuple, str]) -> Record:
+    tags = tuple(values)
+    mode = modes.get(tags)
+    if mode is None:
+        mode = modes[tags] = "val" if all(is_validation_key(key) for key in values) else "train"
+    return Record(step, None, values, wall, mode)
 
 
 _VALIDATION_WORDS = re.compile(r"(?:^|[^a-z])(val|valid|validation|eval|evaluation|test)(?:$|[^a-z])", re.IGNORECASE)
@@ -544,6 +658,10 @@ def read_runs(spec: str, location: str | Path) -> Reading:
     kind = spec.strip().lower() if isinstance(spec, str) else ""
     if kind == "tensorboard":
         reading.runs = _read_tensorboard(path, reading)
+        return reading
+    if kind == "hf":
+        reading.runs = _read_trainer_state(path, reading)
+        reading.read["file"] += 1
         return reading
     if kind != "mmdet" and not (isinstance(spec, str) and spec.startswith("regex:")):
         raise ExpdbError(f"unknown log format {' '.join(str(spec).split())!r}: use one of {FORMATS}")

@@ -95,8 +95,14 @@ def _card_name_for(base: str, folder: str, several: bool) -> str:
 
 
 def default_card_name(location: str) -> str:
-    """The card an import goes to when no --name is given: the file's or folder's name, made a valid card name."""
-    name = Path(location).resolve().name
+    """The card an import goes to when no --name is given: the file's or folder's name, made a valid card name
+    (a trainer_state.json's: its output_dir's, above any checkpoint-N)."""
+    path = Path(location).resolve()
+    if path.name == "trainer_state.json":
+        path = path.parent
+    if path.name.startswith("checkpoint-"):
+        path = path.parent
+    name = path.name
     for suffix in (".log.json", ".json", ".log", ".txt"):
         if name.endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]

@@ -147,8 +147,7 @@ def test_imported_mmengine_run_has_fractional_epochs_and_a_duration(cli, workdir
 # ---------------------------------------------------------------- JSON logs, work_dirs, TensorBoard, regex
 
 YOLOF_JSON = DATA / "real-logs" / "mmdet2-yolof-epoch1.log.json"
-SCALARS = DATA / "real-logs" / "mmpretrain-scalars.json"
-TENSORBOARD = DATA / "real-logs" / "tensorboard-unet"
+SCALARS = DATA / "real-logs" / "mmengine-detection-scalars.json"
 EVAL_FIELDS = {"lr", "eta", "time", "data_time", "memory"}
 
 
@@ -165,8 +164,10 @@ def numbers_in_json_log(path: Path) -> int:
     import json
 
     total = 0
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines()):
         row = json.loads(line)
+        if number == 0 and "mode" not in row and "step" not in row:
+            continue  # mmcv's header line: env_info, config, seed
         evaluation = row.get("mode", "train") != "train" if "mode" in row else not ({"lr", "loss", "epoch"} & set(row))
         for key, value in row.items():
             if key in {"mode", "epoch", "iter", "step"} or isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -193,32 +194,61 @@ def test_mmdetection_json_log_keeps_every_number_of_every_line(cli):
     assert metrics["loss"][1] == loss.steps[-1]
 
 
+VIT_JSON = DATA / "real-logs" / "mmseg-vit-adapter-20240213_151202.log.json"
+
+
+def test_an_iteration_based_json_log_keeps_its_global_iteration_as_the_step(cli):
+    import json
+
+    # mmcv's IterBasedRunner writes the global iteration with its data loader's epoch, and counts an evaluation's own
+    # batches in the evaluation line's `iter`.
+    rows = [json.loads(line) for line in VIT_JSON.read_text().splitlines()]
+    result = cli("import", "mmdet", str(VIT_JSON), "--name", "vit_adapter")
+    assert result.code == 0, result.err
+    assert imported_points(result.out) == [numbers_in_json_log(VIT_JSON)]
+    training = [row for row in rows if row.get("mode") == "train"]
+    validated_at = [rows[index - 1]["iter"] for index, row in enumerate(rows) if row.get("mode") == "val"]
+    with Database() as db:
+        loss = read_curve(db, 1, "loss")
+        miou = read_curve(db, 1, "val/mIoU")
+    assert list(loss.steps) == [row["iter"] for row in training] and list(loss.values) == [row["loss"] for row in training]
+    assert list(miou.steps) == validated_at == list(range(200, 2601, 200))  # its config: evaluation every 200 iterations
+    assert list(miou.values) == [row["mIoU"] for row in rows if row.get("mode") == "val"]
+
+
 def test_scalars_json_holds_training_and_validation_in_one_run(cli):
-    result = cli("import", "mmdet", str(SCALARS), "--name", "fruit")
+    import json
+
+    result = cli("import", "mmdet", str(SCALARS), "--name", "detection")
     assert result.code == 0, result.err
     assert imported_points(result.out) == [numbers_in_json_log(SCALARS)]
-    assert runs_of("fruit") == [(1, "finished", None)]
+    assert runs_of("detection") == [(1, "finished", None)]
+    rows = [json.loads(line) for line in SCALARS.read_text().splitlines()]
+    training = [row for row in rows if "loss" in row]
+    validation = [row for row in rows if "loss" not in row]
+    last_of_epoch = {row["epoch"]: row["step"] for row in training}
     with Database() as db:
-        top1 = read_curve(db, 1, "val/accuracy/top1")
+        recall = read_curve(db, 1, "val/AR@100")
         loss = read_curve(db, 1, "loss")
-    # 100 epochs of 96 iterations: a training line per epoch, validated after it at its last iteration.
-    assert len(top1) == 100 and len(loss) == 100
-    assert list(top1.steps[:3]) == [96, 192, 288] and list(top1.epochs[:3]) == [1.0, 2.0, 3.0]
-    assert top1.values[0] == 24.375
-    best = query("SELECT value, step FROM metric WHERE key = 'val/accuracy/top1.best'")[0]
-    assert best == (max(top1.values), top1.steps[list(top1.values).index(max(top1.values))])
-    assert "val/accuracy/top1" in cli("list").out
+    # 10 epochs of 70 iterations, a training line every 10; each epoch validated after it, at its last iteration.
+    assert len(loss) == len(training) and list(loss.steps) == [row["step"] for row in training]
+    assert list(recall.steps) == [last_of_epoch[row["step"]] for row in validation] == [70 * epoch for epoch in range(1, 11)]
+    assert list(recall.epochs) == [float(row["step"]) for row in validation]
+    assert list(recall.values) == [row["AR@100"] for row in validation]
+    best = query("SELECT value, step FROM metric WHERE key = 'val/AR@100.best'")[0]
+    assert best == (max(recall.values), recall.steps[list(recall.values).index(max(recall.values))])
+    assert "val/AR@100" in cli("list").out
 
 
 def test_a_work_dir_is_found_its_scalars_read_and_its_text_log_dates_kept(cli, workdir):
-    run = workdir / "work_dirs" / "fruit" / "20230604_120745"
+    run = workdir / "work_dirs" / "detection" / "20230604_120745"
     (run / "vis_data").mkdir(parents=True)
     (run / "vis_data" / "scalars.json").write_bytes(SCALARS.read_bytes())
     (run / "20230604_120745.log").write_text(
-        "06/04 12:08:10 - mmengine - INFO - Epoch(train)   [1][96/96]  lr: 8.0000e-02  eta: 0:10:00  time: 0.0734  "
-        "data_time: 0.0003  memory: 2965  loss: 2.8006\n"
+        "06/04 12:08:10 - mmengine - INFO - Epoch(train)   [1][10/70]  lr: 5.0000e-03  eta: 0:10:00  time: 0.3778  "
+        "data_time: 0.0125  memory: 1223  loss: 0.8063\n"
     )
-    result = cli("import", "mmdet", str(run), "--name", "fruit_run")
+    result = cli("import", "mmdet", str(run), "--name", "detection_run")
     assert result.code == 0, result.err
     assert "not read: 20230604_120745.log" in result.out
     started, ended = query("SELECT started_at, ended_at FROM run")[0]
@@ -230,11 +260,11 @@ def test_a_work_dir_is_found_its_scalars_read_and_its_text_log_dates_kept(cli, w
 
 
 def test_importing_the_same_file_twice_adds_nothing(cli):
-    assert cli("import", "mmdet", str(SCALARS), "--name", "fruit").code == 0
+    assert cli("import", "mmdet", str(SCALARS), "--name", "detection").code == 0
     before = dump()
     result = cli("import", "mmdet", str(SCALARS), "--name", "other")
     assert result.code == 0, result.err
-    assert "already imported as run 1 of fruit: nothing added" in result.out
+    assert "already imported as run 1 of detection: nothing added" in result.out
     assert dump() == before
 
 
@@ -295,18 +325,52 @@ def scalars_in_event_files(folder: Path) -> int:
     return count
 
 
-def test_tensorboard_folders_become_a_card_each_with_parameters_from_their_names(cli):
-    result = cli("import", "tensorboard", str(TENSORBOARD), "--name", "unet", "--params", "UNet_dr{dropout}_bs{batch}_lr{lr}")
+# No real event file under a permissive licence was found: these are written by the tensorboard package's
+# own writer and summary functions, shaped as PyTorch's SummaryWriter writes a U-Net training (TF2 scalar
+# tensors with their plugin named on every value, text summaries beside them). See tests/data/README.md.
+UNET_RUNS = {"UNet_dr01_bs16_lr2e_4": 12, "UNet_dr01_bs8_lr1e_4": 10, "UNet_dr015_bs32_lr3e_4": 14}  # folder -> epochs
+UNET_EPOCH = 230  # steps an epoch
+
+
+@pytest.fixture
+def unet_runs(workdir) -> Path:
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+    from tensorboard.plugins.text.summary_v2 import text_pb
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    root = workdir / "runs"
+    for index, (name, epochs) in enumerate(UNET_RUNS.items()):
+        writer = EventFileWriter(str(root / name))
+        start = 1.738e9 + index * 86400
+        writer.add_event(Event(wall_time=start, step=0, summary=text_pb("Hyperparameters", f"run {name}")))
+        for epoch in range(1, epochs + 1):
+            for step in range((epoch - 1) * UNET_EPOCH + 23, epoch * UNET_EPOCH + 1, 23):
+                loss = 1.0 / (1 + step / 500) + 0.01 * (step % 7)
+                writer.add_event(Event(wall_time=start + step, step=step, summary=scalar_pb("Training loss", loss)))
+            step = epoch * UNET_EPOCH
+            iou = 0.4 + 0.4 * epoch / epochs - 0.02 * (epoch % 3)
+            writer.add_event(Event(wall_time=start + step + 5, step=step, summary=scalar_pb("IoU (avg on test)", iou)))
+            writer.add_event(Event(wall_time=start + step + 6, step=step, summary=text_pb("Epoch", f"epoch {epoch} done")))
+        writer.close()
+    return root
+
+
+def test_tensorboard_folders_become_a_card_each_with_parameters_from_their_names(cli, unet_runs):
+    result = cli("import", "tensorboard", str(unet_runs), "--name", "unet", "--params", "UNet_dr{dropout}_bs{batch}_lr{lr}")
     assert result.code == 0, result.err
-    folders = sorted(path for path in TENSORBOARD.iterdir())
+    folders = sorted(path for path in unet_runs.iterdir())
     assert imported_points(result.out) == [scalars_in_event_files(folder) for folder in folders]
-    assert "skipped 47 text summaries (not scalars)" in result.out
+    assert f"skipped {sum(epochs + 1 for epochs in UNET_RUNS.values())} text summaries (not scalars)" in result.out
     assert [name for (name,) in query("SELECT name FROM card ORDER BY name")] == [f"unet_{folder.name}" for folder in folders]
     shown = cli("show", "unet_UNet_dr01_bs16_lr2e_4").out
     assert "batch" in shown and "16" in shown
+    (run_id,) = query(
+        "SELECT run.id FROM run JOIN card ON card.id = run.card_id WHERE card.name = 'unet_UNet_dr01_bs16_lr2e_4'"
+    )[0]
     with Database() as db:
-        iou = read_curve(db, 2, "IoU (avg on test)")
-    assert len(iou) == 34 and iou.steps[0] == 230 and iou.walls[0] > 0
+        iou = read_curve(db, run_id, "IoU (avg on test)")
+    assert len(iou) == UNET_RUNS["UNet_dr01_bs16_lr2e_4"] and iou.steps[0] == UNET_EPOCH and iou.walls[0] > 0
     assert query("SELECT count(*) FROM metric WHERE key = 'IoU (avg on test).best'")[0][0] == 3
 
 
@@ -349,13 +413,16 @@ MORE_BAD_IMPORTS = [
     pytest.param(["mmdet", "coco.json"], "coco.json is not a training log", id="json-not-a-log"),
     pytest.param(["mmdet", "cut.log.json"], "line 2 of cut.log.json is not complete JSON", id="truncated-json"),
     pytest.param(["mmdet", "list.json"], "line 1 of list.json is not a JSON object", id="json-list"),
-    pytest.param(["tensorboard", str(TENSORBOARD), "--params", "lr{lr}"], "does not fit --params", id="params-not-fitting"),
+    pytest.param(["tensorboard", "runs", "--params", "lr{lr}"], "does not fit --params", id="params-not-fitting"),
     pytest.param(["mmdet", str(SCALARS), "--params", "lr{lr}"], "--params reads parameters from TensorBoard", id="params-not-tb"),
+    pytest.param(["hf", "empty"], "no trainer_state.json in the folder", id="hf-folder-without-state"),
+    pytest.param(["hf", "coco.json"], 'coco.json is not a HuggingFace Trainer state: it has no "log_history"', id="hf-not-state"),
+    pytest.param(["hf", "cut.log.json"], "cut.log.json is not complete JSON", id="hf-truncated"),
 ]
 
 
 @pytest.mark.parametrize("args, message", MORE_BAD_IMPORTS)
-def test_bad_inputs_of_the_new_importers_change_nothing(cli, workdir, args, message):
+def test_bad_inputs_of_the_new_importers_change_nothing(cli, workdir, unet_runs, args, message):
     (workdir / "empty").mkdir()
     (workdir / "coco.json").write_text('{"images": [], "annotations": [], "categories": []}\n')
     (workdir / "cut.log.json").write_text('{"mode": "train", "epoch": 1, "iter": 50, "loss": 1.0}\n{"mode": "train", "epo')
@@ -376,3 +443,73 @@ def test_a_real_timm_log_whose_batch_counter_restarts_every_epoch(cli):
     with Database() as db:
         loss = read_curve(db, 1, "loss")
     assert list(loss.steps) == [0, 50, 73, 123] and list(loss.values) == [6.86, 6.77, 6.69, 3.23]
+
+
+# ---------------------------------------------------------------- the HuggingFace Trainer, real outputs
+
+HF_STATE = DATA / "real-logs" / "hf-qlora-trainer_state.json"
+HF_LOG = DATA / "real-logs" / "hf-lora-alpaca-record.log"
+
+
+def numbers_in_log_history(history: list[dict]) -> int:
+    """Counted independently of expdb: every number of every entry but its step and epoch."""
+    return sum(
+        1
+        for entry in history
+        for key, value in entry.items()
+        if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool)
+    )
+
+
+def test_a_real_trainer_state_keeps_every_number_of_its_log_history(cli):
+    import json
+
+    history = json.loads(HF_STATE.read_text())["log_history"]
+    result = cli("import", "hf", str(HF_STATE), "--name", "qlora")
+    assert result.code == 0, result.err
+    assert f"read {len(history):,} log_history items" in result.out
+    assert imported_points(result.out) == [numbers_in_log_history(history)]
+    logged = [entry for entry in history if "loss" in entry]
+    with Database() as db:
+        loss = read_curve(db, 1, "loss")
+    assert list(loss.steps) == [entry["step"] for entry in logged]
+    assert list(loss.values) == [entry["loss"] for entry in logged]
+    assert list(loss.epochs) == [entry["epoch"] for entry in logged]  # fractional, as the Trainer wrote them
+    closing = history[-1]
+    metrics = dict((key, (value, step)) for key, value, step in query("SELECT key, value, step FROM metric"))
+    assert metrics["train_loss"] == (closing["train_loss"], closing["step"])
+    assert metrics["loss"] == (logged[-1]["loss"], logged[-1]["step"])
+
+
+def test_an_output_dir_is_read_from_its_last_checkpoint(cli, workdir):
+    import json
+
+    state = json.loads(HF_STATE.read_text())
+    output = workdir / "qlora_out"
+    for step in (500, 10000):  # named by number: checkpoint-10000 comes after checkpoint-500
+        (output / f"checkpoint-{step}").mkdir(parents=True)
+    earlier = {**state, "log_history": [entry for entry in state["log_history"] if entry["step"] <= 500]}
+    (output / "checkpoint-500" / "trainer_state.json").write_text(json.dumps(earlier))
+    (output / "checkpoint-10000" / "trainer_state.json").write_bytes(HF_STATE.read_bytes())
+    result = cli("import", "hf", str(output))
+    assert result.code == 0, result.err
+    assert imported_points(result.out) == [numbers_in_log_history(state["log_history"])]
+    assert query("SELECT name FROM card") == [("qlora_out",)]
+
+
+def test_a_real_trainer_text_log_imports_with_the_documented_line_counter(cli):
+    import ast
+
+    lines = [line for line in HF_LOG.read_text().splitlines() if "{'loss': " in line]
+    logged = [ast.literal_eval(line[line.index("{") :]) for line in lines]
+    pattern = r"regex:\{'loss': (?P<loss>[^,]+), 'learning_rate': (?P<learning_rate>[^,]+), 'epoch': (?P<epoch>[\d.]+)\}"
+    result = cli("import", pattern, str(HF_LOG), "--name", "lora_alpaca")
+    assert result.code == 0, result.err
+    assert imported_points(result.out) == [2 * len(lines)]  # loss and learning rate of every logging line
+    with Database() as db:
+        loss = read_curve(db, 1, "loss")
+        rate = read_curve(db, 1, "learning_rate")
+    assert list(loss.steps) == list(range(1, len(lines) + 1))  # no step in the lines: the lines matched are counted
+    assert list(loss.values) == [entry["loss"] for entry in logged]
+    assert list(rate.values) == [entry["learning_rate"] for entry in logged]
+    assert list(loss.epochs) == [entry["epoch"] for entry in logged]

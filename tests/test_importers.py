@@ -58,6 +58,24 @@ def test_an_event_file_cut_short_keeps_its_whole_records_and_counts_the_cut(tmp_
     assert records[0].timestamp == 1001.0 and records[0].values == {"loss": 1.0}
 
 
+def test_scalars_written_an_event_each_are_one_record_per_step(tmp_path):
+    # SummaryWriter.add_scalar writes an event per scalar; a tag logged again at its step stays a point of its own.
+    events = [
+        (1, {"loss": 2.0}), (1, {"lr": 0.125}), (2, {"loss": 1.5}), (2, {"lr": 0.125}), (2, {"loss": 1.25}),
+        (3, {"val/acc": 0.5}),
+    ]
+    event_file(tmp_path, events)
+    reading = read_runs("tensorboard", tmp_path)
+    (run,) = reading.runs
+    records = [record for block in run.blocks(2) for record in block]
+    assert [(record.step, record.values, record.mode) for record in records] == [
+        (1, {"loss": 2.0, "lr": 0.125}, "train"), (2, {"loss": 1.5, "lr": 0.125}, "train"), (2, {"loss": 1.25}, "train"),
+        (3, {"val/acc": 0.5}, "val"),
+    ]
+    assert sum(len(record.values) for record in records) == len(events)
+    assert reading.read["event"] == len(events) + 1  # and the writer's file-version event
+
+
 def test_tf2_scalar_tensors_are_read_from_their_bytes(tmp_path):
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata

@@ -47,6 +47,31 @@ def test_training_records_the_log_history_with_fractional_epochs_and_the_evaluat
     assert final == {"eval_loss": pytest.approx(evaluations[-1]["eval_loss"])}
 
 
+def test_the_trainer_state_the_trainer_writes_imports_as_the_callback_recorded_it(db, tmp_path):
+    from expdb.results import import_log
+    from expdb.series import read_curve
+
+    training = trainer(ExpdbCallback("recorded", db=db), str(tmp_path / "out"))
+    training.train()
+    state = tmp_path / "out" / "trainer_state.json"
+    training.state.save_to_json(str(state))  # what the Trainer writes into each checkpoint
+    with Database(db) as database:
+        imported = import_log(database, str(state), "hf", "imported")
+        recorded = latest_run(database, cards.get_card(database, "recorded").id).id
+        for key in ("loss", "eval_loss", "learning_rate"):
+            by_callback, by_import = read_curve(database, recorded, key), read_curve(database, imported.runs[0].run_id, key)
+            assert (list(by_import.steps), list(by_import.epochs)) == (list(by_callback.steps), list(by_callback.epochs))
+            assert list(by_import.values) == pytest.approx(list(by_callback.values))
+
+
+def test_report_to_expdb_is_refused_by_transformers_so_the_callback_is_passed():
+    # The README says why there is no report_to="expdb": transformers takes reporters from a fixed table only.
+    from transformers.integrations.integration_utils import get_reporting_integration_callbacks
+
+    with pytest.raises(ValueError, match="expdb is not supported"):
+        get_reporting_integration_callbacks("expdb")
+
+
 def test_evaluate_after_training_is_a_second_run_and_other_arguments_fork_the_card(db, tmp_path):
     trainer(ExpdbCallback("bert_tiny", db=db), str(tmp_path / "a"), epochs=1).train()
     training = trainer(ExpdbCallback("bert_tiny", db=db), str(tmp_path / "b"), lr=0.01, epochs=1)
