@@ -405,7 +405,7 @@ def _read_line(db: Database, card: Card, metric: str, run_id: int, x: str) -> _L
 
 def _packed(values: np.ndarray) -> str:
     """A curve's numbers as base64 of little-endian float64s (chart.js unpacks them; NaN and infinities
-    are gaps): no number is printed here nor parsed in the page, which took most of a zoom's time."""
+    are gaps): no number is printed here nor parsed in the page (printing took a third of a zoom's time)."""
     return base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")
 
 
