@@ -9,9 +9,11 @@ much less), against the targets of the issues:
 
     expdb list                          (default view, in an 80x40 terminal)   < 0.5 s  10k and 100k cards
     expdb table                         (default view, in an 80x40 terminal)   < 0.5 s  10k and 100k cards
+    expdb table -m iou50                (default view, in an 80x40 terminal)   < 0.5 s  10k and 100k cards
     expdb table --all                   (every row, in an 80x40 terminal)      < 2 s    10k cards
     expdb table --where "N=a and L=b"   (~0.5 % of the cards, piped)           < 0.5 s  10k cards
     expdb table --format csv            (every card, to /dev/null)             < 2 s    100k cards (1.5 s: 10k)
+    expdb table -m iou50 --over seed    (piped; and with --baseline, as csv)   < 1 s    10k cards (2,000 variants x 5 seeds)
     python -c pass, expdb --help        (for reference, no target)
 
 "In a terminal" is a pseudo-terminal of 80 columns and 40 lines that this script reads, as a
@@ -24,10 +26,18 @@ With --profile LABEL, the command whose label contains LABEL (default: the slowe
 target) is run once more under -X importtime and once under cProfile, and the biggest imports
 and functions are printed.
 
+With --before DIR (a checkout of another version of expdb, e.g. main's, exported with
+`git archive main | tar -x -C DIR`), every expdb command is also run with that version (`python -m
+expdb` with DIR first on PYTHONPATH), interleaved with this one's, and both are printed side by side.
+
+The commands run with bytecode caching on (PYTHONDONTWRITEBYTECODE is removed from their
+environment) so that the warm-up run writes the .pyc files an installed package has: otherwise
+every run compiles expdb's modules from source again (about 0.06 s).
+
 Run it from the repository root:
 
     .venv/bin/python benchmarks/bench_cli.py [--sizes 10000,100000] [--repeat R] [--keep DIR]
-           [--profile [LABEL]] [--top K]
+           [--profile [LABEL]] [--top K] [--before DIR]
 
 Exit status: 0 when every target passes and nothing forbidden is imported, 1 otherwise.
 """
@@ -63,6 +73,8 @@ class Command:
     target: float | None  # seconds, or None for a reference figure
     is_expdb: bool = True
     terminal: bool = False  # run in an 80x40 pseudo-terminal, else piped to /dev/null
+    env: dict[str, str] = field(default_factory=dict)  # set in its environment (the other version's PYTHONPATH)
+    before: bool = False  # the other version's run of the command above it (--before): shown, not judged
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
 
@@ -74,7 +86,8 @@ def expdb_prefix() -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("EXPDB_DB", "PYTHONPROFILEIMPORTTIME")}
+    unset = ("EXPDB_DB", "PYTHONPROFILEIMPORTTIME", "PYTHONDONTWRITEBYTECODE")
+    env = {key: value for key, value in os.environ.items() if key not in unset}
     env.update(extra)
     return env
 
@@ -95,11 +108,17 @@ def run_once(
     return elapsed, process
 
 
-def run_in_terminal(argv: list[str], columns: int = 80, lines: int = 40) -> tuple[float, str]:
+def run_in_terminal(
+    argv: list[str], columns: int = 80, lines: int = 40, extra: dict[str, str] | None = None
+) -> tuple[float, str]:
     """Wall seconds of `argv` writing to a pseudo-terminal of this size, read here as a terminal would; its output."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
-    env = {key: value for key, value in clean_env(TERM="xterm-256color").items() if key not in ("COLUMNS", "LINES")}
+    env = {
+        key: value
+        for key, value in clean_env(TERM="xterm-256color", **(extra or {})).items()
+        if key not in ("COLUMNS", "LINES")
+    }
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, env=env)
     os.close(terminal)
@@ -123,7 +142,10 @@ def run_in_terminal(argv: list[str], columns: int = 80, lines: int = 40) -> tupl
 
 def timed(command: Command) -> None:
     before = _children_cpu()
-    elapsed = run_in_terminal(command.argv)[0] if command.terminal else run_once(command.argv)[0]
+    if command.terminal:
+        elapsed = run_in_terminal(command.argv, extra=command.env)[0]
+    else:
+        elapsed = run_once(command.argv, env=clean_env(**command.env))[0]
     command.times.append(elapsed)
     command.cpu.append(_children_cpu() - before)
 
@@ -154,7 +176,44 @@ def count_csv_rows(argv: list[str]) -> int:
     return max(0, len(lines) - 1)  # minus the header
 
 
+def with_before(commands: list[Command], before: str | None) -> list[Command]:
+    """Each expdb command followed by its twin run with the version of expdb in the folder `before`."""
+    if before is None:
+        return commands
+    prefix = len(expdb_prefix())
+    paired = []
+    for command in commands:
+        paired.append(command)
+        if command.is_expdb:
+            paired.append(Command(
+                f"  before: {command.label}", [sys.executable, "-m", "expdb", *command.argv[prefix:]], command.target,
+                is_expdb=False, terminal=command.terminal, env=_before_env(before), before=True,
+            ))
+    return paired
+
+
+def _before_env(before: str) -> dict[str, str]:
+    # PYTHONSAFEPATH: `python -m` does not put the current folder (this checkout) first on sys.path.
+    return {"PYTHONPATH": str(Path(before).resolve()), "PYTHONSAFEPATH": "1"}
+
+
+def check_before(before: str) -> None:
+    """The --before folder must hold expdb, and `python -m expdb` must run it, not this checkout."""
+    env = clean_env(**_before_env(before))
+    found = subprocess.run(
+        [sys.executable, "-c", "import expdb; print(expdb.__file__)"], env=env, capture_output=True, text=True
+    ).stdout.strip()
+    if not found.startswith(str(Path(before).resolve())):
+        raise SystemExit(f"--before {before}: `python -m expdb` runs {found or 'nothing'}, not a copy in that folder")
+
+
+def judged(commands: list[Command]) -> bool:
+    return all(verdict(command).startswith(("PASS", "(reference)")) for command in commands if not command.before)
+
+
 def verdict(command: Command) -> str:
+    if command.before:
+        return "(before)"
     if command.target is None:
         return "(reference)"
     median = statistics.median(command.times)
@@ -200,7 +259,7 @@ def print_profile(command: Command, workdir: Path, top: int) -> None:
         stats.sort_stats(order).print_stats(*restrictions)
 
 
-def bench_over_seed(workdir: Path, repeat: int) -> bool:
+def bench_over_seed(workdir: Path, repeat: int, before: str | None = None) -> bool:
     """`expdb table --over seed` on 10,000 cards (2,000 variants x 5 seeds), whole process, < 1 s: folding,
     the statistics of each variant, and the tests that mark every row not worse than the best (scipy)."""
     path = workdir / "seeds.db"
@@ -219,15 +278,17 @@ def bench_over_seed(workdir: Path, repeat: int) -> bool:
     ]
     rows = count_csv_rows(commands[1].argv)
     print(f"the folded table has {rows:,} rows")
+    commands = with_before(commands, before)
     for command in commands:
-        run_once(command.argv)
+        run_once(command.argv, env=clean_env(**command.env))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     for _ in range(repeat):
         for command in commands:
             timed(command)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"wall seconds over {repeat} runs (after one warm-up run), load average {load}:")
+    print(f"seconds over {repeat} runs (after one warm-up run): wall min, median, max; median CPU (user + system); "
+          f"load average before {load}, after {' '.join(f'{x:.2f}' for x in os.getloadavg())}:")
     print_table(commands)
-    return all(verdict(command).startswith("PASS") for command in commands)
+    return judged(commands)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--top", type=int, default=25, help="lines of each profile listing [25]")
     parser.add_argument("--keep", metavar="DIR", help="build the databases in DIR and keep them (default: a temp dir)")
+    parser.add_argument("--before", metavar="DIR", help="also time the expdb in DIR (a checkout), side by side")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
     if min(sizes) < 1 or args.repeat < 1:
@@ -266,6 +328,7 @@ def _commands(expdb: list[str], cards: int, path: Path, rare_where: str) -> list
     commands = [
         Command(f"expdb list, 80x40 terminal ({size})", [*expdb, "list", *db], 0.5, terminal=True),
         Command(f"expdb table, 80x40 terminal ({size})", [*expdb, "table", *db], 0.5, terminal=True),
+        Command(f"expdb table -m iou50, 80x40 terminal ({size})", [*expdb, "table", "-m", "iou50", *db], 0.5, terminal=True),
         Command(f"expdb table --format csv > /dev/null ({size})", [*expdb, "table", "--format", "csv", *db],
                 2.0 if cards > 10_000 else 1.5),
     ]
@@ -279,6 +342,8 @@ def _commands(expdb: list[str], cards: int, path: Path, rare_where: str) -> list
 
 def _bench(args: argparse.Namespace, workdir: Path) -> int:
     expdb = expdb_prefix()
+    if args.before:
+        check_before(args.before)
     commands = [
         Command("python -c pass", [sys.executable, "-c", "pass"], None, is_expdb=False),
         Command("expdb --help", [*expdb, "--help"], None),
@@ -295,6 +360,7 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         selected = count_csv_rows([*expdb, "table", "--where", where, "--format", "csv", "--db", str(path)])
         print(f"  --where {where!r} selects {selected} of {summary['cards']:,} cards")
         commands += _commands(expdb, cards, path, where)
+    commands = with_before(commands, args.before)
     print(f"running: {' '.join(expdb)}  ({sys.version.split()[0]}, {os.cpu_count()} cores, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
 
@@ -325,7 +391,7 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         print(f"      all imports {total:.3f} s; of which {', '.join(heavy) or 'no heavy libraries'}")
 
     if args.profile is not None:
-        targeted = [command for command in commands if command.target is not None]
+        targeted = [command for command in commands if command.target is not None and not command.before]
         if args.profile:
             chosen = [command for command in targeted if args.profile in command.label]
         else:
@@ -333,8 +399,8 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         for command in chosen:
             print_profile(command, workdir, args.top)
 
-    passed = all(verdict(command).startswith(("PASS", "(reference)")) for command in commands)
-    passed = bench_over_seed(workdir, args.repeat) and passed
+    passed = judged(commands)
+    passed = bench_over_seed(workdir, args.repeat, args.before) and passed
     print(f"\n{'all targets met' if passed else 'some targets missed'}; "
           f"{'no forbidden imports' if clean else 'forbidden imports found'}")
     return 0 if passed and clean else 1

@@ -16,7 +16,14 @@ Items:
    from its checkpoint logs the same losses as one uninterrupted run; `expdb run` of it
    records the device, its name, the training throughput (and peak memory on CUDA) and
    puts back the cudnn flags the runner set;
-6. a 2-job queue pinned to one GPU (`expdb run --all --gpus 0 --jobs 2`; on the CPU,
+6. the built-in runner with AMP: fp16 with its GradScaler (CUDA) and bf16 (where native) train to
+   finite losses, and the checkpoint keeps only the random state of the device used;
+7. a script's run (expdb.start) records the device its tensors are on with its name, a CPU script
+   the CPU (not the GPU beside it), and system metrics: sys/gpu0_util and sys/gpu0_mem_mb through
+   NVML on CUDA (none on the CPU), and one sample costs under 1% of the sampling interval;
+8. refused in one line, exit 2, nothing recorded: `expdb run --device cuda:N` past the last GPU
+   (on the CPU: --device cuda);
+9. a 2-job queue pinned to one GPU (`expdb run --all --gpus 0 --jobs 2`; on the CPU,
    `--jobs 2`): both runs finish on that device, recorded with its name, and their
    profiles are marked as taken while another job shared it.
 
@@ -268,6 +275,88 @@ def check_expdb_run(check: Check, device: str, folder: Path) -> None:
                wanted_keys <= set(metrics), ", ".join(f"{key} {metrics[key]:.4g}" for key in sorted(wanted_keys & set(metrics))))
 
 
+def check_amp(check: Check, device: str, folder: Path) -> None:
+    from runners import cvt_io
+
+    target = torch.device(device)
+    for amp in ("fp16", "bf16"):
+        name = f"built-in runner with --amp {amp}"
+        if amp == "fp16" and target.type != "cuda":
+            check.item(name, True, "skipped: fp16 AMP is for CUDA")
+            continue
+        if amp == "bf16" and not bf16_native(target):
+            check.item(name, True, "skipped: bf16 is not native here")
+            continue
+        context = Context(device, folder / f"amp_{amp}.pt", resume=False, stop_after=None)
+        cvt_io.run({**TINY_RUNNER, "amp": amp}, context)
+        saved = torch.load(folder / f"amp_{amp}.pt", map_location="cpu", weights_only=False)
+        finite = bool(context.losses) and all(torch.isfinite(torch.tensor(loss)) for loss in context.losses.values())
+        scaler_ok = (amp != "fp16") or bool(saved.get("scaler"))
+        rng = saved.get("rng", {})
+        one_device = all(key in ("python", "numpy", "torch", "cuda_device") for key in rng) and (
+            ("cuda_device" in rng) == (target.type == "cuda"))
+        check.item(name, finite and scaler_ok and one_device,
+                   f"losses {min(context.losses.values()):.4g} to {max(context.losses.values()):.4g}; "
+                   f"GradScaler state {'kept' if saved.get('scaler') else 'none'}; random states {sorted(rng)}")
+
+
+def check_script_run(check: Check, device: str, folder: Path) -> None:
+    import expdb
+    from expdb.sysmetrics import SAMPLE_INTERVAL_S, SystemSampler
+
+    path = str(folder / "check.db")
+    x = torch.randn(256, 256, device=device)
+    with expdb.start("script_on_device", db=path) as run:
+        deadline = time.monotonic() + SAMPLE_INTERVAL_S * 1.5  # long enough for a system sample
+        step = 0
+        while time.monotonic() < deadline:
+            x = torch.tanh(x @ x.T / 256)
+            run.log(step, loss=x.mean())  # a tensor, logged as it is: where the script trains
+            step += 1
+    with expdb.start("script_on_cpu", db=path) as cpu_run:
+        cpu_run.log(0, loss=torch.zeros(()))
+    rows = dict((name, (recorded, json.loads(env).get("device_name"))) for name, recorded, env in query(
+        folder, "SELECT card.name, run.device, run.env FROM run JOIN card ON card.id = run.card_id "
+                "WHERE card.name LIKE 'script_on_%'"))
+    wanted = f"cuda:{torch.device(device).index or 0}" if device.startswith("cuda") else "cpu"
+    check.item("a script's run records the device its tensors are on",
+               rows["script_on_device"] == (wanted, expected_device_name(wanted)), str(rows["script_on_device"]))
+    check.item("a CPU script records the CPU, not a GPU beside it",
+               rows["script_on_cpu"] == ("cpu", expected_device_name("cpu")), str(rows["script_on_cpu"]))
+    keys = {key for (key,) in query(folder, f"SELECT key FROM series WHERE run_id = {run.id} AND key LIKE 'sys/%'")}
+    if device.startswith("cuda"):
+        try:
+            import pynvml  # noqa: F401 - only whether it is there
+        except ImportError:
+            check.item("system metrics of the GPU (NVML)", False, "nvidia-ml-py is not installed: pip install 'expdb[gpu]'")
+        else:
+            check.item("system metrics of the GPU (NVML)", {"sys/gpu0_util", "sys/gpu0_mem_mb"} <= keys, ", ".join(sorted(keys)))
+    else:
+        check.item("system metrics of the CPU, no GPU curves", {"sys/cpu_percent", "sys/rss_mb"} <= keys
+                   and not any(key.startswith("sys/gpu") for key in keys), ", ".join(sorted(keys)))
+    sampler = SystemSampler(gpus=device.startswith("cuda"))
+    sampler.sample()
+    spent = []
+    for _ in range(20):
+        started = time.thread_time()
+        sampler.sample()
+        spent.append(time.thread_time() - started)
+    sampler.close()
+    each = sorted(spent)[len(spent) // 2]
+    check.item("one system sample costs under 1% of the interval", each <= SAMPLE_INTERVAL_S / 100,
+               f"{each * 1000:.2f} ms CPU every {SAMPLE_INTERVAL_S:g} s = {each / SAMPLE_INTERVAL_S * 100:.4f}%")
+
+
+def check_refusals(check: Check, device: str, folder: Path) -> None:
+    new_cards(folder, ["refused"])
+    missing = f"cuda:{torch.cuda.device_count()}" if device.startswith("cuda") else "cuda"
+    before = query(folder, "SELECT count(*) FROM run")
+    result = expdb_command(folder, "run", "refused", "--device", missing)
+    one_line = result.returncode == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    check.item(f"--device {missing} refused in one line, nothing recorded",
+               one_line and query(folder, "SELECT count(*) FROM run") == before, result.stderr.strip())
+
+
 def check_queue(check: Check, device: str, folder: Path) -> None:
     new_cards(folder, ["q1", "q2"])
     slots = ["--gpus", "0", "--jobs", "2"] if device.startswith("cuda") else ["--jobs", "2", "--device", "cpu"]
@@ -314,6 +403,9 @@ def main() -> int:
         check.guarded("no GPU memory left behind", lambda: check_memory(check, device))
         check.guarded("built-in runner resumes to the same losses", lambda: check_runner_resume(check, device, folder))
         check.guarded("expdb run of the built-in runner", lambda: check_expdb_run(check, device, folder))
+        check.guarded("built-in runner with AMP", lambda: check_amp(check, device, folder))
+        check.guarded("a script's run: device and system metrics", lambda: check_script_run(check, device, folder))
+        check.guarded("bad devices refused", lambda: check_refusals(check, device, folder))
         check.guarded("2-job queue on one device", lambda: check_queue(check, device, folder))
     failed = [name for name, passed in check.results if not passed]
     print(f"{len(check.results) - len(failed)} of {len(check.results)} passed in {time.perf_counter() - started:.0f} s")

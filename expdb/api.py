@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import cards, lifecycle
+from . import cards, interrupts, lifecycle
 from .cards import validate_name
 from .db import Database
 from .devices import device_in_use
@@ -20,7 +20,7 @@ from .divergence import check_settings
 from .errors import ExpdbError
 from .lifecycle import RunStatus
 from .ranks import IdleRun, launch_group, process_rank
-from .runs import Run, RunStopped, attach_run, begin_run, check_on_diverge, sigterm_as_interrupt
+from .runs import Run, RunStopped, attach_run, begin_run, check_on_diverge
 from .values import Value, format_value
 
 
@@ -138,23 +138,31 @@ def start(
     attaches to that run: `expdb run` owns its status, the script adds curves, metrics, profiles.
     `system_metrics`: sample CPU, memory and GPU use as `sys/` curves (see expdb.sysmetrics).
     """
-    run = begin(
-        name, params, db=db, resume=resume, on_diverge=on_diverge, seed=seed, diverge=diverge, all_ranks=all_ranks,
-        system_metrics=system_metrics,
-    )
-    if isinstance(run, IdleRun):
-        yield run
-        return
-    with sigterm_as_interrupt(run):
+    with interrupts.handled():
+        interrupts.hold()  # SIGTERM while the run row is written waits, then ends the run interrupted
         try:
-            yield run
-        except RunStopped as stopped:
-            end(run, stopped)
-        except BaseException as error:
-            end(run, error)
+            run = begin(
+                name, params, db=db, resume=resume, on_diverge=on_diverge, seed=seed, diverge=diverge, all_ranks=all_ranks,
+                system_metrics=system_metrics,
+            )
+        except BaseException:
+            interrupts.release()
             raise
-        else:
-            end(run, None)
+        if not isinstance(run, IdleRun):
+            with interrupts.training(run):
+                try:
+                    interrupts.release()
+                    yield run
+                except RunStopped as stopped:
+                    end(run, stopped)
+                except BaseException as error:
+                    end(run, error)
+                    raise
+                else:
+                    end(run, None)
+            return
+        interrupts.release()
+    yield run  # another rank's IdleRun: signals are the script's own
 
 
 def outer_run(name: str, run_id: str) -> int:

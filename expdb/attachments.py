@@ -159,18 +159,21 @@ def attachments_of(db: Database, card_ids: list[int]) -> dict[int, list[Attachme
     return found
 
 
-def export(db: Database, attachment: Attachment, folder: Path) -> Path:
-    """A copy of the attachment's content in `folder`, under its name (prefixed by its hash when names collide)."""
+def get_attachment(db: Database, attachment_id: int) -> Attachment:
+    found = db.query_one(f"SELECT {_COLUMNS} FROM attachment WHERE id = ?", (attachment_id,))
+    if found is None:
+        raise ExpdbError(f"no attachment {attachment_id}: `expdb show CARD` lists a card's attachments")
+    return Attachment(*found)
+
+
+def stored_file(db: Database, attachment: Attachment) -> Path:
+    """Where the attachment's content is, found by its hash alone (never by a name someone wrote)."""
+    if len(attachment.sha256) != 64 or any(char not in "0123456789abcdef" for char in attachment.sha256):
+        raise ExpdbError(f"the attachment {attachment.name} has no valid sha256 in the database ({attachment.sha256[:16]!r})")
     source = content_path(store_directory(db), attachment.sha256)
     if not source.is_file():
         raise ExpdbError(f"the content of {attachment.name} ({attachment.sha256[:12]}) is missing from {store_directory(db)}")
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / attachment.name
-    if target.exists() and file_sha256(target) != attachment.sha256:
-        target = folder / f"{attachment.sha256[:8]}_{attachment.name}"
-    if not target.exists():
-        shutil.copyfile(source, target)
-    return target
+    return source
 
 
 def file_sha256(path: Path) -> str:

@@ -213,11 +213,41 @@ def selected_ids(db: Database, selection: Selection) -> list[int]:
 
 
 def cards_by_id(db: Database, ids: list[int]) -> list[Card]:
-    """The cards with these ids, in the order of `ids`."""
-    among, parameters = db.among("card.id", ids)
-    rows = {row[0]: row for row in db.query(f"SELECT {_CARD_COLUMNS} FROM {_CARD_FROM} WHERE {among}", parameters)}
+    """The cards with these ids, in the order of `ids`.
+
+    Read in bulk: the parents' names and the latest runs' statuses are looked up once for all the
+    cards rather than joined card by card, and the parameters of all are decoded as one JSON document
+    (100,000 cards' in about half the time of one decoding each).
+    """
+    among, parameters = db.among("id", ids)
+    rows = {
+        row[0]: row
+        for row in db.query(
+            f"SELECT id, name, parent_id, runner, command, parser, params, created_at, diverge, invalid_reason FROM card "
+            f"WHERE {among}",
+            parameters,
+        )
+    }
+    names = {card_id: row[1] for card_id, row in rows.items()}
+    unread = list({row[2] for row in rows.values() if row[2] is not None and row[2] not in names})
+    if unread:
+        among, parameters = db.among("id", unread)
+        names.update(db.query(f"SELECT id, name FROM card WHERE {among}", parameters))
+    among, parameters = db.among("card_id", ids)
+    statuses = dict(db.query(f"SELECT card_id, status FROM run WHERE {among} ORDER BY id", parameters))  # the latest wins
     tags = _tags_of(db, ids)
-    return [_card_from_row(rows[card_id], tags.get(card_id, [])) for card_id in ids if card_id in rows]
+    ordered = [rows[card_id] for card_id in ids if card_id in rows]
+    params = values.loads_many([row[6] for row in ordered])
+    return [
+        Card(
+            card_id, name, names.get(parent_id) if parent_id is not None else None, runner, command, parser, card_params,
+            created_at, statuses.get(card_id) or PLANNED, tags.get(card_id, []), json.loads(diverge) if diverge else {},
+            invalid_reason,
+        )
+        for (card_id, name, parent_id, runner, command, parser, _, created_at, diverge, invalid_reason), card_params in zip(
+            ordered, params, strict=True
+        )
+    ]
 
 
 def select_cards(db: Database, selection: Selection = Selection()) -> list[Card]:
@@ -624,7 +654,10 @@ def latest_values(db: Database, card_ids: list[int] | None = None, profiles: boo
         "ORDER BY run.id",
         parameters,
     ):
-        by_card.setdefault(card_id, {})[key] = value
+        found = by_card.get(card_id)
+        if found is None:  # not setdefault: it would make a dict for each of 500,000 metrics
+            found = by_card[card_id] = {}
+        found[key] = value
     if not profiles:
         return by_card
     columns = ", ".join(PROFILE_COLUMNS.values())

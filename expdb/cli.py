@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from . import cards, lifecycle
+from . import cards, interrupts, lifecycle
 from .db import Database
 from .errors import ExpdbError, last_line
 from .lifecycle import CARD_STATUSES, PLANNED, RunStatus
@@ -1374,7 +1374,8 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(1)
-    if code == 130:
-        errors.print("interrupted", markup=False)
+    if code == 130:  # Ctrl-C; or SIGTERM, a cluster's SIGUSR2: then it says which (expdb.interrupts)
+        why = interrupts.why_stopped()
+        errors.print(f"interrupted: {why}" if why else "interrupted", markup=False, soft_wrap=True)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -124,8 +124,10 @@ def card_profiles(db: Database, card_ids: list[int]) -> dict[int, list[Measured]
         ids,
     )
     found: dict[int, list[Measured]] = {}
+    known: dict[tuple, Conditions] = {}  # a study has few sets of conditions: each made once
     for profile_id, card_id, device, dtype, param_dtype, batch, input_shape, threads, flags, *rest in rows:
-        conditions = Conditions(device, dtype, param_dtype, batch, input_shape, threads, flags or "")
+        fields = (device, dtype, param_dtype, batch, input_shape, threads, flags or "")
+        conditions = known.get(fields) or known.setdefault(fields, Conditions(*fields))
         card = found.setdefault(card_id, [])
         if any(measured.conditions == conditions for measured in card):
             continue  # an older profile under the same conditions
@@ -184,7 +186,8 @@ def choose(profiles: dict[int, list[Measured]], wanted_text: str | None = None) 
 def fill_rows(db: Database, rows: list, wanted_text: str | None) -> Choice:
     """Put each row's profile under the chosen conditions into `row.values` (and its marks into `row.marks`)."""
     choice = choose(card_profiles(db, list({row.card.id for row in rows})), wanted_text)
-    choice.left_out = sorted({row.card.name for row in rows if row.card.id in choice.otherwise})
+    otherwise = set(choice.otherwise)
+    choice.left_out = sorted({row.card.name for row in rows if row.card.id in otherwise})
     for row in rows:
         measured = choice.chosen.get(row.card.id)
         if measured is None:

@@ -44,13 +44,24 @@ def choose_device(requested: str) -> str:
 
 
 def device_in_use() -> str | None:
-    """For a script's own run (expdb.start), whose code picks its device: CUDA's current device when the
-    script has imported torch and there is a GPU, cpu when there is none, None (unknown) before torch is imported.
+    """For a script's own run (expdb.start), whose code picks its device: "cpu" when the script has imported torch
+    and torch sees no GPU, so nothing else can train; None (unknown) otherwise, until the run sees the device its
+    model or its logged tensors are on (Run.profile, Run.log). A GPU machine's script may well train on the CPU.
     expdb.start does not import torch itself: a script without it would pay a second for nothing."""
     torch = sys.modules.get("torch")
-    if torch is None:
+    if torch is None or torch.cuda.is_available():
         return None
-    return f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+def device_of(model, inputs) -> str:
+    """Where a model is: its first parameter's (or buffer's) device, else its first input tensor's, else the CPU."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return str(tensor.device)
+    for value in inputs.values() if isinstance(inputs, dict) else inputs if isinstance(inputs, (tuple, list)) else [inputs]:
+        if hasattr(value, "device"):
+            return str(value.device)
+    return "cpu"
 
 
 def torch_device(device: str):
@@ -82,7 +93,7 @@ def device_name(device: str | None) -> str | None:
     if device == "cpu":
         return cpu_name()
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available():
+    if torch is None or not device.startswith("cuda") or not torch.cuda.is_available():
         return None
     return torch.cuda.get_device_name(torch_device(device))
 

@@ -63,9 +63,10 @@ at a loss's smoothed curve (`trend_events`): the curve in blocks of `smooth` of 
   logged), the smoothed loss has not fallen `flat_drop` below its start (the mean of its first
   values). "loss has not improved: 2.3 at step 5,000 against 2.31 at step 50".
 
-Only the total loss is examined for trends (`loss`, `total_loss`, `train/loss`), or every loss key
-when a run logs no total. Every threshold has a default in `DEFAULTS`, and `parse_settings` reads the
-`KEY=VALUE` overrides of a card or a run.
+Only the total loss is examined for spikes, explosions and trends (`loss`, `total_loss`, `train/loss`),
+or every loss key when a run logs no total; every loss key is checked for non-finite values. Every
+threshold has a default in `DEFAULTS`, and `parse_settings` reads the `KEY=VALUE` overrides of a card
+or a run.
 
 `observe` costs O(number of values) plus, per watched value, a bisect into a sorted window of at most
 `window` floats; it takes a lock, so it may be called from any thread. Events are returned in step
@@ -578,6 +579,7 @@ class DivergenceDetector:
         self.warmup = int(chosen["warmup"])
         self.trends = TrendWatch(chosen, total_steps)
         self._curves: dict[str, _Curve | None] = {}  # None: a key that is not watched
+        self._has_total = False  # a total loss is logged: spikes and explosions are looked for on it alone
         self._loss_non_finite = False  # the losses reported their non-finite event
         self._grad_non_finite = False
         self._events: list[Divergence] = []
@@ -597,6 +599,18 @@ class DivergenceDetector:
         family = _LOSS if is_loss_key(key) else _GRAD if is_grad_norm_key(key) else None
         curve = _Curve(key, family) if family else None
         self._curves[key] = curve
+        if curve is not None and family == _LOSS:
+            # A run that logs its total loss is judged by it: a component that jumps by orders of
+            # magnitude while it is still negligible (a distillation term growing from 1e-6) is no
+            # explosion, and one that matters moves the total. Components are still checked for NaN.
+            if _is_total_loss(key):
+                if not self._has_total:
+                    self._has_total = True
+                    for other in self._curves.values():
+                        if other is not None and other.family == _LOSS and not _is_total_loss(other.key):
+                            other.done = True
+            elif self._has_total:
+                curve.done = True
         return curve
 
     def absorb(self, key: str, steps: Sequence[int], values: Sequence[float]) -> bool:
@@ -616,6 +630,8 @@ class DivergenceDetector:
         """All the values logged at one step; returns the events this step reveals (usually none)."""
         step = _as_step(step)
         with self._lock:
+            for key in values:  # a total logged at this step is known before its components are judged
+                self._curve(key)
             non_finite: list[tuple[_Curve, float]] = []
             explosions: list[tuple[_Curve, _Spike]] = []
             loss_spikes: list[tuple[_Curve, _Spike]] = []
@@ -677,6 +693,8 @@ class DivergenceDetector:
         ordered = curves
         for key, (steps, values) in ordered.items():
             self.trends.add(key, steps, values)
+            with self._lock:
+                self._curve(key)
         if not ordered:
             return []
         longest = max(ordered.values(), key=lambda curve: len(curve[0]))[0]

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import TextIO
 
+from . import interrupts
 from .cards import Card
 from .devices import check_device, choose_device, restored_torch_settings
 from .errors import ExpdbError, last_line
 from .lifecycle import RunStatus
 from .logparse import LineParser, make_parser
 from .metrics import PROFILE_BUDGET_S, PROFILE_ITERATIONS, PROFILE_WARMUP
-from .runs import ProgressCallback, Run, begin_run, sigterm_as_interrupt
+from .runs import ProgressCallback, Run, begin_run
 from .values import format_value
 
 Runner = Callable[[dict, Run], None]
@@ -255,7 +256,8 @@ def execute(
             with restored_torch_settings():  # what the runner sets (cudnn flags, TF32, threads) ends with its run
                 if runner.build is not None and profile_budget:
                     profile_before_training(run, runner.build, profile_budget)
-                runner.train(dict(card.params), run)
+                if not run.should_stop:  # asked to stop (SIGUSR2) while it was profiled: it ends interrupted
+                    runner.train(dict(card.params), run)
 
     else:
         raise ExpdbError(
@@ -264,23 +266,34 @@ def execute(
         )
     if ready is not None:
         ready()
-    run = begin_run(
-        db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
-        command=template, progress=progress, queued_run=queued_run, diverge=diverge,
-    )
-    if started is not None:
-        started()
-    with sigterm_as_interrupt(run):
+    with interrupts.handled():
+        # A signal while the run row is written waits, and acts once the run can end interrupted.
+        interrupts.hold()
         try:
-            train(run)
-        except CommandFailed as failure:
-            run.end(RunStatus.FAILED, str(failure))
-        except BaseException as error:  # noqa: BLE001 - every ending is recorded; Ctrl-C goes on up
-            run.end_from_exception(error)
-            if isinstance(error, KeyboardInterrupt):
-                raise
-        else:
-            run.end(RunStatus.FINISHED)
+            run = begin_run(
+                db, card.name, device=chosen, seed=seed, resume=resume, on_diverge=on_diverge,
+                command=template, progress=progress, queued_run=queued_run, diverge=diverge,
+            )
+        except BaseException:
+            interrupts.release()
+            raise
+        with interrupts.training(run):
+            try:
+                try:
+                    if started is not None:
+                        started()
+                finally:
+                    interrupts.release()  # what came meanwhile acts here: SIGTERM raises, SIGUSR2 asks the run to stop
+                if not run.should_stop:
+                    train(run)
+            except CommandFailed as failure:
+                run.end(RunStatus.FAILED, str(failure))
+            except BaseException as error:  # noqa: BLE001 - every ending is recorded; Ctrl-C goes on up
+                run.end_from_exception(error)
+                if isinstance(error, KeyboardInterrupt):
+                    raise
+            else:
+                run.end(RunStatus.FINISHED)
     noted = [event.message for event in run.divergences + run.trends]
     return Outcome(card.name, run.id, run.status, run.exit_reason, run.summary_metrics, noted)
 

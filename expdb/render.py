@@ -7,6 +7,7 @@ lay out, while the plain formats are written line by line.
 import csv
 import html
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -135,6 +136,9 @@ class Layout:
     priorities: list[int]  # which columns a narrow terminal leaves out first: the highest
     dimmed: list[bool]  # per row: an invalid card, shown greyed
     notes: list[str]  # printed under the table
+    # per head: the metric column it shows, and whether it holds that column's test against the baseline;
+    # None for the name, parameters and n (what the UI sorts each head by)
+    sources: list[tuple[Column, bool] | None]
 
 
 def _first_header(table: ComparisonTable, latex: bool) -> str:
@@ -150,12 +154,15 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
     headers += [*table.param_keys, *(["n"] if table.counted else [])]
     # The card, then the metrics asked for (and their tests), then the differing parameters, then the costs added unasked.
     priorities = [0, *[PARAM_PRIORITY] * len(table.param_keys), *([METRIC_PRIORITY] if table.counted else [])]
+    sources: list[tuple[Column, bool] | None] = [None] * len(headers)
     for column in columns:
         headers.append(column.header(with_unit=latex))
         priorities.append(METRIC_PRIORITY if column.requested else COST_PRIORITY)
+        sources.append((column, False))
         if column in tested:
             headers.append(_test_header(table))
             priorities.append(METRIC_PRIORITY)
+            sources.append((column, True))
     numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
     formatted: dict[tuple, Cell] = {}  # parameters take few distinct values: each is formatted once
     rows = []
@@ -179,7 +186,9 @@ def _layout(table: ComparisonTable, latex: bool = False) -> Layout:
             if column in tested:
                 cells.append(_test_cell(table, row, column, latex))
         rows.append(cells)
-    return Layout(headers, numeric, rows, priorities, [bool(row.invalid_reason) for row in table.rows], footnotes(table))
+    return Layout(
+        headers, numeric, rows, priorities, [bool(row.invalid_reason) for row in table.rows], footnotes(table), sources
+    )
 
 
 def _joined(cell: Cell) -> str:
@@ -252,13 +261,23 @@ def write_markdown(table: ComparisonTable, file: TextIO) -> None:
         file.write("\n" + "".join(f"{note}  \n" for note in layout.notes[:-1]) + layout.notes[-1] + "\n")
 
 
-_AS_IS = frozenset({float, int, str})  # what csv writes as it is: most cells
+_AS_IS = frozenset({float, int, str, type(None)})  # what csv writes as it is (None as an empty cell): most cells
 
 
-def _plain(value: object) -> object:
-    if value is None:
-        return ""
-    return ("true" if value else "false") if type(value) is bool else json.dumps(value)
+def _csv_text() -> Callable[[object], str]:
+    """How csv writes a value it does not write as it is: booleans as true/false, lists as JSON. The few distinct
+    lists of a study are encoded once each, known by their repr (which, unlike ==, tells [1] from [True] and [1.0])."""
+    encoded: dict[str, str] = {}
+
+    def plain(value: object) -> str:
+        if value.__class__ is bool:
+            return "true" if value else "false"
+        known = repr(value)
+        if known not in encoded:
+            encoded[known] = json.dumps(value)
+        return encoded[known]
+
+    return plain
 
 
 def _ranked(table: ComparisonTable) -> list[Column]:
@@ -277,16 +296,23 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
     header += [name for column in _means(table) for name in _raw_names(table, column)]
     shows_invalid = any(row.invalid_reason for row in table.rows)
     header += ["invalid_reason"] if shows_invalid else []
-    values = [(column.key, column.agg) for column in table.columns]  # looked up once, not per row
+    # Looked up once, not per row: a table may have 100,000 rows.
+    values = [(column.key, column.agg) for column in table.columns]
+    keys = [key for key, _ in values]
+    param_keys, ranked, means = table.param_keys, _ranked(table), _means(table)
     rows = []
     for row in table.rows:
         params = row.params
-        line = [row.name, *[params.get(key) for key in table.param_keys]]
-        line += [row.count] if table.counted and isinstance(row, GroupRow) else []
-        line += [row.number(key, agg) for key, agg in values]
+        line = [row.name, *[params.get(key) for key in param_keys]]
+        if isinstance(row, GroupRow):
+            line += [row.count] if table.counted else []
+            line += [row.number(key, agg) for key, agg in values]
+        else:  # a card's row: its number of a column is its value
+            found = row.values.get
+            line += [found(key) for key in keys]
         if with_deltas:
-            line += [table.delta(row, column) for column in _ranked(table)]
-        line += [value for column in _means(table) for value in _raw_values(table, row, column)]
+            line += [table.delta(row, column) for column in ranked]
+        line += [value for column in means for value in _raw_values(table, row, column)]
         line += [row.invalid_reason] if shows_invalid else []
         rows.append(line)
     return header, rows
@@ -321,7 +347,8 @@ def write_csv(table: ComparisonTable, file: TextIO) -> None:
     writer = csv.writer(file, lineterminator="\n")
     header, rows = flat_rows(table)
     writer.writerow(header)
-    writer.writerows([value if value.__class__ in _AS_IS else _plain(value) for value in row] for row in rows)
+    plain = _csv_text()
+    writer.writerows([value if value.__class__ in _AS_IS else plain(value) for value in row] for row in rows)
 
 
 def write_json(table: ComparisonTable, file: TextIO) -> None:

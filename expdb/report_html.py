@@ -142,7 +142,10 @@ def write_html_report(
             plots.append(f"<p>No card logged the curve <code>{html.escape(curve)}</code>, so there is no plot of it.</p>")
             continue
         plots.append(f'<div class="curves" data-index="{len(payloads)}"></div>')
-        payload = curve_data(db, with_curve, [curve], x=x, smooth=smooth, log_y=log_y, width=REPORT_WIDTH)
+        # Folded (--over), mean curves in their bands, as the markdown report draws them.
+        payload = curve_data(
+            db, with_curve, [curve], x=x, smooth=smooth, log_y=log_y, width=REPORT_WIDTH, over=folding.get("over")
+        )
         payloads.append({**payload, "ylim": list(ylim) if ylim else None})
         missing = [card.name for card in cards if curve not in have[card.id]]
         if missing:

@@ -12,7 +12,6 @@ import errno
 import json
 import os
 import platform
-import signal
 import socket
 import sys
 import threading
@@ -22,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cards, lifecycle
+from . import cards, interrupts, lifecycle
 from .db import Database, new_uid, now
-from .devices import choose_device
 from .divergence import SETTINGS_OF, Divergence, DivergenceDetector
 from .errors import ExpdbError, last_line
 from .lifecycle import RunRow, RunStatus
@@ -57,10 +55,6 @@ def recording_error(error: BaseException) -> str:
     if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "disk is full" in text or "No space left" in text:
         return f"{text}: the disk is full; free some space, then continue the run with `expdb run CARD --resume`"
     return text
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: flush, mark the run interrupted."""
 
 
 @dataclass(frozen=True)
@@ -123,12 +117,12 @@ def cpu_name() -> str:
 
 
 def environment() -> dict:
-    """What a run ran on: Python, the processor or GPU, and torch/CUDA when the process has imported torch."""
+    """What a run ran on: Python, and torch/CUDA when the process has imported torch. The device's name is the
+    run's device's (this_process, record_device): never a guess from the machine."""
     env = {"python": sys.version.split()[0], "argv": sys.argv, "cwd": os.getcwd(), **capture(Path.cwd())}
     group = launch_group()
     if group is not None and world_size() > 1:  # the other ranks find this run by it (expdb.start(all_ranks=True))
         env.update(launch_group=group, world_size=world_size())
-    env["device_name"] = cpu_name()
     torch = sys.modules.get("torch")
     if torch is not None:
         env["torch"] = torch.__version__
@@ -136,7 +130,6 @@ def environment() -> dict:
         env["threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
             env["cudnn"] = torch.backends.cudnn.version()
-            env["device_name"] = torch.cuda.get_device_name()
     return env
 
 
@@ -199,7 +192,7 @@ class Run:
         self._flusher = threading.Thread(target=self._flush_loop, name=f"expdb-run-{run_id}", daemon=True)
         self._flusher.start()
         if owner:
-            self.write_log(f"run {run_id} of {card.name} started on {device}, seed {seed}")
+            self.write_log(f"run {run_id} of {card.name} started on {device or 'a device not known yet'}, seed {seed}")
         else:
             self.write_log(f"process {os.getpid()}{f' ({key_prefix[:-1]})' if key_prefix else ''} attached to run {run_id}")
 
@@ -218,12 +211,16 @@ class Run:
     def profile(self, model, inputs, **options):
         """Measure Params, FLOPs and Cost-Time of `model` on `inputs` (see `expdb.profiler.profile`) and keep
         them with this run. Imports torch and fvcore."""
-        from .devices import device_in_use
+        from .devices import device_of, torch_device
         from .profiler import profile
         from .results import store_profile
 
+        # On the run's device; a script's run whose device is not known yet trains where its model is.
+        device = options.pop("device", None) or self.device or device_of(model, inputs)
         self._cuda_peak = max(self._cuda_peak, self._cuda_peak_now() or 0)  # profiling resets the count
-        measured = profile(model, inputs, **{"device": self.device or device_in_use() or "cpu", **options})
+        measured = profile(model, inputs, device=device, **options)
+        if self.device is None:
+            self._learn_device(self.db, str(torch_device(device)))  # "cuda" as "cuda:0"
         store_profile(self.db, self.card.id, self.id, measured)
         self.write_log(
             f"profile: {measured.params_total:,} params, {measured.flops} FLOPs ({measured.flops_counter}), "
@@ -252,6 +249,14 @@ class Run:
         # Called from a signal handler: nothing here may write the log file, which the interrupted code may be writing.
         if self.stop_requested is None:
             self.stop_requested = reason
+
+    def _learn_device(self, db: Database, device: str) -> None:
+        """The device the training was seen to use, recorded with its name where the run's was not known."""
+        if self._key_prefix:  # another rank's device is not the run's
+            return
+        self.device = device
+        record_device(db, self.id, device)
+        self.write_log(f"training on {device}")
 
     def write_log(self, line: str) -> None:
         self._log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
@@ -291,6 +296,10 @@ class Run:
         if points:
             self._first_point = self._first_point or points[0]
             self._last_point = points[-1]
+            if self.device is None:  # a tensor logged as it is says where the training runs
+                seen = next((value.device for value in points[-1][4].values() if hasattr(value, "device")), None)
+                if seen is not None:
+                    self._learn_device(db, str(seen))
         chunks = build_chunks(points)
         prefix = self._key_prefix
         detector = self._detector
@@ -325,8 +334,18 @@ class Run:
 
     # -- ending ---------------------------------------------------------------------------
 
+    @property
+    def ended(self) -> bool:
+        return self.status != RunStatus.RUNNING
+
     def end(self, status: RunStatus, exit_reason: str | None = None) -> RunStatus:
-        """Drain the queue, store the summary, set the final status. Returns the status stored."""
+        """Drain the queue, store the summary, set the final status. Returns the status stored.
+
+        A signal that comes meanwhile acts once the run has ended (see expdb.interrupts)."""
+        with interrupts.held():
+            return self._end(status, exit_reason)
+
+    def _end(self, status: RunStatus, exit_reason: str | None) -> RunStatus:
         self._stop_flusher.set()
         self._flusher.join()
         if self._flusher_error is not None and status != RunStatus.INTERRUPTED:
@@ -398,39 +417,9 @@ class Run:
         if isinstance(error, RunStopped):
             return self.end(RunStatus.DIVERGED)
         if isinstance(error, KeyboardInterrupt):
-            reason = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted (Ctrl-C)"
+            reason = "terminated (SIGTERM)" if isinstance(error, interrupts.Terminated) else "interrupted (Ctrl-C)"
             return self.end(RunStatus.INTERRUPTED, reason)
         return self.end(RunStatus.FAILED, last_line(error))
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-TIME_LIMIT_SIGNAL = signal.SIGUSR2  # what submitit has Slurm send before a job's time limit (--signal=USR2@90)
-
-
-class sigterm_as_interrupt:
-    """While a run trains in the main thread, SIGTERM ends it like Ctrl-C; SIGUSR2, a cluster's warning that the
-    time limit is near, asks `run` to stop (`should_stop`): a runner checkpoints and returns, the run ends interrupted."""
-
-    def __init__(self, run: "Run | None" = None):
-        self.run = run
-
-    def __enter__(self) -> "sigterm_as_interrupt":
-        self._previous: dict = {}
-        if threading.current_thread() is threading.main_thread():
-            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _raise_terminated)
-            if self.run is not None:
-                run = self.run
-                self._previous[TIME_LIMIT_SIGNAL] = signal.signal(
-                    TIME_LIMIT_SIGNAL, lambda signum, frame: run.request_stop("the cluster's time limit is near (SIGUSR2)")
-                )
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def check_on_diverge(on_diverge: str) -> str:
@@ -487,6 +476,22 @@ def this_process(device: str | None, seed: int, command: str | None) -> lifecycl
     if os.environ.get("CUDA_VISIBLE_DEVICES"):
         env["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]  # the GPU "cuda" is: a queue pins each job to one
     return lifecycle.Process(socket.gethostname(), os.getpid(), device, seed, command or " ".join(sys.argv), json.dumps(env))
+
+
+def record_device(db: Database, run_id: int, device: str) -> None:
+    """Run `run_id`, whose device was not known when it started, trains on `device`: its column, and the device's
+    name in its environment. A run whose device is known already is left as it is."""
+    from .devices import device_name
+
+    name = device_name(device)
+    with db.transaction() as connection:
+        row = connection.execute("SELECT env FROM run WHERE id = ? AND device IS NULL", (run_id,)).fetchone()
+        if row is None:
+            return
+        env = json.loads(row[0] or "{}")
+        if name is not None:
+            env["device_name"] = name
+        connection.execute("UPDATE run SET device = ?, env = ? WHERE id = ?", (device, json.dumps(env), run_id))
 
 
 def begin_run(
@@ -556,6 +561,6 @@ def attach_run(
     plan = RunPlan(Path(checkpoint_dir)) if checkpoint_dir else RunPlan.for_run(db, run_id)
     plan.directory.mkdir(parents=True, exist_ok=True)
     return Run(
-        db, card, run_id, plan, device or choose_device("auto"), seed or 0, resume, on_diverge, started_at or now(),
+        db, card, run_id, plan, device, seed or 0, resume, on_diverge, started_at or now(),
         None, diverge, owner=False, key_prefix=key_prefix, system_metrics=False,  # the owner samples the process tree
     )

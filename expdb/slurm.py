@@ -23,7 +23,7 @@ from .db import Database
 from .errors import ExpdbError, last_line
 from .lifecycle import QueuedRun, RunStatus
 from .queue import job_command, queue_runs, release
-from .runs import TIME_LIMIT_SIGNAL
+from .interrupts import TIME_LIMIT_SIGNAL
 
 SLURM_FOLDER = "slurm"  # in the database's runs directory: submitit's scripts and the jobs' stdout/stderr, one file per job
 _TIME = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?")
@@ -151,22 +151,38 @@ class NodeJob:
     process. It forwards the signal to `expdb run`, whose runner checkpoints and returns (the run ends `interrupted`),
     and waits for it. With `requeue`, the run is queued again and submitit requeues the job, which resumes the run
     from its checkpoint; without, the job ends there. SIGTERM (scancel, the limit itself) reaches `expdb run` from
-    Slurm directly: the run ends `interrupted` too.
+    Slurm directly: the run ends `interrupted` too. A run that `expdb run` never adopted (a signal while it
+    started) is requeued as it is with `requeue`, else released: nothing stays queued.
     """
 
     def __init__(self, location: str, entry: QueuedRun, run_args: list[str], requeue: bool = False):
         self.location, self.entry, self.run_args, self.requeue = location, entry, run_args, requeue
         self._process: subprocess.Popen | None = None
+        self._checkpointing = False  # then `checkpoint` decides what becomes of a run still queued
 
     def __getstate__(self) -> dict:  # pickled by submitit: the child process stays here
         return {**self.__dict__, "_process": None}
 
     def __call__(self) -> int:
         self._process = subprocess.Popen(job_command(self.location, self.entry, self.run_args))
-        return self._process.wait()
+        code = self._process.wait()
+        if self._checkpointing or not self._still_queued():
+            return code
+        # `expdb run` stopped before it adopted the run (scancel while it started): nothing will run it.
+        with Database(self.location) as db:
+            lifecycle.release(db, self.entry.run_id, self.entry.resumed_from)
+        return code
+
+    def _still_queued(self) -> bool:
+        with Database(self.location) as db:
+            run = lifecycle.get_run(db, self.entry.run_id)
+        return run is not None and run.status == RunStatus.QUEUED
 
     def checkpoint(self):
         """submitit's hook on the time-limit signal: stop the run with a checkpoint; the job to requeue, or None."""
+        import submitit
+
+        self._checkpointing = True
         process = self._process
         if process is not None and process.poll() is None:
             process.send_signal(TIME_LIMIT_SIGNAL)
@@ -175,13 +191,17 @@ class NodeJob:
             except subprocess.TimeoutExpired:  # the runner never looks at should_stop: end it as Slurm would
                 process.terminate()
                 process.wait()
+        if self._still_queued():  # stopped before it adopted its run (SIGUSR2 while it started)
+            if self.requeue:
+                return submitit.helpers.DelayedSubmission(NodeJob(self.location, self.entry, self.run_args, self.requeue))
+            with Database(self.location) as db:
+                lifecycle.release(db, self.entry.run_id, self.entry.resumed_from)
+            return None
         if not self.requeue:
             return None
         with Database(self.location) as db:
             if not lifecycle.requeue(db, self.entry.run_id, os.environ.get("SLURM_SUBMIT_HOST")):
                 return None  # it finished, failed or diverged meanwhile: nothing to resume
-        import submitit
-
         resumed = QueuedRun(self.entry.card, self.entry.run_id, RunStatus.INTERRUPTED)
         return submitit.helpers.DelayedSubmission(NodeJob(self.location, resumed, self.run_args, self.requeue))
 

@@ -9,8 +9,9 @@ import difflib
 import math
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from . import conditions as profile_conditions
 from .cards import (
@@ -180,7 +181,6 @@ class ComparisonTable:
     columns: list[Column]
     rows: list[Row | GroupRow]
     baseline: Row | GroupRow | None = None
-    best: dict[str, float] = field(default_factory=dict)  # column name -> best value, for columns with a direction
     group_keys: list[str] = field(default_factory=list)  # rows are GroupRows, grouped by these parameters
     counted: bool = False  # grouped rows show their number of cards, `n`
     condition_notes: list[str] = field(default_factory=list)  # said under the table: the profiles' conditions, marks
@@ -189,7 +189,15 @@ class ComparisonTable:
     spread: str = "std"  # after a folded row's mean: "std", or "ci" (the 95% CI half-width)
     # (id(row), column key) -> the folded row's difference to the baseline, tested, Holm-corrected
     differences: dict[tuple[int, str], Difference] = field(default_factory=dict)
+    _best: dict[str, float] | None = None  # column name -> best value, for columns with a direction
     _bold: dict[str, set[int]] | None = None  # folded: column name -> id() of its rows not worse than the best
+
+    @property
+    def best(self) -> dict[str, float]:
+        """Worked out when first asked, by a format that marks the best (csv and json do not)."""
+        if self._best is None:
+            self._best = _best_values(self.rows, self.columns)
+        return self._best
 
     @property
     def bold(self) -> dict[str, set[int]]:
@@ -371,9 +379,9 @@ def _fill_values(db: Database, rows: list[Row], key: str, reduction: str, curve_
     "" and "last": the recorded summary value, else (only for cards without one) the curve's last
     point; "min" and "max": over the curve, else the summary value; the others (`reduce_curve`) from the curve.
     """
-    by_id = {row.card.id: row for row in rows}
     target = value_key(key, reduction)
     if reduction and reduction not in REDUCTIONS:  # convergence: from the curve alone
+        by_id = {row.card.id: row for row in rows}
         for card_id, (_, run_id) in (_curve_ids(db, key, [row.card.id for row in rows]) if key in curve_keys else {}).items():
             value = reduce_curve(read_curve(db, run_id, key), reduction)
             if value is not None:
@@ -428,8 +436,12 @@ def _did_you_mean(name: str, candidates: list[str]) -> str:
 def _known_keys(db: Database, definitions: dict[str, MetricDef]) -> tuple[set[str], set[str], list[str]]:
     """Recorded summary metrics, logged curves, and every key a table may show."""
     recorded = {key for (key,) in db.query("SELECT DISTINCT key FROM metric")}
-    curve_keys = {key for (key,) in db.query("SELECT DISTINCT key FROM series")}
+    curve_keys = _curve_keys(db)
     return recorded, curve_keys, sorted(recorded | curve_keys | set(definitions) | set(PROFILE_COLUMNS))
+
+
+def _curve_keys(db: Database) -> set[str]:
+    return {key for (key,) in db.query("SELECT DISTINCT key FROM series")}
 
 
 def cards_where(db: Database, where: str) -> list[int]:
@@ -452,6 +464,7 @@ def build_table(
     invalid_baseline: bool = False,
     conditions: str | None = None,
     limit: int | None = None,
+    checked: "Requested | None" = None,
 ) -> ComparisonTable:
     """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
     (default: every recorded metric), sorted by `sort` if given.
@@ -469,7 +482,7 @@ def build_table(
     `conditions` ("dtype=fp16,batch=8"), else the one most cards have (expdb.conditions); a folded
     row's Cost-Time is marked when any of its cards' is. `limit`: only the first rows (the baseline's
     kept on top), of which the parameter columns and the best marks are taken; `total_rows` says how
-    many there were.
+    many there were. `checked`: `metrics` as `requested_metrics` checked them already (not read again).
     """
     group_keys, agg_names = _grouping(group_by, aggs, over)
     over_keys = split_keys(over)
@@ -478,8 +491,7 @@ def build_table(
     if spread not in SPREADS:
         raise ExpdbError(f"unknown --spread {spread!r}; use one of: {', '.join(SPREADS)}")
     folded = bool(group_keys or over_keys)
-    definitions = load_definitions(db)
-    requested, curve_keys = _requested_metrics(db, metrics, definitions)
+    requested, curve_keys, definitions = checked or requested_metrics(db, metrics)
     base_card = baseline if baseline is not None and (not folded or _is_card(db, baseline)) else None
     card_rows, base_card_row, choice = _card_rows(db, cards, requested, curve_keys, base_card, definitions, conditions)
     if not card_rows:
@@ -516,7 +528,6 @@ def build_table(
         columns=columns,
         rows=rows,
         baseline=base_row,
-        best=_best_values(rows, columns),
         group_keys=group_keys,
         counted="count" in agg_names,
         condition_notes=notes,
@@ -590,13 +601,13 @@ def comparison(
     the cards of the first rows are read: a screenful of a study of 100,000 cards is quick."""
     ids = selected_ids(db, selection)
     having: list[int] = []
+    checked = requested_metrics(db, metrics)
     if limit is not None and not sort and not group_by and not over:
-        requested, curve_keys = _requested_metrics(db, metrics, load_definitions(db))
-        having = _ids_having(db, ids, requested, curve_keys)
+        having = _ids_having(db, ids, checked.columns, checked.curve_keys)
         ids = having[:limit] or ids  # none has them: every card, for the error saying so
     table = build_table(
         db, cards_by_id(db, ids), metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=aggs,
-        over=over, spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions,
+        over=over, spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions, checked=checked,
     )
     if having:
         unselected_baseline = isinstance(table.baseline, Row) and table.baseline.card.id not in set(having)
@@ -641,24 +652,33 @@ def _grouping(
     return group_keys, agg_names or (list(DEFAULT_AGGREGATES) if folded else [])
 
 
-def _requested_metrics(
-    db: Database, metrics: Sequence[str], definitions: dict[str, MetricDef]
-) -> tuple[list[tuple[str, str]], set[str]]:
-    """The (key, reduction) of each metric column, checked, and the keys logged as curves."""
+class Requested(NamedTuple):
+    columns: list[tuple[str, str]]  # (key, reduction) of each metric column
+    curve_keys: set[str]  # the keys logged as curves
+    definitions: dict[str, MetricDef]
+
+
+def requested_metrics(db: Database, metrics: Sequence[str]) -> Requested:
+    """The metric columns `metrics` asks for (every recorded metric when none), checked against what the database holds."""
+    definitions = load_definitions(db)
     specs = list(dict.fromkeys(parse_metric(text) for text in metrics))
+    for key, reduction in specs:
+        if reduction and key in COST_KEYS:
+            raise ExpdbError(f"--metric {key}:{reduction}: {key} is measured once per profile; use --metric {key}")
+    if specs and all(key in definitions or key in COST_KEYS for key, _ in specs):
+        # Metrics that have a definition: no need to read which keys 500,000 recorded metrics have.
+        return Requested(specs, _curve_keys(db), definitions)
     recorded, curve_keys, known = _known_keys(db, definitions)
     logged = sorted(recorded | curve_keys)
-    for key, reduction in specs:
+    for key, _ in specs:
         if key not in known:
             raise ExpdbError(
                 f"unknown metric {key!r}; {_did_you_mean(key, logged) or _did_you_mean(key, known)}"
                 f"recorded metrics: {', '.join(logged) or 'none yet'}"
             )
-        if reduction and key in COST_KEYS:
-            raise ExpdbError(f"--metric {key}:{reduction}: {key} is measured once per profile; use --metric {key}")
     # By default every recorded summary metric; a study that only logged curves shows their last points.
     shown = recorded - set(TRAINING_COST_KEYS) or curve_keys  # what training cost: a column when asked for
-    return specs or [(key, "") for key in sorted(shown)], curve_keys
+    return Requested(specs or [(key, "") for key in sorted(shown)], curve_keys, definitions)
 
 
 def _card_rows(
@@ -684,8 +704,8 @@ def _card_rows(
     choice = profile_conditions.fill_rows(db, all_rows + extra, conditions)
     for key, reduction in requested:
         _fill_values(db, all_rows + extra, key, reduction, curve_keys)
-    keys = [Column(definition(definitions, key), reduction).key for key, reduction in requested]
-    rows = [row for row in all_rows if any(key in row.values for key in keys)]
+    keys = {Column(definition(definitions, key), reduction).key for key, reduction in requested}
+    rows = [row for row in all_rows if not keys.isdisjoint(row.values)]
     if base_row is not None and not any(row is base_row for row in rows):
         rows.insert(0, base_row)
     return rows, base_row, choice
@@ -736,7 +756,7 @@ def _grouped(
 ) -> tuple[list[GroupRow], GroupRow | None]:
     """Rows folded into variants (see `variants.fold`); and the baseline's: the variant of the baseline card,
     or the variant named `baseline`."""
-    present = {key for row in rows for key in row.card.params}
+    present = set(_keys_in_order(row.card.params for row in rows))
     for option, key in [*(("--group-by", key) for key in keys), *(("--over", key) for key in over)]:
         if key not in present:
             everywhere = sorted({key for (key,) in db.query(db.json_keys("card", "params"))})
@@ -782,22 +802,31 @@ def group_rows(
             if value is not None and all(same(row.card.params.get(key), value) for row in rows)
         }
     stats: dict[str, dict[str, float]] = {}
-    for key in dict.fromkeys(key for row in rows for key in row.values):
-        numbers = [row.values[key] for row in rows if key in row.values and not math.isnan(row.values[key])]
+    for key in _keys_in_order(row.values for row in rows):
+        numbers = [value for row in rows if (value := row.values.get(key)) is not None and value == value]  # not NaN
         if not numbers:
             continue
-        found = {"mean": statistics.fmean(numbers), "count": len(numbers), "min": min(numbers), "max": max(numbers)}
+        found = {"mean": math.fsum(numbers) / len(numbers), "count": len(numbers), "min": min(numbers), "max": max(numbers)}
         if len(numbers) > 1:
             found["std"] = sample_std(numbers)
         stats[key] = found
     return GroupRow(name, shared, rows, stats, seeds or {}, invalid)
 
 
+def _keys_in_order(mappings: Iterable[Mapping[str, object]]) -> list[str]:
+    """Every key of the mappings, in the order they first appear (most mappings add none: a quick test in C)."""
+    found: dict[str, None] = {}
+    for mapping in mappings:
+        if not mapping.keys() <= found.keys():
+            found.update(dict.fromkeys(mapping))
+    return list(found)
+
+
 def _group_param_columns(groups: list[GroupRow], keys: list[str], mode: str) -> list[str]:
     """The grouping keys, then the parameters constant within every group (and, unless `all`, differing between groups)."""
     if mode == "none":
         return []
-    every = list(dict.fromkeys(key for group in groups for row in group.rows for key in row.card.params))
+    every = _keys_in_order(row.card.params for group in groups for row in group.rows)
     # A group's `params` are those all its cards share: a key is constant within it when there, or when none has it.
     constant = [
         key
@@ -811,7 +840,7 @@ def _group_param_columns(groups: list[GroupRow], keys: list[str], mode: str) -> 
 
 
 def _param_columns(rows: list[Row], mode: str) -> list[str]:
-    keys = list(dict.fromkeys(key for row in rows for key in row.card.params))
+    keys = _keys_in_order(row.card.params for row in rows)
     if mode == "none":
         return []
     if mode == "all" or len(rows) < 2:

@@ -162,6 +162,22 @@ def test_status_is_latest_runs(study):
     assert cards.get_card(study, "cvt_io_v2_9").status == "finished"
 
 
+def test_cards_read_in_bulk_match_each_read_alone(study):
+    """cards_by_id looks parents and statuses up apart from the cards: a fork read without its parent still names it,
+    a card with two runs has its latest run's status, and the parameters keep their types and order."""
+    record_run(study, "cvt_io_v2_8", "diverged", {"iou50": 0.01})
+    record_run(study, "cvt_io_v2_8", "finished", {"iou50": 0.31})
+    ids = [cards.get_card(study, name).id for name in ("cvt_io_v2_9", "cvt_io_v2_8", "cvt")]
+    for chosen in (ids, ids[:1], ids[1:2]):
+        bulk = cards.cards_by_id(study, chosen)
+        alone = [cards.get_card(study, card.name) for card in bulk]
+        assert [card.id for card in bulk] == chosen  # in the order asked
+        assert bulk == alone
+        assert [list(card.params) for card in bulk] == [list(card.params) for card in alone]
+    assert cards.cards_by_id(study, ids[:1])[0].parent == "cvt_io_v2_8"
+    assert [card.status for card in cards.cards_by_id(study, ids)] == ["planned", "finished", "planned"]
+
+
 def test_set_params_on_unrun_card_keeps_types(study):
     params, typed = parse_key_values(["--lr", "1", "--N", "7", "--new", "x"])
     card = cards.set_params(study, "cvt_io_v2_9", params, typed)

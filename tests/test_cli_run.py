@@ -335,6 +335,19 @@ def test_command_after_double_dash_runs_the_card(cli, new):
     assert len(curve(run["id"])) == 5
 
 
+@pytest.mark.parametrize("profiled", [True, False], ids=["profiled", "silent"])
+def test_cmd_records_the_device_its_script_shows_and_no_guess_otherwise(cli, new, profiled):
+    from expdb.runs import cpu_name
+
+    script = shlex.quote(str(SCRIPTS / "attach_device.py"))
+    new("x", "--cmd", f"{PY} {script}" + (" --profile" if profiled else ""))
+    result = cli("run", "x")
+    assert result.code == 0, result.err
+    run = only_run("x")
+    wanted = ("cpu", cpu_name()) if profiled else (None, None)  # expdb run itself cannot know what the command uses
+    assert (run["device"], json.loads(run["env"]).get("device_name")) == wanted
+
+
 # -- Ctrl-C and SIGTERM in a real process ----------------------------------------------------
 
 
@@ -376,6 +389,77 @@ def test_ctrl_c_to_expdb_run_exits_130(workdir):
     code, err = signal_expdb_run(workdir, signal.SIGINT)
     assert code == 130
     assert "interrupted" in err
+
+
+# -- a cluster's signal while `expdb run` starts ----------------------------------------------
+
+
+def start_slowly(workdir, phase: str, *args: str) -> subprocess.Popen:
+    """`expdb run slow` (runner slowstart:train), once it waits in `phase`: importing its runner, or building
+    the model to profile while its run exists."""
+    path = resolve_location(None)
+    with Database(path, create=True) as db:
+        cards.create_card(db, "slow", {}, runner="slowstart:train")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "expdb", "run", "slow", "--db", path, *args],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "SLOWSTART": phase,
+             "PYTHONPATH": os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")]))},
+    )
+    deadline = time.monotonic() + DEADLINE_S
+    while not (workdir / f"waiting_{process.pid}").exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "expdb run never reached its start-up's wait"
+        time.sleep(0.02)
+    return process
+
+
+SIGNALS_AT_START = [
+    pytest.param(signal.SIGUSR2, "the cluster's time limit is near (SIGUSR2)", id="SIGUSR2"),
+    pytest.param(signal.SIGTERM, "terminated (SIGTERM)", id="SIGTERM"),
+]
+
+
+@pytest.mark.parametrize("signum, said", SIGNALS_AT_START)
+def test_a_signal_while_the_runner_is_imported_stops_expdb_run_in_one_line_with_nothing_recorded(workdir, signum, said):
+    process = start_slowly(workdir, "import")
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=DEADLINE_S)
+    assert (process.returncode, err) == (130, f"interrupted: {said}, before a run began\n")
+    assert query("SELECT count(*) FROM run") == [(0,)]
+
+
+@pytest.mark.parametrize("signum, said", SIGNALS_AT_START)
+def test_a_signal_while_the_run_is_profiled_ends_it_interrupted_before_it_trains(workdir, signum, said):
+    process = start_slowly(workdir, "build", "--profile-budget", "0.1")
+    process.send_signal(signum)
+    (workdir / "go").touch()
+    _, err = process.communicate(timeout=DEADLINE_S)
+    run = only_run("slow")
+    assert (run["status"], run["exit_reason"]) == ("interrupted", said)
+    assert not (workdir / f"trained_{process.pid}").exists()
+    assert process.returncode == (1 if signum == signal.SIGUSR2 else 130), err
+
+
+def test_a_signal_while_the_run_row_is_written_waits_and_ends_the_run_interrupted(cli, new, monkeypatch):
+    """SIGTERM between the run row's insert and the training: the run ends interrupted, never left running."""
+    from expdb import lifecycle
+
+    started = lifecycle.start
+
+    def start_then_signalled(*args, **kwargs):
+        row = started(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread at once
+        return row
+
+    monkeypatch.setattr(lifecycle, "start", start_then_signalled)
+    handler = signal.getsignal(signal.SIGTERM)
+    new("x", "--runner", "tinyrunners:finish")
+    result = cli("run", "x", "--profile-budget", "0")
+    assert (result.code, result.err.splitlines()[-1]) == (130, "interrupted: terminated (SIGTERM)")
+    run = only_run("x")
+    assert (run["status"], run["exit_reason"]) == ("interrupted", "terminated (SIGTERM)")
+    assert signal.getsignal(signal.SIGTERM) is handler  # put back after the run
 
 
 # -- bad input -------------------------------------------------------------------------------

@@ -114,6 +114,8 @@ def test_metrics_given_comma_separated(cli, example_db):
     ("args", "message"),
     [
         (["-m", "iou"], "unknown metric 'iou'; did you mean 'iou50'?"),
+        (["-m", "iou50,iou"], "unknown metric 'iou'; did you mean 'iou50'?"),  # beside a defined one
+        (["-m", "iou50", "-m", "params:max"], "params is measured once per profile; use --metric params"),
         (["-m", "iou50", "--where", "N>="], "malformed --where"),
         (["-m", "iou50", "--where", "NN>=5"], "did you mean 'N'?"),
         (["-m", "iou50", "--sort", "nothing"], "--sort 'nothing'"),
@@ -205,3 +207,31 @@ def test_the_terminal_view_shows_a_screenful_and_says_how_many_more(cli, workdir
     assert names(with_baseline) == ["c_44 (baseline)", "c_00"] and "… 43 more rows" in with_baseline.out
     assert len(names(cli("table", "--all"))) == 45 and "more rows" not in cli("table", "--all").out
     assert len(cli("table", "--format", "csv").out.splitlines()) == 46  # files get every row
+
+
+def test_csv_writes_each_value_as_typed(cli):
+    """Booleans as true/false, lists as JSON (each list kind apart: [1] is not [true] nor [1.0]), a missing value or
+    metric as an empty cell, numbers and strings as they are."""
+    from expdb.cards import create_card
+    from expdb.db import Database
+    from expdb.results import record_run
+
+    params = [
+        {"ks": [1], "on": True, "lr": 4e-3, "name": "a,b"},
+        {"ks": [True], "on": False, "lr": 1.0, "name": 'say "hi"'},
+        {"ks": [1.0], "on": True, "lr": 1},
+        {"ks": [1], "on": 1, "lr": 0.5, "name": "x"},
+    ]
+    with Database(create=True) as database:
+        for index, card_params in enumerate(params):
+            create_card(database, f"c{index}", card_params)
+            record_run(database, f"c{index}", "finished", {"iou50": 0.5 + index / 10, **({"loss": 0.1} if index else {})})
+    result = cli("table", "-m", "iou50", "-m", "loss", "-f", "csv", "--params", "all")
+    assert result.code == 0, result.err
+    assert list(csv.reader(io.StringIO(result.out))) == [
+        ["card", "ks", "on", "lr", "name", "iou50", "loss"],
+        ["c0", "[1]", "true", "0.004", "a,b", "0.5", ""],
+        ["c1", "[true]", "false", "1.0", 'say "hi"', "0.6", "0.1"],
+        ["c2", "[1.0]", "true", "1", "", "0.7", "0.1"],
+        ["c3", "[1]", "1", "0.5", "x", "0.8", "0.1"],
+    ]

@@ -2,6 +2,7 @@
 turns back up, a loss that never falls; and silence on healthy runs (tests/data/README.md)."""
 
 import gzip
+import json
 import math
 import random
 import re
@@ -68,6 +69,43 @@ def test_generated_noisy_detection_curves_raise_no_alarm():
             records.append((i * 20, {"loss": base * rng.uniform(0.7, 1.3), "lr": lr}))
         false_alarms += detect_all(records)
     assert false_alarms == []
+
+
+def dfine_launches() -> list[list[tuple[int, dict[str, float]]]]:
+    """The real D-FINE scalars.json, one record list per launch (its steps restart at each)."""
+    launches: list[list[tuple[int, dict[str, float]]]] = []
+    with gzip.open(DATA / "real-logs" / "mmdet3-dfine-scalars.json.gz", "rt", encoding="utf-8") as log:
+        for line in log:
+            entry = json.loads(line)
+            if "loss" not in entry:  # a validation line
+                continue
+            if not launches or entry["step"] <= launches[-1][-1][0]:
+                launches.append([])
+            launches[-1].append((entry["step"], {key: value for key, value in entry.items() if key.startswith("loss")}))
+    return launches
+
+
+def test_components_growing_from_almost_nothing_beside_a_healthy_total_raise_no_alarm():
+    launches = dfine_launches()
+    growth = max(
+        values[key] / first[key]
+        for launch in launches
+        for first in [next(values for _, values in launch if "loss_ddf_dn_0" in values)]
+        for _, values in launch
+        for key in ["loss_ddf_dn_0"]
+        if key in values
+    )
+    assert growth > 1_000  # the component alone would read as an explosion
+    assert [detect_all(launch) for launch in launches] == [[]] * len(launches)
+
+
+def test_a_component_is_judged_alone_when_no_total_is_logged_and_checked_for_nan_always():
+    blowup = [(1, {"loss_cls": 2.0}), (2, {"loss_cls": 5e5}), (3, {"loss_cls": 6e5}), (4, {"loss_cls": 7e5})]
+    assert kinds(detect_all(blowup)) == [("loss-explosion", "loss_cls", 2)]
+    beside_total = [(step, {"loss": 40.0 - step, **values}) for step, values in blowup]
+    assert detect_all(beside_total) == []
+    nan = [*beside_total, (5, {"loss": 35.0, "loss_cls": math.nan})]
+    assert kinds(detect_all(nan)) == [("non-finite", "loss_cls", 5)]
 
 
 # ---------------------------------------------------------------- explosions

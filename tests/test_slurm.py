@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -279,6 +280,52 @@ def test_a_requeued_job_resumes_its_run_from_the_checkpoint(db, workdir):
     (resumed,) = records("SELECT * FROM run WHERE id = ?", (run_id,))
     assert (resumed["status"], resumed["started_at"]) == ("finished", run["started_at"])
     assert list(read_curve(db, run_id, "loss").steps)[-6:] == list(range(checkpoint, checkpoint + 6))
+
+
+def start_slow_job(db, workdir, monkeypatch, requeue: bool):
+    """A job whose `expdb run` waits while it imports its runner (slowstart:train), its run not yet adopted."""
+    monkeypatch.setenv("SLOWSTART", "import")
+    card = cards.create_card(db, "slow", {}, runner="slowstart:train")
+    (entry,) = queue_runs(db, [card], resume=False, launcher="slurm")
+    job = NodeJob(shared_location(db), entry, RUN_ARGS, requeue)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(job()))
+    thread.start()
+    wait_until(lambda: list(workdir.glob("waiting_*")), "the job's expdb run to wait in its start-up")
+    return job, thread, codes, entry.run_id
+
+
+def test_the_time_limit_signal_while_the_job_starts_leaves_nothing_queued(db, workdir, monkeypatch):
+    job, thread, codes, run_id = start_slow_job(db, workdir, monkeypatch, requeue=False)
+    assert job.checkpoint() is None  # SIGUSR2 to `expdb run` while it imports its runner
+    thread.join()
+    assert codes == [130]
+    assert records("SELECT * FROM run") == [] and cards.get_card(db, "slow").status == "planned"
+
+
+def test_a_job_stopped_while_it_starts_is_requeued_with_its_run_still_queued(db, workdir, monkeypatch):
+    job, thread, codes, run_id = start_slow_job(db, workdir, monkeypatch, requeue=True)
+    requeued = job.checkpoint()
+    thread.join()
+    assert codes == [130]
+    (run,) = records("SELECT * FROM run WHERE id = ?", (run_id,))
+    assert (run["status"], run["started_at"]) == ("queued", None)
+    assert isinstance(requeued, submitit.helpers.DelayedSubmission)
+    monkeypatch.delenv("SLOWSTART")
+    assert pickle.loads(pickle.dumps(requeued)).function() == 0  # the requeued job, on its node
+    (run,) = records("SELECT * FROM run WHERE id = ?", (run_id,))
+    assert run["status"] == "finished"
+    assert list(read_curve(db, run_id, "loss").steps) == [0, 1, 2, 3, 4]
+
+
+def test_a_job_cancelled_while_it_starts_releases_its_run(db, workdir, monkeypatch):
+    """scancel: Slurm's SIGTERM reaches `expdb run` directly, before it adopted its run."""
+    job, thread, codes, run_id = start_slow_job(db, workdir, monkeypatch, requeue=False)
+    (waiting,) = workdir.glob("waiting_*")
+    os.kill(int(waiting.name.removeprefix("waiting_")), signal.SIGTERM)
+    thread.join()
+    assert codes == [130]
+    assert records("SELECT * FROM run") == []
 
 
 def test_requeue_outside_slurm_is_refused(cli, planned):

@@ -12,12 +12,14 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from conftest import wait_until
-from ui_study import build_study
+from ui_study import EVIL, build_markup_study, build_seed_study, build_study
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -38,6 +40,13 @@ def study(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(study):
+    with serving(study) as base:
+        yield base
+
+
+@contextmanager
+def serving(study: Path) -> Iterator[str]:
+    """`expdb ui` serving `study` on a free port, until the block ends: its address."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "expdb", "ui", "--db", str(study), "--port", str(port)],
@@ -283,3 +292,137 @@ def test_html_report_renders_offline(browser, study, tmp_path, screenshots):
         page.screenshot(path=screenshots / "report.png", full_page=True)
     finally:
         context.close()
+
+
+# -- seeds folded, invalid cards, attachments (the study of build_seed_study) ---------------------
+
+
+@pytest.fixture(scope="module")
+def seed_study(tmp_path_factory):
+    return build_seed_study(tmp_path_factory.mktemp("browser-seeds") / "study.db")
+
+
+@pytest.fixture(scope="module")
+def seed_server(seed_study):
+    with serving(seed_study) as base:
+        yield base
+
+
+def test_study_page_shows_invalid_cards_on_request_and_folds_seeds(page, seed_server, seed_study, screenshots):
+    page.goto(seed_server + "/?tag=seeds")
+    wait_loaded(page, 1)
+    assert "fold_bad" not in first_cards(page) and len(first_cards(page)) == 6
+    page.check("#invalid")
+    wait_loaded(page, 2)
+    bad = page.locator("#study tbody tr[data-card='fold_bad']")
+    assert "invalid" in bad.get_attribute("class")
+    assert "invalid: the <b>eval</b> set leaked into training" in bad.inner_text()  # shown as text
+    assert page.locator("#study b").count() == 0
+    assert "fold_bad: invalid, the <b>eval</b> set leaked into training; never marked best." in page.inner_text("#table-notes")
+    page.screenshot(path=screenshots / "study-invalid.png", full_page=True)
+
+    page.check("#fold")
+    wait_loaded(page, 3)
+    assert first_cards(page) == ["fold_lr1", "fold_lr2", "fold_bad (invalid)"]
+    page.select_option("#spread", "ci")
+    wait_loaded(page, 4)
+    page.click("#study tbody tr[data-card='fold_lr1'] button")
+    wait_loaded(page, 5)
+    lr2 = page.inner_text("#study tbody tr[data-card='fold_lr2']")
+    assert "0.347 ± 0.011" in lr2 and "+0.024 [0.012, 0.036] †" in lr2
+    assert page.locator("#study tbody tr[data-card='fold_lr2'] td.best").inner_text() == "0.347 ± 0.011"
+    assert "paired t-test on matching seeds" in page.inner_text("#table-notes")
+    assert page.locator("#study tbody tr[data-card='fold_lr2'] .variant-cards a").count() == 3  # its cards, linked
+    page.screenshot(path=screenshots / "study-folded.png", full_page=True)
+    same_view = ["--tag", "seeds", "--all", "--over", "seed", "--spread", "ci", "--baseline", "fold_lr1"]
+    page.click("#copy-md")
+    wait_for(page, "document.getElementById('copied').dataset.format === 'md'")
+    assert page.input_value("#copied") == cli_output(seed_study, "table", *same_view, "--format", "md")
+    page.click("#copy-latex")
+    wait_for(page, "document.getElementById('copied').dataset.format === 'latex'")
+    assert page.input_value("#copied") == cli_output(seed_study, "table", *same_view, "--format", "latex")
+    assert "over=seed" in page.url and "all=1" in page.url  # the view is in the address, to share or reload
+
+
+def test_card_page_shows_attachments_and_none_runs_script(page, seed_server, screenshots, tmp_path):
+    page.goto(seed_server + "/card/fold_lr1_seed0")
+    page.wait_for_selector("#attachment-list tbody tr")
+    wait_for(page, "[...document.querySelectorAll('#attachments img')].every((img) => img.complete && img.naturalWidth > 0)")
+    assert page.eval_on_selector_all("#attachments img", "images => images.map(image => image.alt)") == [
+        "curve.png",
+        "drawing.svg",
+    ]
+    rows = page.eval_on_selector_all("#attachment-list tbody tr", "rows => rows.map(row => row.innerText.split('\\t'))")
+    assert [row[0] for row in rows] == ["curve.png", "drawing.svg", "page.html", "config.py"]
+    assert rows[3][1:] == ["10B", "", "the training config"]
+    page.screenshot(path=screenshots / "card-attachments.png", full_page=True)
+    with page.expect_download() as download:  # an HTML file is downloaded, never shown in the page's origin
+        page.click("#attachment-list a:has-text('page.html')")
+    saved = tmp_path / "page.html"
+    download.value.save_as(saved)
+    assert saved.read_text() == "<script>window.pwned=4</script>"
+    assert page.evaluate("window.pwned") is None
+    svg = page.get_attribute("#attachment-list a:has-text('drawing.svg')", "href")
+    page.goto(seed_server + svg)  # the SVG opened on its own: its script is blocked
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.pwned") is None
+
+
+def test_curve_page_draws_seed_bands_when_folded(page, seed_server, screenshots):
+    page.goto(seed_server + "/curves?tag=seeds&metric=loss&over=seed&smooth=0.6")
+    wait_for(page, "document.getElementById('panels').dataset.draws === '1'")
+    assert page.is_checked("#fold")
+    assert page.get_attribute(".panel", "data-series") == "2" and page.get_attribute(".panel", "data-bands") == "2"
+    assert page.inner_text(".panel .legend") == "fold_lr1 (n=3)\nfold_lr2 (n=3)"
+    assert page.inner_text(".panel .folded") == "mean over seed; band: 95% CI of the mean"
+    page.screenshot(path=screenshots / "curves-folded.png", full_page=True)
+    page.uncheck("#fold")
+    wait_for(page, "document.getElementById('panels').dataset.draws === '2'")
+    assert page.get_attribute(".panel", "data-series") == "6" and page.get_attribute(".panel", "data-bands") == "0"
+
+
+@pytest.fixture(scope="module")
+def markup_server(tmp_path_factory):
+    with serving(build_markup_study(tmp_path_factory.mktemp("browser-markup") / "study.db")) as base:
+        yield base
+
+
+def test_markup_in_parameters_curve_keys_and_metrics_is_shown_as_text(page, markup_server, screenshots):
+    from urllib.parse import quote
+
+    visits = [
+        ("/", "#study", [EVIL["param"], EVIL["metric"]]),
+        ("/card/evil_strings", "main", [EVIL["param"], EVIL["curve"], EVIL["metric"]]),
+        (f"/curves?cards=evil_strings&metric={quote(EVIL['curve'])}", "#panels", [EVIL["curve"]]),
+        (f"/parallel?metric={quote(EVIL['metric'])}", "#chart", [EVIL["param"], EVIL["metric"]]),
+    ]
+    for path, holder, texts in visits:
+        page.goto(markup_server + path)
+        wait_for(page, f"document.querySelector('{holder}').textContent.includes('onerror') || "
+                       f"document.querySelector('{holder}').textContent.includes('<script>')")
+        shown = page.eval_on_selector(holder, "node => node.textContent")
+        for text in texts:
+            assert text in shown, (path, text)
+        assert page.locator(f"{holder} img, {holder} script").count() == 0
+        assert page.evaluate("window.pwned") is None
+    page.goto(markup_server + "/card/evil_strings")
+    page.wait_for_selector("#params td")
+    page.screenshot(path=screenshots / "card-markup.png", full_page=True)
+
+
+def test_parallel_coordinates_of_the_cards_picked_in_the_table(page, server, screenshots):
+    page.goto(server + "/")
+    wait_loaded(page, 1)
+    for name in ("cvt_io_v2_1", "cvt_io_v2_5", "cvt_io_v2_8"):
+        page.check(f"#study tbody tr[data-card='{name}'] input[type=checkbox]")
+    page.click("#parallel")
+    page.wait_for_selector("svg polyline", state="attached")
+    page.screenshot(path=screenshots / "parallel-picked.png", full_page=True)
+    assert "cards=cvt_io_v2_1%2Ccvt_io_v2_5%2Ccvt_io_v2_8" in page.url
+    assert page.get_attribute("svg", "data-lines") == "3"
+
+
+def test_an_invalid_cards_page_says_so(page, seed_server):
+    page.goto(seed_server + "/card/fold_bad")
+    page.wait_for_selector("#invalid")
+    assert page.inner_text("#invalid").startswith("invalid: the <b>eval</b> set leaked into training")

@@ -8,6 +8,7 @@ from expdb.values import (
     dumps,
     format_value,
     loads,
+    loads_many,
     parse_key_values,
     parse_scalar,
     parse_value,
@@ -229,3 +230,22 @@ def test_dumps_loads_round_trip_keeps_types_and_order():
 
 def test_a_string_may_end_in_a_bracket():
     assert parse_value("a[1]") == "a[1]"
+
+
+def test_loads_many_is_loads_of_each():
+    texts = [dumps({"N": 5, "lr": 4e-3, "shared": True, "ks": [3, 5]}), dumps({}), dumps({"lr": 1.0, "N": 5.0})]
+    decoded = loads_many(texts)
+    assert decoded == [loads(text) for text in texts]
+    for found, expected in zip(decoded, [loads(text) for text in texts], strict=True):
+        assert list(found) == list(expected)  # the typed order
+        for key, value in expected.items():
+            exactly(found[key], value)
+    assert loads_many([]) == []
+
+
+def test_loads_many_reads_a_text_of_two_objects_alone():
+    """Joined into one array, `{...},{...}` would pass for two cards' parameters: the count tells, and each is
+    then decoded alone, which refuses it as json.loads does."""
+    with pytest.raises(ValueError):
+        loads_many(['{"a": 1},{"b": 2}'])
+    assert loads_many(['{"a": 1} ', ' {"b": 2}']) == [{"a": 1}, {"b": 2}]

@@ -9,6 +9,7 @@ a header, which another site's form or script cannot send.
 
 import hmac
 import json
+import mimetypes
 import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +22,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from expdb import cards
+from expdb.attachments import get_attachment, stored_file
 from expdb.cards import Selection
 from expdb.db import Database
 from expdb.errors import ExpdbError
@@ -39,6 +41,16 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# Attachments: no script, no plugin, no form, in a sandbox of its own origin, whatever the file holds.
+ATTACHMENT_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+}
 PAGES = {"study": "study.html", "card": "card.html", "curves": "curves.html", "parallel": "parallel.html"}
 
 
@@ -72,11 +84,25 @@ class _Guard(BaseHTTPMiddleware):
             response = await call_next(request)
             if self.token is not None and request.query_params.get("token"):
                 response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
-        response.headers["Content-Security-Policy"] = CSP
+        response.headers.setdefault("Content-Security-Policy", CSP)  # an attachment's is stricter
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _attachment(db: Database, attachment_id: int) -> Response:
+    """An attached file, found by its id (a path is never taken from the request). Images are shown, any other
+    file is downloaded; none may run script, not even an SVG opened on its own (a sandboxing policy)."""
+    attachment = get_attachment(db, attachment_id)
+    source = stored_file(db, attachment)
+    image = IMAGE_TYPES.get(Path(attachment.name).suffix.lower())  # those of Attachment.is_image
+    kind = image or mimetypes.guess_type(attachment.name)[0] or "application/octet-stream"
+    response = FileResponse(
+        source, media_type=kind, filename=attachment.name, content_disposition_type="inline" if image else "attachment"
+    )
+    response.headers["Content-Security-Policy"] = ATTACHMENT_CSP
+    return response
 
 
 def _error(error: ExpdbError, status: int = 400) -> JSONResponse:
@@ -88,9 +114,14 @@ def _names(request: Request, key: str) -> list[str]:
 
 
 def _selection(request: Request) -> Selection:
+    """The cards asked for; the invalid ones only with `all=1`, as `--all` adds them to `expdb table` and `plot`."""
     query = request.query_params
     return Selection(
-        tuple(_names(request, "cards")), query.get("tag") or None, query.get("where") or None, query.get("status") or None
+        tuple(_names(request, "cards")),
+        query.get("tag") or None,
+        query.get("where") or None,
+        query.get("status") or None,
+        query.get("all") == "1",
     )
 
 
@@ -112,6 +143,8 @@ def _table_query(request: Request) -> data.TableQuery:
         query.get("sort") or None,
         query.get("baseline") or None,
         query.get("params") or "differing",
+        query.get("over") or None,
+        query.get("spread") or "std",
     )
 
 
@@ -195,8 +228,16 @@ def create_app(location: str, *, token: str | None = None, allowed_hosts: list[s
             x1=_number(request, "x1"),
             width=_number(request, "width", 1000, int),
             cache=cache,
+            over=query.get("over") or None,
+            band=query.get("band") or "ci",
         )
         return JSONResponse(payload)
+
+    def attachment(request: Request) -> Response:
+        try:
+            return _attachment(databases.get(), request.path_params["id"])
+        except ExpdbError as error:
+            return _error(error, 404)
 
     def live(request: Request, db: Database) -> Response:
         return JSONResponse(data.live(db))
@@ -237,6 +278,7 @@ def create_app(location: str, *, token: str | None = None, allowed_hosts: list[s
         Route("/api/card/{name}/tags", change(_tags), methods=["POST"]),
         Route("/api/card/{name}", api(card)),
         Route("/api/curves", api(curves)),
+        Route("/api/attachment/{id:int}", attachment),
         Route("/api/live", api(live)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -2,8 +2,10 @@
 
 Every figure comes from the functions the CLI uses: the cards from `cards.select_cards`, the
 table from `table.build_table` laid out by `render` (so "copy as markdown" is byte for byte
-`expdb table --format md`), the curves from `series.read_curve` on the axes of `expdb plot`,
-smoothed by its EMA on every point and cut to min/max buckets by its `reduce_for_drawing`.
+`expdb table --format md`; folded over seeds, its rows are tested by `expdb.stats`), the curves
+from `series.read_curve` on the axes of `expdb plot`, smoothed by its EMA on every point and cut
+to min/max buckets by its `reduce_for_drawing`; folded, the variants of `variants.fold` drawn as
+the mean curves in bands of `plot.mean_curve`.
 
 This module imports numpy (through `expdb.plot`, which also brings matplotlib): only the UI
 server and the HTML report load it.
@@ -12,23 +14,26 @@ server and the HTML report load it.
 import base64
 import gc
 import io
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import cast
 
 import numpy as np
 
 from expdb import lifecycle
+from expdb.attachments import attachments_of
 from expdb.cards import Card, Selection, card_details, select_cards
 from expdb.db import Database
 from expdb.errors import ExpdbError
 from expdb.lifecycle import CARD_STATUSES, RunStatus
-from expdb.metrics import definition, load_definitions
+from expdb.metrics import definition, format_number, load_definitions
 from expdb.plot import (
+    BANDS,
     _array,
+    _diverged,
     _divergence_steps,
     _Line,
     _lr_drop_steps,
@@ -37,13 +42,15 @@ from expdb.plot import (
     _x_axis,
     _x_values,
     ema,
+    mean_curve,
     reduce_for_drawing,
 )
 from expdb.queue import queue_entries
 from expdb.render import _layout, write_latex, write_markdown
 from expdb.series import latest_run_with, read_curve
-from expdb.table import Column, ComparisonTable, Row, build_table
+from expdb.table import Column, ComparisonTable, GroupRow, Row, build_table
 from expdb.values import format_value
+from expdb.variants import Variant, fold, split_keys
 from expdb.views import format_duration, format_time
 
 PAGE_ROWS = 100  # rows of the study table sent at once: a 10,000-card study pages
@@ -83,11 +90,13 @@ _CHANGES = (
 class TableQuery:
     """A table as `expdb table` is asked for it: which cards, metrics, order, baseline and parameter columns."""
 
-    selection: Selection = Selection()
+    selection: Selection = Selection(invalid=False)  # invalid cards only when asked for (--all)
     metrics: tuple[str, ...] = ()
     sort: str | None = None
     baseline: str | None = None
     params: str = "differing"
+    over: str | None = None  # --over seed: one row per variant, with n, mean ± spread and tests against the baseline
+    spread: str = "std"
 
 
 class TableCache:
@@ -130,6 +139,8 @@ class TableCache:
                 sort=query.sort,
                 baseline=query.baseline,
                 params=query.params,
+                over=query.over,
+                spread=query.spread,
             )
         finally:
             gc.enable()
@@ -140,43 +151,65 @@ class TableCache:
         return built
 
 
+def _column_head(source: tuple[Column, bool] | None) -> tuple[str | None, str]:
+    """What a head sorts by (`build_table(sort=...)`; None: not sortable) and its metric's direction."""
+    if source is None:
+        return None, ""
+    column, test = source
+    return (None, "") if test else (_sort_key(column), column.metric.direction or "")
+
+
 def table_page(
     db: Database, query: TableQuery, *, offset: int = 0, limit: int = PAGE_ROWS, cache: TableCache | None = None
 ) -> dict:
-    """One page of the comparison table: heads (with the `sort` each takes), cells as `expdb table` shows them."""
+    """One page of the comparison table: heads (with the `sort` each takes), cells as `expdb table` shows them,
+    and the notes it prints under them. Folded (`over`), a row is a variant with its cards."""
     table = (cache or TableCache()).table(db, query)
-    shown = [column for column in table.columns if column.agg != "std"]
-    sorts = ["name", *table.param_keys, *(_sort_key(column) for column in shown)]
+    table.bold  # noqa: B018 -- folded, "not worse than the best" is worked out over the whole table, not the page
     offset, limit = max(0, offset), max(1, limit)
-    # Rows of single cards: the UI does not group (no --group-by), so each row has its card.
-    rows = cast(list[Row], table.rows[offset : offset + limit])
+    rows = table.rows[offset : offset + limit]
     # Only this page's cells are laid out (10,000 rows take seconds); with a neighbour when it is one row,
     # since a lone row is never marked best.
     extra = table.rows[offset - 1 : offset] or table.rows[offset + 1 : offset + 2] if len(rows) == 1 else []
     layout = _layout(replace(table, rows=[*rows, *extra]))
     page = list(zip(rows, layout.rows[: len(rows)], strict=True))
-    notes = _latest_user_notes(db, [row.card.id for row in rows])
-    directions = ["", *([""] * len(table.param_keys)), *(column.metric.direction or "" for column in shown)]
+    members = [member for row in rows for member in (row.rows if isinstance(row, GroupRow) else [row])]
+    notes = _latest_user_notes(db, [member.card.id for member in members])
+    heads = [_column_head(source) for source in layout.sources]
+    heads[1 : 1 + len(table.param_keys)] = [(key, "") for key in table.param_keys]
+    if not table.grouped:  # a variant's name is no value to sort by
+        heads[0] = ("name", "")
     return {
         "columns": [
             {"header": header, "numeric": numeric, "sort": sort_by, "direction": direction}
-            for header, numeric, sort_by, direction in zip(layout.headers, layout.numeric, sorts, directions, strict=True)
+            for header, numeric, (sort_by, direction) in zip(layout.headers, layout.numeric, heads, strict=True)
         ],
-        "rows": [
-            {
-                "card": row.card.name,
-                "status": row.card.status,
-                "tags": row.card.tags,
-                "note": notes.get(row.card.id, ""),
-                "baseline": row is table.baseline,
-                "cells": [{"text": cell.text, "delta": cell.delta, "best": cell.best} for cell in cells],
-            }
-            for row, cells in page
-        ],
+        "rows": [_page_row(table, row, cells, notes) for row, cells in page],
+        "notes": layout.notes,
+        "folded": table.grouped,
         "total": len(table.rows),
         "offset": offset,
         "limit": limit,
     }
+
+
+def _page_row(table: ComparisonTable, row: Row | GroupRow, cells: list, notes: dict[int, str]) -> dict:
+    shown = {
+        "baseline": row is table.baseline,
+        "invalid": row.invalid_reason or "",
+        "cells": [{"text": cell.text, "delta": cell.delta, "best": cell.best} for cell in cells],
+    }
+    if isinstance(row, GroupRow):  # a variant: its cards, their statuses and tags
+        return {
+            "variant": row.name,
+            "card": None,
+            "cards": [member.card.name for member in row.rows],
+            "status": "",
+            "tags": sorted({tag for member in row.rows for tag in member.card.tags}),
+            "note": "",
+            **shown,
+        }
+    return {"card": row.card.name, "status": row.card.status, "tags": row.card.tags, "note": notes.get(row.card.id, ""), **shown}
 
 
 def table_text(db: Database, query: TableQuery, fmt: str, cache: TableCache | None = None) -> str:
@@ -226,6 +259,18 @@ def _lineage(db: Database, card: Card, limit: int = 200) -> dict:
     return {"ancestors": ancestors[::-1], "tree": tree(card.id), "cut": count >= limit}
 
 
+LONG_ENV = ("git_diff", "git_untracked", "packages")  # a run's environment, besides its short facts
+
+
+def _long_env(key: str, value: object) -> str:
+    if isinstance(value, dict):
+        joiner = "==" if key == "packages" else "="
+        return "\n".join(f"{name}{joiner}{version}" for name, version in value.items())
+    if isinstance(value, list):
+        return "\n".join(str(item) for item in value)
+    return str(value)
+
+
 def card_page(db: Database, name: str) -> dict:
     details = card_details(db, name)
     card = details.card
@@ -240,7 +285,11 @@ def card_page(db: Database, name: str) -> dict:
                 "started": format_time(run.started_at) if run.started_at else "",
                 "duration": format_duration(duration) if duration is not None else "",
                 "exit_reason": run.exit_reason or "",
-                "environment": {key: format_value(value) for key, value in run.env.items() if key != "argv"},
+                "environment": {
+                    key: format_value(value) for key, value in run.env.items() if key != "argv" and key not in LONG_ENV
+                },
+                # The git diff and the packages run to thousands of lines: the page folds them away.
+                "environment_long": {key: _long_env(key, run.env[key]) for key in LONG_ENV if run.env.get(key)},
                 "metrics": [
                     {"label": definition(definitions, key).header(), "value": definition(definitions, key).cell(value)}
                     for key, value in run.metrics.items()
@@ -261,6 +310,7 @@ def card_page(db: Database, name: str) -> dict:
         "name": card.name,
         "parent": card.parent,
         "status": card.status,
+        "invalid": card.invalid_reason or "",
         "runner": card.runner or card.command or "",
         "tags": card.tags,
         "created": format_time(card.created_at),
@@ -281,6 +331,18 @@ def card_page(db: Database, name: str) -> dict:
         ],
         "profile": profile,
         "curves": curve_keys,
+        "attachments": [
+            {
+                "id": attachment.id,
+                "name": attachment.name,
+                "size": format_number(attachment.size, "si1") + "B",  # as `expdb show` writes it
+                "run": attachment.run_id,
+                "note": attachment.note or "",
+                "image": attachment.is_image,
+                "url": f"/api/attachment/{attachment.id}",
+            }
+            for attachment in attachments_of(db, [card.id]).get(card.id, [])
+        ],
     }
 
 
@@ -403,6 +465,14 @@ def _read_line(db: Database, card: Card, metric: str, run_id: int, x: str) -> _L
     return _Line(card, 0, metric, run_id, curve, steps, xs, values, axis)  # its colour is the request's
 
 
+def _json_numbers(values: np.ndarray) -> list:
+    """Numbers for JSON (a folded variant's mean and band): NaN and infinities as null (a gap in the line)."""
+    out = values.tolist()
+    if not np.isfinite(values).all():
+        out = [value if math.isfinite(value) else None for value in out]
+    return out
+
+
 def _packed(values: np.ndarray) -> str:
     """A curve's numbers as base64 of little-endian float64s (chart.js unpacks them; NaN and infinities
     are gaps): no number is printed here nor parsed in the page (printing took a third of a zoom's time)."""
@@ -509,9 +579,14 @@ def curves(
     x1: float | None = None,
     width: int = 1000,
     cache: CurveCache | None = None,
+    over: str | None = None,
+    band: str = "ci",
 ) -> dict:
     """One panel per metric, one series per card: the points in [x0, x1] (all by default) reduced to
-    min/max buckets of about one per pixel of `width`, raw and (with `smooth`) EMA-smoothed on every point."""
+    min/max buckets of about one per pixel of `width`, raw and (with `smooth`) EMA-smoothed on every point.
+    `over` (seed): one mean curve per variant instead, in a band (`band`: the 95% CI of the mean, or std)."""
+    if band not in BANDS:
+        raise ExpdbError(f"unknown band {band!r}; use one of: {', '.join(BANDS)}")
     if x not in X_AXES:
         raise ExpdbError(f"unknown x axis {x!r}; use one of: {', '.join(X_AXES)}")
     if not 0.0 <= smooth < 1.0:
@@ -523,17 +598,135 @@ def curves(
     entries = (cache or CurveCache()).entries(db, cards, metrics, x)
     drawn = [entry.line for found in entries.values() for _, _, entry in found]
     x_label, x_scale = _x_axis(drawn, x) if drawn else (x, 1.0)
+    variants = fold(cards, split_keys(over)) if over else []
+
+    def drawn_series(metric: str) -> list[dict]:
+        if not variants:
+            found = entries[metric]
+            return [_series(entry, index, card, x_scale, x0, x1, buckets, smooth, log_y) for index, card, entry in found]
+        by_card = {card.id: entry for _, card, entry in entries[metric]}
+        return [
+            item
+            for index, variant in enumerate(variants)
+            for item in _variant_series(
+                db,
+                variant,
+                index,
+                [(card, by_card[card.id]) for card in variant.cards if card.id in by_card],
+                x_scale,
+                x0,
+                x1,
+                buckets,
+                smooth,
+                log_y,
+                band,
+            )
+        ]
+
     panels = [
-        {
-            "metric": metric,
-            "label": definition(definitions, metric).header(),
-            "series": [
-                _series(entry, index, card, x_scale, x0, x1, buckets, smooth, log_y) for index, card, entry in entries[metric]
-            ],
-        }
+        {"metric": metric, "label": definition(definitions, metric).header(), "series": drawn_series(metric)}
         for metric in metrics
     ]
-    return {"x": x, "x_label": x_label, "smooth": smooth, "log_y": log_y, "panels": panels}
+    folded = {"over": split_keys(over), "band": band} if variants else None
+    return {"x": x, "x_label": x_label, "smooth": smooth, "log_y": log_y, "folded": folded, "panels": panels}
+
+
+def _variant_series(
+    db: Database,
+    variant: Variant,
+    index: int,
+    members: list[tuple[Card, _Entry]],
+    x_scale: float,
+    x0: float | None,
+    x1: float | None,
+    buckets: int,
+    smooth: float,
+    log_y: bool,
+    band: str,
+) -> list[dict]:
+    """A variant's mean curve over its seeds in its band, as `expdb plot --over` draws it (`plot.mean_curve`), on
+    the range shown at full resolution, each seed smoothed on every point first; its diverged seeds drawn on their
+    own (dotted), not averaged in."""
+    split = [(card, entry, _diverged(db, entry.line)) for card, entry in members]
+    healthy = [(card, entry) for card, entry, bad in split if not bad]
+    diverged = [(card, entry) for card, entry, bad in split if bad]
+    items = [
+        {
+            **_series(entry, index, card, x_scale, x0, x1, buckets, smooth, log_y),
+            "label": f"{card.name} (diverged: not averaged in)",
+            "dotted": True,
+            "invalid": variant.invalid,
+        }
+        for card, entry in diverged
+    ]
+
+    def label(seeds: int) -> str:
+        return f"{variant.name} (n={seeds}" + (f", {len(diverged)} diverged: dotted" if diverged else "") + ")"
+
+    if len(healthy) == 1:  # no mean to take: the curve itself, cut to buckets with its spikes
+        card, entry = healthy[0]
+        single = _series(entry, index, card, x_scale, x0, x1, buckets, smooth, log_y)
+        return [
+            {
+                **single,
+                "card": variant.name,
+                "label": label(1),
+                "variant": True,
+                "cards": [card.name],
+                "band": None,
+                "invalid": variant.invalid,
+            },
+            *items,
+        ]
+    if not healthy:
+        return items
+    scale = x_scale if healthy[0][1].line.x == "time" else 1.0
+    low, high = None if x0 is None else x0 * scale, None if x1 is None else x1 * scale
+
+    def shown(entry: _Entry, values: np.ndarray) -> _Line:
+        picked = _visible(entry, low, high)
+        line = entry.line
+        return replace(line, steps=line.steps[picked], xs=line.xs[picked], values=values[picked])
+
+    raw = [shown(entry, entry.line.values) for _, entry in healthy]
+    kept = [number for number, line in enumerate(raw) if np.isfinite(line.xs).any()]  # seeds with points in the range
+    if not kept:
+        return items
+
+    def masked(values: np.ndarray) -> list:
+        return _json_numbers(np.where(values > 0, values, np.nan) if log_y else values)
+
+    xs, mean, band_low, band_high = mean_curve([raw[number] for number in kept], 0.0, band)
+    band_xs, smoothed = xs, None
+    if smooth > 0:  # the band goes with the curve drawn on top: the smoothed mean
+        band_xs, top, band_low, band_high = mean_curve(
+            [shown(healthy[number][1], healthy[number][1].ema(smooth)) for number in kept], 0.0, band
+        )
+        smoothed = {"x": _json_numbers(band_xs / scale), "y": masked(top)}
+    bounds = np.concatenate([band_low, band_high])
+    bounds = bounds[np.isfinite(bounds) & ((bounds > 0) | (not log_y))]
+    seeds = len(kept)
+    item = {
+        "card": variant.name,
+        "label": label(seeds),
+        "variant": True,
+        "cards": [healthy[number][0].name for number in kept],
+        "index": index,
+        "run": None,
+        "runs": [healthy[number][1].line.run_id for number in kept],  # watched while they run
+        "x_axis": healthy[0][1].line.x,
+        "points": sum(len(healthy[number][1].line.values) for number in kept),
+        "shown": sum(len(raw[number].values) for number in kept),
+        "x": _json_numbers(xs / scale),
+        "y": masked(mean),
+        "smooth": smoothed,
+        "band": {"x": _json_numbers(band_xs / scale), "low": masked(band_low), "high": masked(band_high)} if seeds > 1 else None,
+        "scale": [float(bounds.min()), float(bounds.max())] if len(bounds) else None,
+        "divergences": [],
+        "lr_drops": [],
+        "invalid": variant.invalid,
+    }
+    return [item, *items]
 
 
 def cards_for_curves(db: Database, names: list[str], selection: Selection) -> list[Card]:

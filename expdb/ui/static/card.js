@@ -1,5 +1,5 @@
 // A card: parameters beside its parent's, lineage, runs, notes (automatic ones link to their point
-// of the curve), profile with its conditions. Notes and tags can be added.
+// of the curve), profile with its conditions, attachments. Notes and tags can be added.
 "use strict";
 (() => {
   const { el, get, post, query, cardLink, statusBadge, clear } = expdb;
@@ -23,6 +23,10 @@
     const summary = clear(document.getElementById("summary"));
     summary.append(`created ${card.created}`, card.runner ? ` · runner ${card.runner}` : "");
     if (card.parent) summary.append(" · forked from ", cardLink(card.parent));
+    if (card.invalid) {  // as `expdb show` says it
+      summary.append(el("div", { class: "invalid-reason", id: "invalid" }, `invalid: ${card.invalid}`,
+        el("span", { class: "muted", text: " (left out of tables, plots and reports; `expdb validate` to undo)" })));
+    }
 
     const tags = clear(document.getElementById("tags"));
     for (const tag of card.tags) {
@@ -48,7 +52,9 @@
       card.runs.map((run) => el("tr", {},
         el("td", { class: "num", text: run.id }), el("td", {}, statusBadge(run.status)), el("td", { text: run.started }),
         el("td", { text: run.duration }), el("td", { text: run.exit_reason }),
-        el("td", { class: "wrap", text: Object.entries(run.environment).map(([key, value]) => `${key}=${value}`).join(", ") }),
+        el("td", { class: "wrap" }, Object.entries(run.environment).map(([key, value]) => `${key}=${value}`).join(", "),
+          Object.entries(run.environment_long).map(([key, text]) => el("details", {},
+            el("summary", { text: `${key.replace("_", " ")} (${text.split("\n").length} lines)` }), el("pre", { text })))),
         el("td", { class: "wrap", text: run.metrics.map((metric) => `${metric.label} ${metric.value}`).join(", ") }))));
 
     const curve = card.curves.includes("loss") ? "loss" : card.curves[0];
@@ -77,6 +83,21 @@
     const curves = clear(document.getElementById("curves"));
     if (!card.curves.length) curves.append(el("p", { class: "muted", text: "no curves logged" }));
     for (const key of card.curves) curves.append(el("a", { href: "/curves?" + query({ cards: card.name, metric: key }), text: key }), " ");
+
+    // Images shown; every file listed with its size and note, and a link that downloads it.
+    const attachments = clear(document.getElementById("attachments"));
+    if (!card.attachments.length) attachments.append(el("p", { class: "muted", text: "no attachments (expdb attach)" }));
+    else {
+      const figures = card.attachments.filter((file) => file.image).map((file) => el("figure", {},
+        el("a", { href: file.url, title: "open " + file.name }, el("img", { src: file.url, alt: file.name })),
+        el("figcaption", { text: file.note ? `${file.name}: ${file.note}` : file.name })));
+      if (figures.length) attachments.append(el("div", { class: "figures" }, figures));
+      table(attachments.appendChild(el("table", { id: "attachment-list" })), ["file", "size", "run", "note"],
+        card.attachments.map((file) => el("tr", {},
+          el("td", {}, el("a", { href: file.url, download: file.name, text: file.name })),
+          el("td", { class: "num", text: file.size }), el("td", { class: "num", text: file.run === null ? "" : file.run }),
+          el("td", { class: "wrap", text: file.note }))));
+    }
   }
 
   async function load() {

@@ -1,5 +1,6 @@
 // Panels of curves drawn with uPlot: one panel per metric, one colour per card, the raw curve
-// faint under its smoothed one, divergences as crosses, learning-rate drops as dotted lines.
+// faint under its smoothed one, divergences as crosses, learning-rate drops as dotted lines. Folded
+// over seeds, a variant's mean curve is drawn in its band, its diverged seeds dotted, invalid ones grey.
 // Used by the curves page (which refetches on zoom) and by the HTML report (which embeds its data).
 "use strict";
 const expdbChart = (() => {
@@ -13,8 +14,8 @@ const expdbChart = (() => {
     return made;
   }
 
-  // A curve's numbers come as base64 of little-endian float64s (nothing to print or parse); NaN and
-  // infinities are gaps, which uPlot draws for null.
+  // A card's curve comes as base64 of little-endian float64s (nothing to print or parse; a folded
+  // variant's mean and band as lists of numbers); NaN and infinities are gaps, which uPlot draws for null.
   function unpack(text) {
     const bytes = atob(text);
     const view = new DataView(new ArrayBuffer(bytes.length));
@@ -28,11 +29,19 @@ const expdbChart = (() => {
   }
 
   function unpackSeries(item) {
-    item.x = unpack(item.x); item.y = unpack(item.y);
-    if (item.smooth !== null) { item.smooth.x = unpack(item.smooth.x); item.smooth.y = unpack(item.smooth.y); }
+    const numbers = (found) => (typeof found === "string" ? unpack(found) : found);
+    item.x = numbers(item.x); item.y = numbers(item.y);
+    if (item.smooth !== null) { item.smooth.x = numbers(item.smooth.x); item.smooth.y = numbers(item.smooth.y); }
   }
 
+  const INVALID = "#a6a6a6";  // an invalid variant, as `expdb plot --all` greys it
   function colour(index) { return COLOURS[index % 10]; }
+  function colourOf(item) { return item.invalid ? INVALID : colour(item.index); }
+  // "#1f77b4" at this opacity: a band's fill.
+  function faint(hex, alpha) {
+    const [r, g, b] = [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16));
+    return `rgba(${r}, ${g}, ${b}, ${alpha})`;
+  }
   function dash(index) { return DASHES[Math.floor(index / 10) % 4]; }
 
   function nearest(xs, x) {
@@ -82,7 +91,7 @@ const expdbChart = (() => {
     ctx.rect(left, top, width, height);
     ctx.clip();
     for (const series of panel.series) {
-      ctx.strokeStyle = colour(series.index);
+      ctx.strokeStyle = colourOf(series);
       ctx.globalAlpha = 0.45;
       ctx.setLineDash([2, 4]);
       ctx.lineWidth = 1;
@@ -116,9 +125,11 @@ const expdbChart = (() => {
     for (const series of panel.series) {
       const item = node("span");
       const swatch = node("span", "swatch");
-      swatch.style.background = colour(series.index);
-      item.append(swatch, series.card + (series.points !== series.shown ? "" : ""));
-      item.title = `${series.card}: run ${series.run}, ${series.points.toLocaleString("en")} points`;
+      swatch.style.background = colourOf(series);
+      item.append(swatch, series.label || series.card);
+      item.title = series.variant
+        ? `${series.card}: mean of ${series.cards.join(", ")}; ${series.points.toLocaleString("en")} points`
+        : `${series.card}: run ${series.run}, ${series.points.toLocaleString("en")} points`;
       holder.append(item);
     }
     if (panel.series.some((series) => series.divergences.length)) holder.append(node("span", "", "✕ divergence"));
@@ -139,6 +150,10 @@ const expdbChart = (() => {
       box.dataset.points = String(panel.series.reduce((sum, series) => sum + series.shown, 0));
       box.dataset.drawn = String(panel.series.reduce((sum, series) => sum + series.x.length, 0));
       box.append(node("h3", "", panel.label));
+      if (payload.folded) {  // as `expdb plot --over` titles its panels
+        const band = payload.folded.band === "ci" ? "95% CI of the mean" : "± one std";
+        box.append(node("p", "muted folded", `mean over ${payload.folded.over.join(", ")}; band: ${band}`));
+      }
       container.append(box);
       if (!panel.series.length) {
         box.append(node("p", "muted", `no selected card has a ${panel.metric} curve`));
@@ -146,18 +161,27 @@ const expdbChart = (() => {
       }
       const tables = [];
       const series = [{ label: payload.x_label }];
+      const bands = [];
       for (const item of panel.series) {
         const smoothed = item.smooth !== null;
+        const stroke = colourOf(item), lineDash = item.dotted ? [2, 3] : dash(item.index);
+        if (item.band) {  // under the curves: its low and high edges, the fill between them
+          tables.push([item.band.x, item.band.low], [item.band.x, item.band.high]);
+          series.push({ label: item.card + " (band low)", stroke, width: 0, points: { show: false } });
+          series.push({ label: item.card + " (band high)", stroke, width: 0, points: { show: false } });
+          bands.push({ series: [series.length - 1, series.length - 2], fill: faint(stroke, 0.2) });
+        }
         tables.push([item.x, item.y]);
         series.push({
-          label: item.card, stroke: colour(item.index), dash: dash(item.index),
-          width: smoothed ? 1 : 1.25, alpha: smoothed ? 0.25 : 1, points: { show: false },
+          label: item.card, stroke, dash: lineDash,
+          width: smoothed ? 1 : 1.25, alpha: smoothed ? 0.25 : item.dotted ? 0.7 : 1, points: { show: false },
         });
         if (smoothed) {
           tables.push([item.smooth.x, item.smooth.y]);
-          series.push({ label: item.card + " (smoothed)", stroke: colour(item.index), dash: dash(item.index), width: 1.6, points: { show: false } });
+          series.push({ label: item.card + " (smoothed)", stroke, dash: lineDash, width: 1.6, points: { show: false } });
         }
       }
+      box.dataset.bands = String(bands.length);
       const data = uPlot.join(tables);
       const auto = yRange(panel, payload.log_y);
       const limits = payload.ylim || [null, null];  // the report's --ylim: either side may be left out
@@ -177,6 +201,7 @@ const expdbChart = (() => {
         },
         axes: [{ label: payload.x_label }, { size: 70, values: (u, splits) => splits.map(tick) }],
         series,
+        bands,
         hooks: {
           draw: [(u) => drawEvents(u, panel, mark)],
           // A dragged range: the page fetches it at full resolution; the report zooms into what it has.

@@ -1,5 +1,5 @@
 // The curves page: /api/curves drawn by expdbChart; a zoom asks the server for that range at full
-// resolution; running runs are fetched again every 2 s.
+// resolution; running runs are fetched again every 2 s. Folded over seeds, a variant is its mean curve in a band.
 "use strict";
 (() => {
   const { get, query } = expdb;
@@ -17,6 +17,9 @@
     x0: number(params.get("x0")),
     x1: number(params.get("x1")),
     mark: number(params.get("mark")),
+    over: params.get("over") || "",
+    band: params.get("band") || "ci",
+    all: params.get("all") === "1",
   };
   let running = new Set();
   let shownRuns = new Set();
@@ -28,12 +31,14 @@
     field("cards").value = state.cards; field("tag").value = state.tag; field("where").value = state.where;
     field("metrics").value = state.metric; field("x").value = state.x; field("smooth").value = state.smooth;
     field("smooth-value").textContent = state.smooth.toFixed(2); field("log").checked = state.log;
+    field("fold").checked = Boolean(state.over); field("over").value = state.over || "seed"; field("band").value = state.band;
   }
 
   function read() {
     state.cards = field("cards").value.trim(); state.tag = field("tag").value.trim(); state.where = field("where").value.trim();
     state.metric = field("metrics").value.trim() || "loss"; state.x = field("x").value;
     state.smooth = Number(field("smooth").value); state.log = field("log").checked;
+    state.over = field("fold").checked ? field("over").value.trim() : ""; state.band = field("band").value;
   }
 
   async function load(reason) {
@@ -44,6 +49,7 @@
     const search = query({
       cards: state.cards, tag: state.tag, where: state.where, metric: state.metric, x: state.x,
       smooth: state.smooth || "", log: state.log, x0: state.x0, x1: state.x1, mark: state.mark,
+      over: state.over, band: state.over && state.band !== "ci" ? state.band : "", all: state.all,
     });
     history.replaceState(null, "", "?" + search);
     let payload;
@@ -51,6 +57,7 @@
       payload = await get("/api/curves?" + query({
         cards: state.cards, tag: state.tag, where: state.where, metric: state.metric, x: state.x,
         smooth: state.smooth || "", log: state.log, x0: state.x0, x1: state.x1, width,
+        over: state.over, band: state.over ? state.band : "", all: state.all,
       }));
     } catch (failure) {
       if (mine === generation) field("error").textContent = failure.message;
@@ -58,7 +65,7 @@
     }
     if (mine !== generation) return;  // a later request is on its way
     field("error").textContent = "";
-    shownRuns = new Set(payload.panels.flatMap((panel) => panel.series.map((series) => series.run)));
+    shownRuns = new Set(payload.panels.flatMap((panel) => panel.series.flatMap((series) => series.runs || [series.run])));
     plots = expdbChart.draw(panels, payload, {
       width, x0: state.x0, x1: state.x1, mark: state.mark,
       onZoom: (x0, x1) => zoom(x0, x1),
@@ -103,10 +110,10 @@
 
   fill();
   field("show").addEventListener("click", () => { read(); state.x0 = state.x1 = null; load("show"); });
-  for (const id of ["x", "log"]) field(id).addEventListener("change", () => { read(); if (id === "x") state.x0 = state.x1 = null; load(id); });
+  for (const id of ["x", "log", "fold", "band"]) field(id).addEventListener("change", () => { read(); if (id === "x") state.x0 = state.x1 = null; load(id); });
   field("smooth").addEventListener("input", () => { field("smooth-value").textContent = Number(field("smooth").value).toFixed(2); });
   field("smooth").addEventListener("change", () => { read(); load("smooth"); });
-  for (const id of ["cards", "tag", "where", "metrics"]) field(id).addEventListener("keydown", (event) => {
+  for (const id of ["cards", "tag", "where", "metrics", "over"]) field(id).addEventListener("keydown", (event) => {
     if (event.key === "Enter") { read(); state.x0 = state.x1 = null; load("show"); }
   });
   field("reset").addEventListener("click", () => zoom(null, null));

@@ -1,4 +1,5 @@
-// Parallel coordinates: one axis per parameter that differs and one for the metric; a line per card,
+// Parallel coordinates of the cards picked on the study page (or by tag or filter): one axis per
+// parameter that differs and one for the metric; a line per card,
 // coloured by the metric. Drawn as SVG, every label set as text.
 "use strict";
 (() => {
@@ -27,7 +28,10 @@
   }
 
   async function load() {
-    const state = { tag: field("tag").value.trim(), where: field("where").value.trim(), metric: field("metric").value.trim() };
+    const state = {
+      cards: field("cards").value.trim(), tag: field("tag").value.trim(), where: field("where").value.trim(),
+      metric: field("metric").value.trim(), all: params.get("all") === "1",  // the invalid cards, as the study page showed them
+    };
     history.replaceState(null, "", "?" + query(state));
     let page;
     try {
@@ -77,6 +81,7 @@
     });
   }
 
+  field("cards").value = params.get("cards") || "";
   field("tag").value = params.get("tag") || "";
   field("where").value = params.get("where") || "";
   field("metric").value = params.get("metric") || "";

@@ -1,4 +1,5 @@
-// The study page: the comparison table of `expdb table`, paged, sorted, filtered; live runs below.
+// The study page: the comparison table of `expdb table`, paged, sorted, filtered, with the invalid
+// cards on request (--all) and seeds folded (--over); live runs below.
 "use strict";
 (() => {
   const { el, get, query, cardLink, statusBadge, clear } = expdb;
@@ -9,6 +10,9 @@
     status: params.get("status") || "",
     sort: params.get("sort") || "",
     baseline: params.get("baseline") || "",
+    all: params.get("all") === "1",
+    over: params.get("over") || "",
+    spread: params.get("spread") || "",
     offset: Number(params.get("offset") || 0),
   };
   const selected = new Set();
@@ -16,7 +20,8 @@
   let lastLive = "";
 
   function tableQuery(extra) {
-    return query({ where: state.where, tag: state.tag, status: state.status, sort: state.sort, baseline: state.baseline, ...extra });
+    const { where, tag, status, sort, baseline, all, over, spread } = state;
+    return query({ where, tag, status, sort, baseline, all, over, spread: over ? spread : "", ...extra });
   }
 
   function remember() {
@@ -34,8 +39,9 @@
   function header(columns) {
     const row = el("tr", {}, el("th", { text: "" }));
     columns.forEach((column, index) => {
-      const order = sortState(column);
-      row.append(el("th", {
+      if (column.sort === null) row.append(el("th", { class: column.numeric ? "num" : "", text: column.header }));
+      const order = column.sort === null ? "" : sortState(column);
+      if (column.sort !== null) row.append(el("th", {
         class: ["sortable", column.numeric ? "num" : "", order ? "sorted-" + order : ""].join(" "),
         text: column.header,
         title: "sort by " + column.header,
@@ -54,28 +60,36 @@
 
   function body(page) {
     return page.rows.map((row) => {
-      const check = el("input", { type: "checkbox", checked: selected.has(row.card), "aria-label": "select " + row.card });
-      check.addEventListener("change", () => (check.checked ? selected.add(row.card) : selected.delete(row.card)));
+      const name = row.card === null ? row.variant : row.card;  // a card, or a variant of folded cards
+      const members = row.card === null ? row.cards : [row.card];
+      const check = el("input", { type: "checkbox", checked: members.every((card) => selected.has(card)), "aria-label": "select " + name });
+      check.addEventListener("change", () => members.forEach((card) => (check.checked ? selected.add(card) : selected.delete(card))));
       const cells = [el("td", {}, check)];
       row.cells.forEach((cell, index) => {
         const numeric = page.columns[index].numeric;
         const td = el("td", { class: [numeric ? "num" : "", cell.best ? "best" : ""].join(" ") });
-        if (index === 0) td.append(cardLink(row.card), row.baseline ? el("span", { class: "muted", text: " (baseline)" }) : "");
-        else td.append(cell.text);
+        if (index === 0 && row.card !== null) {
+          td.append(cardLink(row.card), row.baseline ? el("span", { class: "muted", text: " (baseline)" }) : "");
+        } else if (index === 0) {
+          td.append(cell.text, el("span", { class: "variant-cards muted" }, "(", members.flatMap((card, at) => [at ? ", " : "", cardLink(card)]), ")"));
+        } else td.append(cell.text);
+        if (index === 0 && row.invalid) td.append(el("span", { class: "invalid-reason", text: "invalid: " + row.invalid, title: row.invalid }));
         if (cell.delta) td.append(el("span", { class: "delta", text: "(" + cell.delta + ")" }));
         cells.push(td);
         if (index === 0) {
-          cells.push(el("td", {}, statusBadge(row.status)));
+          cells.push(el("td", {}, row.status ? statusBadge(row.status) : ""));
           cells.push(el("td", {}, row.tags.map((tag) => el("span", { class: "chip", text: tag }))));
         }
       });
       cells.push(el("td", { class: "note", text: row.note, title: row.note }));
       cells.push(el("td", {}, el("button", {
         text: row.baseline ? "clear baseline" : "baseline",
-        title: "compare every row with " + row.card,
-        onclick: () => { state.baseline = row.baseline ? "" : row.card; load(); },
+        title: row.invalid ? "an invalid card is never the baseline" : "compare every row with " + name,
+        disabled: Boolean(row.invalid) && !row.baseline,
+        onclick: () => { state.baseline = row.baseline ? "" : name; load(); },
       })));
-      return el("tr", { class: row.baseline ? "baseline" : "", dataset: { card: row.card } }, cells);
+      const kind = [row.baseline ? "baseline" : "", row.invalid ? "invalid" : ""].join(" ").trim();
+      return el("tr", { class: kind, dataset: { card: name } }, cells);
     });
   }
 
@@ -94,6 +108,8 @@
     const table = document.getElementById("study");
     clear(table.tHead).append(header(page.columns));
     clear(table.tBodies[0]).append(...body(page));
+    // What `expdb table` prints under the table: conditions, what ± means, the tests, the invalid cards' reasons.
+    clear(document.getElementById("table-notes")).append(...page.notes.map((note) => el("li", { text: note })));
     const last = Math.min(page.offset + page.limit, page.total);
     document.getElementById("page-info").textContent = `rows ${page.total ? page.offset + 1 : 0}–${last} of ${page.total}`;
     document.getElementById("prev").disabled = page.offset === 0;
@@ -162,6 +178,25 @@
     lastLive = now;
   }
 
+  const fold = document.getElementById("fold"), over = document.getElementById("over"), spread = document.getElementById("spread");
+  const invalid = document.getElementById("invalid");
+  invalid.checked = state.all;
+  fold.checked = Boolean(state.over);
+  over.value = state.over || "seed";
+  spread.value = state.spread || "std";
+  function refold() {
+    state.over = fold.checked ? over.value.trim() : "";
+    state.spread = spread.value === "std" ? "" : spread.value;
+    state.baseline = "";  // a card's name is no variant's, and back
+    state.sort = "";
+    state.offset = 0;
+    load();
+  }
+  fold.addEventListener("change", refold);
+  over.addEventListener("change", () => { if (fold.checked) refold(); });
+  spread.addEventListener("change", () => { if (fold.checked) refold(); });
+  invalid.addEventListener("change", () => { state.all = invalid.checked; state.offset = 0; load(); });
+
   const where = document.getElementById("where");
   where.value = state.where;
   let typing;
@@ -175,10 +210,12 @@
   document.getElementById("copy-latex").addEventListener("click", () => copy("latex"));
   document.getElementById("plot").addEventListener("click", () => {
     const cards = selected.size ? [...selected].join(",") : "";
-    location.href = "/curves?" + query(cards ? { cards } : { tag: state.tag, where: state.where });
+    const folding = { over: state.over, all: state.all };
+    location.href = "/curves?" + query(cards ? { cards, ...folding } : { tag: state.tag, where: state.where, ...folding });
   });
   document.getElementById("parallel").addEventListener("click", () => {
-    location.href = "/parallel?" + query({ tag: state.tag, where: state.where });
+    const cards = selected.size ? [...selected].join(",") : "";
+    location.href = "/parallel?" + query(cards ? { cards, all: state.all } : { tag: state.tag, where: state.where, all: state.all });
   });
   chips();
   load();
