@@ -13,7 +13,7 @@ much less), against the targets of the issues:
     expdb table --all                   (every row, in an 80x40 terminal)      < 2 s    10k cards
     expdb table --where "N=a and L=b"   (~0.5 % of the cards, piped)           < 0.5 s  10k cards
     expdb table --format csv            (every card, to /dev/null)             < 2 s    100k cards (1.5 s: 10k)
-    expdb table -m iou50 --over seed    (piped, in a terminal; with --baseline, as csv)  < 1 s  10k cards (2,000 variants x 5 seeds)
+    expdb table -m iou50 --over seed    (piped; in a terminal; --baseline as csv)   < 1 s    10k cards (2,000 variants x 5 seeds)
     python -c pass, expdb --help        (for reference, no target)
 
 "In a terminal" is a pseudo-terminal of 80 columns and 40 lines that this script reads, as a
