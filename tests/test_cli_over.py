@@ -1,8 +1,11 @@
 """`--over seed` in table, plot and report, on a study with a known mean and spread at every step."""
 
 import math
+import os
+import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -101,3 +104,31 @@ def test_the_folded_latex_table_compiles_without_siunitx(cli, seeds):
         cwd=seeds, capture_output=True, text=True, timeout=120, check=False,
     )
     assert compiled.returncode == 0, compiled.stdout[-2000:]
+
+
+# Runs `expdb table` in a fresh interpreter; prints its output, then whether it imported scipy.
+PROBE = """
+import sys
+from expdb.cli import main
+sys.argv = ["expdb", "table", "--tag", "v", "-m", "iou50", "--over", "seed"]
+try:
+    main()
+except SystemExit:
+    pass
+print("SCIPY", "scipy" in sys.modules)
+"""
+
+
+def test_a_folded_table_imports_scipy_only_where_its_tests_show(seeds):
+    """Piped, rich writes no bold: the rows not worse than the best are not tested. In a terminal they are bold."""
+    runs = {}
+    for name, extra in (("piped", {}), ("terminal", {"FORCE_COLOR": "1", "COLUMNS": "120"})):
+        env = {key: value for key, value in os.environ.items() if key not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS")}
+        result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env={**env, **extra}, check=True)
+        runs[name] = result.stdout
+    assert runs["piped"].rstrip().endswith("SCIPY False") and "\x1b" not in runs["piped"]
+    assert runs["terminal"].rstrip().endswith("SCIPY True")
+    assert "\x1b[1;32m0.613 ± 0.015\x1b[0m" in runs["terminal"]  # v_N10, the best, in bold green
+    # The same text either way, and the footnote on bold is there without the tests.
+    assert re.sub("\x1b\\[[0-9;]*m", "", runs["terminal"]).replace("True", "False") == runs["piped"]
+    assert "Bold: the best mean" in runs["piped"]
