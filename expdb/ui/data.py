@@ -12,7 +12,6 @@ server and the HTML report load it.
 """
 
 import base64
-import gc
 import io
 import math
 import threading
@@ -25,7 +24,7 @@ import numpy as np
 
 from expdb import lifecycle
 from expdb.attachments import attachments_of
-from expdb.cards import Card, Selection, card_details, select_cards
+from expdb.cards import Card, Selection, card_details, select_cards, without_gc
 from expdb.db import Database
 from expdb.errors import ExpdbError
 from expdb.lifecycle import CARD_STATUSES, RunStatus
@@ -130,8 +129,7 @@ class TableCache:
             return found if found is not None else self._build(db, query, key, token)
 
     def _build(self, db: Database, query: TableQuery, key: tuple, token: tuple | None) -> ComparisonTable:
-        gc.disable()  # as the CLI's views: millions of objects and no cycles; the collector's passes cost a quarter
-        try:
+        with without_gc():  # as the CLI's views: selecting too makes many objects and no cycles
             built = build_table(
                 db,
                 select_cards(db, query.selection),
@@ -142,8 +140,6 @@ class TableCache:
                 over=query.over,
                 spread=query.spread,
             )
-        finally:
-            gc.enable()
         with self._lock:
             self._tables[key] = (token, built)
             while len(self._tables) > self.size:
