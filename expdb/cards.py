@@ -20,7 +20,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 _LATEST_RUN = "(SELECT max(id) FROM run WHERE run.card_id = card.id)"
 
 
-@dataclass
+@dataclass(slots=True)
 class Card:
     id: int
     name: str

@@ -190,9 +190,11 @@ def fill_rows(db: Database, rows: list, wanted_text: str | None) -> Choice:
     """Put each row's profile under the chosen conditions into `row.values` (and its marks into `row.marks`)."""
     choice = choose(card_profiles(db, list({row.card.id for row in rows})), wanted_text)
     otherwise = set(choice.otherwise)
-    choice.left_out = sorted({row.card.name for row in rows if row.card.id in otherwise})
+    if otherwise:  # not a pass over 100,000 rows for nothing
+        choice.left_out = sorted({row.card.name for row in rows if row.card.id in otherwise})
+    chosen = choice.chosen
     for row in rows:
-        measured = choice.chosen.get(row.card.id)
+        measured = chosen.get(row.card.id)
         if measured is None:
             continue
         row.values.update(measured.values)
