@@ -120,7 +120,9 @@ def _ema_finite(x: np.ndarray, weight: float) -> np.ndarray:
     padded[:n] = x
     grid = padded.reshape(blocks, block)
     j = np.arange(block, dtype=np.float64)
-    within = np.cumsum(grid * weight ** -j, axis=1) * ((1.0 - weight) * weight**j)
+    within = grid * weight ** -j
+    np.cumsum(within, axis=1, out=within)  # in place: a million-point curve makes no more copies of itself
+    within *= (1.0 - weight) * weight**j
     if blocks > 1:
         ends = within[:, -1]
         carry = np.empty(blocks)
@@ -141,17 +143,18 @@ def ema(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
     if not 0.0 <= weight < 1.0 or math.isnan(weight):
         raise ExpdbError(f"smoothing must be in [0, 1), not {weight}")
     raw = np.asarray(values, dtype=np.float64)
-    out = raw.copy()
     finite = np.isfinite(raw)
     if weight == 0.0 or not finite.any():
-        return out
-    kept = raw[finite]
+        return raw.copy()
+    whole = bool(finite.all())
+    kept = raw if whole else raw[finite]  # a curve without gaps is not copied first
     averaged = _ema_finite(kept, weight)
     # Debias by 1 - weight**k; past the point where weight**k < 1e-17 the factor is exactly 1.
     biased = min(len(kept), int(40.0 / -math.log(weight)) + 1)
     averaged[:biased] /= 1.0 - weight ** np.arange(1, biased + 1, dtype=np.float64)
-    if finite.all():
+    if whole:
         return averaged
+    out = raw.copy()
     out[finite] = averaged
     return out
 
@@ -181,15 +184,20 @@ def reduce_for_drawing(xs, ys, buckets: int = BUCKETS) -> tuple[np.ndarray, np.n
     else:  # the usual curve: no copies of a million points
         low, high = body.argmin(axis=1), body.argmax(axis=1)
     offsets = np.arange(full) * size
-    picked = [low + offsets, high + offsets]
+    first, second = np.minimum(low, high) + offsets, np.maximum(low, high) + offsets
+    # Each bucket's two extremes in their order, once when they are one point: sorted and unique with no sort.
+    both = np.stack([first, second], axis=1).ravel()
+    keep = np.ones(len(both), dtype=bool)
+    keep[1::2] = second != first
+    picked = [both[keep]]
     if full * size < n:
         tail = ys[full * size :]
         start = full * size
         if np.isnan(tail).all():
             picked.append(np.array([start]))
         else:
-            picked.append(np.array([start + np.nanargmin(tail), start + np.nanargmax(tail)]))
-    indices = np.unique(np.concatenate(picked))
+            picked.append(np.array(sorted({start + int(np.nanargmin(tail)), start + int(np.nanargmax(tail))})))
+    indices = np.concatenate(picked)
     return xs[indices], ys[indices]
 
 
@@ -303,7 +311,7 @@ def _divergence_steps(db: Database, run_id: int) -> list[int]:
 def _lr_drop_steps(db: Database, run_id: int) -> list[int]:
     if db.query_one("SELECT 1 FROM series WHERE run_id = ? AND key = 'lr'", (run_id,)) is None:
         return []
-    curve = read_curve(db, run_id, "lr")
+    curve = read_curve(db, run_id, "lr", axes=())  # its steps and values: no other axis is decompressed
     lr = _array(curve.values, np.float64)
     steps = _array(curve.steps, np.int64)
     finite = np.isfinite(lr)
@@ -316,6 +324,11 @@ def _lr_drop_steps(db: Database, run_id: int) -> list[int]:
 
 def _x_at_step(line: _Line, step: int, finite_x: np.ndarray) -> float | None:
     """The x coordinate of `step` on the line's axis (interpolated between the points that have one)."""
+    if finite_x.all():
+        # The steps are in order: the points on either side of `step` are all np.interp needs (no copy of the curve).
+        at = int(np.searchsorted(line.steps, step))
+        around = slice(max(at - 1, 0), at + 1)
+        return float(np.interp(step, line.steps[around], line.xs[around]))
     if not finite_x.any():
         return None
     steps = line.steps[finite_x].astype(np.float64)

@@ -90,7 +90,11 @@ def render_list(
     print_table(
         console,
         [
-            Column("card", [card.name for card in cards]),
+            Column(
+                "card",
+                [f"{card.name} (invalid)" if card.invalid_reason else card.name for card in cards],
+                styles=["dim" if card.invalid_reason else None for card in cards],
+            ),
             Column("status", statuses, styles=[_status_style(status) for status in statuses]),
             Column("from", [card.parent or "" for card in cards], priority=4),
             Column("params", [param_parts(card.params, changed_keys[card.id]) for card in cards], priority=2),

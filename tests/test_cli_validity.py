@@ -30,6 +30,12 @@ def test_an_invalid_card_is_left_out_of_the_table_and_shown_greyed_with_all(cli,
     assert records[-1]["invalid_reason"] == "L = 1 was a mistake"
 
 
+def test_list_marks_an_invalid_card_as_table_does(cli, three_cards):
+    study(three_cards, cli)
+    shown = cli("list").out
+    assert "b_1 (invalid)" in shown and "a_1 (invalid)" not in shown
+
+
 def test_where_tests_validity_and_tags(cli, three_cards):
     study(three_cards, cli)
     assert csv_names(cli, "--where", "valid=false") == ["b_1"]

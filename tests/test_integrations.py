@@ -59,6 +59,19 @@ def test_a_recorder_begins_on_the_first_point_and_each_report_after_its_end_is_a
         assert cards.get_card(database, "fw").params == {"lr": 0.1, "batch": 8}
 
 
+def test_a_recorder_s_divergence_thresholds_are_the_run_s_and_checked_at_once(tmp_path):
+    db = str(tmp_path / "study.db")
+    with pytest.raises(ExpdbError, match="rise_factor must be above 1"):
+        Recorder("fw", db=db, on_diverge="note", params={}, diverge={"rise_factor": 0.5})
+    recorder = Recorder("fw", db=db, on_diverge="note", params={}, diverge={"explode_factor": 10})
+    for step, loss in enumerate([1.0, 50.0, 60.0, 70.0, 80.0], start=1):  # 50x: no explosion at the default 100
+        recorder.log(step, None, {"loss": loss})
+    recorder.end(None)
+    with Database(db) as database:
+        (note,) = cards.card_details(database, "fw").notes
+    assert note.text.startswith("loss exploded at step 2: 50") and note.settings["explode_factor"] == 10
+
+
 def test_hyperparameters_that_differ_while_the_run_goes_are_refused_and_the_same_ones_are_not(tmp_path):
     recorder = Recorder("fw", db=str(tmp_path / "study.db"), on_diverge="stop", params={"lr": 0.1})
     run = recorder.started()

@@ -1,6 +1,7 @@
 """Curves stored as chunks: what write_points stores, read_curve gives back, in step order."""
 
 import math
+import sys
 
 import pytest
 
@@ -155,3 +156,19 @@ def test_a_step_logged_again_later_in_the_same_flush_with_other_keys_wins(db, ru
     assert list(loss.steps) == [1, 2, 3] and list(loss.values) == [1.0, 2.5, 3.0]
     assert list(loss.walls) == [0.1, 0.4, 0.3]
     assert list(acc.steps) == [2, 3] and list(acc.values) == [0.2, 0.3]
+
+
+@pytest.mark.parametrize("numpy_loaded", [True, False], ids=["steps written out", "steps inflated"])
+def test_consecutive_and_gapped_chunks_read_the_same_with_or_without_numpy(db, run_id, monkeypatch, numpy_loaded):
+    import numpy  # noqa: F401 -- loaded, as where curves are drawn; read_curve then writes consecutive steps out
+
+    if not numpy_loaded:
+        monkeypatch.setitem(sys.modules, "numpy", None)  # as in an everyday command: every chunk's steps inflated
+    series_ids: dict = {}
+    flush(db, run_id, [(step, None, None, 0.0, {"loss": float(step)}) for step in range(5, 9)], series_ids)  # consecutive
+    flush(db, run_id, [(step, None, None, 0.0, {"loss": float(step)}) for step in (9, 11, 12, 20)], series_ids)  # gaps
+    flush(db, run_id, [(step, None, None, 0.0, {"loss": -float(step)}) for step in range(7, 10)], series_ids)  # resumed
+    curve = read_curve(db, run_id, "loss", axes=())
+    assert list(curve.steps) == [5, 6, 7, 8, 9, 11, 12, 20]
+    assert list(curve.values) == [5.0, 6.0, -7.0, -8.0, -9.0, 11.0, 12.0, 20.0]
+    assert len(curve.walls) == 0 and curve.epochs is None and curve.samples is None  # the axes not asked for

@@ -1,6 +1,9 @@
 """Every endpoint of `expdb ui`, through Starlette's test client (the browser tests are in test_ui_browser.py)."""
 
+import base64
+import math
 import re
+import struct
 import subprocess
 import sys
 
@@ -34,6 +37,22 @@ def writable(tmp_path):
     """A study of its own, for the tests that write to it."""
     path = build_study(tmp_path / "study.db")
     return path, TestClient(create_app(str(path)), base_url=BASE)
+
+
+def numbers(text: str) -> list:
+    """A curve's numbers as the page unpacks them: little-endian float64s, NaN and infinities as gaps (None)."""
+    raw = base64.b64decode(text)
+    return [value if math.isfinite(value) else None for value in struct.unpack(f"<{len(raw) // 8}d", raw)]
+
+
+def curves(client, **params) -> dict:
+    """/api/curves with each series' numbers unpacked."""
+    payload = client.get("/api/curves", params=params).json()
+    for panel in payload["panels"]:
+        for series in panel["series"]:
+            for line in (series, series["smooth"]) if series["smooth"] else (series,):
+                line["x"], line["y"] = numbers(line["x"]), numbers(line["y"])
+    return payload
 
 
 def csrf_of(client) -> str:
@@ -137,20 +156,18 @@ def test_unknown_card_is_one_line(client):
 
 
 def test_curves_are_reduced_and_zoom_reads_full_resolution(client):
-    payload = client.get("/api/curves", params={"cards": "curve_a,curve_b,curve_c", "metric": "loss,lr", "width": 200}).json()
+    payload = curves(client, cards="curve_a,curve_b,curve_c", metric="loss,lr", width=200)
     assert [panel["metric"] for panel in payload["panels"]] == ["loss", "lr"]
     loss = payload["panels"][0]["series"]
     assert [series["card"] for series in loss] == ["curve_a", "curve_b", "curve_c"]
     assert all(len(series["x"]) <= 2 * 200 + 2 < series["points"] for series in loss)
-    zoomed = client.get("/api/curves", params={"cards": "curve_a", "metric": "loss", "width": 200, "x0": 100, "x1": 300}).json()
+    zoomed = curves(client, cards="curve_a", metric="loss", width=200, x0=100, x1=300)
     series = zoomed["panels"][0]["series"][0]
     assert series["x"] == list(range(99, 302))  # every point of the range, and one on either side
 
 
 def test_curves_keep_every_spike_and_a_diverged_run_does_not_set_the_scale(client):
-    series = client.get("/api/curves", params={"cards": "curve_c", "metric": "loss", "width": 100}).json()["panels"][0]["series"][
-        0
-    ]
+    series = curves(client, cards="curve_c", metric="loss", width=100)["panels"][0]["series"][0]
     assert max(value for value in series["y"] if value is not None) > 1e5  # the explosion is drawn
     assert series["scale"][1] < 3  # but the y scale is the run's before it
     assert series["divergences"] == [{"step": 2000, "x": 2000.0, "y": 1000.0}]
@@ -160,19 +177,15 @@ def test_curves_keep_every_spike_and_a_diverged_run_does_not_set_the_scale(clien
 def test_curves_smooth_on_every_point_and_read_other_axes(client):
     from expdb.plot import ema
 
-    payload = client.get(
-        "/api/curves", params={"cards": "curve_a", "metric": "loss", "smooth": 0.9, "x0": 0, "x1": 0.01, "x": "epoch"}
-    ).json()
+    payload = curves(client, cards="curve_a", metric="loss", smooth=0.9, x0=0, x1=0.01, x="epoch")
     series = payload["panels"][0]["series"][0]
     assert payload["x_label"] == "epoch" and series["x"][:3] == series["smooth"]["x"][:3] == [0.0, 0.001, 0.002]
     # From the first point on, so the smoothed points of this range are those of the whole curve.
     assert series["smooth"]["y"] == pytest.approx(list(ema(series["y"], 0.9)))
     # A zoom late in the curve smooths with the points before it too.
-    whole = client.get("/api/curves", params={"cards": "curve_a", "metric": "loss", "width": 4000}).json()["panels"][0]["series"][
-        0
-    ]
+    whole = curves(client, cards="curve_a", metric="loss", width=4000)["panels"][0]["series"][0]
     assert len(whole["y"]) == whole["points"] == 3000
-    late = client.get("/api/curves", params={"cards": "curve_a", "metric": "loss", "smooth": 0.9, "x0": 2500, "x1": 2510}).json()
+    late = curves(client, cards="curve_a", metric="loss", smooth=0.9, x0=2500, x1=2510)
     assert late["panels"][0]["series"][0]["smooth"]["y"] == pytest.approx(list(ema(whole["y"], 0.9)[2499:2512]))
 
 

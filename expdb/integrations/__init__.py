@@ -17,6 +17,7 @@ from typing import Any
 
 from expdb import api
 from expdb.cards import typed_like, validate_name
+from expdb.divergence import check_settings
 from expdb.ranks import process_rank
 from expdb.errors import ExpdbError
 from expdb.lifecycle import RunStatus
@@ -70,10 +71,13 @@ class Recorder:
     """The run of a card that a framework reports to: begun on the first hyperparameters or metrics, ended with
     the status the framework's ending gives; reporting again after it ended begins another run of the card."""
 
-    def __init__(self, card: str, *, db: str | None, on_diverge: str, params: Mapping | None):
+    def __init__(
+        self, card: str, *, db: str | None, on_diverge: str, params: Mapping | None, diverge: Mapping[str, float] | None = None
+    ):
         self.card = validate_name(card)
         self.db = db
         self.on_diverge = check_on_diverge(on_diverge)
+        self.diverge = check_settings(dict(diverge or {}), "diverge=")
         self.params = hyperparameters(params)
         self.run: Run | None = None
         self._previous_hook = sys.excepthook
@@ -98,7 +102,7 @@ class Recorder:
 
     def started(self) -> Run:
         if self.run is None:
-            run = api.begin(self.card, self.params, db=self.db, on_diverge=self.on_diverge)
+            run = api.begin(self.card, self.params, db=self.db, on_diverge=self.on_diverge, diverge=self.diverge)
             assert isinstance(run, Run)  # an integration records on rank 0 only (rank_zero)
             self.run = run
             self._previous_hook, sys.excepthook = sys.excepthook, self._uncaught

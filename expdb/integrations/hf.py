@@ -52,11 +52,20 @@ class ExpdbCallback(TrainerCallback):
     """Records a HuggingFace Trainer's training on the expdb card `card` (created if missing).
 
     db: the database (default: `EXPDB_DB`, else ./experiments.db); on_diverge: "stop" (training stops at the
-    next step, the run ends diverged) or "note"; params: more parameters of the card.
+    next step, the run ends diverged) or "note"; diverge: divergence thresholds over the card's, as
+    `expdb.start(diverge=...)`'s; params: more parameters of the card.
     """
 
-    def __init__(self, card: str, *, db: str | None = None, on_diverge: str = "stop", **params: Any):
-        self._recorder = Recorder(card, db=db, on_diverge=on_diverge, params=params)
+    def __init__(
+        self,
+        card: str,
+        *,
+        db: str | None = None,
+        on_diverge: str = "stop",
+        diverge: dict[str, float] | None = None,
+        **params: Any,
+    ):
+        self._recorder = Recorder(card, db=db, on_diverge=on_diverge, params=params, diverge=diverge)
         self._training = False
 
     @property

@@ -28,8 +28,9 @@ class ExpdbLogger(Logger):
     """Records a Lightning Trainer's run on the expdb card `card` (created if missing).
 
     db: the database (default: `EXPDB_DB`, else ./experiments.db); on_diverge: "stop" (log_metrics raises
-    expdb.RunStopped, which stops training and ends the run diverged) or "note"; profile_budget_s: seconds
-    of latency timing for the profile (0: no profile); params: more parameters of the card.
+    expdb.RunStopped, which stops training and ends the run diverged) or "note"; diverge: divergence
+    thresholds over the card's, as `expdb.start(diverge=...)`'s; profile_budget_s: seconds of latency
+    timing for the profile (0: no profile); params: more parameters of the card.
     """
 
     def __init__(
@@ -38,11 +39,12 @@ class ExpdbLogger(Logger):
         *,
         db: str | None = None,
         on_diverge: str = "stop",
+        diverge: dict[str, float] | None = None,
         profile_budget_s: float = DEFAULT_PROFILE_BUDGET_S,
         **params: Any,
     ):
         super().__init__()
-        self._recorder = Recorder(card, db=db, on_diverge=on_diverge, params=params)
+        self._recorder = Recorder(card, db=db, on_diverge=on_diverge, params=params, diverge=diverge)
         self._profile_budget_s = profile_budget_s
         self._profiled = False
         self._last: dict[str, float] = {}

@@ -51,7 +51,8 @@ class ExpdbVisBackend(BaseVisBackend):
     """Records an MMEngine runner's scalars as a run of the expdb card `card`.
 
     db: the database (default: `EXPDB_DB`, else ./experiments.db); on_diverge: "stop" (add_scalars raises
-    expdb.RunStopped, which stops training and ends the run diverged) or "note".
+    expdb.RunStopped, which stops training and ends the run diverged) or "note"; diverge: divergence
+    thresholds over the card's, as `expdb.start(diverge=...)`'s.
     """
 
     def __init__(
@@ -61,17 +62,19 @@ class ExpdbVisBackend(BaseVisBackend):
         *,
         db: str | None = None,
         on_diverge: str = "stop",
+        diverge: dict[str, float] | None = None,
         params: dict | None = None,
         config_params: Sequence[str] = (),
     ):
         super().__init__(save_dir)  # type: ignore[arg-type]  # MMEngine passes its vis_data folder, or None
         self._card, self._db, self._on_diverge, self._params = card, db, on_diverge, dict(params or {})
+        self._diverge = diverge
         self._config_params = tuple(config_params)
         self._recorder: Recorder | None = None
         # Rank 0 by the launcher's environment and by MMEngine (the Runner initialises distributed training first).
         self._rank_zero = process_rank() == 0 and is_main_process()
         if card is not None:
-            self._recorder = Recorder(card, db=db, on_diverge=on_diverge, params=self._params)
+            self._recorder = Recorder(card, db=db, on_diverge=on_diverge, params=self._params, diverge=diverge)
 
     def _init_env(self) -> None:
         """Nothing to prepare: the run begins with the first scalars."""
@@ -96,7 +99,9 @@ class ExpdbVisBackend(BaseVisBackend):
             return
         params = {key: config_value(config, key) for key in self._config_params}
         if self._recorder is None and getattr(config, "filename", None):
-            self._recorder = Recorder(Path(config.filename).stem, db=self._db, on_diverge=self._on_diverge, params=self._params)
+            self._recorder = Recorder(
+                Path(config.filename).stem, db=self._db, on_diverge=self._on_diverge, params=self._params, diverge=self._diverge
+            )
         recorder = self._started()
         recorder.add_params(params)
         recorder.started()

@@ -12,6 +12,7 @@ import json
 import mimetypes
 import secrets
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from pathlib import Path
 
@@ -134,6 +135,25 @@ def _number(request: Request, key: str, default=None, kind=float):
         raise ExpdbError(f"{key}={text!r} is not a number") from None
 
 
+def _table_query(request: Request) -> data.TableQuery:
+    query = request.query_params
+    return data.TableQuery(
+        _selection(request),
+        tuple(_names(request, "metric")),
+        query.get("sort") or None,
+        query.get("baseline") or None,
+        query.get("params") or "differing",
+        query.get("over") or None,
+        query.get("spread") or "std",
+    )
+
+
+def _curve_query(request: Request, db: Database) -> tuple[list, list[str], str]:
+    """The cards, metrics and x axis of a curve page."""
+    chosen = data.cards_for_curves(db, _names(request, "cards"), _selection(request))
+    return chosen, _names(request, "metric") or ["loss"], request.query_params.get("x") or "step"
+
+
 def create_app(location: str, *, token: str | None = None, allowed_hosts: list[str] | None = None) -> Starlette:
     """The app serving the database at `location`. `token`: required of every request (a server on a
     non-loopback address); `allowed_hosts`: the Host headers answered (default: loopback only)."""
@@ -141,11 +161,27 @@ def create_app(location: str, *, token: str | None = None, allowed_hosts: list[s
     csrf = secrets.token_urlsafe(32)
     cache = data.CurveCache()
     tables = data.TableCache()
+    early = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expdb-ui-early")
+
+    def read_early(request: Request, name: str) -> None:
+        """What the page will ask for (its address holds the same query), read while the browser loads its
+        scripts: the page's request then waits for that reading instead of starting it. A mistake in the
+        query is left to that request to report."""
+        try:
+            db = databases.get()
+            if name == "study":
+                tables.table(db, _table_query(request))
+            elif name == "curves":
+                cache.entries(db, *_curve_query(request, db))
+        except ExpdbError:
+            pass
 
     def page(name: str):
         template = (STATIC / PAGES[name]).read_text(encoding="utf-8").replace("{{csrf}}", csrf)
 
         def endpoint(request: Request) -> HTMLResponse:
+            if name in ("study", "curves"):
+                early.submit(read_early, request, name)
             return HTMLResponse(template)
 
         return endpoint
@@ -163,15 +199,7 @@ def create_app(location: str, *, token: str | None = None, allowed_hosts: list[s
 
     def table(request: Request, db: Database) -> Response:
         query = request.query_params
-        asked = data.TableQuery(
-            _selection(request),
-            tuple(_names(request, "metric")),
-            query.get("sort") or None,
-            query.get("baseline") or None,
-            query.get("params") or "differing",
-            query.get("over") or None,
-            query.get("spread") or "std",
-        )
+        asked = _table_query(request)
         fmt = query.get("format")
         if fmt in ("md", "latex"):
             return PlainTextResponse(data.table_text(db, asked, fmt, tables))
@@ -188,12 +216,12 @@ def create_app(location: str, *, token: str | None = None, allowed_hosts: list[s
 
     def curves(request: Request, db: Database) -> Response:
         query = request.query_params
-        chosen = data.cards_for_curves(db, _names(request, "cards"), _selection(request))
+        chosen, metrics, x = _curve_query(request, db)
         payload = data.curves(
             db,
             chosen,
-            _names(request, "metric") or ["loss"],
-            x=query.get("x") or "step",
+            metrics,
+            x=x,
             smooth=_number(request, "smooth", 0.0),
             log_y=query.get("log") == "1",
             x0=_number(request, "x0"),

@@ -14,6 +14,26 @@ const expdbChart = (() => {
     return made;
   }
 
+  // A card's curve comes as base64 of little-endian float64s (nothing to print or parse; a folded
+  // variant's mean and band as lists of numbers); NaN and infinities are gaps, which uPlot draws for null.
+  function unpack(text) {
+    const bytes = atob(text);
+    const view = new DataView(new ArrayBuffer(bytes.length));
+    for (let i = 0; i < bytes.length; i++) view.setUint8(i, bytes.charCodeAt(i));
+    const out = new Array(bytes.length / 8);
+    for (let i = 0; i < out.length; i++) {
+      const value = view.getFloat64(8 * i, true);
+      out[i] = Number.isFinite(value) ? value : null;
+    }
+    return out;
+  }
+
+  function unpackSeries(item) {
+    const numbers = (found) => (typeof found === "string" ? unpack(found) : found);
+    item.x = numbers(item.x); item.y = numbers(item.y);
+    if (item.smooth !== null) { item.smooth.x = numbers(item.smooth.x); item.smooth.y = numbers(item.smooth.y); }
+  }
+
   const INVALID = "#a6a6a6";  // an invalid variant, as `expdb plot --all` greys it
   function colour(index) { return COLOURS[index % 10]; }
   function colourOf(item) { return item.invalid ? INVALID : colour(item.index); }
@@ -123,6 +143,7 @@ const expdbChart = (() => {
     const plots = [];
     while (container.firstChild) container.removeChild(container.firstChild);
     for (const panel of payload.panels) {
+      panel.series.forEach(unpackSeries);
       const box = node("div", "panel");
       box.dataset.metric = panel.metric;
       box.dataset.series = String(panel.series.length);

@@ -79,10 +79,17 @@
     panels.dataset.doneAt = String(drawn);
   }
 
+  // A zoom is fetched at once; while one is on its way, the next waits for it and only the latest range is
+  // fetched then (a spun wheel sends one request at a time, and none waits for a timer).
   function zoom(x0, x1) {
     state.x0 = x0; state.x1 = x1;
-    clearTimeout(pending);
-    pending = setTimeout(() => load("zoom"), 30);
+    if (pending) { pending.again = true; return; }
+    pending = { again: false };
+    load("zoom").finally(() => {
+      const again = pending.again;
+      pending = null;
+      if (again) zoom(state.x0, state.x1);
+    });
   }
 
   async function live() {
