@@ -29,6 +29,7 @@ and functions are printed.
 With --before DIR (a checkout of another version of expdb, e.g. main's, exported with
 `git archive main | tar -x -C DIR`), every expdb command is also run with that version (`python -m
 expdb` with DIR first on PYTHONPATH), interleaved with this one's, and both are printed side by side.
+When that version's schema is older, it reads a copy of each database migrated down to its schema.
 
 The commands run with bytecode caching on (PYTHONDONTWRITEBYTECODE is removed from their
 environment) so that the warm-up run writes the .pyc files an installed package has: otherwise
@@ -46,6 +47,7 @@ import argparse
 import fcntl
 import os
 import pty
+import re
 import resource
 import shutil
 import statistics
@@ -185,11 +187,38 @@ def with_before(commands: list[Command], before: str | None) -> list[Command]:
     for command in commands:
         paired.append(command)
         if command.is_expdb:
+            argv = [sys.executable, "-m", "expdb", *command.argv[prefix:]]
+            if "--db" in argv:
+                at = argv.index("--db") + 1
+                argv[at] = str(_database_for(Path(argv[at]), before))
             paired.append(Command(
-                f"  before: {command.label}", [sys.executable, "-m", "expdb", *command.argv[prefix:]], command.target,
+                f"  before: {command.label}", argv, command.target,
                 is_expdb=False, terminal=command.terminal, env=_before_env(before), before=True,
             ))
     return paired
+
+
+def _database_for(path: Path, before: str) -> Path:
+    """`path`, or when the other version's schema is older, a copy of it migrated down to that schema
+    (an expdb refuses a database newer than it)."""
+    from expdb.db import SCHEMA_HEAD
+    from expdb.migrate import alembic_config
+
+    found = re.search(r'^SCHEMA_HEAD = "(\w+)"', (Path(before) / "expdb" / "db.py").read_text(), re.MULTILINE)
+    if found is None or found.group(1) == SCHEMA_HEAD:
+        return path
+    from alembic import command as alembic
+    from sqlalchemy import create_engine
+
+    copy = path.with_name(f"{path.stem}.at{found.group(1)}{path.suffix}")
+    shutil.copyfile(path, copy)
+    engine = create_engine(f"sqlite:///{copy}")
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        alembic.downgrade(config, found.group(1))
+    engine.dispose()
+    return copy
 
 
 def _before_env(before: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ Times are float seconds since the epoch, and JSON is stored as text, so that SQL
 PostgreSQL hold the same values.
 """
 
-from sqlalchemy import BigInteger, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -81,6 +81,9 @@ class Note(SQLModel, table=True):
 
 class Metric(SQLModel, table=True):
     """A final scalar of a run, such as iou50."""
+
+    # Holds the value too: reading a study's metrics in run order needs this index alone (migration 0009).
+    __table_args__ = (Index("ix_metric_run_key_value", "run_id", "key", "value"),)
 
     run_id: int = Field(foreign_key="run.id", ondelete="CASCADE", primary_key=True)
     key: str = Field(max_length=128, primary_key=True)

@@ -50,7 +50,7 @@ AGGREGATES = ("mean", "std", "count", "min", "max")  # how a group of cards fold
 DEFAULT_AGGREGATES = ("mean", "std", "count")
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     card: Card
     values: dict[str, float]  # value key (`iou50`, `iou50_max`) -> value, profile columns included
