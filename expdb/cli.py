@@ -662,17 +662,17 @@ def run(
             return
         elif queued:
             raise typer.Exit(queue_locally(database, targets, slots, run_args, resume, budget if gpus is None else None))
-        announce = threads_announcer(budget)
-        outcomes = [
-            outcome
-            for card in targets
-            for outcome in run_cards(
-                database, [card], command=ctx.args or None, parser=parse, resume=resume and (not many or card.status != PLANNED),
-                on_diverge=on_diverge, device=device, seed=seed, profile_budget=profile_budget, keep_going=many,
-                queued_run=queued_run, ready=wait_for_the_queue if standby else None, diverge=settings,
-                started=announce,
-            )
-        ]
+        with threads_announcer(budget) as announce:
+            outcomes = [
+                outcome
+                for card in targets
+                for outcome in run_cards(
+                    database, [card], command=ctx.args or None, parser=parse,
+                    resume=resume and (not many or card.status != PLANNED), on_diverge=on_diverge, device=device, seed=seed,
+                    profile_budget=profile_budget, keep_going=many, queued_run=queued_run,
+                    ready=wait_for_the_queue if standby else None, diverge=settings, started=announce,
+                )
+            ]
     raise typer.Exit(0 if all(outcome is not None and outcome.status == RunStatus.FINISHED for outcome in outcomes) else 1)
 
 
@@ -700,18 +700,20 @@ def rerun(
             console.print(escape(f"re-running {what}; the environment is as recorded"), soft_wrap=True)
         from .cpus import thread_budget
 
-        outcomes = run_cards(
-            database, [plan.card], command=plan.command, seed=plan.seed, device=device, profile_budget=profile_budget,
-            started=threads_announcer(thread_budget()),
-        )
+        with threads_announcer(thread_budget()) as announce:
+            outcomes = run_cards(
+                database, [plan.card], command=plan.command, seed=plan.seed, device=device, profile_budget=profile_budget,
+                started=announce,
+            )
     outcome = outcomes[0]
     raise typer.Exit(0 if outcome is not None and outcome.status == RunStatus.FINISHED else 1)
 
 
+@contextmanager
 def threads_announcer(budget):
     """What gives this process's trainings the free cores (expdb.cpus) and says how many, once, as the first
-    run begins (a refused run prints its error alone)."""
-    from .cpus import use_threads
+    run begins (a refused run prints its error alone); the process's own thread settings come back after."""
+    from .cpus import kept_threads, use_threads
 
     said = []
 
@@ -721,7 +723,8 @@ def threads_announcer(budget):
             use_threads(budget)
             errors.print(budget.describe(), markup=False, soft_wrap=True)
 
-    return announce
+    with kept_threads():
+        yield announce
 
 
 def wait_for_the_queue() -> None:
@@ -1049,7 +1052,8 @@ def demo(db: DbOption = None) -> None:
     with open_db(db, create=True) as database:
         names = create_demo(database)
         console.print(f"created {len(names)} cards in {database.name}: {', '.join(names)}", soft_wrap=True)
-        run_cards(database, [cards.get_card(database, name) for name in names], started=threads_announcer(budget))
+        with threads_announcer(budget) as announce:
+            run_cards(database, [cards.get_card(database, name) for name in names], started=announce)
         console.print()
         demo_cards = cards.select_cards(database, cards.Selection(tag=DEMO_TAG))
         render_rich(build_table(database, demo_cards, ["iou50"], baseline="cvt"), console)

@@ -11,7 +11,8 @@ OMP_NUM_THREADS, when the user sets it, wins. Standard library only.
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what torch (OpenMP, MKL) reads when it is imported
@@ -61,6 +62,25 @@ def thread_budget(
         load = load_average()
     free = cores if load is None else max(1, min(cores, round(cores - load)))
     return ThreadBudget(max(1, free // jobs), cores, load, jobs)
+
+
+@contextmanager
+def kept_threads() -> Iterator[None]:
+    """Puts back what `use_threads` changes once the trainings are done (a process that goes on, as a test's or
+    a notebook's, keeps its own settings): the variables, and torch's count when torch was loaded before."""
+    variables = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        for name, value in variables.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if torch is not None and threads is not None:
+            torch.set_num_threads(threads)
 
 
 def use_threads(budget: ThreadBudget) -> None:

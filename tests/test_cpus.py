@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from expdb.cpus import ThreadBudget, thread_budget, use_threads
+from expdb.cpus import ThreadBudget, kept_threads, thread_budget, use_threads
 from expdb.queue import cpu_slots
 
 
@@ -65,6 +65,27 @@ def test_use_threads_sets_what_torch_reads_and_tells_a_torch_already_imported(mo
     assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "1" and told == [1]
     use_threads(ThreadBudget(5, 2, None, given=True))  # the user's own choice: left alone
     assert os.environ["OMP_NUM_THREADS"] == "1" and told == [1]
+
+
+def test_the_process_gets_its_own_thread_settings_back_after_its_trainings(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    threads = [7]
+
+    class FakeTorch:
+        @staticmethod
+        def get_num_threads():
+            return threads[-1]
+
+        @staticmethod
+        def set_num_threads(n):
+            threads.append(n)
+
+    monkeypatch.setitem(sys.modules, "torch", FakeTorch)
+    with kept_threads():
+        use_threads(ThreadBudget(1, 2, 9.0))
+        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "1" and threads[-1] == 1
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in os.environ and threads[-1] == 7
 
 
 def test_run_says_how_many_threads(cli, monkeypatch, tmp_path):
