@@ -66,7 +66,9 @@ from pathlib import Path
 
 from .attachments import file_sha256
 from .errors import ExpdbError
-from .logparse import MMDetParser, Record, RegexParser, make_parser, no_records_message, parse_number, year_of_log
+from .logparse import (
+    MMDetParser, Record, RegexParser, make_parser, no_records_message, open_log, parse_number, year_of_log
+)
 from .values import Value, parse_scalar, plural
 
 FORMATS = "mmdet, tensorboard, hf, regex:PATTERN"
@@ -114,17 +116,6 @@ def _launch_hash(file_hash: str, launch: int) -> str:
     return file_hash if launch == 1 else hashlib.sha256(f"{file_hash}#launch{launch}".encode()).hexdigest()
 
 
-def _open_text(path: Path):
-    try:
-        return path.open(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise ExpdbError(f"no such log file: {path}") from None
-    except IsADirectoryError:
-        raise ExpdbError(f"{path} is a directory, not a log file") from None
-    except OSError as error:
-        raise ExpdbError(f"cannot read {path}: {' '.join((error.strerror or str(error)).split())}") from None
-
-
 def _split_launches(records: list[tuple[int, Record]]) -> list[tuple[int, list[Record]]]:
     """(first line, records) per launch: a training step at or below the one before starts a new launch."""
     launches: list[tuple[int, list[Record]]] = []
@@ -164,7 +155,7 @@ def _read_text(path: Path, spec: str, reading: Reading, year: int | None = None)
     parser = make_parser(spec, year=year if year is not None else year_of_log(path))
     numbered: list[tuple[int, Record]] = []
     lines = 0
-    with _open_text(path) as handle:
+    with open_log(path) as handle:
         for lines, line in enumerate(handle, start=1):  # noqa: B007 - `lines` counts them
             record = parser.parse(line)
             if record is not None:
@@ -186,7 +177,7 @@ def _json_lines(path: Path, reading: Reading) -> list[tuple[int, dict]]:
     """The objects of a JSON-lines file; a line that is not a whole JSON object is refused."""
     rows: list[tuple[int, dict]] = []
     loads = json.loads
-    with _open_text(path) as handle:
+    with open_log(path) as handle:
         number = 0
         for number, line in enumerate(handle, start=1):  # noqa: B007 - `number` counts them
             if not line.strip():
@@ -373,7 +364,7 @@ def _trainer_state_file(path: Path) -> Path:
 
 def _read_trainer_state(path: Path, reading: Reading) -> list[ReadRun]:
     state_file = _trainer_state_file(path)
-    with _open_text(state_file) as handle:
+    with open_log(state_file) as handle:
         text = handle.read()
     try:
         state = json.loads(text)
@@ -471,7 +462,7 @@ def _text_times(path: Path, started: float | None) -> dict[int, float]:
     year = datetime.fromtimestamp(started).year if started is not None else None
     parser = MMDetParser(year=year)
     times = {}
-    with _open_text(path) as handle:
+    with open_log(path) as handle:
         for line in handle:
             record = parser.parse(line)
             if record is not None and record.mode == "train" and record.timestamp is not None:
@@ -678,7 +669,7 @@ def read_runs(spec: str, location: str | Path) -> Reading:
 
 
 def _starts_with_brace(path: Path) -> bool:
-    with _open_text(path) as handle:
+    with open_log(path) as handle:
         for line in handle:
             if line.strip():
                 return line.lstrip()[:1] in ("{", "[")

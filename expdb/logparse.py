@@ -85,7 +85,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from .errors import ExpdbError
 
@@ -480,6 +480,18 @@ def _parse_epoch(text: str | None) -> float | None:
 # ---------------------------------------------------------------- entry points
 
 
+def open_log(path: Path) -> TextIO:
+    """The log as text (undecodable bytes replaced); ExpdbError, one line, when it cannot be opened."""
+    try:
+        return path.open(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise ExpdbError(f"no such log file: {path}") from None
+    except IsADirectoryError:
+        raise ExpdbError(f"{path} is a directory, not a log file") from None
+    except OSError as error:
+        raise ExpdbError(f"cannot read log file {path}: {_one_line(error.strerror or str(error))}") from None
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -534,15 +546,11 @@ def parse_file(path: str | Path, spec: str, *, year: int | None = None) -> list[
     """
     path = Path(path)
     parser = make_parser(spec, year=year if year is not None else year_of_log(path))
-    try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
+    with open_log(path) as handle:
+        try:
             records = parse_lines(handle, parser)
-    except FileNotFoundError:
-        raise ExpdbError(f"no such log file: {path}") from None
-    except IsADirectoryError:
-        raise ExpdbError(f"{path} is a directory, not a log file") from None
-    except OSError as error:
-        raise ExpdbError(f"cannot read log file {path}: {_one_line(error.strerror or str(error))}") from None
+        except OSError as error:
+            raise ExpdbError(f"cannot read log file {path}: {_one_line(error.strerror or str(error))}") from None
     if not records:
         raise ExpdbError(no_records_message(path, parser))
     return records
