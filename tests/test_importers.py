@@ -98,9 +98,9 @@ def test_tf2_scalar_tensors_are_read_from_their_bytes(tmp_path):
 
 
 def test_a_json_log_holding_two_launches_gives_two_runs(tmp_path):
-    lines = (DATA / "mmdet2-yolof-epoch1.log.json").read_text().splitlines(keepends=True)
+    lines = (DATA.parent / "mmdet2-eltd-retinanet" / "20210421_200459.log.json").read_text().splitlines(keepends=True)
     log = tmp_path / "twice.log.json"
-    log.write_text("".join(lines[:100] + lines[:50]))
+    log.write_text("".join(lines[1:101] + lines[1:51]))  # without the header line
     reading = read_runs("mmdet", log)
     assert [len(run.records) for run in reading.runs] == [100, 50]
     assert reading.launches_in == ["twice.log.json holds 2 launches (a new one from line 101)"]
