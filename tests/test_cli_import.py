@@ -351,9 +351,9 @@ def scalars_in_event_files(folder: Path) -> int:
     return count
 
 
-# No real event file under a permissive licence was found: these are written by the tensorboard package's
-# own writer and summary functions, shaped as PyTorch's SummaryWriter writes a U-Net training (TF2 scalar
-# tensors with their plugin named on every value, text summaries beside them). See tests/data/README.md.
+# For what the real event files (tests/test_cli_import_tensorboard.py) lack, text summaries and folder names
+# with several parameters: written by the tensorboard package's own writer and summary functions, shaped as
+# PyTorch's SummaryWriter writes a U-Net training. See tests/data/README.md.
 UNET_RUNS = {"UNet_dr01_bs16_lr2e_4": 12, "UNet_dr01_bs8_lr1e_4": 10, "UNet_dr015_bs32_lr3e_4": 14}  # folder -> epochs
 UNET_EPOCH = 230  # steps an epoch
 
