@@ -12,8 +12,10 @@ from, and what was read and skipped, before anything is written. Formats:
       lines (mmcv writes the last training iteration of the epoch there), else the largest
       training `iter`. An iteration-based run (mmcv's IterBasedRunner) writes the global iteration
       in `iter`, which then grows on where `epoch` changes: it is the step, and an evaluation line
-      (whose `iter` counts its own batches) is placed at the training line before it. A first line
-      without `mode` (`env_info`, `config`) is the run's header;
+      (whose `iter` counts its own batches) is placed at the training line before it. In an
+      epoch-based run a training line's epochs done are fractional (step / iters_per_epoch), an
+      evaluation's the epoch it follows. A first line without `mode` (`env_info`, `config`) is the
+      run's header; a value that is not a number (`bbox_mAP_copypaste`'s text) is counted, not kept;
     - an MMEngine `vis_data/scalars.json`: training lines carry `step` (the iteration) and
       `epoch`; validation lines carry only metrics and `step`, which is the epoch in an
       epoch-based run (placed at the last training step of that epoch) and the iteration
@@ -22,13 +24,18 @@ from, and what was read and skipped, before anything is written. Formats:
       else its `*.log.json` files, else its `*.log` files, each file one run, in name order.
 
     Evaluation fields that describe the loop (`lr`, `eta`, `time`, `data_time`, `memory`) are
-    dropped from validation lines, as in the text logs.
+    dropped from validation lines, as in the text logs, and counted.
 
 ``tensorboard``
     Event files (`events.out.tfevents.*`) under a folder: one run per folder that holds event
     files, its scalars (TF1 `simple_value`, TF2 scalar tensors) with their steps and wall times.
     Consecutive events at one step (`SummaryWriter.add_scalar` writes an event per scalar) are one
-    record, at the wall time of its first event; a tag written again at its step is a point of its own.
+    record, at the wall time of its first event; a tag written again at its step keeps its later value
+    (a curve holds one value a step), and the account says so. An `epoch` scalar (Lightning logs one
+    with every call) is the epoch of the record at its step, not a curve, as `ExpdbLogger` records it.
+    A tag written at steps below ones written before it (Lightning's LearningRateMonitor writes the
+    epoch as the step) is kept at its steps, and the account says so. Graphs and run metadata are
+    skipped and counted.
     Records are read by their length framing and decoded with the `tensorboard` package's
     `Event` protocol buffer; the CRCs are not checked (the package's pure-Python check costs
     ten times the decoding). A record cut short at the end of a file (a run still writing) is
@@ -107,6 +114,9 @@ class Reading:
     skipped: Counter = field(default_factory=Counter)  # reason -> how many
     launches_in: list[str] = field(default_factory=list)  # "x.log: a second launch at line 345"
     unread: list[str] = field(default_factory=list)  # files found and left aside, with why
+    not_numbers: Counter = field(default_factory=Counter)  # key -> values of it that are not numbers (left out)
+    loop_fields: Counter = field(default_factory=Counter)  # key -> evaluation lines' loop fields left out (`lr`)
+    notes: list[str] = field(default_factory=list)  # what the user should know about how points were placed
 
 
 # ---------------------------------------------------------------- helpers
@@ -161,7 +171,7 @@ def _read_text(path: Path, spec: str, reading: Reading, year: int | None = None)
             if record is not None:
                 numbered.append((lines, record))
     reading.read["line"] += lines
-    reading.skipped["lines that are not progress lines"] += lines - len(numbered)
+    reading.skipped["lines other than progress lines"] += lines - len(numbered)
     if not numbered:
         raise ExpdbError(no_records_message(path, parser))
     # A regex log's step may restart every epoch (the parser continues the count): one launch.
@@ -197,25 +207,30 @@ def _json_lines(path: Path, reading: Reading) -> list[tuple[int, dict]]:
     return rows
 
 
-def _numbers(row: dict, drop: set[str]) -> dict[str, float]:
+def _numbers(row: dict, drop: set[str], reading: Reading) -> dict[str, float]:
+    """The numbers of a JSON line, less the `drop` keys; the other values (`bbox_mAP_copypaste`'s text) are counted."""
     values = {}
     for key, value in row.items():
-        if key in drop or isinstance(value, bool):
+        if key in drop:
             continue
-        if isinstance(value, (int, float)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             values[key] = float(value)
         elif isinstance(value, str) and (number := parse_number(value)) is not None:
             values[key] = number  # json.dumps writes NaN as NaN, but some loggers write "nan"
+        else:
+            reading.not_numbers[key] += 1
     return values
 
 
-def _eval_values(mode: str, values: dict[str, float]) -> dict[str, float]:
+def _eval_values(mode: str, values: dict[str, float], reading: Reading) -> dict[str, float]:
     prefix = f"{mode}/"
-    return {
-        key if key.startswith(prefix) else prefix + key: value
-        for key, value in values.items()
-        if key not in _EVAL_BOOKKEEPING and not key.endswith("_lr")
-    }
+    kept = {}
+    for key, value in values.items():
+        if key in _EVAL_BOOKKEEPING or key.endswith("_lr"):
+            reading.loop_fields[key] += 1
+        else:
+            kept[key if key.startswith(prefix) else prefix + key] = value
+    return kept
 
 
 def _not_a_log(path: Path, why: str) -> ExpdbError:
@@ -263,7 +278,7 @@ def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> l
                 reading.skipped["training lines without epoch and iter"] += 1
                 continue
             step = (epoch - 1) * per_epoch + inner if by_epoch and per_epoch and isinstance(epoch, int) else inner
-            values = _numbers(row, _JSON_COUNTERS)
+            values = _numbers(row, _JSON_COUNTERS, reading)
             last_step = step
         elif mode in ("val", "test"):
             if by_epoch and isinstance(epoch, int) and per_epoch:
@@ -275,14 +290,19 @@ def _mmdet_json(path: Path, rows: list[tuple[int, dict]], reading: Reading) -> l
             else:
                 reading.skipped[f"{mode} lines before any training line"] += 1
                 continue
-            values = _eval_values(mode, _numbers(row, _JSON_COUNTERS))
+            values = _eval_values(mode, _numbers(row, _JSON_COUNTERS, reading), reading)
         else:
             reading.skipped[f"lines of mode {mode!r}"] += 1
             continue
         if not values:
             reading.skipped["lines without a number"] += 1
             continue
-        numbered.append((line, Record(step, float(epoch) if isinstance(epoch, int) else None, values, None, mode)))
+        # Epochs done as a fraction, as the text logs give them: a training line's iteration / iterations per epoch,
+        # an evaluation's the epoch it follows.
+        done = None
+        if by_epoch and per_epoch and isinstance(epoch, int):
+            done = step / per_epoch if mode == "train" else float(epoch)
+        numbered.append((line, Record(step, float(epoch) if isinstance(epoch, int) else None, values, None, mode, done)))
     if per_epoch is None and by_epoch:
         raise _not_a_log(path, 'its lines have no "iter"')
     return numbered
@@ -315,7 +335,7 @@ def _scalars_json(rows: list[tuple[int, dict]], reading: Reading, times: dict[in
         training = "lr" in row or "loss" in row or "epoch" in row or "iter" in row
         if training:
             epoch = row.get("epoch")
-            values = _numbers(row, _JSON_COUNTERS)
+            values = _numbers(row, _JSON_COUNTERS, reading)
             if isinstance(epoch, int):
                 last_of_epoch[epoch] = step
             last_step = step
@@ -324,7 +344,7 @@ def _scalars_json(rows: list[tuple[int, dict]], reading: Reading, times: dict[in
         else:
             # Validation: `step` is the epoch in an epoch-based run.
             mode = "val"
-            values = _eval_values(mode, _numbers(row, _JSON_COUNTERS))
+            values = _eval_values(mode, _numbers(row, _JSON_COUNTERS, reading), reading)
             record_epoch = float(step) if by_epoch else None
             if by_epoch:
                 placed = last_of_epoch.get(step, last_step)
@@ -383,7 +403,7 @@ def _read_trainer_state(path: Path, reading: Reading) -> list[ReadRun]:
         if not isinstance(step, int) or isinstance(step, bool):
             reading.skipped["log entries without a step"] += 1
             continue
-        values = _numbers(entry, {"step", "epoch"})
+        values = _numbers(entry, {"step", "epoch"}, reading)
         if not values:
             reading.skipped["log entries without a number"] += 1
             continue
@@ -504,33 +524,72 @@ def _tensor_value(tensor) -> float | None:
     return None
 
 
-def _event_blocks(files: list[Path], reading: Reading, size: int) -> Iterator[list[Record]]:
+_NOT_SCALAR_EVENTS = {
+    "graph_def": "graphs", "meta_graph_def": "meta graphs", "tagged_run_metadata": "run metadata",
+    "session_log": "session logs", "log_message": "log messages",
+}
+
+
+@dataclass
+class _Stream:
+    """What reading one run's event files carries from event to event and file to file."""
+
+    label: str  # the event folder, for what is said about it
+    plugins: dict[str, str] = field(default_factory=dict)  # tag -> plugin: TF2 names it on a tag's first summary only
+    modes: dict[tuple, str] = field(default_factory=dict)  # an event's tags -> "val" when every one is a validation curve
+    front: int = -1  # the highest step written so far
+    # tag -> (points, lowest step, highest step) of its points written at a step below `front`
+    behind: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    epochs: int = 0  # `epoch` scalars taken as their points' epoch
+    replaced: dict[str, tuple[int, int]] = field(default_factory=dict)  # tag -> (values replaced, first step)
+
+
+def _event_blocks(files: list[Path], reading: Reading, size: int, label: str) -> Iterator[list[Record]]:
     """The scalar records of event files, in file order, `size` or so at a time."""
-    plugins: dict[str, str] = {}  # tag -> plugin: TF2 names it on a tag's first summary only
-    modes: dict[tuple, str] = {}  # the tags of an event -> "val" when every one is a validation curve
+    stream = _Stream(label)
     block: list[Record] = []
     for path in files:
-        reading.read["file"] += 1
         if path.stat().st_size == 0:
             continue
         with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            for record in _read_events(data, path, reading, plugins, modes):
+            for record in _read_events(data, path, reading, stream):
                 block.append(record)
                 if len(block) >= size:
                     yield block
                     block = []
     if block:
         yield block
+    _say_how_placed(stream, reading)
 
 
-def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str], modes: dict[tuple, str]) -> Iterator[Record]:
+def _say_how_placed(stream: _Stream, reading: Reading) -> None:
+    if stream.epochs:
+        reading.notes.append(
+            f"{stream.label}: {plural(stream.epochs, '`epoch` scalar')} taken as the epoch of the points at "
+            "their step (as Lightning logs it), not as a curve"
+        )
+    for tag, (count, first) in stream.replaced.items():
+        reading.notes.append(
+            f"{stream.label}: {plural(count, 'value')} of {tag} written at a step it already had (first at step "
+            f"{first:,}): the later kept, as a curve holds one value a step"
+        )
+    for tag, (points, low, high) in stream.behind.items():
+        # Lightning's LearningRateMonitor with logging_interval="epoch" writes the epoch as the step.
+        reading.notes.append(
+            f"{stream.label}: {plural(points, 'point')} of {tag} (steps {low:,}..{high:,}) written after points at "
+            f"higher steps (up to {stream.front:,}): its step counts something else (epochs?); kept at the steps written"
+            " (where one was written before, the later value)"
+        )
+
+
+def _read_events(data, path: Path, reading: Reading, stream: _Stream) -> Iterator[Record]:
     """The records of one event file's bytes (an mmap: pages, not a copy of the file)."""
     from google.protobuf.message import DecodeError
     from tensorboard.compat.proto.event_pb2 import Event
 
     position, end, events = 0, len(data), 0
     unpack, parse = struct.unpack_from, Event.FromString
-    skipped = reading.skipped
+    skipped, plugins, behind, replaced = reading.skipped, stream.plugins, stream.behind, stream.replaced
     # A writer's add_scalar makes an event per scalar: the scalars of one step, in a row, are one record
     # (at the wall time of the first). This loop runs once per scalar: it touches each field once.
     step, wall = -1, 0.0
@@ -556,45 +615,60 @@ def _read_events(data, path: Path, reading: Reading, plugins: dict[str, str], mo
             events += 1
             summary_values = event.summary.value  # empty for the file's version, a graph, a session log
             if not summary_values:
+                kind = _NOT_SCALAR_EVENTS.get(event.WhichOneof("what") or "")
+                if kind:
+                    skipped[f"{kind} (not scalars)"] += 1
                 continue
-            if values:
-                if event.step != step:
-                    yield _event_record(step, wall, values, modes)
-                    values = {}
-                else:
-                    for value in summary_values:
-                        if value.tag in values:  # a step logged again: a point of its own, as in the file
-                            yield _event_record(step, wall, values, modes)
-                            values = {}
-                            break
+            if values and event.step != step:
+                if (record := _event_record(step, wall, values, stream)) is not None:
+                    yield record
+                values = {}
             if not values:
                 step, wall = event.step, event.wall_time
+            late = step < stream.front
+            if not late:
+                stream.front = step
             for value in summary_values:
                 tag = value.tag
                 kind = value.WhichOneof("value")
                 if kind == "simple_value":
-                    values[tag] = value.simple_value
-                    continue
-                if value.HasField("metadata") and (plugin := value.metadata.plugin_data.plugin_name):
-                    plugins[tag] = plugin  # TF2 names a tag's plugin on its first summary only
-                if kind == "tensor" and plugins.get(tag, "scalars") == "scalars":
-                    number = _tensor_value(value.tensor)
-                    if number is not None:
-                        values[tag] = number
+                    number = value.simple_value
+                else:
+                    if value.HasField("metadata") and (plugin := value.metadata.plugin_data.plugin_name):
+                        plugins[tag] = plugin  # TF2 names a tag's plugin on its first summary only
+                    scalar = kind == "tensor" and plugins.get(tag, "scalars") == "scalars"
+                    number = _tensor_value(value.tensor) if scalar else None
+                    if number is None:
+                        skipped[f"{plugins.get(tag) or kind} summaries (not scalars)"] += 1
                         continue
-                skipped[f"{plugins.get(tag) or kind} summaries (not scalars)"] += 1
-        if values:
-            yield _event_record(step, wall, values, modes)
+                if tag in values:  # written again at its step: a curve holds one value a step
+                    if tag == "epoch":
+                        stream.epochs += 1  # (the record counts the one it keeps)
+                    else:
+                        count, first = replaced.get(tag, (0, step))
+                        replaced[tag] = (count + 1, first)
+                values[tag] = number
+                if late:
+                    points, low, high = behind.get(tag, (0, step, step))
+                    behind[tag] = (points + 1, min(low, step), max(high, step))
+        if values and (record := _event_record(step, wall, values, stream)) is not None:
+            yield record
     finally:
         reading.read["event"] += events
 
 
-def _event_record(step: int, wall: float, values: dict[str, float], modes: dict[tuple, str]) -> Record:
+def _event_record(step: int, wall: float, values: dict[str, float], stream: _Stream) -> Record | None:
+    """The record of a step's scalars; an `epoch` scalar is its epoch (Lightning logs one with every call), not a curve."""
+    epoch = values.pop("epoch", None)
+    if epoch is not None:
+        stream.epochs += 1
+        if not values:
+            return None
     tags = tuple(values)
-    mode = modes.get(tags)
+    mode = stream.modes.get(tags)
     if mode is None:
-        mode = modes[tags] = "val" if all(is_validation_key(key) for key in values) else "train"
-    return Record(step, None, values, wall, mode)
+        mode = stream.modes[tags] = "val" if all(is_validation_key(key) for key in values) else "train"
+    return Record(step, epoch, values, wall, mode)
 
 
 _VALIDATION_WORDS = re.compile(r"(?:^|[^a-z])(val|valid|validation|eval|evaluation|test)(?:$|[^a-z])", re.IGNORECASE)
@@ -623,17 +697,18 @@ def _read_tensorboard(root: Path, reading: Reading) -> list[ReadRun]:
         digest = hashlib.sha256()
         for path in files:
             digest.update(file_sha256(path).encode())
+        reading.read["file"] += len(files)
         relative = "" if folder == base else str(folder.relative_to(base))
         # Several event files in one folder (a resumed writer) are one run, in name (time) order: where they
         # hold a step twice, the later file wins, as a resumed run's later points do.
-        stream = _streamer(files, reading)
+        stream = _streamer(files, reading, relative or folder.name)
         runs.append(ReadRun([], str(folder.resolve()), digest.hexdigest(), folder=relative, stream=stream))
     return runs
 
 
-def _streamer(files: list[Path], reading: Reading) -> Callable[[int], Iterator[list[Record]]]:
+def _streamer(files: list[Path], reading: Reading, label: str) -> Callable[[int], Iterator[list[Record]]]:
     def stream(size: int) -> Iterator[list[Record]]:
-        return _event_blocks(files, reading, size)
+        return _event_blocks(files, reading, size, label)
 
     return stream
 
@@ -715,11 +790,35 @@ def folder_params(pattern: str, folder: str) -> dict[str, Value]:
 def describe(reading: Reading, points: int) -> list[str]:
     """What was read (`points` kept from it) and skipped, as lines for the user."""
     read = ", ".join(plural(count, noun) for noun, count in reading.read.items() if count)
-    lines = [f"read {read}: {plural(points, 'point')} in {plural(len(reading.runs), 'run')}"]
-    skipped = [f"{count:,} {reason}" for reason, count in reading.skipped.items() if count]
+    if reading.runs and reading.runs[0].stream is not None and not reading.read["event"]:
+        # TensorBoard files imported before are hashed, not decoded again
+        lines = [f"read {read}: imported before, their events not decoded again"]
+    else:
+        lines = [f"read {read}: {plural(points, 'point')} in {plural(len(reading.runs), 'run')}"]
+    skipped = [_counted(count, reason) for reason, count in reading.skipped.items() if count]
+    for what, counter in (("non-numeric values", reading.not_numbers), ("loop fields of evaluation lines", reading.loop_fields)):
+        if counter:
+            skipped.append(_counted(sum(counter.values()), f"{what} ({', '.join(sorted(counter))})"))
     if skipped:
         lines.append("skipped " + "; ".join(skipped))
     lines += reading.launches_in
     if reading.unread:
         lines.append("not read: " + "; ".join(reading.unread))
-    return lines
+    return lines + reading.notes
+
+
+_SINGULAR = {
+    "lines": "line", "entries": "entry", "records": "record", "summaries": "summary", "graphs": "graph", "values": "value",
+    "fields": "field", "logs": "log", "messages": "message",
+}
+
+
+def _counted(count: int, reason: str) -> str:
+    """`3 header lines (...)`, `1 header line (...)`: the first plural noun of a reason made singular for one."""
+    if count == 1:
+        words = reason.split(" ")
+        for index, word in enumerate(words):
+            if word in _SINGULAR:
+                words[index] = _SINGULAR[word]
+                return f"1 {' '.join(words)}"
+    return f"{count:,} {reason}"

@@ -146,7 +146,6 @@ def test_imported_mmengine_run_has_fractional_epochs_and_a_duration(cli, workdir
 
 # ---------------------------------------------------------------- JSON logs, work_dirs, TensorBoard, regex
 
-YOLOF_JSON = DATA / "real-logs" / "mmdet2-yolof-epoch1.log.json"
 SCALARS = DATA / "real-logs" / "mmengine-detection-scalars.json"
 EVAL_FIELDS = {"lr", "eta", "time", "data_time", "memory"}
 
@@ -178,20 +177,47 @@ def numbers_in_json_log(path: Path) -> int:
     return total
 
 
-def test_mmdetection_json_log_keeps_every_number_of_every_line(cli):
-    result = cli("import", "mmdet", str(YOLOF_JSON), "--name", "yolof")
+ELTD_JSON = DATA / "mmdet2-eltd-retinanet" / "20210421_200459.log.json"
+
+
+def test_an_epoch_based_json_log_keeps_every_line_at_its_global_step_with_fractional_epochs(cli):
+    import json
+
+    # A real EpochBasedRunner log: `iter` restarts every epoch; each validation line names the epoch's length.
+    rows = [json.loads(line) for line in ELTD_JSON.read_text().splitlines()]
+    training = [row for row in rows if row.get("mode") == "train"]
+    validation = [row for row in rows if row.get("mode") == "val"]
+    assert (len(rows), len(training), len(validation)) == (385, 372, 12)
+    result = cli("import", "mmdet", str(ELTD_JSON), "--name", "retinanet")
     assert result.code == 0, result.err
-    assert "read 361 lines" in result.out
-    assert imported_points(result.out) == [numbers_in_json_log(YOLOF_JSON)]
+    assert f"read {len(rows)} lines, 1 file" in result.out
+    assert imported_points(result.out) == [numbers_in_json_log(ELTD_JSON)]
+    texts = [key for row in rows[1:] for key, value in row.items() if isinstance(value, str) and key != "mode"]
+    assert set(texts) == {"bbox_mAP_copypaste"}  # "0.353 0.524 ..." : the six numbers beside it, as text
+    loop = [key for row in validation for key in row if key in EVAL_FIELDS]
+    assert (
+        f"skipped 1 header line (environment, config); {len(texts)} non-numeric values (bbox_mAP_copypaste); "
+        f"{len(loop)} loop fields of evaluation lines (lr)"
+    ) in result.out
+    per_epoch = validation[0]["iter"]
+    assert {row["iter"] for row in validation} == {per_epoch} and max(row["iter"] for row in training) < per_epoch
     with Database() as db:
         loss = read_curve(db, 1, "loss")
-        mapped = read_curve(db, 1, "val/mAP")
-    # 360 training lines (iter 1..1601 of epoch 1, every few iterations) and the validation line after them.
-    assert len(loss) == 360 and loss.steps[0] == 1 and loss.values[0] == 2.93434
-    assert list(mapped.steps) == [1601] and list(mapped.values) == [0.59059]
+        mapped = read_curve(db, 1, "val/bbox_mAP")
+        keys = {key for (key,) in query("SELECT key FROM series")}
+    assert len(keys) == len({key for row in rows[1:] for key in row} - {"mode", "epoch", "iter", "bbox_mAP_copypaste"})
+    steps = [(row["epoch"] - 1) * per_epoch + row["iter"] for row in training]
+    assert list(loss.steps) == steps and list(loss.values) == [row["loss"] for row in training]
+    assert list(loss.epochs) == [step / per_epoch for step in steps]  # fractional: 50 / 1581 = 0.032 at the first line
+    # Each epoch's validation at the training iteration that ended it.
+    assert list(mapped.steps) == [row["epoch"] * per_epoch for row in validation]
+    assert list(mapped.epochs) == [float(row["epoch"]) for row in validation]
+    assert list(mapped.values) == [row["bbox_mAP"] for row in validation]
+    best = max(validation, key=lambda row: row["bbox_mAP"])
     metrics = dict((key, (value, step)) for key, value, step in query("SELECT key, value, step FROM metric"))
-    assert metrics["val/mAP"] == (0.59059, 1601) and metrics["val/mAP.best"] == (0.59059, 1601)
-    assert metrics["loss"][1] == loss.steps[-1]
+    assert metrics["val/bbox_mAP.best"] == (best["bbox_mAP"], best["epoch"] * per_epoch)
+    assert metrics["loss"] == (training[-1]["loss"], steps[-1]) and "loss.best" not in metrics
+    assert f"val/bbox_mAP.best={best['bbox_mAP']:.4g}" in cli("list").out
 
 
 VIT_JSON = DATA / "real-logs" / "mmseg-vit-adapter-20240213_151202.log.json"
@@ -325,9 +351,9 @@ def scalars_in_event_files(folder: Path) -> int:
     return count
 
 
-# No real event file under a permissive licence was found: these are written by the tensorboard package's
-# own writer and summary functions, shaped as PyTorch's SummaryWriter writes a U-Net training (TF2 scalar
-# tensors with their plugin named on every value, text summaries beside them). See tests/data/README.md.
+# For what the real event files (tests/test_cli_import_tensorboard.py) lack, text summaries and folder names
+# with several parameters: written by the tensorboard package's own writer and summary functions, shaped as
+# PyTorch's SummaryWriter writes a U-Net training. See tests/data/README.md.
 UNET_RUNS = {"UNet_dr01_bs16_lr2e_4": 12, "UNet_dr01_bs8_lr1e_4": 10, "UNet_dr015_bs32_lr3e_4": 14}  # folder -> epochs
 UNET_EPOCH = 230  # steps an epoch
 
@@ -402,7 +428,7 @@ def test_regex_import_of_hf_trainer_lines_without_a_step(cli, workdir):
     pattern = r"regex:'loss': (?P<loss>[^,]+), 'learning_rate': (?P<lr>[^,]+), 'epoch': (?P<epoch>[\d.]+)"
     result = cli("import", pattern, str(log), "--name", "bert")
     assert result.code == 0, result.err
-    assert "skipped 1 lines that are not progress lines" in result.out
+    assert "skipped 1 line other than progress lines" in result.out
     with Database() as db:
         loss = read_curve(db, 1, "loss")
     assert list(loss.steps) == [1, 2] and list(loss.epochs) == [0.27, 0.53]
