@@ -554,6 +554,7 @@ def table(
                 limit=None if show_invalid or format != "rich" else limit, conditions=conditions,
             )
         write_table(found, format, sys.stdout, console, wide=wide)
+        del found  # freed while the collector is off: back on, it would first walk the whole table
 
 
 @app.command(context_settings={"allow_extra_args": True}, short_help="Train cards and record everything.")

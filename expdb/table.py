@@ -410,6 +410,8 @@ def _fill_values(db: Database, rows: list[Row], key: str, reduction: str, curve_
             if value is not None:
                 row.values[target] = value
         return
+    if target == key and key not in curve_keys:  # the recorded values are all there is: in place already
+        return
     lacking = [row for row in rows if key not in row.values]
     last = _last_points(db, key, [row.card.id for row in lacking]) if lacking and key in curve_keys else {}
     for row in lacking if target == key else rows:  # a recorded value is its own target already

@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import dump
 
-# seed-notebook.md, section 1: the researcher's results table, as written.
+# The researcher's own results table from their notebook (section 1), copied here as written.
 RESEARCHERS_TABLE = [
     ["cvt", "0.36", "670.32K", "6.934G", "46.67ms"],
     ["cvt_io_v1_1", "0.34", "936.94K", "7.438G", "36.91ms"],
