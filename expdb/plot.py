@@ -238,7 +238,7 @@ def _x_values(card: Card, curve: Curve, steps: np.ndarray, x: str) -> np.ndarray
         if curve.epochs is None:
             return None
         epochs = _array(curve.epochs, np.float64)
-        return epochs if np.isfinite(epochs).any() else None
+        return spread_whole_epochs(steps, epochs) if np.isfinite(epochs).any() else None
     # samples
     if curve.samples is not None:
         samples = _array(curve.samples, np.int64)
@@ -247,6 +247,33 @@ def _x_values(card: Card, curve: Curve, steps: np.ndarray, x: str) -> np.ndarray
             return np.where(logged, samples.astype(np.float64), np.nan)
     batch = _batch_of(card)
     return None if batch is None else steps * batch
+
+
+def spread_whole_epochs(steps: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """Epochs logged as whole numbers (Lightning's count) put an epoch's points at one x: each point is spread over
+    its epoch by its step, and kept within the epoch logged. An epoch's length in steps is fitted to the curve's
+    points, so a validation point logged as an epoch ends lands near its end, as the training points before it do.
+
+    Assumes the step counts on across epochs of equal length, as a global step does; fractional epochs (the HF
+    Trainer's, the importers', expdb's runners') and a curve within one epoch are left as they are."""
+    logged = np.isfinite(epochs)
+    whole, at = epochs[logged], steps[logged].astype(np.float64)
+    if not np.array_equal(whole, np.floor(whole)):
+        return epochs
+    numbers = np.unique(whole)
+    if len(numbers) < 2:
+        return epochs
+    # The slope of step over epoch, fitted to the points of every epoch but the first and the last (which logging may
+    # cut short).
+    inner = (whole > numbers[0]) & (whole < numbers[-1]) if len(numbers) > 3 else np.ones(len(whole), dtype=bool)
+    length = np.polyfit(whole[inner], at[inner], 1)[0]
+    if not length > 0:
+        return epochs
+    position = at / length  # in epochs since step 0
+    first_number = np.median(whole - np.floor(position))  # 0 for Lightning's count, 1 for MMEngine's
+    spread = epochs.copy()
+    spread[logged] = whole + np.clip(position - (whole - first_number), 0.0, 1.0)
+    return spread
 
 
 def _no_metric_error(db: Database, cards: list[Card], metrics: list[str]) -> ExpdbError:

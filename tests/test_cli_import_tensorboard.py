@@ -120,6 +120,28 @@ def test_lightning_epoch_scalar_is_the_epoch_of_the_points_at_its_step(lightning
     ) in lightning.out
 
 
+def test_on_the_epoch_axis_lightning_points_are_spread_over_their_epoch(lightning):
+    """`plot --x epoch` and the UI: no epoch's points share one x, each stays in its epoch, and an epoch's
+    validation point (logged as it ends) is drawn at its end, after the training points before it."""
+    import numpy as np
+
+    from expdb.plot import spread_whole_epochs
+
+    with Database() as db:
+        curves = {key: read_curve(db, run_of("t5_ResNet"), key) for key in ("train_loss", "val_acc")}
+    spread = {}
+    for key, curve in curves.items():
+        epochs = np.array(curve.epochs)
+        spread[key] = spread_whole_epochs(np.array(curve.steps), epochs)
+        assert np.all(np.diff(spread[key]) > 0)
+        assert np.all((spread[key] >= epochs) & (spread[key] <= epochs + 1))
+    train_steps = np.array(curves["train_loss"].steps)
+    for step, epoch, x in zip(curves["val_acc"].steps, curves["val_acc"].epochs, spread["val_acc"], strict=True):
+        assert x > epoch + 0.99
+        # Each curve's epoch length is its own fit: they agree to a hundredth of an epoch (3.5 steps).
+        assert x > spread["train_loss"][train_steps < step].max() - 0.01
+
+
 def test_of_two_test_values_at_one_step_the_later_is_kept_and_summaries_are_set(cli, lightning):
     expected = scalars(LIGHTNING / "ResNet")
     tests = expected["test_acc"]

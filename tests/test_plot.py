@@ -8,7 +8,7 @@ import pytest
 
 from expdb.cards import create_card, get_card
 from expdb.errors import ExpdbError
-from expdb.plot import ema, plot_curves, reduce_for_drawing
+from expdb.plot import ema, plot_curves, reduce_for_drawing, spread_whole_epochs
 from expdb.runs import begin_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -237,3 +237,59 @@ def test_large_curve_is_reduced_before_drawing(db, workdir):
         write_chunks(connection, run.id, build_chunks([(s, None, None, s * 0.01, {"loss": values[s]}) for s in range(n)]), {})
     result = plot_curves(db, cards_of(db, "big"), ["loss"], workdir / "big.png", smooth=0.9)
     assert result.lines[0].points == n and result.lines[0].drawn <= 2 * 2000 + 2
+
+
+# -- whole-number epochs (Lightning's) spread over their epoch -------------------------------------------------
+
+
+EPOCH_STEPS = 351  # optimizer steps an epoch of the real Lightning run in tests/data/tensorboard takes
+
+
+def lightning_like(epochs: int = 12, first: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A training curve logged every 50 steps and a validation point at each epoch's last step, with the epoch
+    a whole number counted from `first`, as Lightning (0) or MMEngine (1) logs it."""
+    train = np.arange(49, epochs * EPOCH_STEPS, 50)
+    val = np.arange(1, epochs + 1) * EPOCH_STEPS - 1
+    return train, (train // EPOCH_STEPS + first).astype(float), val, (val // EPOCH_STEPS + first).astype(float)
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_whole_epochs_are_spread_by_step_within_the_epoch_logged(first):
+    train, train_epochs, val, val_epochs = lightning_like(first=first)
+    spread = spread_whole_epochs(train, train_epochs)
+    assert np.all(np.diff(spread) > 0)  # no two points at one x: no vertical bars
+    assert np.all((spread >= train_epochs) & (spread <= train_epochs + 1))
+    assert np.allclose(spread, train / EPOCH_STEPS + first, atol=0.05)  # a third of the 50 steps between points
+    # A validation point logged as its epoch ends is drawn near that end, after the epoch's training points.
+    val_spread = spread_whole_epochs(val, val_epochs)
+    assert np.all(val_spread - val_epochs > 0.99)
+
+
+def test_fractional_epochs_and_a_single_epoch_are_left_as_logged():
+    steps = np.arange(100)
+    fractional = steps / 30
+    assert spread_whole_epochs(steps, fractional) is fractional
+    within_one = np.zeros(100)
+    assert spread_whole_epochs(steps, within_one) is within_one
+
+
+def test_points_without_an_epoch_stay_without_one():
+    train, epochs, _, _ = lightning_like()
+    epochs[5] = np.nan
+    spread = spread_whole_epochs(train, epochs)
+    assert np.isnan(spread[5]) and np.isfinite(np.delete(spread, 5)).all()
+
+
+def test_the_epoch_axis_drawn_spreads_a_lightning_run(db):
+    """What `plot --x epoch` and the UI draw (the UI's curve data, as the page unpacks it)."""
+    import base64
+
+    from expdb.ui.data import curves
+
+    train, train_epochs, val, val_epochs = lightning_like(epochs=4)
+    points = [(int(step), {"epoch": epoch, "loss": 1.0 / (step + 1)}) for step, epoch in zip(train, train_epochs, strict=True)]
+    record(db, "lit", points)
+    (panel,) = curves(db, cards_of(db, "lit"), ["loss"], x="epoch", width=10_000)["panels"]
+    (series,) = panel["series"]
+    xs = np.frombuffer(base64.b64decode(series["x"]), dtype="<f8")
+    assert len(xs) == len(train) and np.all(np.diff(xs) > 0)
