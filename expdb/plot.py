@@ -250,29 +250,31 @@ def _x_values(card: Card, curve: Curve, steps: np.ndarray, x: str) -> np.ndarray
 
 
 def spread_whole_epochs(steps: np.ndarray, epochs: np.ndarray) -> np.ndarray:
-    """Epochs logged as whole numbers (Lightning's count) put an epoch's points at one x: each point is spread over
-    its epoch by its step, and kept within the epoch logged. An epoch's length in steps is fitted to the curve's
-    points, so a validation point logged as an epoch ends lands near its end, as the training points before it do.
+    """Epochs logged as whole numbers (Lightning's count) put an epoch's points at one x: on a curve where an epoch
+    number repeats, each point is spread over its epoch by its steps since the epoch's first point, at the steps an
+    epoch takes (the median from one epoch's first point to the next's, but the first epoch's; at least the steps
+    any epoch's points cover), so each stays within the epoch logged.
 
-    Assumes the step counts on across epochs of equal length, as a global step does; fractional epochs (the HF
-    Trainer's, the importers', expdb's runners') and a curve within one epoch are left as they are."""
-    logged = np.isfinite(epochs)
+    A curve with one point an epoch (a validation metric, the HF Trainer's evaluations) has no bar to spread and
+    is left as logged, as are fractional epochs (the HF Trainer's, the importers', expdb's runners')."""
+    logged = np.flatnonzero(np.isfinite(epochs))
     whole, at = epochs[logged], steps[logged].astype(np.float64)
     if not np.array_equal(whole, np.floor(whole)):
         return epochs
-    numbers = np.unique(whole)
-    if len(numbers) < 2:
+    order = np.argsort(whole, kind="stable")
+    numbers, firsts = np.unique(whole[order], return_index=True)
+    if len(numbers) < 2 or len(numbers) == len(whole):
         return epochs
-    # The slope of step over epoch, fitted to the points of every epoch but the first and the last (which logging may
-    # cut short).
-    inner = (whole > numbers[0]) & (whole < numbers[-1]) if len(numbers) > 3 else np.ones(len(whole), dtype=bool)
-    length = np.polyfit(whole[inner], at[inner], 1)[0]
-    if not length > 0:
+    starts = np.minimum.reduceat(at[order], firsts)  # each epoch's first step
+    if not np.all(np.diff(starts) > 0):  # epochs that do not follow the steps (a resumed run counting again)
         return epochs
-    position = at / length  # in epochs since step 0
-    first_number = np.median(whole - np.floor(position))  # 0 for Lightning's count, 1 for MMEngine's
+    spans = np.diff(starts) / np.diff(numbers)
+    typical = float(np.median(spans[1:] if len(spans) > 1 else spans))  # the first epoch's may be cut by the start of logging
+    # Long enough for every epoch's points: none reaches the next epoch's x.
+    length = max(typical, float(np.max(np.maximum.reduceat(at[order], firsts) - starts)) + 1.0)
+    since = at - starts[np.searchsorted(numbers, whole)]
     spread = epochs.copy()
-    spread[logged] = whole + np.clip(position - (whole - first_number), 0.0, 1.0)
+    spread[logged] = whole + since / length
     return spread
 
 

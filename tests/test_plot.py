@@ -242,35 +242,56 @@ def test_large_curve_is_reduced_before_drawing(db, workdir):
 # -- whole-number epochs (Lightning's) spread over their epoch -------------------------------------------------
 
 
-EPOCH_STEPS = 351  # optimizer steps an epoch of the real Lightning run in tests/data/tensorboard takes
+EPOCH_STEPS = 351  # steps an epoch takes in these synthetic runs
 
 
-def lightning_like(epochs: int = 12, first: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def lightning_like(epochs: int = 12, first: int = 0, offset: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A training curve logged every 50 steps and a validation point at each epoch's last step, with the epoch
-    a whole number counted from `first`, as Lightning (0) or MMEngine (1) logs it."""
+    a whole number counted from `first`, as Lightning (0) or MMEngine (1) logs it; steps from `offset` on."""
     train = np.arange(49, epochs * EPOCH_STEPS, 50)
     val = np.arange(1, epochs + 1) * EPOCH_STEPS - 1
-    return train, (train // EPOCH_STEPS + first).astype(float), val, (val // EPOCH_STEPS + first).astype(float)
+    return train + offset, (train // EPOCH_STEPS + first).astype(float), val + offset, (val // EPOCH_STEPS + first).astype(float)
 
 
-@pytest.mark.parametrize("first", [0, 1])
-def test_whole_epochs_are_spread_by_step_within_the_epoch_logged(first):
-    train, train_epochs, val, val_epochs = lightning_like(first=first)
-    spread = spread_whole_epochs(train, train_epochs)
-    assert np.all(np.diff(spread) > 0)  # no two points at one x: no vertical bars
-    assert np.all((spread >= train_epochs) & (spread <= train_epochs + 1))
-    assert np.allclose(spread, train / EPOCH_STEPS + first, atol=0.05)  # a third of the 50 steps between points
-    # A validation point logged as its epoch ends is drawn near that end, after the epoch's training points.
-    val_spread = spread_whole_epochs(val, val_epochs)
-    assert np.all(val_spread - val_epochs > 0.99)
+def assert_spread(steps: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    spread = spread_whole_epochs(steps, epochs)
+    assert np.all(np.diff(spread) > 0)  # no two points at one x: no vertical bars, and in step order
+    assert np.all((spread >= epochs) & (spread <= epochs + 1))  # each within the epoch logged
+    return spread
 
 
-def test_fractional_epochs_and_a_single_epoch_are_left_as_logged():
+@pytest.mark.parametrize(("first", "offset"), [(0, 0), (1, 0), (0, 10_000)])
+def test_whole_epochs_are_spread_by_step_within_the_epoch_logged(first, offset):
+    train, train_epochs, val, val_epochs = lightning_like(first=first, offset=offset)
+    spread = assert_spread(train, train_epochs)
+    # Steps since the epoch's first point, in epochs of about 351 steps (read from the points logged every 50).
+    starts = {epoch: train[train_epochs == epoch].min() for epoch in np.unique(train_epochs)}
+    since = [(step - starts[epoch]) / EPOCH_STEPS for step, epoch in zip(train, train_epochs, strict=True)]
+    assert np.allclose(spread - train_epochs, since, atol=0.01)
+    # A curve with one point an epoch has no bar: as logged.
+    assert spread_whole_epochs(val, val_epochs) is val_epochs
+
+
+def test_a_partial_last_epoch_and_a_short_first_one_are_spread_too():
+    steps = np.arange(120, 2 * EPOCH_STEPS + 36)  # logging began late in epoch 0; epoch 2 was cut short
+    assert_spread(steps, (steps // EPOCH_STEPS).astype(float))
+
+
+def test_evaluations_at_epoch_ends_and_fractional_epochs_are_left_as_logged():
+    hf_evaluations = np.arange(1.0, 6.0)  # the HF Trainer's epochs done, at steps 500, 1000, ...
+    assert spread_whole_epochs(np.arange(1, 6) * 500, hf_evaluations) is hf_evaluations
     steps = np.arange(100)
     fractional = steps / 30
     assert spread_whole_epochs(steps, fractional) is fractional
     within_one = np.zeros(100)
     assert spread_whole_epochs(steps, within_one) is within_one
+
+
+def test_epochs_that_do_not_follow_the_steps_are_left_as_logged():
+    steps = np.concatenate([np.arange(0, 700, 10), np.arange(0, 700, 10)])  # resumed: the step counted again
+    epochs = np.concatenate([np.arange(0, 700, 10) // EPOCH_STEPS, np.arange(0, 700, 10) // EPOCH_STEPS + 2]).astype(float)
+    order = np.argsort(steps, kind="stable")
+    assert np.array_equal(spread_whole_epochs(steps[order], epochs[order]), epochs[order])
 
 
 def test_points_without_an_epoch_stay_without_one():
