@@ -943,6 +943,11 @@ def import_log(
             console.print(escape(f"already imported as run {run.already[1]} of {run.already[0]}: nothing added"), soft_wrap=True)
             continue
         console.print(escape(f"imported {run.points:,} points into {run.card} (run {run.run_id}): {run.status}"), soft_wrap=True)
+        if run.written_again:
+            console.print(
+                f"  {run.written_again:,} points read at a step their curve already had (a resumed run?): the later kept",
+                soft_wrap=True,
+            )
         for divergence in run.divergences:
             console.print(f"  {escape(divergence.message)}", soft_wrap=True)
 

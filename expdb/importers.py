@@ -551,6 +551,7 @@ def _event_blocks(files: list[Path], reading: Reading, size: int, label: str) ->
     for path in files:
         if path.stat().st_size == 0:
             continue
+        stream.front = -1  # a later file may resume the run at an earlier step: its steps are no tag falling behind
         with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
             for record in _read_events(data, path, reading, stream):
                 block.append(record)

@@ -19,7 +19,7 @@ from .lifecycle import BY_HAND, IMPORTED, RunStatus
 from .logparse import Record
 from .metrics import PROFILE_COLUMNS, MetricDef, load_definitions, parse_quantity
 from .runs import add_divergence_notes
-from .series import build_chunks, write_chunks
+from .series import build_chunks, read_curve, write_chunks
 from .values import format_value, same
 
 
@@ -72,11 +72,12 @@ class ImportedRun:
     """One run of an import: written (`run_id`), or found imported before (`already`)."""
 
     card: str
-    points: int
+    points: int  # as its curves hold them: one a step
     run_id: int | None = None
     status: str = ""
     divergences: list[Divergence] = field(default_factory=list)
     already: tuple[str, int] | None = None  # (card, run id) it was imported as before: nothing written
+    written_again: int = 0  # points read at a step its curve had already (a resumed run): the later kept
 
 
 @dataclass
@@ -173,7 +174,7 @@ def import_log(
                 imported.append(written)
         if not imported:
             raise ExpdbError(f"no scalar in the TensorBoard event files under {path}")
-    return Imported(imported, describe(reading, sum(run.points for run in imported)))
+    return Imported(imported, describe(reading, sum(run.points + run.written_again for run in imported)))
 
 
 def _card_for_import(db: Database, name: str, parent: str | None, params: dict, spec: str) -> Card:
@@ -252,7 +253,9 @@ def _write_imported(
         [(run_id, key, value, step) for key, (value, step) in summary.metrics().items()],
     )
     add_divergence_notes(connection, card.id, run_id, events, settings)
-    return ImportedRun(name, points_read, run_id, status, events)
+    # A curve holds one value a step (the later written): counted as stored, so that none is lost unsaid.
+    kept = sum(len(read_curve(db, run_id, key, axes=()).steps) for key in series_ids)
+    return ImportedRun(name, kept, run_id, status, events, written_again=points_read - kept)
 
 
 class Summaries:

@@ -382,6 +382,35 @@ def unet_runs(workdir) -> Path:
     return root
 
 
+def test_a_resumed_tensorboard_run_says_which_points_a_later_file_wrote_again(cli, workdir):
+    """A second event file that resumes the run at an earlier step: the steps written twice keep the later value, and
+    the import says how many; nothing is called a tag falling behind."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    folder = workdir / "resumed"
+    first, resumed = range(0, 101, 10), range(50, 151, 10)
+    for suffix, steps, value in ((".a", first, 1.0), (".b", resumed, 2.0)):  # named in time order
+        writer = EventFileWriter(str(folder), filename_suffix=suffix)
+        for step in steps:
+            summary = Summary(value=[Summary.Value(tag="loss", simple_value=value)])
+            writer.add_event(Event(wall_time=1000.0 + step, step=step, summary=summary))
+        writer.close()
+    result = cli("import", "tensorboard", str(folder), "--name", "resumed")
+    assert result.code == 0, result.err
+    again = len(set(first) & set(resumed))
+    kept = len(set(first) | set(resumed))
+    assert f": {len(first) + len(resumed)} points in 1 run" in result.out
+    assert f"imported {kept} points into resumed" in result.out
+    assert f"{again} points read at a step their curve already had (a resumed run?): the later kept" in result.out
+    assert "behind" not in result.out and "higher steps" not in result.out
+    with Database() as db:
+        loss = read_curve(db, query("SELECT id FROM run")[0][0], "loss")
+    assert list(loss.steps) == sorted(set(first) | set(resumed))
+    assert [value for step, value in zip(loss.steps, loss.values, strict=True) if step in resumed] == [2.0] * len(resumed)
+
+
 def test_tensorboard_folders_become_a_card_each_with_parameters_from_their_names(cli, unet_runs):
     result = cli("import", "tensorboard", str(unet_runs), "--name", "unet", "--params", "UNet_dr{dropout}_bs{batch}_lr{lr}")
     assert result.code == 0, result.err

@@ -10,6 +10,7 @@ from conftest import dump, query
 
 from expdb.db import Database
 from expdb.series import read_curve
+from expdb.values import plural
 
 TB = Path(__file__).resolve().parent / "data" / "tensorboard"
 LIGHTNING = TB / "uvadlc-tutorial5"  # two Lightning runs, a folder each (see tests/data/README.md)
@@ -86,9 +87,10 @@ def test_lightning_folders_become_a_run_each_with_every_scalar(lightning):
         assert points[f"t5_{folder}"] == sum(map(len, kept.values()))
         # Only test_acc holds a step twice (the tutorial tests twice at the end): the replacement is said.
         assert [tag for tag in kept if len(kept[tag]) < len(expected[tag])] == ["test_acc"]
-        assert f"{folder}: 1 value of test_acc written at a step it already had (first at step 63,180): the later kept" in (
-            lightning.out
-        )
+        twice = len(expected["test_acc"]) - len(kept["test_acc"])
+        first = expected["test_acc"][0][0]
+        said = f"{plural(twice, 'value')} of test_acc written at a step it already had (first at step {first:,}): the later kept"
+        assert f"{folder}: {said}" in lightning.out
         assert f"{folder}: {len(expected['epoch']):,} `epoch` scalars taken as the epoch" in lightning.out
     # What it says it skipped is what the files hold besides their scalars.
     kinds = other_events(LIGHTNING / "ResNet") + other_events(LIGHTNING / "ResNetPreAct")
@@ -177,11 +179,10 @@ def test_keras_tensor_scalars_are_read(cli):
     result = cli("import", "tensorboard", str(KERAS), "--name", "keras")
     assert result.code == 0, result.err
     expected = scalars(KERAS)
-    assert len(expected) == 6 and all(len(events) == 17 for events in expected.values())
     assert imported_points(result.out) == {"keras": sum(len(events) for events in expected.values())}
     kinds = other_events(KERAS)
-    assert (kinds["graph_def"], kinds["meta_graph_def"]) == (1, 1)
-    assert "skipped 1 graph (not scalars); 1 meta graph (not scalars)" in result.out
+    graphs = f"{plural(kinds['graph_def'], 'graph')} (not scalars); {plural(kinds['meta_graph_def'], 'meta graph')} (not scalars)"
+    assert f"skipped {graphs}" in result.out
     with Database() as db:
         for tag, events in expected.items():
             curve = read_curve(db, 1, tag)
