@@ -265,13 +265,14 @@ def spread_whole_epochs(steps: np.ndarray, epochs: np.ndarray) -> np.ndarray:
     numbers, firsts = np.unique(whole[order], return_index=True)
     if len(numbers) < 2 or len(numbers) == len(whole):
         return epochs
-    starts = np.minimum.reduceat(at[order], firsts)  # each epoch's first step
+    by_epoch = at[order]
+    starts = np.minimum.reduceat(by_epoch, firsts)  # each epoch's first step
     if not np.all(np.diff(starts) > 0):  # epochs that do not follow the steps (a resumed run counting again)
         return epochs
     spans = np.diff(starts) / np.diff(numbers)
     typical = float(np.median(spans[1:] if len(spans) > 1 else spans))  # the first epoch's may be cut by the start of logging
     # Long enough for every epoch's points: none reaches the next epoch's x.
-    length = max(typical, float(np.max(np.maximum.reduceat(at[order], firsts) - starts)) + 1.0)
+    length = max(typical, float(np.max(np.maximum.reduceat(by_epoch, firsts) - starts)) + 1.0)
     since = at - starts[np.searchsorted(numbers, whole)]
     spread = epochs.copy()
     spread[logged] = whole + since / length
