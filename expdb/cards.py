@@ -239,19 +239,20 @@ def cards_by_id(db: Database, ids: list[int]) -> list[Card]:
     restrict, parameters = _among(db, "id", restricted, "WHERE")
     rows = {
         row[0]: row
-        for row in db.query(
+        for row in db.each(
             f"SELECT id, name, parent_id, runner, command, parser, params, created_at, diverge, invalid_reason FROM card"
             f"{restrict}",
             parameters,
         )
     }
-    names = {card_id: row[1] for card_id, row in rows.items()}
-    unread = list({row[2] for row in rows.values() if row[2] is not None and row[2] not in names})
+    parents = {row[2] for row in rows.values()} - {None}
+    names = {parent: rows[parent][1] for parent in parents if parent in rows}
+    unread = list(parents - names.keys())
     if unread:
         among, parameters = db.among("id", unread)
         names.update(db.query(f"SELECT id, name FROM card WHERE {among}", parameters))
     restrict, parameters = _among(db, "card_id", restricted, "WHERE")
-    statuses = dict(db.query(f"SELECT card_id, status FROM run{restrict} ORDER BY id", parameters))  # the latest wins
+    statuses = dict(db.each(f"SELECT card_id, status FROM run{restrict} ORDER BY id", parameters))  # the latest wins
     tags = _tags_of(db, restricted)
     ordered = [rows[card_id] for card_id in ids if card_id in rows]
     params = values.loads_many([row[6] for row in ordered])
@@ -653,12 +654,6 @@ def latest_profile(db: Database, card_id: int) -> dict | None:
     return {**dict(zip(PROFILE_FIELDS, row[:-1], strict=True)), "details": json.loads(row[-1])} if row else None
 
 
-def flops_counters(db: Database, card_ids: list[int]) -> dict[int, str | None]:
-    """Who counted each card's latest FLOPs: fvcore, or torch when fvcore could not."""
-    restrict, parameters = _among(db, "card_id", None if db.every_row("card", card_ids) else card_ids, " AND")
-    return dict(db.query(f"SELECT card_id, flops_counter FROM profile WHERE flops IS NOT NULL{restrict} ORDER BY id", parameters))
-
-
 def latest_values(db: Database, card_ids: list[int] | None = None, profiles: bool = True) -> dict[int, dict[str, float]]:
     """Each card's metrics, each from the latest run that recorded it, and (unless not `profiles`) its latest profile.
 
@@ -668,9 +663,10 @@ def latest_values(db: Database, card_ids: list[int] | None = None, profiles: boo
         card_ids = None
     restrict, parameters = _among(db, "run.card_id", card_ids, " WHERE")
     by_card: dict[int, dict[str, float]] = {}
+    keys: dict[str, str] = {}  # each key's text once, not once per card
     # In the order of metric.run_id (the latest run comes last, and wins), which SQLite reads from the
     # index on (run_id, key, value) alone.
-    for card_id, key, value in db.query(
+    for card_id, key, value in db.each(
         f"SELECT run.card_id, metric.key, metric.value FROM metric JOIN run ON run.id = metric.run_id{restrict} "
         "ORDER BY metric.run_id",
         parameters,
@@ -678,7 +674,7 @@ def latest_values(db: Database, card_ids: list[int] | None = None, profiles: boo
         found = by_card.get(card_id)
         if found is None:  # not setdefault: it would make a dict for each of 500,000 metrics
             found = by_card[card_id] = {}
-        found[key] = value
+        found[keys.get(key) or keys.setdefault(key, key)] = value
     if not profiles:
         return by_card
     columns = ", ".join(PROFILE_COLUMNS.values())
@@ -716,6 +712,6 @@ def diff_cards(db: Database, a: str, b: str, all_params: bool = False) -> CardDi
     chosen = choose(card_profiles(db, [card_a.id, card_b.id])).chosen  # both cards' profiles under one set of conditions
     for card_id, measured in chosen.items():
         results.setdefault(card_id, {}).update(measured.values)
-    counters = set(flops_counters(db, [card_a.id, card_b.id]).values())
+    counters = {measured.flops_counter for measured in chosen.values() if "flops" in measured.values}
     counter = counters.pop() if len(counters) == 1 else None
     return CardDiff(card_a, card_b, params, results.get(card_a.id, {}), results.get(card_b.id, {}), counter)

@@ -12,7 +12,6 @@ know it), and a profile taken while another queued job used the same device is s
 tables mark both.
 """
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from .db import Database
@@ -92,7 +91,7 @@ def is_noisy(median: float | None, p10: float | None, p90: float | None, passes:
     return median > 0 and (p90 - p10) / median > NOISE_SPREAD
 
 
-@dataclass
+@dataclass(slots=True)
 class Measured:
     """A card's latest profile under one set of conditions."""
 
@@ -105,6 +104,7 @@ class Measured:
     iterations: int | None
     shared: bool
     deliberate: bool  # measured by `expdb profile`, not before a run trained
+    flops_counter: str | None  # who counted its FLOPs: fvcore, or torch when fvcore could not
 
     @property
     def noisy(self) -> bool:
@@ -123,20 +123,26 @@ def card_profiles(db: Database, card_ids: list[int]) -> dict[int, list[Measured]
     columns = ", ".join(PROFILE_COLUMNS.values())
     rows = db.query(
         f"SELECT id, card_id, device, dtype, param_dtype, batch, input_shape, threads, flags, {columns}, "
-        f"cost_time_p10_ms, cost_time_p90_ms, iterations, shared, run_id FROM profile{restrict} ORDER BY id DESC",
+        f"cost_time_p10_ms, cost_time_p90_ms, iterations, shared, run_id, flops_counter FROM profile{restrict} ORDER BY id DESC",
         ids,
     )
     found: dict[int, list[Measured]] = {}
     known: dict[tuple, Conditions] = {}  # a study has few sets of conditions: each made once
+    keys, count = tuple(PROFILE_COLUMNS), len(PROFILE_COLUMNS)
     for profile_id, card_id, device, dtype, param_dtype, batch, input_shape, threads, flags, *rest in rows:
         fields = (device, dtype, param_dtype, batch, input_shape, threads, flags or "")
         conditions = known.get(fields) or known.setdefault(fields, Conditions(*fields))
-        card = found.setdefault(card_id, [])
-        if any(measured.conditions == conditions for measured in card):
-            continue  # an older profile under the same conditions
-        figures, (p10, p90, iterations, shared, run_id) = rest[: len(PROFILE_COLUMNS)], rest[len(PROFILE_COLUMNS) :]
-        values = {key: value for key, value in zip(PROFILE_COLUMNS, figures, strict=True) if value is not None}
-        card.append(Measured(profile_id, card_id, conditions, values, p10, p90, iterations, bool(shared), run_id is None))
+        card = found.get(card_id)
+        if card is not None and any(measured.conditions is conditions for measured in card):
+            continue  # an older profile under the same conditions (each set of conditions is one object)
+        figures, (p10, p90, iterations, shared, run_id, flops_counter) = rest[:count], rest[count:]
+        values = {key: value for key, value in zip(keys, figures, strict=True) if value is not None}
+        measured = Measured(profile_id, card_id, conditions, values, p10, p90, iterations, bool(shared), run_id is None,
+                            flops_counter)
+        if card is None:
+            found[card_id] = [measured]
+        else:
+            card.append(measured)
     return found
 
 
@@ -169,20 +175,26 @@ def choose(profiles: dict[int, list[Measured]], wanted_text: str | None = None) 
     """The conditions most cards have a profile under (of those matching `wanted_text`); of equally
     many, those of a deliberate `expdb profile`, then the latest measured; and each card's profile under them."""
     wanted = parse_wanted(wanted_text)
-    candidates = [m for card in profiles.values() for m in card if m.conditions.matches(wanted)]
+    under: dict[Conditions, list[Measured]] = {}  # a card has one profile under each set of conditions
+    for card in profiles.values():
+        for measured in card:
+            found = under.get(measured.conditions)
+            if found is None:
+                under[measured.conditions] = [measured]
+            else:
+                found.append(measured)
+    candidates = {conditions: found for conditions, found in under.items() if conditions.matches(wanted)}
     if not candidates:
         if wanted and profiles:
-            available = sorted({m.conditions.describe() for card in profiles.values() for m in card})
+            available = sorted(conditions.describe() for conditions in under)
             raise ExpdbError(
                 f"--conditions {wanted_text!r}: no shown card has a profile so measured; there are: {'; '.join(available)}"
             )
         return Choice(None, otherwise=[])
-    counts = Counter(m.conditions for m in candidates)
-    latest: dict[Conditions, tuple[bool, int]] = {}
-    for m in candidates:
-        latest[m.conditions] = max(latest.get(m.conditions, (False, 0)), (m.deliberate, m.id))
-    conditions = max(counts, key=lambda found: (counts[found], latest[found]))
-    chosen = {card_id: m for card_id, card in profiles.items() for m in card if m.conditions == conditions}
+    most = max(map(len, candidates.values()))
+    tied = [conditions for conditions, found in candidates.items() if len(found) == most]
+    conditions = max(tied, key=lambda tie: max((measured.deliberate, measured.id) for measured in candidates[tie]))
+    chosen = {measured.card_id: measured for measured in candidates[conditions]}
     return Choice(conditions, chosen, [card_id for card_id in profiles if card_id not in chosen])
 
 

@@ -312,8 +312,10 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
             line += map(row.values.get, keys)
         if with_deltas:
             line += [table.delta(row, column) for column in ranked]
-        line += [value for column in means for value in _raw_values(table, row, column)]
-        line += [row.invalid_reason] if shows_invalid else []
+        if means:
+            line += [value for column in means for value in _raw_values(table, row, column)]
+        if shows_invalid:
+            line.append(row.invalid_reason)
         rows.append(line)
     return header, rows
 

@@ -19,7 +19,6 @@ from .cards import (
     Selection,
     card_facts,
     cards_by_id,
-    flops_counters,
     get_card,
     latest_values,
     selected_ids,
@@ -517,7 +516,7 @@ def build_table(
         raise ExpdbError(
             f"no card of the {len(cards)} selected has {' or '.join(key for key, _ in requested) or 'a metric'}"
         )
-    columns = _with_conditions(_columns(db, card_rows, requested, definitions), choice)
+    columns = _with_conditions(_columns(card_rows, requested, definitions), choice, card_rows)
     notes = profile_conditions.footnotes(choice, card_rows, {column.metric.key for column in columns})
     rows: list[Row | GroupRow] = list(card_rows)
     base_row: Row | GroupRow | None = base_card_row
@@ -742,32 +741,31 @@ def _card_rows(
     return rows, base_row, choice
 
 
-def _columns(db: Database, rows: list[Row], requested: list[tuple[str, str]], definitions: dict[str, MetricDef]) -> list[Column]:
-    """The requested metrics, then the profile columns some row has; FLOPs say their counter when all rows share it."""
+def _columns(rows: list[Row], requested: list[tuple[str, str]], definitions: dict[str, MetricDef]) -> list[Column]:
+    """The requested metrics, then the profile columns some row has."""
     columns = [Column(_reduced_metric(definition(definitions, key), reduction), reduction) for key, reduction in requested]
-    columns += [
+    return columns + [
         Column(definition(definitions, key), requested=False)
         for key in PROFILE_COLUMNS
         if key in DEFAULT_PROFILE_KEYS and (key, "") not in requested and any(key in row.values for row in rows)
     ]
-    if any(column.metric.key == "flops" for column in columns):
-        counters = set(flops_counters(db, [row.card.id for row in rows if "flops" in row.values]).values())
-        if len(counters) == 1:
-            source = counters.pop() or ""
-            columns = [replace(c, metric=replace(c.metric, source=source)) if c.metric.key == "flops" else c for c in columns]
-    return columns
 
 
-def _with_conditions(columns: list[Column], choice: profile_conditions.Choice) -> list[Column]:
-    """Profile columns say what they were measured under: "Cost-Time (A100, fp16, bs 1)", "FLOPs (fvcore, bs 8)"."""
+def _with_conditions(columns: list[Column], choice: profile_conditions.Choice, rows: list[Row]) -> list[Column]:
+    """Profile columns say what they were measured under: "Cost-Time (A100, fp16, bs 1)", "FLOPs (fvcore, bs 8)";
+    FLOPs name their counter when the rows' profiles share it."""
     if choice.conditions is None:
         return columns
     timed = choice.conditions.short()
     batch = f"bs {choice.conditions.batch}" if choice.conditions.batch else ""
+    counters = {
+        measured.flops_counter for row in rows if (measured := choice.chosen.get(row.card.id)) and "flops" in measured.values
+    }
+    counted = ", ".join(filter(None, ((counters.pop() or "") if len(counters) == 1 else "", batch)))  # "fvcore, bs 8"
     shown = []
     for column in columns:
         key = column.metric.key
-        extra = timed if key in profile_conditions.TIMED_KEYS else batch if key == "flops" else ""
+        extra = timed if key in profile_conditions.TIMED_KEYS else counted if key == "flops" else ""
         if extra:
             column = replace(column, metric=replace(column.metric, source=", ".join(filter(None, (column.metric.source, extra)))))
         shown.append(column)

@@ -235,3 +235,31 @@ def test_csv_writes_each_value_as_typed(cli):
         ["c2", "[1.0]", "true", "1", "", "0.7", "0.1"],
         ["c3", "[1]", "1", "0.5", "x", "0.8", "0.1"],
     ]
+
+
+def test_the_flops_heading_names_the_counter_of_the_profiles_shown(cli):
+    """A card's latest profile under other conditions, counted by torch, is not the one the table shows: the
+    FLOPs shown were all counted by fvcore, and the heading says so; once a shown figure is torch's, it names none."""
+    from expdb.cards import create_card
+    from expdb.db import Database
+    from expdb.results import record_run
+
+    with Database(create=True) as database:
+        for name in ("a", "b"):
+            create_card(database, name, {"N": len(name) + ord(name)})
+            record_run(database, name, "finished", {"iou50": 0.5, "flops": 2e9}, flops_counter="fvcore")
+        with database.transaction() as connection:  # a later profile of a at batch 8, by torch: one card of two
+            connection.execute(
+                "INSERT INTO profile (uid, card_id, created_at, flops, flops_counter, batch, details) "
+                "SELECT 'later', id, 1e10, 3e9, 'torch', 8, '{}' FROM card WHERE name = 'a'"
+            )
+
+    def flops_heading() -> str:
+        result = cli("table", "-m", "iou50", "-m", "flops", "-f", "md")
+        assert result.code == 0, result.err
+        return next(cell.strip() for cell in result.out.splitlines()[0].split("|") if "FLOPs" in cell)
+
+    assert flops_heading() == "FLOPs (fvcore, MAC)"
+    with Database() as database:
+        record_run(database, "b", "finished", {"iou50": 0.5, "flops": 2e9}, flops_counter="torch")
+    assert flops_heading() == "FLOPs (MAC)"

@@ -246,9 +246,11 @@ def test_loads_many_reads_what_loads_reads_exactly():
 
 
 @pytest.mark.parametrize("big", [2**64, -(2**63) - 1, 10**30])
-def test_loads_many_keeps_an_integer_beyond_64_bits_an_integer(big):
+@pytest.mark.parametrize("position", [1, 999, 1000, 2500])  # the texts are scanned a thousand at a time
+def test_loads_many_keeps_an_integer_beyond_64_bits_an_integer(big, position):
     """orjson would read it as a float; a card stored through the API, or before parameters were checked, may hold one."""
-    assert exactly(loads_many([dumps({"N": 1}), dumps({"seed": big})])[1]["seed"], big)
+    texts = [dumps({"N": 1})] * position + [dumps({"seed": big})] + [dumps({"N": 2})] * 3
+    assert exactly(loads_many(texts)[position]["seed"], big)
 
 
 def test_loads_many_reads_a_lone_surrogate_as_json_does():
