@@ -57,7 +57,8 @@ def options(
 
 TABLE_ROWS = 40  # a screenful of rows in `table`'s terminal view, the rest on request
 PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
-# Piped output is not cut to 80 columns: a table written to a file keeps every digit.
+# Piped output is not cut to 80 columns: a table written to a file keeps every digit. In a terminal a long
+# message wraps between words, so a number or a name is never split; an error stays one line (soft_wrap).
 # No emoji codes: user text (":bug:" in a note, "a:b:3" in an error) is printed as typed.
 console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 4096)
 errors = Console(stderr=True, highlight=False, emoji=False)
@@ -118,13 +119,15 @@ def selection_of(
 
 # What `table`, `plot` and `report` add to the selection: invalid cards, folded seeds.
 ShowInvalidOption = Annotated[
-    bool, typer.Option("--all", help="Also the invalid cards, greyed with their reason (never best, never the baseline).")
+    bool, typer.Option("--all", help="Also the invalid cards, greyed with their reason (in a table never best, never the "
+                                     "baseline).")
 ]
 OverOption = Annotated[
     str | None,
     typer.Option(
         "--over",
-        help="Fold the cards that differ only in these parameters (comma-separated), e.g. seed, into one row per variant.",
+        help="Fold the cards that differ only in these parameters (comma-separated), e.g. seed: one row per variant in a "
+        "table, one mean curve with its band in a plot.",
     ),
 ]
 
@@ -219,11 +222,11 @@ def new(
     origin = f" from {card.parent}" if card.parent else ""
     if flatten:
         summary = f"{plural(len(changes), 'parameter')} from the config and --KEY VALUE"
-    console.print(escape(f"created {card.name}{origin}" + (f": {summary}" if summary else "")), soft_wrap=True)
+    console.print(escape(f"created {card.name}{origin}" + (f": {summary}" if summary else "")))
     if config is not None:
-        console.print(escape(f"attached {config}"), soft_wrap=True)
+        console.print(escape(f"attached {config}"))
     if left_out:
-        console.print(escape(f"not parameters (not literal values, or None): {', '.join(left_out)}"), soft_wrap=True)
+        console.print(escape(f"not parameters (not literal values, or None): {', '.join(left_out)}"))
 
 
 @app.command(
@@ -418,7 +421,7 @@ def set_params(
         if settings:
             cards.set_diverge(database, name, settings)
     changed = [f"{key}={text}" for key, text in typed.items()] + [f"{key}={value:g}" for key, value in settings.items()]
-    console.print(escape(f"{name}: " + " ".join(changed)), soft_wrap=True)
+    console.print(escape(f"{name}: " + " ".join(changed)))
 
 
 @app.command(
@@ -450,7 +453,7 @@ def rm(
         orphans = cards.orphaned_forks(database, selected)
         removed = cards.remove_cards(database, selected)
     lost = f"; {', '.join(orphans)} no longer {'have a parent' if len(orphans) > 1 else 'has a parent'}" if orphans else ""
-    console.print(escape(f"deleted {', '.join(card.name for card in removed)}{lost}"), soft_wrap=True)
+    console.print(escape(f"deleted {', '.join(card.name for card in removed)}{lost}"))
 
 
 @app.command(short_help="Mark a card's results as not to be used, and why.")
@@ -462,7 +465,7 @@ def invalidate(
     """Mark a card whose results must not be used: tables, plots and reports leave it out (--all shows it greyed)."""
     with open_db(db) as database:
         card = cards.invalidate_card(database, name, reason)
-    console.print(Text(f"{card.name} is invalid: {card.invalid_reason}"), soft_wrap=True)
+    console.print(Text(f"{card.name} is invalid: {card.invalid_reason}"))
 
 
 @app.command()
@@ -470,7 +473,7 @@ def validate(name: Annotated[str, typer.Argument(help="The card.")], db: DbOptio
     """Undo `expdb invalidate`: the card's results count again."""
     with open_db(db) as database:
         card = cards.validate_card(database, name)
-    console.print(Text(f"{card.name} is valid again"), soft_wrap=True)
+    console.print(Text(f"{card.name} is valid again"))
 
 
 @app.command()
@@ -694,11 +697,11 @@ def rerun(
         plan = plan_rerun(database, name)
         what = f"{plan.card.name} as run {plan.recorded.run_id} ran (seed {plan.seed})"
         if plan.differences:
-            console.print(escape(f"re-running {what}; this environment differs from the recorded one:"), soft_wrap=True)
+            console.print(escape(f"re-running {what}; this environment differs from the recorded one:"))
             for line in plan.differences:
-                console.print(escape(f"  {line}"), soft_wrap=True)
+                console.print(escape(f"  {line}"))
         else:
-            console.print(escape(f"re-running {what}; the environment is as recorded"), soft_wrap=True)
+            console.print(escape(f"re-running {what}; the environment is as recorded"))
         from .cpus import thread_budget
 
         with threads_announcer(thread_budget()) as announce:
@@ -761,7 +764,7 @@ def submit_to_slurm(
         )
     executor = slurm_executor(Path(folder).resolve() if folder else database.runs_directory / SLURM_FOLDER, request)
     for submitted in submit_cards(database, targets, executor, run_args, resume=resume, requeue=requeue):
-        console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"), soft_wrap=True)
+        console.print(escape(f"{submitted.card} (run {submitted.run_id}): Slurm job {submitted.job.job_id}"))
 
 
 def queue_locally(
@@ -781,20 +784,19 @@ def queue_locally(
     console.print(
         escape(f"queued {plural(len(queued), 'card')} on {', '.join(slot.label for slot in slots)}; "
                f"what the jobs print goes to {output}"),
-        soft_wrap=True,
     )
     result = run_queue(
         database, queued, slots, run_args, output,
         on_start=lambda entry, slot: console.print(escape(f"{slot.label}: {entry.card.name} (run {entry.run_id}) "
-                                                          "started"), soft_wrap=True),
-        on_end=lambda end: console.print(outcome_line(end, f"{end.slot}: "), soft_wrap=True),
+                                                          "started")),
+        on_end=lambda end: console.print(outcome_line(end, f"{end.slot}: ")),
     )
     counts = ", ".join(f"{count} {status}" for status, count in Counter(end.status for end in result.ends).items())
     if result.stopped:
         left = f"; {len(result.never_started)} never started (planned again)" if result.never_started else ""
-        console.print(f"queue stopped: {counts or 'nothing ran'}{left}", soft_wrap=True)
+        console.print(f"queue stopped: {counts or 'nothing ran'}{left}")
         return 130
-    console.print(f"queue done: {counts}", soft_wrap=True)
+    console.print(f"queue done: {counts}")
     return 0 if result.all_finished else 1
 
 
@@ -839,7 +841,7 @@ def run_cards(database: Database, targets: list[cards.Card], keep_going: bool = 
             errors.print(f"error: {card.name}: {error}", markup=False, soft_wrap=True)
             outcomes.append(None)
             continue
-        console.print(outcome_line(outcome), soft_wrap=True)
+        console.print(outcome_line(outcome))
         outcomes.append(outcome)
     return outcomes
 
@@ -937,19 +939,18 @@ def import_log(
     with open_db(db, create=True) as database:
         imported = import_runs(database, logfile, format, name, parent=parent, params=params, diverge=settings)
     for line in imported.account:
-        console.print(escape(line), soft_wrap=True)
+        console.print(escape(line))
     for run in imported.runs:
         if run.already is not None:
-            console.print(escape(f"already imported as run {run.already[1]} of {run.already[0]}: nothing added"), soft_wrap=True)
+            console.print(escape(f"already imported as run {run.already[1]} of {run.already[0]}: nothing added"))
             continue
-        console.print(escape(f"imported {run.points:,} points into {run.card} (run {run.run_id}): {run.status}"), soft_wrap=True)
+        console.print(escape(f"imported {run.points:,} points into {run.card} (run {run.run_id}): {run.status}"))
         if run.written_again:
             console.print(
                 f"  {run.written_again:,} points read at a step their curve already had (a resumed run?): the later kept",
-                soft_wrap=True,
             )
         for divergence in run.divergences:
-            console.print(f"  {escape(divergence.message)}", soft_wrap=True)
+            console.print(f"  {escape(divergence.message)}")
 
 
 @app.command(
@@ -977,7 +978,7 @@ def record(
         run_id, values = record_by_hand(database, name, typed, source, parent=parent)
         definitions = load_definitions(database)
     shown = " ".join(f"{key}={definition(definitions, key).cell(value)}" for key, value in values.items())
-    console.print(escape(f"recorded run {run_id} of {name} by hand: {shown}"), soft_wrap=True)
+    console.print(escape(f"recorded run {run_id} of {name} by hand: {shown}"))
 
 
 metric_app = typer.Typer(
@@ -986,7 +987,7 @@ metric_app = typer.Typer(
 app.add_typer(metric_app, name="metric")
 
 
-@metric_app.command("define")
+@metric_app.command("define", short_help="How a metric is shown: label, unit, direction, digits.")
 def metric_define(
     key: Annotated[str, typer.Argument(help="The metric, as runs record it: top1, val/bbox_mAP.")],
     label: Annotated[str | None, typer.Option(help='The column head: "Top-1".')] = None,
@@ -1007,10 +1008,10 @@ def metric_define(
         defined = define_metric(database, key, label, unit, direction, digits, si)
     better = f", {defined.direction} is better" if defined.direction else ", no better direction"
     unit_text = f", unit {defined.unit}" if defined.unit else ""
-    console.print(escape(f"{defined.key}: {defined.label!r}{unit_text}{better}, format {defined.format}"), soft_wrap=True)
+    console.print(escape(f"{defined.key}: {defined.label!r}{unit_text}{better}, format {defined.format}"))
 
 
-@metric_app.command("list")
+@metric_app.command("list", short_help="The metric definitions, and the metrics without one.")
 def metric_list(db: DbOption = None) -> None:
     """The metric definitions, and the metrics runs recorded that have none."""
     from .metrics import load_definitions, metric_keys_in_use
@@ -1042,7 +1043,7 @@ def attach(
         attached, new = attach_file(database, name, file, note=note, max_size=limit, run_id=run)
     what = "attached" if new else "already attached, nothing added:"
     line = f"{what} {attached.name} to {name} ({attached.size:,} bytes, sha256 {attached.sha256[:12]})"
-    console.print(escape(line), soft_wrap=True)
+    console.print(escape(line))
 
 
 @app.command(short_help="Create, run and show a small demo study.")
@@ -1057,7 +1058,7 @@ def demo(db: DbOption = None) -> None:
     budget = thread_budget()  # before the first card trains, whose own load would count
     with open_db(db, create=True) as database:
         names = create_demo(database)
-        console.print(f"created {len(names)} cards in {database.name}: {', '.join(names)}", soft_wrap=True)
+        console.print(f"created {len(names)} cards in {database.name}: {', '.join(names)}")
         with threads_announcer(budget) as announce:
             run_cards(database, [cards.get_card(database, name) for name in names], started=announce)
         console.print()
@@ -1067,7 +1068,7 @@ def demo(db: DbOption = None) -> None:
     if notes:
         console.print("\n[bold]what expdb noticed[/]")
         for card_name, text in notes:
-            console.print(f"  {escape(card_name)}: {escape(text)}", soft_wrap=True)
+            console.print(f"  {escape(card_name)}: {escape(text)}")
     console.print("\nexplore it: expdb list, expdb show cvt_io_blowup, expdb table --metric iou50 --baseline cvt")
 
 
@@ -1172,7 +1173,7 @@ def plot(
         )
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, soft_wrap=True)
-    console.print(escape(f"wrote {result.path}"), soft_wrap=True)
+    console.print(escape(f"wrote {result.path}"))
 
 
 @app.command(
@@ -1226,7 +1227,7 @@ def report(
             invalid_baseline=invalid_baseline,
         )
     for path in written:
-        console.print(escape(f"wrote {path}"), soft_wrap=True)
+        console.print(escape(f"wrote {path}"))
 
 
 @app.command(
@@ -1279,7 +1280,7 @@ def ui(
     serve(location, host, port, console)
 
 
-@db_app.command("current")
+@db_app.command("current", short_help="The database's schema revision.")
 def db_current(db: DbOption = None) -> None:
     """Print the database's schema revision and whether it is the newest."""
     from .db import SCHEMA_HEAD
@@ -1290,7 +1291,7 @@ def db_current(db: DbOption = None) -> None:
         console.print(f"{database.name}: schema {database.revision} ({state})")
 
 
-@db_app.command("upgrade")
+@db_app.command("upgrade", short_help="Bring the database to the newest schema.")
 def db_upgrade(db: DbOption = None) -> None:
     """Bring the database to the newest schema (an SQLite file after a backup copy beside it)."""
     with open_db(db, upgrade="yes") as database:
@@ -1299,8 +1300,9 @@ def db_upgrade(db: DbOption = None) -> None:
 
 
 def command():
-    """The click command of `app`, its flags shown without a type: `--all`, not `--all <bool>`."""
-    from typer.core import TyperGroup, TyperOption
+    """The click command of `app`, its flags shown without a type (`--all`, not `--all <bool>`), its arguments
+    in capitals (`expdb new NAME`, as the README writes them)."""
+    from typer.core import TyperArgument, TyperGroup, TyperOption
 
     root = typer.main.get_command(app)
     commands = [root]
@@ -1309,6 +1311,8 @@ def command():
         for param in current.params:
             if isinstance(param, TyperOption) and param.is_flag:
                 param.metavar = ""
+            elif isinstance(param, TyperArgument) and param.name and not param.metavar:
+                param.metavar = param.name.upper()
         if isinstance(current, TyperGroup):
             commands += current.commands.values()
     return root

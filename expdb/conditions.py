@@ -63,7 +63,8 @@ class Conditions:
         if self.param_dtype and self.param_dtype != self.dtype:
             parts.append(f"{self.param_dtype} parameters")
         parts += [f"batch {self.batch}" if self.batch else "", f"input {self.input_shape}" if self.input_shape else ""]
-        parts += [f"{self.threads} threads" if self.threads else "", f"flags {self.flags}" if self.flags else ""]
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}" if self.threads else ""
+        parts += [threads, f"flags {self.flags}" if self.flags else ""]
         return ", ".join(part for part in parts if part)
 
     def matches(self, wanted: dict[str, str]) -> bool:
@@ -168,7 +169,6 @@ class Choice:
     conditions: Conditions | None
     chosen: dict[int, Measured] = field(default_factory=dict)  # card id -> its profile under `conditions`
     otherwise: list[int] = field(default_factory=list)  # card ids with profiles only under other conditions
-    left_out: list[str] = field(default_factory=list)  # their names, once fill_rows knows them
 
 
 def choose(profiles: dict[int, list[Measured]], wanted_text: str | None = None) -> Choice:
@@ -201,9 +201,6 @@ def choose(profiles: dict[int, list[Measured]], wanted_text: str | None = None) 
 def fill_rows(db: Database, rows: list, wanted_text: str | None) -> Choice:
     """Put each row's profile under the chosen conditions into `row.values` (and its marks into `row.marks`)."""
     choice = choose(card_profiles(db, list({row.card.id for row in rows})), wanted_text)
-    otherwise = set(choice.otherwise)
-    if otherwise:  # not a pass over 100,000 rows for nothing
-        choice.left_out = sorted({row.card.name for row in rows if row.card.id in otherwise})
     chosen = choice.chosen
     for row in rows:
         measured = chosen.get(row.card.id)
@@ -216,12 +213,15 @@ def fill_rows(db: Database, rows: list, wanted_text: str | None) -> Choice:
 
 
 def footnotes(choice: Choice, rows: list, shown_keys: set[str]) -> list[str]:
-    """What a table says under it about its profile columns: the conditions, the cards left out, the marks."""
+    """What a table says under it about its profile columns: the conditions, which of its `rows`' cards were
+    measured only otherwise, the marks."""
     if choice.conditions is None or not shown_keys & set(PROFILE_COLUMNS):
         return []
     notes = [f"Profiles: {choice.conditions.describe()}."]
-    if choice.left_out:
-        names = ", ".join(choice.left_out)
+    otherwise = set(choice.otherwise)
+    left_out = sorted({row.card.name for row in rows if row.card.id in otherwise}) if otherwise else []
+    if left_out:
+        names = ", ".join(left_out)
         notes.append(f"Measured only under other conditions, so left out: {names} (--conditions picks others).")
     marks = "".join(row.marks.get("cost_time", "") for row in rows) if "cost_time" in shown_keys else ""
     if NOISY in marks:

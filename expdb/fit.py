@@ -45,6 +45,7 @@ class Column:
     priority: int = 0
     styles: Sequence[str | None] | None = None  # a rich style per cell
     prose: bool = False
+    label: str = ""  # what the line of columns left out calls it, when its head alone is unclear
     widest: int = field(init=False, default=0)  # the widest cell on one line
     narrowest: int = field(init=False, default=0)  # the widest part: it must fit on a line
 
@@ -97,7 +98,9 @@ def fit(columns: list[Column], width: int | None) -> Fitted:
         widths[index] += grow
         spare -= grow
     shown = {id(column) for column in kept}
-    return Fitted(kept, widths, [column for column in columns if id(column) not in shown and any(column.cells)])
+    left_out = [column for column in columns if id(column) not in shown and any(column.cells)]
+    left_out.sort(key=lambda column: column.priority)  # the most important named first (stable: in screen order)
+    return Fitted(kept, widths, left_out)
 
 
 def _folded(cell: Cell, width: int, prose: bool) -> list[str]:
@@ -208,10 +211,10 @@ def print_table(console: Console, columns: list[Column], wide: bool = False, tit
 def left_out_line(left_out: list[Column], width: int) -> str:
     """One line: which columns did not fit, and how to see them; the names cut short to keep it one line."""
     how = " (--wide or a pipe shows them)"
-    names = [" ".join(column.header.split()) for column in left_out]
+    names = [" ".join((column.label or column.header).split()) for column in left_out]
     for shown in range(len(names), 0, -1):
         rest = len(names) - shown
         line = f"left out for width: {', '.join(names[:shown])}" + (f" and {rest} more" if rest else "") + how
         if cell_len(line) <= width:
             return line
-    return f"left out for width: {len(names)} columns{how}"
+    return f"left out for width: {len(names)} column{'s' if len(names) > 1 else ''}{how}"

@@ -277,22 +277,27 @@ class _Scheduler:
     def step(self, stop: threading.Event) -> bool:
         """Free the slots whose job ended, give each free slot its next job, get the next job of each busy slot
         ready, then record how the ended jobs ended (starting comes first: a GPU is not kept waiting for the
-        database). Whether any job ended."""
+        database), and only then say which started, so that a slot's job is said to end before its next starts.
+        Whether any job ended."""
         ended = [job for job in self.running if job.process.poll() is not None]
         for job in ended:
             _signal_group(job.process.pid, signal.SIGKILL)  # a worker the job left behind would keep the slot's GPU
             self.running.remove(job)
             self.free.append(job.slot_index)
-        self._start_free_slots(stop)
+        started = self._start_free_slots(stop)
         self._ready_next_jobs(stop)
         for job in ended:
             self.ends.append(_finish(self.db, job, self.on_end))
+        if self.on_start is not None:
+            for job in started:
+                self.on_start(job.entry, job.slot)
         return bool(ended)
 
-    def _start_free_slots(self, stop: threading.Event) -> None:
+    def _start_free_slots(self, stop: threading.Event) -> list[_Job]:
+        started = []
         for index in list(self.free):
             if stop.is_set():
-                return
+                break
             job = self.standby.pop(index, None)
             if job is None and self.pending:
                 job = self._launch(index, self.slots[index])
@@ -301,8 +306,8 @@ class _Scheduler:
             self.free.remove(index)
             _go(job)
             self.running.append(job)
-            if self.on_start is not None:
-                self.on_start(job.entry, job.slot)
+            started.append(job)
+        return started
 
     def _ready_next_jobs(self, stop: threading.Event) -> None:
         for job in self.running:  # in the order the slots started

@@ -157,12 +157,13 @@ def _layout(table: ComparisonTable, latex: bool = False, marks_best: bool = True
     priorities = [0, *[PARAM_PRIORITY] * len(table.param_keys), *([METRIC_PRIORITY] if table.counted else [])]
     sources: list[tuple[Column, bool] | None] = [None] * len(headers)
     for column in columns:
+        priority = METRIC_PRIORITY if column.requested else COST_PRIORITY  # a column's test goes with it
         headers.append(column.header(with_unit=latex))
-        priorities.append(METRIC_PRIORITY if column.requested else COST_PRIORITY)
+        priorities.append(priority)
         sources.append((column, False))
         if column in tested:
             headers.append(_test_header(table))
-            priorities.append(METRIC_PRIORITY)
+            priorities.append(priority)
             sources.append((column, True))
     numeric = [False] * (1 + len(table.param_keys)) + [True] * (len(headers) - 1 - len(table.param_keys))
     formatted: dict[tuple, Cell] = {}  # parameters take few distinct values: each is formatted once
@@ -209,8 +210,8 @@ def render_rich(table: ComparisonTable, console: Console, wide: bool = False) ->
     layout = _layout(table, marks_best=console.color_system is not None or console.record)
     columns = []
     rows = list(zip(layout.rows, layout.dimmed, strict=True))
-    heads = zip(layout.headers, layout.numeric, layout.priorities, strict=True)
-    for index, (header, numeric, priority) in enumerate(heads):
+    heads = zip(layout.headers, layout.numeric, layout.priorities, layout.sources, strict=True)
+    for index, (header, numeric, priority, source) in enumerate(heads):
         cells = [(row[index], dimmed) for row, dimmed in rows]
         columns.append(
             FitColumn(
@@ -219,6 +220,7 @@ def render_rich(table: ComparisonTable, console: Console, wide: bool = False) ->
                 right=numeric,
                 priority=priority,
                 styles=["bold green" if cell.best else "dim" if dimmed else None for cell, dimmed in cells],
+                label=f"{source[0].header(with_unit=False)} {header}" if source and source[1] else "",  # "Params vs cvt"
             )
         )
     print_table(console, columns, wide=wide)

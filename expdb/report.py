@@ -30,7 +30,7 @@ from .cards import Card, card_exists
 from .db import Database
 from .errors import ExpdbError
 from .lifecycle import RunStatus
-from .metrics import PROFILE_COLUMNS, definition, load_definitions
+from .metrics import PROFILE_COLUMNS, load_definitions
 from .outputs import (
     YLim,
     beside,
@@ -40,7 +40,7 @@ from .outputs import (
     replace_all,
     staging,
 )
-from .metrics import format_interval, format_number
+from .metrics import format_interval
 from .render import markdown_table, markdown_text, write_latex, write_markdown
 from .stats import seeds_needed
 from .table import ComparisonTable, GroupRow, _did_you_mean, build_table, parse_metric
@@ -195,7 +195,7 @@ def comparison_sentences(table: ComparisonTable) -> list[str]:
             seeds = f"{counts.pop()} seeds each" if len(counts) == 1 else f"{' and '.join(map(str, sorted(counts)))} seeds"
             head = f"{row.name} vs {base.name}:"
             if not found.tested:
-                difference = format_number(found.difference, column.metric.format)
+                difference = column.metric.cell(found.difference)
                 why = "one of them has a single seed" if found.reason == "n < 2" else "the seeds gave identical differences"
                 sentences.append(f"{head} {difference} {column.label}, untested: {why}.")
                 continue
@@ -210,7 +210,7 @@ def comparison_sentences(table: ComparisonTable) -> list[str]:
             half = (found.high - found.low) / 2  # type: ignore[operator]
             effect = float(f"{half:.1g}")  # a round difference, the size this study could just about see
             needed = seeds_needed(effect, found.std, found.test == "paired") if found.std else None  # type: ignore[arg-type]
-            effect_text = format_number(effect, column.metric.format)
+            effect_text = column.metric.cell(effect)  # with its unit: 2ms
             if needed is None:
                 sentence += f" With this spread, a difference of {effect_text} would need over 1,000 seeds each to be detected."
             else:
@@ -334,7 +334,7 @@ def report_inputs(db: Database, cards: list[Card], metrics: list[str], baseline:
     the metrics' labels, the cards' notes, latest and ended runs, and which metrics each card has."""
     table = build_table(db, cards, metrics, baseline=baseline, **folding)
     definitions = load_definitions(db)
-    labels = list(dict.fromkeys(definition(definitions, parse_metric(text)[0]).label for text in metrics)) or ["their metrics"]
+    labels = list(dict.fromkeys(column.metric.label for column in table.columns if column.requested))  # asked for, or all
     notes, runs, failed = _notes(db, cards), _latest_runs(db, cards), _ended_runs(db, cards)
     return table, definitions, labels, notes, runs, failed, _metrics_by_card(db, cards)
 

@@ -96,10 +96,11 @@ class GroupRow:
     def __post_init__(self) -> None:
         self._summaries = {}
         self.values = {key: found["mean"] for key, found in self.stats.items()}
-        self.marks = {}  # a member's mark marks the group
+        self.marks = {}  # a member's mark marks the group, in one order for every row
         for row in self.rows:
             for key, marks in row.marks.items():
-                self.marks[key] = "".join(dict.fromkeys(self.marks.get(key, "") + marks))
+                merged = self.marks.get(key, "") + marks
+                self.marks[key] = "".join(mark for mark in profile_conditions.MARK_NAMES if mark in merged)
 
     @property
     def count(self) -> int:
@@ -153,9 +154,11 @@ class Column:
 
     @property
     def name(self) -> str:
-        """The machine-readable name, with the unit: `iou50_max`, `iou50_mean`, `cost_time_mean_ms`."""
+        """The machine-readable name, with the unit: `iou50_max`, `iou50_mean`, `cost_time_mean_ms`,
+        `iou50_first_ge_0.5_step`, `iou50_first_ge_0.5_epoch` (its key says the unit already)."""
         name = f"{self.key}_{self.agg}" if self.agg else self.key
-        return f"{name}_{self.metric.unit.lower()}" if self.metric.unit else name
+        unit = self.metric.unit.lower()
+        return f"{name}_{unit}" if unit and not self.key.endswith(f"_{unit}") else name
 
     @property
     def delta_name(self) -> str:
@@ -171,8 +174,10 @@ class Column:
         return f"{self.metric.label} ({self.reduction})" if self.reduction else self.metric.label
 
     def header(self, with_unit: bool = True) -> str:
-        """The head: "IOU@0.50", "IOU@0.50 (max)", "FLOPs (fvcore, MAC)"; a group's std, min or max says so after it."""
-        source = ", ".join(part for part in (self.reduction, self.metric.source) if part)
+        """The head: "IOU@0.50", "IOU@0.50 (max)", "FLOPs (fvcore, MAC)", "Loss (first<=2, epoch)"; a group's std,
+        min or max says so after it."""
+        reduction = self.reduction.removesuffix(f"@{self.metric.unit}") if self.metric.unit else self.reduction
+        source = ", ".join(part for part in (reduction, self.metric.source) if part)
         text = replace(self.metric, source=source).header(with_unit)
         return f"{text} {self.agg}" if self.agg not in ("", "mean") else text
 
@@ -272,7 +277,7 @@ def footnotes(table: ComparisonTable) -> list[str]:
         how = {"paired": "a paired t-test on matching seeds", "welch": "Welch's t-test"}
         notes.append(
             f"vs {table.baseline.name}: difference of means [95% CI], by {' or '.join(how[t] for t in tests) or 'no test'}; "  # type: ignore[union-attr]
-            f"p-values Holm-corrected over the {count} comparisons of the table. "
+            f"p-values Holm-corrected over the {count} comparison{'s' if count != 1 else ''} of the table. "
             f"{SIGNIFICANT} p < {ALPHA:g} after correction."
         )
         if any(difference.reason == "n < 2" for difference in found):
@@ -516,6 +521,8 @@ def build_table(
         raise ExpdbError(
             f"no card of the {len(cards)} selected has {' or '.join(key for key, _ in requested) or 'a metric'}"
         )
+    if not metrics:  # every metric the database recorded: those of these cards
+        requested = [(key, reduction) for key, reduction in requested if any(key in row.values for row in card_rows)]
     columns = _with_conditions(_columns(card_rows, requested, definitions), choice, card_rows)
     notes = profile_conditions.footnotes(choice, card_rows, {column.metric.key for column in columns})
     rows: list[Row | GroupRow] = list(card_rows)
@@ -775,8 +782,9 @@ def _with_conditions(columns: list[Column], choice: profile_conditions.Choice, r
 def _reduced_metric(metric: MetricDef, reduction: str) -> MetricDef:
     """What a convergence reduction measures: the first crossing is a position on the x axis, and earlier is better."""
     first = _FIRST.fullmatch(reduction)
-    if first:
-        return replace(metric, direction="lower", unit=first.group(3) or "step", format="g6")
+    if first:  # a step or a count of samples is a whole number; an epoch a fraction (iteration / iterations per epoch)
+        axis = first.group(3) or "step"
+        return replace(metric, direction="lower", unit=axis, format="g4" if axis == "epoch" else "g6")
     return replace(metric, format="g4") if reduction == "auc" else metric
 
 

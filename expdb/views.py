@@ -422,7 +422,9 @@ def render_environment(recorded, console: Console) -> None:
         ("host", recorded.host),
         ("started", format_time(recorded.started_at) if recorded.started_at else None),
         ("python", env.get("python")),
-        ("torch", " ".join(f"{key} {env[key]}" for key in ("torch", "cuda", "cudnn") if env.get(key))),
+        ("torch", env.get("torch") and ", ".join(  # "2.13.0+cpu", "2.4.1, CUDA 12.1, cuDNN 90100"
+            [env["torch"], *(f"{name} {env[key]}" for key, name in (("cuda", "CUDA"), ("cudnn", "cuDNN")) if env.get(key))]
+        )),
         ("git", env.get("git_commit", "not a git work tree") + (" (uncommitted changes)" if env.get("git_dirty") else "")),
     ]
     for label, value in facts:

@@ -84,10 +84,12 @@ def test_help_shows_every_sentence_whole_at_80_columns(cli, monkeypatch, path):
     assert all(len(line) <= 80 for line in result.out.splitlines())
 
 
-def test_the_command_list_has_whole_summaries(cli, monkeypatch):
+@pytest.mark.parametrize("group", [[], ["db"], ["metric"]], ids=lambda group: " ".join(["expdb", *group]))
+def test_the_command_lists_have_whole_summaries(cli, monkeypatch, group):
     monkeypatch.setenv("COLUMNS", "80")
-    summaries = [line.split(None, 1)[1] for line in cli("--help").out.split("Commands:")[1].splitlines() if line.strip()]
-    assert len(summaries) == len({name for (name, *_) in command_paths()})
+    listed = cli(*group, "--help").out.split("Commands:")[1].splitlines()
+    summaries = [line.split(None, 1)[1] for line in listed if line.strip()]
+    assert len(summaries) == len({path[len(group)] for path in command_paths() if path[: len(group)] == group})
     assert all(summary.endswith(".") and not summary.endswith("...") for summary in summaries), summaries
 
 

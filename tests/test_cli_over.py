@@ -132,3 +132,33 @@ def test_a_folded_table_imports_scipy_only_where_its_tests_show(seeds):
     # The same text either way, and the footnote on bold is there without the tests.
     assert re.sub("\x1b\\[[0-9;]*m", "", runs["terminal"]).replace("True", "False") == runs["piped"]
     assert "Bold: the best mean" in runs["piped"]
+
+
+def test_a_cost_and_its_test_are_left_out_for_width_before_the_parameters(seeds):
+    """The test column against the baseline goes with its column: a cost's goes before the parameters, and
+    the line saying what was left out names it with its column."""
+    import io
+
+    from rich.console import Console
+
+    from expdb.render import render_rich
+    from expdb.results import record_run
+    from expdb.table import comparison
+
+    with Database() as db:
+        for card in select_cards(db, Selection(tag="v")):
+            if card.status == "finished":  # a profile of each, its Params growing with N
+                record_run(db, card.name, "finished", {"params": 1000.0 * card.params["N"] + card.params["seed"]})
+        table = comparison(db, Selection(tag="v"), ["iou50"], over="seed", baseline="v_N10")
+
+    def rendered(width: int) -> str:
+        console = Console(width=width, file=io.StringIO(), color_system=None)
+        render_rich(table, console)
+        return console.file.getvalue()
+
+    head = rendered(1000).splitlines()[0]
+    assert [part.strip() for part in head.split("┃")] == ["variant", "N", "n", "IOU@0.50", "vs v_N10", "Params", "vs v_N10"]
+    width = len(head[: head.index("Params")].rstrip(" ┃")) + 6  # the metric's test column, not the costs
+    shown = rendered(width)
+    assert [part.strip() for part in shown.splitlines()[0].split("┃")] == ["variant", "N", "n", "IOU@0.50", "vs v_N10"]
+    assert "left out for width: Params, Params vs v_N10 (--wide or a pipe shows them)" in shown, shown

@@ -61,7 +61,8 @@ def test_a_run_records_what_re_running_it_needs(cli, new, repository, monkeypatc
     shown = cli("show", "--env", str(run["id"]))
     assert shown.code == 0, shown.err
     for text in (f"run {run['id']} of tiny", "seed:    7", env["git_commit"], "(uncommitted changes)", "+lr = 0.2",
-                 "OMP_NUM_THREADS=3", "untracked source files", "model.py", f"torch=={env['packages']['torch']}"):
+                 "OMP_NUM_THREADS=3", "untracked source files", "model.py", f"torch=={env['packages']['torch']}",
+                 f"  torch:   {env['torch']}\n"):
         assert text in shown.out
     assert cli("show", "--env", "tiny").out == shown.out  # a card names its latest run
 

@@ -263,3 +263,38 @@ def test_the_flops_heading_names_the_counter_of_the_profiles_shown(cli):
     with Database() as database:
         record_run(database, "b", "finished", {"iou50": 0.5, "flops": 2e9}, flops_counter="torch")
     assert flops_heading() == "FLOPs (MAC)"
+
+
+def test_the_left_out_note_names_only_cards_in_the_table(cli):
+    """A card measured under other conditions but without the requested metric is not in the table: the note
+    under it names only the shown cards measured otherwise, sorted or not."""
+    from expdb.cards import create_card
+    from expdb.db import Database
+    from expdb.results import record_run
+
+    with Database(create=True) as database:
+        measured = {"a": {"iou50": 0.5}, "b": {"iou50": 0.6}, "e": {"iou50": 0.7}, "c": {"iou50": 0.4}, "d": {"loss": 1}}
+        for name, metrics in measured.items():
+            create_card(database, name, {"N": ord(name)})
+            record_run(database, name, "finished", {**metrics, "flops": 2e9}, flops_counter="fvcore")
+        with database.transaction() as connection:  # c and d measured at batch 8 only: the others are the most
+            connection.execute("UPDATE profile SET batch = 8 WHERE card_id IN (SELECT id FROM card WHERE name IN ('c', 'd'))")
+    for sort in ([], ["--sort", "iou50"]):
+        result = cli("table", "-m", "iou50", *sort, "-f", "md")
+        assert result.code == 0, result.err
+        assert "Measured only under other conditions, so left out: c (--conditions picks others)." in result.out
+
+
+def test_every_metric_by_default_means_every_metric_of_the_shown_cards(cli):
+    from expdb.cards import create_card
+    from expdb.db import Database
+    from expdb.results import record_run
+
+    with Database(create=True) as database:
+        for name, metrics in {"a": {"iou50": 0.5}, "b": {"iou50": 0.6}, "other": {"top1": 70.0}}.items():
+            create_card(database, name, {"N": ord(name[0])}, tags=["other"] if name == "other" else ["ab"])
+            record_run(database, name, "finished", metrics)
+    result = cli("table", "--tag", "ab", "-f", "csv")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0] == "card,N,iou50"
+    assert cli("table", "-f", "csv").out.splitlines()[0] == "card,N,iou50,top1"

@@ -60,3 +60,11 @@ def test_the_left_out_line_stays_one_line():
     many = [Column(f"parameter_{index}", ["1"], priority=1) for index in range(30)]
     line = left_out_line(many, 80)
     assert len(line) <= 80 and line.startswith("left out for width: parameter_0") and "more (--wide" in line
+
+
+def test_the_left_out_line_names_the_most_important_first():
+    shown = columns()[:4] + [Column("a_name_too_long_for_any_terminal_line" * 3, ["x"], priority=1)]
+    fitted = fit(shown, 15)
+    assert [column.header for column in fitted.left_out][:3] == ["iou50", shown[4].header, "params"]
+    assert left_out_line(fitted.left_out, 70) == "left out for width: iou50 and 3 more (--wide or a pipe shows them)"
+    assert left_out_line(fitted.left_out[1:2], 60) == "left out for width: 1 column (--wide or a pipe shows them)"

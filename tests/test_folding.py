@@ -190,7 +190,7 @@ def test_convergence_reductions(curves):
     header, rows = flat_rows(table)
     fast, slow = (dict(zip(header, row, strict=True)) for row in rows)
     assert fast["iou50_first_ge_0.5_step"] == 50 and slow["iou50_first_ge_0.5_step"] == 100
-    assert fast["iou50_first_ge_0.5_epoch_epoch"] == 2.5
+    assert fast["iou50_first_ge_0.5_epoch"] == 2.5
     assert fast["loss_first_le_0.1_step"] == 90
     assert fast["loss_mean_last10pct"] == pytest.approx(0.05)  # the points at steps 90 and 100
     assert fast["loss_auc"] == pytest.approx(50.0)  # a straight line from 1 to 0 over 100 steps
@@ -198,6 +198,7 @@ def test_convergence_reductions(curves):
     rows_md = io.StringIO()
     write_markdown(table, rows_md)
     assert "IOU@0.50 (first&gt;=0.5, step)" in rows_md.getvalue()  # markdown shows the escaped > as typed
+    assert "IOU@0.50 (first&gt;=0.5, epoch)" in rows_md.getvalue()  # the axis said once
     assert "**50**" in rows_md.getvalue()  # earlier is better
     by_crossing = build_table(curves, select_cards(curves, Selection()), ["iou50:first>=0.5"], sort="iou50:first>=0.5")
     assert [row.name for row in by_crossing.rows] == ["fast", "slow"]  # earliest first
@@ -219,3 +220,14 @@ def test_the_api_dataframe_folds_seeds_and_reduces_curves(study, curves):
     assert folded.loc["v3_N5", "iou50_n"] == 5
     assert converged.loc["slow", "iou50_first_ge_0.5_step"] == 100
     assert converged.loc["fast", "loss_auc"] == pytest.approx(50.0)
+
+
+def test_a_folded_rows_marks_come_in_one_order_whatever_its_cards_order():
+    from expdb.cards import Card
+    from expdb.conditions import NOISY, SHARED
+    from expdb.table import GroupRow, Row
+
+    card = Card(1, "a_seed0", None, None, None, None, {}, 0.0, "finished")
+    shared_first = [Row(card, {}, {"cost_time": SHARED}), Row(card, {}, {"cost_time": NOISY + SHARED})]
+    noisy_first = [Row(card, {}, {"cost_time": NOISY}), Row(card, {}, {"cost_time": SHARED})]
+    assert GroupRow("a", {}, shared_first, {}).marks == GroupRow("a", {}, noisy_first, {}).marks == {"cost_time": NOISY + SHARED}

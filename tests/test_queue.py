@@ -227,3 +227,14 @@ def test_a_job_that_cannot_start_is_reported_and_its_row_released(db):
     assert (end.status, result.all_finished) == ("not started", False)
     assert "has no function 'nosuch'" in end.exit_reason
     assert query("SELECT count(*) FROM run")[0][0] == 0
+
+
+def test_a_slots_job_is_said_to_end_before_its_next_is_said_to_start(db):
+    queued = queue_runs(db, make_cards(db, ["a", "b", "c"], sleep=0.1), resume=False, launcher="local")
+    said = []
+    result = run_queue(
+        db, queued, cpu_slots(1), RUN_ARGS, Path("out"), on_start=lambda entry, slot: said.append(("started", entry.card.name)),
+        on_end=lambda end: said.append((end.status, end.card)),
+    )
+    assert result.all_finished
+    assert said == [(event, card) for card in "abc" for event in ("started", "finished")]

@@ -124,3 +124,17 @@ def test_every_command_of_the_readme_is_in_a_block_this_test_sees():
         elif not fenced and re.match(r" {4}(expdb|python|pip) ", line):
             outside.append(f"README.md line {number}: {line.strip()}")
     assert outside == []
+
+
+def test_the_quoted_table_is_what_the_command_prints(tmp_path):
+    """The README quotes the first table of the tour as it prints, piped."""
+    text = README.read_text(encoding="utf-8")
+    command = "expdb table --metric iou50 --db experiments.db.example"
+    quoted = re.search(r"The first prints \(piped, so at full width\):\n\n```\n(.*?)```", text, re.DOTALL)
+    assert quoted and f"\n{command}\n" in text[: quoted.start()]
+    shutil.copyfile(REPO / "experiments.db.example", tmp_path / "experiments.db.example")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EXPDB_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "expdb", *command.split()[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout == quoted[1]

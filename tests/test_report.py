@@ -173,3 +173,32 @@ def test_a_failure_midway_leaves_the_previous_report_whole(study, workdir, monke
     after = {path.name: path.read_bytes() for path in workdir.iterdir() if path.name.startswith("cvt_io")}
     assert after == before
     assert not [path for path in workdir.iterdir() if path.name.startswith(".")]
+
+
+def test_comparison_sentences_give_every_difference_its_unit(db, workdir):
+    from expdb.cards import Selection as Picked
+    from expdb.metrics import define_metric
+    from expdb.report import comparison_sentences
+    from expdb.table import comparison
+
+    define_metric(db, "latency", unit="ms", direction="lower", digits=1)
+    latencies = {"base": (10.0, 12.0, 11.0), "wide": (11.0, 10.5, 13.0), "same": (10.0, 12.0, 11.0)}
+    for variant, values in latencies.items():
+        for seed, value in enumerate(values):
+            create_card(db, f"{variant}_seed{seed}", {"width": variant, "seed": seed}, tags=["s"])
+            run = begin_run(db, f"{variant}_seed{seed}", device="cpu")
+            run.summary(latency=value)
+            run.end("finished")
+    table = comparison(db, Picked(tag="s"), ["latency"], over="seed", baseline="base")
+    sentences = "\n".join(comparison_sentences(table))
+    number = r"[-+]?\d+(?:\.\d+)?ms"
+    assert re.search(rf"wide vs base: {number} latency, 95% CI \[{number}, {number}\], not distinguishable", sentences)
+    assert re.search(rf"a difference of {number} would need about \d+ seeds each", sentences), sentences
+    assert "same vs base: 0ms latency, untested: the seeds gave identical differences." in sentences
+
+
+def test_a_report_of_every_metric_names_them(study, workdir):
+    cards = select_cards(study, Selection(tag="cvt_io"))
+    write_report(study, cards, workdir / "all.md", metrics=[])
+    text = (workdir / "all.md").read_text()
+    assert f"{len(cards)} cards, compared on IOU@0.50." in text
