@@ -55,6 +55,7 @@ def options(
     pass
 
 
+PROGRESS_COLUMNS = 60  # a run's progress bar beside the card's name: bar, step, loss, steps/s, times
 TABLE_ROWS = 40  # a screenful of rows in `table`'s terminal view, the rest on request
 PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
 # Piped output is not cut to 80 columns: a table written to a file keeps every digit. In a terminal a long
@@ -871,6 +872,10 @@ def run_progress(card: cards.Card):
 
     steps = card.params.get("steps")
     total = steps if isinstance(steps, int) else None
+    # The bar's numbers take about 60 columns: a longer name goes on a line of its own rather than be cut.
+    alone = errors.is_terminal and len(card.name) > errors.width - PROGRESS_COLUMNS
+    if alone:
+        errors.print(card.name, style="bold", markup=False)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -883,7 +888,7 @@ def run_progress(card: cards.Card):
         transient=True,
         disable=not errors.is_terminal,
     )
-    task = progress.add_task(card.name, total=total, loss="", rate="")
+    task = progress.add_task("" if alone else card.name, total=total, loss="", rate="")
     started = time.monotonic()
 
     def update(step: int, scalars: dict[str, float]) -> None:

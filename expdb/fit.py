@@ -51,7 +51,7 @@ class Column:
 
     def __post_init__(self) -> None:
         widest = width_of(self.header)
-        narrowest = max((width_of(word) for word in self.header.split()), default=0)
+        narrowest = max((width_of(word) for word in head_words(self.header)), default=0)
         for cell in set(self.cells):  # cells repeat (a parameter's few values): each measured once
             if isinstance(cell, str):
                 length = width_of(cell)
@@ -60,9 +60,27 @@ class Column:
                 lengths = [width_of(part) for part in cell]
                 widest = max(widest, sum(lengths) + len(lengths) - 1)
                 narrowest = max(narrowest, *lengths)
-        if self.prose:
-            narrowest = min(narrowest, max(PROSE_MIN, cell_len(self.header)))
+        if self.prose:  # folded at any width, but never inside a number
+            words = (word for cell in set(self.cells) if isinstance(cell, str) for word in cell.split(" "))
+            longest_number = max((width_of(word) for word in words if _is_number(word)), default=0)
+            narrowest = max(min(narrowest, max(PROSE_MIN, cell_len(self.header))), longest_number)
         self.widest, self.narrowest = widest, narrowest
+
+
+def _is_number(word: str) -> bool:
+    """"9223372036854775807", "-4e-3", "264.34K": a word that starts as a number does."""
+    return word.lstrip("+-")[:1].isdigit()
+
+
+def head_words(header: str) -> tuple[str, ...]:
+    """What a head folds between: its words, a number kept with the word before it ("bs 8", not "bs" over "8")."""
+    words: list[str] = []
+    for word in header.split():
+        if words and word[0].isdigit():
+            words[-1] += f" {word}"
+        else:
+            words.append(word)
+    return tuple(words)
 
 
 @dataclass
@@ -157,7 +175,7 @@ def render(fitted: Fitted, console: Console) -> list[Segment]:
     bold = Style(bold=True)
     newline = Segment("\n")
     segments: list[Segment] = []
-    heads = [_folded(tuple(column.header.split()) or ("",), width, False) for column, width in zip(columns, widths, strict=True)]
+    heads = [_folded(head_words(column.header) or ("",), width, False) for column, width in zip(columns, widths, strict=True)]
     for index in range(max(len(head) for head in heads)):
         texts = [
             _pad(head[index] if index < len(head) else "", width, column.right)

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from rich.cells import cell_len
 from rich.console import Console
+from rich.padding import Padding
 from rich.text import Text
 
 from .cards import Card, CardDetails, CardDiff, ParamChange
@@ -57,7 +58,10 @@ def _line(*parts: str | tuple[str, str] | Text) -> Text:
 
 
 def _print(console: Console, *parts: str | tuple[str, str] | Text) -> None:
-    console.print(_line(*parts))  # folded at spaces, not by the terminal mid-word
+    """A line folded at spaces, not by the terminal mid-word; an indented line's folds keep its indent."""
+    line = _line(*parts)
+    indent = len(line.plain) - len(line.plain.lstrip(" "))
+    console.print(Padding(line[indent:], (0, 0, 0, indent), expand=False) if indent else line)
 
 
 def params_summary(params: dict, keys: list[str]) -> str:

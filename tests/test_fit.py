@@ -4,7 +4,7 @@ import io
 
 from rich.console import Console
 
-from expdb.fit import Column, fit, left_out_line, print_table
+from expdb.fit import Column, fit, head_words, left_out_line, print_table, width_of
 
 
 def columns() -> list[Column]:
@@ -68,3 +68,18 @@ def test_the_left_out_line_names_the_most_important_first():
     assert [column.header for column in fitted.left_out][:3] == ["iou50", shown[4].header, "params"]
     assert left_out_line(fitted.left_out, 70) == "left out for width: iou50 and 3 more (--wide or a pipe shows them)"
     assert left_out_line(fitted.left_out[1:2], 60) == "left out for width: 1 column (--wide or a pipe shows them)"
+
+
+def test_a_head_folds_between_words_never_before_a_number():
+    console = Console(file=io.StringIO(), width=18, color_system=None)  # "fp32, bs" would fit a line, "fp32, bs 8)" not
+    print_table(console, [Column("card", ["a"]), Column("Cost-Time (CPU, fp32, bs 8)", ["2.63ms"], right=True, priority=1)])
+    head = console.file.getvalue().split("━")[0].splitlines()
+    assert all(width_of(line) <= 18 for line in head) and head[-1].endswith(" bs 8)"), head
+    assert head_words("FLOPs (fvcore, bs 8, MAC)") == ("FLOPs", "(fvcore,", "bs 8,", "MAC)")
+
+
+def test_prose_never_breaks_a_number():
+    number = "1.2345678901234566e-300"
+    console = Console(file=io.StringIO(), width=30, color_system=None)
+    print_table(console, [Column("key", ["a_long_parameter_name"]), Column("value", [f"about {number}"], prose=True)])
+    assert number in console.file.getvalue()
