@@ -1219,8 +1219,11 @@ def report(
 
     metrics = split_options(metric)
     limits = parse_ylim(ylim, log_y)
-    suffixes = {".tex": "latex", ".html": "html", ".htm": "html"}
-    suffix_format = suffixes.get(Path(output).suffix, "md")
+    suffixes = {".md": "md", ".markdown": "md", ".tex": "latex", ".html": "html", ".htm": "html"}
+    suffix_format = suffixes.get(Path(output).suffix.lower())
+    if suffix_format is None:
+        raise ExpdbError(f"cannot write {output}: unknown format {Path(output).suffix or 'no suffix'!r}; end the file name "
+                         "in .md, .html or .tex")
     if format is not None and format != suffix_format and format in ("md", "latex", "html"):
         wanted = {"md": ".md", "latex": ".tex", "html": ".html"}[format]
         raise ExpdbError(f"--format {format} writes a {wanted} file, not {output!r}")

@@ -54,6 +54,9 @@ class _Handler:
         self.holding = 0
         self.pending: list[int] = []
         self.why: str | None = None  # what stopped this process, said by `expdb run` as it exits
+        # The stop raised into a training, by run: code that catches it (an import cut short, say) may fail
+        # otherwise later, and the run still ends interrupted.
+        self.raised: dict[int, KeyboardInterrupt] = {}
 
     def __call__(self, signum: int, frame=None) -> None:
         if self.holding:
@@ -66,11 +69,19 @@ class _Handler:
             return
         kind, said = _STOPS.get(signum, (KeyboardInterrupt, None))
         self.why = None if said is None else said if training else f"{said}, {NO_RUN}"
-        raise kind(self.why or "")
+        stop = kind(self.why or "")
+        if training:
+            self.raised[id(self.run)] = stop
+        raise stop
 
 
 _handler = _Handler()
 _SIGNALS = (signal.SIGTERM, TIME_LIMIT_SIGNAL, signal.SIGINT)
+
+
+def raised_into(run: Stoppable) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM raised into `run`'s training, if one was, once."""
+    return _handler.raised.pop(id(run), None)
 
 
 def why_stopped() -> str | None:

@@ -289,9 +289,11 @@ def execute(
             except CommandFailed as failure:
                 run.end(RunStatus.FAILED, str(failure))
             except BaseException as error:  # noqa: BLE001 - every ending is recorded; Ctrl-C goes on up
-                run.end_from_exception(error)
-                if isinstance(error, KeyboardInterrupt):
-                    raise
+                # Ctrl-C caught on its way up (an import cut short, say) and the code failing later: still Ctrl-C.
+                stop = error if isinstance(error, KeyboardInterrupt) else interrupts.raised_into(run)
+                run.end_from_exception(stop or error)
+                if stop is not None:
+                    raise stop from None if stop is error else error
             else:
                 run.end(RunStatus.FINISHED)
     noted = [event.message for event in run.divergences + run.trends]

@@ -22,8 +22,9 @@ X_AXES = ("step", "epoch", "samples", "time")
 
 
 def check_output(path: Path, suffixes: Sequence[str] | None = None) -> Path:
-    """`path`, if a file can be written there: its directory exists, it is not a directory, and
-    (given `suffixes`, lower case with the dot) its suffix is one of them. Else ExpdbError."""
+    """`path`, if a file can be written there: its directory exists and is writable, it is not a directory
+    nor a device or a pipe (which the move into place would replace), and (given `suffixes`, lower case with
+    the dot) its suffix is one of them. Else ExpdbError."""
     path = Path(path)
     if suffixes is not None and path.suffix.lower() not in suffixes:
         shown = path.suffix or "no suffix"
@@ -33,6 +34,10 @@ def check_output(path: Path, suffixes: Sequence[str] | None = None) -> Path:
         raise ExpdbError(f"cannot write {path}: directory {path.parent} does not exist")
     if path.is_dir():
         raise ExpdbError(f"cannot write {path}: it is a directory")
+    if path.exists() and not path.is_file():
+        raise ExpdbError(f"cannot write {path}: it is not a regular file (a device or a pipe); give a file's path")
+    if not os.access(path.parent, os.W_OK):
+        raise ExpdbError(f"cannot write {path}: the folder {path.parent} is not writable")
     return path
 
 
@@ -82,7 +87,10 @@ def _cannot_write(path: Path, error: OSError) -> ExpdbError:
 
 def beside(target: Path, suffix: str = ".tmp") -> Path:
     """A new empty file in the directory of `target`, hidden, named after it."""
-    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    try:
+        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    except OSError as error:
+        raise _cannot_write(target, error) from None
     os.close(descriptor)
     return Path(name)
 

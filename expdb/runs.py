@@ -416,6 +416,7 @@ class Run:
             return self.end(RunStatus.FINISHED)
         if isinstance(error, RunStopped):
             return self.end(RunStatus.DIVERGED)
+        error = interrupts.raised_into(self) or error  # a Ctrl-C caught on its way up, failing the code later
         if isinstance(error, KeyboardInterrupt):
             reason = "terminated (SIGTERM)" if isinstance(error, interrupts.Terminated) else "interrupted (Ctrl-C)"
             return self.end(RunStatus.INTERRUPTED, reason)

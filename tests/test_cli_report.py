@@ -50,6 +50,7 @@ def test_bad_report_input_is_one_line_and_writes_nothing(cli, workdir):
         (["--tag", "study", "--format", "latex", "-o", "r.md"], "--format latex writes a .tex file, not 'r.md'"),
         (["--tag", "nobody"], "matches --tag nobody"),
         (["base", "-m", "iou5"], "did you mean 'iou50'?"),
+        (["--tag", "study", "-o", "r.docx"], "cannot write r.docx: unknown format '.docx'; end the file name in .md, .html"),
     ]:
         result = cli("report", *args)
         assert result.code == 2, (args, result.err)
@@ -88,3 +89,17 @@ def test_the_format_follows_the_suffix(cli, workdir):
     study()
     assert cli("report", "--tag", "study", "-o", "t.tex", "-m", "iou50").code == 0
     assert (workdir / "t.tex").read_text().startswith("% requires \\usepackage{booktabs}")
+
+
+@pytest.mark.parametrize("command", [["report", "--tag", "study", "-o"], ["plot", "--tag", "study", "-o"]])
+def test_a_device_or_a_pipe_is_never_replaced_by_a_report_or_a_plot(cli, workdir, command):
+    import os
+    import stat
+
+    study()
+    pipe = workdir / ("out.md" if command[0] == "report" else "out.png")
+    os.mkfifo(pipe)
+    result = cli(*command, str(pipe.name))
+    assert result.code == 2 and result.err.count("\n") == 1, result.err
+    assert "it is not a regular file" in result.err
+    assert stat.S_ISFIFO(pipe.stat().st_mode)

@@ -141,6 +141,16 @@ def test_runner_that_raises_is_failed_with_the_exception_as_exit_reason(cli, new
     assert "ValueError: boom at step 0" in cli("show", "broken").out
 
 
+def test_ctrl_c_that_the_training_code_swallowed_still_ends_the_run_interrupted(cli, new):
+    """Ctrl-C while torch imports sympy: the import machinery caught it, and the code failed later otherwise."""
+    new("cut", "--runner", "tinyrunners:swallows_ctrl_c")
+    result = cli("run", "cut")
+    assert result.code == 130, (result.out, result.err)
+    run = only_run("cut")
+    assert (run["status"], run["exit_reason"]) == ("interrupted", "interrupted (Ctrl-C)")
+    assert list(curve(run["id"]).steps) == [0]
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -31,6 +31,19 @@ def test_bad_port_is_one_line(cli, example_db):
     refused(cli, ["ui", "--db", str(example_db), "--port", "70000"], "--port 70000 is not a port")
 
 
+@pytest.mark.sqlite_only
+def test_a_port_in_use_or_an_empty_host_is_one_line(cli, example_db):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused(
+            cli, ["ui", "--db", str(example_db), "--port", str(port)],
+            f"cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port",
+        )
+    refused(cli, ["ui", "--db", str(example_db), "--host", ""], "--host is empty")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -63,3 +63,17 @@ def resumable(params, ctx):
         if step == 5:
             Path(ctx.checkpoint_path).write_text(json.dumps({"step": step}))
     raise RuntimeError("node lost")
+
+
+def swallows_ctrl_c(params, ctx):
+    """Ctrl-C while a library imports, caught by it, and the library failing later because of it."""
+    import os
+    import signal
+
+    ctx.log(0, loss=1.0)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass  # as an import machinery that catches everything would
+    raise AttributeError("module 'sympy' has no attribute 'printing'")
