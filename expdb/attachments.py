@@ -65,8 +65,8 @@ def parse_size(text: str) -> int:
         size = float(number) * scale
     except ValueError:
         raise ExpdbError(f"cannot read --max-size {text!r}: write bytes, or a number with K, M, G or T (500M, 1G)") from None
-    if size <= 0:
-        raise ExpdbError(f"--max-size {text!r} must be above zero")
+    if not size >= 1 or size == float("inf"):  # nan, inf and less than a byte too
+        raise ExpdbError(f"--max-size {text!r} must be at least one byte, e.g. 500M or 1G")
     return int(size)
 
 
@@ -127,10 +127,14 @@ def attach(
         )
     if run_id is not None and db.query_one("SELECT 1 FROM run WHERE id = ? AND card_id = ?", (run_id, card.id)) is None:
         raise ExpdbError(f"{card.name} has no run {run_id}: `expdb show {card.name}` lists its runs")
+    store = store_directory(db)
     try:
-        sha256, size = _store_file(path, store_directory(db))
+        sha256, size = _store_file(path, store)
     except OSError as error:
-        raise ExpdbError(f"cannot store {path}: {error.strerror or error}") from None
+        raise ExpdbError(
+            f"cannot store {path} in {store}: {error.strerror or error}; the attachments go to a folder this user can "
+            "write (EXPDB_ATTACHMENTS chooses it)"
+        ) from None
     existing = db.query_one(
         f"SELECT {_COLUMNS} FROM attachment WHERE card_id = ? AND sha256 = ? AND name = ?",
         (card.id, sha256, path.name),

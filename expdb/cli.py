@@ -196,6 +196,11 @@ def new(
     settings = parse_settings(diverge)
     if runner and cmd:
         raise ExpdbError("give --runner or --cmd, not both: a card is trained by one of them")
+    for option, value in (("--runner", runner), ("--cmd", cmd), ("--parse", parse)):
+        if value is not None and not value.strip():
+            raise ExpdbError(f"{option} is empty; give it a value, or leave it out")
+    if parse and not cmd and not parent:
+        raise ExpdbError("--parse says how to read the log of a command: give the command with --cmd \"...\"")
     if flatten and config is None:
         raise ExpdbError("--flatten reads the parameters of a config: give it with --config cfg.py")
     if parse:
@@ -364,6 +369,7 @@ def compare(
     from .series import latest_curve
     from .views import render_curves, render_diff
 
+    check_given(curve=curve)
     with open_db(db) as database:
         difference = cards.diff_cards(database, a, b)
         definitions = load_definitions(database)
@@ -448,7 +454,7 @@ def rm(
             what = cards.removal_summary(database, selected)
             if not sys.stdin.isatty():
                 raise ExpdbError(f"rm would delete {what}: confirm with --yes")
-            if not typer.confirm(f"Delete {what}?", default=False):
+            if not confirmed(f"Delete {what}?"):
                 console.print("nothing deleted")  # a choice, not an error: exit 0
                 return
         orphans = cards.orphaned_forks(database, selected)
@@ -549,6 +555,7 @@ def table(
 
     if format not in FORMATS:
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
+    check_given(sort=sort, baseline=baseline, group_by=group_by, agg=agg, over=over, conditions=conditions)
     metrics = split_options(metric)
     with without_gc():
         with open_db(db) as database:
@@ -624,10 +631,14 @@ def run(
     run, and with --resume the interrupted ones too. Several cards run one after another, or in a local
     queue (--jobs, --gpus), or as Slurm jobs (--launcher slurm).
     """
+    from .devices import check_device
     from .divergence import parse_settings
     from .queue import local_slots, run_arguments, select_to_run
+    from .runs import check_on_diverge
 
     settings = parse_settings(diverge)
+    check_device(device)  # checked once here, not once a card
+    check_on_diverge(on_diverge)
     selection = selection_of([name] if name else None, tag, where, None)
     if all_planned == selection.given:  # --all or a selection: one of the two
         raise ExpdbError("name one card to run, or pass --all for every planned card (or select cards with a glob, --tag or "
@@ -660,6 +671,10 @@ def run(
                 "--parse and a command after -- are for one card run here: name it, without --all, --tag, --where, a glob, "
                 "--jobs or --launcher"
             )
+        if not queued and device not in ("auto", "cpu") and any(card.runner for card in targets):
+            from .devices import choose_device
+
+            choose_device(device)  # a GPU this machine lacks: said once, before any card
         if not targets:
             console.print("no planned cards to run")
         elif launcher == "slurm":
@@ -1089,7 +1104,7 @@ def profile(
     ] = PROFILE_WARMUP,
     iterations: Annotated[int, typer.Option(help="Timed forward passes at most.", min=1)] = PROFILE_ITERATIONS,
     budget: Annotated[
-        float, typer.Option(help="Seconds of warm-up and timing together, at most (one pass is timed at least).", min=0)
+        float, typer.Option(help="Seconds of warm-up and timing together, at most, above 0 (one pass is timed at least).")
     ] = PROFILE_BUDGET_S,
     cudnn_benchmark: Annotated[
         bool, typer.Option("--cudnn-benchmark", help="CUDA: let cuDNN pick its fastest kernels while timing.")
@@ -1108,6 +1123,12 @@ def profile(
     from .metrics import load_definitions
     from .views import render_profile
 
+    check_given(input=input)
+    if not budget > 0:
+        raise ExpdbError(f"--budget {budget:g}: give the seconds of warm-up and timing, above 0, e.g. --budget 5")
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        raise ExpdbError(f"--threads {threads}: this machine has {cores} cores; give at most {cores}")
     with open_db(db) as database:
         card = cards.get_card(database, name)
         profile_card(
@@ -1131,6 +1152,23 @@ YlimOption = Annotated[
         "Default: the healthy data (a diverged run's points past its divergence do not set it).",
     ),
 ]
+
+
+def confirmed(question: str) -> bool:
+    """A yes or no at the terminal, no by default; the end of input (Ctrl-D) is a no, Ctrl-C interrupts."""
+    try:
+        answer = input(f"{question} [y/N]: ")
+    except EOFError:
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def check_given(**options: str | None) -> None:
+    """An option given empty (`--sort ''`, `--group-by ,`) is a mistake, not the option left out."""
+    for name, value in options.items():
+        if value is not None and not value.replace(",", "").strip():
+            raise ExpdbError(f"--{name.replace('_', '-')} is empty; give it a value, or leave it out")
 
 
 def split_options(options: list[str]) -> list[str]:
@@ -1169,6 +1207,7 @@ def plot(
     from .plot import plot_curves
 
     metrics = split_options(metric)
+    check_given(over=over)
     limits = parse_ylim(ylim, log_y)
     with open_db(db) as database:
         chosen = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
@@ -1218,6 +1257,7 @@ def report(
     from .report import write_report
 
     metrics = split_options(metric)
+    check_given(over=over, baseline=baseline)
     limits = parse_ylim(ylim, log_y)
     suffixes = {".md": "md", ".markdown": "md", ".tex": "latex", ".html": "html", ".htm": "html"}
     suffix_format = suffixes.get(Path(output).suffix.lower())
@@ -1257,6 +1297,9 @@ def copy_command(
     from .copy import check_locations, copy_cards, render_copied
     from .db import resolve_location
 
+    for option, value in (("--to", to), ("--from", origin)):
+        if value is not None and not value.strip():
+            raise ExpdbError(f"{option} is empty; give a database: a path, or postgresql+psycopg://USER@HOST/DB")
     here = resolve_location(db)
     if to is not None and origin is None:
         source, target = here, to

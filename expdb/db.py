@@ -40,6 +40,8 @@ _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
 
 def resolve_location(location: str | None) -> str:
     """`--db`, else $EXPDB_DB, else ./experiments.db."""
+    if location is not None and not location.strip():
+        raise DatabaseError("--db is empty; give a database: a path, or postgresql+psycopg://USER@HOST/DB")
     return location or os.environ.get("EXPDB_DB") or DEFAULT_LOCATION
 
 

@@ -185,6 +185,8 @@ def _setting_value(key: str, text: str, where: str) -> float:
     except ValueError:
         kind = "a whole number" if key in _INTEGERS else "a number"
         raise ExpdbError(f"{where}: {key} takes {kind}, e.g. {key}={DEFAULTS[key]:g}") from None
+    if not math.isfinite(value) or abs(value) >= 2**63:  # inf, nan, or an integer the database cannot keep
+        raise ExpdbError(f"{where}: {key} takes a finite number below 2^63, e.g. {key}={DEFAULTS[key]:g}")
     if key in _FRACTIONS and not 0 < value < 1:
         raise ExpdbError(f"{where}: {key} is a fraction between 0 and 1, e.g. {key}={DEFAULTS[key]:g}")
     if key.endswith("factor") and not value > 1:

@@ -721,6 +721,8 @@ def read_runs(spec: str, location: str | Path) -> Reading:
     """The runs at `location` in the format `spec` (see the module docstring). ExpdbError (one line) if
     the format is unknown, nothing is there, or it is not a training log of that format."""
     path = Path(location)
+    if path.exists() and not (path.is_file() or path.is_dir()):  # reading a pipe would wait for a writer
+        raise ExpdbError(f"{path} is neither a file nor a folder (a pipe or a device): give a training log or its folder")
     reading = Reading([])
     kind = spec.strip().lower() if isinstance(spec, str) else ""
     if kind == "tensorboard":

@@ -38,8 +38,8 @@ def builtin_runners() -> list[str]:
 
 def check_runner(spec: str, params: dict) -> None:
     """What can be known of a card's runner without importing it (which may import torch): a built-in
-    runner exists and takes these parameters (through its torch-free `_NAME_params.config`); a
-    `module:function` is written so. ExpdbError (one line) otherwise."""
+    runner exists and takes these parameters, in this environment (through its torch-free `_NAME_params.check`);
+    a `module:function` is written so. ExpdbError (one line) otherwise."""
     if ":" in spec:
         module_name, _, function_name = spec.partition(":")
         if not (all(part.isidentifier() for part in module_name.split(".")) and function_name.isidentifier()):
@@ -59,7 +59,7 @@ def check_runner(spec: str, params: dict) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unknown keys: the runner says so when it runs
         try:
-            checker.config(dict(params))
+            checker.check(dict(params), os.environ)
         except (ValueError, TypeError) as error:
             raise ExpdbError(f"{' '.join(str(error).split())}; the card cannot run as it is") from None
 
@@ -249,6 +249,9 @@ def execute(
         template = shlex.join(plan.args)
         train = lambda run: run_command(run, plan, echo or sys.stdout)  # noqa: E731
     elif card.runner:
+        if parser:
+            raise ExpdbError(f"--parse reads the log of a command; {card.name} is trained by its runner {card.runner}")
+        check_runner(card.runner, card.params)  # EXPDB_MAX_STEPS too: what is wrong is said before the run exists
         runner = resolve_runner(card.runner)
         chosen = choose_device(device)
 
@@ -332,9 +335,14 @@ def profile_card(
         model, example = runner.build(dict(card.params))
     except Exception as error:  # noqa: BLE001 - the runner's own failure, in one line
         raise ExpdbError(f"runner {card.runner!r} cannot build the model of {card.name}: {last_line(error)}") from None
-    measured = profile(
-        model, inputs_like(example, batch=batch, shape=shape), device=chosen, dtype=dtype,
-        warmup=warmup, iterations=iterations, time_budget_s=budget_s, threads=threads, throughput_batch=throughput_batch,
-        cudnn_benchmark=cudnn_benchmark, channels_last=channels_last,
-    )
+    try:
+        measured = profile(
+            model, inputs_like(example, batch=batch, shape=shape), device=chosen, dtype=dtype,
+            warmup=warmup, iterations=iterations, time_budget_s=budget_s, threads=threads, throughput_batch=throughput_batch,
+            cudnn_benchmark=cudnn_benchmark, channels_last=channels_last,
+        )
+    except (RuntimeError, MemoryError) as error:  # inputs too large for memory, or of a shape the model does not take
+        raise ExpdbError(
+            f"the model of {card.name} cannot run on these inputs: {last_line(error)}; give another --batch or --input"
+        ) from None
     store_profile(db, card.id, None, measured)

@@ -1,5 +1,6 @@
 """Metric definitions (label, unit, better direction, number format) and number formatting."""
 
+import math
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -203,6 +204,8 @@ def parse_quantity(text: str, key: str, definition: MetricDef | None) -> float:
             f"cannot read --{key} {text!r}: write a number, with K, M, G or T and the metric's unit if any (670.32K, 34.12ms)"
         )
     number = float(match[1]) * (_SI_SCALE[match[2]] if match[2] else 1.0)
+    if not math.isfinite(number):  # 1e999: too large for a float
+        raise ExpdbError(f"cannot read --{key} {text!r}: it is beyond the largest number a float holds (about 1.8e308)")
     unit = match[3]
     if unit:
         has = definition.unit if definition is not None else ""

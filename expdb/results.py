@@ -143,6 +143,8 @@ def import_log(
     imported before is not imported again. A run is `diverged` if a divergence stops it, else `finished`;
     trends are only noted. `diverge`: divergence settings over the card's. All or nothing: one transaction.
     """
+    if parent is not None:
+        get_card(db, parent)  # a --from that names no card is said whatever the file holds
     reading = read_runs(spec, path)
     base = card_name if card_name is not None else default_card_name(path)
     validate_name(base)

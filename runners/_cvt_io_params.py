@@ -127,6 +127,12 @@ def config(params: dict | None) -> dict[str, Any]:
     return cfg
 
 
+def check(params: dict, environ) -> None:
+    """What `expdb new` and `expdb run` check before a run exists: the parameters and EXPDB_MAX_STEPS."""
+    config(params)
+    max_steps(environ)
+
+
 def max_steps(environ) -> int | None:
     """EXPDB_MAX_STEPS: train at most this many steps whatever the card says (to try a study quickly, and for
     the README's docs test); None when it is not set."""

@@ -6,7 +6,6 @@ import sys
 import time
 
 import pytest
-import typer
 from conftest import dump, refused
 
 from expdb import cards
@@ -260,18 +259,25 @@ class Terminal:
         return True
 
 
-@pytest.mark.parametrize("answer", [True, False])
+@pytest.mark.parametrize("answer", ["y", "", "n", EOFError], ids=["yes", "Enter", "no", "Ctrl-D"])
 def test_rm_asks_at_a_terminal(busy, cli, monkeypatch, answer):
     asked = []
+
+    def typed(prompt: str) -> str:
+        asked.append(prompt)
+        if answer is EOFError:
+            raise EOFError
+        return answer
+
     monkeypatch.setattr(sys, "stdin", Terminal())
-    monkeypatch.setattr(typer, "confirm", lambda text, **_: asked.append(text) or answer)
+    monkeypatch.setattr("builtins.input", typed)
     before = dump()
     result = cli("rm", "cvt_io_v2_8", "cvt_io_v2_1")
     assert asked == [
         "Delete 2 cards (cvt_io_v2_8, cvt_io_v2_1) with 1 run; cvt_io_v2_9 will keep its parameters but lose the "
-        "parent link?"
+        "parent link? [y/N]: "
     ]
-    if answer:
+    if answer == "y":
         assert (result.code, result.out.strip()) == (0, "deleted cvt_io_v2_8, cvt_io_v2_1; cvt_io_v2_9 no longer has a parent")
         assert [cells[0] for cells in rows(cli("list").out)] == ["cvt", "cvt_io_v2_9"]
     else:

@@ -63,6 +63,47 @@ def test_what_can_be_checked_when_a_card_is_made_is_checked_then(cli, base, args
     refused(cli, args, message)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["new", "b", "--from", "own", "--seed", "-1"], "--seed -1: a seed is from 0 to 2^63 - 1"),
+    (["sweep", "s", "--from", "own", "--seed", "-1,1"], "--seed -1: a seed is from 0 to 2^63 - 1"),
+    (["new", "b", "--cmd", ""], "--cmd is empty"),
+    (["new", "b", "--runner", " "], "--runner is empty"),
+    (["new", "b", "--parse", "mmdet"], "--parse says how to read the log of a command: give the command with --cmd"),
+    (["set", "own", "--diverge", "spike_factor=inf"], "spike_factor takes a finite number below 2^63"),
+    (["set", "own", "--diverge", "window=99999999999999999999999"], "window takes a finite number below 2^63"),
+    (["record", "r1", "--source", "paper", "--iou50", "1e999"], "it is beyond the largest number a float holds"),
+    (["table", "--sort", ""], "--sort is empty"),
+    (["table", "--group-by", ","], "--group-by is empty"),
+    (["table", "--conditions", ",,"], "--conditions is empty"),
+    (["plot", "--over", " "], "--over is empty"),
+    (["compare", "cvt", "own", "--curve", ""], "--curve is empty"),
+    (["list", "--db", ""], "--db is empty"),
+    (["copy", "--to", ""], "--to is empty"),
+    (["attach", "own", "notes.txt", "--max-size", "nan"], "--max-size 'nan' must be at least one byte"),
+    (["attach", "own", "notes.txt", "--max-size", "0.5"], "--max-size '0.5' must be at least one byte"),
+    (["run", "--all", "--device", "tpu"], "unknown --device 'tpu'"),
+    (["run", "--all", "--on-diverge", "bogus"], "unknown --on-diverge 'bogus'"),
+    (["run", "cvt", "--seed", "-1"], "seed -1: a seed is from 0 to 2^63 - 1"),
+    (["run", "cvt", "--parse", "mmdet"], "--parse reads the log of a command; cvt is trained by its runner cvt_io"),
+    (["profile", "cvt", "--budget", "0"], "--budget 0: give the seconds of warm-up and timing, above 0"),
+    (["profile", "cvt", "--threads", "100000"], "--threads 100000: this machine has"),
+    (["profile", "cvt", "--input", ""], "--input is empty"),
+    (["tag", "own", "x" * 200], "use up to 128 letters"),
+])
+def test_what_a_sweep_of_mistakes_let_through_is_one_line(cli, base, args, message):
+    refused(cli, args, message)
+
+
+def test_a_bad_max_steps_stops_a_run_before_it_exists(cli, base, monkeypatch):
+    monkeypatch.setenv("EXPDB_MAX_STEPS", "abc")
+    refused(cli, ["run", "cvt"], "EXPDB_MAX_STEPS must be a whole number of steps above 0, not 'abc'")
+
+
+def test_a_pipe_is_not_imported(cli, base, workdir):
+    os.mkfifo(workdir / "train.log")
+    refused(cli, ["import", "mmdet", "train.log"], "train.log is neither a file nor a folder (a pipe or a device)")
+
+
 def test_a_word_that_looks_like_a_number_can_be_quoted(cli, base):
     assert cli("new", "b", "--from", "own", "--lr", '"inf"').code == 0
     assert cards.get_card(Database(), "b").params["lr"] == "inf"
