@@ -199,8 +199,6 @@ def new(
     for option, value in (("--runner", runner), ("--cmd", cmd), ("--parse", parse)):
         if value is not None and not value.strip():
             raise ExpdbError(f"{option} is empty; give it a value, or leave it out")
-    if parse and not cmd and not parent:
-        raise ExpdbError("--parse says how to read the log of a command: give the command with --cmd \"...\"")
     if flatten and config is None:
         raise ExpdbError("--flatten reads the parameters of a config: give it with --config cfg.py")
     if parse:

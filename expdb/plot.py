@@ -504,8 +504,9 @@ def _mark_events(
         at, value = _x_at_step(line, step, finite_x), _value_at_step(line, step, log_y)
         if at is None or value is None:
             continue
-        value = float(_clipped(np.array([value]), limits)[0][0])
-        ax.plot([at / scale], [value], marker="x", markersize=9, markeredgewidth=2, color=colour, linestyle="none", zorder=5)
+        value = float(_clipped(np.array([value]), limits)[0][0])  # at the edge, over the clipped curve's triangle
+        ax.plot([at / scale], [value], marker="x", markersize=9, markeredgewidth=2, color=colour, linestyle="none", zorder=6,
+                clip_on=False)
         marked += 1
     drops = 0
     for step in drop_steps:

@@ -518,9 +518,10 @@ def build_table(
     base_card = baseline if baseline is not None and (not folded or _is_card(db, baseline)) else None
     card_rows, base_card_row, choice = _card_rows(db, cards, requested, curve_keys, base_card, definitions, conditions)
     if not card_rows:
-        raise ExpdbError(
-            f"no card of the {len(cards)} selected has {' or '.join(key for key, _ in requested) or 'a metric'}"
-        )
+        asked = " or ".join(f"{key}:{reduction}" if reduction else key for key, reduction in requested) or "a metric"
+        curveless = sorted({key for key, reduction in requested if reduction and key not in curve_keys})
+        why = f" (a reduction reads the curve, and no run logged {' or '.join(curveless)} as one)" if curveless else ""
+        raise ExpdbError(f"no card of the {len(cards)} selected has {asked}{why}")
     if not metrics:  # every metric the database recorded: those of these cards
         requested = [(key, reduction) for key, reduction in requested if any(key in row.values for row in card_rows)]
     columns = _with_conditions(_columns(card_rows, requested, definitions), choice, card_rows)

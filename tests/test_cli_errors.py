@@ -68,7 +68,6 @@ def test_what_can_be_checked_when_a_card_is_made_is_checked_then(cli, base, args
     (["sweep", "s", "--from", "own", "--seed", "-1,1"], "--seed -1: a seed is from 0 to 2^63 - 1"),
     (["new", "b", "--cmd", ""], "--cmd is empty"),
     (["new", "b", "--runner", " "], "--runner is empty"),
-    (["new", "b", "--parse", "mmdet"], "--parse says how to read the log of a command: give the command with --cmd"),
     (["set", "own", "--diverge", "spike_factor=inf"], "spike_factor takes a finite number below 2^63"),
     (["set", "own", "--diverge", "window=99999999999999999999999"], "window takes a finite number below 2^63"),
     (["record", "r1", "--source", "paper", "--iou50", "1e999"], "it is beyond the largest number a float holds"),
@@ -92,6 +91,11 @@ def test_what_can_be_checked_when_a_card_is_made_is_checked_then(cli, base, args
 ])
 def test_what_a_sweep_of_mistakes_let_through_is_one_line(cli, base, args, message):
     refused(cli, args, message)
+
+
+def test_a_curve_reduction_of_a_metric_without_a_curve_says_so(cli, base):
+    assert cli("record", "own", "--source", "paper", "--score", "0.5").code == 0
+    refused(cli, ["table", "-m", "score:auc"], "has score:auc (a reduction reads the curve, and no run logged score as one)")
 
 
 def test_a_bad_max_steps_stops_a_run_before_it_exists(cli, base, monkeypatch):

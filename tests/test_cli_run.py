@@ -596,4 +596,4 @@ def test_a_queued_card_is_not_run_by_hand(cli, new):
 
 def test_a_seed_beyond_64_bits_is_refused(cli, new):
     new("x", "--runner", "tinyrunners:finish")
-    refused(cli, ["run", "x", "--seed", str(2**63)], "does not fit in 64 bits")
+    refused(cli, ["run", "x", "--seed", str(2**63)], "a seed is from 0 to 2^63 - 1")

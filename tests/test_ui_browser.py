@@ -105,7 +105,9 @@ def wait_for(page, expression: str, timeout_s: float = 60.0) -> None:
     """Polls a JavaScript expression until it holds (Playwright's wait_for_function evaluates its
     predicate with eval, which the pages' Content-Security-Policy forbids, as it should)."""
     deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
+    # While a click navigates, the next page's elements are not there yet: not yet, rather than an error.
+    guarded = f"(() => {{ try {{ return Boolean({expression}); }} catch (error) {{ return false; }} }})()"
+    while not page.evaluate(guarded):
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for {expression}")
         page.wait_for_timeout(50)
