@@ -301,20 +301,6 @@ def validate_card_input(name: str, tags: Sequence[str] = (), note: str | None = 
         validate_note(note)
 
 
-def check_seed(seed: int, given_as: str = "seed") -> int:
-    """A seed numpy and torch take, which the database keeps: from 0 to 2^63 - 1."""
-    if not 0 <= seed < 2**63:
-        raise ExpdbError(f"{given_as} {seed}: a seed is from 0 to 2^63 - 1 (numpy and torch take no negative seed)")
-    return seed
-
-
-def _check_seed_parameter(params: dict[str, Value]) -> None:
-    """A card's `seed`, which seeds its runs: a seed, when it is an integer (the run refuses anything else)."""
-    seed = params.get("seed")
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        check_seed(seed, "--seed")
-
-
 def validate_note(text: str) -> str:
     if not text.strip():
         raise ExpdbError("the note is empty; write it as: expdb note NAME \"what happened\"")
@@ -351,7 +337,6 @@ def create_card(
         merged = dict(base.params)
         diverge = {**base.diverge, **(diverge or {})}
     merged.update(_coerced(params, merged, typed))
-    _check_seed_parameter(merged)
     if runner:
         from .launch import check_runner
 
@@ -407,7 +392,6 @@ def set_params(db: Database, name: str, params: dict[str, Value], typed: dict[st
         raise ExpdbError("nothing to set: give parameters as --KEY VALUE")
     merged = dict(card.params)
     merged.update(_coerced(params, merged, typed))
-    _check_seed_parameter(merged)
     if card.runner:
         from .launch import check_runner
 

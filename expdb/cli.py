@@ -58,10 +58,13 @@ def options(
 PROGRESS_COLUMNS = 60  # a run's progress bar beside the card's name: bar, step, loss, steps/s, times
 TABLE_ROWS = 40  # a screenful of rows in `table`'s terminal view, the rest on request
 PARAMS_HELP = "Hyperparameters as --KEY VALUE: ints, floats (4e-3), booleans (true/false), strings, lists ([3, 5])."
-# Piped output is not cut to 80 columns: a table written to a file keeps every digit. In a terminal a long
-# message wraps between words, so a number or a name is never split; an error stays one line (soft_wrap).
+# Piped output is not cut to 80 columns, nor a message wrapped: a table written to a file keeps every digit,
+# a script reads a message on its line. In a terminal a long message wraps between words, so a number is not
+# split (a word wider than the terminal still folds); an error stays one line (soft_wrap).
 # No emoji codes: user text (":bug:" in a note, "a:b:3" in an error) is printed as typed.
-console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 4096)
+console = Console(
+    highlight=False, emoji=False, width=None if sys.stdout.isatty() else 4096, soft_wrap=not sys.stdout.isatty()
+)
 errors = Console(stderr=True, highlight=False, emoji=False)
 
 
@@ -196,6 +199,8 @@ def new(
     settings = parse_settings(diverge)
     if runner and cmd:
         raise ExpdbError("give --runner or --cmd, not both: a card is trained by one of them")
+    if runner and parse:
+        raise ExpdbError("--parse reads the log of a command; a card trained by --runner has none to read")
     for option, value in (("--runner", runner), ("--cmd", cmd), ("--parse", parse)):
         if value is not None and not value.strip():
             raise ExpdbError(f"{option} is empty; give it a value, or leave it out")
@@ -553,7 +558,7 @@ def table(
 
     if format not in FORMATS:
         raise ExpdbError(f"unknown --format {format!r}; use one of: {', '.join(FORMATS)}")
-    check_given(sort=sort, baseline=baseline, group_by=group_by, agg=agg, over=over, conditions=conditions)
+    check_given(metric=metric, sort=sort, baseline=baseline, group_by=group_by, agg=agg, over=over, conditions=conditions)
     metrics = split_options(metric)
     with without_gc():
         with open_db(db) as database:
@@ -1124,9 +1129,11 @@ def profile(
     check_given(input=input)
     if not budget > 0:
         raise ExpdbError(f"--budget {budget:g}: give the seconds of warm-up and timing, above 0, e.g. --budget 5")
-    cores = os.cpu_count() or 1
+    from .cpus import usable_cores
+
+    cores = usable_cores()
     if threads is not None and threads > cores:
-        raise ExpdbError(f"--threads {threads}: this machine has {cores} cores; give at most {cores}")
+        raise ExpdbError(f"--threads {threads}: this process may use {cores} cores; give at most {cores}")
     with open_db(db) as database:
         card = cards.get_card(database, name)
         profile_card(
@@ -1162,11 +1169,13 @@ def confirmed(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def check_given(**options: str | None) -> None:
-    """An option given empty (`--sort ''`, `--group-by ,`) is a mistake, not the option left out."""
+def check_given(**options: str | list[str] | None) -> None:
+    """An option given empty (`--sort ''`, `--group-by ,`, one `-m ''` of several) is a mistake, not the option
+    left out."""
     for name, value in options.items():
-        if value is not None and not value.replace(",", "").strip():
-            raise ExpdbError(f"--{name.replace('_', '-')} is empty; give it a value, or leave it out")
+        for given in [value] if isinstance(value, str) else value or []:
+            if not given.replace(",", "").strip():
+                raise ExpdbError(f"--{name.replace('_', '-')} is empty; give it a value, or leave it out")
 
 
 def split_options(options: list[str]) -> list[str]:
@@ -1205,7 +1214,7 @@ def plot(
     from .plot import plot_curves
 
     metrics = split_options(metric)
-    check_given(over=over)
+    check_given(metric=metric, over=over)
     limits = parse_ylim(ylim, log_y)
     with open_db(db) as database:
         chosen = cards.select_cards(database, selection_of(names, tag, where, status, show_invalid))
@@ -1255,7 +1264,7 @@ def report(
     from .report import write_report
 
     metrics = split_options(metric)
-    check_given(over=over, baseline=baseline)
+    check_given(metric=metric, curve=curve, over=over, baseline=baseline)
     limits = parse_ylim(ylim, log_y)
     suffixes = {".md": "md", ".markdown": "md", ".tex": "latex", ".html": "html", ".htm": "html"}
     suffix_format = suffixes.get(Path(output).suffix.lower())

@@ -11,6 +11,7 @@ Rows are written as segments, not through rich's Table: laying out a rich table 
 rows takes seconds.
 """
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -67,9 +68,12 @@ class Column:
         self.widest, self.narrowest = widest, narrowest
 
 
+# "9223372036854775807", "-4e-3", "1.5e-300,", "264.34K", "46.67ms", "81.8%": not a hash or a date
+_NUMBER = re.compile(r"[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?:[A-Za-z%]{1,3})?[,;)\]]*")
+
+
 def _is_number(word: str) -> bool:
-    """"9223372036854775807", "-4e-3", "264.34K": a word that starts as a number does."""
-    return word.lstrip("+-")[:1].isdigit()
+    return _NUMBER.fullmatch(word) is not None
 
 
 def head_words(header: str) -> tuple[str, ...]:

@@ -54,9 +54,9 @@ class _Handler:
         self.holding = 0
         self.pending: list[int] = []
         self.why: str | None = None  # what stopped this process, said by `expdb run` as it exits
-        # The stop raised into a training, by run: code that catches it (an import cut short, say) may fail
+        # The stop raised into the training now: code that catches it (an import cut short, say) may fail
         # otherwise later, and the run still ends interrupted.
-        self.raised: dict[int, KeyboardInterrupt] = {}
+        self.raised: KeyboardInterrupt | None = None
 
     def __call__(self, signum: int, frame=None) -> None:
         if self.holding:
@@ -71,7 +71,7 @@ class _Handler:
         self.why = None if said is None else said if training else f"{said}, {NO_RUN}"
         stop = kind(self.why or "")
         if training:
-            self.raised[id(self.run)] = stop
+            self.raised = stop
         raise stop
 
 
@@ -80,8 +80,8 @@ _SIGNALS = (signal.SIGTERM, TIME_LIMIT_SIGNAL, signal.SIGINT)
 
 
 def raised_into(run: Stoppable) -> KeyboardInterrupt | None:
-    """The Ctrl-C or SIGTERM raised into `run`'s training, if one was, once."""
-    return _handler.raised.pop(id(run), None)
+    """The Ctrl-C or SIGTERM raised into `run`'s training, while it trains, if one was."""
+    return _handler.raised if _handler.run is run else None
 
 
 def why_stopped() -> str | None:
@@ -141,8 +141,8 @@ def held() -> Iterator[None]:
 @contextmanager
 def training(run: Stoppable) -> Iterator[None]:
     """While the block runs, `run` trains: SIGUSR2 asks it to stop."""
-    previous, _handler.run = _handler.run, run
+    previous, _handler.run, _handler.raised = _handler.run, run, None
     try:
         yield
     finally:
-        _handler.run = previous
+        _handler.run, _handler.raised = previous, None

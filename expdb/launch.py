@@ -251,7 +251,8 @@ def execute(
     elif card.runner:
         if parser:
             raise ExpdbError(f"--parse reads the log of a command; {card.name} is trained by its runner {card.runner}")
-        check_runner(card.runner, card.params)  # EXPDB_MAX_STEPS too: what is wrong is said before the run exists
+        # The seed it will run with, and EXPDB_MAX_STEPS too: what is wrong is said before the run exists.
+        check_runner(card.runner, {**card.params, **({} if seed is None else {"seed": seed})})
         runner = resolve_runner(card.runner)
         chosen = choose_device(device)
 
@@ -336,13 +337,14 @@ def profile_card(
     except Exception as error:  # noqa: BLE001 - the runner's own failure, in one line
         raise ExpdbError(f"runner {card.runner!r} cannot build the model of {card.name}: {last_line(error)}") from None
     try:
-        measured = profile(
-            model, inputs_like(example, batch=batch, shape=shape), device=chosen, dtype=dtype,
-            warmup=warmup, iterations=iterations, time_budget_s=budget_s, threads=threads, throughput_batch=throughput_batch,
-            cudnn_benchmark=cudnn_benchmark, channels_last=channels_last,
-        )
-    except (RuntimeError, MemoryError) as error:  # inputs too large for memory, or of a shape the model does not take
+        inputs = inputs_like(example, batch=batch, shape=shape)
+    except (RuntimeError, MemoryError) as error:  # more than the memory holds
         raise ExpdbError(
-            f"the model of {card.name} cannot run on these inputs: {last_line(error)}; give another --batch or --input"
+            f"cannot make the inputs of {card.name}: {last_line(error)}; give a smaller --batch or --input"
         ) from None
+    measured = profile(
+        model, inputs, device=chosen, dtype=dtype,
+        warmup=warmup, iterations=iterations, time_budget_s=budget_s, threads=threads, throughput_batch=throughput_batch,
+        cudnn_benchmark=cudnn_benchmark, channels_last=channels_last,
+    )
     store_profile(db, card.id, None, measured)

@@ -436,7 +436,9 @@ def run_seed(card: cards.Card, seed: int | None) -> int:
         if type(given) is not int:
             raise ExpdbError(f"{card.name} has seed={given!r}; a seed is an int: expdb set {card.name} --seed 0, or pass --seed")
         seed = given
-    return cards.check_seed(seed)
+    if not -(2**63) <= seed < 2**63:
+        raise ExpdbError(f"seed {seed} does not fit in 64 bits, as torch and the database keep it; pick a smaller one")
+    return seed
 
 
 def check_can_start(card: cards.Card, latest: RunRow | None, queued_run: int | None) -> None:

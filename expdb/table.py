@@ -155,10 +155,10 @@ class Column:
     @property
     def name(self) -> str:
         """The machine-readable name, with the unit: `iou50_max`, `iou50_mean`, `cost_time_mean_ms`,
-        `iou50_first_ge_0.5_step`, `iou50_first_ge_0.5_epoch` (its key says the unit already)."""
+        `iou50_first_ge_0.5_step`, `iou50_first_ge_0.5_epoch` (a crossing on another axis than steps names it already)."""
         name = f"{self.key}_{self.agg}" if self.agg else self.key
-        unit = self.metric.unit.lower()
-        return f"{name}_{unit}" if unit and not self.key.endswith(f"_{unit}") else name
+        first = _FIRST.fullmatch(self.reduction)
+        return f"{name}_{self.metric.unit.lower()}" if self.metric.unit and not (first and first.group(3)) else name
 
     @property
     def delta_name(self) -> str:
@@ -525,7 +525,6 @@ def build_table(
     if not metrics:  # every metric the database recorded: those of these cards
         requested = [(key, reduction) for key, reduction in requested if any(key in row.values for row in card_rows)]
     columns = _with_conditions(_columns(card_rows, requested, definitions), choice, card_rows)
-    notes = profile_conditions.footnotes(choice, card_rows, {column.metric.key for column in columns})
     rows: list[Row | GroupRow] = list(card_rows)
     base_row: Row | GroupRow | None = base_card_row
     if folded:
@@ -545,6 +544,8 @@ def build_table(
         if base_row is not None and not any(row is base_row for row in kept):
             kept.insert(0, base_row)
         rows = kept
+    shown_cards = [card_row for row in rows for card_row in (row.rows if isinstance(row, GroupRow) else [row])]
+    notes = profile_conditions.footnotes(choice, shown_cards, {column.metric.key for column in columns})
     if folded:  # in their shown order
         param_keys = _group_param_columns([row for row in rows if isinstance(row, GroupRow)], group_keys, params)
     else:

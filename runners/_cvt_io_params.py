@@ -112,6 +112,8 @@ def config(params: dict | None) -> dict[str, Any]:
         raise ValueError(f'cvt_io: amp must be "off", "fp16" or "bf16", not {cfg["amp"]!r}')
     if cfg["seed"] is not None:
         cfg["seed"] = _as_int("seed", cfg["seed"])
+        if cfg["seed"] < 0:  # its data order is drawn by numpy's generators, which take no negative seed
+            raise ValueError(f"cvt_io: seed must be >= 0, not {cfg['seed']!r}")
     for key in ("N", "L", "warmup", "steps", "clip", "wd", "data_seed", "prefetch"):
         if cfg[key] < 0:
             raise ValueError(f"cvt_io: {key} must be >= 0, not {cfg[key]!r}")

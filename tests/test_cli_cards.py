@@ -403,3 +403,13 @@ def test_a_refused_first_card_in_an_empty_file_leaves_it_empty(cli, workdir):
     (workdir / "empty.db").write_bytes(b"")
     assert cli("new", "x", "--from", "nosuch", "--db", "empty.db").code == 2
     assert (workdir / "empty.db").read_bytes() == b""
+
+
+def test_a_long_message_is_one_line_in_a_pipe(cli):
+    """Scripts read what `rm` deleted on its line, however many cards it names."""
+    with Database(create=True) as database:
+        for index in range(300):
+            cards.create_card(database, f"a_rather_long_scratch_card_name_{index:03d}", {})
+    result = cli("rm", "a_rather_long_scratch_card_name_*", "--yes")
+    assert result.code == 0, result.err
+    assert len(result.out) > 4096 and result.out.count("\n") == 1 and result.out.startswith("deleted ")

@@ -64,13 +64,16 @@ def test_what_can_be_checked_when_a_card_is_made_is_checked_then(cli, base, args
 
 
 @pytest.mark.parametrize("args, message", [
-    (["new", "b", "--from", "own", "--seed", "-1"], "--seed -1: a seed is from 0 to 2^63 - 1"),
-    (["sweep", "s", "--from", "own", "--seed", "-1,1"], "--seed -1: a seed is from 0 to 2^63 - 1"),
+    (["new", "b", "--from", "cvt", "--seed", "-1"], "cvt_io: seed must be >= 0, not -1"),
+    (["sweep", "s", "--from", "cvt", "--seed", "-1,1"], "cvt_io: seed must be >= 0, not -1"),
     (["new", "b", "--cmd", ""], "--cmd is empty"),
     (["new", "b", "--runner", " "], "--runner is empty"),
     (["set", "own", "--diverge", "spike_factor=inf"], "spike_factor takes a finite number below 2^63"),
     (["set", "own", "--diverge", "window=99999999999999999999999"], "window takes a finite number below 2^63"),
     (["record", "r1", "--source", "paper", "--iou50", "1e999"], "it is beyond the largest number a float holds"),
+    (["new", "b", "--runner", "cvt_io", "--parse", "mmdet"], "--parse reads the log of a command; a card trained by"),
+    (["table", "-m", "iou50", "-m", ""], "--metric is empty"),
+    (["report", "own", "--curve", ""], "--curve is empty"),
     (["table", "--sort", ""], "--sort is empty"),
     (["table", "--group-by", ","], "--group-by is empty"),
     (["table", "--conditions", ",,"], "--conditions is empty"),
@@ -82,7 +85,7 @@ def test_what_can_be_checked_when_a_card_is_made_is_checked_then(cli, base, args
     (["attach", "own", "notes.txt", "--max-size", "0.5"], "--max-size '0.5' must be at least one byte"),
     (["run", "--all", "--device", "tpu"], "unknown --device 'tpu'"),
     (["run", "--all", "--on-diverge", "bogus"], "unknown --on-diverge 'bogus'"),
-    (["run", "cvt", "--seed", "-1"], "seed -1: a seed is from 0 to 2^63 - 1"),
+    (["run", "cvt", "--seed", "-1"], "cvt_io: seed must be >= 0, not -1"),
     (["run", "cvt", "--parse", "mmdet"], "--parse reads the log of a command; cvt is trained by its runner cvt_io"),
     (["profile", "cvt", "--budget", "0"], "--budget 0: give the seconds of warm-up and timing, above 0"),
     (["profile", "cvt", "--threads", "100000"], "--threads 100000: this machine has"),

@@ -151,6 +151,15 @@ def test_ctrl_c_that_the_training_code_swallowed_still_ends_the_run_interrupted(
     assert list(curve(run["id"]).steps) == [0]
 
 
+def test_a_ctrl_c_one_run_caught_is_not_the_next_runs(cli, new):
+    new("a_catches", "--runner", "tinyrunners:catches_ctrl_c")
+    new("b_breaks", "--runner", "tinyrunners:boom")
+    result = cli("run", "--all")
+    assert result.code == 1, (result.out, result.err)
+    assert only_run("a_catches")["status"] == "finished"
+    assert (only_run("b_breaks")["status"], only_run("b_breaks")["exit_reason"]) == ("failed", "ValueError: boom at step 0")
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -596,4 +605,4 @@ def test_a_queued_card_is_not_run_by_hand(cli, new):
 
 def test_a_seed_beyond_64_bits_is_refused(cli, new):
     new("x", "--runner", "tinyrunners:finish")
-    refused(cli, ["run", "x", "--seed", str(2**63)], "a seed is from 0 to 2^63 - 1")
+    refused(cli, ["run", "x", "--seed", str(2**63)], "does not fit in 64 bits")

@@ -283,6 +283,8 @@ def test_the_left_out_note_names_only_cards_in_the_table(cli):
         result = cli("table", "-m", "iou50", *sort, "-f", "md")
         assert result.code == 0, result.err
         assert "Measured only under other conditions, so left out: c (--conditions picks others)." in result.out
+    on_screen = cli("table", "-m", "iou50", "--sort", "iou50", "--limit", "2")  # c, the worst, is not among the first two
+    assert "e " in on_screen.out and "so left out" not in on_screen.out, on_screen.out
 
 
 def test_every_metric_by_default_means_every_metric_of_the_shown_cards(cli):

@@ -83,3 +83,7 @@ def test_prose_never_breaks_a_number():
     console = Console(file=io.StringIO(), width=30, color_system=None)
     print_table(console, [Column("key", ["a_long_parameter_name"]), Column("value", [f"about {number}"], prose=True)])
     assert number in console.file.getvalue()
+    digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # a word, not a number: it folds
+    console = Console(file=io.StringIO(), width=30, color_system=None)
+    print_table(console, [Column("key", ["sha"]), Column("value", [digest], prose=True)])
+    assert all(width_of(line) <= 30 for line in console.file.getvalue().splitlines())
