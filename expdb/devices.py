@@ -135,13 +135,17 @@ def torch_settings() -> dict:
 def _apply(settings: dict) -> None:
     import torch
 
+    now = torch_settings()
     torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
     torch.backends.cudnn.deterministic = settings["cudnn_deterministic"]
     torch.set_float32_matmul_precision(settings["float32_matmul_precision"])
     torch.backends.cuda.matmul.allow_tf32 = settings["tf32_matmul"]  # after the precision, which also sets it
     torch.backends.cudnn.allow_tf32 = settings["tf32_cudnn"]
-    torch.use_deterministic_algorithms(settings["deterministic_algorithms"], warn_only=settings["deterministic_warn_only"])
-    if torch.get_num_threads() != settings["threads"]:
+    determinism = ("deterministic_algorithms", "deterministic_warn_only")
+    # Only when changed: this call imports torch._inductor (~1.6 s, once per run of a 2-core machine).
+    if any(now[key] != settings[key] for key in determinism):
+        torch.use_deterministic_algorithms(settings["deterministic_algorithms"], warn_only=settings["deterministic_warn_only"])
+    if now["threads"] != settings["threads"]:
         torch.set_num_threads(settings["threads"])
 
 

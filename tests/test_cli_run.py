@@ -32,6 +32,15 @@ def tiny_runners(monkeypatch):
         monkeypatch.delitem(sys.modules, module, raising=False)
 
 
+@pytest.fixture
+def ctrl_c_reaches_python():
+    """SIGINT raised as KeyboardInterrupt, as in a terminal, even when the tests run where it is ignored (a
+    background job of a script: then expdb rightly leaves it ignored); restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def only_run(card) -> dict:
     (run,) = runs_of(card)
     return run
@@ -141,7 +150,7 @@ def test_runner_that_raises_is_failed_with_the_exception_as_exit_reason(cli, new
     assert "ValueError: boom at step 0" in cli("show", "broken").out
 
 
-def test_ctrl_c_that_the_training_code_swallowed_still_ends_the_run_interrupted(cli, new):
+def test_ctrl_c_that_the_training_code_swallowed_still_ends_the_run_interrupted(cli, new, ctrl_c_reaches_python):
     """Ctrl-C while torch imports sympy: the import machinery caught it, and the code failed later otherwise."""
     new("cut", "--runner", "tinyrunners:swallows_ctrl_c")
     result = cli("run", "cut")
@@ -151,7 +160,7 @@ def test_ctrl_c_that_the_training_code_swallowed_still_ends_the_run_interrupted(
     assert list(curve(run["id"]).steps) == [0]
 
 
-def test_a_ctrl_c_one_run_caught_is_not_the_next_runs(cli, new):
+def test_a_ctrl_c_one_run_caught_is_not_the_next_runs(cli, new, ctrl_c_reaches_python):
     new("a_catches", "--runner", "tinyrunners:catches_ctrl_c")
     new("b_breaks", "--runner", "tinyrunners:boom")
     result = cli("run", "--all")

@@ -25,5 +25,6 @@ def run_setting_flags(params, ctx):
     torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
     torch.backends.cudnn.deterministic = not torch.backends.cudnn.deterministic
     torch.set_float32_matmul_precision("medium")
+    torch.use_deterministic_algorithms(not torch.are_deterministic_algorithms_enabled(), warn_only=True)
     torch.set_num_threads(1)
     run(params, ctx)
