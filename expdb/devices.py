@@ -142,7 +142,7 @@ def _apply(settings: dict) -> None:
     torch.backends.cuda.matmul.allow_tf32 = settings["tf32_matmul"]  # after the precision, which also sets it
     torch.backends.cudnn.allow_tf32 = settings["tf32_cudnn"]
     determinism = ("deterministic_algorithms", "deterministic_warn_only")
-    # Only when changed: this call imports torch._inductor (~1.6 s, once per run of a 2-core machine).
+    # Only when changed: this call imports torch._inductor (~1.6 s of every run on a 2-core machine).
     if any(now[key] != settings[key] for key in determinism):
         torch.use_deterministic_algorithms(settings["deterministic_algorithms"], warn_only=settings["deterministic_warn_only"])
     if now["threads"] != settings["threads"]:
