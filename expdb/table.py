@@ -260,6 +260,11 @@ SIGNIFICANT = "†"  # marks a difference to the baseline with p < ALPHA after H
 def footnotes(table: ComparisonTable) -> list[str]:
     """What the table's marks and spreads mean, and why a test is missing: printed under it in every format."""
     notes: list[str] = list(table.condition_notes)
+    base = table.baseline
+    lacking = [column.header() for column in table.columns if base is not None and column.ranked and column.value(base) is None]
+    if lacking:
+        named = " or ".join([", ".join(lacking[:-1]), lacking[-1]] if len(lacking) > 1 else lacking)
+        notes.append(f"{base.name}, the baseline, has no {named}: no row shows a difference to it there.")  # type: ignore[union-attr]
     invalid = [f"{row.name}: invalid, {row.invalid_reason}; never marked best." for row in table.rows if row.invalid_reason]
     if not table.grouped:
         return notes + invalid

@@ -72,6 +72,14 @@ def test_baseline_adds_deltas(cli, example_db):
     assert "0.25 (-0.11)" in md.out and "29.8ms (-36.1%)" in md.out
 
 
+def test_a_baseline_without_a_value_says_that_its_column_has_no_differences(cli, example_db):
+    planned = cli("table", "-m", "iou50", "--baseline", "cvt_io_v2_9", "--db", str(example_db), "-f", "md").out
+    assert "cvt_io_v2_9, the baseline, has no IOU@0.50, Params, FLOPs (fvcore, MAC) or Cost-Time (ms): no row shows" in planned
+    unprofiled = cli("table", "-m", "iou50", "--baseline", "cvt_io_v2_8", "--db", str(example_db), "-f", "md").out
+    assert "cvt_io_v2_8, the baseline, has no Params, FLOPs (fvcore, MAC) or Cost-Time (ms): no row" in unprofiled
+    assert "the baseline" not in cli("table", "-m", "iou50", "--baseline", "cvt", "--db", str(example_db), "-f", "md").out
+
+
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
