@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import ExpdbError
+from .values import in_words
 
 X_AXES = ("step", "epoch", "samples", "time")
 
@@ -28,8 +29,7 @@ def check_output(path: Path, suffixes: Sequence[str] | None = None) -> Path:
     path = Path(path)
     if suffixes is not None and path.suffix.lower() not in suffixes:
         shown = path.suffix or "no suffix"
-        known = ", ".join(suffixes[:-1]) + " or " + suffixes[-1] if len(suffixes) > 1 else suffixes[0]
-        raise ExpdbError(f"cannot write {path}: unknown format {shown!r}; end the file name in {known}")
+        raise ExpdbError(f"cannot write {path}: unknown format {shown!r}; end the file name in {in_words(suffixes, 'or')}")
     if not path.parent.is_dir():
         raise ExpdbError(f"cannot write {path}: directory {path.parent} does not exist")
     if path.is_dir():

@@ -19,7 +19,7 @@ from .fit import Column as FitColumn
 from .fit import print_table
 from .metrics import format_interval, format_number, format_with_spread
 from .table import SIGNIFICANT, Column, ComparisonTable, GroupRow, footnotes
-from .values import format_value
+from .values import format_value, in_words
 
 FORMATS = ("rich", "md", "csv", "json", "latex")
 METRIC_PRIORITY, PARAM_PRIORITY, COST_PRIORITY = 1, 2, 3
@@ -420,8 +420,7 @@ def write_latex(table: ComparisonTable, file: TextIO, caption: str | None = None
     """An IEEE-style booktabs table: caption above, units in parentheses in the head, best in bold."""
     labels = list(dict.fromkeys(column.label for column in table.columns))
     if caption is None:
-        listed = ", ".join(labels[:-1]) + " and " + labels[-1] if len(labels) > 1 else "".join(labels)
-        caption = f"Comparison of {listed}"
+        caption = f"Comparison of {in_words(labels)}"
     layout = _layout(table, latex=True)
     spec = "".join("r" if numeric else "l" for numeric in layout.numeric)
     lines = [

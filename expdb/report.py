@@ -44,7 +44,7 @@ from .metrics import format_interval
 from .render import markdown_table, markdown_text, write_latex, write_markdown
 from .stats import seeds_needed
 from .table import ComparisonTable, GroupRow, _did_you_mean, build_table, parse_metric
-from .values import format_value, plural, same
+from .values import format_value, in_words, plural, same
 from .views import format_duration, format_time
 
 FORMATS = ("md", "latex", "html")
@@ -97,7 +97,7 @@ def _listed(names: list[str], limit: int = _NAMES_IN_TITLE) -> str:
     """"a", "a and b", "a, b and c", "a, b, c and 47 more"."""
     if len(names) > limit + 1:
         return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return in_words(names)
 
 
 def _notes(db: Database, cards: list[Card]) -> dict[int, list[tuple]]:

@@ -29,7 +29,7 @@ from .errors import ExpdbError
 from .metrics import PROFILE_COLUMNS, TRAINING_COST_KEYS, MetricDef, definition, load_definitions
 from .series import NO_SAMPLES, Curve, _unpack, read_curve
 from .stats import ALPHA, Difference, Summary, compare_many, holm, sample_std
-from .values import Value, same
+from .values import Value, in_words, same
 from .variants import fold, split_keys
 from .where import Where, parse_where
 
@@ -260,11 +260,11 @@ SIGNIFICANT = "†"  # marks a difference to the baseline with p < ALPHA after H
 def footnotes(table: ComparisonTable) -> list[str]:
     """What the table's marks and spreads mean, and why a test is missing: printed under it in every format."""
     notes: list[str] = list(table.condition_notes)
-    base = table.baseline
-    lacking = [column.header() for column in table.columns if base is not None and column.ranked and column.value(base) is None]
-    if lacking:
-        named = " or ".join([", ".join(lacking[:-1]), lacking[-1]] if len(lacking) > 1 else lacking)
-        notes.append(f"{base.name}, the baseline, has no {named}: no row shows a difference to it there.")  # type: ignore[union-attr]
+    if table.baseline is not None:
+        base = table.baseline
+        lacking = [column.header() for column in table.columns if column.ranked and column.value(base) is None]
+        if lacking:
+            notes.append(f"{base.name}, the baseline, has no {in_words(lacking, 'or')}: no row shows a difference to it there.")
     invalid = [f"{row.name}: invalid, {row.invalid_reason}; never marked best." for row in table.rows if row.invalid_reason]
     if not table.grouped:
         return notes + invalid

@@ -7,6 +7,7 @@ which keeps the type.
 import json
 import math
 import re
+from collections.abc import Sequence
 
 import orjson
 
@@ -112,6 +113,11 @@ def format_value(value: Value | None) -> str:
 def plural(count: int, noun: str) -> str:
     """"1 card", "2 cards", "1,204 runs"."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def in_words(words: Sequence[str], conjunction: str = "and") -> str:
+    """"a", "a and b", "a, b and c" (or "a, b or c")."""
+    return ", ".join(words[:-1]) + f" {conjunction} " + words[-1] if len(words) > 1 else "".join(words)
 
 
 def _format_float(value: float) -> str:
