@@ -4,8 +4,9 @@ It builds the databases once with benchmarks/large_db.py in a temporary director
 each command as a new process (the `expdb` console script next to sys.executable, or
 `python -m expdb` when there is none), `--repeat` times (default 5) after one untimed
 warm-up run, and prints min / median / max wall seconds, and the median CPU seconds the
-process used (user + system: on a loaded machine the wall time waits for a core, the CPU time
-much less), against the targets of the issues:
+process used (user + system, a forked child's included (expdb/forked.py), so it may exceed the wall
+time; on a loaded machine the wall time waits for a core, the CPU time much less), against the
+targets of the issues:
 
     expdb list                          (default view, in an 80x40 terminal)   < 0.5 s  10k and 100k cards
     expdb table                         (default view, in an 80x40 terminal)   < 0.5 s  10k and 100k cards

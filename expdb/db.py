@@ -603,7 +603,10 @@ class Database:
     def each(self, sql: str, parameters: Sequence | dict = ()) -> Iterator[tuple]:
         """`query`'s rows one at a time: 500,000 metrics are not all made into tuples before the first is used."""
         try:
-            yield from self.connection.execute(sql, parameters)
+            # Not `yield from`: closing this generator would close the cursor, which fails once Ctrl-C has closed
+            # the database, and Python would print that failure.
+            for row in self.connection.execute(sql, parameters):  # noqa: UP028
+                yield row
         except self.dialect.errors as error:
             raise _reading_failed(self.name, error) from None
 

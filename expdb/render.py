@@ -6,14 +6,17 @@ lay out, while the plain formats are written line by line.
 
 import csv
 import html
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.text import Text
 
+from . import forked
 from .conditions import MARK_NAMES
 from .fit import Column as FitColumn
 from .fit import print_table
@@ -289,9 +292,9 @@ def _ranked(table: ComparisonTable) -> list[Column]:
     return [column for column in table.columns if column.ranked]
 
 
-def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
+def flat_rows(table: ComparisonTable, part: slice = slice(None)) -> tuple[list[str], list[list]]:
     """The table as raw values, one column per value (`iou50`; for groups `iou50_mean`, `iou50_std`, `n`):
-    what csv writes and what a DataFrame holds."""
+    what csv writes and what a DataFrame holds. `part`: only these rows (the header is the whole table's)."""
     with_deltas = table.baseline is not None
     header = [_first_header(table, False), *table.param_keys, *(["n"] if table.counted else [])]
     header += [column.name for column in table.columns]
@@ -305,7 +308,7 @@ def flat_rows(table: ComparisonTable) -> tuple[list[str], list[list]]:
     keys = [key for key, _ in values]
     param_keys, ranked, means = table.param_keys, _ranked(table), _means(table)
     rows = []
-    for row in table.rows:
+    for row in table.rows[part]:
         line = [row.name, *map(row.params.get, param_keys)]
         if isinstance(row, GroupRow):
             line += [row.count] if table.counted else []
@@ -348,9 +351,24 @@ def _raw_values(table: ComparisonTable, row, column: Column) -> list:
 
 
 def write_csv(table: ComparisonTable, file: TextIO) -> None:
-    writer = csv.writer(file, lineterminator="\n")
-    header, rows = flat_rows(table)
-    writer.writerow(header)
+    csv.writer(file, lineterminator="\n").writerow(flat_rows(table, slice(0))[0])
+    if len(table.rows) < forked.MANY:
+        _write_csv_rows(table, slice(None), file)
+        return
+    half = len(table.rows) // 2
+    with forked.in_child(partial(_csv_rows_text, table, slice(half, None))) as second_half:  # on another core
+        _write_csv_rows(table, slice(0, half), file)
+        file.write(second_half())
+
+
+def _csv_rows_text(table: ComparisonTable, part: slice) -> str:
+    text = io.StringIO()
+    _write_csv_rows(table, part, text)
+    return text.getvalue()
+
+
+def _write_csv_rows(table: ComparisonTable, part: slice, file: TextIO) -> None:
+    _, rows = flat_rows(table, part)
     plain = _csv_text()
     # Of 3 million cells, only those of the columns that hold a boolean or a list are looked at one by one.
     # Which columns: from the rows' few distinct sequences of types, read row by row, as rows lie in memory.
@@ -360,7 +378,7 @@ def write_csv(table: ComparisonTable, file: TextIO) -> None:
             value = line[index]
             if value.__class__ not in _AS_IS:
                 line[index] = plain(value)
-    writer.writerows(rows)
+    csv.writer(file, lineterminator="\n").writerows(rows)
 
 
 def write_json(table: ComparisonTable, file: TextIO) -> None:

@@ -11,9 +11,11 @@ import re
 import statistics
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import NamedTuple
 
 from . import conditions as profile_conditions
+from . import forked
 from .cards import (
     Card,
     Selection,
@@ -493,6 +495,7 @@ def build_table(
     conditions: str | None = None,
     limit: int | None = None,
     checked: "Requested | None" = None,
+    values: dict[int, dict[str, float]] | None = None,
 ) -> ComparisonTable:
     """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
     (default: every recorded metric), sorted by `sort` if given.
@@ -510,7 +513,8 @@ def build_table(
     `conditions` ("dtype=fp16,batch=8"), else the one most cards have (expdb.conditions); a folded
     row's Cost-Time is marked when any of its cards' is. `limit`: only the first rows (the baseline's
     kept on top), of which the parameter columns and the best marks are taken; `total_rows` says how
-    many there were. `checked`: `metrics` as `requested_metrics` checked them already (not read again).
+    many there were. `checked`: `metrics` as `requested_metrics` checked them already (not read again);
+    `values`: the cards' metrics as `latest_values` reads them without profiles, read already.
     """
     group_keys, agg_names = _grouping(group_by, aggs, over)
     over_keys = split_keys(over)
@@ -521,7 +525,7 @@ def build_table(
     folded = bool(group_keys or over_keys)
     requested, curve_keys, definitions = checked or requested_metrics(db, metrics)
     base_card = baseline if baseline is not None and (not folded or _is_card(db, baseline)) else None
-    card_rows, base_card_row, choice = _card_rows(db, cards, requested, curve_keys, base_card, definitions, conditions)
+    card_rows, base_card_row, choice = _card_rows(db, cards, requested, curve_keys, base_card, definitions, conditions, values)
     if not card_rows:
         asked = " or ".join(f"{key}:{reduction}" if reduction else key for key, reduction in requested) or "a metric"
         curveless = sorted({key for key, reduction in requested if reduction and key not in curve_keys})
@@ -649,14 +653,25 @@ def comparison(
     if limit is not None and not sort and not group_by and not over:
         having = _ids_having(db, ids, checked.columns, checked.curve_keys)
         ids = having[:limit] or ids  # none has them: every card, for the error saying so
+    if len(ids) >= forked.MANY:  # the metrics on another core, while this one reads the cards
+        with forked.in_child(partial(_latest_values_anew, db.location, ids)) as values_of:
+            selected, values = cards_by_id(db, ids), values_of()
+    else:
+        selected, values = cards_by_id(db, ids), None
     table = build_table(
-        db, cards_by_id(db, ids), metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=aggs,
-        over=over, spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions, checked=checked,
+        db, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=aggs, over=over,
+        spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions, checked=checked, values=values,
     )
     if having:
         unselected_baseline = isinstance(table.baseline, Row) and table.baseline.card.id not in set(having)
         table.total_rows = len(having) + unselected_baseline
     return table
+
+
+def _latest_values_anew(location: str, ids: list[int]) -> dict[int, dict[str, float]]:
+    """`latest_values` over a connection of its own, as a forked child needs."""
+    with Database(location, upgrade="no") as db:
+        return latest_values(db, ids, profiles=False)
 
 
 def _ids_having(db: Database, ids: list[int], requested: list[tuple[str, str]], curve_keys: set[str]) -> list[int]:
@@ -733,10 +748,12 @@ def _card_rows(
     baseline: str | None,
     definitions: dict[str, MetricDef],
     conditions: str | None,
+    values_by_card: dict[int, dict[str, float]] | None,
 ) -> tuple[list[Row], Row | None, profile_conditions.Choice]:
     """A row per card that has a value of a requested metric (the baseline's on top when it is not one of them),
     the baseline's row, and the profiles chosen."""
-    values_by_card = latest_values(db, [card.id for card in cards], profiles=False)
+    if values_by_card is None:
+        values_by_card = latest_values(db, [card.id for card in cards], profiles=False)
     all_rows = [Row(card, values_by_card.get(card.id, {})) for card in cards]
     base_row = None
     if baseline is not None:

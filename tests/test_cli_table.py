@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import pytest
 from conftest import dump
@@ -215,6 +216,32 @@ def test_the_terminal_view_shows_a_screenful_and_says_how_many_more(cli, workdir
     assert names(with_baseline) == ["c_44 (baseline)", "c_00"] and "… 43 more rows" in with_baseline.out
     assert len(names(cli("table", "--all"))) == 45 and "more rows" not in cli("table", "--all").out
     assert len(cli("table", "--format", "csv").out.splitlines()) == 46  # files get every row
+
+
+def test_many_cards_are_read_and_written_alike_on_two_cores(cli, three_cards, example_db, monkeypatch):
+    """From `forked.MANY` cards on, a forked child reads the metrics while the cards are read, and writes half the
+    csv while the other half is written: every format says what one process says, on either backend (the child
+    opens its own connection)."""
+    from expdb import forked
+
+    if not forked.can_fork():
+        pytest.skip("needs fork and two usable cores, as CI has")
+    formats = ("csv", "rich", "json", "md")
+    studies = ((), ("--db", str(example_db)))  # three_cards in the test's database (SQLite or PostgreSQL); the example
+
+    def tables() -> list:
+        return [cli("table", "--all", *study, "--format", shape) for study in studies for shape in formats]
+
+    in_one = tables()
+    forks, fork = [], os.fork
+    monkeypatch.setattr(forked, "MANY", 2)
+    monkeypatch.setattr(os, "fork", lambda: forks.append(os.getpid()) or fork())
+    in_two = tables()
+    assert len(forks) == len(studies) * (len(formats) + 1)  # the metrics of each table, and the second half of a csv
+    for one, two in zip(in_one, in_two, strict=True):
+        assert two.code == one.code == 0, two.err
+        assert two.out == one.out
+    assert [len(in_two[index].out.splitlines()) for index in (0, len(formats))] == [4, 8]  # rows in both halves
 
 
 def test_csv_writes_each_value_as_typed(cli):
