@@ -37,8 +37,9 @@ def can_fork() -> bool:
 
 @contextmanager
 def in_child(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
-    """Start `work()` in a forked child; inside the block, the function given waits for its result (made of what
-    marshal carries: numbers, strings, lists, dicts), or computes it here. Leaving the block ends the child.
+    """Start `work()` in a forked child. Inside the block, the function this yields waits for the child's result
+    (made of what marshal carries: numbers, strings, lists, dicts), or computes it here. Leaving the block ends
+    the child.
 
     `work` must not use anything the fork copied that is shared with this process, such as a database
     connection: it opens its own."""
