@@ -292,9 +292,14 @@ def _ranked(table: ComparisonTable) -> list[Column]:
     return [column for column in table.columns if column.ranked]
 
 
+def flat_header(table: ComparisonTable) -> list[str]:
+    """The names of `flat_rows`' columns."""
+    return flat_rows(table, slice(0))[0]
+
+
 def flat_rows(table: ComparisonTable, part: slice = slice(None)) -> tuple[list[str], list[list]]:
     """The table as raw values, one column per value (`iou50`; for groups `iou50_mean`, `iou50_std`, `n`):
-    what csv writes and what a DataFrame holds. `part`: only these rows (the header is the whole table's)."""
+    what csv writes and what a DataFrame holds. `part`: only these rows, under the whole table's header."""
     with_deltas = table.baseline is not None
     header = [_first_header(table, False), *table.param_keys, *(["n"] if table.counted else [])]
     header += [column.name for column in table.columns]
@@ -351,13 +356,13 @@ def _raw_values(table: ComparisonTable, row, column: Column) -> list:
 
 
 def write_csv(table: ComparisonTable, file: TextIO) -> None:
-    csv.writer(file, lineterminator="\n").writerow(flat_rows(table, slice(0))[0])
-    if len(table.rows) < forked.MANY:
+    csv.writer(file, lineterminator="\n").writerow(flat_header(table))
+    if len(table.rows) < forked.FORK_FROM or not forked.can_fork():
         _write_csv_rows(table, slice(None), file)
         return
     half = len(table.rows) // 2
-    with forked.in_child(partial(_csv_rows_text, table, slice(half, None))) as second_half:  # on another core
-        _write_csv_rows(table, slice(0, half), file)
+    with forked.in_child(partial(_csv_rows_text, table, slice(half, None))) as second_half:
+        _write_csv_rows(table, slice(0, half), file)  # while the child writes the second half
         file.write(second_half())
 
 

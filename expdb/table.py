@@ -495,7 +495,7 @@ def build_table(
     conditions: str | None = None,
     limit: int | None = None,
     checked: "Requested | None" = None,
-    values: dict[int, dict[str, float]] | None = None,
+    values_by_card: dict[int, dict[str, float]] | None = None,
 ) -> ComparisonTable:
     """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
     (default: every recorded metric), sorted by `sort` if given.
@@ -514,7 +514,7 @@ def build_table(
     row's Cost-Time is marked when any of its cards' is. `limit`: only the first rows (the baseline's
     kept on top), of which the parameter columns and the best marks are taken; `total_rows` says how
     many there were. `checked`: `metrics` as `requested_metrics` checked them already (not read again);
-    `values`: the cards' metrics as `latest_values` reads them without profiles, read already.
+    `values_by_card`: the cards' metrics as `latest_values` reads them without profiles, read already.
     """
     group_keys, agg_names = _grouping(group_by, aggs, over)
     over_keys = split_keys(over)
@@ -525,7 +525,9 @@ def build_table(
     folded = bool(group_keys or over_keys)
     requested, curve_keys, definitions = checked or requested_metrics(db, metrics)
     base_card = baseline if baseline is not None and (not folded or _is_card(db, baseline)) else None
-    card_rows, base_card_row, choice = _card_rows(db, cards, requested, curve_keys, base_card, definitions, conditions, values)
+    card_rows, base_card_row, choice = _card_rows(
+        db, cards, requested, curve_keys, base_card, definitions, conditions, values_by_card
+    )
     if not card_rows:
         asked = " or ".join(f"{key}:{reduction}" if reduction else key for key, reduction in requested) or "a metric"
         curveless = sorted({key for key, reduction in requested if reduction and key not in curve_keys})
@@ -653,14 +655,17 @@ def comparison(
     if limit is not None and not sort and not group_by and not over:
         having = _ids_having(db, ids, checked.columns, checked.curve_keys)
         ids = having[:limit] or ids  # none has them: every card, for the error saying so
-    if len(ids) >= forked.MANY:  # the metrics on another core, while this one reads the cards
+    values_by_card = None
+    if len(ids) >= forked.FORK_FROM and forked.can_fork():
         with forked.in_child(partial(_latest_values_anew, db.location, ids)) as values_of:
-            selected, values = cards_by_id(db, ids), values_of()
+            selected = cards_by_id(db, ids)  # while the child reads the metrics
+            values_by_card = values_of()
     else:
-        selected, values = cards_by_id(db, ids), None
+        selected = cards_by_id(db, ids)
     table = build_table(
         db, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=aggs, over=over,
-        spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions, checked=checked, values=values,
+        spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions, checked=checked,
+        values_by_card=values_by_card,
     )
     if having:
         unselected_baseline = isinstance(table.baseline, Row) and table.baseline.card.id not in set(having)
@@ -669,7 +674,9 @@ def comparison(
 
 
 def _latest_values_anew(location: str, ids: list[int]) -> dict[int, dict[str, float]]:
-    """`latest_values` over a connection of its own, as a forked child needs."""
+    """`latest_values` over a connection of its own, as a forked child needs. The child's SQLite counts the file
+    locks that this process's connection held at the fork as its own: that connection stays open until the child
+    has ended (`forked.in_child` ends it before its block is left)."""
     with Database(location, upgrade="no") as db:
         return latest_values(db, ids, profiles=False)
 

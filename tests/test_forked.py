@@ -9,7 +9,7 @@ import pytest
 
 from expdb import forked
 
-pytestmark = pytest.mark.skipif(not forked.can_fork(), reason="needs fork and two usable cores, as CI has")
+pytestmark = pytest.mark.skipif(not forked.can_fork(), reason="needs Linux and two usable cores, as CI has")
 
 
 def test_the_result_is_the_childs():
@@ -47,7 +47,8 @@ def test_leaving_the_block_early_ends_the_child(tmp_path):
     started = tmp_path / "child"
 
     def work() -> None:
-        started.write_text(str(os.getpid()))
+        (tmp_path / "writing").write_text(str(os.getpid()))
+        (tmp_path / "writing").replace(started)  # whole, or not there yet
         time.sleep(60)
 
     with pytest.raises(KeyError), forked.in_child(work):
@@ -61,8 +62,26 @@ def test_leaving_the_block_early_ends_the_child(tmp_path):
 
 
 def test_ctrl_c_is_left_to_this_process():
-    with forked.in_child(lambda: signal.getsignal(signal.SIGINT) is signal.SIG_IGN) as result:
-        assert result() is True
+    """The child ignores Ctrl-C (this process ends it); SIGINT, held back while the fork is made, reaches both again."""
+    def child_sees() -> list:
+        return [signal.getsignal(signal.SIGINT) is signal.SIG_IGN, signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])]
+
+    with forked.in_child(child_sees) as result:
+        assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert result() == [True, False]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_a_child_that_ends_well_without_a_result_is_replaced_by_this_process():
+    parent = os.getpid()
+
+    def work() -> int:
+        if os.getpid() != parent:
+            os._exit(0)  # nothing sent, yet a clean exit
+        return 7
+
+    with forked.in_child(work) as result:
+        assert result() == 7
 
 
 def test_no_child_beside_a_thread():
