@@ -249,6 +249,42 @@ def test_many_cards_are_read_and_written_alike_on_two_cores(cli, three_cards, ex
     assert [len(in_two[index].out.splitlines()) for index in (0, len(formats))] == [4, 8]  # rows in both halves
 
 
+def test_a_screenful_shows_the_first_rows_of_the_whole_table(cli):
+    """The rows a terminal shows first are found without reading every card: a card counts by a summary metric of
+    any of its runs, by a curve alone, or by a cost in its latest profile; one with only other metrics does not.
+    Each screenful is the start of the whole table, and says how many rows it left out."""
+    from expdb.cards import create_card
+    from expdb.db import Database
+    from expdb.results import record_run
+    from expdb.runs import begin_run
+
+    with Database(create=True) as database:
+        for index, name in enumerate(("by_metric", "other_only", "by_curve", "by_cost", "older_run", "nothing")):
+            create_card(database, name, {"N": index})
+        record_run(database, "by_metric", "finished", {"iou50": 0.5})
+        record_run(database, "other_only", "finished", {"top1": 0.9})
+        run = begin_run(database, "by_curve", device="cpu")
+        run.log(0, loss=1.0)
+        run.log(1, loss=0.5)
+        run.end("finished")
+        record_run(database, "by_cost", "finished", {"params": 1000.0})
+        record_run(database, "older_run", "finished", {"iou50": 0.4})
+        record_run(database, "older_run", "crashed", {})
+
+    def names(result) -> list[str]:
+        assert result.code == 0, result.err
+        return [line.split("│")[0].strip() for line in result.out.splitlines() if "│" in line]
+
+    for metrics, every in (
+        (("-m", "iou50", "-m", "loss", "-m", "params"), ["by_metric", "by_curve", "by_cost", "older_run"]),
+        (("-m", "iou50"), ["by_metric", "older_run"]),
+    ):
+        assert names(cli("table", *metrics, "--all")) == every
+        first = cli("table", *metrics, "--limit", "1")
+        assert names(first) == every[:1]
+        assert f"… {len(every) - 1} more row" in first.out
+
+
 def test_csv_writes_each_value_as_typed(cli):
     """Booleans as true/false, lists as JSON (each list kind apart: [1] is not [true] nor [1.0]), a missing value or
     metric as an empty cell, numbers and strings as they are."""
