@@ -686,7 +686,7 @@ def _ids_having(db: Database, ids: list[int], requested: list[tuple[str, str]], 
     or (for a cost) in the card's latest profile; as `_card_rows` finds them."""
     keys = sorted({key for key, _ in requested})
     among, bound = db.among("metric.key", keys)
-    # Per run, whether one of its rows has a key (its first found does): not every row of 500,000 joined and made distinct.
+    # Whether each run has one of the keys, which stops at the first found: not 500,000 rows joined and made distinct.
     sources = [f"SELECT run.card_id FROM run WHERE EXISTS (SELECT 1 FROM metric WHERE metric.run_id = run.id AND {among})"]
     curves = [key for key in keys if key in curve_keys]
     if curves:
