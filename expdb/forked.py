@@ -38,6 +38,11 @@ def can_fork() -> bool:
     )
 
 
+def worth_a_child(count: int) -> bool:
+    """Whether work over `count` cards or rows is worth splitting with a child, and one can be made."""
+    return count >= FORK_FROM and can_fork()
+
+
 @contextmanager
 def in_child(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
     """Start `work()` in a forked child. Inside the block, the function this yields waits for the child's result

@@ -357,7 +357,7 @@ def _raw_values(table: ComparisonTable, row, column: Column) -> list:
 
 def write_csv(table: ComparisonTable, file: TextIO) -> None:
     csv.writer(file, lineterminator="\n").writerow(flat_header(table))
-    if len(table.rows) < forked.FORK_FROM or not forked.can_fork():
+    if not forked.worth_a_child(len(table.rows)):
         _write_csv_rows(table, slice(None), file)
         return
     half = len(table.rows) // 2

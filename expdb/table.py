@@ -656,7 +656,7 @@ def comparison(
         having = _ids_having(db, ids, checked.columns, checked.curve_keys)
         ids = having[:limit] or ids  # none has them: every card, for the error saying so
     values_by_card = None
-    if len(ids) >= forked.FORK_FROM and forked.can_fork():
+    if forked.worth_a_child(len(ids)):
         with forked.in_child(partial(_latest_values_anew, db.location, ids)) as values_of:
             selected = cards_by_id(db, ids)  # while the child reads the metrics
             values_by_card = values_of()
