@@ -16,6 +16,7 @@ targets of the issues:
     expdb table --format csv            (every card, to /dev/null)             < 2 s    100k cards (1.5 s: 10k)
     expdb table -m iou50 --over seed    (piped; in a terminal; --baseline as csv)   < 1 s    10k cards (2,000 variants x 5 seeds)
     python -c pass, expdb --help        (for reference, no target)
+    python, 10 million additions        (for reference: the host's speed, to compare figures taken at other times)
 
 "In a terminal" is a pseudo-terminal of 80 columns and 40 lines that this script reads, as a
 terminal would: the fitting to its width is in the times. PASS/FAIL is judged on the median
@@ -64,6 +65,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from large_db import build_database, build_seeded_database  # noqa: E402
 
+ADDITIONS = "total = 0\nfor number in range(10_000_000):\n    total += number"
 FORBIDDEN = ("torch", "fvcore", "matplotlib", "pandas")
 HEAVY = ("sqlalchemy", "alembic", "sqlmodel", "pydantic", "pydantic_core", "numpy", "typer", "click", "rich")  # reported, allowed
 CLOSE_FRACTION = 0.8
@@ -379,6 +381,8 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         check_before(args.before)
     commands = [
         Command("python -c pass", [sys.executable, "-c", "pass"], None, is_expdb=False),
+        # The host's speed at each round, for comparing figures taken at other times: no expdb in it.
+        Command("python, 10 million additions", [sys.executable, "-c", ADDITIONS], None, is_expdb=False),
         Command("expdb --help", [*expdb, "--help"], None),
     ]
     for cards in args.sizes:
@@ -394,7 +398,8 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         print(f"  --where {where!r} selects {selected} of {summary['cards']:,} cards")
         commands += _commands(expdb, cards, path, where)
     commands = with_before(commands, args.before)
-    print(f"running: {' '.join(expdb)}  ({sys.version.split()[0]}, {os.cpu_count()} cores, "
+    python = f"Python {sys.version.split()[0]} at {os.path.realpath(sys.executable)}"
+    print(f"running: {' '.join(expdb)}  ({python}, {os.cpu_count()} cores, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
 
     for command in commands:  # warm-up: page cache, .pyc files
