@@ -117,16 +117,26 @@ class Measured:
 
 def card_profiles(db: Database, card_ids: list[int]) -> dict[int, list[Measured]]:
     """card id -> its latest profile under each set of conditions, the latest first."""
+    return profiles_of(profile_rows(db, card_ids))
+
+
+def profile_rows(db: Database, card_ids: list[int]) -> list[tuple]:
+    """Every profile of these cards as `profiles_of` takes them, the latest first: numbers and text only (a forked
+    child can hand them over)."""
     restrict, ids = "", list[object]()  # every card: the whole table
     if not db.every_row("card", card_ids):
         among, ids = db.among("card_id", card_ids)
         restrict = f" WHERE {among}"
     columns = ", ".join(PROFILE_COLUMNS.values())
-    rows = db.query(
+    return db.query(
         f"SELECT id, card_id, device, dtype, param_dtype, batch, input_shape, threads, flags, {columns}, "
         f"cost_time_p10_ms, cost_time_p90_ms, iterations, shared, run_id, flops_counter FROM profile{restrict} ORDER BY id DESC",
         ids,
     )
+
+
+def profiles_of(rows: list[tuple]) -> dict[int, list[Measured]]:
+    """`card_profiles` of the rows `profile_rows` read."""
     found: dict[int, list[Measured]] = {}
     known: dict[tuple, Conditions] = {}  # a study has few sets of conditions: each made once
     keys, count = tuple(PROFILE_COLUMNS), len(PROFILE_COLUMNS)
@@ -198,9 +208,14 @@ def choose(profiles: dict[int, list[Measured]], wanted_text: str | None = None) 
     return Choice(conditions, chosen, [card_id for card_id in profiles if card_id not in chosen])
 
 
-def fill_rows(db: Database, rows: list, wanted_text: str | None) -> Choice:
-    """Put each row's profile under the chosen conditions into `row.values` (and its marks into `row.marks`)."""
-    choice = choose(card_profiles(db, list({row.card.id for row in rows})), wanted_text)
+def fill_rows(
+    db: Database, rows: list, wanted_text: str | None, profiles: dict[int, list[Measured]] | None = None
+) -> Choice:
+    """Put each row's profile under the chosen conditions into `row.values` (and its marks into `row.marks`).
+    `profiles`: the `card_profiles` of the rows' cards, read already."""
+    if profiles is None:
+        profiles = card_profiles(db, list({row.card.id for row in rows}))
+    choice = choose(profiles, wanted_text)
     chosen = choice.chosen
     for row in rows:
         measured = chosen.get(row.card.id)

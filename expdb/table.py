@@ -479,6 +479,13 @@ def cards_where(db: Database, where: str) -> list[int]:
     return _matching_ids(db, parse_where(where), set(known), curve_keys)
 
 
+class ReadAhead(NamedTuple):
+    """What `build_table` reads of the cards, read before it is called: by a forked child, while the cards were read."""
+
+    values_by_card: dict[int, dict[str, float]]  # as `latest_values` reads them without profiles
+    profiles: dict[int, list[profile_conditions.Measured]]  # as `conditions.card_profiles` reads them
+
+
 @without_gc()
 def build_table(
     db: Database,
@@ -495,7 +502,7 @@ def build_table(
     conditions: str | None = None,
     limit: int | None = None,
     checked: "Requested | None" = None,
-    values_by_card: dict[int, dict[str, float]] | None = None,
+    read_ahead: ReadAhead | None = None,
 ) -> ComparisonTable:
     """The rows of `cards` (as `select_cards` picks them, in that order) that have any of `metrics`
     (default: every recorded metric), sorted by `sort` if given.
@@ -514,7 +521,7 @@ def build_table(
     row's Cost-Time is marked when any of its cards' is. `limit`: only the first rows (the baseline's
     kept on top), of which the parameter columns and the best marks are taken; `total_rows` says how
     many there were. `checked`: `metrics` as `requested_metrics` checked them already (not read again);
-    `values_by_card`: the cards' metrics as `latest_values` reads them without profiles, read already.
+    `read_ahead`: the cards' metrics and profiles, read already.
     """
     group_keys, agg_names = _grouping(group_by, aggs, over)
     over_keys = split_keys(over)
@@ -526,7 +533,7 @@ def build_table(
     requested, curve_keys, definitions = checked or requested_metrics(db, metrics)
     base_card = baseline if baseline is not None and (not folded or _is_card(db, baseline)) else None
     card_rows, base_card_row, choice = _card_rows(
-        db, cards, requested, curve_keys, base_card, definitions, conditions, values_by_card
+        db, cards, requested, curve_keys, base_card, definitions, conditions, read_ahead
     )
     if not card_rows:
         asked = " or ".join(f"{key}:{reduction}" if reduction else key for key, reduction in requested) or "a metric"
@@ -655,17 +662,18 @@ def comparison(
     if limit is not None and not sort and not group_by and not over:
         having = _ids_having(db, ids, checked.columns, checked.curve_keys)
         ids = having[:limit] or ids  # none has them: every card, for the error saying so
-    values_by_card = None
+    read_ahead = None
     if forked.worth_a_child(len(ids)):
-        with forked.in_child(partial(_latest_values_anew, db.location, ids)) as values_of:
-            selected = cards_by_id(db, ids)  # while the child reads the metrics
-            values_by_card = values_of()
+        with forked.in_child(partial(_read_anew, db.location, ids)) as read_by_child:
+            selected = cards_by_id(db, ids)  # while the child reads the metrics and the profiles
+            values_by_card, profile_rows = read_by_child()
+            read_ahead = ReadAhead(values_by_card, profile_conditions.profiles_of(profile_rows))
     else:
         selected = cards_by_id(db, ids)
     table = build_table(
         db, selected, metrics, sort=sort, baseline=baseline, params=params, group_by=group_by, aggs=aggs, over=over,
         spread=spread, invalid_baseline=invalid_baseline, limit=limit, conditions=conditions, checked=checked,
-        values_by_card=values_by_card,
+        read_ahead=read_ahead,
     )
     if having:
         unselected_baseline = isinstance(table.baseline, Row) and table.baseline.card.id not in set(having)
@@ -673,12 +681,13 @@ def comparison(
     return table
 
 
-def _latest_values_anew(location: str, ids: list[int]) -> dict[int, dict[str, float]]:
-    """`latest_values` over a connection of its own, as a forked child needs. The child's SQLite counts the file
-    locks that this process's connection held at the fork as its own: that connection stays open until the child
-    has ended (`forked.in_child` ends it before its block is left)."""
+def _read_anew(location: str, ids: list[int]) -> tuple[dict[int, dict[str, float]], list[tuple]]:
+    """The metrics (`latest_values` without profiles) and the profiles' rows (`conditions.profile_rows`) of the cards,
+    over a connection of its own, as a forked child needs. The child's SQLite counts the file locks that this
+    process's connection held at the fork as its own: that connection stays open until the child has ended
+    (`forked.in_child` ends it before its block is left)."""
     with Database(location, upgrade="no") as db:
-        return latest_values(db, ids, profiles=False)
+        return latest_values(db, ids, profiles=False), profile_conditions.profile_rows(db, ids)
 
 
 def _ids_having(db: Database, ids: list[int], requested: list[tuple[str, str]], curve_keys: set[str]) -> list[int]:
@@ -758,12 +767,15 @@ def _card_rows(
     baseline: str | None,
     definitions: dict[str, MetricDef],
     conditions: str | None,
-    values_by_card: dict[int, dict[str, float]] | None,
+    read_ahead: ReadAhead | None,
 ) -> tuple[list[Row], Row | None, profile_conditions.Choice]:
     """A row per card that has a value of a requested metric (the baseline's on top when it is not one of them),
     the baseline's row, and the profiles chosen."""
-    if values_by_card is None:
+    profiles: dict[int, list[profile_conditions.Measured]] | None = None  # read with the other rows' when None
+    if read_ahead is None:
         values_by_card = latest_values(db, [card.id for card in cards], profiles=False)
+    else:
+        values_by_card, profiles = read_ahead
     all_rows = [Row(card, values_by_card.get(card.id, {})) for card in cards]
     base_row = None
     if baseline is not None:
@@ -772,7 +784,9 @@ def _card_rows(
         if base_row is None:
             base_row = Row(base_card, latest_values(db, [base_card.id], profiles=False).get(base_card.id, {}))
     extra = [base_row] if base_row is not None and not any(row is base_row for row in all_rows) else []
-    choice = profile_conditions.fill_rows(db, all_rows + extra, conditions)
+    if profiles is not None and extra:  # the baseline's card is not one of `cards`: its profiles are read here
+        profiles = {**profiles, **profile_conditions.card_profiles(db, [extra[0].card.id])}
+    choice = profile_conditions.fill_rows(db, all_rows + extra, conditions, profiles)
     for key, reduction in requested:
         _fill_values(db, all_rows + extra, key, reduction, curve_keys)
     keys = {Column(definition(definitions, key), reduction).key for key, reduction in requested}

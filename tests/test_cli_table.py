@@ -219,15 +219,23 @@ def test_the_terminal_view_shows_a_screenful_and_says_how_many_more(cli, workdir
 
 
 def test_many_cards_are_read_and_written_alike_on_two_cores(cli, three_cards, example_db, monkeypatch):
-    """From `forked.FORK_FROM` cards on, a forked child reads the metrics while the cards are read, and writes half
-    the csv while the other half is written: every format says what one process says, on either backend (the child
-    opens its own connection)."""
+    """From `forked.FORK_FROM` cards on, a forked child reads the metrics and the profiles while the cards are read,
+    and writes half the csv while the other half is written: every format says what one process says, on either
+    backend (the child opens its own connection), with a baseline the selection leaves out (its profile read apart)."""
     from expdb import forked, render, table
+    from expdb.db import Database
+    from expdb.results import record_run
 
     if not forked.can_fork():
         pytest.skip("needs Linux and two usable cores, as CI has")
+    with Database() as database:  # a profile that crosses from the child, as the backend gives its numbers
+        record_run(database, "a_1", "finished", {"params": 1000.0, "cost_time": 2.5})
     formats = ("csv", "rich", "json", "md")
-    studies = ((), ("--db", str(example_db)))  # three_cards in the test's database (SQLite or PostgreSQL); the example
+    studies = (
+        (),  # three_cards in the test's database (SQLite or PostgreSQL)
+        ("--where", "N >= 1", "--baseline", "a_1"),
+        ("--db", str(example_db)),  # the example study
+    )
 
     def tables() -> list:
         return [cli("table", "--all", *study, "--format", shape) for study in studies for shape in formats]
@@ -236,7 +244,7 @@ def test_many_cards_are_read_and_written_alike_on_two_cores(cli, three_cards, ex
     forks, fork, this_process = [], os.fork, os.getpid()
     monkeypatch.setattr(forked, "FORK_FROM", 2)
     monkeypatch.setattr(os, "fork", lambda: forks.append(this_process) or fork())
-    for module, name in ((table, "_latest_values_anew"), (render, "_csv_rows_text")):
+    for module, name in ((table, "_read_anew"), (render, "_csv_rows_text")):
         # Only ever in the child: this process doing the child's work (its fallback) fails the test.
         work = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *args, work=work, name=name: work(*args) if os.getpid() != this_process
@@ -246,7 +254,8 @@ def test_many_cards_are_read_and_written_alike_on_two_cores(cli, three_cards, ex
     for one, two in zip(in_one, in_two, strict=True):
         assert two.code == one.code == 0, two.err
         assert two.out == one.out
-    assert [len(in_two[index].out.splitlines()) for index in (0, len(formats))] == [4, 8]  # rows in both halves
+    assert [len(in_two[index * len(formats)].out.splitlines()) for index in range(3)] == [4, 4, 8]  # rows in both halves
+    assert "2.5" in in_two[len(formats)].out.splitlines()[1]  # the unselected baseline's profile
 
 
 def test_a_screenful_shows_the_first_rows_of_the_whole_table(cli):
