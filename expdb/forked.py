@@ -1,8 +1,8 @@
 """Work on the machine's other core: a forked child computes a value while this process goes on.
 
 A table of 100,000 cards spends its time in Python, on one core: reading the database and writing
-csv. With two cores or more, a forked child reads the metrics while this process reads the cards,
-and writes half the csv while this process writes the other half (`benchmarks/bench_cli.py`).
+csv. With two cores or more, a forked child reads the metrics and profiles while this process reads
+the cards, and writes half the csv while this process writes the other half (`benchmarks/bench_cli.py`).
 
 The child is only ever a shortcut. Where a fork is not safe (see `can_fork`), or when the child
 fails in any way, this process computes the value itself, so the result, and any error, is always
