@@ -243,9 +243,28 @@ def judged(commands: list[Command]) -> bool:
     return all(verdict(command).startswith(("PASS", "(reference)")) for command in commands if not command.before)
 
 
-def verdict(command: Command) -> str:
+def in_round(commands: list[Command], round_: int) -> list[Command]:
+    """The order of one round: every other round runs the other version of a command first, so that neither
+    version always comes second (after the first has warmed the page cache, or into a burst of load)."""
+    ordered = list(commands)
+    if round_ % 2:
+        for at, command in enumerate(ordered):
+            if command.before:
+                ordered[at - 1], ordered[at] = command, ordered[at - 1]
+    return ordered
+
+
+def paired(this: Command, before: Command) -> str:
+    """This version against the other, round by round (each pair ran back to back): the median change, and in
+    how many rounds this one was quicker. Finer than two medians on a noisy machine."""
+    changes = [(new - old) / old * 100 for new, old in zip(this.times, before.times, strict=True)]
+    quicker = sum(change < 0 for change in changes)
+    return f"(before; this {statistics.median(changes):+.0f}%, quicker in {quicker} of {len(changes)})"
+
+
+def verdict(command: Command, previous: Command | None = None) -> str:
     if command.before:
-        return "(before)"
+        return paired(previous, command) if previous is not None else "(before)"
     if command.target is None:
         return "(reference)"
     median = statistics.median(command.times)
@@ -258,11 +277,12 @@ def print_table(commands: list[Command]) -> None:
     width = max(len(command.label) for command in commands)
     print(f"{'command':<{width}}  {'min':>7}  {'median':>7}  {'max':>7}  {'cpu':>7}  {'target':>8}  result")
     print("-" * (width + 59))
-    for command in commands:
+    for previous, command in zip([None, *commands[:-1]], commands, strict=True):
         low, mid, high = min(command.times), statistics.median(command.times), max(command.times)
         target = f"< {command.target:.1f} s" if command.target is not None else "-"
         cpu = statistics.median(command.cpu)
-        print(f"{command.label:<{width}}  {low:7.3f}  {mid:7.3f}  {high:7.3f}  {cpu:7.3f}  {target:>8}  {verdict(command)}")
+        result = verdict(command, previous)
+        print(f"{command.label:<{width}}  {low:7.3f}  {mid:7.3f}  {high:7.3f}  {cpu:7.3f}  {target:>8}  {result}")
 
 
 def print_profile(command: Command, workdir: Path, top: int) -> None:
@@ -317,8 +337,8 @@ def bench_over_seed(workdir: Path, repeat: int, before: str | None = None) -> bo
     for command in commands:
         run_once(command.argv, env=clean_env(**command.env))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    for _ in range(repeat):
-        for command in commands:
+    for round_ in range(repeat):
+        for command in in_round(commands, round_):
             timed(command)
     print(f"seconds over {repeat} runs (after one warm-up run): wall min, median, max; median CPU (user + system); "
           f"load average before {load}, after {' '.join(f'{x:.2f}' for x in os.getloadavg())}:")
@@ -406,8 +426,8 @@ def _bench(args: argparse.Namespace, workdir: Path) -> int:
         timed(command)
         command.times.clear()
         command.cpu.clear()
-    for _ in range(args.repeat):
-        for command in commands:
+    for round_ in range(args.repeat):
+        for command in in_round(commands, round_):
             timed(command)
 
     print(f"\nseconds over {args.repeat} runs (after one warm-up run): wall min, median, max; median CPU (user + system):")
