@@ -30,7 +30,9 @@ and functions are printed.
 
 With --before DIR (a checkout of another version of expdb, e.g. main's, exported with
 `git archive main | tar -x -C DIR`), every expdb command is also run with that version (`python -m
-expdb` with DIR first on PYTHONPATH), interleaved with this one's, and both are printed side by side.
+expdb` with DIR first on PYTHONPATH), interleaved with this one's (back to back, the other first every
+other round), and both are printed side by side, with the median of the round-by-round changes, which a
+noisy machine moves less than it moves two medians.
 When that version's schema is older, it reads a copy of each database migrated down to its schema.
 
 The commands run with bytecode caching on (PYTHONDONTWRITEBYTECODE is removed from their
