@@ -208,13 +208,9 @@ def choose(profiles: dict[int, list[Measured]], wanted_text: str | None = None) 
     return Choice(conditions, chosen, [card_id for card_id in profiles if card_id not in chosen])
 
 
-def fill_rows(
-    db: Database, rows: list, wanted_text: str | None, profiles: dict[int, list[Measured]] | None = None
-) -> Choice:
+def fill_rows(rows: list, wanted_text: str | None, profiles: dict[int, list[Measured]]) -> Choice:
     """Put each row's profile under the chosen conditions into `row.values` (and its marks into `row.marks`).
-    `profiles`: the `card_profiles` of the rows' cards, read already."""
-    if profiles is None:
-        profiles = card_profiles(db, list({row.card.id for row in rows}))
+    `profiles`: the `card_profiles` of the rows' cards."""
     choice = choose(profiles, wanted_text)
     chosen = choice.chosen
     for row in rows:

@@ -46,7 +46,7 @@ def worth_a_child(count: int) -> bool:
 @contextmanager
 def in_child(work: Callable[[], T]) -> Iterator[Callable[[], T]]:
     """Start `work()` in a forked child. Inside the block, the function this yields waits for the child's result
-    (made of what marshal carries: numbers, strings, lists, dicts), or computes it here. Leaving the block ends
+    (made of what marshal carries: numbers, strings, tuples, lists, dicts), or computes it here. Leaving the block ends
     the child.
 
     `work` must not use anything the fork copied that is shared with this process, such as a database

@@ -666,8 +666,8 @@ def comparison(
     if forked.worth_a_child(len(ids)):
         with forked.in_child(partial(_read_anew, db.location, ids)) as read_by_child:
             selected = cards_by_id(db, ids)  # while the child reads the metrics and the profiles
-            values_by_card, profile_rows = read_by_child()
-            read_ahead = ReadAhead(values_by_card, profile_conditions.profiles_of(profile_rows))
+            values_by_card, rows = read_by_child()
+            read_ahead = ReadAhead(values_by_card, profile_conditions.profiles_of(rows))
     else:
         selected = cards_by_id(db, ids)
     table = build_table(
@@ -771,22 +771,20 @@ def _card_rows(
 ) -> tuple[list[Row], Row | None, profile_conditions.Choice]:
     """A row per card that has a value of a requested metric (the baseline's on top when it is not one of them),
     the baseline's row, and the profiles chosen."""
-    profiles: dict[int, list[profile_conditions.Measured]] | None = None  # read with the other rows' when None
     if read_ahead is None:
-        values_by_card = latest_values(db, [card.id for card in cards], profiles=False)
-    else:
-        values_by_card, profiles = read_ahead
+        ids = [card.id for card in cards]
+        read_ahead = ReadAhead(latest_values(db, ids, profiles=False), profile_conditions.card_profiles(db, ids))
+    values_by_card, profiles = read_ahead
     all_rows = [Row(card, values_by_card.get(card.id, {})) for card in cards]
     base_row = None
     if baseline is not None:
         base_card = get_card(db, baseline)
         base_row = next((row for row in all_rows if row.card.id == base_card.id), None)
-        if base_row is None:
+        if base_row is None:  # not one of `cards`: its metrics and profiles are read apart
             base_row = Row(base_card, latest_values(db, [base_card.id], profiles=False).get(base_card.id, {}))
+            profiles = {**profiles, **profile_conditions.card_profiles(db, [base_card.id])}
     extra = [base_row] if base_row is not None and not any(row is base_row for row in all_rows) else []
-    if profiles is not None and extra:  # the baseline's card is not one of `cards`: its profiles are read here
-        profiles = {**profiles, **profile_conditions.card_profiles(db, [extra[0].card.id])}
-    choice = profile_conditions.fill_rows(db, all_rows + extra, conditions, profiles)
+    choice = profile_conditions.fill_rows(all_rows + extra, conditions, profiles)
     for key, reduction in requested:
         _fill_values(db, all_rows + extra, key, reduction, curve_keys)
     keys = {Column(definition(definitions, key), reduction).key for key, reduction in requested}

@@ -222,14 +222,19 @@ def test_many_cards_are_read_and_written_alike_on_two_cores(cli, three_cards, ex
     """From `forked.FORK_FROM` cards on, a forked child reads the metrics and the profiles while the cards are read,
     and writes half the csv while the other half is written: every format says what one process says, on either
     backend (the child opens its own connection), with a baseline the selection leaves out (its profile read apart)."""
-    from expdb import forked, render, table
+    from expdb import conditions, forked, render, table
     from expdb.db import Database
     from expdb.results import record_run
 
     if not forked.can_fork():
         pytest.skip("needs Linux and two usable cores, as CI has")
-    with Database() as database:  # a profile that crosses from the child, as the backend gives its numbers
+    with Database() as database:  # profiles that cross from the child, as the backend gives their numbers
         record_run(database, "a_1", "finished", {"params": 1000.0, "cost_time": 2.5})
+        with database.transaction() as connection:  # b_1's under other conditions, which win: a_1's is left out
+            connection.execute(
+                "INSERT INTO profile (uid, card_id, created_at, cost_time_ms, device, batch, details) "
+                "SELECT 'b_1 on cpu', id, 1e10, 4.0, 'cpu', 8, '{}' FROM card WHERE name = 'b_1'"
+            )
     formats = ("csv", "rich", "json", "md")
     studies = (
         (),  # three_cards in the test's database (SQLite or PostgreSQL)
@@ -249,13 +254,17 @@ def test_many_cards_are_read_and_written_alike_on_two_cores(cli, three_cards, ex
         work = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *args, work=work, name=name: work(*args) if os.getpid() != this_process
                             else pytest.fail(f"{name} ran in this process, not in a child"))
+    profile_rows = conditions.profile_rows  # here, only for a baseline the selection leaves out
+    monkeypatch.setattr(conditions, "profile_rows", lambda db, ids: profile_rows(db, ids) if os.getpid() != this_process
+                        or len(ids) == 1 else pytest.fail("the profiles were read again in this process"))
     in_two = tables()
-    assert len(forks) == len(studies) * (len(formats) + 1)  # the metrics of each table, and the second half of a csv
+    assert len(forks) == len(studies) * (len(formats) + 1)  # the metrics and profiles of each table, and half a csv
     for one, two in zip(in_one, in_two, strict=True):
         assert two.code == one.code == 0, two.err
         assert two.out == one.out
     assert [len(in_two[index * len(formats)].out.splitlines()) for index in range(3)] == [4, 4, 8]  # rows in both halves
-    assert "2.5" in in_two[len(formats)].out.splitlines()[1]  # the unselected baseline's profile
+    with_baseline = in_two[len(formats) + formats.index("md")].out  # b_1's profile, from the child, under conditions
+    assert "| **4ms** |" in with_baseline and "so left out: a_1" in with_baseline  # that win over a_1's, read here
 
 
 def test_a_screenful_shows_the_first_rows_of_the_whole_table(cli):
