@@ -480,10 +480,10 @@ def cards_where(db: Database, where: str) -> list[int]:
 
 
 class ReadAhead(NamedTuple):
-    """What `build_table` reads of the cards, read before it is called: by a forked child, while the cards were read."""
+    """What `build_table` reads of the cards (`_read_ahead`), in numbers and text, which a forked child can hand over."""
 
     values_by_card: dict[int, dict[str, float]]  # as `latest_values` reads them without profiles
-    profiles: dict[int, list[profile_conditions.Measured]]  # as `conditions.card_profiles` reads them
+    profile_rows: list[tuple]  # as `conditions.profile_rows` reads them
 
 
 @without_gc()
@@ -666,8 +666,7 @@ def comparison(
     if forked.worth_a_child(len(ids)):
         with forked.in_child(partial(_read_anew, db.location, ids)) as read_by_child:
             selected = cards_by_id(db, ids)  # while the child reads the metrics and the profiles
-            values_by_card, rows = read_by_child()
-            read_ahead = ReadAhead(values_by_card, profile_conditions.profiles_of(rows))
+            read_ahead = ReadAhead(*read_by_child())
     else:
         selected = cards_by_id(db, ids)
     table = build_table(
@@ -682,12 +681,17 @@ def comparison(
 
 
 def _read_anew(location: str, ids: list[int]) -> tuple[dict[int, dict[str, float]], list[tuple]]:
-    """The metrics (`latest_values` without profiles) and the profiles' rows (`conditions.profile_rows`) of the cards,
-    over a connection of its own, as a forked child needs. The child's SQLite counts the file locks that this
-    process's connection held at the fork as its own: that connection stays open until the child has ended
+    """`_read_ahead` over a connection of its own, as a forked child needs. The child's SQLite counts the file locks
+    that this process's connection held at the fork as its own: that connection stays open until the child has ended
     (`forked.in_child` ends it before its block is left)."""
     with Database(location, upgrade="no") as db:
-        return latest_values(db, ids, profiles=False), profile_conditions.profile_rows(db, ids)
+        values_by_card, profile_rows = _read_ahead(db, ids)
+    return values_by_card, profile_rows  # a plain tuple: marshal carries no NamedTuple
+
+
+def _read_ahead(db: Database, ids: list[int]) -> ReadAhead:
+    """The cards' metrics and their profiles' rows."""
+    return ReadAhead(latest_values(db, ids, profiles=False), profile_conditions.profile_rows(db, ids))
 
 
 def _ids_having(db: Database, ids: list[int], requested: list[tuple[str, str]], curve_keys: set[str]) -> list[int]:
@@ -771,10 +775,8 @@ def _card_rows(
 ) -> tuple[list[Row], Row | None, profile_conditions.Choice]:
     """A row per card that has a value of a requested metric (the baseline's on top when it is not one of them),
     the baseline's row, and the profiles chosen."""
-    if read_ahead is None:
-        ids = [card.id for card in cards]
-        read_ahead = ReadAhead(latest_values(db, ids, profiles=False), profile_conditions.card_profiles(db, ids))
-    values_by_card, profiles = read_ahead
+    values_by_card, profile_rows = read_ahead or _read_ahead(db, [card.id for card in cards])
+    profiles = profile_conditions.profiles_of(profile_rows)
     all_rows = [Row(card, values_by_card.get(card.id, {})) for card in cards]
     base_row = None
     if baseline is not None:
